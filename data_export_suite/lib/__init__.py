@@ -1,0 +1,1 @@
+"""Pure-Python helpers of data_export_suite (never imports ``odoo``)."""
