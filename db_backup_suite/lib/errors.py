@@ -3,45 +3,43 @@
 Every error a user can cause (a wrong key, a damaged archive, an unreachable
 server, a full disk) is one of these, with a message that says what happened
 and what to do; none of them leaves a partial archive or a changed database.
+
+The archive and keyring errors ARE the classes of the suite's crypto layer
+(``audit_export.lib.keyring`` / ``streamcrypt``), not copies: an error raised
+while decrypting is caught by ``except ArchiveTamperedError`` here and by
+``except streamcrypt.TamperedError`` alike, and ``BackupSuiteError`` is the
+crypto layer's root ``SuiteError``, so it catches all of them too.
 """
 
+if __name__.startswith("odoo.addons."):
+    from odoo.addons.audit_export.lib import keyring as _keyring
+    from odoo.addons.audit_export.lib import streamcrypt as _streamcrypt
+else:
+    from audit_export.lib import keyring as _keyring
+    from audit_export.lib import streamcrypt as _streamcrypt
 
-class BackupSuiteError(Exception):
-    """Base class of every error the engine raises on purpose."""
-
+#: Base class of every error the engine raises on purpose.
+BackupSuiteError = _keyring.SuiteError
 
 # Keys -----------------------------------------------------------------------
-class KeyringError(BackupSuiteError):
-    """The server keyring is missing or malformed."""
-
-
-class UnknownKeyError(KeyringError):
-    """The archive names a key id the keyring does not hold."""
-
+#: The server keyring is missing or malformed.
+KeyringError = _keyring.KeyringError
+#: The archive names a key id the keyring does not hold (a KeyringError).
+UnknownKeyError = _keyring.UnknownKeyError
 
 # Archives -------------------------------------------------------------------
-class ArchiveError(BackupSuiteError):
-    """The archive cannot be read or is not trustworthy."""
-
-
-class ArchiveFormatError(ArchiveError):
-    """Not an archive of this suite, or of a format version we do not know."""
-
-
-class ArchiveTruncatedError(ArchiveError):
-    """The archive ends before its last chunk."""
-
-
-class ArchiveTamperedError(ArchiveError):
-    """Authentication failed: a header or chunk was altered or reordered."""
-
-
-class WrongKeyError(ArchiveError):
-    """The key (or password) does not open this archive."""
-
-
-class WrongPasswordError(WrongKeyError):
-    """The password does not open this archive."""
+#: The archive cannot be read or is not trustworthy (base of the below).
+ArchiveError = _streamcrypt.StreamCryptError
+#: Not an archive of this suite, or of a format version we do not know.
+ArchiveFormatError = _streamcrypt.FormatError
+#: The archive ends before its last chunk.
+ArchiveTruncatedError = _streamcrypt.TruncatedError
+#: Authentication failed: a header or chunk was altered or reordered.
+ArchiveTamperedError = _streamcrypt.TamperedError
+#: The key (or password) does not open this archive.
+WrongKeyError = _streamcrypt.WrongKeyError
+#: The password does not open this archive (a WrongKeyError).
+WrongPasswordError = _streamcrypt.WrongPasswordError
 
 
 # Storage --------------------------------------------------------------------

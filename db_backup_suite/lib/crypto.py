@@ -1,0 +1,297 @@
+"""Archive encryption for backups: the engine's single door to the crypto layer.
+
+The keyring and the streaming format live in ``audit_export.lib`` (shared with
+exports stored at rest); this module imports them under the right package
+name (``odoo.addons.audit_export.lib`` inside Odoo, ``audit_export.lib``
+otherwise, so exception classes are the same objects as the ones in
+:mod:`.errors`), re-exports what the engine needs, and adds what is specific
+to backups: the ``backup`` purpose, the payload content types, and reading
+legacy unencrypted archives (a zstd or gzip tar written before encryption
+existed, or with encryption turned off), which still restore but say so.
+
+Format description: ``docs/archive-format.md``.
+"""
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+if __name__.startswith("odoo.addons."):
+    from odoo.addons.audit_export.lib import keyring, streamcrypt
+else:
+    from audit_export.lib import keyring, streamcrypt
+
+# Re-exports -----------------------------------------------------------------
+Key = keyring.Key
+Keyring = keyring.Keyring
+generate_key_id = keyring.generate_key_id
+generate_key_line = keyring.generate_key_line
+ENV_KEYRING = keyring.ENV_KEYRING
+ENV_KEYRING_FILE = keyring.ENV_KEYRING_FILE
+CONFIG_OPTION = keyring.CONFIG_OPTION
+
+EncryptingWriter = streamcrypt.EncryptingWriter
+DecryptingReader = streamcrypt.DecryptingReader
+Header = streamcrypt.Header
+VerifyReport = streamcrypt.VerifyReport
+read_header = streamcrypt.read_header
+verify = streamcrypt.verify
+MAGIC = streamcrypt.MAGIC
+FORMAT_VERSION = streamcrypt.FORMAT_VERSION
+DEFAULT_CHUNK_SIZE = streamcrypt.DEFAULT_CHUNK_SIZE
+MIN_PASSWORD_LENGTH = streamcrypt.MIN_PASSWORD_LENGTH
+
+StreamCryptError = streamcrypt.StreamCryptError
+KeyringError = streamcrypt.KeyringError
+UnknownKeyError = streamcrypt.UnknownKeyError
+FormatError = streamcrypt.FormatError
+TruncatedError = streamcrypt.TruncatedError
+TamperedError = streamcrypt.TamperedError
+WrongKeyError = streamcrypt.WrongKeyError
+WrongPasswordError = streamcrypt.WrongPasswordError
+
+# Backup specifics -------------------------------------------------------------
+PURPOSE = "backup"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGIC = b"PK\x03\x04"
+#: compression name -> content type recorded in the archive header
+CONTENT_TYPES = {"zstd": "tar+zstd", "gzip": "tar+gzip"}
+_SNIFF_SIZE = len(MAGIC)
+
+
+def load_keyring(path=None, *, config_path=None, environ=None) -> Keyring:
+    """The server keyring (explicit path, Odoo option, then environment)."""
+    return Keyring.load(path, environ, config_path=config_path)
+
+
+def content_type_for(compression: str) -> str:
+    try:
+        return CONTENT_TYPES[compression]
+    except KeyError:
+        raise ValueError(
+            f"unknown compression {compression!r} (use one of: "
+            f"{', '.join(CONTENT_TYPES)})"
+        ) from None
+
+
+def compression_of(content_type: str) -> str | None:
+    """``"tar+zstd"`` -> ``"zstd"``; None for an unknown content type."""
+    for name, ctype in CONTENT_TYPES.items():
+        if ctype == content_type:
+            return name
+    return None
+
+
+def encrypting_writer(
+    raw,
+    *,
+    keyring=None,
+    password=None,
+    tenant: str = "",
+    compression: str = "zstd",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> EncryptingWriter:
+    """An :class:`EncryptingWriter` for a backup payload of ``compression``.
+
+    ``tenant`` is the database uuid (the per-database key is derived from
+    it); ``password`` instead of ``keyring`` for an off-site copy.
+    """
+    return EncryptingWriter(
+        raw,
+        keyring=keyring,
+        password=password,
+        tenant=tenant,
+        purpose=PURPOSE,
+        chunk_size=chunk_size,
+        content_type=content_type_for(compression),
+    )
+
+
+def sniff(prefix: bytes) -> str:
+    """Classify the first bytes of a file: ``encrypted`` (this suite),
+    ``zstd`` or ``gzip`` (legacy plaintext archive), ``zip``, ``unknown``."""
+    if prefix.startswith(MAGIC):
+        return "encrypted"
+    if prefix.startswith(ZSTD_MAGIC):
+        return "zstd"
+    if prefix.startswith(GZIP_MAGIC):
+        return "gzip"
+    if prefix.startswith(ZIP_MAGIC):
+        return "zip"
+    return "unknown"
+
+
+def _read_prefix(raw, size: int) -> bytes:
+    parts, missing = [], size
+    while missing:
+        data = raw.read(missing)
+        if not data:
+            break
+        parts.append(data)
+        missing -= len(data)
+    return b"".join(parts)
+
+
+class PrefixedReader(io.RawIOBase):
+    """Replays bytes already read from ``raw``, then reads ``raw`` itself.
+
+    As returned by :func:`open_archive` for a legacy (unencrypted) archive it
+    is a pass-through reader with ``encrypted = False`` and ``legacy = True``.
+    ``close()`` does not close ``raw``.
+    """
+
+    encrypted = False
+    header = None
+
+    def __init__(self, prefix: bytes, raw, *, compression: str | None = None):
+        super().__init__()
+        self._prefix = memoryview(bytes(prefix))
+        self._raw = raw
+        self.compression = compression
+        self.legacy = compression is not None
+        self.content_type = CONTENT_TYPES.get(compression, "")
+        self.plaintext_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        if not view:
+            return 0
+        if self._prefix:
+            take = min(len(view), len(self._prefix))
+            view[:take] = self._prefix[:take]
+            self._prefix = self._prefix[take:]
+            self.plaintext_bytes += take
+            return take
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is not None:
+            got = readinto(view) or 0
+        else:
+            data = self._raw.read(len(view)) or b""
+            got = len(data)
+            view[:got] = data
+        self.plaintext_bytes += got
+        return got
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        if self._prefix and len(self._prefix) >= size:
+            data = bytes(self._prefix[:size])
+            self._prefix = self._prefix[size:]
+            self.plaintext_bytes += size
+            return data
+        return super().read(size)
+
+
+def open_archive(raw, keyring=None, password=None, *, tenant: str | None = None):
+    """A plaintext reader for any archive of this suite, encrypted or legacy.
+
+    Encrypted (format v1): a :class:`DecryptingReader` (header and key
+    already checked; ``.encrypted`` True, ``.legacy`` False). A legacy
+    unencrypted archive (raw zstd or gzip tar): a pass-through
+    :class:`PrefixedReader` with ``.encrypted`` False and ``.legacy`` True;
+    the caller must tell the user the archive was not encrypted. Both have
+    ``.content_type`` (``"tar+zstd"`` / ``"tar+gzip"``) and ``.header``
+    (None when legacy). Anything else raises :class:`FormatError`.
+    """
+    prefix = _read_prefix(raw, _SNIFF_SIZE)
+    kind = sniff(prefix)
+    if kind == "encrypted":
+        return DecryptingReader(
+            PrefixedReader(prefix, raw),
+            keyring=keyring,
+            password=password,
+            tenant=tenant,
+            purpose=PURPOSE,
+        )
+    if kind in ("zstd", "gzip"):
+        return PrefixedReader(prefix, raw, compression=kind)
+    if kind == "zip":
+        raise FormatError(
+            "not an archive of this suite: this is a zip file (perhaps a "
+            "backup made by Odoo's database manager); import it with the "
+            "command line's Odoo-zip import instead"
+        )
+    if MAGIC.startswith(prefix) and prefix:
+        raise TruncatedError("the archive ends inside its header")
+    raise FormatError(
+        "not an archive of this suite (empty file)"
+        if not prefix
+        else "not an archive of this suite (unknown file signature)"
+    )
+
+
+@dataclass(frozen=True)
+class ArchiveCheck:
+    """Result of :func:`verify_archive` (failures raise instead)."""
+
+    encrypted: bool
+    legacy: bool
+    content_type: str
+    header: Header | None
+    chunks: int
+    plaintext_bytes: int
+    plaintext_sha256: str
+
+    def as_dict(self) -> dict:
+        return {
+            "encrypted": self.encrypted,
+            "legacy": self.legacy,
+            "content_type": self.content_type,
+            "header": self.header.as_dict() if self.header else None,
+            "chunks": self.chunks,
+            "plaintext_bytes": self.plaintext_bytes,
+            "plaintext_sha256": self.plaintext_sha256,
+        }
+
+
+def verify_archive(
+    raw, keyring=None, password=None, *, tenant: str | None = None
+) -> ArchiveCheck:
+    """Read a whole archive: authenticate every chunk (encrypted) and hash
+    the payload. A legacy archive cannot be authenticated: it is only read
+    through and hashed (``encrypted`` False in the result)."""
+    reader = open_archive(raw, keyring=keyring, password=password, tenant=tenant)
+    digest = hashlib.sha256()
+    if reader.encrypted:
+        for chunk in reader.iter_chunks():
+            digest.update(chunk)
+        chunks = reader.chunks
+    else:
+        buffer = bytearray(1 << 20)
+        view = memoryview(buffer)
+        while True:
+            got = reader.readinto(view)
+            if not got:
+                break
+            digest.update(view[:got])
+        chunks = 0
+    return ArchiveCheck(
+        encrypted=reader.encrypted,
+        legacy=reader.legacy,
+        content_type=reader.content_type,
+        header=reader.header,
+        chunks=chunks,
+        plaintext_bytes=reader.plaintext_bytes,
+        plaintext_sha256=digest.hexdigest(),
+    )
+
+
+def describe_archive(raw) -> dict:
+    """What a listing shows about an archive, without any key."""
+    prefix = _read_prefix(raw, _SNIFF_SIZE)
+    kind = sniff(prefix)
+    if kind == "encrypted":
+        header = read_header(PrefixedReader(prefix, raw))
+        return {"encrypted": True, "legacy": False, **header.as_dict()}
+    if kind in ("zstd", "gzip"):
+        return {
+            "encrypted": False,
+            "legacy": True,
+            "content_type": CONTENT_TYPES[kind],
+        }
+    raise FormatError("not an archive of this suite (unknown file signature)")
