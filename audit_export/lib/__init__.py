@@ -1,0 +1,7 @@
+"""Pure-Python layer of audit_export: never imports ``odoo``.
+
+- ``writers``: streaming CSV / JSON / XLSX writers, formula-injection safe.
+- ``keyring`` and ``streamcrypt``: the server keyring and the chunked
+  AES-256-GCM streaming format (shared by the whole suite).
+- ``chain``: the canonical serialisation and hash chain of audit events.
+"""
