@@ -1,0 +1,425 @@
+"""The backup pipeline: one streaming pass from PostgreSQL and the filestore
+to an encrypted archive at a sink.
+
+::
+
+    pg_dump -Fc -Z0 --snapshot=S ----+
+    filestore files listed in S -----+--> tar (payload.PayloadWriter)
+    backup.json / manifest.json -----+      --> zstd | gzip
+                                            --> AES-256-GCM chunks (crypto)
+                                            --> sink writer --> commit()
+
+Constant memory (a dump part of at most ``part_size`` bytes is the largest
+buffer), no plaintext on disk, ``pg_dump`` always reaped, and any failure
+(``pg_dump`` exit != 0, a sink error, an exception, a full disk) aborts the
+sink writer so no archive is ever listed. See pgtools.py for the snapshot and
+the lock that keeps Odoo's filestore garbage collector away, lock.py for the
+one-backup-at-a-time rule, docs/payload-format.md for the payload layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from . import crypto, naming, payload
+from . import manifest as mf
+from .errors import ArchiveError, BackupSuiteError, DumpError
+from .lock import backup_lock
+from .pgtools import PgParams, exported_snapshot, start_pg_dump
+
+_logger = logging.getLogger(__name__)
+
+TOOL = "db_backup_suite.lib"
+EXTENSIONS = {"zstd": ".tar.zst.enc", "gzip": ".tar.gz.enc"}
+
+Progress = Callable[[int, "int | None", str], None]
+
+
+@dataclass
+class BackupRequest:
+    """What to back up, where to, and how.
+
+    ``sink``: a :class:`~.sinks.base.Sink` or a sink config dict.
+    ``data_dir``: Odoo's data directory (the filestore is
+    ``<data_dir>/filestore/<database>``), or ``filestore`` given directly;
+    neither: the database only (``include_filestore`` is then False).
+    Exactly one of ``keyring`` (per-database key derived from the database
+    uuid) or ``password`` (scrypt; for archives taken off-site).
+    """
+
+    database: str
+    sink: object
+    data_dir: str | os.PathLike | None = None
+    filestore: str | os.PathLike | None = None
+    pg: PgParams = field(default_factory=PgParams.from_env)
+    keyring: object = None
+    password: str | None = None
+    label: str = naming.MANUAL
+    compression: str = "zstd"
+    level: int = 3
+    threads: int = 0
+    name: str | None = None
+    progress: Progress | None = None
+    lock_timeout: str = "60s"
+    include_filestore: bool = True
+    part_size: int = payload.DEFAULT_PART_SIZE
+    chunk_size: int = crypto.DEFAULT_CHUNK_SIZE
+    created_at: datetime | None = None
+
+    def filestore_path(self) -> Path | None:
+        if self.filestore is not None:
+            return Path(self.filestore)
+        if self.data_dir is not None:
+            return Path(self.data_dir) / "filestore" / self.database
+        return None
+
+
+@dataclass
+class BackupResult:
+    name: str
+    size: int
+    sha256: str  # of the archive as stored (ciphertext)
+    manifest: dict
+    duration: float
+    warnings: list[str]
+    encrypted: bool = True
+    key_id: str = ""
+    destination: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "size": self.size,
+            "sha256": self.sha256,
+            "duration": round(self.duration, 3),
+            "warnings": self.warnings,
+            "encrypted": self.encrypted,
+            "key_id": self.key_id,
+            "destination": self.destination,
+            "manifest": self.manifest,
+        }
+
+
+class _SinkTap:
+    """Between the encryption and the sink writer: counts and hashes the
+    ciphertext, reports progress, and on a sink error runs ``on_error``
+    first (to kill pg_dump at once, so nothing waits on a full pipe)."""
+
+    def __init__(self, writer, progress: Progress | None, on_error):
+        self._writer = writer
+        self._progress = progress
+        self._on_error = on_error
+        self.sha256 = hashlib.sha256()
+        self.count = 0
+        self.phase = "starting"
+
+    def write(self, data):
+        try:
+            self._writer.write(data)
+        except BaseException:
+            self._on_error()
+            raise
+        self.sha256.update(data)
+        self.count += len(data)
+        if self._progress is not None:
+            self._progress(self.count, None, self.phase)
+        return len(data)
+
+    def flush(self):
+        pass
+
+
+def _resolve_sink(sink):
+    if isinstance(sink, dict):
+        from .sinks import make_sink
+
+        return make_sink(sink), True
+    return sink, False
+
+
+def _check_encryption(req: BackupRequest):
+    if (req.keyring is None) == (req.password is None):
+        raise crypto.KeyringError(
+            "a backup needs exactly one of a server keyring or a password; "
+            "no keyring configured? " + crypto.keyring.KEYGEN_HINT
+        )
+    if req.compression not in EXTENSIONS:
+        raise ValueError(
+            f"unknown compression {req.compression!r}; use one of "
+            f"{', '.join(EXTENSIONS)}"
+        )
+
+
+def _head_manifest(req: BackupRequest, info: dict, files: list, created_at, key_id):
+    return {
+        "kind": mf.KIND,
+        "layout": mf.LAYOUT_VERSION,
+        "complete": False,
+        "tool": TOOL,
+        "database": info["database"],
+        "uuid": info["uuid"],
+        "database_create_date": info["create_date"],
+        "is_odoo": info["is_odoo"],
+        "odoo_version": info["odoo_version"],
+        "modules": info["modules"],
+        "postgresql": {
+            "version": info["postgresql_version"],
+            "version_num": info["postgresql_version_num"],
+            "encoding": info["encoding"],
+            "collate": info["collate"],
+            "ctype": info["ctype"],
+        },
+        "created_at": mf.iso(created_at),
+        "label": req.label,
+        "compression": req.compression,
+        "encryption": {
+            "mode": "keyring" if req.keyring is not None else "password",
+            "key_id": key_id,
+            "tenant": info["uuid"] or "",
+        },
+        "dump": {
+            "member": mf.DUMP_MEMBER,
+            "format": "custom",
+            "tool": "pg_dump --format=custom --compress=0 --snapshot",
+        },
+        "filestore": {
+            "included": req.include_filestore and req.filestore_path() is not None,
+            "dir": mf.FILESTORE_DIR,
+            "listed_files": len(files),
+            "listed_bytes": sum(f["file_size"] or 0 for f in files),
+        },
+        "snapshot": {
+            "consistent": True,
+            "attachment_lock": "SHARE UPDATE EXCLUSIVE",
+        },
+    }
+
+
+class _Counter(threading.Thread):
+    """Counts the rows of every table in the snapshot while pg_dump runs."""
+
+    def __init__(self, snapshot):
+        super().__init__(name="row-counts", daemon=True)
+        self._snapshot = snapshot
+        self.result: dict | None = None
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self):
+        try:
+            self.result = self._snapshot.row_counts()
+        except BaseException as exc:  # handed to the caller by get()
+            self.error = exc
+
+    def get(self) -> dict:
+        self.join()
+        if self.error is not None:
+            raise DumpError(f"counting the rows failed: {self.error}") from self.error
+        return self.result
+
+    def cancel(self):
+        if self.is_alive():
+            try:
+                self._snapshot.conn.cancel()
+            except Exception as exc:  # the thread still ends with its query
+                _logger.warning("cancelling the row counts failed: %s", exc)
+            self.join(timeout=30)
+
+
+def run_backup(req: BackupRequest) -> BackupResult:
+    """Back up ``req.database`` (and its filestore) to ``req.sink``."""
+    started = time.monotonic()
+    _check_encryption(req)
+    naming.check_database_name(req.database)
+    naming.check_label(req.label)
+    sink, own_sink = _resolve_sink(req.sink)
+    try:
+        with backup_lock(req.pg, req.database):
+            return _run_locked(req, sink, started)
+    finally:
+        if own_sink:
+            sink.close()
+
+
+def _emit_progress(req, done, message):
+    if req.progress is not None:
+        req.progress(done, None, message)
+
+
+def _run_locked(req: BackupRequest, sink, started) -> BackupResult:
+    warnings: list[str] = []
+    filestore = req.filestore_path() if req.include_filestore else None
+    if req.include_filestore and filestore is None:
+        warnings.append("no data directory given: the filestore is not backed up")
+    if filestore is not None and not filestore.is_dir():
+        warnings.append(f"filestore {filestore} does not exist: no files backed up")
+    conn = req.pg.connect(req.database, autocommit=False)
+    try:
+        with exported_snapshot(conn, req.lock_timeout) as snap:
+            info = snap.database_info()
+            files = snap.attachment_files() if filestore is not None else []
+            files.sort(key=lambda f: f["store_fname"])
+            if not info["is_odoo"]:
+                warnings.append(
+                    f"{req.database} has no ir_module_module table: not an Odoo "
+                    "database (backed up anyway)"
+                )
+            created_at = naming.to_utc(req.created_at or mf.utc_now())
+            name = req.name or naming.archive_name(
+                req.database, req.label, created_at, EXTENSIONS[req.compression]
+            )
+            key_id = req.keyring.active.key_id if req.keyring is not None else ""
+            head = _head_manifest(req, info, files, created_at, key_id)
+            _emit_progress(req, 0, "starting pg_dump")
+            with start_pg_dump(req.pg, req.database, snap.id) as dump:
+                counter = _Counter(snap)
+                try:
+                    result = _write_archive(
+                        req,
+                        sink,
+                        name,
+                        head,
+                        dump,
+                        counter,
+                        files,
+                        filestore,
+                        warnings,
+                    )
+                finally:
+                    counter.cancel()
+    finally:
+        conn.close()
+    result.duration = time.monotonic() - started
+    _logger.info(
+        "backup of %s written to %s (%d bytes, %.1fs)",
+        req.database,
+        name,
+        result.size,
+        result.duration,
+    )
+    return result
+
+
+def _write_archive(req, sink, name, head, dump, counter, files, filestore, warnings):
+    tenant = head["encryption"]["tenant"]
+    with sink.open_write(name) as writer:
+        tap = _SinkTap(writer, req.progress, dump.kill)
+        enc = crypto.encrypting_writer(
+            tap,
+            keyring=req.keyring,
+            password=req.password,
+            tenant=tenant,
+            compression=req.compression,
+            chunk_size=req.chunk_size,
+        )
+        try:
+            pw = payload.PayloadWriter(
+                enc, compression=req.compression, level=req.level, threads=req.threads
+            )
+            pw.add_bytes(mf.HEAD_MEMBER, mf.dumps(head))
+            tap.phase = "dumping the database"
+            dump_info = pw.add_stream(
+                mf.DUMP_MEMBER, dump.stdout, part_size=req.part_size
+            )
+            dump.check()
+            row_counts = counter.get()
+            tap.phase = "copying the filestore"
+            fs = _add_filestore(pw, files, filestore, warnings)
+            final = dict(head)
+            final.update(
+                complete=True,
+                dump={
+                    **head["dump"],
+                    "parts": dump_info.parts,
+                    "size": dump_info.size,
+                    "sha256": dump_info.sha256,
+                },
+                filestore={**head["filestore"], **fs},
+                row_counts=row_counts,
+                tables=len(row_counts),
+                rows=sum(row_counts.values()),
+                warnings=warnings,
+            )
+            pw.add_bytes(mf.MANIFEST_MEMBER, mf.dumps(final))
+            pw.close()
+            enc.close()
+        except BaseException:
+            enc.abort()
+            dump.kill()
+            raise
+        tap.phase = "committing"
+        stored = writer.commit()
+    if stored.size != tap.count:
+        # the sink reported another size than we wrote: never trust it
+        sink.delete(name)
+        raise ArchiveError(
+            f"{name}: the destination stored {stored.size} bytes, "
+            f"{tap.count} were written; the archive was deleted"
+        )
+    _emit_progress(req, tap.count, "done")
+    return BackupResult(
+        name=name,
+        size=tap.count,
+        sha256=tap.sha256.hexdigest(),
+        manifest=final,
+        duration=0.0,
+        warnings=warnings,
+        encrypted=True,
+        key_id=head["encryption"]["key_id"],
+        destination=sink.describe(),
+    )
+
+
+def _add_filestore(pw, files, filestore, warnings) -> dict:
+    digest = mf.FilestoreDigest()
+    missing = []
+    stored = 0
+    for entry in files:
+        fname = entry["store_fname"]
+        try:
+            path = payload.safe_member_path(filestore, fname)
+        except ArchiveError as exc:
+            warnings.append(f"attachment file name {fname!r} refused: {exc}")
+            missing.append({"store_fname": fname, "reason": "unsafe name"})
+            continue
+        try:
+            member = pw.add_file(mf.filestore_member(fname), path)
+        except DumpError as exc:
+            if isinstance(exc.__cause__, FileNotFoundError):
+                missing.append(
+                    {
+                        "store_fname": fname,
+                        "file_size": entry["file_size"],
+                        "reason": "missing on disk",
+                    }
+                )
+                continue
+            raise
+        digest.add(fname, member.size, member.sha256)
+        stored += member.stored
+    if missing:
+        warnings.append(
+            f"{len(missing)} attachment file(s) listed in the database are "
+            "missing from the filestore (recorded in the manifest): "
+            + ", ".join(m["store_fname"] for m in missing[:5])
+            + (" ..." if len(missing) > 5 else "")
+        )
+    return {
+        "files": digest.files,
+        "bytes": digest.bytes,
+        "digest": digest.hexdigest(),
+        "digest_method": "sha256 of '<store_fname>\\t<size>\\t<sha256>\\n' lines",
+        "missing": missing,
+        "stored_uncompressed": stored,
+    }
+
+
+__all__ = ["BackupRequest", "BackupResult", "BackupSuiteError", "run_backup"]
