@@ -919,21 +919,31 @@ def _make_dirs(root: Path, parts: list[str]):
 def extract_member(root, member: PayloadMember) -> Path:
     """Write ``member`` under ``root`` (path-checked, no symlink followed or
     created, existing files never overwritten). Returns the path."""
-    root = Path(root)
-    path = safe_member_path(root, member.name)
-    parts = _clean_parts(member.name)
     if member.type == "dir":
-        _make_dirs(root, parts)
+        root = Path(root)
+        path = safe_member_path(root, member.name)
+        _make_dirs(root, _clean_parts(member.name))
         return path
+    return extract_stream(root, member.name, member.stream)
+
+
+def extract_stream(root, name: str, stream, mode: int = 0o644) -> Path:
+    """Copy the readable ``stream`` to the file ``name`` under ``root``,
+    creating parent folders; path-checked like :func:`safe_member_path`,
+    never following or creating a symlink, never overwriting a file.
+    Returns the path written."""
+    root = Path(root)
+    path = safe_member_path(root, name)
+    parts = _clean_parts(name)
     _make_dirs(root, parts[:-1])
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, flags, 0o644)
+        fd = os.open(path, flags, mode)
     except FileExistsError:
         raise ArchiveError(f"{path} already exists; refusing to overwrite it") from None
     with os.fdopen(fd, "wb") as fh:
         while True:
-            chunk = member.read(BLOCK)
+            chunk = stream.read(BLOCK)
             if not chunk:
                 break
             fh.write(chunk)
