@@ -52,7 +52,9 @@ CONFIG_OPTION = "backup_keyring_file"
 HKDF_INFO_PREFIX = b"odoo-suite/"
 MAX_KEYRING_FILE_BYTES = 1 << 20
 
-KEY_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+# At most 32 characters: a 32-byte key in base64 (43+) can never pass for an
+# id, so echoing an id in a message can never leak a key written in its place.
+KEY_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,32}\Z")
 PURPOSE_RE = re.compile(r"[a-z0-9._-]{1,64}\Z")
 _B64_RE = re.compile(r"[A-Za-z0-9+/_-]+={0,2}\Z")
 
@@ -91,7 +93,7 @@ class Key:
     def __init__(self, key_id: str, material: bytes):
         if not isinstance(key_id, str) or not KEY_ID_RE.match(key_id):
             raise KeyringError(
-                "invalid key id: use 1 to 64 letters, digits, '.', '_' or '-'"
+                "invalid key id: use 1 to 32 letters, digits, '.', '_' or '-'"
             )
         material = bytes(material)
         if len(material) != KEY_BYTES:
@@ -203,7 +205,7 @@ class Keyring:
                 if not KEY_ID_RE.match(key_id):
                     # Do not echo: a swapped line would put the key here.
                     raise KeyringError(
-                        f"{where}: invalid key id (use 1 to 64 letters, digits, "
+                        f"{where}: invalid key id (use 1 to 32 letters, digits, "
                         "'.', '_' or '-')"
                     )
                 material = _decode_key(encoded)
@@ -353,7 +355,7 @@ def generate_key_line(key_id: str | None = None) -> str:
     key_id = key_id or generate_key_id()
     if not KEY_ID_RE.match(key_id):
         raise KeyringError(
-            "invalid key id: use 1 to 64 letters, digits, '.', '_' or '-'"
+            "invalid key id: use 1 to 32 letters, digits, '.', '_' or '-'"
         )
     material = base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode("ascii")
     return f"{key_id}:{material}"
