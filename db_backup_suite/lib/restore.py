@@ -1,0 +1,524 @@
+"""The restore pipeline: verify everything, restore beside the live database,
+check, then swap by renaming.
+
+1. **Fetch**: a remote archive (S3, SFTP) is downloaded, still encrypted, to
+   a private temp dir; a local one is read in place.
+2. **Verify** the whole archive (:func:`verify.scan_archive`): every chunk
+   authenticated, the manifest read, the dump and every filestore file
+   hashed and compared. A wrong key, a truncated or tampered archive stops
+   here, before any database or directory is created.
+3. **Restore** into a NEW database ``<target>_restoring_<ts>`` with
+   ``pg_restore --exit-on-error --no-owner --no-privileges`` (stops at the
+   first error), and the filestore into a new directory
+   ``<data_dir>/filestore/<target>_restoring_<ts>`` (member paths checked,
+   never following a symlink). With ``jobs == 1`` the dump streams from the
+   archive into ``pg_restore``'s stdin (nothing on disk but the restored
+   database). With ``jobs > 1`` (default: the machine's cores, at most 4)
+   ``pg_restore -j`` needs a seekable file: the dump is written, during the
+   same decryption pass as the filestore, to a 0600 file in a 0700 temp dir
+   (``work_dir``), deleted as soon as ``pg_restore`` is done.
+4. **Check** the new copy against the manifest: exact row count of every
+   table, filestore file count, bytes and digest -> VerificationError.
+5. **Swap** (``mode="production"``): new connections to the live database
+   are refused (``ALLOW_CONNECTIONS false``), its sessions terminated, it is
+   renamed ``<target>_pre_restore_<ts>`` (the safety copy) and the new one
+   renamed to ``<target>``; the filestore directories likewise. A failure
+   half-way undoes the renames done. ``mode="sandbox"``: the target must
+   not exist; the new copy is just renamed to it.
+
+Any failure drops the new database and directory and leaves the live
+database and filestore exactly as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import stat as stat_mod
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import manifest as mf
+from . import payload, pgtools
+from .errors import ArchiveError, RestoreError, VerificationError
+from .pgtools import PgParams
+from .verify import ScanHandler, scan_archive
+
+_logger = logging.getLogger(__name__)
+
+MODES = ("production", "sandbox")
+MAX_DBNAME = 63  # PostgreSQL's NAMEDATALEN - 1
+
+
+# ---------------------------------------------------------------------------
+# Sources
+# ---------------------------------------------------------------------------
+class Source:
+    """An archive that can be opened (several times) for reading."""
+
+    def __init__(self, opener, description: str, name: str):
+        self._opener = opener
+        self.description = description
+        self.name = name
+
+    def open(self):
+        return self._opener()
+
+
+@contextlib.contextmanager
+def open_source(sink=None, name=None, path=None, work_dir=None):
+    """Yield a :class:`Source` for ``name`` at ``sink`` or a local ``path``.
+
+    A remote sink's archive is downloaded once (ciphertext only) into a
+    private temp dir, removed on exit.
+    """
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise RestoreError(f"{path}: no such archive file")
+        yield Source(lambda: path.open("rb"), str(path), path.name)
+        return
+    if sink is None or not name:
+        raise RestoreError("give an archive: a file path, or a destination and a name")
+    own = isinstance(sink, dict)
+    if own:
+        from .sinks import make_sink
+
+        sink = make_sink(sink)
+    try:
+        if sink.kind == "local":
+            sink.stat(name)  # SinkObjectNotFound now, not in the middle
+            yield Source(
+                lambda: sink.open_read(name), f"{sink.describe()}:{name}", name
+            )
+            return
+        with tempfile.TemporaryDirectory(prefix="dbbs-fetch-", dir=work_dir) as tmp:
+            local = Path(tmp) / "archive"
+            with open(local, "wb") as fh:
+                sink.get(name, fh)
+            yield Source(lambda: local.open("rb"), f"{sink.describe()}:{name}", name)
+    finally:
+        if own:
+            sink.close()
+
+
+# ---------------------------------------------------------------------------
+# Request / result
+# ---------------------------------------------------------------------------
+@dataclass
+class RestoreRequest:
+    """Restore an archive into ``target``.
+
+    Source: ``path`` (a local file), or ``sink`` (Sink or config) + ``name``.
+    ``mode``: ``production`` (replace ``target``, keeping the previous one
+    as ``<target>_pre_restore_<ts>``) or ``sandbox`` (``target`` must not
+    exist). ``data_dir``: Odoo's data directory (filestores live in
+    ``<data_dir>/filestore/<db>``); None restores the database only.
+    """
+
+    target: str
+    mode: str = "production"
+    path: str | os.PathLike | None = None
+    sink: object = None
+    name: str | None = None
+    keyring: object = None
+    password: str | None = None
+    pg: PgParams = field(default_factory=PgParams.from_env)
+    data_dir: str | os.PathLike | None = None
+    jobs: int | None = None
+    work_dir: str | os.PathLike | None = None
+    keep_privileges: bool = False
+    progress: object = None
+    skip_verify: bool = False  # only when the caller just verified it
+
+
+@dataclass
+class RestoreResult:
+    database: str
+    mode: str
+    safety_database: str | None
+    safety_filestore: str | None
+    filestore: dict
+    row_counts: dict
+    manifest: dict
+    archive_name: str
+    archive_created_at: datetime | None
+    encrypted: bool
+    warnings: list[str]
+    duration: float
+
+    def as_dict(self) -> dict:
+        return {
+            "database": self.database,
+            "mode": self.mode,
+            "safety_database": self.safety_database,
+            "safety_filestore": self.safety_filestore,
+            "filestore": self.filestore,
+            "tables": len(self.row_counts),
+            "rows": sum(self.row_counts.values()),
+            "archive_name": self.archive_name,
+            "archive_created_at": (
+                self.archive_created_at.isoformat() if self.archive_created_at else None
+            ),
+            "encrypted": self.encrypted,
+            "warnings": self.warnings,
+            "duration": round(self.duration, 3),
+        }
+
+    def restore_info(self) -> dict:
+        """The dict handed to ``_on_database_restored`` hooks."""
+        return {
+            "archive_created_at": self.archive_created_at,
+            "archive_name": self.archive_name,
+            "target": self.mode,
+            "database": self.database,
+        }
+
+
+# ---------------------------------------------------------------------------
+# Extraction handler
+# ---------------------------------------------------------------------------
+class _Extractor(ScanHandler):
+    """Feeds the dump to pg_restore (stdin) or a temp file, and writes the
+    filestore files under ``fs_root``."""
+
+    def __init__(
+        self, *, restore_proc=None, dump_file=None, fs_root=None, progress=None
+    ):
+        self.restore_proc = restore_proc
+        self.dump_file = dump_file
+        self.fs_root = fs_root
+        self._fh = None
+        self._progress = progress
+        self.done = 0
+        self.files = 0
+
+    def _tick(self, n, message):
+        self.done += n
+        if self._progress is not None:
+            self._progress(self.done, None, message)
+
+    def dump_chunk(self, data):
+        if self.restore_proc is not None:
+            try:
+                self.restore_proc.stdin.write(data)
+            except (BrokenPipeError, OSError) as exc:
+                # pg_restore stopped (first error): its own message says why
+                self.restore_proc.check(timeout=60)
+                raise RestoreError(f"pg_restore stopped reading: {exc}") from exc
+        elif self.dump_file is not None:
+            self.dump_file.write(data)
+        self._tick(len(data), "restoring the database")
+
+    def dump_end(self):
+        if self.restore_proc is not None:
+            try:
+                self.restore_proc.stdin.close()
+            except (BrokenPipeError, OSError) as exc:
+                _logger.info("closing pg_restore's stdin: %s", exc)
+        elif self.dump_file is not None:
+            self.dump_file.flush()
+            os.fsync(self.dump_file.fileno())
+            self.dump_file.close()
+
+    def file_begin(self, store_fname, size):
+        if self.fs_root is None:
+            return
+        # members are "filestore/<xx>/<sha1>"; fs_root is the staging dir
+        path = payload.safe_member_path(self.fs_root, store_fname)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if stat_mod.S_ISLNK(os.lstat(path.parent).st_mode):
+            raise ArchiveError(f"{path.parent} is a symlink; refusing to follow it")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileExistsError:
+            raise ArchiveError(f"duplicate filestore member {store_fname!r}") from None
+        self._fh = os.fdopen(fd, "wb")
+        self.files += 1
+
+    def file_chunk(self, data):
+        if self._fh is not None:
+            self._fh.write(data)
+        self._tick(len(data), "restoring the filestore")
+
+    def file_end(self):
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def close(self):
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+# ---------------------------------------------------------------------------
+# The pipeline
+# ---------------------------------------------------------------------------
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+
+
+def _check_names(*names):
+    for name in names:
+        if len(name.encode()) > MAX_DBNAME:
+            raise RestoreError(
+                f"database name {name!r} is longer than PostgreSQL's {MAX_DBNAME} "
+                "bytes; choose a shorter target name"
+            )
+
+
+def _default_jobs() -> int:
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def run_restore(req: RestoreRequest) -> RestoreResult:
+    started = time.monotonic()
+    if req.mode not in MODES:
+        raise RestoreError(f"unknown restore mode {req.mode!r}; use one of {MODES}")
+    from .naming import check_database_name
+
+    try:
+        check_database_name(req.target)
+    except ValueError as exc:
+        raise RestoreError(str(exc)) from None
+    ts = _stamp()
+    staging = f"{req.target}_restoring_{ts}"
+    safety = f"{req.target}_pre_restore_{ts}"
+    _check_names(staging, safety)
+    live_exists = pgtools.database_exists(req.pg, req.target)
+    if req.mode == "sandbox" and live_exists:
+        raise RestoreError(
+            f"database {req.target!r} already exists; a sandbox restore needs a "
+            "new name"
+        )
+    fs_base = Path(req.data_dir) / "filestore" if req.data_dir is not None else None
+    if (
+        req.mode == "sandbox"
+        and fs_base is not None
+        and (fs_base / req.target).exists()
+    ):
+        raise RestoreError(
+            f"filestore {fs_base / req.target} already exists; choose a new name"
+        )
+    for name in (staging, safety):
+        if pgtools.database_exists(req.pg, name) or (
+            fs_base is not None and (fs_base / name).exists()
+        ):
+            raise RestoreError(
+                f"{name} already exists (a restore of {req.target!r} started this "
+                "second?); try again"
+            )
+    jobs = req.jobs if req.jobs is not None else _default_jobs()
+    warnings: list[str] = []
+
+    with open_source(req.sink, req.name, req.path, req.work_dir) as source:
+        # (b) verify everything before anything else
+        if not req.skip_verify:
+            with source.open() as raw:
+                report = scan_archive(raw, keyring=req.keyring, password=req.password)
+            manifest = report.manifest
+            warnings.extend(report.warnings)
+            encrypted = report.encrypted
+        else:
+            manifest, encrypted = None, True
+        result = _restore_verified(
+            req, source, staging, safety, live_exists, fs_base, jobs, warnings
+        )
+    manifest = manifest or result["manifest"]
+    if not encrypted and not any("WITHOUT encryption" in w for w in warnings):
+        warnings.append("the archive was not encrypted (legacy)")
+    created = manifest.get("created_at")
+    return RestoreResult(
+        database=req.target,
+        mode=req.mode,
+        safety_database=result["safety_database"],
+        safety_filestore=result["safety_filestore"],
+        filestore=result["filestore"],
+        row_counts=result["row_counts"],
+        manifest=manifest,
+        archive_name=source.name,
+        archive_created_at=mf.parse_iso(created) if created else None,
+        encrypted=result["encrypted"],
+        warnings=warnings,
+        duration=time.monotonic() - started,
+    )
+
+
+def _restore_verified(
+    req, source, staging, safety, live_exists, fs_base, jobs, warnings
+):
+    staging_fs = fs_base / staging if fs_base is not None else None
+    created_db = False
+    tmp = None
+    try:
+        # (c) the new database and filestore directory
+        pgtools.create_database(req.pg, staging)
+        created_db = True
+        if staging_fs is not None:
+            fs_base.mkdir(parents=True, exist_ok=True)
+            staging_fs.mkdir(mode=0o755)
+        if jobs > 1:
+            tmp = tempfile.mkdtemp(prefix="dbbs-restore-", dir=req.work_dir)
+            os.chmod(tmp, 0o700)
+            dump_path = os.path.join(tmp, "database.dump")
+            fd = os.open(dump_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as dump_file:
+                handler = _Extractor(
+                    dump_file=dump_file, fs_root=staging_fs, progress=req.progress
+                )
+                try:
+                    with source.open() as raw:
+                        report = scan_archive(
+                            raw,
+                            keyring=req.keyring,
+                            password=req.password,
+                            handler=handler,
+                        )
+                finally:
+                    handler.close()
+            with pgtools.start_pg_restore(
+                req.pg,
+                staging,
+                jobs=jobs,
+                path=dump_path,
+                keep_privileges=req.keep_privileges,
+            ) as proc:
+                proc.check()
+            os.unlink(dump_path)
+        else:
+            with pgtools.start_pg_restore(
+                req.pg, staging, keep_privileges=req.keep_privileges
+            ) as proc:
+                handler = _Extractor(
+                    restore_proc=proc, fs_root=staging_fs, progress=req.progress
+                )
+                try:
+                    with source.open() as raw:
+                        report = scan_archive(
+                            raw,
+                            keyring=req.keyring,
+                            password=req.password,
+                            handler=handler,
+                        )
+                finally:
+                    handler.close()
+                proc.check()
+        manifest = report.manifest
+        # (d) check the new copy against the manifest
+        conn = req.pg.connect(staging)
+        try:
+            counts = pgtools.row_counts(conn)
+        finally:
+            conn.close()
+        fs_included = (manifest.get("filestore") or {}).get("included", True)
+        restored_fs = report.filestore
+        if staging_fs is not None:
+            on_disk = _count_files(staging_fs)
+            if on_disk != restored_fs["files"]:
+                raise VerificationError(
+                    f"{on_disk} files written to the filestore, "
+                    f"{restored_fs['files']} in the archive"
+                )
+        elif fs_included and restored_fs["files"]:
+            warnings.append(
+                "no data directory given: the archive's filestore was not restored"
+            )
+        mf.check_restored(manifest, counts, restored_fs)
+        # (e) swap
+        swap = _swap(
+            req,
+            staging,
+            safety,
+            live_exists,
+            fs_base,
+            staging_fs,
+            fs_included,
+            warnings,
+        )
+    except BaseException:
+        _cleanup(req.pg, staging if created_db else None, staging_fs)
+        raise
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        **swap,
+        "filestore": restored_fs,
+        "row_counts": counts,
+        "manifest": manifest,
+        "encrypted": report.encrypted,
+    }
+
+
+def _count_files(root: Path) -> int:
+    return sum(len(files) for _d, _s, files in os.walk(root))
+
+
+def _cleanup(pg, staging_db, staging_fs):
+    if staging_db is not None:
+        try:
+            pgtools.drop_database(pg, staging_db)
+        except Exception as exc:  # reported: the operator must drop it
+            _logger.error("could not drop the staging database %s: %s", staging_db, exc)
+    if staging_fs is not None and staging_fs.exists():
+        shutil.rmtree(staging_fs, ignore_errors=True)
+
+
+def _swap(
+    req, staging, safety, live_exists, fs_base, staging_fs, fs_included, warnings
+):
+    target = req.target
+    live_fs = fs_base / target if fs_base is not None else None
+    safety_fs = fs_base / safety if fs_base is not None else None
+    move_fs = staging_fs is not None and fs_included
+    if staging_fs is not None and not fs_included:
+        warnings.append("the archive holds no filestore: the filestore was left as is")
+        shutil.rmtree(staging_fs, ignore_errors=True)
+    done = []  # undo log
+    with pgtools.admin_cursor(req.pg) as cr:
+        try:
+            if live_exists:
+                done.append(("allow", target))
+                pgtools.set_allow_connections(cr, target, False)
+                pgtools.rename_database(cr, target, safety)
+                done.append(("rename", target, safety))
+                pgtools.set_allow_connections(cr, safety, True)
+            pgtools.rename_database(cr, staging, target)
+            done.append(("rename", staging, target))
+            if move_fs:
+                if live_fs.exists():
+                    os.rename(live_fs, safety_fs)
+                    done.append(("mvdir", live_fs, safety_fs))
+                os.rename(staging_fs, live_fs)
+                done.append(("mvdir", staging_fs, live_fs))
+        except BaseException as exc:
+            _logger.error(
+                "restore swap failed (%s); undoing %d step(s)", exc, len(done)
+            )
+            _undo(cr, done)
+            raise
+    kept_fs = move_fs and ("mvdir", live_fs, safety_fs) in done
+    return {
+        "safety_database": safety if live_exists else None,
+        "safety_filestore": str(safety_fs) if kept_fs else None,
+    }
+
+
+def _undo(cr, done):
+    for step in reversed(done):
+        try:
+            if step[0] == "rename":
+                pgtools.rename_database(cr, step[2], step[1])
+            elif step[0] == "allow":
+                pgtools.set_allow_connections(cr, step[1], True)
+            elif step[0] == "mvdir":
+                os.rename(step[2], step[1])
+        except Exception as exc:  # keep undoing the rest; tell the operator
+            _logger.critical("could not undo restore step %s: %s", step, exc)

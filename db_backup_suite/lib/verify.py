@@ -1,0 +1,309 @@
+"""Verify an archive: decrypt all of it, check every member against the
+manifest; optionally restore it into a scratch database and compare.
+
+:func:`scan_archive` is also the reading loop of the restore: it walks the
+payload once, authenticating every chunk (the decrypting reader refuses a
+tampered, reordered or truncated stream), hashing the dump and the
+filestore, and hands the data to an optional :class:`ScanHandler` (the
+restore feeds ``pg_restore`` and writes the filestore from it). The checks
+against the manifest happen at the end; a caller that writes data must
+treat it as unverified until :func:`scan_archive` returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from . import crypto, payload
+from . import manifest as mf
+from .errors import ArchiveFormatError, VerificationError
+
+_logger = logging.getLogger(__name__)
+
+READ_SIZE = 1024 * 1024
+
+
+class ScanHandler:
+    """Receives the payload's data during :func:`scan_archive`."""
+
+    def dump_chunk(self, data: bytes):
+        """A piece of the pg_dump custom-format file, in order."""
+
+    def dump_end(self):
+        """The dump is complete (called once, even when it is empty)."""
+
+    def file_begin(self, store_fname: str, size: int):
+        """A filestore file starts; its data follows in ``file_chunk``."""
+
+    def file_chunk(self, data: bytes):
+        pass
+
+    def file_end(self):
+        pass
+
+
+@dataclass
+class ArchiveReport:
+    """What :func:`scan_archive` found (it raises when anything is wrong)."""
+
+    manifest: dict
+    encrypted: bool
+    legacy: bool
+    header: dict | None
+    plaintext_bytes: int
+    members: int
+    dump_size: int
+    dump_sha256: str
+    filestore: dict
+    warnings: list[str] = field(default_factory=list)
+    duration: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "encrypted": self.encrypted,
+            "legacy": self.legacy,
+            "header": self.header,
+            "plaintext_bytes": self.plaintext_bytes,
+            "members": self.members,
+            "dump": {"size": self.dump_size, "sha256": self.dump_sha256},
+            "filestore": self.filestore,
+            "warnings": self.warnings,
+            "duration": round(self.duration, 3),
+            "manifest": self.manifest,
+        }
+
+
+def _read_small(member, what: str) -> bytes:
+    if member.size > mf.MAX_MANIFEST_BYTES:
+        raise ArchiveFormatError(f"{what} is too large ({member.size} bytes)")
+    return member.read()
+
+
+def _drain(reader):
+    """Read the decrypted stream to its end, so the last chunk (and with it
+    truncation) is authenticated even when the tar ended earlier."""
+    while True:
+        data = reader.read(READ_SIZE)
+        if not data:
+            return
+
+
+def scan_archive(raw, *, keyring=None, password=None, handler=None) -> ArchiveReport:
+    """Read the archive ``raw`` (a binary readable positioned at its start)
+    from end to end and check it; return an :class:`ArchiveReport`.
+
+    Raises the crypto layer's errors (wrong key, tampered, truncated, ...),
+    :class:`ArchiveFormatError` (not a complete archive of this suite) or
+    :class:`VerificationError` (a member does not match the manifest).
+    """
+    started = time.monotonic()
+    handler = handler or ScanHandler()
+    reader = crypto.open_archive(raw, keyring=keyring, password=password)
+    warnings = []
+    if not reader.encrypted:
+        warnings.append(
+            "this is a legacy archive WITHOUT encryption: its content could not "
+            "be authenticated"
+        )
+    compression = (
+        crypto.compression_of(reader.content_type) if reader.content_type else None
+    )
+    preader = payload.PayloadReader(reader, compression)
+    head = final = None
+    dump_hash = hashlib.sha256()
+    dump_size = 0
+    dump_parts: list[str] = []
+    dump_done = False
+    digest = mf.FilestoreDigest()
+    members = 0
+    for member in preader:
+        members += 1
+        name = member.name
+        if final is not None:
+            raise ArchiveFormatError(
+                f"member {name!r} follows the final manifest: not an archive "
+                "written by this suite"
+            )
+        if member.type == "dir":
+            continue
+        if name == mf.HEAD_MEMBER:
+            head = mf.loads(_read_small(member, name), name)
+            continue
+        if name == mf.MANIFEST_MEMBER:
+            final = mf.loads(_read_small(member, name), name)
+            continue
+        base = payload._part_base(name)
+        if base == mf.DUMP_MEMBER:
+            if dump_done:
+                raise ArchiveFormatError(f"dump part {name!r} out of order")
+            expected = f"{mf.DUMP_MEMBER}{payload.PART_SUFFIX}{len(dump_parts) + 1:06d}"
+            if name != expected:
+                raise ArchiveFormatError(
+                    f"dump part {name!r} found where {expected!r} was expected"
+                )
+            dump_parts.append(name)
+            while True:
+                data = member.read(READ_SIZE)
+                if not data:
+                    break
+                dump_hash.update(data)
+                dump_size += len(data)
+                handler.dump_chunk(data)
+            continue
+        if dump_parts and not dump_done:
+            dump_done = True
+            handler.dump_end()
+        if name.startswith(mf.FILESTORE_DIR):
+            fname = name[len(mf.FILESTORE_DIR) :]
+            file_hash = hashlib.sha256()
+            handler.file_begin(fname, member.size)
+            size = 0
+            while True:
+                data = member.read(READ_SIZE)
+                if not data:
+                    break
+                file_hash.update(data)
+                size += len(data)
+                handler.file_chunk(data)
+            handler.file_end()
+            digest.add(fname, size, file_hash.hexdigest())
+            continue
+        warnings.append(f"unexpected member {name!r} ignored")
+    if not dump_done:
+        dump_done = True
+        handler.dump_end()
+    _drain(reader)
+    if final is None:
+        raise ArchiveFormatError(
+            "the archive has no final manifest.json: it is incomplete or was not "
+            "written by this suite"
+        )
+    if head is None:
+        warnings.append("the archive has no backup.json head member")
+    fs = {"files": digest.files, "bytes": digest.bytes, "digest": digest.hexdigest()}
+    _check_against_manifest(final, dump_parts, dump_size, dump_hash.hexdigest(), fs)
+    header = reader.header.as_dict() if getattr(reader, "header", None) else None
+    return ArchiveReport(
+        manifest=final,
+        encrypted=reader.encrypted,
+        legacy=bool(getattr(reader, "legacy", False)),
+        header=header,
+        plaintext_bytes=getattr(reader, "plaintext_bytes", 0),
+        members=members,
+        dump_size=dump_size,
+        dump_sha256=dump_hash.hexdigest(),
+        filestore=fs,
+        warnings=warnings + list(final.get("warnings") or []),
+        duration=time.monotonic() - started,
+    )
+
+
+def _check_against_manifest(final, parts, size, sha256, fs):
+    problems = []
+    dump = final.get("dump") or {}
+    if not final.get("complete"):
+        problems.append("the manifest is not marked complete")
+    if dump.get("parts") is not None and dump["parts"] != parts:
+        problems.append(f"dump parts {len(parts)}, {len(dump['parts'])} expected")
+    if dump.get("size") != size:
+        problems.append(f"dump size {size}, {dump.get('size')} expected")
+    if dump.get("sha256") != sha256:
+        problems.append("dump sha256 differs from the manifest")
+    expected_fs = final.get("filestore") or {}
+    for key in ("files", "bytes", "digest"):
+        if key in expected_fs and expected_fs[key] != fs[key]:
+            problems.append(
+                f"filestore {key} {fs[key]!r}, {expected_fs[key]!r} expected"
+            )
+    if problems:
+        raise VerificationError(
+            "the archive does not match its manifest: " + "; ".join(problems)
+        )
+
+
+# ---------------------------------------------------------------------------
+# Front ends
+# ---------------------------------------------------------------------------
+@dataclass
+class VerifyRequest:
+    """Verify ``name`` at ``sink`` (a Sink or config dict) or a local ``path``.
+
+    ``test_restore``: also restore into a scratch database (and filestore
+    under ``data_dir`` or a temp dir), compare with the manifest, drop it.
+    """
+
+    name: str | None = None
+    sink: object = None
+    path: str | os.PathLike | None = None
+    keyring: object = None
+    password: str | None = None
+    test_restore: bool = False
+    pg: object = None
+    data_dir: str | os.PathLike | None = None
+    progress: object = None
+
+
+@dataclass
+class VerifyResult:
+    report: ArchiveReport
+    test_restore: dict | None = None
+
+    def as_dict(self) -> dict:
+        out = self.report.as_dict()
+        out["test_restore"] = self.test_restore
+        return out
+
+
+def run_verify(req: VerifyRequest) -> VerifyResult:
+    from .restore import RestoreRequest, open_source, run_restore
+
+    with open_source(req.sink, req.name, req.path) as source, source.open() as raw:
+        report = scan_archive(raw, keyring=req.keyring, password=req.password)
+    test = None
+    if req.test_restore:
+        import tempfile
+
+        from .pgtools import PgParams
+
+        pg = req.pg or PgParams.from_env()
+        base = report.manifest.get("database") or "verify"
+        scratch = f"{base[:20]}_verify_{int(time.time())}"
+        with tempfile.TemporaryDirectory(prefix="dbbs-verify-") as tmp:
+            data_dir = req.data_dir or tmp
+            result = run_restore(
+                RestoreRequest(
+                    target=scratch,
+                    mode="sandbox",
+                    sink=req.sink,
+                    name=req.name,
+                    path=req.path,
+                    keyring=req.keyring,
+                    password=req.password,
+                    pg=pg,
+                    data_dir=data_dir,
+                    progress=req.progress,
+                    skip_verify=True,  # just verified above
+                )
+            )
+            try:
+                test = {
+                    "database": scratch,
+                    "row_counts_checked": len(result.row_counts),
+                    "filestore": result.filestore,
+                    "duration": round(result.duration, 3),
+                    "ok": True,
+                }
+            finally:
+                from .pgtools import drop_database
+
+                drop_database(pg, scratch)
+                import shutil
+
+                shutil.rmtree(
+                    os.path.join(data_dir, "filestore", scratch), ignore_errors=True
+                )
+    return VerifyResult(report=report, test_restore=test)
