@@ -880,6 +880,12 @@ def _clean_parts(name: str, what="name") -> list[str]:
     return parts
 
 
+def clean_member_name(name: str) -> list[str]:
+    """The components of the relative member name ``name``; ArchiveError for
+    an absolute path, ``..``, a backslash, a NUL byte or a drive letter."""
+    return _clean_parts(name, what="member")
+
+
 def safe_member_path(root, name: str) -> Path:
     """The path under ``root`` where member ``name`` goes.
 
