@@ -1,0 +1,34 @@
+{
+    "name": "Database Backup Suite",
+    "summary": "Encrypted scheduled backups to local, S3 and SFTP storage, "
+    "with a gated restore wizard, sandboxes and alerts",
+    "version": "18.0.1.0.0",
+    "category": "Administration",
+    "license": "LGPL-3",
+    "author": "Backup & Compliance Suite",
+    "depends": ["base", "mail", "audit_export"],
+    "external_dependencies": {
+        "python": ["boto3", "cryptography", "paramiko", "zstandard", "psycopg2"]
+    },
+    "data": [
+        "security/db_backup_suite_groups.xml",
+        "security/ir.model.access.csv",
+        "data/ir_cron_data.xml",
+        "data/mail_template_data.xml",
+        "views/db_backup_run_views.xml",
+        "views/db_backup_destination_views.xml",
+        "views/db_backup_schedule_views.xml",
+        "views/db_backup_sandbox_views.xml",
+        "wizards/db_backup_dashboard_views.xml",
+        "wizards/db_backup_restore_wizard_views.xml",
+        "wizards/db_backup_download_wizard_views.xml",
+        "views/db_backup_suite_menus.xml",
+    ],
+    "assets": {
+        "web.assets_tests": [
+            "db_backup_suite/static/tests/tours/*.js",
+        ],
+    },
+    "installable": True,
+    "application": False,
+}

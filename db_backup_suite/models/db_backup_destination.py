@@ -1,0 +1,364 @@
+import base64
+import json
+import logging
+import os
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from odoo import api, fields, models
+from odoo.exceptions import UserError
+
+from . import backup_engine
+
+_logger = logging.getLogger(__name__)
+
+SECRET_FIELDS = ("s3_secret_key", "sftp_password", "sftp_private_key")
+SECRET_PURPOSE = "db-backup-destination-secret"
+SECRET_AAD = b"db.backup.destination/v1"
+
+
+class DbBackupDestination(models.Model):
+    _name = "db.backup.destination"
+    _description = "Backup Destination"
+    _order = "sequence, id"
+
+    name = fields.Char(required=True)
+    active = fields.Boolean(default=True)
+    sequence = fields.Integer(default=10)
+    dest_type = fields.Selection(
+        [("local", "Local folder"), ("s3", "S3 compatible"), ("sftp", "SFTP")],
+        string="Type",
+        required=True,
+        default="local",
+    )
+    # local
+    local_path = fields.Char(string="Folder", help="Absolute path on the Odoo server.")
+    # S3
+    s3_bucket = fields.Char(string="Bucket")
+    s3_prefix = fields.Char(string="Key prefix", default="odoo-backups")
+    s3_endpoint_url = fields.Char(
+        string="Endpoint URL", help="Leave empty for AWS; e.g. http://seaweedfs:8333"
+    )
+    s3_region = fields.Char(string="Region")
+    s3_access_key = fields.Char(string="Access key id")
+    s3_sse = fields.Boolean(string="Server-side encryption")
+    s3_checksum_when_required = fields.Boolean(
+        string="Checksums only when required",
+        help="Some S3-compatible servers reject the default checksums.",
+    )
+    # SFTP
+    sftp_host = fields.Char(string="Host")
+    sftp_port = fields.Integer(string="Port", default=22)
+    sftp_username = fields.Char(string="User")
+    sftp_path = fields.Char(string="Remote folder", default="odoo-backups")
+    sftp_auth = fields.Selection(
+        [("password", "Password"), ("key", "Private key")],
+        string="Authentication",
+        default="password",
+    )
+    sftp_known_hosts = fields.Text(
+        string="Confirmed host key",
+        readonly=True,
+        copy=False,
+        help="known_hosts line confirmed by an administrator.",
+    )
+    sftp_pending_host_key = fields.Text(readonly=True, copy=False)
+    sftp_pending_fingerprint = fields.Char(readonly=True, copy=False)
+    sftp_fingerprint = fields.Char(string="Host key fingerprint", readonly=True, copy=False)
+    # Secrets: write-only. Never read back, never logged.
+    s3_secret_key = fields.Char(
+        string="Secret access key",
+        compute="_compute_secrets",
+        inverse="_inverse_s3_secret_key",
+        store=False,
+    )
+    sftp_password = fields.Char(
+        string="SFTP password",
+        compute="_compute_secrets",
+        inverse="_inverse_sftp_password",
+        store=False,
+    )
+    sftp_private_key = fields.Text(
+        string="SFTP private key",
+        compute="_compute_secrets",
+        inverse="_inverse_sftp_private_key",
+        store=False,
+    )
+    secrets_encrypted = fields.Char(copy=False, groups="base.group_system")
+    secret_names = fields.Char(
+        string="Secrets stored", readonly=True, copy=False,
+        help="Which secrets are stored (encrypted); their values are never shown.",
+    )
+    last_test_date = fields.Datetime(readonly=True, copy=False)
+    last_test_result = fields.Char(readonly=True, copy=False)
+    last_test_ok = fields.Boolean(readonly=True, copy=False)
+
+    def _compute_secrets(self):
+        for record in self:
+            record.s3_secret_key = False
+            record.sftp_password = False
+            record.sftp_private_key = False
+
+    def _inverse_s3_secret_key(self):
+        self._store_secret("s3_secret_key")
+
+    def _inverse_sftp_password(self):
+        self._store_secret("sftp_password")
+
+    def _inverse_sftp_private_key(self):
+        self._store_secret("sftp_private_key")
+
+    @api.constrains("dest_type", "local_path", "s3_bucket", "sftp_host", "sftp_username")
+    def _check_required_settings(self):
+        for record in self:
+            if record.dest_type == "local" and not (
+                record.local_path and os.path.isabs(record.local_path)
+            ):
+                raise UserError(
+                    self.env._("A local destination needs an absolute folder path.")
+                )
+            if record.dest_type == "s3" and not record.s3_bucket:
+                raise UserError(self.env._("An S3 destination needs a bucket."))
+            if record.dest_type == "sftp" and not (
+                record.sftp_host and record.sftp_username
+            ):
+                raise UserError(self.env._("An SFTP destination needs a host and a user."))
+
+    # -- secrets -----------------------------------------------------------
+    def _secret_key(self, key_id=None):
+        try:
+            keyring = backup_engine.load_keyring()
+        except backup_engine.KeyringUnavailable as exc:
+            raise UserError(
+                self.env._(
+                    "The server keyring is not configured, so credentials cannot be "
+                    "stored encrypted: %(reason)s",
+                    reason=exc,
+                )
+            ) from exc
+        kid = key_id or keyring.active.key_id
+        uuid = self.env["ir.config_parameter"].sudo().get_param("database.uuid", "")
+        return kid, keyring.derive(SECRET_PURPOSE, uuid, key_id=kid)
+
+    def _read_secrets(self):
+        """The decrypted secrets (dict). Only for building a sink config."""
+        self.ensure_one()
+        blob = self.sudo().secrets_encrypted
+        if not blob:
+            return {}
+        version, kid, payload = blob.split(":", 2)
+        if version != "v1":
+            raise UserError(self.env._("Unknown secret format %(v)s", v=version))
+        _kid, key = self._secret_key(kid)
+        raw = base64.b64decode(payload)
+        try:
+            plain = AESGCM(key).decrypt(raw[:12], raw[12:], SECRET_AAD)
+        except Exception as exc:
+            raise UserError(
+                self.env._(
+                    "The stored credentials of %(name)s cannot be decrypted with the "
+                    "server keyring (was the key replaced?). Enter them again.",
+                    name=self.name,
+                )
+            ) from exc
+        return json.loads(plain)
+
+    def _write_secrets(self, secrets):
+        self.ensure_one()
+        secrets = {k: v for k, v in secrets.items() if v}
+        if not secrets:
+            blob = False
+        else:
+            kid, key = self._secret_key()
+            nonce = os.urandom(12)
+            ct = AESGCM(key).encrypt(nonce, json.dumps(secrets).encode(), SECRET_AAD)
+            blob = "v1:%s:%s" % (kid, base64.b64encode(nonce + ct).decode())
+        self.sudo().with_context(db_backup_secret_write=True).write(
+            {
+                "secrets_encrypted": blob,
+                "secret_names": ", ".join(sorted(secrets)) or False,
+            }
+        )
+
+    def _store_secret(self, field_name):
+        for record in self:
+            value = record[field_name]
+            if not value:
+                continue  # an empty write-only field means "keep the stored one"
+            secrets = record._read_secrets()
+            secrets[field_name] = value
+            record._write_secrets(secrets)
+
+    def action_clear_secrets(self):
+        self.check_access("write")
+        for record in self:
+            record._write_secrets({})
+        self._log_settings("clear_secrets")
+
+    # -- CRUD --------------------------------------------------------------
+    @api.model_create_multi
+    def create(self, vals_list):
+        records = super().create(vals_list)
+        records._log_settings("create")
+        return records
+
+    def write(self, vals):
+        result = super().write(vals)
+        if not self.env.context.get("db_backup_secret_write") and not set(vals) <= {
+            "last_test_date", "last_test_result", "last_test_ok",
+        }:
+            self._log_settings("write", sorted(vals))
+        return result
+
+    def unlink(self):
+        self._log_settings("delete")
+        return super().unlink()
+
+    def _log_settings(self, operation, field_names=None):
+        audit = self.env["audit.event"]
+        for record in self:
+            # Field names only: never the values (they may be secrets).
+            audit.log_event(
+                "settings",
+                record=record,
+                details={"operation": operation, "fields": field_names or []},
+                message="Backup destination %s: %s" % (record.name, operation),
+            )
+
+    # -- engine configuration ----------------------------------------------
+    def _sink_config(self):
+        """The engine's sink config of this destination.
+
+        Archive names start with the database's own folder
+        (``<db>/<db>_<label>_<stamp>...``, lib/naming.py), so several
+        databases can share one destination without seeing each other's.
+        """
+        self.ensure_one()
+        secrets = self._read_secrets()
+        if self.dest_type == "local":
+            return {"type": "local", "path": self.local_path}
+        if self.dest_type == "s3":
+            prefix = (self.s3_prefix or "").strip("/")
+            return {
+                "type": "s3",
+                "bucket": self.s3_bucket,
+                "prefix": prefix,
+                "endpoint_url": self.s3_endpoint_url or None,
+                "region": self.s3_region or None,
+                "access_key": self.s3_access_key or None,
+                "secret_key": secrets.get("s3_secret_key"),
+                "sse": "AES256" if self.s3_sse else None,
+                "checksum_when_required": self.s3_checksum_when_required,
+            }
+        if not self.sftp_known_hosts:
+            raise UserError(
+                self.env._(
+                    "The SFTP host key of %(name)s is not confirmed yet: use "
+                    "'Fetch host key' and confirm it.",
+                    name=self.name,
+                )
+            )
+        path = self.sftp_path or "."
+        config = {
+            "type": "sftp",
+            "host": self.sftp_host,
+            "port": self.sftp_port or 22,
+            "username": self.sftp_username,
+            "known_hosts": self.sftp_known_hosts,
+            "path": path,
+        }
+        if self.sftp_auth == "key":
+            config["private_key"] = secrets.get("sftp_private_key")
+        else:
+            config["password"] = secrets.get("sftp_password")
+        return config
+
+    def _make_sink(self):
+        from odoo.addons.db_backup_suite.lib import sinks
+
+        return sinks.make_sink(self._sink_config())
+
+    # -- actions ------------------------------------------------------------
+    def action_test_connection(self):
+        self.ensure_one()
+        self.check_access("write")
+        try:
+            sink = self._make_sink()
+            try:
+                sink.test_connection()
+            finally:
+                sink.close()
+        except Exception as exc:
+            # The error is shown to the administrator and kept on the record;
+            # it never contains the secrets (the engine does not echo them).
+            _logger.info("Backup destination %s: test failed: %s", self.name, exc)
+            self.write(
+                {
+                    "last_test_date": fields.Datetime.now(),
+                    "last_test_ok": False,
+                    "last_test_result": str(exc)[:500],
+                }
+            )
+            return self._notify(self.env._("Connection failed: %(e)s", e=exc), "danger")
+        self.write(
+            {
+                "last_test_date": fields.Datetime.now(),
+                "last_test_ok": True,
+                "last_test_result": self.env._("Connection OK"),
+            }
+        )
+        return self._notify(self.env._("Connection OK"), "success")
+
+    def _notify(self, message, kind):
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "message": message,
+                "type": kind,
+                "sticky": kind == "danger",
+                "next": {"type": "ir.actions.client", "tag": "soft_reload"},
+            },
+        }
+
+    def action_fetch_host_key(self):
+        """Connect once, read the server's host key, keep it pending."""
+        self.ensure_one()
+        self.check_access("write")
+        from odoo.addons.db_backup_suite.lib.sinks import sftp
+
+        try:
+            line = sftp.fetch_host_key(self.sftp_host, self.sftp_port or 22)
+            key_type, fingerprint = sftp.known_hosts_fingerprint(line)
+        except Exception as exc:
+            raise UserError(
+                self.env._("Could not read the host key of %(h)s: %(e)s",
+                           h=self.sftp_host, e=exc)
+            ) from exc
+        self.write(
+            {
+                "sftp_pending_host_key": line,
+                "sftp_pending_fingerprint": "%s %s" % (key_type, fingerprint),
+            }
+        )
+        return True
+
+    def action_confirm_host_key(self):
+        self.ensure_one()
+        self.check_access("write")
+        if not self.sftp_pending_host_key:
+            raise UserError(self.env._("Fetch the host key first."))
+        self.write(
+            {
+                "sftp_known_hosts": self.sftp_pending_host_key,
+                "sftp_fingerprint": self.sftp_pending_fingerprint,
+                "sftp_pending_host_key": False,
+                "sftp_pending_fingerprint": False,
+            }
+        )
+        return True
+
+    def action_reject_host_key(self):
+        self.ensure_one()
+        self.write({"sftp_pending_host_key": False, "sftp_pending_fingerprint": False})
+        return True

@@ -1,0 +1,694 @@
+import json
+import logging
+import os
+from datetime import timedelta
+
+import psycopg2
+
+from odoo import SUPERUSER_ID, api, fields, models
+from odoo.exceptions import AccessError, UserError
+from odoo.tools import SQL, format_datetime
+
+from . import backup_engine
+from .db_backup_schedule import FREQUENCY_INTERVALS
+
+_logger = logging.getLogger(__name__)
+
+ACTIVE_STATES = ("queued", "running")
+BACKUP_KINDS = ("scheduled", "manual", "pre_restore")
+PRE_RESTORE_KEEP_DAYS = 7
+STATUS_WINDOW = 30
+
+
+def human_size(size):
+    size = float(size or 0)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return ("%d %s" if unit == "B" else "%.1f %s") % (size, unit)
+        size /= 1024
+    return "%.1f TB" % size  # pragma: no cover
+
+
+class DbBackupRun(models.Model):
+    _name = "db.backup.run"
+    _description = "Database Backup"
+    _order = "date desc, id desc"
+    _rec_name = "name"
+
+    name = fields.Char(string="File", readonly=True, copy=False)
+    date = fields.Datetime(
+        string="Date/Time", default=fields.Datetime.now, readonly=True, index=True
+    )
+    kind = fields.Selection(
+        [
+            ("scheduled", "Scheduled"),
+            ("manual", "Manual"),
+            ("pre_restore", "Pre-restore"),
+            ("found", "Found at destination"),
+        ],
+        required=True,
+        default="manual",
+        readonly=True,
+    )
+    label = fields.Char(string="Frequency", readonly=True)
+    schedule_id = fields.Many2one("db.backup.schedule", readonly=True, ondelete="set null")
+    state = fields.Selection(
+        [
+            ("queued", "Queued"),
+            ("running", "Running"),
+            ("done", "Done"),
+            ("failed", "Failed"),
+            ("deleted", "Deleted"),
+        ],
+        default="queued",
+        required=True,
+        readonly=True,
+        index=True,
+    )
+    size = fields.Float(
+        string="Size (bytes)", readonly=True, digits=(20, 0), help="Archive size in bytes."
+    )
+    size_display = fields.Char(string="Size", compute="_compute_size_display")
+    encryption = fields.Selection(
+        [("encrypted", "🔒 Encrypted"), ("plaintext", "🔓 Plaintext (legacy)")],
+        string="Encrypted",
+        readonly=True,
+    )
+    key_id = fields.Char(readonly=True)
+    archive_created_at = fields.Datetime(readonly=True)
+    odoo_version = fields.Char(readonly=True)
+    manifest_json = fields.Text(readonly=True)
+    copy_ids = fields.One2many(
+        "db.backup.copy", "run_id", string="Stored copies", readonly=True
+    )
+    copy_status = fields.Char(string="Copies", compute="_compute_copy_status")
+    progress = fields.Float(readonly=True)
+    progress_message = fields.Char(readonly=True)
+    error = fields.Text(readonly=True)
+    warning = fields.Text(readonly=True)
+    pid = fields.Integer(readonly=True, copy=False)
+    started_at = fields.Datetime(readonly=True)
+    finished_at = fields.Datetime(readonly=True)
+    keep_until = fields.Datetime(
+        readonly=True, help="Pre-restore copies are deleted after this date."
+    )
+    requested_by_id = fields.Many2one("res.users", readonly=True)
+    database = fields.Char(readonly=True, default=lambda self: self.env.cr.dbname)
+
+    def init(self):
+        # One backup at a time per database, enforced by PostgreSQL itself: a
+        # second "Backup Now" racing the first fails on this index instead of
+        # starting a second run.
+        self.env.cr.execute(
+            SQL(
+                "CREATE UNIQUE INDEX IF NOT EXISTS db_backup_run_one_active "
+                "ON db_backup_run ((true)) "
+                "WHERE state IN ('queued', 'running') "
+                "AND kind IN ('scheduled', 'manual', 'pre_restore')"
+            )
+        )
+
+    @api.depends("size")
+    def _compute_size_display(self):
+        for run in self:
+            run.size_display = human_size(run.size) if run.size else ""
+
+    @api.depends("copy_ids.state", "copy_ids.destination_name")
+    def _compute_copy_status(self):
+        for run in self:
+            run.copy_status = ", ".join(c._status_line() for c in run.copy_ids)
+
+    @api.depends("label", "date")
+    def _compute_display_name(self):
+        for run in self:
+            run.display_name = run.name or "%s %s" % (
+                run.label or run.kind,
+                format_datetime(self.env, run.date) if run.date else "",
+            )
+
+    # ------------------------------------------------------------------
+    # Access helpers
+    # ------------------------------------------------------------------
+    def _check_group(self, xmlid):
+        if not self.env.su and not self.env.user.has_group(xmlid):
+            raise AccessError(
+                self.env._("This action requires the group %(group)s.",
+                           group=self.env.ref(xmlid).sudo().full_name)
+            )
+
+    def _check_restore_access(self):
+        self._check_group("db_backup_suite.backup_group_restore")
+
+    def _check_operator_access(self):
+        self._check_group("db_backup_suite.backup_group_operator")
+
+    # ------------------------------------------------------------------
+    # Backup Now
+    # ------------------------------------------------------------------
+    @api.model
+    def action_backup_now(self):
+        self._check_operator_access()
+        run = self.sudo()._queue_backup(kind="manual", user=self.env.user)
+        if not run:
+            message = self.env._(
+                "A backup is already queued or running; it was not started twice."
+            )
+            kind = "warning"
+        else:
+            message = self.env._(
+                "Backup queued: it runs in the background. Refresh the list "
+                "in a moment to see it."
+            )
+            kind = "success"
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "message": message,
+                "type": kind,
+                "next": {"type": "ir.actions.client", "tag": "soft_reload"},
+            },
+        }
+
+    @api.model
+    def _queue_backup(self, schedule=None, kind="manual", user=None):
+        """Create a queued run and wake the cron; an empty recordset when a
+        backup of this database is already queued or running."""
+        ok, reason = backup_engine.keyring_status()
+        if not ok:
+            raise UserError(
+                self.env._(
+                    "Backups cannot run: the server encryption keyring is missing. "
+                    "%(reason)s",
+                    reason=reason,
+                )
+            )
+        if self.search_count([("state", "in", ACTIVE_STATES), ("kind", "in", BACKUP_KINDS)]):
+            return self.browse()
+        vals = {
+            "kind": kind,
+            "state": "queued",
+            "label": schedule._label() if schedule else kind.replace("_", "-"),
+            "schedule_id": schedule.id if schedule else False,
+            "requested_by_id": (user or self.env.user).id,
+        }
+        if kind == "pre_restore":
+            vals["keep_until"] = fields.Datetime.now() + timedelta(days=PRE_RESTORE_KEEP_DAYS)
+        try:
+            with self.env.cr.savepoint():
+                run = self.create(vals)
+        except psycopg2.errors.UniqueViolation:
+            _logger.info("Backup not queued: another one is queued or running")
+            return self.browse()
+        self.env.ref("db_backup_suite.ir_cron_db_backup_process")._trigger()
+        return run
+
+    # ------------------------------------------------------------------
+    # Cron: due schedules, queued runs, late alerts
+    # ------------------------------------------------------------------
+    @api.model
+    def _cron_process(self):
+        self._reap_stale_runs()
+        now = fields.Datetime.now()
+        for schedule in self.env["db.backup.schedule"]._due(now):
+            if backup_engine.keyring_status()[0]:
+                run = self._queue_backup(schedule=schedule, kind="scheduled")
+                if not run:
+                    continue  # another backup is busy: try at the next tick
+            else:
+                self._record_refused(schedule)
+            schedule.write({"last_run": now})
+            schedule._reschedule()
+        queued = self.search([("state", "=", "queued"), ("kind", "in", BACKUP_KINDS)],
+                             order="id")
+        cron = self.env["ir.cron"]
+        for done, run in enumerate(queued):
+            cron._notify_progress(done=done, remaining=len(queued) - done)
+            run._execute_backup()
+        self.env["db.backup.schedule"].search([("active", "=", True)])._check_late()
+
+    def _record_refused(self, schedule):
+        run = self.create({
+            "kind": "scheduled",
+            "state": "failed",
+            "label": schedule._label(),
+            "schedule_id": schedule.id,
+            "error": self.env._("Backups cannot run: the server keyring is missing."),
+            "finished_at": fields.Datetime.now(),
+        })
+        run._send_alert("failed")
+        return run
+
+    def _reap_stale_runs(self):
+        """A run whose child process vanished (server restart) is failed."""
+        for run in self.search([("state", "=", "running")]):
+            if run.pid and not _pid_alive(run.pid):
+                run._write_detached({
+                    "state": "failed",
+                    "error": self.env._(
+                        "The backup process (pid %(pid)s) stopped without a result "
+                        "(server restart?). No archive was kept.", pid=run.pid),
+                    "finished_at": fields.Datetime.now(),
+                })
+
+    def _write_detached(self, vals):
+        """Write on this run in its own committed transaction, so progress is
+        visible while the job runs and a later failure cannot roll it back."""
+        self.ensure_one()
+        with self.env.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            env[self._name].browse(self.id).write(vals)
+        self.invalidate_recordset()
+
+    def _backup_payload(self):
+        self.ensure_one()
+        destinations = self._backup_destinations()
+        if not destinations:
+            raise UserError(self.env._("No active backup destination is configured."))
+        dbname = self.env.cr.dbname
+        sinks = []
+        for dest in destinations:
+            sinks.append({"destination_id": dest.id, "config": dest._sink_config()})
+        icp = self.env["ir.config_parameter"].sudo()
+        return {
+            "action": "backup",
+            "db": backup_engine.db_params(dbname),
+            "filestore": backup_engine.filestore_dir(dbname),
+            "label": self.label,
+            "archive_label": self._archive_label(),
+            "kind": self.kind,
+            "tenant": icp.get_param("database.uuid", ""),
+            "sinks": sinks,
+        }
+
+    def _archive_label(self):
+        self.ensure_one()
+        if self.schedule_id:
+            return self.schedule_id._archive_label()
+        return "pre-restore" if self.kind == "pre_restore" else "manual"
+
+    def _backup_destinations(self):
+        self.ensure_one()
+        if self.schedule_id:
+            return self.schedule_id.destination_ids.filtered("active")
+        return self.env["db.backup.destination"].search([("active", "=", True)])
+
+    def _execute_backup(self):
+        """Run the engine for this queued run in a child process and record it."""
+        self.ensure_one()
+        try:
+            payload = self._backup_payload()
+        except UserError as exc:
+            self._finish_failed(str(exc))
+            return False
+        self._write_detached({
+            "state": "running", "started_at": fields.Datetime.now(),
+            "progress": 0, "progress_message": self.env._("Starting"),
+        })
+        proc = None
+        try:
+            proc = backup_engine.spawn_job(payload)
+            self._write_detached({"pid": proc.pid})
+            result, error, stderr = self._supervise(proc)
+        except Exception as exc:
+            _logger.exception("Backup %s: could not run the engine", self.id)
+            self._finish_failed(str(exc))
+            return False
+        if error or not result:
+            message = (error or {}).get("message") or self.env._(
+                "The backup process failed: %(tail)s", tail=stderr[-1000:])
+            self._finish_failed(message)
+            return False
+        self._finish_done(result)
+        return True
+
+    def _supervise(self, proc):
+        result = error = None
+        last_write = 0.0
+        try:
+            for event in backup_engine.iter_events(proc):
+                kind = event.get("event")
+                if kind == "progress":
+                    now = _monotonic()
+                    if now - last_write >= 2:
+                        last_write = now
+                        done, total = event.get("done") or 0, event.get("total")
+                        self._write_detached({
+                            "progress": 100.0 * done / total if total else 0,
+                            "progress_message": (event.get("message") or "")[:200],
+                        })
+                        if total:
+                            self.env["ir.cron"]._notify_progress(
+                                done=int(done), remaining=max(int(total - done), 0))
+                elif kind == "result":
+                    result = event
+                elif kind == "error":
+                    error = event
+                elif kind == "log":
+                    _logger.info("backup job %s: %s", self.id, event.get("message"))
+        finally:
+            proc.stdout.close()
+            stderr = proc.stderr.read().decode("utf-8", "replace")
+            proc.stderr.close()
+            returncode = proc.wait()
+        if returncode and not error:
+            error = {"message": self.env._(
+                "The backup process exited with code %(code)s: %(tail)s",
+                code=returncode, tail=stderr.strip()[-800:])}
+        return result, error, stderr
+
+    def _finish_failed(self, message):
+        self._write_detached({
+            "state": "failed", "error": message, "finished_at": fields.Datetime.now(),
+            "progress_message": False,
+        })
+        self.env["audit.event"].log_event(
+            "backup", record=self, result="failure",
+            details={"kind": self.kind, "label": self.label}, message=message[:500])
+        self._send_alert("failed")
+
+    def _finish_done(self, result):
+        copies = result.get("copies") or []
+        failed = [c for c in copies if not c.get("ok")]
+        stored = [c for c in copies if c.get("ok")]
+        manifest = result.get("manifest") or {}
+        vals = {
+            "state": "done" if stored else "failed",
+            "name": result.get("name"),
+            "size": result.get("size") or 0,
+            "encryption": "encrypted" if result.get("encrypted", True) else "plaintext",
+            "key_id": result.get("key_id"),
+            "archive_created_at": _parse_dt(result.get("created_at")),
+            "odoo_version": manifest.get("odoo_version") or result.get("odoo_version"),
+            "manifest_json": json.dumps(manifest, default=str)[:200000],
+            "finished_at": fields.Datetime.now(),
+            "progress": 100.0,
+            "progress_message": False,
+            "error": "\n".join(
+                "%s: %s" % (c.get("destination_name") or c.get("destination_id"),
+                            c.get("error")) for c in failed) or False,
+        }
+        if failed and stored:
+            vals["warning"] = self.env._(
+                "%(n)s of %(t)s destinations failed.", n=len(failed), t=len(copies))
+        with self.env.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            run = env[self._name].browse(self.id)
+            run.write(vals)
+            dests = env["db.backup.destination"].browse(
+                [c["destination_id"] for c in copies if c.get("destination_id")])
+            names = {d.id: d for d in dests.exists()}
+            env["db.backup.copy"].create([
+                {
+                    "run_id": run.id,
+                    "destination_id": c.get("destination_id") if c.get(
+                        "destination_id") in names else False,
+                    "destination_name": names[c["destination_id"]].name
+                    if c.get("destination_id") in names else c.get("destination_name"),
+                    "dest_type": names[c["destination_id"]].dest_type
+                    if c.get("destination_id") in names else False,
+                    "state": "done" if c.get("ok") else "failed",
+                    "object_name": c.get("name"),
+                    "size": c.get("size") or 0,
+                    "error": c.get("error"),
+                }
+                for c in copies
+            ])
+        self.invalidate_recordset()
+        self.copy_ids.invalidate_recordset()
+        self.env["audit.event"].log_event(
+            "backup", record=self,
+            result="success" if stored else "failure",
+            details={"kind": self.kind, "label": self.label, "file": self.name,
+                     "size": self.size, "copies": len(stored), "failed": len(failed)},
+            message=self.error or False,
+        )
+        if not stored:
+            self._send_alert("failed")
+            return
+        if failed:
+            self._send_alert("failed")
+        threshold = (self.schedule_id.alert_size_mb if self.schedule_id else 0) or int(
+            self.env["ir.config_parameter"].sudo().get_param(
+                "db_backup_suite.alert_size_mb", 500))
+        if self.size > threshold * 1024 * 1024:
+            self._send_alert("large")
+
+    # ------------------------------------------------------------------
+    # Alerts
+    # ------------------------------------------------------------------
+    def _alert_recipients(self):
+        self.ensure_one()
+        partners = self.schedule_id.alert_partner_ids
+        if not partners:
+            partners = self.env.ref("base.group_system").sudo().users.filtered(
+                lambda u: u.active and u.email and not u.share).partner_id
+        return partners.filtered("email")
+
+    def _send_alert(self, alert):
+        """Mail the recipients about this run (``failed`` or ``large``)."""
+        template = self.env.ref("db_backup_suite.mail_template_backup_%s" % alert)
+        for run in self:
+            partners = run._alert_recipients()
+            if not partners:
+                _logger.warning("Backup alert %s for run %s: nobody to mail", alert, run.id)
+                continue
+            template.sudo().send_mail(
+                run.id, email_values={"recipient_ids": [(6, 0, partners.ids)]})
+
+    # ------------------------------------------------------------------
+    # Retention
+    # ------------------------------------------------------------------
+    @api.model
+    def _cron_retention(self):
+        """Delete what the engine's retention policy says, per schedule.
+
+        The engine keeps the newest good backup whatever happens, expires
+        ``pre-restore`` copies after 7 days and never touches ``manual`` ones
+        nor any name that is not one of this database's archives.
+        """
+        from odoo.addons.db_backup_suite.lib import retention
+
+        now = fields.Datetime.now()
+        runs = self.search([("state", "=", "done"), ("name", "!=", False)])
+        items = [_RetentionItem(run.name, True, run.id) for run in runs]
+        doomed_ids = set()
+        policies = [
+            retention.RetentionPolicy(labels=frozenset(), pre_restore_days=PRE_RESTORE_KEEP_DAYS)
+        ]
+        for schedule in self.env["db.backup.schedule"].search([]):
+            policies.append(schedule._retention_policy())
+        for policy in policies:
+            plan = retention.plan_retention(items, policy, now, database=self.env.cr.dbname)
+            doomed_ids.update(item.run_id for item in plan.delete)
+        doomed = self.browse(sorted(doomed_ids))
+        doomed._delete_archives()
+        return doomed
+
+    def _delete_archives(self):
+        for run in self:
+            errors = []
+            for copy in run.copy_ids.filtered(lambda c: c.state == "done"):
+                dest = copy.destination_id
+                if not dest:
+                    copy.state = "deleted"
+                    continue
+                try:
+                    sink = dest._make_sink()
+                    try:
+                        sink.delete(copy.object_name)
+                    finally:
+                        sink.close()
+                    copy.state = "deleted"
+                except Exception as exc:
+                    _logger.warning("Retention: cannot delete %s at %s: %s",
+                                    copy.object_name, dest.name, exc)
+                    errors.append("%s: %s" % (dest.name, exc))
+            if errors:
+                run.warning = "\n".join(errors)
+            else:
+                run.state = "deleted"
+            self.env["audit.event"].log_event(
+                "backup", record=run, result="failure" if errors else "success",
+                details={"operation": "retention_delete", "file": run.name},
+                message="\n".join(errors) or False)
+
+    # ------------------------------------------------------------------
+    # Restore entry points (the wizard does the work)
+    # ------------------------------------------------------------------
+    def action_open_restore_wizard(self):
+        self.ensure_one()
+        self._check_restore_access()
+        if self.state != "done":
+            raise UserError(self.env._("Only a completed backup can be restored."))
+        wizard = self.env["db.backup.restore.wizard"].create({"run_id": self.id})
+        return wizard._action_open()
+
+    def action_open_download_wizard(self):
+        self.ensure_one()
+        self._check_restore_access()
+        wizard = self.env["db.backup.download.wizard"].create({"run_id": self.id})
+        return {
+            "type": "ir.actions.act_window",
+            "res_model": wizard._name,
+            "res_id": wizard.id,
+            "view_mode": "form",
+            "target": "new",
+        }
+
+    def unlink(self):
+        if any(run.state == "running" for run in self):
+            raise UserError(self.env._("A running backup cannot be deleted."))
+        for run in self:
+            self.env["audit.event"].log_event(
+                "backup", record=run, details={"operation": "delete", "file": run.name})
+        return super().unlink()
+
+    def action_delete_archive(self):
+        """Delete the archives at every destination, keep the row as deleted."""
+        if not self.env.is_admin():
+            raise AccessError(self.env._("Only administrators delete backups."))
+        self.filtered(lambda r: r.state == "done")._delete_archives()
+        return True
+
+    # ------------------------------------------------------------------
+    # Status panel
+    # ------------------------------------------------------------------
+    @api.model
+    def _status_summary(self):
+        runs = self.sudo()
+        last_ok = runs.search([("state", "in", ("done", "deleted"))], limit=1)
+        next_runs = self.env["db.backup.schedule"].sudo().search(
+            [("active", "=", True), ("next_run", "!=", False)], order="next_run", limit=1)
+        recent = runs.search([], limit=STATUS_WINDOW)
+        problems = recent.filtered(lambda r: r.state == "failed" or r.warning)
+        return {
+            "last_ok": last_ok,
+            "next_run": next_runs.next_run,
+            "next_schedule": next_runs,
+            "problems": problems,
+            "recent_count": len(recent),
+        }
+
+    @api.model
+    def _mail_admins(self, subject, body_html):
+        admins = self.env.ref("base.group_system").sudo().users.filtered(
+            lambda u: u.active and u.email and not u.share)
+        if not admins:
+            _logger.warning("No administrator with an email to tell: %s", subject)
+            return self.env["mail.mail"]
+        return self.env["mail.mail"].sudo().create({
+            "subject": subject,
+            "body_html": body_html,
+            "recipient_ids": [(6, 0, admins.partner_id.ids)],
+            "auto_delete": False,
+        })
+
+    @api.model
+    def _on_database_restored(self, restore_info):
+        """The restored database's run table is the archive's; list again the
+        archives of this database found at the destinations (the pre-restore
+        copy and anything newer than the restored archive)."""
+        return self._sync_from_destinations()
+
+    @api.model
+    def _sync_from_destinations(self):
+        created = self.browse()
+        known = set(self.search([]).mapped("name"))
+        destinations = self.env["db.backup.destination"].search([("active", "=", True)])
+        by_name = {}
+        for destination in destinations:
+            try:
+                found = self._find_archives(destination)
+            except Exception as exc:
+                _logger.warning("Cannot list %s: %s", destination.name, exc)
+                continue
+            for name, (obj, info) in found.items():
+                by_name.setdefault(name, []).append((destination, obj, info))
+        for name, entries in sorted(by_name.items()):
+            if name in known:
+                continue
+            _dest, obj, info = entries[0]
+            created_at = info.created_at.replace(tzinfo=None)
+            kind = {"manual": "manual", "pre-restore": "pre_restore"}.get(
+                info.label, "found")
+            run = self.create({
+                "name": name,
+                "kind": kind,
+                "state": "done",
+                "label": info.label,
+                "date": created_at,
+                "archive_created_at": created_at,
+                "size": obj.size,
+                "encryption": "encrypted" if info.encrypted else "plaintext",
+                "keep_until": created_at + timedelta(days=PRE_RESTORE_KEEP_DAYS)
+                if kind == "pre_restore" else False,
+            })
+            self.env["db.backup.copy"].create([{
+                "run_id": run.id,
+                "destination_id": dest.id,
+                "destination_name": dest.name,
+                "dest_type": dest.dest_type,
+                "state": "done",
+                "object_name": name,
+                "size": o.size,
+            } for dest, o, _info in entries])
+            created |= run
+        return created
+
+    def action_sync_from_destinations(self):
+        if not self.env.is_admin():
+            raise AccessError(self.env._("Only administrators rescan destinations."))
+        self._sync_from_destinations()
+        return True
+
+    def _find_archives(self, destination):
+        """Archives of this database at ``destination`` (name -> StoredObject)."""
+        from odoo.addons.db_backup_suite.lib import naming
+
+        sink = destination._make_sink()
+        try:
+            objects = sink.list()
+        finally:
+            sink.close()
+        found = {}
+        for obj in objects:
+            # Only this database's archives: restore never offers another's.
+            info = naming.parse_archive_name(obj.name, self.env.cr.dbname)
+            if info is not None:
+                found[obj.name] = (obj, info)
+        return found
+
+
+class _RetentionItem:
+    __slots__ = ("name", "ok", "run_id")
+
+    def __init__(self, name, ok, run_id):
+        self.name, self.ok, self.run_id = name, ok, run_id
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _monotonic():
+    import time
+
+    return time.monotonic()
+
+
+def _parse_dt(value):
+    if not value:
+        return False
+    from datetime import datetime, timezone
+
+    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if dt.tzinfo:
+        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return dt

@@ -1,0 +1,3 @@
+from . import db_backup_dashboard
+from . import db_backup_restore_wizard
+from . import db_backup_download_wizard
