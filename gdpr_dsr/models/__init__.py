@@ -1,0 +1,7 @@
+from . import (
+    dsr_discovery,
+    dsr_discovery_exclusion,
+    dsr_erasure,
+    dsr_request,
+    dsr_request_line,
+)

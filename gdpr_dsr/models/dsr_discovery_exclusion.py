@@ -1,0 +1,50 @@
+from odoo import api, fields, models
+
+
+class DsrDiscoveryExclusion(models.Model):
+    _name = "dsr.discovery.exclusion"
+    _description = "Data Subject Request: discovery exclusion"
+    _order = "model_name, field_name"
+
+    model_name = fields.Char(
+        string="Model",
+        required=True,
+        help="Technical name of the model (e.g. res.company). The model does not "
+        "need to be installed: the exclusion applies when it is.",
+    )
+    field_name = fields.Char(
+        string="Field",
+        help="Technical name of the many2one/many2many field to ignore; leave empty "
+        "to ignore the whole model.",
+    )
+    reason = fields.Char(required=True)
+    active = fields.Boolean(default=True)
+
+    _sql_constraints = [
+        (
+            "model_field_uniq",
+            "unique(model_name, field_name)",
+            "This model/field is already excluded.",
+        ),
+    ]
+
+    @api.depends("model_name", "field_name")
+    def _compute_display_name(self):
+        for exclusion in self:
+            exclusion.display_name = (
+                f"{exclusion.model_name}.{exclusion.field_name}"
+                if exclusion.field_name
+                else exclusion.model_name
+            )
+
+    @api.model
+    def _get_exclusions(self):
+        """Return ``(excluded_models, excluded_fields)`` as sets."""
+        models_, fields_ = set(), set()
+        for exclusion in self.sudo().search([]):
+            name = (exclusion.model_name or "").strip()
+            if exclusion.field_name:
+                fields_.add((name, exclusion.field_name.strip()))
+            else:
+                models_.add(name)
+        return models_, fields_

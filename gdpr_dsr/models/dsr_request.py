@@ -1,0 +1,892 @@
+import base64
+import io
+import json
+import logging
+import os
+import re
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+from odoo import api, fields, models
+from odoo.exceptions import AccessError, UserError
+from odoo.tools import SQL, config
+
+from odoo.addons.audit_export.lib import keyring as suite_keyring
+from odoo.addons.audit_export.lib import streamcrypt
+from odoo.addons.data_export_suite.lib import zipper
+
+from ..lib import certificate as certificate_lib
+from ..lib.erasure_register import ErasureRegister, digest, normalize_email
+from ..lib.masking import mask_document
+
+_logger = logging.getLogger(__name__)
+
+DEADLINE_DAYS = {"gdpr": 30, "ccpa": 45}
+PACKAGE_VALIDITY_DAYS = 30
+REMINDER_DAYS_BEFORE = 7
+OPEN_STATES = ("received", "verified", "in_progress")
+_SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class DsrRequest(models.Model):
+    _name = "dsr.request"
+    _description = "Data Subject Request"
+    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _order = "received_date desc, id desc"
+
+    name = fields.Char(
+        string="Reference", required=True, readonly=True, copy=False, default="/"
+    )
+    company_id = fields.Many2one(
+        "res.company", required=True, default=lambda self: self.env.company
+    )
+    subject_email = fields.Char(
+        string="Subject email",
+        help="Email address of the data subject; every partner whose email "
+        "matches (case-insensitive) is part of the request. Cleared after an "
+        "erasure (a SHA-256 digest is kept).",
+    )
+    subject_email_sha256 = fields.Char(
+        string="Subject email digest", readonly=True, copy=False
+    )
+    subject_name = fields.Char()
+    subject_phone = fields.Char()
+    regime = fields.Selection(
+        [("gdpr", "GDPR (30 days)"), ("ccpa", "CCPA (45 days)")],
+        required=True, default="gdpr", tracking=True,
+    )
+    request_type = fields.Selection(
+        [("access", "Access / export"), ("erasure", "Erasure")],
+        string="Type", required=True, default="access", tracking=True,
+    )
+    state = fields.Selection(
+        [
+            ("received", "Received"),
+            ("verified", "Identity verified"),
+            ("in_progress", "In progress"),
+            ("done", "Done"),
+            ("rejected", "Rejected"),
+        ],
+        required=True, default="received", tracking=True, copy=False,
+    )
+    received_date = fields.Date(
+        required=True, default=fields.Date.context_today, tracking=True
+    )
+    deadline = fields.Date(compute="_compute_deadline", store=True)
+    is_overdue = fields.Boolean(
+        string="Overdue", compute="_compute_is_overdue", search="_search_is_overdue"
+    )
+    user_id = fields.Many2one(
+        "res.users", string="Assigned officer", tracking=True,
+        default=lambda self: self.env.user,
+        domain=lambda self: [
+            ("groups_id", "in", self.env.ref("gdpr_dsr.dsr_group_officer").id)
+        ],
+    )
+    verified_by_id = fields.Many2one("res.users", readonly=True, copy=False)
+    verified_on = fields.Datetime(readonly=True, copy=False)
+    verification_method = fields.Selection(
+        [
+            ("id_document", "Identity document checked"),
+            ("email_challenge", "Confirmation from the registered email address"),
+            ("account_login", "Request made from the subject's signed-in account"),
+            ("other", "Other (see notes)"),
+        ],
+        copy=False,
+    )
+    verification_notes = fields.Text(copy=False)
+    verification_attachment_ids = fields.Many2many(
+        "ir.attachment", "dsr_request_evidence_rel", "request_id", "attachment_id",
+        string="Verification evidence", copy=False,
+    )
+    rejection_reason = fields.Text(copy=False)
+    line_ids = fields.One2many("dsr.request.line", "request_id", copy=False)
+    line_count = fields.Integer(compute="_compute_line_count")
+    discovered_on = fields.Datetime(readonly=True, copy=False)
+    package_file = fields.Binary(
+        string="Export package (encrypted)", attachment=True, copy=False,
+        groups="gdpr_dsr.dsr_group_officer",
+    )
+    package_filename = fields.Char(readonly=True, copy=False)
+    package_generated_on = fields.Datetime(readonly=True, copy=False)
+    package_expiry = fields.Datetime(readonly=True, copy=False)
+    package_protected = fields.Boolean(
+        string="Password protected", readonly=True, copy=False
+    )
+    erased_on = fields.Datetime(readonly=True, copy=False)
+    erasure_id = fields.Char(
+        string="Erasure register id", readonly=True, copy=False,
+        help="Identifier of this erasure in the erasure register kept outside "
+        "the database (re-applied after a restore).",
+    )
+    certificate_json = fields.Binary(
+        string="Erasure certificate (signed JSON)", attachment=True, copy=False
+    )
+    certificate_html = fields.Binary(
+        string="Erasure certificate", attachment=True, copy=False
+    )
+
+    _sql_constraints = [
+        ("name_company_uniq", "unique(name, company_id)", "The reference is unique."),
+    ]
+
+    # -- computes ------------------------------------------------------------
+    @api.depends("received_date", "regime")
+    def _compute_deadline(self):
+        for request in self:
+            request.deadline = request.received_date and (
+                request.received_date
+                + timedelta(days=DEADLINE_DAYS.get(request.regime, 30))
+            )
+
+    @api.depends("deadline", "state")
+    def _compute_is_overdue(self):
+        today = fields.Date.context_today(self)
+        for request in self:
+            request.is_overdue = bool(
+                request.state in OPEN_STATES
+                and request.deadline
+                and request.deadline < today
+            )
+
+    def _search_is_overdue(self, operator, value):
+        if operator not in ("=", "!=") or not isinstance(value, bool):
+            raise UserError(self.env._("Unsupported search on the overdue flag."))
+        domain = [
+            ("state", "in", OPEN_STATES),
+            ("deadline", "<", fields.Date.context_today(self)),
+        ]
+        positive = (operator == "=") == value
+        return domain if positive else ["!", "&", *domain]
+
+    def _compute_line_count(self):
+        counts = dict(
+            self.env["dsr.request.line"]._read_group(
+                [("request_id", "in", self.ids)], ["request_id"], ["__count"]
+            )
+        )
+        for request in self:
+            request.line_count = counts.get(request, 0)
+
+    @api.constrains("subject_email", "state")
+    def _check_subject_email(self):
+        for request in self:
+            if request.state != "done" or request.request_type != "erasure":
+                email = normalize_email(request.subject_email)
+                if not email or "@" not in email:
+                    raise UserError(
+                        self.env._("A valid subject email address is required.")
+                    )
+
+    # -- CRUD ------------------------------------------------------------------
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            if vals.get("name", "/") == "/":
+                sequence = self.env["ir.sequence"].sudo()
+                vals["name"] = sequence.next_by_code("dsr.request") or "/"
+            if vals.get("subject_email"):
+                vals["subject_email"] = vals["subject_email"].strip()
+                vals["subject_email_sha256"] = digest(vals["subject_email"])
+        requests = super().create(vals_list)
+        for request in requests:
+            request._audit("received")
+        return requests
+
+    def write(self, vals):
+        if "subject_email" in vals:
+            if self.filtered(lambda r: r.state not in ("received",)) and vals.get(
+                "subject_email"
+            ):
+                raise UserError(self.env._(
+                    "The subject email can only change while the request is "
+                    "received (before verification)."
+                ))
+            if vals["subject_email"]:
+                vals["subject_email"] = vals["subject_email"].strip()
+                vals["subject_email_sha256"] = digest(vals["subject_email"])
+        return super().write(vals)
+
+    # -- helpers -------------------------------------------------------------
+    def _check_officer(self):
+        if not self.env.user.has_group("gdpr_dsr.dsr_group_officer"):
+            raise AccessError(self.env._(
+                "Only Privacy Officers may handle data subject requests."
+            ))
+        self.check_access("write")
+
+    def _audit(self, step, result="success", **details):
+        self.ensure_one()
+        details.update(step=step, request_type=self.request_type, regime=self.regime)
+        return self.env["audit.event"].log_event(
+            "dsr", record=self, res_name=self.name, result=result, details=details,
+            message=self.env._(
+                "Data subject request %(ref)s: %(step)s", ref=self.name, step=step
+            ),
+        )
+
+    def _database_uuid(self):
+        return self.env["ir.config_parameter"].sudo().get_param("database.uuid")
+
+    @api.model
+    def _keyring(self):
+        try:
+            return suite_keyring.Keyring.load(
+                config_path=config.get("backup_keyring_file") or None
+            )
+        except suite_keyring.KeyringError as exc:
+            raise UserError(self.env._(
+                "The server keyring is not configured, so export packages cannot "
+                "be encrypted at rest: %(error)s", error=str(exc),
+            )) from exc
+
+    @api.model
+    def _erasure_register(self, database_uuid=None):
+        """The register of erasures of this database, outside the database and
+        its filestore: ``<data_dir>/gdpr_dsr/<database uuid>.jsonl``, or under
+        the directory named by the server option ``dsr_erasure_register_dir``
+        (e.g. storage that restores never touch)."""
+        directory = config.get("dsr_erasure_register_dir") or os.path.join(
+            config["data_dir"], "gdpr_dsr"
+        )
+        return ErasureRegister(directory, database_uuid or self._database_uuid())
+
+    def _check_verified(self):
+        for request in self:
+            if request.state not in ("verified", "in_progress"):
+                raise UserError(self.env._(
+                    "Request %(ref)s: the subject's identity must be verified "
+                    "first.", ref=request.name,
+                ))
+
+    # -- actions: workflow -------------------------------------------------------
+    def action_verify(self):
+        self._check_officer()
+        for request in self:
+            if request.state != "received":
+                raise UserError(self.env._("Only received requests can be verified."))
+            if not request.verification_method:
+                raise UserError(self.env._(
+                    "Choose how the identity was verified."
+                ))
+            if not request.verification_attachment_ids:
+                raise UserError(self.env._(
+                    "Attach the evidence of the identity verification."
+                ))
+            request.write({
+                "state": "verified",
+                "verified_by_id": self.env.uid,
+                "verified_on": fields.Datetime.now(),
+            })
+            request._audit("verified", method=request.verification_method)
+        return True
+
+    def action_reject(self):
+        self._check_officer()
+        for request in self:
+            if request.state not in OPEN_STATES:
+                raise UserError(self.env._("Only open requests can be rejected."))
+            if not (request.rejection_reason or "").strip():
+                raise UserError(self.env._(
+                    "Write the reason of the rejection first (it is sent to the "
+                    "subject with your answer)."
+                ))
+            request.state = "rejected"
+            request._audit("rejected")
+        return True
+
+    def action_discover(self):
+        """Find every record tied to the subject and list it as lines."""
+        self._check_officer()
+        for request in self:
+            if request.state not in OPEN_STATES:
+                raise UserError(self.env._("The request is closed."))
+            request._run_discovery()
+            if request.state == "verified":
+                request.state = "in_progress"
+        return True
+
+    def _run_discovery(self):
+        self.ensure_one()
+        subject_ids, hits = self.env["dsr.discovery"].sudo()._discover(
+            self.subject_email
+        )
+        if self.request_type == "erasure":
+            self.env["dsr.erasure"].sudo()._plan(hits, subject_ids)
+        else:
+            for hit in hits:
+                hit["planned_action"] = "export"
+                hit["reason"] = "subject access request"
+        self.line_ids.unlink()
+        values = []
+        for hit in hits:
+            record = self.env[hit["res_model"]].with_context(
+                active_test=False
+            ).browse(hit["res_id"])
+            accessible = bool(record._filtered_access("read"))
+            values.append({
+                "request_id": self.id,
+                "res_model": hit["res_model"],
+                "res_id": hit["res_id"],
+                "res_name": (
+                    record.display_name if accessible else
+                    self.env._("(not readable by you)")
+                ),
+                "category": hit["category"],
+                "source": hit["source"],
+                "ref_fields": ",".join(hit["ref_fields"]),
+                "accessible": accessible,
+                "planned_action": hit["planned_action"],
+                "reason": hit["reason"],
+            })
+        self.env["dsr.request.line"].create(values)
+        self.discovered_on = fields.Datetime.now()
+        self.message_post(body=self.env._(
+            "Discovery found %(count)s records.", count=len(values)
+        ))
+        return subject_ids
+
+    def action_view_lines(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "gdpr_dsr.dsr_request_line_action"
+        )
+        action["domain"] = [("request_id", "=", self.id)]
+        action["context"] = {"search_default_group_model": 1}
+        return action
+
+    def action_open_package_wizard(self):
+        self.ensure_one()
+        self._check_officer()
+        self._check_verified()
+        return {
+            "type": "ir.actions.act_window",
+            "res_model": "dsr.package.wizard",
+            "view_mode": "form",
+            "target": "new",
+            "context": {"default_request_id": self.id},
+        }
+
+    def action_open_erasure_wizard(self):
+        self.ensure_one()
+        self._check_officer()
+        self._check_verified()
+        if self.request_type != "erasure":
+            raise UserError(self.env._("This is not an erasure request."))
+        return {
+            "type": "ir.actions.act_window",
+            "res_model": "dsr.erasure.wizard",
+            "view_mode": "form",
+            "target": "new",
+            "context": {"default_request_id": self.id},
+        }
+
+    def action_download_package(self):
+        self.ensure_one()
+        self._check_officer()
+        if not self.package_generated_on:
+            raise UserError(self.env._("No export package was generated."))
+        return {
+            "type": "ir.actions.act_url",
+            "url": f"/gdpr_dsr/package/{self.id}",
+            "target": "download",
+        }
+
+    # -- export package ----------------------------------------------------------
+    def _generate_package(self, password=None):
+        """Build the export package (ZIP, optionally AES-256 with ``password``),
+        encrypt it with the server keyring and store it for 30 days."""
+        self.ensure_one()
+        self._check_officer()
+        self._check_verified()
+        if password is not None and not password:
+            password = None
+        keyring = self._keyring()
+        if not self.line_ids:
+            self._run_discovery()
+        document, files = self._build_package_document()
+        payload = json.dumps(
+            document, indent=2, ensure_ascii=False, sort_keys=True, default=str
+        ).encode("utf-8")
+        members = [("data.json", payload), *files]
+        buffer = io.BytesIO()
+        writer = streamcrypt.EncryptingWriter(
+            buffer, keyring=keyring, tenant=self._database_uuid(),
+            purpose="dsr-export", content_type="application/zip",
+        )
+        try:
+            count = zipper.write_zip(writer, members, password=password)
+        except zipper.ZipperError as exc:
+            raise UserError(str(exc)) from exc
+        writer.close()
+        now = fields.Datetime.now()
+        reference = _SAFE_NAME_RE.sub("-", self.name)
+        self.write({
+            "package_file": base64.b64encode(buffer.getvalue()),
+            "package_filename": f"{reference}.zip",
+            "package_generated_on": now,
+            "package_expiry": now + timedelta(days=PACKAGE_VALIDITY_DAYS),
+            "package_protected": bool(password),
+            "state": "done" if self.request_type == "access" else self.state,
+        })
+        self._audit(
+            "exported", members=count, records=len(self.line_ids),
+            password_protected=bool(password),
+        )
+        return True
+
+    def _read_package(self):
+        """Return the decrypted ZIP bytes (raises when expired or missing)."""
+        self.ensure_one()
+        self._check_officer()
+        if not self.package_generated_on or not self.package_file:
+            raise UserError(self.env._("No export package is available."))
+        if self.package_expiry and self.package_expiry < fields.Datetime.now():
+            raise UserError(self.env._(
+                "The export package expired on %(date)s; generate a new one.",
+                date=self.package_expiry,
+            ))
+        encrypted = base64.b64decode(self.with_context(bin_size=False).package_file)
+        reader = streamcrypt.DecryptingReader(
+            io.BytesIO(encrypted), keyring=self._keyring()
+        )
+        data = reader.read()
+        self._audit("downloaded", size=len(data))
+        return data
+
+    def _build_package_document(self):
+        """Return ``(document, files)``: the JSON-ready document and the list
+        of ``(arcname, bytes)`` attachment members. Runs as the officer:
+        records they may not read are listed under ``withheld``."""
+        self.ensure_one()
+        profile = self.env["data.export.profile"]
+        by_model = defaultdict(list)
+        withheld = []
+        for line in self.line_ids:
+            by_model[(line.category, line.res_model)].append(line)
+        sections = {
+            "profile": [], "related_contacts": [], "users": [],
+            "communications": {"messages": [], "emails": [], "followers": []},
+            "invoices": {}, "payment_information": {}, "records": {},
+        }
+        files, attachments_meta, secrets = [], [], set()
+        for (category, model_name), lines in sorted(by_model.items()):
+            if model_name not in self.env:
+                continue
+            records = self.env[model_name].with_context(active_test=False).browse(
+                [ln.res_id for ln in lines]
+            ).exists()
+            readable = records._filtered_access("read")
+            for line in lines:
+                if line.res_id in readable.ids:
+                    line.result = "exported"
+                else:
+                    line.result = "withheld"
+                    withheld.append({
+                        "model": model_name, "id": line.res_id,
+                        "reason": "not readable by the officer or no longer exists",
+                    })
+            if model_name == "res.partner.bank":
+                for bank in records.sudo():
+                    secrets.update(
+                        filter(None, [bank.acc_number, bank.sanitized_acc_number])
+                    )
+            if not readable:
+                continue
+            if category == "attachment":
+                for attachment in readable:
+                    arcname = "attachments/%d-%s" % (
+                        attachment.id,
+                        _SAFE_NAME_RE.sub("_", attachment.name or "file")[:100],
+                    )
+                    files.append((arcname, attachment.raw or b""))
+                    attachments_meta.append({
+                        "id": attachment.id, "name": attachment.name,
+                        "mimetype": attachment.mimetype, "file": arcname,
+                        "res_model": attachment.res_model,
+                        "res_id": attachment.res_id,
+                        "size": attachment.file_size,
+                    })
+                continue
+            data = profile._serialize_records(
+                readable, profile._exportable_fields(model_name), depth=0
+            )
+            if category == "profile":
+                sections["profile"].extend(data)
+            elif category == "related_partner":
+                sections["related_contacts"].extend(data)
+            elif category == "user":
+                sections["users"].extend(data)
+            elif category == "message":
+                sections["communications"]["messages"].extend(data)
+            elif category == "mail":
+                sections["communications"]["emails"].extend(data)
+            elif category == "follower":
+                sections["communications"]["followers"].extend(data)
+            elif category == "invoice":
+                sections["invoices"].setdefault(model_name, []).extend(data)
+            elif category == "payment":
+                sections["payment_information"].setdefault(model_name, []).extend(
+                    data
+                )
+            else:
+                sections["records"].setdefault(model_name, []).extend(data)
+        document = {
+            "format": "gdpr_dsr.subject_access_package",
+            "version": 1,
+            "generated_at": datetime.now(UTC).isoformat(),
+            "request": {
+                "reference": self.name,
+                "regime": self.regime,
+                "type": self.request_type,
+                "received_date": fields.Date.to_string(self.received_date),
+            },
+            "subject": {
+                "email": self.subject_email,
+                "name": self.subject_name or None,
+                "phone": self.subject_phone or None,
+            },
+            **sections,
+            "attachments": attachments_meta,
+            "withheld": withheld,
+        }
+        return mask_document(document, secrets), files
+
+    # -- erasure -------------------------------------------------------------------
+    def _erase(self, typed_email):
+        """Apply the erasure after the gate: ``typed_email`` must be the
+        subject's email exactly (surrounding spaces aside)."""
+        self.ensure_one()
+        self._check_officer()
+        self._check_verified()
+        if self.request_type != "erasure":
+            raise UserError(self.env._("This is not an erasure request."))
+        if (typed_email or "").strip() != (self.subject_email or "").strip():
+            self._audit("erasure_refused", result="failure", reason="gate mismatch")
+            raise UserError(self.env._(
+                "The email typed does not match the subject's email: nothing was "
+                "erased."
+            ))
+        if not self.line_ids:
+            self._run_discovery()
+        erasure = self.env["dsr.erasure"].sudo()
+        subject_lines = self.line_ids.filtered(lambda ln: ln.category == "profile")
+        subject_ids = subject_lines.mapped("res_id")
+        partners = self.env["res.partner"].sudo().with_context(
+            active_test=False
+        ).browse(subject_ids).exists()
+        fingerprints = [
+            {
+                "id": partner.id,
+                "email_sha256": digest(
+                    partner.email_normalized or normalize_email(partner.email)
+                ),
+                "name_sha256": digest(partner.name),
+            }
+            for partner in partners
+        ]
+        hits = [
+            {
+                "line": line,
+                "res_model": line.res_model,
+                "res_id": line.res_id,
+                "category": line.category,
+                "ref_fields": [f for f in (line.ref_fields or "").split(",") if f],
+                "planned_action": line.planned_action,
+                "reason": line.reason,
+            }
+            for line in self.line_ids
+        ]
+        erasure._execute(hits, subject_ids, self.name)
+        for hit in hits:
+            hit["line"].sudo().write({
+                "result": hit["result"],
+                "result_note": (hit.get("result_note") or "")[:250],
+                # the display name of an erased record is personal data
+                "res_name": False,
+            })
+        entry = self._erasure_register().append(
+            request_ref=self.name,
+            email_sha256=self.subject_email_sha256,
+            partners=fingerprints,
+            records=[
+                (hit["res_model"], hit["res_id"], hit["result"]) for hit in hits
+            ],
+        )
+        # The evidence of identity is personal data too: it goes with the rest.
+        evidence = self.verification_attachment_ids
+        self.sudo().write({
+            "state": "done",
+            "erased_on": fields.Datetime.now(),
+            "erasure_id": entry["erasure_id"],
+            "subject_email": False,
+            "subject_name": False,
+            "subject_phone": False,
+            "verification_attachment_ids": [(5, 0, 0)],
+        })
+        evidence.sudo().unlink()
+        self._issue_certificate(hits, entry)
+        counts = defaultdict(int)
+        for hit in hits:
+            counts[hit["result"]] += 1
+        self._audit("erased", erasure_id=entry["erasure_id"], counts=dict(counts))
+        return True
+
+    def _certificate_key(self):
+        """Return ``(key, key_id)`` for signing certificates: an HKDF sub-key
+        of the server keyring, else the database secret."""
+        try:
+            keyring = suite_keyring.Keyring.load(
+                config_path=config.get("backup_keyring_file") or None
+            )
+        except suite_keyring.KeyringError as exc:
+            _logger.warning(
+                "DSR certificate signed with the database secret (no keyring: %s)",
+                exc,
+            )
+            secret = self.env["ir.config_parameter"].sudo().get_param(
+                "database.secret"
+            )
+            return secret.encode(), "database.secret"
+        return (
+            keyring.derive("dsr-certificate", self._database_uuid()),
+            keyring.active.key_id,
+        )
+
+    def _issue_certificate(self, hits, entry):
+        self.ensure_one()
+        records = [
+            {
+                "model": hit["res_model"],
+                "id": hit["res_id"],
+                "category": hit["category"],
+                "planned_action": hit["planned_action"],
+                "result": hit["result"],
+                "reason": hit.get("result_note") or hit.get("reason") or "",
+            }
+            for hit in sorted(hits, key=lambda h: (h["res_model"], h["res_id"]))
+        ]
+        counts = defaultdict(int)
+        for record in records:
+            counts[record["result"]] += 1
+        document = {
+            "format": "gdpr_dsr.erasure_certificate",
+            "version": 1,
+            "issued_at": datetime.now(UTC).isoformat(),
+            "issuer": {
+                "company": self.company_id.name,
+                "database_uuid": self._database_uuid(),
+                "officer": self.env.user.name,
+            },
+            "request": {
+                "reference": self.name,
+                "regime": self.regime,
+                "received_date": fields.Date.to_string(self.received_date),
+                "deadline": fields.Date.to_string(self.deadline),
+                "verified_on": fields.Datetime.to_string(self.verified_on),
+                "verified_by": self.verified_by_id.name,
+                "verification_method": self.verification_method,
+            },
+            "subject_email_sha256": self.subject_email_sha256,
+            "erasure_register_id": entry["erasure_id"],
+            "records": records,
+            "counts": dict(sorted(counts.items())),
+        }
+        key, key_id = self._certificate_key()
+        signed = certificate_lib.sign(document, key, key_id=key_id)
+        html = self.env["ir.qweb"]._render(
+            "gdpr_dsr.dsr_certificate_document", {"doc": signed}
+        )
+        self.sudo().write({
+            "certificate_json": base64.b64encode(
+                json.dumps(signed, indent=2, sort_keys=True).encode()
+            ),
+            "certificate_html": base64.b64encode(str(html).encode()),
+        })
+        return signed
+
+    def _certificate_document(self):
+        self.ensure_one()
+        if not self.certificate_json:
+            return None
+        return json.loads(
+            base64.b64decode(self.with_context(bin_size=False).certificate_json)
+        )
+
+    def _verify_certificate(self):
+        document = self._certificate_document()
+        if not document:
+            return False
+        key, _key_id = self._certificate_key()
+        return certificate_lib.verify(document, key)
+
+    # -- restore hook (called by db_backup_suite, never by this addon) ------------
+    @api.model
+    def _on_database_restored(self, restore_info):
+        """Re-apply the erasures recorded after the archive was taken.
+
+        db_backup_suite calls this in the restored database after every
+        restore. Idempotent: what is already erased is not found again.
+        """
+        created_at = restore_info.get("archive_created_at")
+        if isinstance(created_at, str):
+            created_at = datetime.fromisoformat(created_at)
+        if created_at is None:
+            _logger.warning("DSR: restore without archive date; nothing re-applied")
+            return []
+        if created_at.tzinfo is None:
+            created_at = created_at.replace(tzinfo=UTC)
+        register = self._erasure_register(
+            restore_info.get("archive_database_uuid") or self._database_uuid()
+        )
+        applied = []
+        for entry in register.entries_after(created_at):
+            applied.append(self._reapply_erasure(entry, restore_info))
+        return applied
+
+    @api.model
+    def _reapply_erasure(self, entry, restore_info):
+        erasure = self.env["dsr.erasure"].sudo()
+        partner_ids = self._partners_matching_entry(entry)
+        subject_ids, hits = self.env["dsr.discovery"].sudo()._discover(
+            None, extra_partner_ids=partner_ids
+        )
+        known = {(hit["res_model"], hit["res_id"]) for hit in hits}
+        category = {
+            "res.partner": "profile", "res.users": "user", "mail.message": "message",
+            "mail.mail": "mail", "mail.followers": "follower",
+            "ir.attachment": "attachment",
+        }
+        for model_name, res_id, result in entry.get("records", []):
+            if (model_name, res_id) in known or result not in ("deleted", "anonymized"):
+                continue
+            if model_name == "res.partner" and res_id not in partner_ids:
+                # an id alone is not proof: the partner matched no fingerprint
+                continue
+            hits.append({
+                "res_model": model_name, "res_id": res_id,
+                "category": category.get(model_name, "record"),
+                "source": "erasure register", "ref_fields": [],
+            })
+        erasure._plan(hits, subject_ids)
+        for hit in hits:
+            recorded = next(
+                (r for m, i, r in entry.get("records", [])
+                 if m == hit["res_model"] and i == hit["res_id"]),
+                None,
+            )
+            if recorded == "deleted" and hit["planned_action"] != "retain":
+                hit["planned_action"] = "delete"
+        erasure._execute(hits, subject_ids, entry.get("request_ref") or "erased")
+        done = [h for h in hits if h.get("result") in ("deleted", "anonymized")]
+        request = self.sudo().search([("name", "=", entry.get("request_ref"))], limit=1)
+        details = {
+            "step": "reapplied_after_restore",
+            "erasure_id": entry.get("erasure_id"),
+            "archive_name": restore_info.get("archive_name"),
+            "records": len(done),
+        }
+        self.env["audit.event"].log_event(
+            "dsr", res_model=self._name, res_id=request.id or None,
+            res_name=entry.get("request_ref"), details=details,
+            message=self.env._(
+                "Erasure %(ref)s re-applied after a database restore",
+                ref=entry.get("request_ref"),
+            ),
+        )
+        if request and request.state != "done":
+            request.write({
+                "state": "done",
+                "erased_on": fields.Datetime.now(),
+                "erasure_id": entry.get("erasure_id"),
+                "subject_email": False,
+                "subject_name": False,
+                "subject_phone": False,
+            })
+        if request:
+            request.message_post(body=self.env._(
+                "Erasure re-applied after the restore of %(archive)s: %(count)s "
+                "records deleted or anonymised.",
+                archive=restore_info.get("archive_name") or "?", count=len(done),
+            ))
+        return details
+
+    @api.model
+    def _partners_matching_entry(self, entry):
+        """Partner ids of the restored database that are the erased subject:
+        a recorded id whose email or name digest still matches, or any
+        partner whose normalised email digest equals the subject's."""
+        self.env.flush_all()
+        ids = set()
+        fingerprints = {p["id"]: p for p in entry.get("partners", [])}
+        if fingerprints:
+            self.env.cr.execute(SQL(
+                "SELECT id, email_normalized, email, name FROM res_partner "
+                "WHERE id = ANY(%s)",
+                list(fingerprints),
+            ))
+            for pid, normalized, email, name in self.env.cr.fetchall():
+                print_ = fingerprints[pid]
+                email_digest = digest(normalized or normalize_email(email))
+                if (email_digest and email_digest == print_.get("email_sha256")) or (
+                    digest(name) and digest(name) == print_.get("name_sha256")
+                ):
+                    ids.add(pid)
+        if entry.get("email_sha256"):
+            self.env.cr.execute(SQL(
+                """SELECT id FROM res_partner
+                    WHERE encode(sha256(convert_to(
+                              lower(btrim(email_normalized)), 'UTF8')), 'hex') = %s
+                       OR encode(sha256(convert_to(
+                              lower(btrim(email)), 'UTF8')), 'hex') = %s""",
+                entry["email_sha256"], entry["email_sha256"],
+            ))
+            ids.update(row[0] for row in self.env.cr.fetchall())
+        return ids
+
+    # -- crons -------------------------------------------------------------------------
+    @api.model
+    def _cron_remind_deadlines(self):
+        """Schedule a to-do for the assignee of every open request due within a
+        week (or overdue) that has none yet."""
+        limit = fields.Date.context_today(self) + timedelta(days=REMINDER_DAYS_BEFORE)
+        requests = self.search([
+            ("state", "in", OPEN_STATES),
+            ("deadline", "<=", limit),
+            ("user_id", "!=", False),
+        ])
+        todo = self.env.ref("mail.mail_activity_data_todo")
+        for index, request in enumerate(requests, start=1):
+            pending = request.activity_ids.filtered(
+                lambda a, r=request: a.activity_type_id == todo
+                and a.user_id == r.user_id
+                and a.summary
+                and a.summary.startswith("DSR deadline")
+            )
+            if not pending:
+                request.activity_schedule(
+                    "mail.mail_activity_data_todo",
+                    date_deadline=request.deadline,
+                    summary=f"DSR deadline {request.deadline}",
+                    note=self.env._(
+                        "Data subject request %(ref)s must be answered by %(date)s.",
+                        ref=request.name, date=request.deadline,
+                    ),
+                    user_id=request.user_id.id,
+                )
+            self.env["ir.cron"]._notify_progress(
+                done=index, remaining=len(requests) - index
+            )
+        return len(requests)
+
+    @api.model
+    def _cron_purge_packages(self):
+        """Delete export packages older than their 30-day validity."""
+        expired = self.sudo().search([
+            ("package_expiry", "!=", False),
+            ("package_expiry", "<", fields.Datetime.now()),
+        ])
+        for request in expired:
+            request.write({"package_file": False, "package_expiry": False})
+            request.message_post(body=self.env._("The export package expired."))
+        return len(expired)

@@ -1,0 +1,1 @@
+from . import test_dsr_erasure, test_dsr_export, test_dsr_request, test_dsr_restore

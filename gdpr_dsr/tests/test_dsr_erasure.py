@@ -1,0 +1,179 @@
+import json
+import os
+import stat
+
+from odoo.exceptions import UserError
+from odoo.tests import Form, tagged
+
+from ..lib.erasure_register import digest
+from .common import NO_MAIL, SUBJECT_EMAIL, DsrCase, make_verified_request
+
+
+@tagged("post_install", "-at_install")
+class TestDsrErasure(DsrCase):
+    def _erasure_request(self):
+        request = make_verified_request(self.officer_env(), "erasure")
+        request.action_discover()
+        return request
+
+    def test_gate_wrong_email_refused_nothing_erased(self):
+        request = self._erasure_request()
+        wizard = self.officer_env()["dsr.erasure.wizard"].create({
+            "request_id": request.id, "typed_email": "jane.subject@example.org",
+        })
+        with self.assertRaises(UserError):
+            wizard.action_confirm()
+        # case differences count: the gate wants the email exactly
+        with self.assertRaises(UserError):
+            request._erase(SUBJECT_EMAIL.lower())
+        self.assertTrue(self.subject["partner"].exists())
+        self.assertEqual(self.subject["partner"].name, "Jane Subject")
+        self.assertEqual(request.state, "in_progress")
+        self.assertFalse(os.path.exists(request._erasure_register().path))
+
+    def test_erasure_requires_verification(self):
+        request = self.officer_env()["dsr.request"].create({
+            "subject_email": SUBJECT_EMAIL, "request_type": "erasure",
+        })
+        with self.assertRaises(UserError):
+            request._erase(SUBJECT_EMAIL)
+        self.assertTrue(self.subject["partner"].exists())
+
+    def test_erasure_plan_and_result(self):
+        s = self.subject
+        request = self._erasure_request()
+        plan = {(ln.res_model, ln.res_id): ln.planned_action for ln in request.line_ids}
+        self.assertEqual(plan[("res.partner", s["partner"].id)], "delete")
+        self.assertEqual(plan[("res.users", s["user"].id)], "anonymize")
+        self.assertEqual(plan[("mail.message", s["addressed"].id)], "anonymize")
+        self.assertEqual(plan[("mail.message", s["written"].id)], "delete")
+        self.assertEqual(plan[("res.partner.bank", s["bank"].id)], "delete")
+        evidence = request.verification_attachment_ids
+        self.assertTrue(evidence)
+        line_keys = set(plan)
+
+        wizard = Form(self.officer_env()["dsr.erasure.wizard"].with_context(
+            default_request_id=request.id
+        ))
+        self.assertEqual(wizard.delete_count + wizard.anonymize_count
+                         + wizard.retain_count, len(request.line_ids))
+        wizard.typed_email = f" {SUBJECT_EMAIL} "
+        wizard.save().action_confirm()
+
+        # deleted
+        for key in ("invoice_address", "delivery_address", "bank", "passport",
+                    "photo", "own_note", "written"):
+            self.assertFalse(s[key].exists(), key)
+        self.assertFalse(evidence.exists())
+        self.assertFalse(self.env["mail.followers"].search(
+            [("partner_id", "=", s["partner"].id)]
+        ))
+        # anonymised: the partner is still the (archived) user's partner
+        partner = s["partner"].with_context(active_test=False)
+        self.assertTrue(partner.exists())
+        self.assertEqual(partner.name, f"Anonymized ({request.name})")
+        self.assertFalse(partner.email or partner.phone or partner.street
+                         or partner.city)
+        self.assertFalse(partner.active)
+        user = s["user"].with_context(active_test=False)
+        self.assertFalse(user.active)
+        self.assertEqual(user.login, f"erased-{user.id}@erased.invalid")
+        addressed = s["addressed"]
+        self.assertTrue(addressed.exists())
+        self.assertNotIn(partner, addressed.partner_ids)
+        self.assertIn(s["other"], addressed.partner_ids)
+        # the bystander is untouched
+        self.assertEqual(s["other"].name, "Bob Bystander")
+        self.assertEqual(s["other"].email, "bob@example.org")
+        self.assertFalse(self.env["res.partner"].with_context(
+            active_test=False
+        ).search([("email", "=ilike", SUBJECT_EMAIL)]))
+
+        # the request keeps no personal data, only the digest
+        self.assertEqual(request.state, "done")
+        self.assertFalse(request.subject_email or request.subject_name)
+        self.assertEqual(request.subject_email_sha256, digest(SUBJECT_EMAIL))
+        self.assertFalse(any(request.line_ids.mapped("res_name")))
+        results = {(ln.res_model, ln.res_id): ln.result for ln in request.line_ids}
+        self.assertEqual(results[("res.partner", partner.id)], "anonymized")
+        self.assertEqual(results[("res.partner", s["invoice_address"].id)], "deleted")
+        self.assertEqual(results[("mail.message", s["addressed"].id)], "anonymized")
+        self.assertEqual(results[("res.users", user.id)], "anonymized")
+        self.assertNotIn("pending", results.values())
+
+        # certificate: every record, signed, without the email
+        document = request._certificate_document()
+        self.assertEqual(
+            {(r["model"], r["id"]) for r in document["records"]}, line_keys
+        )
+        self.assertTrue(all(r["reason"] for r in document["records"]))
+        self.assertEqual(document["subject_email_sha256"], digest(SUBJECT_EMAIL))
+        self.assertTrue(request._verify_certificate())
+        html = self.b64(request.with_context(bin_size=False).certificate_html).decode()
+        for model, res_id in line_keys:
+            self.assertIn(f"<td>{model}</td>", html)
+            self.assertIn(f"<td>{res_id}</td>", html)
+        for text in (json.dumps(document), html):
+            self.assertNotIn("jane", text.lower())
+
+        # the register outside the database
+        register = request._erasure_register()
+        self.assertEqual(stat.S_IMODE(os.stat(register.path).st_mode), 0o600)
+        entries = register.entries()
+        self.assertEqual(len(entries), 1)
+        self.assertEqual(entries[0]["erasure_id"], request.erasure_id)
+        self.assertEqual(entries[0]["request_ref"], request.name)
+        self.assertEqual(entries[0]["email_sha256"], digest(SUBJECT_EMAIL))
+        self.assertEqual(
+            {p["id"] for p in entries[0]["partners"]},
+            {partner.id, s["invoice_address"].id, s["delivery_address"].id},
+        )
+        with open(register.path, encoding="utf-8") as handle:
+            self.assertNotIn("jane", handle.read().lower())
+
+        steps = [
+            (e.details or {}).get("step")
+            for e in self.env["audit.event"].sudo().search([
+                ("res_model", "=", "dsr.request"), ("res_id", "=", request.id),
+            ])
+        ]
+        self.assertIn("erased", steps)
+
+    def test_posted_invoice_is_retained_and_anonymised(self):
+        if "account.move" not in self.env:
+            self.skipTest("accounting (account) is not installed")
+        env = self.env(context=dict(self.env.context, **NO_MAIL))
+        partner = self.subject["partner"]
+        invoice = env["account.move"].create({
+            "move_type": "out_invoice",
+            "partner_id": partner.id,
+            "invoice_line_ids": [(0, 0, {
+                "name": "Repair", "quantity": 1, "price_unit": 100.0,
+            })],
+        })
+        invoice.action_post()
+        draft = env["account.move"].create({
+            "move_type": "out_invoice",
+            "partner_id": partner.id,
+            "invoice_line_ids": [(0, 0, {
+                "name": "Quote", "quantity": 1, "price_unit": 10.0,
+            })],
+        })
+        request = self._erasure_request()
+        lines = {(ln.res_model, ln.res_id): ln for ln in request.line_ids}
+        self.assertEqual(lines[("account.move", invoice.id)].planned_action, "retain")
+        self.assertIn("Art. 17(3)(b)", lines[("account.move", invoice.id)].reason)
+        self.assertEqual(lines[("account.move", draft.id)].planned_action, "delete")
+        request._erase(SUBJECT_EMAIL)
+        self.assertTrue(invoice.exists())
+        self.assertEqual(invoice.state, "posted")
+        self.assertEqual(invoice.partner_id, partner)
+        self.assertEqual(partner.with_context(active_test=False).name,
+                         f"Anonymized ({request.name})")
+        self.assertNotIn("Jane", invoice.invoice_partner_display_name)
+        self.assertFalse(draft.exists())
+        document = request._certificate_document()
+        retained = [r for r in document["records"]
+                    if (r["model"], r["id"]) == ("account.move", invoice.id)]
+        self.assertEqual(retained[0]["result"], "retained")
+        self.assertIn("Art. 17(3)(b)", retained[0]["reason"])

@@ -1,0 +1,161 @@
+import io
+import json
+import zipfile
+from datetime import timedelta
+
+import pyzipper
+from freezegun import freeze_time
+
+from odoo import fields
+from odoo.exceptions import UserError
+from odoo.tests import tagged
+
+from .common import BANK_ACCOUNT, DsrCase, make_verified_request
+
+
+@tagged("post_install", "-at_install")
+class TestDsrExport(DsrCase):
+    def _expected(self):
+        s = self.subject
+        return {
+            "profile": {s["partner"].id, s["invoice_address"].id,
+                        s["delivery_address"].id},
+            "messages": {s["own_note"].id, s["written"].id, s["addressed"].id},
+            "attachments": {s["passport"].id, s["photo"].id},
+        }
+
+    def test_discovery_lists_everything_grouped_by_model(self):
+        request = make_verified_request(self.officer_env(), "access")
+        request.action_discover()
+        self.assertEqual(request.state, "in_progress")
+        lines = request.line_ids
+        by_model = {}
+        for line in lines:
+            by_model.setdefault(line.res_model, set()).add(line.res_id)
+        expected = self._expected()
+        self.assertEqual(by_model["res.partner"], expected["profile"])
+        self.assertEqual(by_model["mail.message"], expected["messages"])
+        self.assertEqual(by_model["ir.attachment"], expected["attachments"])
+        self.assertEqual(by_model["res.users"], {self.subject["user"].id})
+        self.assertEqual(by_model["res.partner.bank"], {self.subject["bank"].id})
+        followers = self.env["mail.followers"].search([
+            ("partner_id", "in", list(expected["profile"])),
+        ])
+        self.assertEqual(by_model.get("mail.followers", set()), set(followers.ids))
+        # the bystander is never part of the subject's data
+        self.assertNotIn(self.subject["other"].id, by_model["res.partner"])
+        self.assertTrue(all(lines.mapped("accessible")))
+        self.assertEqual(set(lines.mapped("planned_action")), {"export"})
+        action = request.action_view_lines()
+        self.assertEqual(action["context"]["search_default_group_model"], 1)
+        groups = self.env["dsr.request.line"]._read_group(
+            action["domain"], ["res_model"], ["__count"]
+        )
+        self.assertEqual(
+            dict(groups),
+            {model: len(ids) for model, ids in by_model.items()},
+        )
+
+    def _generate(self, password=None):
+        env = self.officer_env()
+        request = make_verified_request(env, "access")
+        wizard = env["dsr.package.wizard"].create({
+            "request_id": request.id,
+            "password": password,
+            "password_confirm": password,
+        })
+        action = wizard.action_generate()
+        self.assertEqual(action["url"], f"/gdpr_dsr/package/{request.id}")
+        self.assertFalse(wizard.password)
+        return request
+
+    def _check_document(self, names, document):
+        expected = self._expected()
+        s = self.subject
+        attachment_names = {
+            f"attachments/{s['passport'].id}-passport.pdf",
+            f"attachments/{s['photo'].id}-photo.png",
+        }
+        self.assertEqual(set(names), {"data.json"} | attachment_names)
+        self.assertEqual(
+            {p["id"] for p in document["profile"]}, expected["profile"]
+        )
+        jane = next(p for p in document["profile"] if p["id"] == s["partner"].id)
+        self.assertEqual(jane["name"], "Jane Subject")
+        self.assertEqual(jane["email"], "Jane.Subject@Example.com")
+        self.assertEqual(jane["street"], "1 Privacy Street")
+        self.assertEqual([u["id"] for u in document["users"]], [s["user"].id])
+        self.assertEqual(
+            {m["id"] for m in document["communications"]["messages"]},
+            expected["messages"],
+        )
+        bodies = {m["id"]: m["body"] for m in document["communications"]["messages"]}
+        self.assertIn("Jane asked for a callback", bodies[s["own_note"].id])
+        self.assertEqual(
+            {a["id"] for a in document["attachments"]}, expected["attachments"]
+        )
+        self.assertEqual(
+            {a["file"] for a in document["attachments"]}, attachment_names
+        )
+        banks = document["payment_information"]["res.partner.bank"]
+        self.assertEqual([b["id"] for b in banks], [s["bank"].id])
+        self.assertEqual(banks[0]["acc_number"], "************6769")
+        self.assertEqual(document["withheld"], [])
+        self.assertEqual(document["request"]["type"], "access")
+
+    def test_package_plain_zip_encrypted_at_rest(self):
+        request = self._generate()
+        self.assertEqual(request.state, "done")
+        self.assertFalse(request.package_protected)
+        stored = self.b64(request.with_context(bin_size=False).package_file)
+        self.assertNotEqual(stored[:2], b"PK")
+        self.assertNotIn(b"Jane", stored)
+        data = request._read_package()
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+            raw_json = archive.read("data.json")
+            document = json.loads(raw_json)
+            self.assertEqual(
+                archive.read(f"attachments/{self.subject['passport'].id}-passport.pdf"),
+                b"%PDF-1.4 Jane's passport scan",
+            )
+        self._check_document(names, document)
+        self.assertNotIn(BANK_ACCOUNT.encode(), raw_json)
+        self.assertEqual(
+            request.package_expiry - request.package_generated_on, timedelta(days=30)
+        )
+        steps = self.env["audit.event"].sudo().search([
+            ("res_model", "=", "dsr.request"), ("res_id", "=", request.id),
+        ]).mapped(lambda e: (e.details or {}).get("step"))
+        self.assertEqual(
+            sorted(steps), ["downloaded", "exported", "received", "verified"]
+        )
+
+    def test_package_with_password(self):
+        request = self._generate(password="correct horse battery")
+        self.assertTrue(request.package_protected)
+        data = request._read_package()
+        with pyzipper.AESZipFile(io.BytesIO(data)) as archive:
+            with self.assertRaises(RuntimeError):
+                archive.read("data.json")
+            archive.setpassword(b"correct horse battery")
+            names = archive.namelist()
+            document = json.loads(archive.read("data.json"))
+        self._check_document(names, document)
+
+    def test_password_mismatch_and_expiry(self):
+        env = self.officer_env()
+        request = make_verified_request(env, "access")
+        wizard = env["dsr.package.wizard"].create({
+            "request_id": request.id, "password": "abcdefgh1",
+            "password_confirm": "abcdefgh2",
+        })
+        with self.assertRaises(UserError):
+            wizard.action_generate()
+        self.assertFalse(request.package_generated_on)
+        request._generate_package()
+        with freeze_time(fields.Datetime.now() + timedelta(days=31)):
+            with self.assertRaises(UserError):
+                request._read_package()
+            self.assertEqual(self.env["dsr.request"]._cron_purge_packages(), 1)
+        self.assertFalse(request.package_file)

@@ -1,0 +1,1 @@
+from . import dsr_erasure_wizard, dsr_package_wizard
