@@ -1,0 +1,85 @@
+"""Which models have their create / update / delete operations audited."""
+
+from odoo import api, fields, models, tools
+from odoo.exceptions import ValidationError
+
+# Models whose changes are never captured by rules (the audit trail itself).
+NEVER_AUDITED = frozenset({"audit.event", "audit.checkpoint"})
+
+
+class AuditRule(models.Model):
+    _name = "audit.rule"
+    _description = "Audit Rule"
+    _order = "model_name"
+    _rec_name = "model_name"
+
+    model_id = fields.Many2one(
+        "ir.model",
+        string="Model",
+        required=True,
+        ondelete="cascade",
+        index=True,
+        domain="[('transient', '=', False)]",
+    )
+    model_name = fields.Char(related="model_id.model", store=True, string="Model Name")
+    active = fields.Boolean(default=True)
+    log_create = fields.Boolean(string="Log Creation", default=True)
+    log_write = fields.Boolean(string="Log Updates", default=True)
+    log_unlink = fields.Boolean(string="Log Deletion", default=True)
+    excluded_field_ids = fields.Many2many(
+        "ir.model.fields",
+        string="Ignored Fields",
+        domain="[('model_id', '=', model_id)]",
+        help="Changes to these fields are not recorded (e.g. noisy counters).",
+    )
+
+    _sql_constraints = [
+        ("model_unique", "UNIQUE(model_id)", "There is already a rule for this model."),
+    ]
+
+    @api.constrains("model_id")
+    def _check_model_id(self):
+        for rule in self:
+            if rule.model_id.model in NEVER_AUDITED or rule.model_id.transient:
+                raise ValidationError(
+                    self.env._(
+                        "%(model)s cannot be audited by a rule.",
+                        model=rule.model_id.model,
+                    )
+                )
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        rules = super().create(vals_list)
+        self.env.registry.clear_cache()
+        return rules
+
+    def write(self, vals):
+        res = super().write(vals)
+        self.env.registry.clear_cache()
+        return res
+
+    def unlink(self):
+        res = super().unlink()
+        self.env.registry.clear_cache()
+        return res
+
+    def _register_hook(self):
+        # Capture starts once the registry is complete: module data loaded
+        # during install/upgrade is not user activity.
+        self.pool._audit_capture_ready = True
+        return super()._register_hook()
+
+    @api.model
+    @tools.ormcache()
+    def _rules_by_model(self):
+        """``{model: {"create", "write", "unlink": bool, "excluded": set}}``."""
+        result = {}
+        for rule in self.sudo().search([]):
+            result[rule.model_name] = {
+                "create": rule.log_create,
+                "write": rule.log_write,
+                "unlink": rule.log_unlink,
+                "excluded": frozenset(rule.excluded_field_ids.mapped("name")),
+            }
+        return result
