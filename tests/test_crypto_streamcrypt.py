@@ -109,6 +109,13 @@ def test_round_trip_random_sizes_writes_and_reads(ring):
         assert reader.read() == b"" and reader.read(10) == b""
 
 
+def test_long_mime_content_type_and_unicode_tenant(ring):
+    xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    blob = encrypt(b"cells", ring, content_type=xlsx, tenant="société-ü")
+    reader = sc.DecryptingReader(io.BytesIO(blob), keyring=ring, tenant="société-ü")
+    assert reader.content_type == xlsx and reader.read() == b"cells"
+
+
 def test_file_object_semantics(ring):
     out = io.BytesIO()
     writer = sc.EncryptingWriter(out, keyring=ring, tenant="t", content_type="x/y")
@@ -608,16 +615,30 @@ def test_open_archive_encrypted(ring):
         crypto.open_archive(io.BytesIO(blob), keyring=ring, tenant="other")
 
 
-@pytest.mark.parametrize("compression", ["zstd", "gzip"])
-def test_open_archive_legacy_plaintext(compression):
-    payload = os.urandom(100_000)
+def _tar(payload):
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "compression, content_type",
+    [("zstd", "tar+zstd"), ("gzip", "tar+gzip"), ("none", "tar")],
+)
+def test_open_archive_legacy_plaintext(compression, content_type):
+    payload = _tar(os.urandom(100_000))
     if compression == "zstd":
         blob = zstandard.ZstdCompressor().compress(payload)
-    else:
+    elif compression == "gzip":
         blob = gzip.compress(payload)
+    else:
+        blob = payload
     reader = crypto.open_archive(io.BytesIO(blob))  # no key needed
     assert not reader.encrypted and reader.legacy and reader.header is None
-    assert reader.content_type == f"tar+{compression}"
+    assert reader.content_type == content_type
     assert reader.compression == compression
     first = reader.read(3)
     assert first + reader.read() == blob  # pass-through, prefix included

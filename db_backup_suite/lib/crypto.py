@@ -55,9 +55,11 @@ PURPOSE = "backup"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
+TAR_MAGIC = b"ustar"  # at offset 257 of a POSIX/GNU tar header
+TAR_MAGIC_OFFSET = 257
 #: compression name -> content type recorded in the archive header
-CONTENT_TYPES = {"zstd": "tar+zstd", "gzip": "tar+gzip"}
-_SNIFF_SIZE = len(MAGIC)
+CONTENT_TYPES = {"zstd": "tar+zstd", "gzip": "tar+gzip", "none": "tar"}
+_SNIFF_SIZE = 512  # one tar block: enough for every signature above
 
 
 def load_keyring(path=None, *, config_path=None, environ=None) -> Keyring:
@@ -110,7 +112,8 @@ def encrypting_writer(
 
 def sniff(prefix: bytes) -> str:
     """Classify the first bytes of a file: ``encrypted`` (this suite),
-    ``zstd`` or ``gzip`` (legacy plaintext archive), ``zip``, ``unknown``."""
+    ``zstd``, ``gzip`` or ``none`` (legacy plaintext archive: compressed or
+    plain tar), ``zip``, ``unknown``."""
     if prefix.startswith(MAGIC):
         return "encrypted"
     if prefix.startswith(ZSTD_MAGIC):
@@ -119,6 +122,8 @@ def sniff(prefix: bytes) -> str:
         return "gzip"
     if prefix.startswith(ZIP_MAGIC):
         return "zip"
+    if prefix[TAR_MAGIC_OFFSET : TAR_MAGIC_OFFSET + len(TAR_MAGIC)] == TAR_MAGIC:
+        return "none"
     return "unknown"
 
 
@@ -192,10 +197,10 @@ def open_archive(raw, keyring=None, password=None, *, tenant: str | None = None)
 
     Encrypted (format v1): a :class:`DecryptingReader` (header and key
     already checked; ``.encrypted`` True, ``.legacy`` False). A legacy
-    unencrypted archive (raw zstd or gzip tar): a pass-through
+    unencrypted archive (zstd, gzip or plain tar): a pass-through
     :class:`PrefixedReader` with ``.encrypted`` False and ``.legacy`` True;
     the caller must tell the user the archive was not encrypted. Both have
-    ``.content_type`` (``"tar+zstd"`` / ``"tar+gzip"``) and ``.header``
+    ``.content_type`` (``"tar+zstd"``, ``"tar+gzip"``, ``"tar"``) and ``.header``
     (None when legacy). Anything else raises :class:`FormatError`.
     """
     prefix = _read_prefix(raw, _SNIFF_SIZE)
@@ -208,7 +213,7 @@ def open_archive(raw, keyring=None, password=None, *, tenant: str | None = None)
             tenant=tenant,
             purpose=PURPOSE,
         )
-    if kind in ("zstd", "gzip"):
+    if kind in ("zstd", "gzip", "none"):
         return PrefixedReader(prefix, raw, compression=kind)
     if kind == "zip":
         raise FormatError(
@@ -288,7 +293,7 @@ def describe_archive(raw) -> dict:
     if kind == "encrypted":
         header = read_header(PrefixedReader(prefix, raw))
         return {"encrypted": True, "legacy": False, **header.as_dict()}
-    if kind in ("zstd", "gzip"):
+    if kind in ("zstd", "gzip", "none"):
         return {
             "encrypted": False,
             "legacy": True,
