@@ -176,6 +176,10 @@ class SftpWriter(SinkWriter):
         except Exception as exc:
             _logger.info("Closing the discarded SFTP upload %s: %s",
                          self.part_path, exc)
+            # The connection is gone: drop the unsent buffer so paramiko's
+            # finaliser does not try (and fail) to flush it again.
+            self._file._wbuffer = io.BytesIO()
+            self._file._closed = True
         try:
             sink._sftp().remove(self.part_path)
         except FileNotFoundError:
