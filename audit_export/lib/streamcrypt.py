@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
@@ -517,10 +518,14 @@ class EncryptingWriter(io.BufferedIOBase):
         )
         self.header = _parse_header(raw_header)
         self._raw = raw
-        self._aead = AESGCM(data_key)
+        self._aes = algorithms.AES(data_key)
         self._chunk_size = chunk_size
         self._buffer = bytearray(chunk_size)
         self._view = memoryview(self._buffer)
+        # One reusable output frame: length word, ciphertext, tag (+15 bytes
+        # of slack that ``update_into`` requires). No allocation per chunk.
+        self._frame = bytearray(CHUNK_PREFIX_SIZE + chunk_size + TAG_SIZE + 15)
+        self._frame_view = memoryview(self._frame)
         self._fill = 0
         self._index = 0
         self._broken = False
@@ -624,12 +629,20 @@ class EncryptingWriter(io.BufferedIOBase):
 
     # internals ----------------------------------------------------------------
     def _emit(self, plaintext, last: bool):
-        ciphertext = self._aead.encrypt(
-            _nonce(self._index, last), plaintext, self.header.raw
-        )
-        word = len(plaintext) | (LAST_FLAG_BIT if last else 0)
-        self._write_raw(struct.pack(">I", word))
-        self._write_raw(ciphertext)
+        size = len(plaintext)
+        frame = self._frame_view
+        encryptor = Cipher(self._aes, modes.GCM(_nonce(self._index, last))).encryptor()
+        encryptor.authenticate_additional_data(self.header.raw)
+        end = CHUNK_PREFIX_SIZE
+        if size:
+            end += encryptor.update_into(plaintext, frame[CHUNK_PREFIX_SIZE:])
+        encryptor.finalize()
+        if end != CHUNK_PREFIX_SIZE + size:  # pragma: no cover - GCM is a stream
+            raise StreamCryptError("AES-GCM produced an unexpected length")
+        frame[end : end + TAG_SIZE] = encryptor.tag
+        struct.pack_into(">I", self._frame, 0, size | (LAST_FLAG_BIT if last else 0))
+        # ``raw`` must not keep the view after write() returns (io contract).
+        self._write_raw(frame[: end + TAG_SIZE])
         self._index += 1
 
     def _write_raw(self, data: bytes):
