@@ -65,6 +65,7 @@ class Source:
         self._opener = opener
         self.description = description
         self.name = name
+        self.path: Path | None = None  # set when it is a local file
 
     def open(self):
         return self._opener()
@@ -81,7 +82,9 @@ def open_source(sink=None, name=None, path=None, work_dir=None):
         path = Path(path)
         if not path.is_file():
             raise RestoreError(f"{path}: no such archive file")
-        yield Source(lambda: path.open("rb"), str(path), path.name)
+        src = Source(lambda: path.open("rb"), str(path), path.name)
+        src.path = path
+        yield src
         return
     if sink is None or not name:
         raise RestoreError("give an archive: a file path, or a destination and a name")
@@ -319,6 +322,12 @@ def run_restore(req: RestoreRequest) -> RestoreResult:
     warnings: list[str] = []
 
     with open_source(req.sink, req.name, req.path, req.work_dir) as source:
+        with source.open() as raw:
+            is_zip = raw.read(4) == b"PK\x03\x04"
+        if is_zip:
+            return _restore_odoo_zip(
+                req, source, staging, safety, live_exists, fs_base, started
+            )
         # (b) verify everything before anything else
         if not req.skip_verify:
             with source.open() as raw:
@@ -455,6 +464,64 @@ def _restore_verified(
         "manifest": manifest,
         "encrypted": report.encrypted,
     }
+
+
+def _restore_odoo_zip(req, source, staging, safety, live_exists, fs_base, started):
+    """An Odoo backup zip (database manager / ``dump_db``): imported with
+    ``psql -v ON_ERROR_STOP=1`` into the staging database by odoozip, its
+    filestore checked by count, then swapped like our archives. A zip has no
+    row counts nor checksums to verify beyond the zip's own CRCs."""
+    from . import odoozip
+
+    staging_fs = fs_base / staging if fs_base is not None else None
+    warnings = ["Odoo backup zip: not encrypted, no row counts to check"]
+    with contextlib.ExitStack() as stack:
+        path = getattr(source, "path", None)
+        if path is None:
+            tmp = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="dbbs-zip-", dir=req.work_dir)
+            )
+            path = Path(tmp) / "odoo.zip"
+            with source.open() as raw, open(path, "wb") as out:
+                shutil.copyfileobj(raw, out, 1024 * 1024)
+        info = odoozip.read_odoo_zip(path)
+        imported = odoozip.import_odoo_zip(
+            path, staging, filestore_dir=staging_fs, pg=req.pg, progress=req.progress
+        )
+        try:
+            if staging_fs is not None:
+                on_disk = _count_files(staging_fs)
+                if on_disk != imported.filestore_files:
+                    raise VerificationError(
+                        f"{on_disk} filestore files on disk, "
+                        f"{imported.filestore_files} in the zip"
+                    )
+            conn = req.pg.connect(staging)
+            try:
+                counts = pgtools.row_counts(conn)
+            finally:
+                conn.close()
+            swap = _swap(
+                req, staging, safety, live_exists, fs_base, staging_fs, True, warnings
+            )
+        except BaseException:
+            _cleanup(req.pg, staging, staging_fs)
+            raise
+    odoo_manifest = getattr(info, "manifest", None) or {}
+    return RestoreResult(
+        database=req.target,
+        mode=req.mode,
+        safety_database=swap["safety_database"],
+        safety_filestore=swap["safety_filestore"],
+        filestore={"files": imported.filestore_files},
+        row_counts=counts,
+        manifest={"odoo_zip": odoo_manifest},
+        archive_name=source.name,
+        archive_created_at=None,
+        encrypted=False,
+        warnings=warnings,
+        duration=time.monotonic() - started,
+    )
 
 
 def _count_files(root: Path) -> int:

@@ -1,0 +1,7 @@
+"""``python -m db_backup_suite.lib <command>``: see cli.py."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

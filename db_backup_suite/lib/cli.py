@@ -1,0 +1,726 @@
+"""Command line of the backup engine: ``python -m db_backup_suite.lib``.
+
+The emergency path when nobody can log in to Odoo: it needs neither Odoo
+nor its configuration, only PostgreSQL access, the data directory and the
+keyring. Run ``python -m db_backup_suite.lib <command> --help``.
+
+Destinations (``--to`` / ``--from``)::
+
+    local:/var/backups/odoo                      a directory
+    s3://bucket/prefix?endpoint=https://...&region=eu-west-1&sse=AES256
+        &checksum_when_required=1&addressing_style=path
+    sftp://user@host:22/remote/dir?known_hosts=/etc/backup/known_hosts
+        &private_key_file=/etc/backup/id_ed25519
+    /etc/backup/destination.json                 a make_sink() config
+
+Secrets never go on the command line: S3 keys from ``AWS_ACCESS_KEY_ID`` /
+``AWS_SECRET_ACCESS_KEY`` (or boto3's usual sources), the SFTP password from
+``DB_BACKUP_SUITE_SFTP_PASSWORD``, the PostgreSQL password from
+``PGPASSWORD`` or ``~/.pgpass``, an archive password from a file
+(``--password-file``) or an environment variable (``--password-env``), the
+keyring from ``--keyring FILE`` or ``DB_BACKUP_SUITE_KEYRING_FILE`` /
+``DB_BACKUP_SUITE_KEYRING``. A JSON config file may hold secrets; keep it
+``chmod 600``.
+
+Exit codes: 0 success, 1 failure (one ``error:`` line on stderr), 2 usage.
+``--json`` prints the result as JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import urllib.parse
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import crypto, naming, payload
+from .errors import BackupSuiteError
+from .pgtools import PgParams
+
+_logger = logging.getLogger("db_backup_suite.cli")
+
+PASSWORD_ENV = "DB_BACKUP_SUITE_PASSWORD"
+SFTP_PASSWORD_ENV = "DB_BACKUP_SUITE_SFTP_PASSWORD"
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit code 2."""
+
+
+# ---------------------------------------------------------------------------
+# Destinations and secrets
+# ---------------------------------------------------------------------------
+def _truthy(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes", "on")
+
+
+def _read_secret_file(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text().strip("\r\n")
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} file {path}: {exc.strerror}") from None
+
+
+def parse_destination(spec: str, environ=None) -> dict:
+    """A ``make_sink`` config from a ``--to`` / ``--from`` value."""
+    env = os.environ if environ is None else environ
+    if spec.startswith("local:"):
+        path = spec[len("local:") :]
+        if not path:
+            raise UsageError("local: needs a directory, e.g. local:/var/backups")
+        return {"type": "local", "path": os.path.abspath(os.path.expanduser(path))}
+    if spec.startswith("s3://"):
+        url = urllib.parse.urlsplit(spec)
+        if not url.netloc:
+            raise UsageError("s3:// needs a bucket, e.g. s3://my-bucket/odoo")
+        query = dict(urllib.parse.parse_qsl(url.query))
+        config = {"type": "s3", "bucket": url.netloc, "prefix": url.path.strip("/")}
+        mapping = {
+            "endpoint": "endpoint_url",
+            "endpoint_url": "endpoint_url",
+            "region": "region",
+            "sse": "sse",
+            "addressing_style": "addressing_style",
+            "storage_class": "storage_class",
+        }
+        for key, value in query.items():
+            if key in mapping:
+                config[mapping[key]] = value
+            elif key == "checksum_when_required":
+                config["checksum_when_required"] = _truthy(value)
+            else:
+                raise UsageError(f"unknown s3:// option {key!r}")
+        if env.get("AWS_ACCESS_KEY_ID"):
+            config["access_key"] = env["AWS_ACCESS_KEY_ID"]
+            config["secret_key"] = env.get("AWS_SECRET_ACCESS_KEY")
+        return config
+    if spec.startswith("sftp://"):
+        url = urllib.parse.urlsplit(spec)
+        if not url.hostname or not url.username:
+            raise UsageError("sftp:// needs user@host, e.g. sftp://backup@host/dir")
+        if url.password:
+            raise UsageError(
+                f"no password in the URL: put it in ${SFTP_PASSWORD_ENV} instead"
+            )
+        query = dict(urllib.parse.parse_qsl(url.query))
+        config = {
+            "type": "sftp",
+            "host": url.hostname,
+            "port": url.port or 22,
+            "username": urllib.parse.unquote(url.username),
+            "path": url.path,
+        }
+        for key, value in query.items():
+            if key == "known_hosts":
+                config["known_hosts"] = _read_secret_file(value, "known_hosts")
+            elif key == "private_key_file":
+                config["private_key"] = _read_secret_file(value, "private key")
+            else:
+                raise UsageError(f"unknown sftp:// option {key!r}")
+        if "known_hosts" not in config:
+            raise UsageError(
+                "sftp:// needs known_hosts=FILE (the server's host key is always "
+                "checked)"
+            )
+        if env.get(SFTP_PASSWORD_ENV):
+            config["password"] = env[SFTP_PASSWORD_ENV]
+        return config
+    path = Path(spec)
+    if path.is_file():
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(
+                f"{spec}: not a readable JSON destination: {exc}"
+            ) from None
+        if not isinstance(config, dict) or "type" not in config:
+            raise UsageError(f"{spec}: a destination config needs a 'type'")
+        return config
+    raise UsageError(
+        f"unknown destination {spec!r}: use local:/dir, s3://bucket/prefix, "
+        "sftp://user@host/dir or a JSON config file"
+    )
+
+
+def _sink(spec: str):
+    from .sinks import make_sink
+
+    return make_sink(parse_destination(spec))
+
+
+def _password(args) -> str | None:
+    if getattr(args, "password_file", None):
+        return _read_secret_file(args.password_file, "password")
+    env_name = getattr(args, "password_env", None)
+    if env_name:
+        value = os.environ.get(env_name)
+        if not value:
+            raise UsageError(f"--password-env {env_name}: that variable is not set")
+        return value
+    return None
+
+
+def _keyring(args, required: bool):
+    try:
+        return crypto.load_keyring(getattr(args, "keyring", None))
+    except crypto.KeyringError:
+        if required:
+            raise
+        return None
+
+
+def _pg(args) -> PgParams:
+    return PgParams.from_env(host=args.host, port=args.port, user=args.user)
+
+
+def _progress(args):
+    if not args.progress:
+        return None
+    state = {"last": 0.0}
+
+    def report(done, total, message):
+        now = time.monotonic()
+        if now - state["last"] >= 1.0 or message == "done":
+            state["last"] = now
+            print(f"  {message}: {done / 1e6:,.1f} MB", file=sys.stderr, flush=True)
+
+    return report
+
+
+# ---------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------
+def cmd_backup(args):
+    from .backup import BackupRequest, run_backup
+
+    password = _password(args)
+    keyring = None if password else _keyring(args, required=True)
+    req = BackupRequest(
+        database=args.database,
+        sink=parse_destination(args.to),
+        data_dir=args.data_dir,
+        filestore=args.filestore,
+        include_filestore=not args.no_filestore,
+        pg=_pg(args),
+        keyring=keyring,
+        password=password,
+        label=args.label,
+        compression=args.compression,
+        level=args.level,
+        threads=args.threads,
+        progress=_progress(args),
+    )
+    result = run_backup(req)
+    data = result.as_dict()
+    if not args.json:
+        m = result.manifest
+        print(
+            f"backup written: {result.name} ({result.size:,} bytes, "
+            f"{result.duration:.1f}s)"
+        )
+        print(
+            f"  database {m['database']} (Odoo {m['odoo_version']}, "
+            f"{m['tables']} tables, {m['rows']:,} rows), filestore "
+            f"{m['filestore']['files']} files / {m['filestore']['bytes']:,} bytes"
+        )
+        print(f"  sha256 {result.sha256}")
+        for warning in result.warnings:
+            print(f"  warning: {warning}")
+        data = None
+    return data
+
+
+def _source_kwargs(args) -> dict:
+    if args.source_from:
+        if not args.archive:
+            raise UsageError("--from needs the archive name (see the list command)")
+        return {"sink": parse_destination(args.source_from), "name": args.archive}
+    if not args.archive:
+        raise UsageError("give an archive file, or --from DEST and an archive name")
+    return {"path": args.archive}
+
+
+def cmd_restore(args):
+    from .restore import RestoreRequest, run_restore
+
+    password = _password(args)
+    req = RestoreRequest(
+        target=args.target,
+        mode="sandbox" if args.sandbox else "production",
+        keyring=_keyring(args, required=False),
+        password=password,
+        pg=_pg(args),
+        data_dir=args.data_dir,
+        jobs=args.jobs,
+        work_dir=args.work_dir,
+        keep_privileges=args.keep_privileges,
+        progress=_progress(args),
+        **_source_kwargs(args),
+    )
+    if req.mode == "production" and not args.yes:
+        raise UsageError(
+            f"a production restore replaces database {args.target!r} (kept as a "
+            "safety copy); confirm with --yes, or use --sandbox"
+        )
+    result = run_restore(req)
+    if args.json:
+        return result.as_dict()
+    print(
+        f"restored {result.archive_name} into {result.database} ({result.mode}, "
+        f"{sum(result.row_counts.values()):,} rows in {len(result.row_counts)} "
+        f"tables checked, {result.filestore.get('files', 0)} files, "
+        f"{result.duration:.1f}s)"
+    )
+    if result.safety_database:
+        print(f"  previous database kept as {result.safety_database}")
+    if result.safety_filestore:
+        print(f"  previous filestore kept as {result.safety_filestore}")
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
+    return None
+
+
+def cmd_verify(args):
+    from .verify import VerifyRequest, run_verify
+
+    kwargs = _source_kwargs(args)
+    result = run_verify(
+        VerifyRequest(
+            keyring=_keyring(args, required=False),
+            password=_password(args),
+            test_restore=args.test_restore,
+            pg=_pg(args),
+            data_dir=args.data_dir,
+            progress=_progress(args),
+            **kwargs,
+        )
+    )
+    if args.json:
+        return result.as_dict()
+    r = result.report
+    m = r.manifest
+    print(
+        f"OK: {'encrypted' if r.encrypted else 'NOT ENCRYPTED (legacy)'} archive "
+        f"of {m.get('database')} made {m.get('created_at')}, dump "
+        f"{r.dump_size:,} bytes, filestore {r.filestore['files']} files "
+        f"/ {r.filestore['bytes']:,} bytes; every member matches the manifest"
+    )
+    if result.test_restore:
+        print(
+            f"  test restore OK ({result.test_restore['row_counts_checked']} "
+            "tables checked, scratch database dropped)"
+        )
+    for warning in r.warnings:
+        print(f"  warning: {warning}")
+    return None
+
+
+def cmd_list(args):
+    sink = _sink(args.source_from)
+    try:
+        prefix = f"{args.database}/" if args.database else ""
+        rows = []
+        for obj in sink.list(prefix):
+            parsed = naming.parse_archive_name(obj.name, args.database)
+            rows.append(
+                {
+                    "name": obj.name,
+                    "size": obj.size,
+                    "modified": obj.modified.isoformat(),
+                    "database": parsed.database if parsed else None,
+                    "label": parsed.label if parsed else None,
+                    "created_at": parsed.created_at.isoformat() if parsed else None,
+                    "encrypted": parsed.encrypted if parsed else None,
+                }
+            )
+    finally:
+        sink.close()
+    if args.json:
+        return rows
+    for row in rows:
+        print(f"{row['name']}\t{row['size']}\t{row['created_at'] or row['modified']}")
+    return None
+
+
+def cmd_prune(args):
+    from .retention import RetentionPolicy, plan_retention
+
+    policy = RetentionPolicy(
+        keep_last=args.keep_last,
+        keep_hourly=args.keep_hourly,
+        keep_daily=args.keep_daily,
+        keep_weekly=args.keep_weekly,
+        keep_monthly=args.keep_monthly,
+        keep_yearly=args.keep_yearly,
+        max_age_days=args.max_age_days,
+        include_manual=args.include_manual,
+    )
+    sink = _sink(args.source_from)
+    try:
+        names = [o.name for o in sink.list(f"{args.database}/")]
+        plan = plan_retention(names, policy, datetime.now(UTC), database=args.database)
+        deleted = []
+        if not args.dry_run:
+            for name in plan.delete_names:
+                sink.delete(name)
+                deleted.append(name)
+    finally:
+        sink.close()
+    out = {
+        "keep": list(plan.keep),
+        "delete": plan.delete_names,
+        "deleted": deleted,
+        "dry_run": args.dry_run,
+        "reasons": plan.reasons,
+    }
+    if args.json:
+        return out
+    for name in plan.delete_names:
+        verb = "would delete" if args.dry_run else "deleted"
+        print(f"{verb} {name} ({plan.reasons[name]})")
+    print(
+        f"{len(plan.keep)} kept, {len(plan.delete_names)} "
+        f"{'to delete (dry run)' if args.dry_run else 'deleted'}"
+    )
+    return None
+
+
+def _open_payload(args, source):
+    raw = source.open()
+    reader = crypto.open_archive(
+        raw, keyring=_keyring(args, required=False), password=_password(args)
+    )
+    if not reader.encrypted:
+        print("warning: this archive is NOT encrypted (legacy)", file=sys.stderr)
+    return raw, reader
+
+
+def cmd_decrypt(args):
+    from .restore import open_source
+    from .verify import scan_archive
+
+    kwargs = _source_kwargs(args)
+    with open_source(kwargs.get("sink"), kwargs.get("name"), kwargs.get("path")) as src:
+        if args.extract:
+            # authenticate everything first, then extract
+            with src.open() as raw:
+                report = scan_archive(
+                    raw,
+                    keyring=_keyring(args, required=False),
+                    password=_password(args),
+                )
+            return _extract(args, src, Path(args.extract), report)
+        if not args.output:
+            raise UsageError(
+                "decrypt needs --output FILE (or - for stdout) or --extract"
+            )
+        raw, reader = _open_payload(args, src)
+        with raw:
+            out = (
+                sys.stdout.buffer if args.output == "-" else open(args.output, "xb")  # noqa: SIM115 (closed below)
+            )
+            try:
+                if args.tar:
+                    import zstandard
+
+                    stream = reader
+                    if reader.content_type.endswith("zstd"):
+                        stream = zstandard.ZstdDecompressor().stream_reader(
+                            reader, read_across_frames=True
+                        )
+                    elif reader.content_type.endswith("gzip"):
+                        import gzip
+
+                        stream = gzip.GzipFile(fileobj=reader, mode="rb")
+                    _copy(stream, out)
+                else:
+                    _copy(reader, out)
+                reader.read(1)  # the last chunk is authenticated at the end
+            finally:
+                if out is not sys.stdout.buffer:
+                    out.close()
+    if args.output != "-" and not args.json:
+        print(f"decrypted payload written to {args.output}", file=sys.stderr)
+    return {"output": args.output} if args.json else None
+
+
+def _copy(src, dst):
+    while True:
+        data = src.read(1024 * 1024)
+        if not data:
+            return
+        dst.write(data)
+
+
+def _extract(args, src, root: Path, report):
+    """manifest.json, backup.json, database.dump (joined) and filestore/."""
+    root.mkdir(parents=True, exist_ok=True)
+    if any(root.iterdir()):
+        raise UsageError(f"{root} is not empty")
+    raw, reader = _open_payload(args, src)
+    with raw:
+        preader = payload.PayloadReader(reader)
+        dump = None
+        for member in preader:
+            if member.type != "file":
+                continue
+            if payload._part_base(member.name) == "database.dump":
+                if dump is None:
+                    fd = os.open(
+                        root / "database.dump",
+                        os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                        0o600,
+                    )
+                    dump = os.fdopen(fd, "wb")
+                _copy(member, dump)
+                continue
+            payload.extract_member(root, member)
+        if dump is not None:
+            dump.close()
+    if args.json:
+        return {"extracted": str(root), "manifest": report.manifest}
+    print(
+        f"extracted to {root}: manifest.json, database.dump "
+        f"({report.dump_size:,} bytes; pg_restore can read it), filestore/ "
+        f"({report.filestore['files']} files)"
+    )
+    return None
+
+
+def cmd_keygen(args):
+    line = crypto.generate_key_line(args.key_id)
+    if args.output:
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(
+                "# db_backup_suite keyring: the first key encrypts\n" + line + "\n"
+            )
+        key_id = line.split(":", 1)[0]
+        if args.json:
+            return {"key_id": key_id, "file": args.output}
+        print(
+            f"new key {key_id} written to {args.output} (mode 600); point "
+            f"{crypto.ENV_KEYRING_FILE} or Odoo's {crypto.CONFIG_OPTION} at it "
+            "and KEEP A COPY OFFLINE: archives cannot be restored without it",
+            file=sys.stderr,
+        )
+        return None
+    print(line)
+    return None
+
+
+def cmd_export_odoo_zip(args):
+    from . import odoozip
+    from .restore import open_source
+    from .verify import scan_archive
+
+    kwargs = _source_kwargs(args)
+    with open_source(kwargs.get("sink"), kwargs.get("name"), kwargs.get("path")) as src:
+        with src.open() as raw:
+            scan_archive(
+                raw, keyring=_keyring(args, required=False), password=_password(args)
+            )
+        raw, reader = _open_payload(args, src)
+        with raw, open(args.output, "xb") as out:
+            result = odoozip.write_odoo_zip(
+                payload.PayloadReader(reader),
+                out,
+                pg=_pg(args),
+                progress=_progress(args),
+            )
+    if args.json:
+        return {
+            "output": args.output,
+            "filestore_files": result.filestore_files,
+            "dump_sql_bytes": result.dump_sql_bytes,
+        }
+    print(
+        f"Odoo backup zip written to {args.output} ({result.filestore_files} "
+        "filestore files); Odoo's database manager or `odoo-bin db load` "
+        "can restore it"
+    )
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Parser
+# ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--progress", action="store_true", help="progress on stderr")
+    common.add_argument("-v", "--verbose", action="store_true")
+    pg = argparse.ArgumentParser(add_help=False)
+    pg.add_argument("--host", help="PostgreSQL host (default: $PGHOST)")
+    pg.add_argument("--port", type=int, help="PostgreSQL port (default: $PGPORT)")
+    pg.add_argument(
+        "--user",
+        help="PostgreSQL user (default: $PGUSER); the "
+        "password comes from $PGPASSWORD or ~/.pgpass",
+    )
+    keys = argparse.ArgumentParser(add_help=False)
+    keys.add_argument(
+        "--keyring",
+        help="keyring file (default: "
+        f"${crypto.ENV_KEYRING_FILE} or ${crypto.ENV_KEYRING})",
+    )
+    keys.add_argument("--password-file", help="archive password, from this file")
+    keys.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help=f"archive password, from this variable (e.g. {PASSWORD_ENV})",
+    )
+    source = argparse.ArgumentParser(add_help=False)
+    source.add_argument(
+        "archive", nargs="?", help="archive file, or its name at --from"
+    )
+    source.add_argument(
+        "--from",
+        dest="source_from",
+        metavar="DEST",
+        help="destination holding the archive",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="python -m db_backup_suite.lib",
+        description="Encrypted, consistent backups of Odoo databases and "
+        "filestores; safe restores. Works without Odoo.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "backup",
+        parents=[common, pg, keys],
+        help="back up a database and its filestore",
+    )
+    p.add_argument("database")
+    p.add_argument("--to", required=True, metavar="DEST", help="destination")
+    p.add_argument("--data-dir", help="Odoo data directory (holds filestore/<db>)")
+    p.add_argument("--filestore", help="the filestore directory itself")
+    p.add_argument("--no-filestore", action="store_true")
+    p.add_argument("--label", default="manual")
+    p.add_argument("--compression", choices=("zstd", "gzip"), default="zstd")
+    p.add_argument("--level", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="zstd worker threads")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser(
+        "restore",
+        parents=[common, pg, keys, source],
+        help="restore an archive (ours, legacy, or an Odoo zip)",
+    )
+    p.add_argument("--target", required=True, help="database to restore into")
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="restore under a NEW name; nothing is replaced",
+    )
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="confirm replacing the live database (production)",
+    )
+    p.add_argument("--data-dir", help="Odoo data directory (holds filestore/<db>)")
+    p.add_argument("--jobs", type=int, help="parallel pg_restore jobs")
+    p.add_argument("--work-dir", help="temp space for downloads / parallel restore")
+    p.add_argument(
+        "--keep-privileges",
+        action="store_true",
+        help="apply the dump's GRANTs (roles must exist here)",
+    )
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser(
+        "verify",
+        parents=[common, pg, keys, source],
+        help="decrypt and check an archive against its manifest",
+    )
+    p.add_argument(
+        "--test-restore",
+        action="store_true",
+        help="also restore into a scratch database, compare, drop it",
+    )
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("list", parents=[common], help="list archives")
+    p.add_argument("--from", dest="source_from", required=True, metavar="DEST")
+    p.add_argument("--database")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("prune", parents=[common], help="apply a retention policy")
+    p.add_argument("--from", dest="source_from", required=True, metavar="DEST")
+    p.add_argument("--database", required=True)
+    for period in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
+        p.add_argument(f"--keep-{period}", type=int, default=0)
+    p.add_argument("--max-age-days", type=float)
+    p.add_argument("--include-manual", action="store_true")
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser(
+        "decrypt",
+        parents=[common, keys, source],
+        help="decrypt to a standard payload for tar / pg_restore",
+    )
+    p.add_argument("-o", "--output", help="payload file (- for stdout)")
+    p.add_argument("--tar", action="store_true", help="decompress to a plain tar")
+    p.add_argument(
+        "--extract",
+        metavar="DIR",
+        help="write manifest.json, database.dump and filestore/ here",
+    )
+    p.set_defaults(func=cmd_decrypt)
+
+    p = sub.add_parser("keygen", parents=[common], help="generate a keyring key")
+    p.add_argument("--key-id")
+    p.add_argument("-o", "--output", help="new keyring file (mode 600)")
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser(
+        "export-odoo-zip",
+        parents=[common, pg, keys, source],
+        help="write Odoo's own backup zip from an archive",
+    )
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_export_odoo_zip)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        data = args.func(args)
+    except UsageError as exc:
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (BackupSuiteError, ValueError, OSError) as exc:
+        _fail(args, exc)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 1
+    if data is not None:
+        print(json.dumps(data, indent=1, default=str))
+    return 0
+
+
+def _fail(args, exc):
+    message = (
+        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    )
+    if args.json:
+        print(json.dumps({"error": message, "type": type(exc).__name__}))
+    print(f"error: {message}", file=sys.stderr)
+    if args.verbose:
+        _logger.exception("details")
