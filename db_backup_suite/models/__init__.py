@@ -1,6 +1,8 @@
-from . import backup_engine
-from . import db_backup_destination
-from . import db_backup_schedule
-from . import db_backup_run
-from . import db_backup_copy
-from . import db_backup_sandbox
+from . import (
+    backup_engine,
+    db_backup_copy,
+    db_backup_destination,
+    db_backup_run,
+    db_backup_sandbox,
+    db_backup_schedule,
+)

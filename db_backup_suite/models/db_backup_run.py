@@ -1,7 +1,7 @@
 import json
 import logging
 import os
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import psycopg2
 
@@ -10,7 +10,6 @@ from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL, format_datetime
 
 from . import backup_engine
-from .db_backup_schedule import FREQUENCY_INTERVALS
 
 _logger = logging.getLogger(__name__)
 
@@ -209,23 +208,42 @@ class DbBackupRun(models.Model):
     @api.model
     def _cron_process(self):
         self._reap_stale_runs()
-        now = fields.Datetime.now()
+        self._queue_due_schedules()
+        if not self.env.registry.in_test_mode():
+            # The runs are updated from separate cursors while the child
+            # process works: they must be committed first.
+            self.env.cr.commit()
+        self._run_queued()
+        self.env["db.backup.schedule"].search([("active", "=", True)])._check_late()
+
+    @api.model
+    def _queue_due_schedules(self, now=None):
+        """Queue a run for every due schedule; returns the queued runs."""
+        now = now or fields.Datetime.now()
+        queued = self.browse()
+        keyring_ok = backup_engine.keyring_status()[0]
         for schedule in self.env["db.backup.schedule"]._due(now):
-            if backup_engine.keyring_status()[0]:
+            if keyring_ok:
                 run = self._queue_backup(schedule=schedule, kind="scheduled")
                 if not run:
                     continue  # another backup is busy: try at the next tick
+                queued |= run
             else:
                 self._record_refused(schedule)
             schedule.write({"last_run": now})
-            schedule._reschedule()
-        queued = self.search([("state", "=", "queued"), ("kind", "in", BACKUP_KINDS)],
-                             order="id")
+            schedule._reschedule(now)
+        return queued
+
+    @api.model
+    def _run_queued(self):
+        """Run the queued backups one after the other (in child processes)."""
+        queued = self.search(
+            [("state", "=", "queued"), ("kind", "in", BACKUP_KINDS)], order="id")
         cron = self.env["ir.cron"]
         for done, run in enumerate(queued):
             cron._notify_progress(done=done, remaining=len(queued) - done)
             run._execute_backup()
-        self.env["db.backup.schedule"].search([("active", "=", True)])._check_late()
+        return queued
 
     def _record_refused(self, schedule):
         run = self.create({
@@ -251,13 +269,20 @@ class DbBackupRun(models.Model):
                     "finished_at": fields.Datetime.now(),
                 })
 
-    def _write_detached(self, vals):
+    def _write_detached(self, vals, then=None):
         """Write on this run in its own committed transaction, so progress is
-        visible while the job runs and a later failure cannot roll it back."""
+        visible while the job runs and a later failure cannot roll it back.
+
+        ``then(run)`` runs in that same transaction (the caller's snapshot
+        does not see what the detached transaction wrote).
+        """
         self.ensure_one()
         with self.env.registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
-            env[self._name].browse(self.id).write(vals)
+            run = env[self._name].browse(self.id)
+            run.write(vals)
+            if then:
+                then(run)
         self.invalidate_recordset()
 
     def _backup_payload(self):
@@ -358,10 +383,13 @@ class DbBackupRun(models.Model):
         return result, error, stderr
 
     def _finish_failed(self, message):
-        self._write_detached({
-            "state": "failed", "error": message, "finished_at": fields.Datetime.now(),
-            "progress_message": False,
-        })
+        self._write_detached(
+            {"state": "failed", "error": message, "finished_at": fields.Datetime.now(),
+             "progress_message": False},
+            then=lambda run: run._after_failed(message),
+        )
+
+    def _after_failed(self, message):
         self.env["audit.event"].log_event(
             "backup", record=self, result="failure",
             details={"kind": self.kind, "label": self.label}, message=message[:500])
@@ -379,60 +407,67 @@ class DbBackupRun(models.Model):
             "encryption": "encrypted" if result.get("encrypted", True) else "plaintext",
             "key_id": result.get("key_id"),
             "archive_created_at": _parse_dt(result.get("created_at")),
-            "odoo_version": manifest.get("odoo_version") or result.get("odoo_version"),
-            "manifest_json": json.dumps(manifest, default=str)[:200000],
+            "odoo_version": self.env["db.backup.restore.wizard"]._manifest_odoo_version(
+                manifest),
+            "manifest_json": json.dumps(manifest, default=str),
             "finished_at": fields.Datetime.now(),
             "progress": 100.0,
             "progress_message": False,
-            "error": "\n".join(
-                "%s: %s" % (c.get("destination_name") or c.get("destination_id"),
-                            c.get("error")) for c in failed) or False,
+            "warning": "\n".join(result.get("warnings") or []) or False,
         }
-        if failed and stored:
-            vals["warning"] = self.env._(
-                "%(n)s of %(t)s destinations failed.", n=len(failed), t=len(copies))
-        with self.env.registry.cursor() as cr:
-            env = api.Environment(cr, SUPERUSER_ID, {})
-            run = env[self._name].browse(self.id)
-            run.write(vals)
-            dests = env["db.backup.destination"].browse(
-                [c["destination_id"] for c in copies if c.get("destination_id")])
-            names = {d.id: d for d in dests.exists()}
-            env["db.backup.copy"].create([
-                {
-                    "run_id": run.id,
-                    "destination_id": c.get("destination_id") if c.get(
-                        "destination_id") in names else False,
-                    "destination_name": names[c["destination_id"]].name
-                    if c.get("destination_id") in names else c.get("destination_name"),
-                    "dest_type": names[c["destination_id"]].dest_type
-                    if c.get("destination_id") in names else False,
-                    "state": "done" if c.get("ok") else "failed",
-                    "object_name": c.get("name"),
-                    "size": c.get("size") or 0,
-                    "error": c.get("error"),
-                }
-                for c in copies
-            ])
-        self.invalidate_recordset()
-        self.copy_ids.invalidate_recordset()
+        self._write_detached(vals, then=lambda run: run._after_done(copies))
+
+    def _after_done(self, copies):
+        dests = self.env["db.backup.destination"].with_context(
+            active_test=False).browse(
+            [c["destination_id"] for c in copies if c.get("destination_id")]).exists()
+        by_id = {d.id: d for d in dests}
+        self.env["db.backup.copy"].create([
+            {
+                "run_id": self.id,
+                "destination_id": c.get("destination_id") if c.get(
+                    "destination_id") in by_id else False,
+                "destination_name": by_id[c["destination_id"]].name
+                if c.get("destination_id") in by_id else c.get("destination_name"),
+                "dest_type": by_id[c["destination_id"]].dest_type
+                if c.get("destination_id") in by_id else False,
+                "state": "done" if c.get("ok") else "failed",
+                "object_name": c.get("name"),
+                "size": c.get("size") or 0,
+                "error": c.get("error"),
+            }
+            for c in copies
+        ])
+        failed = self.copy_ids.filtered(lambda c: c.state == "failed")
+        stored = self.copy_ids.filtered(lambda c: c.state == "done")
+        if failed:
+            lines = "\n".join("%s: %s" % (c.destination_name, c.error) for c in failed)
+            if stored:
+                self.warning = "\n".join(filter(None, [self.warning, self.env._(
+                    "%(n)s of %(t)s destinations failed:", n=len(failed),
+                    t=len(self.copy_ids)), lines]))
+            else:
+                self.error = lines
         self.env["audit.event"].log_event(
             "backup", record=self,
             result="success" if stored else "failure",
             details={"kind": self.kind, "label": self.label, "file": self.name,
                      "size": self.size, "copies": len(stored), "failed": len(failed)},
-            message=self.error or False,
+            message=(self.error or self.warning or "")[:500] or None,
         )
-        if not stored:
-            self._send_alert("failed")
-            return
         if failed:
             self._send_alert("failed")
-        threshold = (self.schedule_id.alert_size_mb if self.schedule_id else 0) or int(
-            self.env["ir.config_parameter"].sudo().get_param(
-                "db_backup_suite.alert_size_mb", 500))
-        if self.size > threshold * 1024 * 1024:
+        if stored and self.size > self._size_threshold():
             self._send_alert("large")
+
+    def _size_threshold(self):
+        """Alert threshold in bytes (the schedule's, else the system default)."""
+        self.ensure_one()
+        megabytes = self.schedule_id.alert_size_mb if self.schedule_id else None
+        if megabytes is None or megabytes is False:
+            megabytes = int(self.env["ir.config_parameter"].sudo().get_param(
+                "db_backup_suite.alert_size_mb", 500))
+        return megabytes * 1024 * 1024
 
     # ------------------------------------------------------------------
     # Alerts
@@ -686,9 +721,9 @@ def _monotonic():
 def _parse_dt(value):
     if not value:
         return False
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     dt = datetime.fromisoformat(value) if isinstance(value, str) else value
     if dt.tzinfo:
-        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
     return dt

@@ -140,14 +140,16 @@ class DbBackupSchedule(models.Model):
     late_alert_sent = fields.Datetime(readonly=True, copy=False)
     run_ids = fields.One2many("db.backup.run", "schedule_id", string="Runs")
 
-    _sql_constraints = [
-        ("hour_range", "CHECK(hour >= 0 AND hour <= 23)", "The hour is 0 to 23."),
-    ]
-
     @api.depends("company_id.partner_id.tz")
     def _compute_tz(self):
         for record in self:
             record.tz = record.company_id.partner_id.tz or "UTC"
+
+    @api.constrains("hour")
+    def _check_hour(self):
+        for record in self:
+            if not 0 <= record.hour <= 23:
+                raise ValidationError(self.env._("The hour of day is 0 to 23."))
 
     @api.constrains("retention_days", "keep_daily", "keep_weekly", "keep_monthly")
     def _check_retention(self):
@@ -211,10 +213,10 @@ class DbBackupSchedule(models.Model):
             self.last_run,
         )
 
-    def _reschedule(self):
+    def _reschedule(self, now=None):
         for record in self:
             super(DbBackupSchedule, record).write(
-                {"next_run": record._compute_next_run() if record.active else False}
+                {"next_run": record._compute_next_run(now) if record.active else False}
             )
 
     def _due(self, now=None):

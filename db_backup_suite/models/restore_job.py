@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import odoo
 from odoo import SUPERUSER_ID, api
@@ -41,13 +41,13 @@ def naive_utc(value):
         return False
     dt = datetime.fromisoformat(value) if isinstance(value, str) else value
     if dt.tzinfo:
-        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
     return dt
 
 
 def aware_utc(value):
     dt = naive_utc(value)
-    return dt.replace(tzinfo=timezone.utc) if dt else None
+    return dt.replace(tzinfo=UTC) if dt else None
 
 
 def _lib():

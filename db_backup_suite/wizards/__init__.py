@@ -1,3 +1,1 @@
-from . import db_backup_dashboard
-from . import db_backup_restore_wizard
-from . import db_backup_download_wizard
+from . import db_backup_dashboard, db_backup_download_wizard, db_backup_restore_wizard

@@ -2,7 +2,6 @@ import base64
 import json
 import logging
 import os
-import tempfile
 
 from odoo import api, fields, models, release
 from odoo.exceptions import UserError
@@ -123,8 +122,24 @@ class DbBackupRestoreWizard(models.TransientModel):
         info.update(self._compare_manifest(manifest))
         super().write(info)
 
+    @api.model
+    def _manifest_odoo_version(self, manifest):
+        """The archive's Odoo version; when ``base`` has no recorded version
+        (Odoo 18 leaves it empty in databases it creates), the series most
+        modules of the archive carry (``18.0`` of ``18.0.1.2``)."""
+        version = manifest.get("odoo_version")
+        if version:
+            return version
+        series = {}
+        for module_version in (manifest.get("modules") or {}).values():
+            parts = (module_version or "").split(".")
+            if len(parts) >= 4:  # 18.0.x.y: the series prefix is meaningful
+                key = ".".join(parts[:2])
+                series[key] = series.get(key, 0) + 1
+        return max(series, key=series.get) if series else ""
+
     def _compare_manifest(self, manifest):
-        version = manifest.get("odoo_version") or ""
+        version = self._manifest_odoo_version(manifest)
         running = release.version
         vals = {"archive_odoo_version": version or self.env._("unknown")}
         if not version:

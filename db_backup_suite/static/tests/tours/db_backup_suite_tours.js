@@ -1,0 +1,85 @@
+/** @odoo-module */
+
+import { registry } from "@web/core/registry";
+
+// An operator presses Backup Now on the Database Backups page and sees the
+// new "manual" row, queued for the background job.
+registry.category("web_tour.tours").add("db_backup_suite_backup_now", {
+    steps: () => [
+        {
+            content: "The page shows the status panel",
+            trigger: ".o_form_view .o_field_widget[name=next_run]",
+        },
+        {
+            content: "Press Backup Now",
+            trigger: "button.o_db_backup_now",
+            run: "click",
+        },
+        {
+            content: "A queued manual backup is listed",
+            trigger: ".o_db_backup_runs .o_data_row:contains(manual):contains(Queued)",
+        },
+    ],
+});
+
+// A restore user opens the wizard: Restore Database stays disabled on a
+// wrong name and becomes available on the exact database name.
+registry.category("web_tour.tours").add("db_backup_suite_restore_gate", {
+    steps: () => [
+        {
+            content: "Open the restore wizard of the stored backup",
+            trigger: ".o_db_backup_runs .o_data_row:contains(manual) button.o_db_backup_restore",
+            run: "click",
+        },
+        {
+            content: "The wizard shows the archive",
+            trigger: ".modal .o_field_widget[name=archive_name]:contains(_manual_)",
+        },
+        {
+            content: "Only the disabled button is there",
+            trigger: ".modal button.o_db_backup_restore_disabled:disabled",
+        },
+        {
+            content: "Type a wrong name",
+            trigger: ".modal .o_db_backup_confirm_name input",
+            run: "edit not-the-database",
+        },
+        {
+            content: "Leave the field (onchange)",
+            trigger: ".modal .o_field_widget[name=archive_size]",
+            run: "click",
+        },
+        {
+            content: "Still disabled, no real button",
+            trigger: ".modal:not(:has(button.o_db_backup_restore_confirm)) button.o_db_backup_restore_disabled:disabled",
+        },
+        {
+            content: "Type the exact database name",
+            trigger: ".modal .o_db_backup_confirm_name input",
+            async run(helpers) {
+                const name = document
+                    .querySelector(".modal .o_field_widget[name=database_name]")
+                    .textContent.trim();
+                await helpers.edit(name);
+            },
+        },
+        {
+            content: "Leave the field (onchange)",
+            trigger: ".modal .o_field_widget[name=archive_size]",
+            run: "click",
+        },
+        {
+            content: "Restore Database is now available",
+            trigger: ".modal button.o_db_backup_restore_confirm:enabled",
+        },
+        {
+            content: "Close without restoring",
+            trigger: ".modal .modal-footer button.btn-secondary",
+            run: "click",
+        },
+        {
+            content: "Back on the page",
+            trigger: "body:not(:has(.modal))",
+        },
+    ],
+});

@@ -1,0 +1,9 @@
+from . import (
+    test_access,
+    test_backup_now,
+    test_destination,
+    test_restore,
+    test_retention,
+    test_schedule,
+    test_tour,
+)

@@ -1,0 +1,76 @@
+"""Shared set-up of the db_backup_suite Odoo tests.
+
+The tests run the real engine in child processes against the real test
+database; the keyring is a throw-away file configured through Odoo's
+``backup_keyring_file`` option for the duration of a test class.
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from odoo.tests import TransactionCase, new_test_user
+from odoo.tools import config
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # the shared S3 / SFTP fixtures live in tests/
+    sys.path.insert(0, str(REPO))
+
+
+def make_keyring_file(directory):
+    from odoo.addons.audit_export.lib import keyring
+
+    path = os.path.join(directory, "keyring")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(keyring.generate_key_line("h7test") + "\n")
+    return path
+
+
+class KeyringMixin:
+    @classmethod
+    def setup_keyring(cls):
+        cls.tmp_dir = tempfile.mkdtemp(prefix="h7_dbbs_")
+        cls.keyring_path = make_keyring_file(cls.tmp_dir)
+        cls._saved_keyring = config.get("backup_keyring_file")
+        config["backup_keyring_file"] = cls.keyring_path
+        cls.addClassCleanup(cls._restore_keyring_option)
+
+    @classmethod
+    def _restore_keyring_option(cls):
+        if cls._saved_keyring:
+            config["backup_keyring_file"] = cls._saved_keyring
+        else:
+            config.options.pop("backup_keyring_file", None)
+        shutil.rmtree(cls.tmp_dir, ignore_errors=True)
+
+
+class BackupCase(KeyringMixin, TransactionCase):
+    """Keyring, a local destination, an operator, a restore user, a plain user."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_keyring()
+        # Progress is written with separate cursors: in test mode they share
+        # the test transaction, so nothing is committed.
+        cls.registry.enter_test_mode(cls.cr)
+        cls.addClassCleanup(cls.registry.leave_test_mode)
+        cls.local_dir = os.path.join(cls.tmp_dir, "local-dest")
+        os.makedirs(cls.local_dir)
+        cls.local_dest = cls.env["db.backup.destination"].create(
+            {"name": "Local disk", "dest_type": "local", "local_path": cls.local_dir}
+        )
+        cls.operator = new_test_user(
+            cls.env, login="h7_operator", email="op@example.com",
+            groups="base.group_user,db_backup_suite.backup_group_operator",
+        )
+        cls.restorer = new_test_user(
+            cls.env, login="h7_restorer", email="rest@example.com",
+            groups="base.group_user,db_backup_suite.backup_group_restore",
+        )
+        cls.plain = new_test_user(cls.env, login="h7_plain", groups="base.group_user")
+        cls.admin = cls.env.ref("base.user_admin")
+        cls.admin.email = cls.admin.email or "admin@example.com"

@@ -1,0 +1,151 @@
+"""End to end: back up, change, restore over, check; pre-restore copy; sandbox.
+
+The test's own database cannot be swapped under its running transaction, so
+the test backs it up with the engine, restores that archive into a second
+database (``h7_e2e_*``), works on that one through its own registry, and
+restores over it.
+"""
+
+import os
+import uuid
+
+import odoo
+from odoo import SUPERUSER_ID, api
+from odoo.modules.registry import Registry
+from odoo.tests import tagged
+from odoo.tools import config
+
+from ..models import backup_engine, restore_job
+from .common import BackupCase
+
+
+@tagged("post_install", "-at_install")
+class TestRestoreEndToEnd(BackupCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.second = "h7_e2e_%s" % uuid.uuid4().hex[:8]
+        cls.addClassCleanup(cls._drop_databases)
+
+    @classmethod
+    def _drop_databases(cls):
+        from odoo.service import db as db_service
+
+        for name in db_service.list_dbs(True):
+            if name.startswith(cls.second):
+                Registry.delete(name)
+                odoo.sql_db.close_db(name)
+                db_service.exp_drop(name)
+
+    # helpers ---------------------------------------------------------------
+    def _backup(self, dbname, label="manual"):
+        """Engine backup of ``dbname`` to the local destination (child process)."""
+        result = backup_engine.run_job({
+            "action": "backup",
+            "db": backup_engine.db_params(dbname),
+            "filestore": backup_engine.filestore_dir(dbname),
+            "archive_label": label,
+            "sinks": [{"destination_id": self.local_dest.id,
+                       "config": self.local_dest._sink_config()}],
+        })
+        self.assertTrue(result["copies"][0]["ok"])
+        return result
+
+    def _job(self, dbname, archive, target="production", **extra):
+        job = {
+            "database": dbname,
+            "target": target,
+            "requested_by": "test",
+            "archive_name": archive["name"],
+            "archive_created_at": archive.get("created_at"),
+            "db": backup_engine.db_params(dbname),
+            "data_dir": config["data_dir"],
+            "pre_restore_sinks": [{"destination_id": self.local_dest.id,
+                                   "config": self.local_dest._sink_config()}],
+            "source": {"sink": self.local_dest._sink_config(), "name": archive["name"]},
+        }
+        job.update(extra)
+        return job
+
+    def _partners(self, dbname):
+        with Registry(dbname).cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            return set(env["res.partner"].with_context(active_test=False).search(
+                [("name", "like", "H7 E2E")]).mapped("name"))
+
+    def _on(self, dbname, func):
+        with Registry(dbname).cursor() as cr:
+            return func(api.Environment(cr, SUPERUSER_ID, {}))
+
+    # the test ----------------------------------------------------------------
+    def test_restore_over_a_database(self):
+        base = self._backup(self.env.cr.dbname)
+        # 1. a second database from the test database's archive
+        created = restore_job.run_job(self._job(
+            self.second, base, target="sandbox", sandbox_name=self.second))
+        self.assertTrue(created["ok"], created["message"])
+        self._on(self.second, lambda env: env["res.partner"].create(
+            {"name": "H7 E2E old"}))
+        # 2. the backup to restore later
+        archive = self._backup(self.second)
+        # 3. life goes on: one partner created, one deleted
+        self._on(self.second, lambda env: env["res.partner"].create(
+            {"name": "H7 E2E new"}))
+        self._on(self.second, lambda env: env["res.partner"].search(
+            [("name", "=", "H7 E2E old")]).unlink())
+        self.assertEqual(self._partners(self.second), {"H7 E2E new"})
+        # 4. restore over it
+        result = restore_job.run_job(self._job(self.second, archive))
+        self.assertTrue(result["ok"], result["message"])
+        self.assertEqual(self._partners(self.second), {"H7 E2E old"})
+        # the restored database was told (hooks) and lists the pre-restore copy
+        pre_name = result["pre_restore"]["name"]
+        self.assertIn("_pre-restore_", pre_name)
+
+        def check_restored(env):
+            run = env["db.backup.run"].search([("name", "=", pre_name)])
+            self.assertEqual(run.kind, "pre_restore")
+            self.assertTrue(run.keep_until)
+            mail = env["mail.mail"].search([("subject", "like", "restored")])
+            self.assertTrue(mail)
+            event = env["audit.event"].search([("action", "=", "restore")])
+            self.assertTrue(event)
+
+        self._on(self.second, check_restored)
+        # 5. the pre-restore copy holds the state before the restore
+        pre_db = self.second + "_pre"
+        checked = restore_job.run_job(self._job(
+            pre_db, {"name": pre_name}, target="sandbox", sandbox_name=pre_db))
+        self.assertTrue(checked["ok"], checked["message"])
+        self.assertEqual(self._partners(pre_db), {"H7 E2E new"})
+        # a sandbox is neutralized: no mail server, no crons
+        def neutralized(env):
+            return (env["ir.config_parameter"].get_param("database.is_neutralized"),
+                    env["ir.cron"].search_count([("active", "=", True)]))
+        flag, active_crons = self._on(pre_db, neutralized)
+        self.assertTrue(flag)
+        self.assertLessEqual(active_crons, 1)  # autovacuum only
+
+    def test_failed_restore_leaves_database(self):
+        base = self._backup(self.env.cr.dbname)
+        target = self.second + "_f"
+        created = restore_job.run_job(self._job(
+            target, base, target="sandbox", sandbox_name=target))
+        self.assertTrue(created["ok"], created["message"])
+        self._on(target, lambda env: env["res.partner"].create({"name": "H7 E2E keep"}))
+        archive = self._backup(target)
+        # damage one byte in the middle of the archive
+        path = os.path.join(self.local_dir, archive["name"])
+        with open(path, "r+b") as handle:
+            handle.seek(os.path.getsize(path) // 2)
+            byte = handle.read(1)
+            handle.seek(-1, os.SEEK_CUR)
+            handle.write(bytes([byte[0] ^ 0xFF]))
+        self._on(target, lambda env: env["res.partner"].create({"name": "H7 E2E later"}))
+        result = restore_job.run_job(self._job(target, archive))
+        self.assertFalse(result["ok"])
+        self.assertTrue(result["message"])
+        self.assertEqual(self._partners(target), {"H7 E2E keep", "H7 E2E later"})
+        failures = self._on(target, lambda env: env["audit.event"].search_count(
+            [("action", "=", "restore"), ("result", "=", "failure")]))
+        self.assertEqual(failures, 1)
