@@ -381,9 +381,9 @@ def read_header(raw) -> Header:
         )
     if prefix[: len(MAGIC)] != MAGIC:
         raise FormatError("not an archive of this suite (unknown file signature)")
-    if len(prefix) < FIXED_PREFIX_SIZE:
+    if len(prefix) == len(MAGIC):
         raise TruncatedError("the archive ends inside its header")
-    version = prefix[len(MAGIC)]
+    version = prefix[len(MAGIC)]  # checked first: later versions may differ
     if version != FORMAT_VERSION:
         if version > FORMAT_VERSION:
             raise FormatError(
@@ -392,6 +392,8 @@ def read_header(raw) -> Header:
                 "suite is needed to open it"
             )
         raise FormatError(f"archive format version {version} is invalid")
+    if len(prefix) < FIXED_PREFIX_SIZE:
+        raise TruncatedError("the archive ends inside its header")
     (total,) = struct.unpack(">H", prefix[len(MAGIC) + 1 :])
     if not MIN_HEADER_SIZE <= total <= MAX_HEADER_SIZE:
         raise TamperedError(
