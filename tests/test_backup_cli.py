@@ -1,0 +1,277 @@
+"""The command line, run as users run it (``python -m db_backup_suite.lib``),
+against the real PostgreSQL: happy paths and error exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from db_backup_suite.lib import cli
+from tests.fixtures.odoo_db import (
+    connect,
+    data_checksum,
+    database_exists,
+    filestore_listing,
+    filestore_path,
+    referenced_files,
+)
+
+PREFIX = "h3_cli_"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def env(tmp_path):
+    keyring = tmp_path / "keyring"
+    out = _run(["keygen", "-o", str(keyring)], os.environ.copy())
+    assert out.returncode == 0, out.stderr
+    assert keyring.stat().st_mode & 0o777 == 0o600
+    environ = os.environ.copy()
+    environ["DB_BACKUP_SUITE_KEYRING_FILE"] = str(keyring)
+    environ.pop("DB_BACKUP_SUITE_KEYRING", None)
+    return environ
+
+
+def _run(args, environ, check=False):
+    proc = subprocess.run(
+        [sys.executable, "-m", "db_backup_suite.lib", *args],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_backup_list_verify_restore_decrypt(odoo_db_factory, env, tmp_path):
+    db = odoo_db_factory(prefix=PREFIX, partners=200, attachments=5)
+    dest = f"local:{tmp_path / 'dest'}"
+    out = _run(
+        ["backup", db.dbname, "--to", dest, "--data-dir", str(db.data_dir), "--json"],
+        env,
+        check=True,
+    )
+    result = json.loads(out.stdout)
+    name = result["name"]
+    assert result["manifest"]["filestore"]["files"] == 5
+    original = (data_checksum(db.dbname), filestore_listing(db.filestore))
+
+    listed = json.loads(
+        _run(["list", "--from", dest, "--json"], env, check=True).stdout
+    )
+    assert [r["name"] for r in listed] == [name] and listed[0]["label"] == "manual"
+
+    out = _run(["verify", name, "--from", dest, "--test-restore"], env, check=True)
+    assert (
+        out.stdout.startswith("OK: encrypted archive")
+        and "test restore OK" in out.stdout
+    )
+
+    conn = connect(db.dbname)
+    with conn.cursor() as cr:
+        cr.execute("DELETE FROM mail_message")
+    conn.close()
+    refused = _run(
+        [
+            "restore",
+            name,
+            "--from",
+            dest,
+            "--target",
+            db.dbname,
+            "--data-dir",
+            str(db.data_dir),
+        ],
+        env,
+    )
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    out = _run(
+        [
+            "restore",
+            name,
+            "--from",
+            dest,
+            "--target",
+            db.dbname,
+            "--data-dir",
+            str(db.data_dir),
+            "--yes",
+            "--json",
+        ],
+        env,
+        check=True,
+    )
+    restored = json.loads(out.stdout)
+    assert restored["safety_database"].startswith(f"{db.dbname}_pre_restore_")
+    assert data_checksum(db.dbname) == original[0]
+    assert set(filestore_listing(db.filestore)) == referenced_files(db.dbname)
+
+    extract = tmp_path / "x"
+    _run(["decrypt", name, "--from", dest, "--extract", str(extract)], env, check=True)
+    assert json.loads((extract / "manifest.json").read_text())["complete"] is True
+    listing = subprocess.run(
+        ["pg_restore", "--list", str(extract / "database.dump")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "res_partner" in listing
+    assert len([p for p in (extract / "filestore").rglob("*") if p.is_file()]) == 5
+
+    plain_tar = tmp_path / "payload.tar"
+    _run(
+        ["decrypt", name, "--from", dest, "--tar", "-o", str(plain_tar)],
+        env,
+        check=True,
+    )
+    names = subprocess.run(
+        ["tar", "-tf", str(plain_tar)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert names[0] == "backup.json" and names[-1] == "manifest.json"
+
+
+def test_odoo_zip_export_and_import(odoo_db_factory, env, tmp_path):
+    db = odoo_db_factory(prefix=PREFIX, partners=50, attachments=3)
+    dest = f"local:{tmp_path / 'dest'}"
+    name = json.loads(
+        _run(
+            [
+                "backup",
+                db.dbname,
+                "--to",
+                dest,
+                "--data-dir",
+                str(db.data_dir),
+                "--json",
+            ],
+            env,
+            check=True,
+        ).stdout
+    )["name"]
+    zip_path = tmp_path / "odoo.zip"
+    _run(
+        ["export-odoo-zip", name, "--from", dest, "-o", str(zip_path)], env, check=True
+    )
+    with zipfile.ZipFile(zip_path) as zf:
+        names = zf.namelist()
+        manifest = json.loads(zf.read("manifest.json"))
+    assert "dump.sql" in names and manifest["db_name"] == db.dbname
+    target = db.dbname + "_z"
+    _run(
+        [
+            "restore",
+            str(zip_path),
+            "--target",
+            target,
+            "--sandbox",
+            "--data-dir",
+            str(db.data_dir),
+        ],
+        env,
+        check=True,
+    )
+    assert data_checksum(target) == data_checksum(db.dbname)
+    assert set(filestore_listing(filestore_path(db.data_dir, target))) == (
+        referenced_files(target)
+    )
+
+
+def test_password_mode_from_env_and_file(odoo_db_factory, tmp_path):
+    db = odoo_db_factory(prefix=PREFIX, partners=10, attachments=1)
+    environ = os.environ.copy()
+    environ.pop("DB_BACKUP_SUITE_KEYRING_FILE", None)
+    environ.pop("DB_BACKUP_SUITE_KEYRING", None)
+    environ["BACKUP_PW"] = "a long offsite password"
+    dest = f"local:{tmp_path / 'dest'}"
+    out = _run(
+        [
+            "backup",
+            db.dbname,
+            "--to",
+            dest,
+            "--password-env",
+            "BACKUP_PW",
+            "--no-filestore",
+            "--json",
+        ],
+        environ,
+        check=True,
+    )
+    name = json.loads(out.stdout)["name"]
+    pw_file = tmp_path / "pw"
+    pw_file.write_text("a long offsite password\n")
+    _run(
+        ["verify", name, "--from", dest, "--password-file", str(pw_file)],
+        environ,
+        check=True,
+    )
+    pw_file.write_text("not the password\n")
+    bad = _run(
+        ["verify", name, "--from", dest, "--password-file", str(pw_file)], environ
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error: ") and "password" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_error_exit_codes(odoo_db_factory, env, tmp_path):
+    # usage errors: 2
+    assert _run([], env).returncode == 2
+    assert _run(["backup", "x"], env).returncode == 2  # --to missing
+    bad_dest = _run(["backup", "x", "--to", "ftp://nowhere"], env)
+    assert bad_dest.returncode == 2 and "unknown destination" in bad_dest.stderr
+    no_kh = _run(["list", "--from", "sftp://u@127.0.0.1/x"], env)
+    assert no_kh.returncode == 2 and "known_hosts" in no_kh.stderr
+    # failures: 1, one line, and --json gives a machine-readable error
+    dest = f"local:{tmp_path / 'dest'}"
+    out = _run(["backup", "h3_cli_no_such_db", "--to", dest, "--json"], env)
+    assert out.returncode == 1
+    assert json.loads(out.stdout)["type"] == "DumpError"
+    assert "h3_cli_no_such_db" in out.stderr
+    assert not (tmp_path / "dest").exists() or not any(
+        (tmp_path / "dest").rglob("*.enc")
+    )
+    out = _run(["verify", str(tmp_path / "missing.enc")], env)
+    assert out.returncode == 1 and out.stderr.startswith("error: ")
+    junk = tmp_path / "junk.tar.zst.enc"
+    junk.write_bytes(b"this is not an archive at all")
+    out = _run(["restore", str(junk), "--target", PREFIX + "never", "--sandbox"], env)
+    assert out.returncode == 1 and "not an archive" in out.stderr
+    assert not database_exists(PREFIX + "never")
+    # no keyring configured: a clear message naming keygen
+    environ = dict(env)
+    environ.pop("DB_BACKUP_SUITE_KEYRING_FILE")
+    db = odoo_db_factory(prefix=PREFIX, partners=1, attachments=0)
+    out = _run(["backup", db.dbname, "--to", dest], environ)
+    assert out.returncode == 1 and "keygen" in out.stderr
+
+
+def test_parse_destination():
+    assert cli.parse_destination("local:/srv/b") == {"type": "local", "path": "/srv/b"}
+    s3 = cli.parse_destination(
+        "s3://bkt/odoo/prod?endpoint=http://127.0.0.1:8333&region=eu-west-1"
+        "&checksum_when_required=1&sse=AES256",
+        environ={"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK"},
+    )
+    assert s3 == {
+        "type": "s3",
+        "bucket": "bkt",
+        "prefix": "odoo/prod",
+        "endpoint_url": "http://127.0.0.1:8333",
+        "region": "eu-west-1",
+        "checksum_when_required": True,
+        "sse": "AES256",
+        "access_key": "AK",
+        "secret_key": "SK",
+    }
+    with pytest.raises(cli.UsageError, match="password"):
+        cli.parse_destination("sftp://u:secret@host/x")
+    with pytest.raises(cli.UsageError, match="unknown s3"):
+        cli.parse_destination("s3://b/p?acl=public")
