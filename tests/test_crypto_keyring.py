@@ -63,6 +63,13 @@ def test_parse_lines_comments_commas_and_both_base64_alphabets():
     assert len(ring) == 2 and [k.key_id for k in ring] == ["new", "old"]
 
 
+def test_windows_line_endings_and_bom_are_accepted(tmp_path):
+    path = tmp_path / "win.keys"
+    path.write_bytes(f"\ufeffnew:{B64_A}\r\nold:{B64_B}\r\n".encode())
+    os.chmod(path, 0o600)
+    assert Keyring.load(path).ids == ("new", "old")
+
+
 def test_first_key_is_active_and_derives_by_default():
     ring = Keyring.parse(f"b:{B64_B}\na:{B64_A}")
     assert ring.active.key_id == "b"

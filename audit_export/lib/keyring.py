@@ -188,6 +188,7 @@ class Keyring:
                 text = text.decode("utf-8")
             except UnicodeDecodeError:
                 raise KeyringError(f"{source}: not UTF-8 text") from None
+        text = text.removeprefix("\ufeff")  # BOM left by some Windows editors
         keys = []
         seen: dict[str, int] = {}
         for lineno, line in enumerate(text.splitlines(), 1):
