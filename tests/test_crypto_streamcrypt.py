@@ -75,6 +75,20 @@ def test_round_trip_sizes_and_layout(ring, size):
     assert report.plaintext_sha256 == hashlib.sha256(data).hexdigest()
 
 
+def test_reader_accepts_a_full_size_final_chunk(ring):
+    """The format allows a last chunk of exactly C bytes (our writer emits an
+    empty final chunk instead, but other writers may not)."""
+    data = os.urandom(2 * CS)
+    out = io.BytesIO()
+    writer = sc.EncryptingWriter(out, keyring=ring, chunk_size=CS)
+    writer._emit(memoryview(data)[:CS], last=False)
+    writer._emit(memoryview(data)[CS:], last=True)
+    writer.abort()  # the final chunk is already there
+    blob = out.getvalue()
+    assert len(blob) == header_size(blob) + 2 * FRAME
+    assert decrypt(blob, ring) == data
+
+
 def test_round_trip_random_sizes_writes_and_reads(ring):
     rnd = random.Random(1234)
     for _ in range(12):
