@@ -29,6 +29,9 @@ def test_iso_datetime_has_offset_and_follows_the_zone():
     assert iso_datetime(naive_utc, get_zone("Europe/Brussels")) == (
         "2024-07-01T10:30:00+02:00"
     )
+    assert iso_datetime(naive_utc.replace(microsecond=5)) == (
+        "2024-07-01T08:30:00.000005+00:00"
+    )
     assert get_zone("Not/AZone") is dt.UTC
     assert get_zone(False) is dt.UTC
 

@@ -1,0 +1,25 @@
+{
+    "name": "Data Export Suite",
+    "summary": "Per-model exports (CSV, JSON, XLSX, invoice PDF) as access-checked, "
+    "streaming background jobs, encrypted at rest, with an audit trail",
+    "version": "18.0.1.0.0",
+    "category": "Administration",
+    "license": "LGPL-3",
+    "author": "Backup & Compliance Suite",
+    "depends": ["audit_export", "mail"],
+    "external_dependencies": {"python": ["openpyxl", "cryptography", "pyzipper"]},
+    "data": [
+        "security/data_export_suite_groups.xml",
+        "security/ir.model.access.csv",
+        "security/data_export_job_security.xml",
+        "security/data_export_profile_security.xml",
+        "data/ir_cron_data.xml",
+        "views/data_export_profile_views.xml",
+        "views/data_export_job_views.xml",
+        "wizards/data_export_wizard_views.xml",
+        "views/data_export_suite_menus.xml",
+        "data/data_export_profile_data.xml",
+    ],
+    "installable": True,
+    "application": False,
+}

@@ -1,0 +1,650 @@
+import base64
+import contextlib
+import datetime as dt
+import io
+import logging
+import os
+import uuid
+
+from odoo import api, fields, models, modules, tools
+from odoo.exceptions import AccessError, UserError
+from odoo.tools import SQL
+
+from odoo.addons.audit_export.lib import keyring as suite_keyring
+from odoo.addons.audit_export.lib import streamcrypt
+from odoo.addons.audit_export.lib.writers import open_writer
+
+from ..lib.serialize import CountingWriter, parse_field_paths, safe_filename
+from ..lib.zipper import write_zip, zip_member_writer
+from .data_export_profile import FORMATS, MAX_JSON_DEPTH
+
+_logger = logging.getLogger(__name__)
+
+STORAGE_DIR = "data_export_suite"
+READ_CHUNK = 256 * 1024
+METADATA_FIELDS = ("create_date", "create_uid", "write_date", "write_uid")
+MIMETYPES = {
+    "csv": "text/csv",
+    "json": "application/json",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "pdf": "application/pdf",
+    "zip": "application/zip",
+}
+#: Fields only the export machinery writes (never the requesting user).
+PROTECTED_FIELDS = frozenset(
+    {
+        "state", "progress", "records_total", "records_done", "storage_name",
+        "file_name", "file_size", "file_mimetype", "expires_at", "done_at",
+        "error_message", "password_sealed", "background", "user_id",
+    }
+)
+#: Invoice PDFs: the report of the Invoicing app.
+INVOICE_REPORT = "account.account_invoices"
+
+
+class DataExportJob(models.Model):
+    _name = "data.export.job"
+    _description = "Data Export Job"
+    _inherit = ["mail.thread"]
+    _order = "id desc"
+
+    name = fields.Char(required=True, readonly=True)
+    profile_id = fields.Many2one(
+        "data.export.profile", ondelete="set null", readonly=True
+    )
+    user_id = fields.Many2one(
+        "res.users", string="Owner", required=True, readonly=True, index=True,
+        default=lambda self: self.env.user,
+    )
+    company_ids = fields.Many2many(
+        "res.company", string="Companies", readonly=True,
+        default=lambda self: self.env.companies,
+        help="The companies selected when the export was requested: the "
+        "export sees their records only (multi-company rules).",
+    )
+    model_name = fields.Char(string="Model", required=True, readonly=True)
+    field_paths = fields.Text(string="Fields", required=True, readonly=True)
+    domain = fields.Char(default="[]", readonly=True)
+    date_field = fields.Char(readonly=True)
+    date_from = fields.Date(readonly=True)
+    date_to = fields.Date(readonly=True)
+    state_values = fields.Char(string="States", readonly=True)
+    include_archived = fields.Boolean(readonly=True)
+    export_format = fields.Selection(
+        FORMATS, string="Format", required=True, default="csv", readonly=True
+    )
+    csv_delimiter = fields.Char(default=",", readonly=True)
+    csv_bom = fields.Boolean(readonly=True)
+    json_depth = fields.Integer(default=0, readonly=True)
+    password_protected = fields.Boolean(
+        readonly=True,
+        help="The file is an AES-256 ZIP (WinZip AE-2) that 7-Zip opens.",
+    )
+    password_sealed = fields.Binary(
+        attachment=False, groups="base.group_system", copy=False,
+        help="The ZIP password, encrypted with the server keyring until the "
+        "background job used it, then erased.",
+    )
+    state = fields.Selection(
+        [
+            ("queued", "Queued"),
+            ("running", "Running"),
+            ("done", "Ready"),
+            ("failed", "Failed"),
+            ("expired", "Expired"),
+        ],
+        default="queued", required=True, readonly=True, index=True, tracking=True,
+    )
+    background = fields.Boolean(readonly=True)
+    records_total = fields.Integer(readonly=True)
+    records_done = fields.Integer(readonly=True)
+    progress = fields.Float(readonly=True, help="Percentage of records written.")
+    storage_name = fields.Char(readonly=True, copy=False, groups="base.group_system")
+    file_name = fields.Char(readonly=True, copy=False)
+    file_size = fields.Integer(
+        readonly=True, copy=False, help="Size of the encrypted file in bytes."
+    )
+    file_mimetype = fields.Char(readonly=True, copy=False)
+    done_at = fields.Datetime(readonly=True, copy=False)
+    expires_at = fields.Datetime(readonly=True, copy=False, index=True)
+    error_message = fields.Text(readonly=True, copy=False)
+
+    # ------------------------------------------------------------------
+    # CRUD
+    # ------------------------------------------------------------------
+    @api.model_create_multi
+    def create(self, vals_list):
+        if not self.env.su:
+            # The requester chooses what to export, never the job's outcome.
+            vals_list = [
+                {k: v for k, v in vals.items() if k not in PROTECTED_FIELDS}
+                for vals in vals_list
+            ]
+        for vals in vals_list:
+            vals.setdefault("name", self._default_job_name(vals))
+            if not self.env.su:
+                vals["user_id"] = self.env.uid
+        jobs = super().create(vals_list)
+        for job in jobs:
+            job._validate_request()
+        return jobs
+
+    def unlink(self):
+        for job in self.sudo():
+            job._delete_file()
+        return super().unlink()
+
+    def _default_job_name(self, vals):
+        label = vals.get("model_name") or "export"
+        if vals.get("profile_id"):
+            label = self.env["data.export.profile"].browse(vals["profile_id"]).name
+        stamp = fields.Datetime.now().strftime("%Y-%m-%d %H:%M")
+        return f"{label} ({stamp})"
+
+    # ------------------------------------------------------------------
+    # Request
+    # ------------------------------------------------------------------
+    def _owner_env(self):
+        """The environment of the requesting user: their rights, rules, companies."""
+        self.ensure_one()
+        user = self.sudo().user_id
+        companies = self.sudo().company_ids & user.company_ids or user.company_id
+        context = {
+            "lang": user.lang,
+            "tz": user.tz,
+            "allowed_company_ids": companies.ids,
+            "active_test": not self.include_archived,
+        }
+        return self.env(user=user.id, su=False, context=context)
+
+    def _validate_request(self):
+        """Fail at request time on anything the owner may not export."""
+        self.ensure_one()
+        if self.export_format not in dict(FORMATS):
+            raise UserError(self.env._("Unknown export format."))
+        if not 0 <= self.json_depth <= MAX_JSON_DEPTH:
+            raise UserError(
+                self.env._("The JSON depth must be between 0 and %(max)s.",
+                           max=MAX_JSON_DEPTH)
+            )
+        env = self._owner_env()
+        if not env.user.has_group("data_export_suite.export_group_user"):
+            raise AccessError(self.env._("You are not allowed to export data."))
+        Profile = env["data.export.profile"]
+        if self.export_format == "pdf" and (
+            self.model_name != "account.move" or "account.move" not in env
+        ):
+            raise UserError(self.env._("PDF exports are available for invoices only."))
+        Profile._resolve_field_paths(self.model_name, self._export_paths())
+        Profile._build_domain(
+            self.model_name, self.domain, self.date_field, self.date_from,
+            self.date_to, self.state_values,
+        )
+
+    def _export_paths(self):
+        paths = parse_field_paths(self.field_paths)
+        if self.export_format == "json":
+            Model = self.env[self.model_name]
+            Profile = self._owner_env()["data.export.profile"]
+            for name in METADATA_FIELDS:
+                field = Model._fields.get(name)
+                if (
+                    name not in paths
+                    and field is not None
+                    and Profile._is_field_exportable(Model.with_env(Profile.env), field)
+                ):
+                    paths.append(name)
+        return paths
+
+    def _set_password(self, password):
+        """Seal the ZIP password with the server keyring until the job runs."""
+        self.ensure_one()
+        if not password:
+            return
+        ring = self._load_keyring()
+        sealed = io.BytesIO()
+        writer = streamcrypt.EncryptingWriter(
+            sealed, keyring=ring, tenant=self._tenant(), purpose="export-password"
+        )
+        writer.write(password.encode("utf-8"))
+        writer.close()
+        self.sudo().write({
+            "password_protected": True,
+            "password_sealed": base64.b64encode(sealed.getvalue()),
+        })
+
+    def _unseal_password(self):
+        sealed = self.sudo().password_sealed
+        if not sealed:
+            raise UserError(self.env._("The password of this export is lost."))
+        reader = streamcrypt.DecryptingReader(
+            io.BytesIO(base64.b64decode(sealed)), keyring=self._load_keyring(),
+            tenant=self._tenant(), purpose="export-password",
+        )
+        return reader.read().decode("utf-8")
+
+    def _launch(self):
+        """Run a small export now; queue a large one for the cron.
+
+        Returns the client action to show (download or the job form).
+        """
+        self.ensure_one()
+        self._load_keyring()  # refuse at once when files cannot be encrypted
+        env = self._owner_env()
+        Profile = env["data.export.profile"]
+        Model = Profile._get_export_model(self.model_name)
+        domain = Profile._build_domain(
+            self.model_name, self.domain, self.date_field, self.date_from,
+            self.date_to, self.state_values,
+        )
+        total = Model.search_count(domain)
+        limit = self._sync_record_limit()
+        if total <= limit:
+            self.sudo().records_total = total
+            self._execute(background=False)
+            return self.action_download() if self.state == "done" else False
+        self.sudo().write({"background": True, "records_total": total})
+        self.env.ref("data_export_suite.ir_cron_run_export_jobs").sudo()._trigger()
+        return {
+            "type": "ir.actions.act_window",
+            "res_model": self._name,
+            "res_id": self.id,
+            "view_mode": "form",
+            "target": "current",
+        }
+
+    # ------------------------------------------------------------------
+    # Settings
+    # ------------------------------------------------------------------
+    def _get_int_param(self, key, default):
+        value = self.env["ir.config_parameter"].sudo().get_param(key)
+        try:
+            return max(1, int(value)) if value else default
+        except ValueError:
+            _logger.warning("Ignoring non-integer parameter %s=%r", key, value)
+            return default
+
+    def _sync_record_limit(self):
+        return self._get_int_param("data_export_suite.sync_record_limit", 2000)
+
+    def _batch_size(self):
+        return self._get_int_param("data_export_suite.batch_size", 1000)
+
+    def _retention_days(self):
+        return self._get_int_param("data_export_suite.retention_days", 30)
+
+    # ------------------------------------------------------------------
+    # Storage (ciphertext only)
+    # ------------------------------------------------------------------
+    def _tenant(self):
+        return self.env["ir.config_parameter"].sudo().get_param("database.uuid") or ""
+
+    def _load_keyring(self):
+        try:
+            return suite_keyring.Keyring.load(
+                config_path=tools.config.get("backup_keyring_file") or None
+            )
+        except suite_keyring.KeyringError as exc:
+            raise UserError(
+                self.env._(
+                    "Export files are stored encrypted with the server keyring, "
+                    "and it is not usable: %(error)s",
+                    error=str(exc),
+                )
+            ) from exc
+
+    def _storage_dir(self):
+        path = os.path.join(tools.config.filestore(self.env.cr.dbname), STORAGE_DIR)
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        return path
+
+    def _storage_path(self):
+        self.ensure_one()
+        name = self.sudo().storage_name
+        if not name or os.path.basename(name) != name:
+            return None
+        return os.path.join(self._storage_dir(), name)
+
+    def _delete_file(self):
+        path = self._storage_path()
+        if path and os.path.exists(path):
+            os.unlink(path)
+            _logger.info("Deleted export file %s of job %s", path, self.id)
+
+    # ------------------------------------------------------------------
+    # Execution
+    # ------------------------------------------------------------------
+    def _execute(self, background):
+        """Run the export; record success or failure on the job."""
+        self.ensure_one()
+        job = self.sudo()
+        job.write({"state": "running", "error_message": False})
+        try:
+            with self.env.cr.savepoint():
+                self._run_export(background=background)
+        except Exception as exc:
+            if not background:
+                raise
+            _logger.exception("Export job %s failed", self.id)
+            job.write({"state": "failed", "error_message": str(exc),
+                       "password_sealed": False})
+            self.env["audit.event"].log_event(
+                "export", record=job, result="failure", message=str(exc),
+                details=self._audit_details(),
+            )
+            job._notify_owner(failed=True)
+            return False
+        if background:
+            job._notify_owner()
+        return True
+
+    def _audit_details(self):
+        job = self.sudo()
+        return {
+            "model": job.model_name,
+            "format": job.export_format,
+            "fields": parse_field_paths(job.field_paths),
+            "domain": job.domain,
+            "date_field": job.date_field or None,
+            "date_from": job.date_from and job.date_from.isoformat() or None,
+            "date_to": job.date_to and job.date_to.isoformat() or None,
+            "states": job.state_values or None,
+            "records": job.records_done,
+            "password_protected": job.password_protected,
+            "owner": job.user_id.login,
+        }
+
+    def _file_type(self, total):
+        fmt = self.export_format
+        zipped = self.password_protected or (fmt == "pdf" and total != 1)
+        ext = "zip" if zipped else fmt
+        return ext, MIMETYPES[ext]
+
+    def _run_export(self, background=False):
+        job = self.sudo()
+        env = self._owner_env()
+        if not env.user.has_group("data_export_suite.export_group_user"):
+            # Checked again when the job runs: the right may be gone by then.
+            raise AccessError(self.env._(
+                "%(user)s is no longer allowed to export data.", user=env.user.name
+            ))
+        Profile = env["data.export.profile"]
+        Model = Profile._get_export_model(job.model_name)
+        paths = self._export_paths()
+        columns = Profile._resolve_field_paths(job.model_name, paths)
+        domain = Profile._build_domain(
+            job.model_name, job.domain, job.date_field, job.date_from,
+            job.date_to, job.state_values,
+        )
+        total = Model.search_count(domain)
+        password = self._unseal_password() if job.password_protected else None
+        ring = self._load_keyring()
+        ext, mimetype = self._file_type(total)
+        base = safe_filename(job.profile_id.name or job.model_name.replace(".", "_"))
+        stamp = fields.Datetime.now().strftime("%Y%m%d-%H%M%S")
+        file_name = f"{base}-{stamp}.{ext}"
+        inner_name = f"{base}-{stamp}.{job.export_format}"
+        storage_name = f"{uuid.uuid4().hex}.enc"
+        final_path = os.path.join(self._storage_dir(), storage_name)
+        tmp_path = final_path + ".part"
+        done = 0
+        batch_size = self._batch_size()
+
+        def report(count):
+            nonlocal done
+            done += count
+            self._report_progress(done, total, background)
+
+        try:
+            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as raw:
+                counter = CountingWriter(raw)
+                encrypted = streamcrypt.EncryptingWriter(
+                    counter, keyring=ring, tenant=self._tenant(), purpose="export",
+                    content_type=mimetype,
+                )
+                if job.export_format == "pdf":
+                    self._write_pdf(Profile, Model, domain, encrypted, password,
+                                    total, batch_size, report)
+                else:
+                    with contextlib.ExitStack() as stack:
+                        payload = encrypted
+                        if password:
+                            payload = stack.enter_context(
+                                zip_member_writer(encrypted, inner_name, password)
+                            )
+                        self._write_table(Profile, Model, domain, columns, paths,
+                                          payload, batch_size, report)
+                encrypted.close()
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.replace(tmp_path, final_path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_path)
+            raise
+        now = fields.Datetime.now()
+        job.write({
+            "state": "done",
+            "storage_name": storage_name,
+            "file_name": file_name,
+            "file_size": counter.size,
+            "file_mimetype": mimetype,
+            "records_total": total,
+            "records_done": done,
+            "progress": 100.0,
+            "done_at": now,
+            "expires_at": now + dt.timedelta(days=self._retention_days()),
+            "password_sealed": False,
+        })
+        self.env["audit.event"].log_event(
+            "export", record=job, details=self._audit_details(),
+            message=self.env._("%(count)s %(model)s records exported to %(file)s",
+                               count=done, model=job.model_name, file=file_name),
+        )
+
+    def _write_table(self, Profile, Model, domain, columns, paths, payload,
+                     batch_size, report):
+        job = self.sudo()
+        user_tz = Profile.env.context.get("tz") or None
+        options = {"tz": user_tz}
+        if job.export_format == "csv":
+            options.update(delimiter=job.csv_delimiter or ",", bom=job.csv_bom)
+        elif job.export_format == "xlsx":
+            options["sheet_title"] = job.profile_id.name or job.model_name
+        header = None if job.export_format == "json" else [c.path for c in columns]
+        try:
+            writer = open_writer(job.export_format, payload, header, **options)
+        except ValueError as exc:
+            # e.g. an unknown user time zone: fall back to UTC, say so in the log
+            _logger.warning("Export writer options %s refused (%s): using UTC",
+                            options, exc)
+            options["tz"] = None
+            writer = open_writer(job.export_format, payload, header, **options)
+        for batch in Profile._iter_record_batches(Model, domain, batch_size):
+            if job.export_format == "json":
+                for item in Profile._serialize_records(batch, paths, job.json_depth):
+                    writer.write(item)
+            else:
+                for row in Profile._tabular_rows(batch, columns):
+                    writer.writerow(row)
+            report(len(batch))
+        writer.close()
+
+    def _write_pdf(self, Profile, Model, domain, encrypted, password, total,
+                   batch_size, report):
+        Report = Profile.env["ir.actions.report"]
+
+        def render(invoice):
+            content, _kind = Report._render_qweb_pdf(
+                INVOICE_REPORT, res_ids=invoice.ids
+            )
+            return content
+
+        if total == 1 and not password:
+            for batch in Profile._iter_record_batches(Model, domain, batch_size):
+                encrypted.write(render(batch))
+                report(len(batch))
+            return
+
+        def members():
+            for batch in Profile._iter_record_batches(Model, domain, batch_size):
+                for invoice in batch:
+                    name = safe_filename(invoice.name or f"invoice-{invoice.id}")
+                    yield f"{name}-{invoice.id}.pdf", render(invoice)
+                report(len(batch))
+
+        write_zip(encrypted, members(), password=password)
+
+    def _report_progress(self, done, total, background):
+        if not background:
+            return
+        progress = 100.0 * done / total if total else 100.0
+        # A separate short transaction: the owner sees the progress while the
+        # export's own transaction (one consistent snapshot) is still open.
+        with self.env.registry.cursor() as cr:
+            cr.execute(SQL(
+                "UPDATE data_export_job SET records_done = %s, progress = %s "
+                "WHERE id = %s",
+                done, progress, self.id,
+            ))
+        self.env["ir.cron"]._notify_progress(done=done, remaining=max(total - done, 0))
+
+    def _notify_owner(self, failed=False):
+        job = self.sudo()
+        if failed:
+            body = self.env._("Your export %(name)s failed: %(error)s",
+                              name=job.name, error=job.error_message)
+        else:
+            body = self.env._(
+                "Your export %(name)s is ready (%(count)s records). Download it "
+                "from the export job within %(days)s days.",
+                name=job.name, count=job.records_done, days=self._retention_days(),
+            )
+        job.message_post(
+            body=body, partner_ids=job.user_id.partner_id.ids,
+            subtype_xmlid="mail.mt_comment", message_type="notification",
+        )
+        job.user_id._bus_send("simple_notification", {
+            "type": "danger" if failed else "success",
+            "title": self.env._("Data export"),
+            "message": body,
+        })
+
+    # ------------------------------------------------------------------
+    # Crons
+    # ------------------------------------------------------------------
+    @api.model
+    def _commit(self):
+        """Commit the cron's transaction (never inside tests)."""
+        if not modules.module.current_test:
+            # Long background export: the "running" state must be visible to
+            # the owner and to a second cron worker while the export runs.
+            self.env.cr.commit()
+
+    @api.model
+    def _cron_run_queued_jobs(self):
+        """Run the oldest queued job; the cron runs again while more wait."""
+        job = self.sudo().search([("state", "=", "queued")], order="id", limit=1)
+        if not job:
+            self.env["ir.cron"]._notify_progress(done=0, remaining=0)
+            return
+        job.write({"state": "running"})
+        self._commit()
+        job._execute(background=True)
+        remaining = self.sudo().search_count([("state", "=", "queued")])
+        self.env["ir.cron"]._notify_progress(
+            done=max(job.records_done, 1), remaining=remaining
+        )
+
+    @api.model
+    def _cron_purge_expired(self):
+        """Delete files older than the retention period, and stale leftovers."""
+        now = fields.Datetime.now()
+        Job = self.sudo()
+        expired = Job.search([("state", "=", "done"), ("expires_at", "<=", now)])
+        for job in expired:
+            job._delete_file()
+        expired.write({"state": "expired", "storage_name": False})
+        stale = Job.search([
+            ("state", "in", ("running", "queued")),
+            ("write_date", "<", now - dt.timedelta(days=1)),
+        ])
+        stale.write({
+            "state": "failed", "password_sealed": False,
+            "error_message": self.env._("The export did not finish within a day."),
+        })
+        self._purge_orphan_files(now)
+        self.env["data.export.profile"]._setup_ready_made_profiles()
+        return expired
+
+    def _purge_orphan_files(self, now):
+        """Files of the export folder no job references (crashed transactions)."""
+        folder = self._storage_dir()
+        self.env.cr.execute(SQL(
+            "SELECT storage_name FROM data_export_job WHERE storage_name IS NOT NULL"
+        ))
+        known = {row[0] for row in self.env.cr.fetchall()}
+        limit = now.replace(tzinfo=dt.UTC).timestamp() - 86400
+        for entry in os.scandir(folder):
+            if (
+                entry.is_file()
+                and entry.name not in known
+                and entry.stat().st_mtime < limit
+            ):
+                    os.unlink(entry.path)
+                    _logger.info("Deleted orphan export file %s", entry.path)
+
+    # ------------------------------------------------------------------
+    # Download
+    # ------------------------------------------------------------------
+    def action_download(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_url",
+            "url": f"/data_export_suite/download/{self.id}",
+            "target": "download",
+        }
+
+    def _open_decrypted(self):
+        """Check access, log the download, return a decrypting reader.
+
+        The caller closes the reader (and its file, ``reader.raw_file``).
+        """
+        self.ensure_one()
+        self.check_access("read")  # owner or auditor (record rules)
+        job = self.sudo()
+        if job.state != "done":
+            raise UserError(
+                self.env._("This export has no file to download (state: %(state)s).",
+                           state=dict(self._fields["state"].selection)[job.state])
+            )
+        path = self._storage_path()
+        if not path or not os.path.exists(path):
+            raise UserError(self.env._("The export file is missing on the server."))
+        ring = self._load_keyring()
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
+        try:
+            reader = streamcrypt.DecryptingReader(
+                raw, keyring=ring, tenant=self._tenant(), purpose="export"
+            )
+        except Exception:
+            raw.close()
+            raise
+        reader.raw_file = raw
+        self.env["audit.event"].log_event(
+            "download", record=job,
+            details={"file": job.file_name, "size": job.file_size,
+                     "owner": job.user_id.login},
+        )
+        return reader
+
+    def _read_file(self):
+        """The decrypted file content (small files, tests)."""
+        reader = self._open_decrypted()
+        try:
+            return reader.read()
+        finally:
+            reader.close()
+            reader.raw_file.close()
+

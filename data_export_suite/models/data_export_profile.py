@@ -1,0 +1,732 @@
+import datetime as dt
+import logging
+from collections import namedtuple
+
+from odoo import api, fields, models
+from odoo.exceptions import AccessError, UserError, ValidationError
+from odoo.osv import expression
+from odoo.tools.safe_eval import datetime as safe_datetime
+from odoo.tools.safe_eval import safe_eval
+
+from ..lib.secrets import SECRET_MODELS, is_secret_field
+from ..lib.serialize import (
+    check_path_syntax,
+    get_zone,
+    iso_datetime,
+    json_value,
+    parse_field_paths,
+)
+
+_logger = logging.getLogger(__name__)
+
+#: Field types never exported (no portable value).
+UNEXPORTABLE_TYPES = frozenset({"properties", "properties_definition"})
+RELATIONAL_TYPES = frozenset({"many2one", "one2many", "many2many"})
+MAX_JSON_DEPTH = 3
+
+#: A resolved, access-checked column: ``path`` as requested, ``chain`` of
+#: (model name, field) hops, ``field`` the last field (None for ``id``).
+Column = namedtuple("Column", "path parts chain field label")
+
+FORMATS = [
+    ("csv", "CSV"),
+    ("json", "JSON"),
+    ("xlsx", "Excel (XLSX)"),
+    ("pdf", "PDF (invoices only)"),
+]
+
+
+class DataExportProfile(models.Model):
+    _name = "data.export.profile"
+    _description = "Data Export Profile"
+    _order = "sequence, name, id"
+
+    name = fields.Char(required=True, translate=True)
+    sequence = fields.Integer(default=10)
+    active = fields.Boolean(default=True)
+    ready_made_key = fields.Char(
+        readonly=True,
+        copy=False,
+        help="Set on the profiles this addon ships (Customers, Users...).",
+    )
+    user_id = fields.Many2one(
+        "res.users",
+        string="Owner",
+        default=lambda self: self.env.user,
+        index=True,
+        help="Empty for the ready-made profiles everyone may use.",
+    )
+    shared = fields.Boolean(help="Other exporters may use (not edit) this profile.")
+    model_id = fields.Many2one(
+        "ir.model",
+        string="Model",
+        required=True,
+        ondelete="cascade",
+        domain=[("transient", "=", False)],
+    )
+    model_name = fields.Char(related="model_id.model", store=True, string="Model Name")
+    field_paths = fields.Text(
+        string="Fields",
+        required=True,
+        default="id",
+        help="Field names or related paths (partner_id.country_id.name), one "
+        "per line or comma separated, in column order.",
+    )
+    domain = fields.Char(default="[]", help="Odoo domain filtering the records.")
+    date_field_id = fields.Many2one(
+        "ir.model.fields",
+        string="Date Field",
+        ondelete="set null",
+        domain="[('model_id', '=', model_id), ('ttype', 'in', ('date', 'datetime'))]",
+    )
+    date_field_name = fields.Char(
+        related="date_field_id.name", string="Date Field Name"
+    )
+    date_from = fields.Date()
+    date_to = fields.Date()
+    state_values = fields.Char(
+        string="States",
+        help="Comma separated values of the model's 'state' field to keep "
+        "(e.g. posted,cancel). Empty: every state.",
+    )
+    include_archived = fields.Boolean(help="Also export archived records.")
+    export_format = fields.Selection(
+        FORMATS, string="Format", default="csv", required=True
+    )
+    csv_delimiter = fields.Char(string="CSV Delimiter", default=",", size=1)
+    csv_bom = fields.Boolean(
+        string="UTF-8 BOM", help="Add a byte-order mark (Excel on Windows)."
+    )
+    json_depth = fields.Integer(
+        string="JSON Depth",
+        default=0,
+        help="0: relations as {id, display_name}; 1-3: related records "
+        "expanded with their own fields to that depth.",
+    )
+
+    @api.constrains("json_depth")
+    def _check_json_depth(self):
+        for profile in self:
+            if not 0 <= profile.json_depth <= MAX_JSON_DEPTH:
+                raise ValidationError(
+                    self.env._("The JSON depth must be between 0 and %(max)s.",
+                               max=MAX_JSON_DEPTH)
+                )
+
+    @api.constrains("model_id", "field_paths", "domain", "state_values")
+    def _check_definition(self):
+        for profile in self:
+            paths = parse_field_paths(profile.field_paths)
+            if not paths:
+                raise ValidationError(self.env._("Choose at least one field."))
+            for path in paths:
+                try:
+                    check_path_syntax(path)
+                except ValueError as exc:
+                    raise ValidationError(str(exc)) from exc
+            self._parse_domain(profile.domain)
+
+    @api.constrains("csv_delimiter")
+    def _check_csv_delimiter(self):
+        for profile in self:
+            delimiter = profile.csv_delimiter or ""
+            if len(delimiter) != 1 or delimiter in "\"\r\n" or delimiter.isalnum():
+                raise ValidationError(
+                    self.env._("The CSV delimiter must be one punctuation character.")
+                )
+
+    # ------------------------------------------------------------------
+    # Field access: what the CURRENT user may export
+    # ------------------------------------------------------------------
+    @api.model
+    def _get_export_model(self, model_name):
+        """The model ``model_name`` in the current env, if the user may read it."""
+        if not model_name or model_name not in self.env:
+            raise UserError(self.env._("Unknown model %(model)s.", model=model_name))
+        Model = self.env[model_name]
+        if Model._transient or Model._abstract:
+            raise UserError(
+                self.env._("Model %(model)s cannot be exported.", model=model_name)
+            )
+        if model_name in SECRET_MODELS:
+            raise AccessError(
+                self.env._("Model %(model)s holds secrets and is never exported.",
+                           model=model_name)
+            )
+        Model.check_access("read")
+        return Model
+
+    @api.model
+    def _is_field_exportable(self, Model, field, include_binary=False):
+        """Whether the current user may export ``field`` of ``Model``."""
+        if field.name == "id":
+            return True
+        if field.type in UNEXPORTABLE_TYPES:
+            return False
+        if field.type == "binary" and not include_binary:
+            return False
+        if not field.is_accessible(Model.env):
+            return False
+        if is_secret_field(Model._name, field.name, field.type):
+            return False
+        if field.type in RELATIONAL_TYPES:
+            comodel = field.comodel_name
+            if comodel in SECRET_MODELS or comodel not in Model.env:
+                return False
+            if not Model.env[comodel].has_access("read"):
+                return False
+        return True
+
+    @api.model
+    def _exportable_fields(self, model_name, include_binary=False):
+        """Field names the current user may read on ``model_name``, no secret.
+
+        ``id`` first, then the model's fields in definition order. Binary
+        fields (images, documents) only with ``include_binary``. A model the
+        user cannot read gives an empty list.
+        """
+        if model_name not in self.env or model_name in SECRET_MODELS:
+            return []
+        Model = self.env[model_name]
+        if not Model.has_access("read"):
+            return []
+        names = ["id"]
+        for name, field in Model._fields.items():
+            if name != "id" and self._is_field_exportable(
+                Model, field, include_binary=include_binary
+            ):
+                names.append(name)
+        return names
+
+    @api.model
+    def _resolve_field_paths(self, model_name, paths, include_binary=False):
+        """Check every requested path hop by hop; return the columns.
+
+        Raises ``AccessError`` when a hop is a field the current user may not
+        read (field groups, unreadable comodel) or a secret -- even when the
+        request comes by RPC, nothing is silently exported or dropped --
+        and ``UserError`` for unknown fields.
+        """
+        root = self._get_export_model(model_name)
+        columns = []
+        denied = []
+        for path in paths:
+            try:
+                parts = check_path_syntax(path)
+            except ValueError as exc:
+                raise UserError(str(exc)) from exc
+            Model = root
+            chain = []
+            labels = []
+            field = None
+            for index, part in enumerate(parts):
+                field = Model._fields.get(part)
+                if field is None:
+                    raise UserError(
+                        self.env._(
+                            "Field %(field)s does not exist on %(model)s "
+                            "(path %(path)s).",
+                            field=part, model=Model._name, path=path,
+                        )
+                    )
+                last = index == len(parts) - 1
+                if not self._is_field_exportable(
+                    Model, field, include_binary=include_binary and last
+                ):
+                    denied.append(path)
+                    break
+                if not last and field.type not in RELATIONAL_TYPES:
+                    raise UserError(
+                        self.env._(
+                            "%(path)s: %(field)s is not a relation.",
+                            path=path, field=part,
+                        )
+                    )
+                chain.append((Model._name, field))
+                labels.append(field._description_string(Model.env))
+                if not last:
+                    Model = Model.env[field.comodel_name]
+            else:
+                if parts == ["id"]:
+                    field = None
+                columns.append(Column(path, parts, chain, field, " / ".join(labels)))
+        if denied:
+            _logger.info(
+                "Export denied: uid %s may not export %s on %s",
+                self.env.uid, ", ".join(denied), model_name,
+            )
+            raise AccessError(
+                self.env._(
+                    "You may not export these fields of %(model)s: %(fields)s",
+                    model=model_name, fields=", ".join(denied),
+                )
+            )
+        return columns
+
+    # ------------------------------------------------------------------
+    # Record selection
+    # ------------------------------------------------------------------
+    @api.model
+    def _parse_domain(self, domain_text):
+        if not domain_text:
+            return []
+        try:
+            domain = safe_eval(
+                domain_text,
+                {
+                    "uid": self.env.uid,
+                    "user": self.env.user,
+                    "context_today": safe_datetime.datetime.today,
+                    "datetime": safe_datetime,
+                    "time": safe_datetime.time,
+                },
+            )
+        except Exception as exc:
+            raise ValidationError(
+                self.env._("Invalid domain %(domain)s: %(error)s",
+                           domain=domain_text, error=exc)
+            ) from exc
+        if not isinstance(domain, list | tuple):
+            raise ValidationError(
+                self.env._(
+                    "The domain must be a list, got %(domain)s.", domain=domain_text
+                )
+            )
+        return expression.normalize_domain(list(domain)) if domain else []
+
+    @api.model
+    def _build_domain(self, model_name, domain_text="[]", date_field=None,
+                      date_from=None, date_to=None, state_values=None):
+        """Domain of the records to export (record rules apply on search)."""
+        Model = self.env[model_name]
+        domain = self._parse_domain(domain_text)
+        if date_field and (date_from or date_to):
+            field = Model._fields.get(date_field)
+            if field is None or field.type not in ("date", "datetime"):
+                raise UserError(
+                    self.env._("%(field)s is not a date field of %(model)s.",
+                               field=date_field, model=model_name)
+                )
+            if not self._is_field_exportable(Model, field):
+                raise AccessError(
+                    self.env._("You may not filter on %(field)s.", field=date_field)
+                )
+            if field.type == "date":
+                if date_from:
+                    domain = expression.AND([domain, [(date_field, ">=", date_from)]])
+                if date_to:
+                    domain = expression.AND([domain, [(date_field, "<=", date_to)]])
+            else:
+                # Whole days in the user's time zone, compared in UTC.
+                zone = get_zone(self.env.context.get("tz") or self.env.user.tz)
+                def utc(day):
+                    start = dt.datetime.combine(day, dt.time.min, tzinfo=zone)
+                    return start.astimezone(dt.UTC).replace(tzinfo=None)
+                if date_from:
+                    domain = expression.AND(
+                        [domain, [(date_field, ">=", utc(date_from))]]
+                    )
+                if date_to:
+                    domain = expression.AND(
+                        [domain, [(date_field, "<", utc(date_to + dt.timedelta(1)))]]
+                    )
+        states = [s.strip() for s in (state_values or "").split(",") if s.strip()]
+        if states:
+            field = Model._fields.get("state")
+            if field is None:
+                raise UserError(
+                    self.env._("%(model)s has no state field.", model=model_name)
+                )
+            if field.type == "selection":
+                allowed = {v for v, _label in field._description_selection(self.env)}
+                unknown = [s for s in states if s not in allowed]
+                if unknown:
+                    raise UserError(
+                        self.env._("Unknown states for %(model)s: %(states)s",
+                                   model=model_name, states=", ".join(unknown))
+                    )
+            domain = expression.AND([domain, [("state", "in", states)]])
+        return domain
+
+    @api.model
+    def _iter_record_batches(self, Model, domain, batch_size=1000):
+        """Yield recordsets of at most ``batch_size`` records, by id.
+
+        Keyset pagination (``id > last``) keeps memory flat: the full id list
+        is never loaded. The cache is emptied after each batch.
+        """
+        last_id = 0
+        while True:
+            batch = Model.search(
+                expression.AND([domain, [("id", ">", last_id)]]),
+                order="id", limit=batch_size,
+            )
+            if not batch:
+                return
+            last_id = batch.ids[-1]
+            yield batch.with_context(prefetch_fields=False)
+            Model.env.invalidate_all()
+
+    # ------------------------------------------------------------------
+    # Values
+    # ------------------------------------------------------------------
+    def _selection_labels(self, column_field, env):
+        if column_field is not None and column_field.type == "selection":
+            return dict(column_field._description_selection(env))
+        return None
+
+    @api.model
+    def _tabular_rows(self, records, columns):
+        """Rows (lists of Python values) for CSV/XLSX, one per record.
+
+        Relations give display names (x2many: comma separated), selections
+        their labels, dates stay dates (the writer formats them).
+        """
+        direct = []
+        for column in columns:
+            name = column.parts[0]
+            if len(column.parts) == 1 and name != "id" and name not in direct:
+                direct.append(name)
+        data = {row["id"]: row for row in records.read(direct)} if direct else {}
+        names = self._display_names_for(records, columns, data)
+        labels = [self._selection_labels(c.field, records.env) for c in columns]
+        for record in records:
+            row = data.get(record.id, {"id": record.id})
+            values = []
+            for column, label_map in zip(columns, labels, strict=True):
+                if column.parts == ["id"]:
+                    values.append(record.id)
+                    continue
+                if len(column.parts) == 1:
+                    value = row[column.parts[0]]
+                else:
+                    value = self._path_value(record, column)
+                values.append(
+                    self._tabular_value(column.field, value, label_map, names)
+                )
+            yield values
+
+    def _path_value(self, record, column):
+        """Value of a related path: a recordset for relations, else a scalar
+        (several values joined by ", " when an x2many is crossed)."""
+        value = record.mapped(column.path)
+        if isinstance(value, models.BaseModel):
+            return value
+        value = [v for v in value if v is not False and v is not None]
+        if not value:
+            return False
+        if len(value) == 1:
+            return value[0]
+        return ", ".join(str(v) for v in value)
+
+    def _display_names_for(self, records, columns, data):
+        """{(comodel, id): display_name} for x2many ids of the direct columns."""
+        wanted = {}
+        for column in columns:
+            field = column.field
+            if len(column.parts) == 1 and field is not None and field.type in (
+                "one2many", "many2many"
+            ):
+                ids = wanted.setdefault(field.comodel_name, set())
+                for row in data.values():
+                    ids.update(row[field.name])
+        names = {}
+        for comodel, ids in wanted.items():
+            if ids:
+                for rec in records.env[comodel].browse(sorted(ids)):
+                    names[(comodel, rec.id)] = rec.display_name
+        return names
+
+    def _tabular_value(self, field, value, label_map, names):
+        if field is None:
+            return value
+        if isinstance(value, models.BaseModel):
+            return ", ".join(value.mapped("display_name")) or None
+        if field.type == "boolean":
+            return bool(value)
+        if value is False or value is None:
+            return None
+        if field.type == "many2one":
+            return value[1] if isinstance(value, tuple | list) else value
+        if field.type in ("one2many", "many2many"):
+            if isinstance(value, list | tuple):
+                return ", ".join(
+                    names.get((field.comodel_name, rid), str(rid)) for rid in value
+                ) or None
+            return value
+        if field.type == "selection" and label_map is not None:
+            return label_map.get(value, value)
+        return value
+
+    @api.model
+    def _serialize_records(self, records, field_names, depth=0):
+        """JSON-ready dicts of ``records`` for ``field_names`` (paths allowed).
+
+        Runs with the records' environment (its user, record rules, field
+        groups): an unreadable or secret field raises ``AccessError``.
+        Datetimes are ISO 8601 with the offset of the user's time zone,
+        relations ``{"id", "display_name"}`` (``depth`` > 0: the related
+        records expanded with their exportable fields, one level less deep).
+        """
+        if not records:
+            return []
+        depth = max(0, min(int(depth or 0), MAX_JSON_DEPTH))
+        profile = self.with_env(records.env)
+        columns = profile._resolve_field_paths(records._name, list(field_names))
+        zone = get_zone(records.env.context.get("tz") or records.env.user.tz)
+        direct = [
+            c.parts[0] for c in columns if len(c.parts) == 1 and c.parts[0] != "id"
+        ]
+        data = {row["id"]: row for row in records.read(direct, load=None)}
+        # Related records, fetched once per field for the whole batch.
+        related = {}
+        for column in columns:
+            field = column.field
+            if len(column.parts) == 1 and field is not None and field.relational:
+                ids = set()
+                for row in data.values():
+                    value = row[field.name]
+                    if field.type == "many2one":
+                        if value:
+                            ids.add(value)
+                    else:
+                        ids.update(value)
+                related[field.name] = profile._related_values(
+                    records.env[field.comodel_name], sorted(ids), depth
+                )
+        result = []
+        for record in records:
+            row = data[record.id]
+            item = {}
+            for column in columns:
+                field = column.field
+                if column.parts == ["id"]:
+                    item["id"] = record.id
+                elif len(column.parts) == 1:
+                    value = row[field.name]
+                    if field.type == "many2one":
+                        item[column.path] = (
+                            related[field.name].get(value) if value else None
+                        )
+                    elif field.type in ("one2many", "many2many"):
+                        item[column.path] = [
+                            related[field.name][rid] for rid in value
+                            if rid in related[field.name]
+                        ]
+                    elif field.type == "boolean":
+                        item[column.path] = bool(value)
+                    else:
+                        item[column.path] = json_value(value, zone)
+                else:
+                    value = record.mapped(column.path)
+                    item[column.path] = self._json_path_value(column.field, value, zone)
+            result.append(item)
+        return result
+
+    def _related_values(self, Comodel, ids, depth):
+        """{id: {id, display_name[, fields...]}} for related records."""
+        if not ids:
+            return {}
+        records = Comodel.browse(ids)
+        # Only records the user may read (record rules of the comodel).
+        readable = records._filtered_access("read")
+        values = {rec.id: {"id": rec.id, "display_name": rec.display_name}
+                  for rec in readable}
+        if depth > 0 and readable:
+            names = self._exportable_fields(Comodel._name)
+            for item in self._serialize_records(readable, names, depth - 1):
+                values[item["id"]].update(item)
+        return values
+
+    def _json_path_value(self, field, value, zone):
+        if isinstance(value, models.BaseModel):
+            items = [{"id": r.id, "display_name": r.display_name} for r in value]
+            if field is not None and field.type == "many2one":
+                return items[0] if items else None
+            return items
+        values = [
+            v.isoformat() if isinstance(v, dt.date) and not isinstance(v, dt.datetime)
+            else iso_datetime(v, zone) if isinstance(v, dt.datetime)
+            else v
+            for v in value
+        ]
+        if field is not None and field.type == "boolean":
+            return bool(values and values[0])
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else values
+
+    # ------------------------------------------------------------------
+    # Ready-made profiles
+    # ------------------------------------------------------------------
+    @api.model
+    def _ready_made_specs(self):
+        """Definitions of the shipped profiles (hook: extend the list).
+
+        Each: key, name, model, candidate fields (kept when they exist),
+        and optional domain, date field, include_archived, requires (a field
+        that must exist, e.g. qty_available needs the Inventory app).
+        """
+        address = ["street", "street2", "zip", "city", "state_id", "country_id"]
+        return [
+            {
+                "key": "customers", "name": "Customers", "model": "res.partner",
+                "fields": ["id", "name", "phone", "mobile", "email", *address,
+                           "total_invoiced", "export_last_activity_date"],
+                "date_field": "create_date",
+            },
+            {
+                "key": "users", "name": "Users", "model": "res.users",
+                "fields": ["id", "login", "name", "groups_id", "active",
+                           "login_date", "company_id"],
+                "include_archived": True, "date_field": "login_date",
+            },
+            {
+                "key": "invoices", "name": "Invoices", "model": "account.move",
+                "fields": ["id", "name", "move_type", "partner_id", "invoice_date",
+                           "invoice_date_due", "amount_untaxed", "amount_tax",
+                           "amount_total", "amount_residual", "currency_id",
+                           "state", "payment_state", "invoice_origin"],
+                "domain": "[('move_type', 'in', ('out_invoice', 'out_refund', "
+                          "'in_invoice', 'in_refund'))]",
+                "date_field": "invoice_date",
+            },
+            {
+                "key": "inventory", "name": "Inventory", "model": "product.product",
+                "fields": ["id", "default_code", "name", "barcode", "categ_id",
+                           "qty_available", "virtual_available", "uom_id",
+                           "list_price", "standard_price"],
+                "requires": "qty_available",
+            },
+            {
+                "key": "payments", "name": "Transactions: Payments",
+                "model": "account.payment",
+                "fields": ["id", "name", "date", "partner_id", "amount",
+                           "currency_id", "payment_type", "journal_id", "state"],
+                "date_field": "date",
+            },
+            {
+                "key": "sales", "name": "Transactions: Sales Orders",
+                "model": "sale.order",
+                "fields": ["id", "name", "date_order", "partner_id", "user_id",
+                           "amount_total", "currency_id", "state"],
+                "date_field": "date_order",
+            },
+            {
+                "key": "pos_orders", "name": "Transactions: Point of Sale Orders",
+                "model": "pos.order",
+                "fields": ["id", "name", "date_order", "partner_id", "session_id",
+                           "amount_total", "amount_paid", "state"],
+                "date_field": "date_order",
+            },
+            {
+                "key": "helpdesk_tickets", "name": "Tickets: Helpdesk",
+                "model": "helpdesk.ticket",
+                "fields": ["id", "name", "partner_id", "team_id", "user_id",
+                           "stage_id", "priority", "create_date", "write_date",
+                           "close_date"],
+                "date_field": "create_date",
+            },
+            {
+                "key": "project_tasks", "name": "Tickets: Project Tasks",
+                "model": "project.task",
+                "fields": ["id", "name", "project_id", "partner_id", "user_ids",
+                           "stage_id", "state", "create_date", "write_date",
+                           "date_deadline"],
+                "date_field": "create_date",
+            },
+            {
+                "key": "repair_orders", "name": "Tickets: Repair Orders",
+                "model": "repair.order",
+                "fields": ["id", "name", "partner_id", "product_id", "user_id",
+                           "state", "create_date", "write_date", "schedule_date"],
+                "date_field": "create_date",
+            },
+        ]
+
+    @api.model
+    def _setup_ready_made_profiles(self):
+        """Create the ready-made profiles (and list actions) for the apps present.
+
+        Idempotent: existing ones are left as the administrator edited them.
+        Profiles of uninstalled apps disappear with their model (cascade).
+        """
+        Profile = self.sudo().with_context(active_test=False)
+        existing = set(
+            Profile.search([("ready_made_key", "!=", False)]).mapped("ready_made_key")
+        )
+        IrModel = self.env["ir.model"].sudo()
+        created = self.browse()
+        for sequence, spec in enumerate(self._ready_made_specs(), start=1):
+            if spec["model"] not in self.env:
+                continue
+            Model = self.env[spec["model"]]
+            if spec.get("requires") and spec["requires"] not in Model._fields:
+                continue
+            self._ensure_list_action(spec["model"])
+            if spec["key"] in existing:
+                continue
+            fields_present = [f for f in spec["fields"] if f in Model._fields]
+            date_field = spec.get("date_field")
+            date_field_rec = (
+                self.env["ir.model.fields"].sudo()._get(spec["model"], date_field)
+                if date_field and date_field in Model._fields
+                else self.env["ir.model.fields"]
+            )
+            created |= Profile.create(
+                {
+                    "name": spec["name"],
+                    "sequence": sequence,
+                    "ready_made_key": spec["key"],
+                    "user_id": False,
+                    "model_id": IrModel._get_id(spec["model"]),
+                    "field_paths": "\n".join(fields_present),
+                    "domain": spec.get("domain", "[]"),
+                    "date_field_id": date_field_rec.id,
+                    "include_archived": spec.get("include_archived", False),
+                }
+            )
+        return created
+
+    @api.model
+    def _ensure_list_action(self, model_name):
+        """An "Export (suite)" entry in the Action menu of ``model_name`` lists.
+
+        A server action bound to the model (binding type ``action``, list
+        views only) is the JS-free Odoo way; restricted to the export group.
+        """
+        xmlid_name = "list_action_export_%s" % model_name.replace(".", "_")
+        existing = self.env.ref(
+            f"data_export_suite.{xmlid_name}", raise_if_not_found=False
+        )
+        if existing:
+            return existing
+        action = self.env["ir.actions.server"].sudo().create(
+            {
+                "name": self.env._("Export (suite)"),
+                "model_id": self.env["ir.model"]._get_id(model_name),
+                "binding_model_id": self.env["ir.model"]._get_id(model_name),
+                "binding_view_types": "list",
+                "state": "code",
+                "code": "action = env['data.export.wizard']"
+                "._action_open_for_records(model._name, records.ids)",
+                "groups_id": [
+                    (4, self.env.ref("data_export_suite.export_group_user").id)
+                ],
+            }
+        )
+        self.env["ir.model.data"].sudo().create(
+            {
+                "module": "data_export_suite",
+                "name": xmlid_name,
+                "model": "ir.actions.server",
+                "res_id": action.id,
+                "noupdate": True,
+            }
+        )
+        return action
+
+    def action_refresh_ready_made(self):
+        self.env["ir.model.access"].check("data.export.profile", "create")
+        self._setup_ready_made_profiles()
+        return {"type": "ir.actions.client", "tag": "reload"}

@@ -1,0 +1,6 @@
+from . import (
+    test_data_export_download,
+    test_data_export_formats,
+    test_data_export_jobs,
+    test_data_export_security,
+)
