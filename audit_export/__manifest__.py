@@ -19,11 +19,6 @@
         "wizards/audit_export_wizard_views.xml",
         "views/audit_export_menus.xml",
     ],
-    "assets": {
-        "web.assets_tests": [
-            "audit_export/static/tests/tours/*.js",
-        ],
-    },
     "installable": True,
     "application": False,
 }
