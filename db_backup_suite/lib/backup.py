@@ -3,14 +3,15 @@ to an encrypted archive at a sink.
 
 ::
 
-    pg_dump -Fc -Z0 --snapshot=S ----+
+    pg_dump -Fc -Z0 --snapshot=S ----+  (prefetched while files are written)
     filestore files listed in S -----+--> tar (payload.PayloadWriter)
     backup.json / manifest.json -----+      --> zstd | gzip
                                             --> AES-256-GCM chunks (crypto)
                                             --> sink writer --> commit()
 
-Constant memory (a dump part of at most ``part_size`` bytes is the largest
-buffer), no plaintext on disk, ``pg_dump`` always reaped, and any failure
+Constant memory (the ``prefetch`` buffer and one dump part of at most
+``part_size`` bytes are the largest buffers), no plaintext on disk,
+``pg_dump`` always reaped, and any failure
 (``pg_dump`` exit != 0, a sink error, an exception, a full disk) aborts the
 sink writer so no archive is ever listed. See pgtools.py for the snapshot and
 the lock that keeps Odoo's filestore garbage collector away, lock.py for the
@@ -19,9 +20,11 @@ one-backup-at-a-time rule, docs/payload-format.md for the payload layout.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -70,7 +73,8 @@ class BackupRequest:
     progress: Progress | None = None
     lock_timeout: str = "60s"
     include_filestore: bool = True
-    part_size: int = payload.DEFAULT_PART_SIZE
+    part_size: int = 16 * 1024 * 1024
+    prefetch: int = 24 * 1024 * 1024
     chunk_size: int = crypto.DEFAULT_CHUNK_SIZE
     created_at: datetime | None = None
 
@@ -135,6 +139,80 @@ class _SinkTap:
 
     def flush(self):
         pass
+
+
+class _Prefetch:
+    """Reads pg_dump's stdout in a thread into a bounded in-memory buffer.
+
+    While the buffer fills (pg_dump working), the pipeline writes filestore
+    files; once it is full or pg_dump is done, the dump parts follow, then
+    the remaining files. pg_dump and the filestore copy thus overlap, while
+    the dump parts stay contiguous in the tar. Memory: at most ``limit``
+    bytes (pg_dump simply waits on its pipe when the buffer is full).
+    """
+
+    def __init__(self, stream, limit: int, block: int = 1024 * 1024):
+        self._stream = stream
+        self._limit = limit
+        self._block = block
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._size = 0
+        self._eof = False
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(
+            target=self._run, name="dump-prefetch", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self):
+        try:
+            while True:
+                data = self._stream.read(self._block)
+                if not data:
+                    break
+                with self._cond:
+                    while self._size >= self._limit and not self._stopped:
+                        self._cond.wait()
+                    if self._stopped:
+                        return
+                    self._chunks.append(data)
+                    self._size += len(data)
+                    self._cond.notify_all()
+        except BaseException as exc:  # handed to the reader
+            self._error = exc
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def ready(self) -> bool:
+        """The buffer is full or the stream ended: time to write the dump."""
+        with self._cond:
+            return self._eof or self._size >= self._limit
+
+    def read(self, n: int = -1) -> bytes:
+        with self._cond:
+            while not self._chunks and not self._eof:
+                self._cond.wait()
+            if not self._chunks:
+                if self._error is not None:
+                    raise DumpError(f"reading pg_dump's output: {self._error}")
+                return b""
+            data = self._chunks.popleft()
+            self._size -= len(data)
+            self._cond.notify_all()
+        return data
+
+    def stop(self):
+        with self._cond:
+            self._stopped = True
+            self._chunks.clear()
+            self._size = 0
+            self._cond.notify_all()
+
+
+_ODOO_FNAME = re.compile(r"[0-9a-f]{2}/[0-9a-f]{40}")
 
 
 def _resolve_sink(sink):
@@ -310,6 +388,7 @@ def _run_locked(req: BackupRequest, sink, started) -> BackupResult:
 
 def _write_archive(req, sink, name, head, dump, counter, files, filestore, warnings):
     tenant = head["encryption"]["tenant"]
+    prefetch = _Prefetch(dump.stdout, req.prefetch)
     with sink.open_write(name) as writer:
         tap = _SinkTap(writer, req.progress, dump.kill)
         enc = crypto.encrypting_writer(
@@ -325,14 +404,21 @@ def _write_archive(req, sink, name, head, dump, counter, files, filestore, warni
                 enc, compression=req.compression, level=req.level, threads=req.threads
             )
             pw.add_bytes(mf.HEAD_MEMBER, mf.dumps(head))
+            fs_writer = _FilestoreWriter(pw, files, filestore)
+            # filestore files while pg_dump fills the prefetch buffer ...
+            tap.phase = "copying the filestore"
+            while not prefetch.ready() and fs_writer.add_next():
+                pass
+            # ... then the whole dump (contiguous parts) ...
             tap.phase = "dumping the database"
-            dump_info = pw.add_stream(
-                mf.DUMP_MEMBER, dump.stdout, part_size=req.part_size
-            )
+            dump_info = pw.add_stream(mf.DUMP_MEMBER, prefetch, part_size=req.part_size)
             dump.check()
             row_counts = counter.get()
+            # ... then the remaining files
             tap.phase = "copying the filestore"
-            fs = _add_filestore(pw, files, filestore, warnings)
+            while fs_writer.add_next():
+                pass
+            fs = fs_writer.summary(warnings)
             final = dict(head)
             final.update(
                 complete=True,
@@ -354,6 +440,7 @@ def _write_archive(req, sink, name, head, dump, counter, files, filestore, warni
         except BaseException:
             enc.abort()
             dump.kill()
+            prefetch.stop()
             raise
         tap.phase = "committing"
         stored = writer.commit()
@@ -378,48 +465,67 @@ def _write_archive(req, sink, name, head, dump, counter, files, filestore, warni
     )
 
 
-def _add_filestore(pw, files, filestore, warnings) -> dict:
-    digest = mf.FilestoreDigest()
-    missing = []
-    stored = 0
-    for entry in files:
+class _FilestoreWriter:
+    """Adds the snapshot's filestore files, in order, one at a time."""
+
+    def __init__(self, pw, files, filestore):
+        self._pw = pw
+        self._files = iter(files)
+        self._root = filestore
+        self.digest = mf.FilestoreDigest()
+        self.missing: list[dict] = []
+        self.stored = 0
+
+    def _path(self, fname: str):
+        if _ODOO_FNAME.fullmatch(fname):  # Odoo's own layout: nothing to check
+            return self._root / fname
+        return payload.safe_member_path(self._root, fname)
+
+    def add_next(self) -> bool:
+        """Add the next file; False when there is none left."""
+        entry = next(self._files, None)
+        if entry is None:
+            return False
         fname = entry["store_fname"]
         try:
-            path = payload.safe_member_path(filestore, fname)
+            path = self._path(fname)
         except ArchiveError as exc:
-            warnings.append(f"attachment file name {fname!r} refused: {exc}")
-            missing.append({"store_fname": fname, "reason": "unsafe name"})
-            continue
+            self.missing.append({"store_fname": fname, "reason": f"unsafe name: {exc}"})
+            return True
         try:
-            member = pw.add_file(mf.filestore_member(fname), path)
+            member = self._pw.add_file(mf.filestore_member(fname), path)
         except DumpError as exc:
             if isinstance(exc.__cause__, FileNotFoundError):
-                missing.append(
+                self.missing.append(
                     {
                         "store_fname": fname,
                         "file_size": entry["file_size"],
                         "reason": "missing on disk",
                     }
                 )
-                continue
+                return True
             raise
-        digest.add(fname, member.size, member.sha256)
-        stored += member.stored
-    if missing:
-        warnings.append(
-            f"{len(missing)} attachment file(s) listed in the database are "
-            "missing from the filestore (recorded in the manifest): "
-            + ", ".join(m["store_fname"] for m in missing[:5])
-            + (" ..." if len(missing) > 5 else "")
-        )
-    return {
-        "files": digest.files,
-        "bytes": digest.bytes,
-        "digest": digest.hexdigest(),
-        "digest_method": "sha256 of '<store_fname>\\t<size>\\t<sha256>\\n' lines",
-        "missing": missing,
-        "stored_uncompressed": stored,
-    }
+        self.digest.add(fname, member.size, member.sha256)
+        self.stored += member.stored
+        return True
+
+    def summary(self, warnings: list) -> dict:
+        if self.missing:
+            warnings.append(
+                f"{len(self.missing)} attachment file(s) listed in the database "
+                "are missing from the filestore or refused (recorded in the "
+                "manifest): "
+                + ", ".join(m["store_fname"] for m in self.missing[:5])
+                + (" ..." if len(self.missing) > 5 else "")
+            )
+        return {
+            "files": self.digest.files,
+            "bytes": self.digest.bytes,
+            "digest": self.digest.hexdigest(),
+            "digest_method": "sha256 of '<store_fname>\\t<size>\\t<sha256>\\n' lines",
+            "missing": self.missing,
+            "stored_uncompressed": self.stored,
+        }
 
 
 __all__ = ["BackupRequest", "BackupResult", "BackupSuiteError", "run_backup"]
