@@ -183,3 +183,53 @@ def odoo_args():
         if config.get(key):
             args.append("%s=%s" % (option, config[key]))
     return args
+
+
+def pg_params():
+    from odoo.addons.db_backup_suite.lib import pgtools
+
+    params = db_params("postgres")
+    return pgtools.PgParams(host=params["host"], port=params["port"],
+                            user=params["user"], password=params["password"])
+
+
+def database_exists(dbname):
+    from odoo.addons.db_backup_suite.lib import pgtools
+
+    return pgtools.database_exists(pg_params(), dbname)
+
+
+def drop_database(dbname):
+    """Drop a database this suite created (sandbox, test copy) and its
+    filestore; this process's registry and pooled connections go first.
+    (``odoo.service.db.exp_drop`` only sees the databases ``list_dbs``
+    exposes, which is just ``db_name`` on a server started with ``-d``.)"""
+    import shutil
+
+    import odoo
+    from odoo.addons.db_backup_suite.lib import pgtools
+    from odoo.modules.registry import Registry
+
+    Registry.delete(dbname)
+    odoo.sql_db.close_db(dbname)
+    pgtools.drop_database(pg_params(), dbname)
+    filestore = filestore_dir(dbname)
+    if os.path.isdir(filestore):
+        shutil.rmtree(filestore)
+
+
+def list_databases(prefix):
+    """Names of the databases starting with ``prefix`` (for cleanups)."""
+    import psycopg2
+
+    params = db_params("postgres")
+    conn = psycopg2.connect(**{k: v for k, v in params.items() if v is not None})
+    try:
+        with conn.cursor() as cr:
+            cr.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                [prefix.replace("_", r"\_") + "%"],
+            )
+            return [row[0] for row in cr.fetchall()]
+    finally:
+        conn.close()

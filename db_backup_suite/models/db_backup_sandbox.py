@@ -2,7 +2,8 @@ import logging
 from datetime import timedelta
 
 from odoo import api, fields, models
-from odoo.service import db as db_service
+
+from . import backup_engine
 
 _logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class DbBackupSandbox(models.Model):
     def _drop(self):
         for sandbox in self.filtered(lambda s: s.state in ("ready", "failed", "creating")):
             try:
-                db_service.exp_drop(sandbox.name)
+                backup_engine.drop_database(sandbox.name)
             except Exception as exc:
                 _logger.warning("Cannot drop sandbox %s: %s", sandbox.name, exc)
                 sandbox.error = str(exc)
@@ -78,10 +79,9 @@ class DbBackupSandbox(models.Model):
     @api.model
     def _unique_name(self, dbname, today=None):
         base = "%s-sandbox-%s" % (dbname, (today or fields.Date.today()).strftime("%Y%m%d"))
-        existing = set(db_service.list_dbs(True)) | set(
-            self.with_context(active_test=False).search([]).mapped("name"))
+        known = set(self.with_context(active_test=False).search([]).mapped("name"))
         name, n = base, 1
-        while name in existing:
+        while name in known or backup_engine.database_exists(name):
             n += 1
             name = "%s-%d" % (base, n)
         return name

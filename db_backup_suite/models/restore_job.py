@@ -153,6 +153,14 @@ def _post_restore(dbname, info, job, pre_restore):
         for (name,) in cr.fetchall():
             cr.execute(SQL("SELECT nextval(%s)", name))
         call_restore_hooks(env, info)
+        if info.get("safety_database"):
+            # The engine keeps the replaced database under a safety name; it is
+            # listed with the sandboxes and dropped by their expiry cron.
+            env["db.backup.sandbox"].create({
+                "name": info["safety_database"],
+                "archive_name": "state before the restore of %s" % info["archive_name"],
+                "state": "ready",
+            })
         event_action = "sandbox" if info["target"] == "sandbox" else "restore"
         env["audit.event"].log_event(
             event_action,
@@ -247,7 +255,9 @@ def run_job(job):
             result = _engine_restore(job, restored, "sandbox")
             _neutralize(restored)
     except Exception as exc:
-        _logger.exception("Restore of %s failed", dbname)
+        # Expected failures (damaged archive, wrong key, ...) are reported to
+        # the user; the traceback goes to the log at warning level.
+        _logger.warning("Restore of %s failed: %s", dbname, exc, exc_info=True)
         message = str(exc) or repr(exc)
         _record_failure(job, message)
         return {"ok": False, "message": message}
@@ -262,7 +272,7 @@ def run_job(job):
     )
     try:
         _post_restore(restored, info, job, pre_restore)
-        if target == "sandbox":
+        if target == "sandbox" and job.get("sandbox_id"):
             registry = Registry(dbname)
             with registry.cursor() as cr:
                 env = api.Environment(cr, SUPERUSER_ID, {})

@@ -9,7 +9,6 @@ restores over it.
 import os
 import uuid
 
-import odoo
 from odoo import SUPERUSER_ID, api
 from odoo.modules.registry import Registry
 from odoo.tests import tagged
@@ -29,13 +28,8 @@ class TestRestoreEndToEnd(BackupCase):
 
     @classmethod
     def _drop_databases(cls):
-        from odoo.service import db as db_service
-
-        for name in db_service.list_dbs(True):
-            if name.startswith(cls.second):
-                Registry.delete(name)
-                odoo.sql_db.close_db(name)
-                db_service.exp_drop(name)
+        for name in backup_engine.list_databases(cls.second):
+            backup_engine.drop_database(name)
 
     # helpers ---------------------------------------------------------------
     def _backup(self, dbname, label="manual"):
@@ -84,8 +78,14 @@ class TestRestoreEndToEnd(BackupCase):
         created = restore_job.run_job(self._job(
             self.second, base, target="sandbox", sandbox_name=self.second))
         self.assertTrue(created["ok"], created["message"])
-        self._on(self.second, lambda env: env["res.partner"].create(
-            {"name": "H7 E2E old"}))
+
+        def prepare(env):
+            env["res.partner"].create({"name": "H7 E2E old"})
+            # the second database backs up to the same folder, as a real one would
+            env["db.backup.destination"].create({
+                "name": "Local", "dest_type": "local", "local_path": self.local_dir})
+
+        self._on(self.second, prepare)
         # 2. the backup to restore later
         archive = self._backup(self.second)
         # 3. life goes on: one partner created, one deleted
