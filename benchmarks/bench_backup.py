@@ -74,7 +74,8 @@ def pg_env():
 
 def psql(db, sql, env=None):
     out = subprocess.run(
-        ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql],
+        ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db, "-f", "-"],
+        input=sql,
         env=env or pg_env(),
         check=True,
         capture_output=True,
@@ -334,20 +335,6 @@ def worker(spec: dict) -> dict:
         seconds = time.monotonic() - start
         sink.close()
         return {"seconds": seconds}
-    if op == "boto3_put":
-        import boto3
-
-        client = boto3.client(
-            "s3",
-            endpoint_url=spec["endpoint_url"],
-            aws_access_key_id=spec["access_key"],
-            aws_secret_access_key=spec["secret_key"],
-            region_name=spec["region"],
-        )
-        start = time.monotonic()
-        with open(spec["path"], "rb") as src:
-            client.upload_fileobj(src, spec["bucket"], spec["key"])
-        return {"seconds": time.monotonic() - start}
     raise ValueError(f"unknown worker op {op!r}")
 
 
@@ -398,20 +385,13 @@ def s3_sink_config(env, bucket):
     return env.s3.sink_config(bucket)
 
 
-def sftp_floor(env: Env, path: Path, remote_dir: str) -> float:
-    batch = env.work / "sftp.batch"
-    batch.write_text(f"put {path} {remote_dir}/floor.bin\n")
-    cmd = [
-        "sftp",
-        "-q",
-        "-b",
-        str(batch),
-        *env.sftp.openssh_options(),
-        f"{env.sftp.username}@{env.sftp.host}",
-    ]
-    start = time.monotonic()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    return time.monotonic() - start
+def upload_floors():
+    """H2's upload floors (benchmarks/bench_sinks.py): OpenSSH ``sftp put``
+    and boto3 ``upload_fileobj``, timed in this process."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_sinks
+
+    return bench_sinks
 
 
 # ---------------------------------------------------------------------------
@@ -555,20 +535,8 @@ def measure(env: Env, tpl, partners, attachments) -> dict:
                 return res["seconds"]
 
             def floor_s3():
-                res = run_worker(
-                    {
-                        "op": "boto3_put",
-                        "endpoint_url": env.s3.endpoint_url,
-                        "access_key": env.s3.access_key,
-                        "secret_key": env.s3.secret_key,
-                        "region": env.s3.region,
-                        "bucket": bucket,
-                        "key": "floor.bin",
-                        "path": archive,
-                    },
-                    env.logfile,
-                )
-                return res["seconds"]
+                floors = upload_floors()
+                return floors.timed(lambda: floors.boto3_put(env.s3, bucket, archive))
 
             step("floor_s3", floor_s3)
             step("put_s3", put_s3)
@@ -584,7 +552,14 @@ def measure(env: Env, tpl, partners, attachments) -> dict:
 
         step("ours_sftp", ours_sftp)
         if archive:
-            step("floor_sftp", lambda: sftp_floor(env, Path(archive), remote))
+
+            def floor_sftp():
+                floors = upload_floors()
+                return floors.timed(
+                    lambda: floors.openssh_put(env.sftp, archive, remote)
+                )
+
+            step("floor_sftp", floor_sftp)
 
             def put_sftp():
                 res = run_worker(
@@ -758,7 +733,10 @@ def main(argv=None):
         if env.use_odoo:
             tpl = build_template(env)
         for partners, attachments in parse_sizes(args.sizes):
-            rows.append(measure(env, tpl, partners, attachments))
+            try:
+                rows.append(measure(env, tpl, partners, attachments))
+            except Exception:  # the other sizes still get measured
+                log(f"size {partners}:{attachments} failed:\n{traceback.format_exc()}")
     finally:
         stop_servers(env)
         if not args.keep:
