@@ -294,7 +294,7 @@ def test_part_size_schedule_reaches_5_tib():
 
 
 def test_base_part_size_from_size_hint():
-    assert base_part_size(None, None) == 16 * MiB
+    assert base_part_size(None, None) == 8 * MiB
     assert base_part_size(5 * MiB, 100 * MiB) == 5 * MiB
     base = base_part_size(8 * MiB, 5 * TiB)
     assert base % MiB == 0
@@ -322,6 +322,8 @@ def test_s3_multipart_bounded_in_flight(s3_server, s3_config):
     data = os.urandom(22 * MiB + 5)
     with sink.open_write("big/multi.dbbs") as w:
         write_in_chunks(w, data, chunk=3 * MiB + 1)
+        # Memory bound: part buffers are reused, one filling + 2 in flight.
+        assert w._buffers == 3
         stored = w.commit()
     assert stored.size == len(data)
     assert in_flight["calls"] == 5  # 4 x 5 MiB + the rest

@@ -3,8 +3,8 @@
 Why our own multipart upload and not ``upload_fileobj``: we need
 
 * bounded memory with a stream of unknown size: at most ``max_in_flight``
-  parts are being uploaded while one more is being filled, so memory stays
-  below ``part_size * (max_in_flight + 1)``;
+  parts are being uploaded while one more is being filled, in reused
+  buffers, so memory stays at ``part_size * (max_in_flight + 1)``;
 * a part size that grows with the part number, so a stream of unknown size
   can go far beyond 10,000 x 8 MiB (78 GiB): see :func:`part_size_for`;
 * an atomic finish: ``CompleteMultipartUpload`` is sent only by
@@ -14,7 +14,9 @@ Why our own multipart upload and not ``upload_fileobj``: we need
 * a retry per part, with backoff, on top of botocore's connection retries.
 """
 
+import io
 import logging
+import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +41,7 @@ GiB = 1024 * MiB
 MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * GiB
 MAX_PARTS = 10_000
-DEFAULT_PART_SIZE = 16 * MiB
+DEFAULT_PART_SIZE = 8 * MiB
 #: The part size doubles after every ``PARTS_PER_STEP`` parts.
 PARTS_PER_STEP = 1000
 
@@ -82,19 +84,70 @@ def _error_code(exc):
     return code, status
 
 
+class _PartBody(io.RawIOBase):
+    """A seekable, read-only view on a part buffer: botocore streams it (and
+    rewinds it on retries) without copying the part."""
+
+    def __init__(self, buffer, length):
+        super().__init__()
+        self._view = memoryview(buffer)[:length]
+        self._pos = 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self._pos
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos,
+                io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def read(self, size=-1):
+        end = len(self._view) if size is None or size < 0 else min(
+            len(self._view), self._pos + size)
+        data = bytes(self._view[self._pos:end])
+        self._pos = max(self._pos, end)
+        return data
+
+    def readinto(self, buffer):
+        data = self.read(len(memoryview(buffer)))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+    def __len__(self):
+        return len(self._view)
+
+    def close(self):
+        self._view.release()
+        super().close()
+
+
 class S3Writer(SinkWriter):
+    """Parts are filled in a pool of ``max_in_flight + 1`` reusable buffers:
+    one being filled while the others upload. Taking a free buffer blocks
+    while every other one is uploading, which bounds memory and
+    concurrency without allocating a new part buffer each time."""
+
     def __init__(self, sink, name, size_hint=None):
         super().__init__(sink, name)
         self.key = sink._key(name)
         self.base_part_size = base_part_size(sink.part_size, size_hint)
-        self._buffer = bytearray()
+        self._free = queue.Queue()
+        self._buffers = 0
+        self._buffer = None
+        self._fill = 0
         self._upload_id = None
         self._parts = {}
         self._part_number = 0
         self._futures = []
         self._failure = None
         self._stop = threading.Event()
-        self._slots = threading.BoundedSemaphore(sink.max_in_flight)
         self._pool = None
 
     # helpers ----------------------------------------------------------------
@@ -104,6 +157,20 @@ class S3Writer(SinkWriter):
     def _raise_failure(self):
         if self._failure is not None:
             raise self._failure
+
+    def _take_buffer(self, size):
+        """A free buffer of at least ``size`` bytes (waits for one)."""
+        if self._free.empty() and self._buffers < self.sink.max_in_flight + 1:
+            self._buffers += 1
+            return bytearray(size)
+        while True:
+            self._raise_failure()
+            try:
+                buffer = self._free.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            # Parts grow every PARTS_PER_STEP parts: replace small buffers.
+            return buffer if len(buffer) >= size else bytearray(size)
 
     def _start_upload(self):
         try:
@@ -117,25 +184,23 @@ class S3Writer(SinkWriter):
             max_workers=self.sink.max_in_flight,
             thread_name_prefix="dbbs-s3-part")
 
-    def _submit(self, data):
+    def _submit_buffer(self):
+        """Send the filled buffer as the next part."""
+        buffer, length = self._buffer, self._fill
+        self._buffer, self._fill = None, 0
         if self._upload_id is None:
-            self._start_upload()
+            try:
+                self._start_upload()
+            except BaseException:
+                self._free.put(buffer)
+                raise
         self._part_number += 1
         if self._part_number > MAX_PARTS:
             raise SinkError(f"{self.name!r} exceeds {MAX_PARTS} S3 parts.")
-        # Blocks while max_in_flight parts are being uploaded: this is what
-        # bounds memory.
-        while not self._slots.acquire(timeout=0.5):
-            self._raise_failure()
-        self._raise_failure()
-        try:
-            future = self._pool.submit(self._upload_part, self._part_number, data)
-        except BaseException:
-            self._slots.release()
-            raise
-        self._futures.append(future)
+        self._futures.append(self._pool.submit(
+            self._upload_part, self._part_number, buffer, length))
 
-    def _upload_part(self, number, data):
+    def _upload_part(self, number, buffer, length):
         try:
             client = self.sink._client()
             attempts = self.sink.part_attempts
@@ -143,10 +208,11 @@ class S3Writer(SinkWriter):
                 if self._stop.is_set():
                     return
                 try:
-                    response = client.upload_part(
-                        Bucket=self.sink.bucket, Key=self.key,
-                        UploadId=self._upload_id, PartNumber=number, Body=data,
-                        ContentLength=len(data))
+                    with _PartBody(buffer, length) as body:
+                        response = client.upload_part(
+                            Bucket=self.sink.bucket, Key=self.key,
+                            UploadId=self._upload_id, PartNumber=number,
+                            Body=body, ContentLength=length)
                 except Exception as exc:
                     code, _status = _error_code(exc)
                     if attempt == attempts or code in _UNREACHABLE_CODES:
@@ -167,35 +233,39 @@ class S3Writer(SinkWriter):
                     exc, f"uploading part {number} of {self.name!r} "
                     f"(after {self.sink.part_attempts} attempts)")
         finally:
-            self._slots.release()
+            self._free.put(buffer)
 
     # SinkWriter -------------------------------------------------------------
     def _write(self, view):
         self._raise_failure()
         while view.nbytes:
             size = self._next_part_size()
-            room = size - len(self._buffer)
-            self._buffer += view[:room]
-            view = view[room:]
-            if len(self._buffer) >= size:
-                # Hand the full buffer over (no copy) and start a new one.
-                data, self._buffer = self._buffer, bytearray()
-                self._submit(data)
+            if self._buffer is None:
+                self._buffer = self._take_buffer(size)
+            room = size - self._fill
+            n = min(room, view.nbytes)
+            self._buffer[self._fill:self._fill + n] = view[:n]
+            self._fill += n
+            view = view[n:]
+            if self._fill >= size:
+                self._submit_buffer()
 
     def _commit(self):
         sink = self.sink
         client = sink._client()
         if self._upload_id is None:
+            buffer = self._buffer if self._buffer is not None else bytearray()
             try:
-                client.put_object(Bucket=sink.bucket, Key=self.key,
-                                  Body=self._buffer, **sink._put_args())
+                with _PartBody(buffer, self._fill) as body:
+                    client.put_object(Bucket=sink.bucket, Key=self.key,
+                                      Body=body, ContentLength=self._fill,
+                                      **sink._put_args())
             except Exception as exc:
                 raise sink._error(exc, f"uploading {self.name!r}") from exc
-            self._buffer = bytearray()
+            self._buffer, self._fill = None, 0
         else:
-            if self._buffer:
-                data, self._buffer = self._buffer, bytearray()
-                self._submit(data)
+            if self._fill:
+                self._submit_buffer()
             for future in self._futures:
                 future.result()
             self._pool.shutdown(wait=True)
@@ -213,6 +283,7 @@ class S3Writer(SinkWriter):
                 raise sink._error(exc, f"completing the upload of {self.name!r}"
                                   ) from exc
             self._upload_id = None
+        self._release_buffers()
         stored = sink.stat(self.name)
         if stored.size != self.bytes_written:
             raise SinkError(
@@ -220,11 +291,16 @@ class S3Writer(SinkWriter):
                 f"{self.bytes_written} were sent.")
         return stored
 
+    def _release_buffers(self):
+        self._buffer = None
+        while not self._free.empty():
+            self._free.get_nowait()
+
     def _abort(self):
         self._stop.set()
-        self._buffer = bytearray()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        self._release_buffers()
         if self._upload_id is None:
             return
         try:
