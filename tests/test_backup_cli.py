@@ -91,7 +91,23 @@ def test_backup_list_verify_restore_decrypt(odoo_db_factory, env, tmp_path):
         ],
         env,
     )
-    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert refused.returncode == 2 and "--confirm" in refused.stderr
+    typo = _run(
+        [
+            "restore",
+            name,
+            "--from",
+            dest,
+            "--target",
+            db.dbname,
+            "--data-dir",
+            str(db.data_dir),
+            "--confirm",
+            db.dbname + "x",
+        ],
+        env,
+    )
+    assert typo.returncode == 2 and "does not match" in typo.stderr
     out = _run(
         [
             "restore",
@@ -102,7 +118,8 @@ def test_backup_list_verify_restore_decrypt(odoo_db_factory, env, tmp_path):
             db.dbname,
             "--data-dir",
             str(db.data_dir),
-            "--yes",
+            "--confirm",
+            db.dbname,
             "--json",
         ],
         env,

@@ -262,10 +262,15 @@ def cmd_restore(args):
         progress=_progress(args),
         **_source_kwargs(args),
     )
-    if req.mode == "production" and not args.yes:
+    if req.mode == "production" and args.confirm != args.target:
+        if args.confirm:
+            raise UsageError(
+                f"--confirm {args.confirm!r} does not match the target database "
+                f"{args.target!r}: nothing was restored"
+            )
         raise UsageError(
             f"a production restore replaces database {args.target!r} (kept as a "
-            "safety copy); confirm with --yes, or use --sandbox"
+            f"safety copy); confirm with --confirm {args.target}, or use --sandbox"
         )
     result = run_restore(req)
     if args.json:
@@ -424,6 +429,7 @@ def cmd_decrypt(args):
             out = (
                 sys.stdout.buffer if args.output == "-" else open(args.output, "xb")  # noqa: SIM115 (closed below)
             )
+            ok = False
             try:
                 if args.tar:
                     import zstandard
@@ -441,9 +447,13 @@ def cmd_decrypt(args):
                 else:
                     _copy(reader, out)
                 reader.read(1)  # the last chunk is authenticated at the end
+                ok = True
             finally:
                 if out is not sys.stdout.buffer:
                     out.close()
+                    if not ok:
+                        # never leave a partial payload behind a failed check
+                        Path(args.output).unlink(missing_ok=True)
     if args.output != "-" and not args.json:
         print(f"decrypted payload written to {args.output}", file=sys.stderr)
     return {"output": args.output} if args.json else None
@@ -527,12 +537,17 @@ def cmd_export_odoo_zip(args):
             )
         raw, reader = _open_payload(args, src)
         with raw, open(args.output, "xb") as out:
-            result = odoozip.write_odoo_zip(
-                payload.PayloadReader(reader),
-                out,
-                pg=_pg(args),
-                progress=_progress(args),
-            )
+            try:
+                result = odoozip.write_odoo_zip(
+                    payload.PayloadReader(reader),
+                    out,
+                    pg=_pg(args),
+                    progress=_progress(args),
+                )
+            except BaseException:
+                # the zip we started is incomplete: never leave it behind
+                Path(args.output).unlink(missing_ok=True)
+                raise
     if args.json:
         return {
             "output": args.output,
@@ -621,9 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="restore under a NEW name; nothing is replaced",
     )
     p.add_argument(
-        "--yes",
-        action="store_true",
-        help="confirm replacing the live database (production)",
+        "--confirm",
+        metavar="DATABASE",
+        help="the target database name, typed again, to replace it (production)",
     )
     p.add_argument("--data-dir", help="Odoo data directory (holds filestore/<db>)")
     p.add_argument("--jobs", type=int, help="parallel pg_restore jobs")
