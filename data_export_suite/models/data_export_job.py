@@ -35,7 +35,8 @@ PROTECTED_FIELDS = frozenset(
     {
         "state", "progress", "records_total", "records_done", "storage_name",
         "file_name", "file_size", "file_mimetype", "expires_at", "done_at",
-        "error_message", "password_sealed", "background", "user_id",
+        "error_message", "password_sealed", "password_protected", "background",
+        "user_id",
     }
 )
 #: Invoice PDFs: the report of the Invoicing app.
@@ -130,7 +131,14 @@ class DataExportJob(models.Model):
         return jobs
 
     def unlink(self):
+        # Check first: the files must not go when the deletion is refused.
+        self.check_access("unlink")
         for job in self.sudo():
+            if job.storage_name:
+                self.env["audit.event"].log_event(
+                    "delete", record=job,
+                    details={"file": job.file_name, "owner": job.user_id.login},
+                )
             job._delete_file()
         return super().unlink()
 
@@ -318,7 +326,11 @@ class DataExportJob(models.Model):
         """Run the export; record success or failure on the job."""
         self.ensure_one()
         job = self.sudo()
-        job.write({"state": "running", "error_message": False})
+        if not background:
+            # In the cron the job was marked running and committed already:
+            # writing the row again here would lock it against the progress
+            # updates made through a second cursor.
+            job.write({"state": "running", "error_message": False})
         try:
             with self.env.cr.savepoint():
                 self._run_export(background=background)
@@ -461,14 +473,17 @@ class DataExportJob(models.Model):
                             options, exc)
             options["tz"] = None
             writer = open_writer(job.export_format, payload, header, **options)
-        for batch in Profile._iter_record_batches(Model, domain, batch_size):
-            if job.export_format == "json":
+        if job.export_format == "json":
+            for batch in Profile._iter_record_batches(Model, domain, batch_size):
                 for item in Profile._serialize_records(batch, paths, job.json_depth):
                     writer.write(item)
-            else:
-                for row in Profile._tabular_rows(batch, columns):
+                report(len(batch))
+        else:
+            for rows in Profile._iter_table_batches(Model, domain, columns,
+                                                    batch_size):
+                for row in rows:
                     writer.writerow(row)
-            report(len(batch))
+                report(len(rows))
         writer.close()
 
     def _write_pdf(self, Profile, Model, domain, encrypted, password, total,

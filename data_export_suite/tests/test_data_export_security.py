@@ -159,6 +159,15 @@ class TestExportSecurity(ExportCase):
         # The requester cannot rewrite the job to point at another file.
         with self.assertRaises(AccessError):
             job.with_user(self.exporter).write({"storage_name": "x.enc"})
+        # Auditors read but never delete; the owner may delete (file too).
+        with self.assertRaises(AccessError):
+            job.with_user(self.auditor).unlink()
+        path = job._storage_path()
+        self.assertTrue(os.path.exists(path))
+        job.with_user(self.exporter).unlink()
+        self.assertFalse(os.path.exists(path))
+        self.assertTrue(self.env["audit.event"].sudo().search(
+            [("action", "=", "delete"), ("res_model", "=", "data.export.job")]))
 
     def test_password_protected_zip(self):
         wizard = self.env["data.export.wizard"].with_user(self.exporter).create({
