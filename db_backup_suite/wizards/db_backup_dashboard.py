@@ -55,8 +55,21 @@ class DbBackupDashboard(models.TransientModel):
         return self.action_reload()
 
     def action_reload(self):
-        return self.env["ir.actions.act_window"]._for_xml_id(
-            "db_backup_suite.db_backup_dashboard_action")
+        return self.action_open()
+
+    @api.model
+    def action_open(self):
+        """The page, on a fresh (saved) record so every figure is current."""
+        dashboard = self.create({})
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Database Backups"),
+            "res_model": self._name,
+            "res_id": dashboard.id,
+            "view_mode": "form",
+            "views": [(False, "form")],
+            "target": "current",
+        }
 
     def action_upload(self):
         self.env["db.backup.run"]._check_restore_access()

@@ -8,7 +8,7 @@ registry.category("web_tour.tours").add("db_backup_suite_backup_now", {
     steps: () => [
         {
             content: "The page shows the status panel",
-            trigger: ".o_form_view .o_field_widget[name=next_run]",
+            trigger: ".o_form_view .o_field_widget[name=problem_count]:contains(0)",
         },
         {
             content: "Press Backup Now",
