@@ -560,7 +560,15 @@ class DataExportJob(models.Model):
     @api.model
     def _cron_run_queued_jobs(self):
         """Run the oldest queued job; the cron runs again while more wait."""
-        job = self.sudo().search([("state", "=", "queued")], order="id", limit=1)
+        self.flush_model(["state"])
+        # SKIP LOCKED: two cron workers never take the same job (the commit
+        # below releases the cron's own row lock).
+        self.env.cr.execute(SQL(
+            "SELECT id FROM data_export_job WHERE state = 'queued' "
+            "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+        ))
+        row = self.env.cr.fetchone()
+        job = self.sudo().browse(row[0] if row else [])
         if not job:
             self.env["ir.cron"]._notify_progress(done=0, remaining=0)
             return
