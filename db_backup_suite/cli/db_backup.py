@@ -3,14 +3,26 @@
 For the day nobody can log in. Odoo's own options (``-c``, ``-d``,
 ``--db_host``, ``--data-dir``, ...) come first, then a subcommand:
 
+- ``archives``: list this database's archives at its configured
+  destinations (``-d`` names the database);
+- ``restore --archive NAME --confirm DBNAME [--sandbox NAME]``: the same
+  verified restore as the wizard (pre-restore backup, swap, hooks, mail),
+  reading the destinations and their encrypted credentials from the
+  database itself;
 - ``engine <args>``: the engine's CLI (``python -m db_backup_suite.lib``:
-  backup, restore, verify, list, prune, decrypt, keygen) with the database
-  server, data directory and keyring taken from the Odoo configuration;
+  backup, restore, verify, list, prune, decrypt, keygen, export-odoo-zip)
+  with the database server, data directory and keyring taken from the Odoo
+  configuration, for when the database itself is damaged;
 - ``restore-job --job-file F``: the restore started by the restore wizard
   (internal: the wizard writes F, mode 0600, and this command removes it).
 
-Example: ``odoo-bin --addons-path=... db_backup -c /etc/odoo/odoo.conf engine
-list --help``.
+Examples::
+
+    odoo-bin --addons-path=... db_backup -c /etc/odoo/odoo.conf -d prod archives
+    odoo-bin --addons-path=... db_backup -c /etc/odoo/odoo.conf -d prod restore \
+        --archive prod/prod_24h_20260101T020000Z.tar.zst.enc --confirm prod
+    odoo-bin --addons-path=... db_backup -c /etc/odoo/odoo.conf engine \
+        verify --from /backups prod/prod_manual_20260101T020000Z.tar.zst.enc
 """
 
 import json
@@ -24,7 +36,7 @@ from odoo.cli import Command
 from odoo.tools import config
 
 _logger = logging.getLogger(__name__)
-SUBCOMMANDS = ("engine", "restore-job")
+SUBCOMMANDS = ("archives", "restore", "engine", "restore-job")
 
 
 class DbBackup(Command):
@@ -42,9 +54,100 @@ class DbBackup(Command):
         odoo_args, sub, sub_args = args[:split], args[split], args[split + 1 :]
         config.parser.prog = f"{Path(sys.argv[0]).name} {self.name}"
         config.parse_config(odoo_args, setup_logging=True)
-        if sub == "engine":
-            sys.exit(self._engine(sub_args))
-        sys.exit(self._restore_job(sub_args))
+        handler = {
+            "archives": self._archives,
+            "restore": self._restore,
+            "engine": self._engine,
+            "restore-job": self._restore_job,
+        }[sub]
+        sys.exit(handler(sub_args))
+
+    def _env_of(self, dbname):
+        from odoo import SUPERUSER_ID, api
+        from odoo.modules.registry import Registry
+
+        registry = Registry(dbname)
+        cr = registry.cursor()
+        return api.Environment(cr, SUPERUSER_ID, {})
+
+    def _database(self):
+        dbname = config["db_name"]
+        if not dbname or "," in dbname:
+            sys.exit("Name one database with -d.")
+        return dbname
+
+    def _archives(self, sub_args):
+        dbname = self._database()
+        env = self._env_of(dbname)
+        try:
+            rows = []
+            for dest in env["db.backup.destination"].search([("active", "=", True)]):
+                try:
+                    found = env["db.backup.run"]._find_archives(dest)
+                except Exception as exc:
+                    print("%s: cannot list: %s" % (dest.name, exc))  # noqa: T201
+                    continue
+                for name, (obj, info) in found.items():
+                    rows.append((info.created_at, name, obj.size, dest.name))
+            for created, name, size, dest_name in sorted(rows, reverse=True):
+                print("%s  %12d  %-20s  %s" % (  # noqa: T201
+                    created.strftime("%Y-%m-%d %H:%M:%SZ"), size, dest_name, name))
+            return 0
+        finally:
+            env.cr.close()
+
+    def _restore(self, sub_args):
+        import argparse
+
+        from odoo import fields
+
+        from odoo.addons.db_backup_suite.models import backup_engine, restore_job
+
+        parser = argparse.ArgumentParser(prog="db_backup restore")
+        parser.add_argument("--archive", required=True, help="archive name")
+        parser.add_argument("--confirm", required=True,
+                            help="the database name again (production restore)")
+        parser.add_argument("--sandbox", help="restore to this new database instead")
+        opts = parser.parse_args(sub_args)
+        dbname = self._database()
+        if not opts.sandbox and opts.confirm != dbname:
+            sys.exit("--confirm must repeat the database name %r exactly." % dbname)
+        env = self._env_of(dbname)
+        try:
+            source = None
+            dests = env["db.backup.destination"].search([("active", "=", True)])
+            for dest in dests:
+                try:
+                    if opts.archive in env["db.backup.run"]._find_archives(dest):
+                        source = {"sink": dest._sink_config(), "name": opts.archive}
+                        break
+                except Exception as exc:
+                    _logger.warning("%s: cannot list: %s", dest.name, exc)
+            if source is None:
+                sys.exit("Archive %r not found at the destinations of %s."
+                         % (opts.archive, dbname))
+            job = {
+                "database": dbname,
+                "target": "sandbox" if opts.sandbox else "production",
+                "requested_by": "command line (%s)" % os.environ.get("USER", "?"),
+                "archive_name": opts.archive,
+                "db": backup_engine.db_params(dbname),
+                "data_dir": backup_engine.data_dir(),
+                "pre_restore_sinks": [
+                    {"destination_id": d.id, "config": d._sink_config()} for d in dests],
+                "source": source,
+            }
+            if opts.sandbox:
+                sandbox = env["db.backup.sandbox"].create({
+                    "name": opts.sandbox, "archive_name": opts.archive,
+                    "expires_at": fields.Datetime.add(fields.Datetime.now(), days=7)})
+                job.update(sandbox_name=opts.sandbox, sandbox_id=sandbox.id)
+            env.cr.commit()
+        finally:
+            env.cr.close()
+        result = restore_job.run_job(job)
+        print(result.get("message"))  # noqa: T201
+        return 0 if result.get("ok") else 1
 
     def _engine_env(self):
         from odoo.addons.db_backup_suite.models import backup_engine
@@ -62,6 +165,11 @@ class DbBackup(Command):
 
         from odoo.addons.db_backup_suite.models import backup_engine
 
+        engine_args = list(engine_args)
+        if (engine_args and engine_args[0] in ("backup", "restore")
+                and not {"--data-dir", "--filestore", "--no-filestore"} & {
+                    a.split("=", 1)[0] for a in engine_args}):
+            engine_args.insert(1, "--data-dir=%s" % backup_engine.data_dir())
         cmd = [sys.executable, "-m", "db_backup_suite.lib", *engine_args]
         return subprocess.call(  # noqa: S603 - our own interpreter and module
             cmd, cwd=str(backup_engine.ADDONS_PARENT), env=self._engine_env())

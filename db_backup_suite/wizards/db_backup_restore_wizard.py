@@ -107,10 +107,20 @@ class DbBackupRestoreWizard(models.TransientModel):
             try:
                 described = restore_job.describe_file(path, self.upload_password)
             except Exception as exc:
+                self.env["audit.event"].log_event(
+                    "upload", res_model=self._name, res_id=self.id, result="failure",
+                    details={"file": self.upload_filename}, message=str(exc)[:500])
                 raise UserError(
                     self.env._("This file cannot be read as a backup archive: %(e)s",
                                e=exc)) from exc
             manifest = described.get("manifest") or {}
+            self.env["audit.event"].log_event(
+                "upload", res_model=self._name, res_id=self.id,
+                res_name=self.upload_filename,
+                details={"file": self.upload_filename, "size": described.get("size"),
+                         "encrypted": described.get("encrypted"),
+                         "database": manifest.get("database")},
+                message="Backup archive uploaded for a restore")
             info = {
                 "archive_name": self.upload_filename or os.path.basename(path),
                 "archive_date": restore_job.naive_utc(manifest.get("created_at")),
@@ -281,6 +291,7 @@ class DbBackupRestoreWizard(models.TransientModel):
         self._check_ready()
         job = self._build_job()
         result = restore_job.run_job(job)
+        self.env.invalidate_all()  # the job wrote through its own cursors
         self.write({
             "state": "done" if result.get("ok") else "failed",
             "result_message": result.get("message"),
