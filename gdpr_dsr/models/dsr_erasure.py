@@ -1,10 +1,11 @@
 import logging
 
 import psycopg2
+from markupsafe import Markup
 
 from odoo import api, models
 from odoo.exceptions import UserError, ValidationError
-from odoo.tools import SQL
+from odoo.tools import SQL, html2plaintext
 
 from ..lib.masking import mask_account_number
 
@@ -16,7 +17,7 @@ LEGAL_BASIS_ACCOUNTING = (
 )
 # Execution order: dependent records first, the subject's partners last.
 CATEGORY_ORDER = [
-    "message", "mail", "follower", "attachment", "record", "payment", "invoice",
+    "attachment", "message", "mail", "follower", "record", "payment", "invoice",
     "user", "related_partner", "profile",
 ]
 
@@ -163,9 +164,11 @@ class DsrErasure(models.AbstractModel):
                 continue
             if action == "delete":
                 error = self._try_unlink(record)
-                if not error:
+                if not error and not record.exists():
                     hit["result"], hit["result_note"] = "deleted", hit.get("reason")
                     continue
+                # e.g. bank accounts: their unlink() archives instead of deleting
+                error = error or "the application archives instead of deleting"
                 hit["result_note"] = f"could not be deleted ({error}); anonymised"
             else:
                 hit["result_note"] = hit.get("reason")
@@ -175,8 +178,21 @@ class DsrErasure(models.AbstractModel):
                 hit["result_note"] = (
                     f"{hit['result_note']}; kept: no personal field to clear"
                 )
+        self._sweep_subject_chatter(subject_ids)
         self.env.flush_all()
         return hits
+
+    @api.model
+    def _sweep_subject_chatter(self, subject_ids):
+        """Delete what the erasure itself logged on the subject's contacts
+        (e.g. accounting logs the number of a removed bank account)."""
+        existing = self.env["res.partner"].with_context(active_test=False).browse(
+            list(subject_ids)
+        ).exists()
+        if existing:
+            self.env["mail.message"].search([
+                ("model", "=", "res.partner"), ("res_id", "in", existing.ids),
+            ]).unlink()
 
     @api.model
     def _blocking_reference(self, record):
@@ -256,6 +272,38 @@ class DsrErasure(models.AbstractModel):
             return True
         return False
 
+    @api.model
+    def _write_changes(self, record, values):
+        """Write only the values that differ; return True if any did (so that
+        re-applying an erasure reports nothing new)."""
+        changes = {}
+        for fname, value in values.items():
+            current = record[fname]
+            field = record._fields[fname]
+            if field.type == "many2one":
+                current = current.id
+            elif field.type in ("many2many", "one2many"):
+                current = current.ids
+            elif field.type == "html":
+                current = " ".join(html2plaintext(current or "").split())
+                value_cmp = " ".join(html2plaintext(value or "").split())
+                if current != value_cmp:
+                    changes[fname] = value
+                continue
+            if (current or False) != (value or False):
+                changes[fname] = value
+        if changes:
+            _logger.info(
+                "DSR erasure: %s#%s fields changed: %s",
+                record._name, record.id, ", ".join(sorted(changes)),
+            )
+            # active_test: Odoo refuses to archive a partner of an active user
+            # and must not count the (just archived) subject's user as active.
+            record.with_context(tracking_disable=True, active_test=True).write(
+                changes
+            )
+        return bool(changes)
+
     # -- per-model anonymisation (hooks, named after the model) -----------------
     @api.model
     def _anonymize_res_partner(self, partner, subject_ids, label):
@@ -271,23 +319,26 @@ class DsrErasure(models.AbstractModel):
         ):
             if fname in partner._fields:
                 values[fname] = False
-        partner.with_context(tracking_disable=True).write(values)
-        return True
+        return self._write_changes(partner, values)
 
     @api.model
     def _anonymize_res_users(self, user, subject_ids, label):
-        user.with_context(tracking_disable=True).write({
-            "active": False,
-            "login": f"erased-{user.id}@erased.invalid",
-        })
+        values = {"active": False, "login": f"erased-{user.id}@erased.invalid"}
         if "signature" in user._fields:
-            user.signature = False
+            # what Odoo would generate for the anonymised name
+            values["signature"] = Markup("<p>--<br>%s</p>") % self.env._(
+                "Anonymized (%(label)s)", label=label
+            )
+        changed = self._write_changes(user, values)
         if "res.users.apikeys" in self.env:
-            self.env["res.users.apikeys"].sudo().search(
+            keys = self.env["res.users.apikeys"].sudo().search(
                 [("user_id", "=", user.id)]
-            ).unlink()
-        self._anonymize_res_partner(user.partner_id, subject_ids, label)
-        return True
+            )
+            changed = changed or bool(keys)
+            keys.unlink()
+        # The user's contact is one of the subject's partners: it has its own
+        # line (anonymised after the user is archived).
+        return changed
 
     @api.model
     def _anonymize_mail_message(self, message, subject_ids, label):
@@ -308,8 +359,7 @@ class DsrErasure(models.AbstractModel):
 
     @api.model
     def _anonymize_res_partner_bank(self, bank, subject_ids, label):
-        values = {"acc_number": mask_account_number(bank.acc_number)}
+        values = {"acc_number": mask_account_number(bank.acc_number), "active": False}
         if "acc_holder_name" in bank._fields:
             values["acc_holder_name"] = False
-        bank.write(values)
-        return True
+        return self._write_changes(bank, values)

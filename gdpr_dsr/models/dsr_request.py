@@ -785,6 +785,7 @@ class DsrRequest(models.Model):
             "erasure_id": entry.get("erasure_id"),
             "archive_name": restore_info.get("archive_name"),
             "records": len(done),
+            "changed": [[h["res_model"], h["res_id"], h["result"]] for h in done],
         }
         self.env["audit.event"].log_event(
             "dsr", res_model=self._name, res_id=request.id or None,
