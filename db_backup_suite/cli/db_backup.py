@@ -46,9 +46,11 @@ class DbBackup(Command):
 
     def run(self, args):
         split = next((i for i, a in enumerate(args) if a in SUBCOMMANDS), None)
-        if split is None or "-h" in args[: split or len(args)] or "--help" in args[
-            : split or len(args)
-        ]:
+        if (
+            split is None
+            or "-h" in args[: split or len(args)]
+            or "--help" in args[: split or len(args)]
+        ):
             print(__doc__)  # noqa: T201
             sys.exit(0 if split is None and ("-h" in args or "--help" in args) else 2)
         odoo_args, sub, sub_args = args[:split], args[split], args[split + 1 :]
@@ -90,8 +92,15 @@ class DbBackup(Command):
                 for name, (obj, info) in found.items():
                     rows.append((info.created_at, name, obj.size, dest.name))
             for created, name, size, dest_name in sorted(rows, reverse=True):
-                print("%s  %12d  %-20s  %s" % (  # noqa: T201
-                    created.strftime("%Y-%m-%d %H:%M:%SZ"), size, dest_name, name))
+                print(
+                    "%s  %12d  %-20s  %s"
+                    % (  # noqa: T201
+                        created.strftime("%Y-%m-%d %H:%M:%SZ"),
+                        size,
+                        dest_name,
+                        name,
+                    )
+                )
             return 0
         finally:
             env.cr.close()
@@ -105,8 +114,11 @@ class DbBackup(Command):
 
         parser = argparse.ArgumentParser(prog="db_backup restore")
         parser.add_argument("--archive", required=True, help="archive name")
-        parser.add_argument("--confirm", required=True,
-                            help="the database name again (production restore)")
+        parser.add_argument(
+            "--confirm",
+            required=True,
+            help="the database name again (production restore)",
+        )
         parser.add_argument("--sandbox", help="restore to this new database instead")
         opts = parser.parse_args(sub_args)
         dbname = self._database()
@@ -124,8 +136,10 @@ class DbBackup(Command):
                 except Exception as exc:
                     _logger.warning("%s: cannot list: %s", dest.name, exc)
             if source is None:
-                sys.exit("Archive %r not found at the destinations of %s."
-                         % (opts.archive, dbname))
+                sys.exit(
+                    "Archive %r not found at the destinations of %s."
+                    % (opts.archive, dbname)
+                )
             job = {
                 "database": dbname,
                 "target": "sandbox" if opts.sandbox else "production",
@@ -134,13 +148,20 @@ class DbBackup(Command):
                 "db": backup_engine.db_params(dbname),
                 "data_dir": backup_engine.data_dir(),
                 "pre_restore_sinks": [
-                    {"destination_id": d.id, "config": d._sink_config()} for d in dests],
+                    {"destination_id": d.id, "config": d._sink_config()} for d in dests
+                ],
                 "source": source,
             }
             if opts.sandbox:
-                sandbox = env["db.backup.sandbox"].create({
-                    "name": opts.sandbox, "archive_name": opts.archive,
-                    "expires_at": fields.Datetime.add(fields.Datetime.now(), days=7)})
+                sandbox = env["db.backup.sandbox"].create(
+                    {
+                        "name": opts.sandbox,
+                        "archive_name": opts.archive,
+                        "expires_at": fields.Datetime.add(
+                            fields.Datetime.now(), days=7
+                        ),
+                    }
+                )
                 job.update(sandbox_name=opts.sandbox, sandbox_id=sandbox.id)
             env.cr.commit()
         finally:
@@ -153,8 +174,11 @@ class DbBackup(Command):
         from odoo.addons.db_backup_suite.models import backup_engine
 
         env = backup_engine.child_env()
-        for key, option in (("PGHOST", "db_host"), ("PGPORT", "db_port"),
-                            ("PGUSER", "db_user")):
+        for key, option in (
+            ("PGHOST", "db_host"),
+            ("PGPORT", "db_port"),
+            ("PGUSER", "db_user"),
+        ):
             if config.get(option):
                 env[key] = str(config[option])
         return env
@@ -166,13 +190,17 @@ class DbBackup(Command):
         from odoo.addons.db_backup_suite.models import backup_engine
 
         engine_args = list(engine_args)
-        if (engine_args and engine_args[0] in ("backup", "restore")
-                and not {"--data-dir", "--filestore", "--no-filestore"} & {
-                    a.split("=", 1)[0] for a in engine_args}):
+        if (
+            engine_args
+            and engine_args[0] in ("backup", "restore")
+            and not {"--data-dir", "--filestore", "--no-filestore"}
+            & {a.split("=", 1)[0] for a in engine_args}
+        ):
             engine_args.insert(1, "--data-dir=%s" % backup_engine.data_dir())
         cmd = [sys.executable, "-m", "db_backup_suite.lib", *engine_args]
         return subprocess.call(  # noqa: S603 - our own interpreter and module
-            cmd, cwd=str(backup_engine.ADDONS_PARENT), env=self._engine_env())
+            cmd, cwd=str(backup_engine.ADDONS_PARENT), env=self._engine_env()
+        )
 
     def _restore_job(self, sub_args):
         import argparse

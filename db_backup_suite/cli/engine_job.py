@@ -50,9 +50,10 @@ def pg_params(db):
 
 
 def copy_object(source, target, name, size_hint=None):
-    with source.open_read(name) as reader, target.open_write(
-        name, size_hint=size_hint
-    ) as writer:
+    with (
+        source.open_read(name) as reader,
+        target.open_write(name, size_hint=size_hint) as writer,
+    ):
         while True:
             block = reader.read(1 << 20)
             if not block:
@@ -83,12 +84,20 @@ def do_backup(job):
             )
         )
         copies.append(
-            {"destination_id": first.get("destination_id"), "ok": True,
-             "name": result.name, "size": result.size}
+            {
+                "destination_id": first.get("destination_id"),
+                "ok": True,
+                "name": result.name,
+                "size": result.size,
+            }
         )
         for target in others:
-            emit(event="progress", done=0, total=None,
-                 message="copying to destination %s" % target.get("destination_id"))
+            emit(
+                event="progress",
+                done=0,
+                total=None,
+                message="copying to destination %s" % target.get("destination_id"),
+            )
             try:
                 other = sinks.make_sink(target["config"])
                 try:
@@ -97,14 +106,28 @@ def do_backup(job):
                     other.close()
                 if stored.size != result.size:
                     raise OSError(
-                        "size mismatch after copy: %s != %s" % (stored.size, result.size)
+                        "size mismatch after copy: %s != %s"
+                        % (stored.size, result.size)
                     )
-                copies.append({"destination_id": target.get("destination_id"),
-                               "ok": True, "name": stored.name, "size": stored.size})
+                copies.append(
+                    {
+                        "destination_id": target.get("destination_id"),
+                        "ok": True,
+                        "name": stored.name,
+                        "size": stored.size,
+                    }
+                )
             except Exception as exc:  # one failed copy must not lose the others
-                _logger.warning("copy to %s failed: %s", target.get("destination_id"), exc)
-                copies.append({"destination_id": target.get("destination_id"),
-                               "ok": False, "error": str(exc)})
+                _logger.warning(
+                    "copy to %s failed: %s", target.get("destination_id"), exc
+                )
+                copies.append(
+                    {
+                        "destination_id": target.get("destination_id"),
+                        "ok": False,
+                        "error": str(exc),
+                    }
+                )
     finally:
         sink.close()
     data = result.as_dict()

@@ -9,8 +9,12 @@ BLOCK = 1 << 20
 
 
 class DbBackupController(http.Controller):
-    @http.route("/db_backup_suite/download/<int:wizard_id>", type="http", auth="user",
-                methods=["GET"])
+    @http.route(
+        "/db_backup_suite/download/<int:wizard_id>",
+        type="http",
+        auth="user",
+        methods=["GET"],
+    )
     def download(self, wizard_id, token=None, **kwargs):
         """Stream an archive re-encrypted with the user's password.
 
@@ -20,13 +24,20 @@ class DbBackupController(http.Controller):
         env = request.env
         env["db.backup.run"]._check_restore_access()
         wizard = env["db.backup.download.wizard"].browse(wizard_id).exists()
-        if (not wizard or not token or wizard.create_uid != env.user
-                or wizard.token != token or wizard.token_expires < fields.Datetime.now()):
+        if (
+            not wizard
+            or not token
+            or wizard.create_uid != env.user
+            or wizard.token != token
+            or wizard.token_expires < fields.Datetime.now()
+        ):
             raise AccessError(env._("This download link is not valid any more."))
         password = wizard.password
         run = wizard.run_id.sudo()
         wizard.write({"token": False, "password": False, "password_confirm": False})
-        copy = run.copy_ids.filtered(lambda c: c.state == "done" and c.destination_id)[:1]
+        copy = run.copy_ids.filtered(lambda c: c.state == "done" and c.destination_id)[
+            :1
+        ]
         if not copy:
             raise AccessError(env._("No stored copy of this backup is reachable."))
         from odoo.addons.db_backup_suite.lib import crypto
@@ -45,19 +56,25 @@ class DbBackupController(http.Controller):
         content_type = reader.content_type or "tar+zstd"
         ext = ".tar.zst.enc" if "zstd" in content_type else ".tar.gz.enc"
         filename = (run.name or "backup").rsplit("/", 1)[-1].split(".tar")[0] + (
-            "-password" + ext)
+            "-password" + ext
+        )
         env["audit.event"].log_event(
-            "download", record=run,
+            "download",
+            record=run,
             details={"file": run.name, "mode": "password"},
-            message="Backup downloaded re-encrypted with a password")
+            message="Backup downloaded re-encrypted with a password",
+        )
         env.cr.commit()  # noqa: B012 - the audit event must survive a cut stream
 
         def generate():
             out = _Buffer()
             try:
                 writer = crypto.EncryptingWriter(
-                    out, password=password, purpose=crypto.PURPOSE,
-                    content_type=content_type)
+                    out,
+                    password=password,
+                    purpose=crypto.PURPOSE,
+                    content_type=content_type,
+                )
                 while True:
                     block = reader.read(BLOCK)
                     if not block:

@@ -49,7 +49,10 @@ def keyring_status():
         keyring = load_keyring()
     except KeyringUnavailable as exc:
         return False, str(exc)
-    return True, "active key %s (%s)" % (keyring.active.key_id, keyring.active.fingerprint)
+    return True, "active key %s (%s)" % (
+        keyring.active.key_id,
+        keyring.active.fingerprint,
+    )
 
 
 def db_params(dbname):
@@ -189,8 +192,12 @@ def pg_params():
     from odoo.addons.db_backup_suite.lib import pgtools
 
     params = db_params("postgres")
-    return pgtools.PgParams(host=params["host"], port=params["port"],
-                            user=params["user"], password=params["password"])
+    return pgtools.PgParams(
+        host=params["host"],
+        port=params["port"],
+        user=params["user"],
+        password=params["password"],
+    )
 
 
 def database_exists(dbname):
@@ -207,8 +214,9 @@ def drop_database(dbname):
     import shutil
 
     import odoo
-    from odoo.addons.db_backup_suite.lib import pgtools
     from odoo.modules.registry import Registry
+
+    from odoo.addons.db_backup_suite.lib import pgtools
 
     Registry.delete(dbname)
     odoo.sql_db.close_db(dbname)

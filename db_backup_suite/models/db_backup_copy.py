@@ -6,7 +6,9 @@ class DbBackupCopy(models.Model):
     _description = "Backup Copy at a Destination"
     _order = "run_id desc, id"
 
-    run_id = fields.Many2one("db.backup.run", required=True, ondelete="cascade", index=True)
+    run_id = fields.Many2one(
+        "db.backup.run", required=True, ondelete="cascade", index=True
+    )
     destination_id = fields.Many2one("db.backup.destination", ondelete="set null")
     destination_name = fields.Char(readonly=True)
     dest_type = fields.Char(readonly=True)
@@ -20,7 +22,9 @@ class DbBackupCopy(models.Model):
         default="pending",
         required=True,
     )
-    object_name = fields.Char(readonly=True, help="The archive's name at the destination.")
+    object_name = fields.Char(
+        readonly=True, help="The archive's name at the destination."
+    )
     size = fields.Float(readonly=True, digits=(20, 0))
     error = fields.Text(readonly=True)
 

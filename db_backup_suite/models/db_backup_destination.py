@@ -64,7 +64,9 @@ class DbBackupDestination(models.Model):
     )
     sftp_pending_host_key = fields.Text(readonly=True, copy=False)
     sftp_pending_fingerprint = fields.Char(readonly=True, copy=False)
-    sftp_fingerprint = fields.Char(string="Host key fingerprint", readonly=True, copy=False)
+    sftp_fingerprint = fields.Char(
+        string="Host key fingerprint", readonly=True, copy=False
+    )
     # Secrets: write-only. Never read back, never logged.
     s3_secret_key = fields.Char(
         string="Secret access key",
@@ -86,7 +88,9 @@ class DbBackupDestination(models.Model):
     )
     secrets_encrypted = fields.Char(copy=False, groups="base.group_system")
     secret_names = fields.Char(
-        string="Secrets stored", readonly=True, copy=False,
+        string="Secrets stored",
+        readonly=True,
+        copy=False,
         help="Which secrets are stored (encrypted); their values are never shown.",
     )
     last_test_date = fields.Datetime(readonly=True, copy=False)
@@ -108,7 +112,9 @@ class DbBackupDestination(models.Model):
     def _inverse_sftp_private_key(self):
         self._store_secret("sftp_private_key")
 
-    @api.constrains("dest_type", "local_path", "s3_bucket", "sftp_host", "sftp_username")
+    @api.constrains(
+        "dest_type", "local_path", "s3_bucket", "sftp_host", "sftp_username"
+    )
     def _check_required_settings(self):
         for record in self:
             if record.dest_type == "local" and not (
@@ -122,7 +128,9 @@ class DbBackupDestination(models.Model):
             if record.dest_type == "sftp" and not (
                 record.sftp_host and record.sftp_username
             ):
-                raise UserError(self.env._("An SFTP destination needs a host and a user."))
+                raise UserError(
+                    self.env._("An SFTP destination needs a host and a user.")
+                )
 
     # -- secrets -----------------------------------------------------------
     def _secret_key(self, key_id=None):
@@ -205,7 +213,9 @@ class DbBackupDestination(models.Model):
     def write(self, vals):
         result = super().write(vals)
         if not self.env.context.get("db_backup_secret_write") and not set(vals) <= {
-            "last_test_date", "last_test_result", "last_test_ok",
+            "last_test_date",
+            "last_test_result",
+            "last_test_ok",
         }:
             self._log_settings("write", sorted(vals))
         return result
@@ -332,8 +342,11 @@ class DbBackupDestination(models.Model):
             key_type, fingerprint = sftp.known_hosts_fingerprint(line)
         except Exception as exc:
             raise UserError(
-                self.env._("Could not read the host key of %(h)s: %(e)s",
-                           h=self.sftp_host, e=exc)
+                self.env._(
+                    "Could not read the host key of %(h)s: %(e)s",
+                    h=self.sftp_host,
+                    e=exc,
+                )
             ) from exc
         self.write(
             {

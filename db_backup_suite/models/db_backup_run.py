@@ -50,7 +50,9 @@ class DbBackupRun(models.Model):
         readonly=True,
     )
     label = fields.Char(string="Frequency", readonly=True)
-    schedule_id = fields.Many2one("db.backup.schedule", readonly=True, ondelete="set null")
+    schedule_id = fields.Many2one(
+        "db.backup.schedule", readonly=True, ondelete="set null"
+    )
     state = fields.Selection(
         [
             ("queued", "Queued"),
@@ -65,7 +67,10 @@ class DbBackupRun(models.Model):
         index=True,
     )
     size = fields.Float(
-        string="Size (bytes)", readonly=True, digits=(20, 0), help="Archive size in bytes."
+        string="Size (bytes)",
+        readonly=True,
+        digits=(20, 0),
+        help="Archive size in bytes.",
     )
     size_display = fields.Char(string="Size", compute="_compute_size_display")
     encryption = fields.Selection(
@@ -131,8 +136,10 @@ class DbBackupRun(models.Model):
     def _check_group(self, xmlid):
         if not self.env.su and not self.env.user.has_group(xmlid):
             raise AccessError(
-                self.env._("This action requires the group %(group)s.",
-                           group=self.env.ref(xmlid).sudo().full_name)
+                self.env._(
+                    "This action requires the group %(group)s.",
+                    group=self.env.ref(xmlid).sudo().full_name,
+                )
             )
 
     def _check_restore_access(self):
@@ -182,7 +189,9 @@ class DbBackupRun(models.Model):
                     reason=reason,
                 )
             )
-        if self.search_count([("state", "in", ACTIVE_STATES), ("kind", "in", BACKUP_KINDS)]):
+        if self.search_count(
+            [("state", "in", ACTIVE_STATES), ("kind", "in", BACKUP_KINDS)]
+        ):
             return self.browse()
         vals = {
             "kind": kind,
@@ -192,7 +201,9 @@ class DbBackupRun(models.Model):
             "requested_by_id": (user or self.env.user).id,
         }
         if kind == "pre_restore":
-            vals["keep_until"] = fields.Datetime.now() + timedelta(days=PRE_RESTORE_KEEP_DAYS)
+            vals["keep_until"] = fields.Datetime.now() + timedelta(
+                days=PRE_RESTORE_KEEP_DAYS
+            )
         try:
             with self.env.cr.savepoint():
                 run = self.create(vals)
@@ -238,7 +249,8 @@ class DbBackupRun(models.Model):
     def _run_queued(self):
         """Run the queued backups one after the other (in child processes)."""
         queued = self.search(
-            [("state", "=", "queued"), ("kind", "in", BACKUP_KINDS)], order="id")
+            [("state", "=", "queued"), ("kind", "in", BACKUP_KINDS)], order="id"
+        )
         cron = self.env["ir.cron"]
         for done, run in enumerate(queued):
             cron._notify_progress(done=done, remaining=len(queued) - done)
@@ -246,14 +258,18 @@ class DbBackupRun(models.Model):
         return queued
 
     def _record_refused(self, schedule):
-        run = self.create({
-            "kind": "scheduled",
-            "state": "failed",
-            "label": schedule._label(),
-            "schedule_id": schedule.id,
-            "error": self.env._("Backups cannot run: the server keyring is missing."),
-            "finished_at": fields.Datetime.now(),
-        })
+        run = self.create(
+            {
+                "kind": "scheduled",
+                "state": "failed",
+                "label": schedule._label(),
+                "schedule_id": schedule.id,
+                "error": self.env._(
+                    "Backups cannot run: the server keyring is missing."
+                ),
+                "finished_at": fields.Datetime.now(),
+            }
+        )
         run._send_alert("failed")
         return run
 
@@ -261,13 +277,17 @@ class DbBackupRun(models.Model):
         """A run whose child process vanished (server restart) is failed."""
         for run in self.search([("state", "=", "running")]):
             if run.pid and not _pid_alive(run.pid):
-                run._write_detached({
-                    "state": "failed",
-                    "error": self.env._(
-                        "The backup process (pid %(pid)s) stopped without a result "
-                        "(server restart?). No archive was kept.", pid=run.pid),
-                    "finished_at": fields.Datetime.now(),
-                })
+                run._write_detached(
+                    {
+                        "state": "failed",
+                        "error": self.env._(
+                            "The backup process (pid %(pid)s) stopped without a result "
+                            "(server restart?). No archive was kept.",
+                            pid=run.pid,
+                        ),
+                        "finished_at": fields.Datetime.now(),
+                    }
+                )
 
     def _write_detached(self, vals, then=None):
         """Write on this run in its own committed transaction, so progress is
@@ -326,10 +346,14 @@ class DbBackupRun(models.Model):
         except UserError as exc:
             self._finish_failed(str(exc))
             return False
-        self._write_detached({
-            "state": "running", "started_at": fields.Datetime.now(),
-            "progress": 0, "progress_message": self.env._("Starting"),
-        })
+        self._write_detached(
+            {
+                "state": "running",
+                "started_at": fields.Datetime.now(),
+                "progress": 0,
+                "progress_message": self.env._("Starting"),
+            }
+        )
         proc = None
         try:
             proc = backup_engine.spawn_job(payload)
@@ -341,7 +365,8 @@ class DbBackupRun(models.Model):
             return False
         if error or not result:
             message = (error or {}).get("message") or self.env._(
-                "The backup process failed: %(tail)s", tail=stderr[-1000:])
+                "The backup process failed: %(tail)s", tail=stderr[-1000:]
+            )
             self._finish_failed(message)
             return False
         self._finish_done(result)
@@ -358,13 +383,16 @@ class DbBackupRun(models.Model):
                     if now - last_write >= 2:
                         last_write = now
                         done, total = event.get("done") or 0, event.get("total")
-                        self._write_detached({
-                            "progress": 100.0 * done / total if total else 0,
-                            "progress_message": (event.get("message") or "")[:200],
-                        })
+                        self._write_detached(
+                            {
+                                "progress": 100.0 * done / total if total else 0,
+                                "progress_message": (event.get("message") or "")[:200],
+                            }
+                        )
                         if total:
                             self.env["ir.cron"]._notify_progress(
-                                done=int(done), remaining=max(int(total - done), 0))
+                                done=int(done), remaining=max(int(total - done), 0)
+                            )
                 elif kind == "result":
                     result = event
                 elif kind == "error":
@@ -377,27 +405,38 @@ class DbBackupRun(models.Model):
             proc.stderr.close()
             returncode = proc.wait()
         if returncode and not error:
-            error = {"message": self.env._(
-                "The backup process exited with code %(code)s: %(tail)s",
-                code=returncode, tail=stderr.strip()[-800:])}
+            error = {
+                "message": self.env._(
+                    "The backup process exited with code %(code)s: %(tail)s",
+                    code=returncode,
+                    tail=stderr.strip()[-800:],
+                )
+            }
         return result, error, stderr
 
     def _finish_failed(self, message):
         self._write_detached(
-            {"state": "failed", "error": message, "finished_at": fields.Datetime.now(),
-             "progress_message": False},
+            {
+                "state": "failed",
+                "error": message,
+                "finished_at": fields.Datetime.now(),
+                "progress_message": False,
+            },
             then=lambda run: run._after_failed(message),
         )
 
     def _after_failed(self, message):
         self.env["audit.event"].log_event(
-            "backup", record=self, result="failure",
-            details={"kind": self.kind, "label": self.label}, message=message[:500])
+            "backup",
+            record=self,
+            result="failure",
+            details={"kind": self.kind, "label": self.label},
+            message=message[:500],
+        )
         self._send_alert("failed")
 
     def _finish_done(self, result):
         copies = result.get("copies") or []
-        failed = [c for c in copies if not c.get("ok")]
         stored = [c for c in copies if c.get("ok")]
         manifest = result.get("manifest") or {}
         vals = {
@@ -408,7 +447,8 @@ class DbBackupRun(models.Model):
             "key_id": result.get("key_id"),
             "archive_created_at": _parse_dt(result.get("created_at")),
             "odoo_version": self.env["db.backup.restore.wizard"]._manifest_odoo_version(
-                manifest),
+                manifest
+            ),
             "manifest_json": json.dumps(manifest, default=str),
             "finished_at": fields.Datetime.now(),
             "progress": 100.0,
@@ -418,41 +458,67 @@ class DbBackupRun(models.Model):
         self._write_detached(vals, then=lambda run: run._after_done(copies))
 
     def _after_done(self, copies):
-        dests = self.env["db.backup.destination"].with_context(
-            active_test=False).browse(
-            [c["destination_id"] for c in copies if c.get("destination_id")]).exists()
+        dests = (
+            self.env["db.backup.destination"]
+            .with_context(active_test=False)
+            .browse([c["destination_id"] for c in copies if c.get("destination_id")])
+            .exists()
+        )
         by_id = {d.id: d for d in dests}
-        self.env["db.backup.copy"].create([
-            {
-                "run_id": self.id,
-                "destination_id": c.get("destination_id") if c.get(
-                    "destination_id") in by_id else False,
-                "destination_name": by_id[c["destination_id"]].name
-                if c.get("destination_id") in by_id else c.get("destination_name"),
-                "dest_type": by_id[c["destination_id"]].dest_type
-                if c.get("destination_id") in by_id else False,
-                "state": "done" if c.get("ok") else "failed",
-                "object_name": c.get("name"),
-                "size": c.get("size") or 0,
-                "error": c.get("error"),
-            }
-            for c in copies
-        ])
+        self.env["db.backup.copy"].create(
+            [
+                {
+                    "run_id": self.id,
+                    "destination_id": c.get("destination_id")
+                    if c.get("destination_id") in by_id
+                    else False,
+                    "destination_name": by_id[c["destination_id"]].name
+                    if c.get("destination_id") in by_id
+                    else c.get("destination_name"),
+                    "dest_type": by_id[c["destination_id"]].dest_type
+                    if c.get("destination_id") in by_id
+                    else False,
+                    "state": "done" if c.get("ok") else "failed",
+                    "object_name": c.get("name"),
+                    "size": c.get("size") or 0,
+                    "error": c.get("error"),
+                }
+                for c in copies
+            ]
+        )
         failed = self.copy_ids.filtered(lambda c: c.state == "failed")
         stored = self.copy_ids.filtered(lambda c: c.state == "done")
         if failed:
             lines = "\n".join("%s: %s" % (c.destination_name, c.error) for c in failed)
             if stored:
-                self.warning = "\n".join(filter(None, [self.warning, self.env._(
-                    "%(n)s of %(t)s destinations failed:", n=len(failed),
-                    t=len(self.copy_ids)), lines]))
+                self.warning = "\n".join(
+                    filter(
+                        None,
+                        [
+                            self.warning,
+                            self.env._(
+                                "%(n)s of %(t)s destinations failed:",
+                                n=len(failed),
+                                t=len(self.copy_ids),
+                            ),
+                            lines,
+                        ],
+                    )
+                )
             else:
                 self.error = lines
         self.env["audit.event"].log_event(
-            "backup", record=self,
+            "backup",
+            record=self,
             result="success" if stored else "failure",
-            details={"kind": self.kind, "label": self.label, "file": self.name,
-                     "size": self.size, "copies": len(stored), "failed": len(failed)},
+            details={
+                "kind": self.kind,
+                "label": self.label,
+                "file": self.name,
+                "size": self.size,
+                "copies": len(stored),
+                "failed": len(failed),
+            },
             message=(self.error or self.warning or "")[:500] or None,
         )
         if failed:
@@ -465,8 +531,11 @@ class DbBackupRun(models.Model):
         self.ensure_one()
         megabytes = self.schedule_id.alert_size_mb if self.schedule_id else None
         if megabytes is None or megabytes is False:
-            megabytes = int(self.env["ir.config_parameter"].sudo().get_param(
-                "db_backup_suite.alert_size_mb", 500))
+            megabytes = int(
+                self.env["ir.config_parameter"]
+                .sudo()
+                .get_param("db_backup_suite.alert_size_mb", 500)
+            )
         return megabytes * 1024 * 1024
 
     # ------------------------------------------------------------------
@@ -476,8 +545,12 @@ class DbBackupRun(models.Model):
         self.ensure_one()
         partners = self.schedule_id.alert_partner_ids
         if not partners:
-            partners = self.env.ref("base.group_system").sudo().users.filtered(
-                lambda u: u.active and u.email and not u.share).partner_id
+            partners = (
+                self.env.ref("base.group_system")
+                .sudo()
+                .users.filtered(lambda u: u.active and u.email and not u.share)
+                .partner_id
+            )
         return partners.filtered("email")
 
     def _send_alert(self, alert):
@@ -486,10 +559,13 @@ class DbBackupRun(models.Model):
         for run in self:
             partners = run._alert_recipients()
             if not partners:
-                _logger.warning("Backup alert %s for run %s: nobody to mail", alert, run.id)
+                _logger.warning(
+                    "Backup alert %s for run %s: nobody to mail", alert, run.id
+                )
                 continue
             template.sudo().send_mail(
-                run.id, email_values={"recipient_ids": [(6, 0, partners.ids)]})
+                run.id, email_values={"recipient_ids": [(6, 0, partners.ids)]}
+            )
 
     # ------------------------------------------------------------------
     # Retention
@@ -509,12 +585,16 @@ class DbBackupRun(models.Model):
         items = [_RetentionItem(run.name, True, run.id) for run in runs]
         doomed_ids = set()
         policies = [
-            retention.RetentionPolicy(labels=frozenset(), pre_restore_days=PRE_RESTORE_KEEP_DAYS)
+            retention.RetentionPolicy(
+                labels=frozenset(), pre_restore_days=PRE_RESTORE_KEEP_DAYS
+            )
         ]
         for schedule in self.env["db.backup.schedule"].search([]):
             policies.append(schedule._retention_policy())
         for policy in policies:
-            plan = retention.plan_retention(items, policy, now, database=self.env.cr.dbname)
+            plan = retention.plan_retention(
+                items, policy, now, database=self.env.cr.dbname
+            )
             doomed_ids.update(item.run_id for item in plan.delete)
         doomed = self.browse(sorted(doomed_ids))
         doomed._delete_archives()
@@ -536,17 +616,24 @@ class DbBackupRun(models.Model):
                         sink.close()
                     copy.state = "deleted"
                 except Exception as exc:
-                    _logger.warning("Retention: cannot delete %s at %s: %s",
-                                    copy.object_name, dest.name, exc)
+                    _logger.warning(
+                        "Retention: cannot delete %s at %s: %s",
+                        copy.object_name,
+                        dest.name,
+                        exc,
+                    )
                     errors.append("%s: %s" % (dest.name, exc))
             if errors:
                 run.warning = "\n".join(errors)
             else:
                 run.state = "deleted"
             self.env["audit.event"].log_event(
-                "backup", record=run, result="failure" if errors else "success",
+                "backup",
+                record=run,
+                result="failure" if errors else "success",
                 details={"operation": "retention_delete", "file": run.name},
-                message="\n".join(errors) or False)
+                message="\n".join(errors) or False,
+            )
 
     # ------------------------------------------------------------------
     # Restore entry points (the wizard does the work)
@@ -576,7 +663,8 @@ class DbBackupRun(models.Model):
             raise UserError(self.env._("A running backup cannot be deleted."))
         for run in self:
             self.env["audit.event"].log_event(
-                "backup", record=run, details={"operation": "delete", "file": run.name})
+                "backup", record=run, details={"operation": "delete", "file": run.name}
+            )
         return super().unlink()
 
     def action_delete_archive(self):
@@ -593,8 +681,15 @@ class DbBackupRun(models.Model):
     def _status_summary(self):
         runs = self.sudo()
         last_ok = runs.search([("state", "in", ("done", "deleted"))], limit=1)
-        next_runs = self.env["db.backup.schedule"].sudo().search(
-            [("active", "=", True), ("next_run", "!=", False)], order="next_run", limit=1)
+        next_runs = (
+            self.env["db.backup.schedule"]
+            .sudo()
+            .search(
+                [("active", "=", True), ("next_run", "!=", False)],
+                order="next_run",
+                limit=1,
+            )
+        )
         recent = runs.search([], limit=STATUS_WINDOW)
         problems = recent.filtered(lambda r: r.state == "failed" or r.warning)
         return {
@@ -607,17 +702,26 @@ class DbBackupRun(models.Model):
 
     @api.model
     def _mail_admins(self, subject, body_html):
-        admins = self.env.ref("base.group_system").sudo().users.filtered(
-            lambda u: u.active and u.email and not u.share)
+        admins = (
+            self.env.ref("base.group_system")
+            .sudo()
+            .users.filtered(lambda u: u.active and u.email and not u.share)
+        )
         if not admins:
             _logger.warning("No administrator with an email to tell: %s", subject)
             return self.env["mail.mail"]
-        return self.env["mail.mail"].sudo().create({
-            "subject": subject,
-            "body_html": body_html,
-            "recipient_ids": [(6, 0, admins.partner_id.ids)],
-            "auto_delete": False,
-        })
+        return (
+            self.env["mail.mail"]
+            .sudo()
+            .create(
+                {
+                    "subject": subject,
+                    "body_html": body_html,
+                    "recipient_ids": [(6, 0, admins.partner_id.ids)],
+                    "auto_delete": False,
+                }
+            )
+        )
 
     @api.model
     def _on_database_restored(self, restore_info):
@@ -646,28 +750,37 @@ class DbBackupRun(models.Model):
             _dest, obj, info = entries[0]
             created_at = info.created_at.replace(tzinfo=None)
             kind = {"manual": "manual", "pre-restore": "pre_restore"}.get(
-                info.label, "found")
-            run = self.create({
-                "name": name,
-                "kind": kind,
-                "state": "done",
-                "label": info.label,
-                "date": created_at,
-                "archive_created_at": created_at,
-                "size": obj.size,
-                "encryption": "encrypted" if info.encrypted else "plaintext",
-                "keep_until": created_at + timedelta(days=PRE_RESTORE_KEEP_DAYS)
-                if kind == "pre_restore" else False,
-            })
-            self.env["db.backup.copy"].create([{
-                "run_id": run.id,
-                "destination_id": dest.id,
-                "destination_name": dest.name,
-                "dest_type": dest.dest_type,
-                "state": "done",
-                "object_name": name,
-                "size": o.size,
-            } for dest, o, _info in entries])
+                info.label, "found"
+            )
+            run = self.create(
+                {
+                    "name": name,
+                    "kind": kind,
+                    "state": "done",
+                    "label": info.label,
+                    "date": created_at,
+                    "archive_created_at": created_at,
+                    "size": obj.size,
+                    "encryption": "encrypted" if info.encrypted else "plaintext",
+                    "keep_until": created_at + timedelta(days=PRE_RESTORE_KEEP_DAYS)
+                    if kind == "pre_restore"
+                    else False,
+                }
+            )
+            self.env["db.backup.copy"].create(
+                [
+                    {
+                        "run_id": run.id,
+                        "destination_id": dest.id,
+                        "destination_name": dest.name,
+                        "dest_type": dest.dest_type,
+                        "state": "done",
+                        "object_name": name,
+                        "size": o.size,
+                    }
+                    for dest, o, _info in entries
+                ]
+            )
             created |= run
         return created
 

@@ -36,7 +36,9 @@ class DbBackupSandbox(models.Model):
         "res.users", readonly=True, default=lambda self: self.env.user
     )
 
-    _sql_constraints = [("name_uniq", "UNIQUE(name)", "A sandbox with this name exists.")]
+    _sql_constraints = [
+        ("name_uniq", "UNIQUE(name)", "A sandbox with this name exists.")
+    ]
 
     @api.depends("name")
     def _compute_url(self):
@@ -53,32 +55,44 @@ class DbBackupSandbox(models.Model):
         return True
 
     def _drop(self):
-        for sandbox in self.filtered(lambda s: s.state in ("ready", "failed", "creating")):
+        for sandbox in self.filtered(
+            lambda s: s.state in ("ready", "failed", "creating")
+        ):
             try:
                 backup_engine.drop_database(sandbox.name)
             except Exception as exc:
                 _logger.warning("Cannot drop sandbox %s: %s", sandbox.name, exc)
                 sandbox.error = str(exc)
                 self.env["audit.event"].log_event(
-                    "sandbox", record=sandbox, result="failure",
-                    details={"operation": "drop"}, message=str(exc)[:500])
+                    "sandbox",
+                    record=sandbox,
+                    result="failure",
+                    details={"operation": "drop"},
+                    message=str(exc)[:500],
+                )
                 continue
             sandbox.state = "dropped"
             self.env["audit.event"].log_event(
-                "sandbox", record=sandbox, details={"operation": "drop"})
+                "sandbox", record=sandbox, details={"operation": "drop"}
+            )
 
     @api.model
     def _cron_drop_expired(self):
-        expired = self.search([
-            ("state", "in", ("ready", "failed")),
-            ("expires_at", "<", fields.Datetime.now()),
-        ])
+        expired = self.search(
+            [
+                ("state", "in", ("ready", "failed")),
+                ("expires_at", "<", fields.Datetime.now()),
+            ]
+        )
         expired._drop()
         return expired
 
     @api.model
     def _unique_name(self, dbname, today=None):
-        base = "%s-sandbox-%s" % (dbname, (today or fields.Date.today()).strftime("%Y%m%d"))
+        base = "%s-sandbox-%s" % (
+            dbname,
+            (today or fields.Date.today()).strftime("%Y%m%d"),
+        )
         known = set(self.with_context(active_test=False).search([]).mapped("name"))
         name, n = base, 1
         while name in known or backup_engine.database_exists(name):

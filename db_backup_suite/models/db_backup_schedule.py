@@ -131,7 +131,8 @@ class DbBackupSchedule(models.Model):
     keep_weekly = fields.Integer(default=4)
     keep_monthly = fields.Integer(default=6)
     alert_partner_ids = fields.Many2many(
-        "res.partner", string="Alert recipients",
+        "res.partner",
+        string="Alert recipients",
         help="Mailed when a backup fails, is late, or is larger than the threshold.",
     )
     alert_size_mb = fields.Integer(string="Large archive threshold (MB)", default=500)
@@ -252,22 +253,26 @@ class DbBackupSchedule(models.Model):
         late = self.browse()
         for schedule in self:
             last_ok = self.env["db.backup.run"].search(
-                [("schedule_id", "=", schedule.id), ("state", "in", ("done", "deleted"))],
+                [
+                    ("schedule_id", "=", schedule.id),
+                    ("state", "in", ("done", "deleted")),
+                ],
                 limit=1,
                 order="date desc",
             )
             reference = last_ok.date or schedule.create_date
-            deadline = reference + FREQUENCY_INTERVALS[schedule.frequency] + timedelta(
-                hours=2
+            deadline = (
+                reference + FREQUENCY_INTERVALS[schedule.frequency] + timedelta(hours=2)
             )
             if deadline >= now:
                 continue
             if schedule.late_alert_sent and schedule.late_alert_sent >= reference:
                 continue  # already told about this silence
             partners = schedule.alert_partner_ids.filtered("email") or (
-                self.env.ref("base.group_system").sudo().users.filtered(
-                    lambda u: u.email and not u.share
-                ).partner_id
+                self.env.ref("base.group_system")
+                .sudo()
+                .users.filtered(lambda u: u.email and not u.share)
+                .partner_id
             )
             if partners:
                 template.sudo().send_mail(

@@ -91,12 +91,25 @@ def spawn_detached(job):
     # Odoo discovers addon commands only when --addons-path comes first.
     first = [a for a in args if a.startswith("--addons-path=")]
     rest = [a for a in args if not a.startswith("--addons-path=")]
-    cmd = [sys.executable, "-m", "odoo", *first, "db_backup", *rest,
-           "restore-job", "--job-file", path]
+    cmd = [
+        sys.executable,
+        "-m",
+        "odoo",
+        *first,
+        "db_backup",
+        *rest,
+        "restore-job",
+        "--job-file",
+        path,
+    ]
     log = open(os.path.join(directory, os.path.basename(path) + ".log"), "ab")  # noqa: SIM115
     subprocess.Popen(  # noqa: S603 - our own interpreter and command
-        cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-        start_new_session=True, env=backup_engine.child_env(),
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        env=backup_engine.child_env(),
     )
     log.close()
     return path
@@ -117,8 +130,12 @@ def _engine_restore(job, target_db, mode):
     _crypto, pgtools, restore, _verify = _lib()
     source = job["source"]
     db = job["db"]
-    pg = pgtools.PgParams(host=db.get("host"), port=db.get("port"),
-                          user=db.get("user"), password=db.get("password"))
+    pg = pgtools.PgParams(
+        host=db.get("host"),
+        port=db.get("port"),
+        user=db.get("user"),
+        password=db.get("password"),
+    )
     password = source.get("password") or None
     request = restore.RestoreRequest(
         target=target_db,
@@ -147,20 +164,26 @@ def _post_restore(dbname, info, job, pre_restore):
         env = api.Environment(cr, SUPERUSER_ID, {})
         # Every worker of every Odoo process reloads its registry and caches.
         cr.execute(SQL("SELECT nextval('base_registry_signaling')"))
-        cr.execute(SQL(
-            "SELECT sequence_name FROM information_schema.sequences "
-            "WHERE sequence_name LIKE 'base_cache_signaling%%'"))
+        cr.execute(
+            SQL(
+                "SELECT sequence_name FROM information_schema.sequences "
+                "WHERE sequence_name LIKE 'base_cache_signaling%%'"
+            )
+        )
         for (name,) in cr.fetchall():
             cr.execute(SQL("SELECT nextval(%s)", name))
         call_restore_hooks(env, info)
         if info.get("safety_database"):
             # The engine keeps the replaced database under a safety name; it is
             # listed with the sandboxes and dropped by their expiry cron.
-            env["db.backup.sandbox"].create({
-                "name": info["safety_database"],
-                "archive_name": "state before the restore of %s" % info["archive_name"],
-                "state": "ready",
-            })
+            env["db.backup.sandbox"].create(
+                {
+                    "name": info["safety_database"],
+                    "archive_name": "state before the restore of %s"
+                    % info["archive_name"],
+                    "state": "ready",
+                }
+            )
         event_action = "sandbox" if info["target"] == "sandbox" else "restore"
         env["audit.event"].log_event(
             event_action,
@@ -181,9 +204,14 @@ def _post_restore(dbname, info, job, pre_restore):
                 "<p>Database <b>%s</b> was restored from <b>%s</b> (taken %s) at the "
                 "request of %s.</p><p>Everything changed after that moment is gone; "
                 "the state before the restore is in the pre-restore backup <b>%s</b>, "
-                "kept 7 days.</p>" % (
-                    dbname, info["archive_name"], info["archive_created_at"],
-                    job.get("requested_by"), (pre_restore or {}).get("name")),
+                "kept 7 days.</p>"
+                % (
+                    dbname,
+                    info["archive_name"],
+                    info["archive_created_at"],
+                    job.get("requested_by"),
+                    (pre_restore or {}).get("name"),
+                ),
             )
 
 
@@ -227,12 +255,13 @@ def _record_failure(job, message):
             )
             if job.get("sandbox_id"):
                 env["db.backup.sandbox"].browse(job["sandbox_id"]).write(
-                    {"state": "failed", "error": message})
+                    {"state": "failed", "error": message}
+                )
             env["db.backup.run"]._mail_admins(
                 "Restore of %s failed" % job["database"],
                 "<p>The restore of <b>%s</b> from <b>%s</b> failed; the live database "
-                "is unchanged.</p><pre>%s</pre>" % (
-                    job["database"], job.get("archive_name"), message),
+                "is unchanged.</p><pre>%s</pre>"
+                % (job["database"], job.get("archive_name"), message),
             )
     except Exception:
         _logger.exception("Could not record the failed restore")
@@ -276,11 +305,17 @@ def run_job(job):
             registry = Registry(dbname)
             with registry.cursor() as cr:
                 env = api.Environment(cr, SUPERUSER_ID, {})
-                env["db.backup.sandbox"].browse(job["sandbox_id"]).write({"state": "ready"})
+                env["db.backup.sandbox"].browse(job["sandbox_id"]).write(
+                    {"state": "ready"}
+                )
     except Exception as exc:
         _logger.exception("Post-restore steps of %s failed", restored)
-        return {"ok": True, "message": "Restored; post-restore steps failed: %s" % exc,
-                "database": restored, "pre_restore": pre_restore}
+        return {
+            "ok": True,
+            "message": "Restored; post-restore steps failed: %s" % exc,
+            "database": restored,
+            "pre_restore": pre_restore,
+        }
     finally:
         source = job.get("source") or {}
         if source.get("remove_after") and source.get("path"):
@@ -288,6 +323,9 @@ def run_job(job):
                 os.unlink(source["path"])
             except OSError as exc:
                 _logger.warning("Cannot remove the uploaded archive: %s", exc)
-    return {"ok": True, "message": "Restored %s from %s" % (restored, job.get("archive_name")),
-            "database": restored, "pre_restore": pre_restore}
-
+    return {
+        "ok": True,
+        "message": "Restored %s from %s" % (restored, job.get("archive_name")),
+        "database": restored,
+        "pre_restore": pre_restore,
+    }

@@ -14,6 +14,7 @@ from pathlib import Path
 from odoo.tests import TransactionCase, new_test_user
 from odoo.tools import config
 
+MANIFEST = '{"odoo_version": "18.0", "modules": {"base": "18.0"}}'
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # the shared S3 / SFTP fixtures live in tests/
     sys.path.insert(0, str(REPO))
@@ -64,11 +65,15 @@ class BackupCase(KeyringMixin, TransactionCase):
             {"name": "Local disk", "dest_type": "local", "local_path": cls.local_dir}
         )
         cls.operator = new_test_user(
-            cls.env, login="h7_operator", email="op@example.com",
+            cls.env,
+            login="h7_operator",
+            email="op@example.com",
             groups="base.group_user,db_backup_suite.backup_group_operator",
         )
         cls.restorer = new_test_user(
-            cls.env, login="h7_restorer", email="rest@example.com",
+            cls.env,
+            login="h7_restorer",
+            email="rest@example.com",
             groups="base.group_user,db_backup_suite.backup_group_restore",
         )
         cls.plain = new_test_user(cls.env, login="h7_plain", groups="base.group_user")

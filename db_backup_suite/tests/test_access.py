@@ -1,7 +1,7 @@
 from odoo.exceptions import AccessError
 from odoo.tests import tagged
 
-from .common import BackupCase
+from .common import MANIFEST, BackupCase
 
 
 @tagged("post_install", "-at_install")
@@ -9,12 +9,16 @@ class TestAccess(BackupCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.backup_run = cls.env["db.backup.run"].create({
-            "kind": "manual", "state": "done", "label": "manual",
-            "name": "%s/%s_manual_20260101T000000Z.tar.zst.enc" % (
-                cls.env.cr.dbname, cls.env.cr.dbname),
-            "manifest_json": '{"odoo_version": "18.0", "modules": {"base": "18.0"}}',
-        })
+        cls.backup_run = cls.env["db.backup.run"].create(
+            {
+                "kind": "manual",
+                "state": "done",
+                "label": "manual",
+                "name": "%s/%s_manual_20260101T000000Z.tar.zst.enc"
+                % (cls.env.cr.dbname, cls.env.cr.dbname),
+                "manifest_json": MANIFEST,
+            }
+        )
 
     def test_plain_user_sees_nothing(self):
         Run = self.env["db.backup.run"].with_user(self.plain)
@@ -34,12 +38,16 @@ class TestAccess(BackupCase):
             run.action_open_restore_wizard()
         with self.assertRaises(AccessError):
             self.env["db.backup.restore.wizard"].with_user(self.operator).create(
-                {"run_id": self.backup_run.id})
+                {"run_id": self.backup_run.id}
+            )
         with self.assertRaises(AccessError):
             run.action_open_download_wizard()
         # Even a wizard made by someone else cannot be driven by the operator.
-        wizard = self.env["db.backup.restore.wizard"].with_user(self.restorer).create(
-            {"run_id": self.backup_run.id})
+        wizard = (
+            self.env["db.backup.restore.wizard"]
+            .with_user(self.restorer)
+            .create({"run_id": self.backup_run.id})
+        )
         with self.assertRaises(AccessError):
             wizard.with_user(self.operator).action_restore()
         with self.assertRaises(AccessError):
@@ -64,9 +72,14 @@ class TestAccess(BackupCase):
         self.assertTrue(wizard.name_matches)
 
     def test_other_major_version_is_refused(self):
-        self.backup_run.manifest_json = '{"odoo_version": "17.0", "modules": {"base": "17.0"}}'
-        wizard = self.env["db.backup.restore.wizard"].with_user(self.restorer).create(
-            {"run_id": self.backup_run.id, "confirm_name": self.env.cr.dbname})
+        self.backup_run.manifest_json = (
+            '{"odoo_version": "17.0", "modules": {"base": "17.0"}}'
+        )
+        wizard = (
+            self.env["db.backup.restore.wizard"]
+            .with_user(self.restorer)
+            .create({"run_id": self.backup_run.id, "confirm_name": self.env.cr.dbname})
+        )
         self.assertFalse(wizard.compatible)
         self.assertIn("17.0", wizard.incompatibility)
         self.assertFalse(wizard.name_matches)
@@ -74,15 +87,24 @@ class TestAccess(BackupCase):
             wizard.action_restore()
 
     def test_wrong_name_is_refused_by_the_server(self):
-        wizard = self.env["db.backup.restore.wizard"].with_user(self.restorer).create(
-            {"run_id": self.backup_run.id, "confirm_name": "not-the-name"})
+        wizard = (
+            self.env["db.backup.restore.wizard"]
+            .with_user(self.restorer)
+            .create({"run_id": self.backup_run.id, "confirm_name": "not-the-name"})
+        )
         with self.assertRaisesRegex(Exception, "exactly"):
             wizard.action_restore()
 
     def test_secrets_are_write_only(self):
-        dest = self.env["db.backup.destination"].create({
-            "name": "S3", "dest_type": "s3", "s3_bucket": "b",
-            "s3_access_key": "AK", "s3_secret_key": "very-secret-value"})
+        dest = self.env["db.backup.destination"].create(
+            {
+                "name": "S3",
+                "dest_type": "s3",
+                "s3_bucket": "b",
+                "s3_access_key": "AK",
+                "s3_secret_key": "very-secret-value",
+            }
+        )
         dest.invalidate_recordset()
         self.assertFalse(dest.s3_secret_key)
         self.assertEqual(dest.secret_names, "s3_secret_key")

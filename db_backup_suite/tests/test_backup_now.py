@@ -24,26 +24,41 @@ class TestBackupNow(BackupCase):
         cls.sshd = start_sshd()
         cls.addClassCleanup(cls.sshd.cleanup)
         cls.bucket = cls.s3.new_bucket()
-        cls.s3_dest = cls.env["db.backup.destination"].create({
-            "name": "SeaweedFS", "dest_type": "s3", "s3_bucket": cls.bucket,
-            "s3_prefix": "odoo", "s3_endpoint_url": cls.s3.endpoint_url,
-            "s3_region": cls.s3.region, "s3_access_key": cls.s3.access_key,
-            "s3_secret_key": cls.s3.secret_key, "s3_checksum_when_required": True,
-        })
-        cls.sftp_dest = cls.env["db.backup.destination"].create({
-            "name": "OpenSSH", "dest_type": "sftp", "sftp_host": cls.sshd.host,
-            "sftp_port": cls.sshd.port, "sftp_username": cls.sshd.username,
-            "sftp_path": cls.sshd.new_dir(), "sftp_auth": "key",
-            "sftp_private_key": cls.sshd.private_key,
-        })
+        cls.s3_dest = cls.env["db.backup.destination"].create(
+            {
+                "name": "SeaweedFS",
+                "dest_type": "s3",
+                "s3_bucket": cls.bucket,
+                "s3_prefix": "odoo",
+                "s3_endpoint_url": cls.s3.endpoint_url,
+                "s3_region": cls.s3.region,
+                "s3_access_key": cls.s3.access_key,
+                "s3_secret_key": cls.s3.secret_key,
+                "s3_checksum_when_required": True,
+            }
+        )
+        cls.sftp_dest = cls.env["db.backup.destination"].create(
+            {
+                "name": "OpenSSH",
+                "dest_type": "sftp",
+                "sftp_host": cls.sshd.host,
+                "sftp_port": cls.sshd.port,
+                "sftp_username": cls.sshd.username,
+                "sftp_path": cls.sshd.new_dir(),
+                "sftp_auth": "key",
+                "sftp_private_key": cls.sshd.private_key,
+            }
+        )
 
     def _confirm_host_key(self):
         self.sftp_dest.action_fetch_host_key()
         self.assertIn("SHA256:", self.sftp_dest.sftp_pending_fingerprint)
         self.assertFalse(self.sftp_dest.sftp_known_hosts)
         self.sftp_dest.action_confirm_host_key()
-        self.assertEqual(self.sftp_dest.sftp_known_hosts.split()[1:],
-                         self.sshd.known_hosts.split()[1:])
+        self.assertEqual(
+            self.sftp_dest.sftp_known_hosts.split()[1:],
+            self.sshd.known_hosts.split()[1:],
+        )
 
     def test_backup_now_twice_is_one_run(self):
         Run = self.env["db.backup.run"].with_user(self.operator)
@@ -51,13 +66,24 @@ class TestBackupNow(BackupCase):
         second = Run.action_backup_now()
         self.assertEqual(first["params"]["type"], "success")
         self.assertEqual(second["params"]["type"], "warning")
-        runs = self.env["db.backup.run"].search([("state", "in", ("queued", "running"))])
+        runs = self.env["db.backup.run"].search(
+            [("state", "in", ("queued", "running"))]
+        )
         self.assertEqual(len(runs), 1)
         self.assertEqual(runs.label, "manual")
         self.assertEqual(runs.requested_by_id, self.operator)
         trigger = self.env["ir.cron.trigger"].search(
-            [("cron_id", "=", self.env.ref("db_backup_suite.ir_cron_db_backup_process").id)])
-        self.assertTrue(trigger, "Backup Now must wake the cron, not work in the request")
+            [
+                (
+                    "cron_id",
+                    "=",
+                    self.env.ref("db_backup_suite.ir_cron_db_backup_process").id,
+                )
+            ]
+        )
+        self.assertTrue(
+            trigger, "Backup Now must wake the cron, not work in the request"
+        )
 
     def test_three_destinations(self):
         self._confirm_host_key()
@@ -67,23 +93,30 @@ class TestBackupNow(BackupCase):
         run.invalidate_recordset()
         self.assertEqual(run.state, "done", run.error)
         self.assertEqual(run.encryption, "encrypted")
-        self.assertTrue(run.name.startswith("%s/%s_manual_" % ((self.env.cr.dbname,) * 2)))
+        self.assertTrue(
+            run.name.startswith("%s/%s_manual_" % ((self.env.cr.dbname,) * 2))
+        )
         self.assertEqual(len(run.copy_ids), 3)
         self.assertEqual(set(run.copy_ids.mapped("state")), {"done"})
-        self.assertEqual(run.copy_ids.destination_id,
-                         self.local_dest | self.s3_dest | self.sftp_dest)
+        self.assertEqual(
+            run.copy_ids.destination_id, self.local_dest | self.s3_dest | self.sftp_dest
+        )
         self.assertTrue(run.odoo_version.startswith("18."))
         # Really there, same size, at each destination.
-        self.assertEqual(os.path.getsize(os.path.join(self.local_dir, run.name)), run.size)
+        self.assertEqual(
+            os.path.getsize(os.path.join(self.local_dir, run.name)), run.size
+        )
         head = self.s3.client().head_object(Bucket=self.bucket, Key="odoo/" + run.name)
         self.assertEqual(head["ContentLength"], run.size)
         self.assertEqual(
-            os.path.getsize(os.path.join(self.sftp_dest.sftp_path, run.name)), run.size)
+            os.path.getsize(os.path.join(self.sftp_dest.sftp_path, run.name)), run.size
+        )
         # Size alert (threshold 0 MB) and an audit event.
         mails = self.env["mail.mail"].search([("subject", "like", "Large backup")])
         self.assertTrue(mails)
         events = self.env["audit.event"].search(
-            [("res_model", "=", "db.backup.run"), ("res_id", "=", run.id)])
+            [("res_model", "=", "db.backup.run"), ("res_id", "=", run.id)]
+        )
         self.assertIn("success", events.mapped("result"))
         # Listing the destinations finds exactly this archive for this database.
         found = self.env["db.backup.run"]._find_archives(self.s3_dest)
@@ -91,18 +124,32 @@ class TestBackupNow(BackupCase):
 
     def test_failed_destination_alerts(self):
         """A destination that fails does not lose the others; mail goes out."""
-        broken = self.env["db.backup.destination"].create({
-            "name": "Unreachable S3", "dest_type": "s3", "s3_bucket": self.bucket,
-            "s3_endpoint_url": "http://127.0.0.1:1", "s3_region": self.s3.region,
-            "s3_access_key": self.s3.access_key, "s3_secret_key": self.s3.secret_key,
-            "s3_checksum_when_required": True,
-        })
+        broken = self.env["db.backup.destination"].create(
+            {
+                "name": "Unreachable S3",
+                "dest_type": "s3",
+                "s3_bucket": self.bucket,
+                "s3_endpoint_url": "http://127.0.0.1:1",
+                "s3_region": self.s3.region,
+                "s3_access_key": self.s3.access_key,
+                "s3_secret_key": self.s3.secret_key,
+                "s3_checksum_when_required": True,
+            }
+        )
         partner = self.env["res.partner"].create(
-            {"name": "Backup watcher", "email": "watch@example.com"})
-        schedule = self.env["db.backup.schedule"].create({
-            "frequency": "24h", "destination_ids": (self.local_dest | broken).ids,
-            "alert_partner_ids": partner.ids, "alert_size_mb": 10000})
-        run = self.env["db.backup.run"]._queue_backup(schedule=schedule, kind="scheduled")
+            {"name": "Backup watcher", "email": "watch@example.com"}
+        )
+        schedule = self.env["db.backup.schedule"].create(
+            {
+                "frequency": "24h",
+                "destination_ids": (self.local_dest | broken).ids,
+                "alert_partner_ids": partner.ids,
+                "alert_size_mb": 10000,
+            }
+        )
+        run = self.env["db.backup.run"]._queue_backup(
+            schedule=schedule, kind="scheduled"
+        )
         self.env["db.backup.run"]._run_queued()
         run.invalidate_recordset()
         self.assertEqual(run.state, "done")
@@ -112,7 +159,9 @@ class TestBackupNow(BackupCase):
         self.assertIn("Unreachable S3", run.warning)
         mail = self.env["mail.mail"].search([("subject", "like", "Backup failed")])
         self.assertIn(partner, mail.recipient_ids)
-        self.assertFalse(self.env["mail.mail"].search([("subject", "like", "Large backup")]))
+        self.assertFalse(
+            self.env["mail.mail"].search([("subject", "like", "Large backup")])
+        )
 
     def test_all_destinations_failing_is_a_failed_run(self):
         self.local_dest.local_path = "/proc/h7-not-writable"
@@ -121,21 +170,33 @@ class TestBackupNow(BackupCase):
         run.invalidate_recordset()
         self.assertEqual(run.state, "failed")
         self.assertTrue(run.error)
-        self.assertTrue(self.env["mail.mail"].search([("subject", "like", "Backup failed")]))
+        self.assertTrue(
+            self.env["mail.mail"].search([("subject", "like", "Backup failed")])
+        )
         events = self.env["audit.event"].search(
-            [("res_model", "=", "db.backup.run"), ("res_id", "=", run.id)])
+            [("res_model", "=", "db.backup.run"), ("res_id", "=", run.id)]
+        )
         self.assertEqual(events.mapped("result"), ["failure"])
 
     def test_late_alert(self):
         partner = self.env["res.partner"].create(
-            {"name": "Watcher", "email": "late@example.com"})
+            {"name": "Watcher", "email": "late@example.com"}
+        )
         with freeze_time("2026-01-01 10:00:00"):
-            schedule = self.env["db.backup.schedule"].create({
-                "frequency": "24h", "destination_ids": self.local_dest.ids,
-                "alert_partner_ids": partner.ids})
-        self.env.cr.execute(SQL(
-            "UPDATE db_backup_schedule SET create_date = %s WHERE id = %s",
-            "2026-01-01 10:00:00", schedule.id))
+            schedule = self.env["db.backup.schedule"].create(
+                {
+                    "frequency": "24h",
+                    "destination_ids": self.local_dest.ids,
+                    "alert_partner_ids": partner.ids,
+                }
+            )
+        self.env.cr.execute(
+            SQL(
+                "UPDATE db_backup_schedule SET create_date = %s WHERE id = %s",
+                "2026-01-01 10:00:00",
+                schedule.id,
+            )
+        )
         schedule.invalidate_recordset()
         with freeze_time("2026-01-02 11:59:00"):  # 24 h + 2 h not yet over
             self.assertFalse(schedule._check_late())
@@ -154,7 +215,9 @@ class TestBackupNow(BackupCase):
         try:
             with self.assertRaisesRegex(Exception, "keyring"):
                 self.env["db.backup.run"].with_user(self.operator).action_backup_now()
-            dashboard = self.env["db.backup.dashboard"].with_user(self.operator).create({})
+            dashboard = (
+                self.env["db.backup.dashboard"].with_user(self.operator).create({})
+            )
             self.assertFalse(dashboard.keyring_ok)
         finally:
             config["backup_keyring_file"] = self.keyring_path

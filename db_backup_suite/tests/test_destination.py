@@ -11,26 +11,43 @@ class TestDestination(BackupCase):
         self.assertTrue(self.local_dest.last_test_ok)
 
     def test_unreachable_sftp_reports_failure(self):
-        dest = self.env["db.backup.destination"].create({
-            "name": "Nowhere", "dest_type": "sftp", "sftp_host": "127.0.0.1",
-            "sftp_port": 1, "sftp_username": "nobody", "sftp_password": "pw-123456789",
-            "sftp_known_hosts": "[127.0.0.1]:1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
-        })
+        dest = self.env["db.backup.destination"].create(
+            {
+                "name": "Nowhere",
+                "dest_type": "sftp",
+                "sftp_host": "127.0.0.1",
+                "sftp_port": 1,
+                "sftp_username": "nobody",
+                "sftp_password": "pw-123456789",
+                "sftp_known_hosts": "[127.0.0.1]:1 ssh-ed25519 "
+                "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+            }
+        )
         action = dest.action_test_connection()
         self.assertEqual(action["params"]["type"], "danger")
         self.assertFalse(dest.last_test_ok)
         self.assertNotIn("pw-123456789", dest.last_test_result)
 
     def test_unconfirmed_host_key_blocks_sftp(self):
-        dest = self.env["db.backup.destination"].create({
-            "name": "Unconfirmed", "dest_type": "sftp", "sftp_host": "127.0.0.1",
-            "sftp_username": "nobody", "sftp_password": "pw-123456789"})
+        dest = self.env["db.backup.destination"].create(
+            {
+                "name": "Unconfirmed",
+                "dest_type": "sftp",
+                "sftp_host": "127.0.0.1",
+                "sftp_username": "nobody",
+                "sftp_password": "pw-123456789",
+            }
+        )
         with self.assertRaisesRegex(Exception, "host key"):
             dest._sink_config()
 
     def test_settings_changes_are_audited(self):
         self.local_dest.name = "Renamed"
-        events = self.env["audit.event"].search([
-            ("action", "=", "settings"), ("res_model", "=", "db.backup.destination"),
-            ("res_id", "=", self.local_dest.id)])
+        events = self.env["audit.event"].search(
+            [
+                ("action", "=", "settings"),
+                ("res_model", "=", "db.backup.destination"),
+                ("res_id", "=", self.local_dest.id),
+            ]
+        )
         self.assertEqual(len(events), 2)  # create + rename

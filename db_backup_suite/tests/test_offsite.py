@@ -20,10 +20,13 @@ class TestOffsiteCopies(KeyringMixin, HttpCase):
         super().setUpClass()
         cls.setup_keyring()
         cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": cls.tmp_dir})
+            {"name": "Local", "dest_type": "local", "local_path": cls.tmp_dir}
+        )
         cls.restorer = new_test_user(
-            cls.env, login="h7_off_restorer",
-            groups="base.group_user,db_backup_suite.backup_group_restore")
+            cls.env,
+            login="h7_off_restorer",
+            groups="base.group_user,db_backup_suite.backup_group_restore",
+        )
         cls.backup_run = cls.env["db.backup.run"]._queue_backup(kind="manual")
         cls.env["db.backup.run"]._run_queued()
         cls.backup_run.invalidate_recordset()
@@ -47,12 +50,22 @@ class TestOffsiteCopies(KeyringMixin, HttpCase):
         self.assertEqual(self.backup_run.state, "done", self.backup_run.error)
         self.authenticate("h7_off_restorer", "h7_off_restorer")
         Wizard = self.env["db.backup.download.wizard"].with_user(self.restorer)
-        weak = Wizard.create({"run_id": self.backup_run.id, "password": "short1A!",
-                              "password_confirm": "short1A!"})
+        weak = Wizard.create(
+            {
+                "run_id": self.backup_run.id,
+                "password": "short1A!",
+                "password_confirm": "short1A!",
+            }
+        )
         with self.assertRaisesRegex(UserError, "12 characters"):
             weak.action_download()
-        wizard = Wizard.create({"run_id": self.backup_run.id, "password": PASSWORD,
-                                "password_confirm": PASSWORD})
+        wizard = Wizard.create(
+            {
+                "run_id": self.backup_run.id,
+                "password": PASSWORD,
+                "password_confirm": PASSWORD,
+            }
+        )
         action = wizard.action_download()
         response = self.url_open(action["url"], timeout=60)
         self.assertEqual(response.status_code, 200)
@@ -70,10 +83,19 @@ class TestOffsiteCopies(KeyringMixin, HttpCase):
         self.assertTrue(events)
 
         # Upload it back into the gated wizard and restore it to a sandbox.
-        upload = self.env["db.backup.restore.wizard"].with_user(self.restorer).create({
-            "source": "upload", "upload_file": base64.b64encode(content),
-            "upload_filename": "offsite.tar.zst.enc", "upload_password": PASSWORD,
-            "target": "sandbox"})
+        upload = (
+            self.env["db.backup.restore.wizard"]
+            .with_user(self.restorer)
+            .create(
+                {
+                    "source": "upload",
+                    "upload_file": base64.b64encode(content),
+                    "upload_filename": "offsite.tar.zst.enc",
+                    "upload_password": PASSWORD,
+                    "target": "sandbox",
+                }
+            )
+        )
         self.assertTrue(upload.archive_encrypted)
         self.assertTrue(upload.compatible, upload.incompatibility)
         self.assertTrue(upload.archive_odoo_version.startswith("18."))
@@ -95,6 +117,10 @@ class TestOffsiteCopies(KeyringMixin, HttpCase):
     def test_wrong_upload_password_is_a_clear_error(self):
         path_content = b"not an archive at all"
         with self.assertRaisesRegex(UserError, "cannot be read"):
-            self.env["db.backup.restore.wizard"].with_user(self.restorer).create({
-                "source": "upload", "upload_file": base64.b64encode(path_content),
-                "upload_filename": "junk.bin"})
+            self.env["db.backup.restore.wizard"].with_user(self.restorer).create(
+                {
+                    "source": "upload",
+                    "upload_file": base64.b64encode(path_content),
+                    "upload_filename": "junk.bin",
+                }
+            )

@@ -34,14 +34,20 @@ class TestRestoreEndToEnd(BackupCase):
     # helpers ---------------------------------------------------------------
     def _backup(self, dbname, label="manual"):
         """Engine backup of ``dbname`` to the local destination (child process)."""
-        result = backup_engine.run_job({
-            "action": "backup",
-            "db": backup_engine.db_params(dbname),
-            "filestore": backup_engine.filestore_dir(dbname),
-            "archive_label": label,
-            "sinks": [{"destination_id": self.local_dest.id,
-                       "config": self.local_dest._sink_config()}],
-        })
+        result = backup_engine.run_job(
+            {
+                "action": "backup",
+                "db": backup_engine.db_params(dbname),
+                "filestore": backup_engine.filestore_dir(dbname),
+                "archive_label": label,
+                "sinks": [
+                    {
+                        "destination_id": self.local_dest.id,
+                        "config": self.local_dest._sink_config(),
+                    }
+                ],
+            }
+        )
         self.assertTrue(result["copies"][0]["ok"])
         return result
 
@@ -54,8 +60,12 @@ class TestRestoreEndToEnd(BackupCase):
             "archive_created_at": archive.get("created_at"),
             "db": backup_engine.db_params(dbname),
             "data_dir": config["data_dir"],
-            "pre_restore_sinks": [{"destination_id": self.local_dest.id,
-                                   "config": self.local_dest._sink_config()}],
+            "pre_restore_sinks": [
+                {
+                    "destination_id": self.local_dest.id,
+                    "config": self.local_dest._sink_config(),
+                }
+            ],
             "source": {"sink": self.local_dest._sink_config(), "name": archive["name"]},
         }
         job.update(extra)
@@ -64,8 +74,12 @@ class TestRestoreEndToEnd(BackupCase):
     def _partners(self, dbname):
         with Registry(dbname).cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
-            return set(env["res.partner"].with_context(active_test=False).search(
-                [("name", "like", "H7 E2E")]).mapped("name"))
+            return set(
+                env["res.partner"]
+                .with_context(active_test=False)
+                .search([("name", "like", "H7 E2E")])
+                .mapped("name")
+            )
 
     def _on(self, dbname, func):
         with Registry(dbname).cursor() as cr:
@@ -75,24 +89,31 @@ class TestRestoreEndToEnd(BackupCase):
     def test_restore_over_a_database(self):
         base = self._backup(self.env.cr.dbname)
         # 1. a second database from the test database's archive
-        created = restore_job.run_job(self._job(
-            self.second, base, target="sandbox", sandbox_name=self.second))
+        created = restore_job.run_job(
+            self._job(self.second, base, target="sandbox", sandbox_name=self.second)
+        )
         self.assertTrue(created["ok"], created["message"])
 
         def prepare(env):
             env["res.partner"].create({"name": "H7 E2E old"})
             # the second database backs up to the same folder, as a real one would
-            env["db.backup.destination"].create({
-                "name": "Local", "dest_type": "local", "local_path": self.local_dir})
+            env["db.backup.destination"].create(
+                {"name": "Local", "dest_type": "local", "local_path": self.local_dir}
+            )
 
         self._on(self.second, prepare)
         # 2. the backup to restore later
         archive = self._backup(self.second)
         # 3. life goes on: one partner created, one deleted
-        self._on(self.second, lambda env: env["res.partner"].create(
-            {"name": "H7 E2E new"}))
-        self._on(self.second, lambda env: env["res.partner"].search(
-            [("name", "=", "H7 E2E old")]).unlink())
+        self._on(
+            self.second, lambda env: env["res.partner"].create({"name": "H7 E2E new"})
+        )
+        self._on(
+            self.second,
+            lambda env: (
+                env["res.partner"].search([("name", "=", "H7 E2E old")]).unlink()
+            ),
+        )
         self.assertEqual(self._partners(self.second), {"H7 E2E new"})
         # 4. restore over it
         result = restore_job.run_job(self._job(self.second, archive))
@@ -114,14 +135,19 @@ class TestRestoreEndToEnd(BackupCase):
         self._on(self.second, check_restored)
         # 5. the pre-restore copy holds the state before the restore
         pre_db = self.second + "_pre"
-        checked = restore_job.run_job(self._job(
-            pre_db, {"name": pre_name}, target="sandbox", sandbox_name=pre_db))
+        checked = restore_job.run_job(
+            self._job(pre_db, {"name": pre_name}, target="sandbox", sandbox_name=pre_db)
+        )
         self.assertTrue(checked["ok"], checked["message"])
         self.assertEqual(self._partners(pre_db), {"H7 E2E new"})
+
         # a sandbox is neutralized: no mail server, no crons
         def neutralized(env):
-            return (env["ir.config_parameter"].get_param("database.is_neutralized"),
-                    env["ir.cron"].search_count([("active", "=", True)]))
+            return (
+                env["ir.config_parameter"].get_param("database.is_neutralized"),
+                env["ir.cron"].search_count([("active", "=", True)]),
+            )
+
         flag, active_crons = self._on(pre_db, neutralized)
         self.assertTrue(flag)
         self.assertLessEqual(active_crons, 1)  # autovacuum only
@@ -129,8 +155,9 @@ class TestRestoreEndToEnd(BackupCase):
     def test_failed_restore_leaves_database(self):
         base = self._backup(self.env.cr.dbname)
         target = self.second + "_f"
-        created = restore_job.run_job(self._job(
-            target, base, target="sandbox", sandbox_name=target))
+        created = restore_job.run_job(
+            self._job(target, base, target="sandbox", sandbox_name=target)
+        )
         self.assertTrue(created["ok"], created["message"])
         self._on(target, lambda env: env["res.partner"].create({"name": "H7 E2E keep"}))
         archive = self._backup(target)
@@ -141,11 +168,17 @@ class TestRestoreEndToEnd(BackupCase):
             byte = handle.read(1)
             handle.seek(-1, os.SEEK_CUR)
             handle.write(bytes([byte[0] ^ 0xFF]))
-        self._on(target, lambda env: env["res.partner"].create({"name": "H7 E2E later"}))
+        self._on(
+            target, lambda env: env["res.partner"].create({"name": "H7 E2E later"})
+        )
         result = restore_job.run_job(self._job(target, archive))
         self.assertFalse(result["ok"])
         self.assertTrue(result["message"])
         self.assertEqual(self._partners(target), {"H7 E2E keep", "H7 E2E later"})
-        failures = self._on(target, lambda env: env["audit.event"].search_count(
-            [("action", "=", "restore"), ("result", "=", "failure")]))
+        failures = self._on(
+            target,
+            lambda env: env["audit.event"].search_count(
+                [("action", "=", "restore"), ("result", "=", "failure")]
+            ),
+        )
         self.assertEqual(failures, 1)

@@ -17,29 +17,53 @@ class TestRetention(BackupCase):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as handle:
             handle.write(b"x" * 10)
-        run = self.env["db.backup.run"].create({
-            "name": name, "kind": kind, "state": "done", "label": label,
-            "schedule_id": schedule.id if schedule else False,
-            "date": "%s-%s-%s %s:%s:%s" % (stamp[:4], stamp[4:6], stamp[6:8],
-                                           stamp[9:11], stamp[11:13], stamp[13:15]),
-        })
-        self.env["db.backup.copy"].create({
-            "run_id": run.id, "destination_id": self.local_dest.id,
-            "destination_name": self.local_dest.name, "state": "done",
-            "object_name": name, "size": 10})
+        run = self.env["db.backup.run"].create(
+            {
+                "name": name,
+                "kind": kind,
+                "state": "done",
+                "label": label,
+                "schedule_id": schedule.id if schedule else False,
+                "date": "%s-%s-%s %s:%s:%s"
+                % (
+                    stamp[:4],
+                    stamp[4:6],
+                    stamp[6:8],
+                    stamp[9:11],
+                    stamp[11:13],
+                    stamp[13:15],
+                ),
+            }
+        )
+        self.env["db.backup.copy"].create(
+            {
+                "run_id": run.id,
+                "destination_id": self.local_dest.id,
+                "destination_name": self.local_dest.name,
+                "state": "done",
+                "object_name": name,
+                "size": 10,
+            }
+        )
         return run, path
 
     def test_retention_policy(self):
         schedule = self.env["db.backup.schedule"].create(
-            {"frequency": "24h", "destination_ids": self.local_dest.ids,
-             "retention_days": 7})
+            {
+                "frequency": "24h",
+                "destination_ids": self.local_dest.ids,
+                "retention_days": 7,
+            }
+        )
         old, old_path = self._archive("24h", "20260101T020000Z", schedule)
         recent, recent_path = self._archive("24h", "20260118T020000Z", schedule)
         manual, manual_path = self._archive("manual", "20251201T020000Z", kind="manual")
         pre_old, pre_old_path = self._archive(
-            "pre-restore", "20260105T020000Z", kind="pre_restore")
+            "pre-restore", "20260105T020000Z", kind="pre_restore"
+        )
         pre_new, pre_new_path = self._archive(
-            "pre-restore", "20260117T020000Z", kind="pre_restore")
+            "pre-restore", "20260117T020000Z", kind="pre_restore"
+        )
         # A foreign file in the same folder is never touched.
         foreign = os.path.join(self.local_dir, self.env.cr.dbname, "notes.txt")
         with open(foreign, "w") as handle:
@@ -56,8 +80,12 @@ class TestRetention(BackupCase):
 
     def test_newest_good_backup_is_never_deleted(self):
         schedule = self.env["db.backup.schedule"].create(
-            {"frequency": "24h", "destination_ids": self.local_dest.ids,
-             "retention_days": 1})
+            {
+                "frequency": "24h",
+                "destination_ids": self.local_dest.ids,
+                "retention_days": 1,
+            }
+        )
         only, path = self._archive("24h", "20250101T020000Z", schedule)
         with freeze_time("2026-06-01 00:00:00"):
             self.env["db.backup.run"]._cron_retention()
@@ -65,12 +93,20 @@ class TestRetention(BackupCase):
         self.assertTrue(os.path.exists(path))
 
     def test_gfs_counts(self):
-        schedule = self.env["db.backup.schedule"].create({
-            "frequency": "24h", "destination_ids": self.local_dest.ids,
-            "retention_mode": "gfs", "keep_daily": 2, "keep_weekly": 0,
-            "keep_monthly": 0})
-        runs = [self._archive("24h", "202603%02dT020000Z" % day, schedule)[0]
-                for day in (1, 2, 3, 4)]
+        schedule = self.env["db.backup.schedule"].create(
+            {
+                "frequency": "24h",
+                "destination_ids": self.local_dest.ids,
+                "retention_mode": "gfs",
+                "keep_daily": 2,
+                "keep_weekly": 0,
+                "keep_monthly": 0,
+            }
+        )
+        runs = [
+            self._archive("24h", "202603%02dT020000Z" % day, schedule)[0]
+            for day in (1, 2, 3, 4)
+        ]
         with freeze_time("2026-03-05 00:00:00"):
             deleted = self.env["db.backup.run"]._cron_retention()
         self.assertEqual(deleted, runs[0] | runs[1])

@@ -33,34 +33,51 @@ class TestNextRun(BackupCase):
         last = datetime(2026, 1, 31, 1, 0)  # 02:00 Brussels
         now = datetime(2026, 1, 31, 1, 5)
         tz = "Europe/Brussels"
-        self.assertEqual(next_run_after("24h", 2, tz, now, last), datetime(2026, 2, 1, 1))
-        self.assertEqual(next_run_after("3d", 2, tz, now, last), datetime(2026, 2, 3, 1))
-        self.assertEqual(next_run_after("7d", 2, tz, now, last), datetime(2026, 2, 7, 1))
-        self.assertEqual(next_run_after("15d", 2, tz, now, last), datetime(2026, 2, 15, 1))
+        self.assertEqual(
+            next_run_after("24h", 2, tz, now, last), datetime(2026, 2, 1, 1)
+        )
+        self.assertEqual(
+            next_run_after("3d", 2, tz, now, last), datetime(2026, 2, 3, 1)
+        )
+        self.assertEqual(
+            next_run_after("7d", 2, tz, now, last), datetime(2026, 2, 7, 1)
+        )
+        self.assertEqual(
+            next_run_after("15d", 2, tz, now, last), datetime(2026, 2, 15, 1)
+        )
         # January 31st + 1 month: the last day of February
-        self.assertEqual(next_run_after("monthly", 2, tz, now, last),
-                         datetime(2026, 2, 28, 1))
+        self.assertEqual(
+            next_run_after("monthly", 2, tz, now, last), datetime(2026, 2, 28, 1)
+        )
 
     def test_dst_change_keeps_local_hour(self):
         # Brussels switches to summer time on 2026-03-29: 02:00 local then
         # does not exist; the day after, 02:00 local is 00:00 UTC.
         last = datetime(2026, 3, 29, 1, 0)
         now = datetime(2026, 3, 29, 2, 0)
-        self.assertEqual(next_run_after("24h", 2, "Europe/Brussels", now, last),
-                         datetime(2026, 3, 30, 0, 0))
+        self.assertEqual(
+            next_run_after("24h", 2, "Europe/Brussels", now, last),
+            datetime(2026, 3, 30, 0, 0),
+        )
 
     def test_hour_is_validated(self):
         with self.assertRaisesRegex(ValidationError, "0 to 23"):
             self.env["db.backup.schedule"].create(
-                {"frequency": "24h", "hour": 25, "destination_ids": self.local_dest.ids})
+                {"frequency": "24h", "hour": 25, "destination_ids": self.local_dest.ids}
+            )
         with self.assertRaises(ValidationError):
-            self.env["db.backup.schedule"].create({
-                "frequency": "24h", "retention_days": 0,
-                "destination_ids": self.local_dest.ids})
+            self.env["db.backup.schedule"].create(
+                {
+                    "frequency": "24h",
+                    "retention_days": 0,
+                    "destination_ids": self.local_dest.ids,
+                }
+            )
 
     def test_default_retention_is_seven_days(self):
         schedule = self.env["db.backup.schedule"].create(
-            {"frequency": "24h", "destination_ids": self.local_dest.ids})
+            {"frequency": "24h", "destination_ids": self.local_dest.ids}
+        )
         self.assertEqual(schedule.retention_mode, "days")
         self.assertEqual(schedule.retention_days, 7)
 
@@ -70,21 +87,40 @@ class TestNextRun(BackupCase):
         self.env.company.partner_id.tz = "UTC"
         Run = self.env["db.backup.run"]
         cases = {
-            "hourly": ("2026-05-04 10:30:00", "2026-05-04 11:00:00", "2026-05-04 12:00:00"),
+            "hourly": (
+                "2026-05-04 10:30:00",
+                "2026-05-04 11:00:00",
+                "2026-05-04 12:00:00",
+            ),
             "4h": ("2026-05-04 10:30:00", "2026-05-04 14:00:00", "2026-05-04 18:00:00"),
-            "24h": ("2026-05-04 10:30:00", "2026-05-05 02:00:00", "2026-05-06 02:00:00"),
+            "24h": (
+                "2026-05-04 10:30:00",
+                "2026-05-05 02:00:00",
+                "2026-05-06 02:00:00",
+            ),
             "3d": ("2026-05-04 10:30:00", "2026-05-05 02:00:00", "2026-05-08 02:00:00"),
             "7d": ("2026-05-04 10:30:00", "2026-05-05 02:00:00", "2026-05-12 02:00:00"),
-            "15d": ("2026-05-04 10:30:00", "2026-05-05 02:00:00", "2026-05-20 02:00:00"),
-            "monthly": ("2026-05-04 10:30:00", "2026-05-05 02:00:00",
-                        "2026-06-05 02:00:00"),
+            "15d": (
+                "2026-05-04 10:30:00",
+                "2026-05-05 02:00:00",
+                "2026-05-20 02:00:00",
+            ),
+            "monthly": (
+                "2026-05-04 10:30:00",
+                "2026-05-05 02:00:00",
+                "2026-06-05 02:00:00",
+            ),
         }
         for frequency, (created, first, second) in cases.items():
             with self.subTest(frequency=frequency):
                 with freeze_time(created):
-                    schedule = self.env["db.backup.schedule"].create({
-                        "frequency": frequency, "hour": 2,
-                        "destination_ids": self.local_dest.ids})
+                    schedule = self.env["db.backup.schedule"].create(
+                        {
+                            "frequency": frequency,
+                            "hour": 2,
+                            "destination_ids": self.local_dest.ids,
+                        }
+                    )
                 self.assertEqual(str(schedule.next_run), first)
                 with freeze_time(datetime.fromisoformat(first) - timedelta(seconds=1)):
                     self.assertFalse(Run._queue_due_schedules())

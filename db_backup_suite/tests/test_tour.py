@@ -1,6 +1,6 @@
 from odoo.tests import HttpCase, new_test_user, tagged
 
-from .common import KeyringMixin
+from .common import MANIFEST, KeyringMixin
 
 
 @tagged("post_install", "-at_install")
@@ -10,29 +10,45 @@ class TestBackupTours(KeyringMixin, HttpCase):
         super().setUpClass()
         cls.setup_keyring()
         cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": cls.tmp_dir})
+            {"name": "Local", "dest_type": "local", "local_path": cls.tmp_dir}
+        )
         cls.operator = new_test_user(
-            cls.env, login="h7_tour_operator",
-            groups="base.group_user,db_backup_suite.backup_group_operator")
+            cls.env,
+            login="h7_tour_operator",
+            groups="base.group_user,db_backup_suite.backup_group_operator",
+        )
         cls.restorer = new_test_user(
-            cls.env, login="h7_tour_restorer",
-            groups="base.group_user,db_backup_suite.backup_group_restore")
+            cls.env,
+            login="h7_tour_restorer",
+            groups="base.group_user,db_backup_suite.backup_group_restore",
+        )
         db = cls.env.cr.dbname
-        cls.env["db.backup.run"].create({
-            "kind": "manual", "state": "done", "label": "manual",
-            "name": "%s/%s_manual_20260101T000000Z.tar.zst.enc" % (db, db),
-            "size": 2048, "encryption": "encrypted",
-            "manifest_json": '{"odoo_version": "18.0", "modules": {"base": "18.0"}}',
-        })
+        cls.env["db.backup.run"].create(
+            {
+                "kind": "manual",
+                "state": "done",
+                "label": "manual",
+                "name": "%s/%s_manual_20260101T000000Z.tar.zst.enc" % (db, db),
+                "size": 2048,
+                "encryption": "encrypted",
+                "manifest_json": MANIFEST,
+            }
+        )
 
     def test_operator_backup_now(self):
-        self.start_tour("/odoo/action-db_backup_suite.db_backup_dashboard_action",
-                        "db_backup_suite_backup_now", login="h7_tour_operator")
+        self.start_tour(
+            "/odoo/action-db_backup_suite.db_backup_dashboard_action",
+            "db_backup_suite_backup_now",
+            login="h7_tour_operator",
+        )
         run = self.env["db.backup.run"].search([("state", "=", "queued")])
         self.assertEqual(run.label, "manual")
 
     def test_restore_gate(self):
-        self.start_tour("/odoo/action-db_backup_suite.db_backup_dashboard_action",
-                        "db_backup_suite_restore_gate", login="h7_tour_restorer")
+        self.start_tour(
+            "/odoo/action-db_backup_suite.db_backup_dashboard_action",
+            "db_backup_suite_restore_gate",
+            login="h7_tour_restorer",
+        )
         # The tour never pressed the button: nothing was restored or queued.
         self.assertFalse(self.env["db.backup.sandbox"].search([]))

@@ -12,17 +12,22 @@ class DbBackupDashboard(models.TransientModel):
 
     keyring_ok = fields.Boolean(compute="_compute_status")
     keyring_message = fields.Char(compute="_compute_status")
-    last_success_date = fields.Datetime(string="Last successful backup",
-                                        compute="_compute_status")
+    last_success_date = fields.Datetime(
+        string="Last successful backup", compute="_compute_status"
+    )
     last_success_size = fields.Char(string="Size", compute="_compute_status")
-    next_run = fields.Datetime(string="Next scheduled backup", compute="_compute_status")
+    next_run = fields.Datetime(
+        string="Next scheduled backup", compute="_compute_status"
+    )
     next_schedule = fields.Char(string="Schedule", compute="_compute_status")
     problem_count = fields.Integer(compute="_compute_status")
-    problems = fields.Text(string="Errors and warnings (last 30 backups)",
-                           compute="_compute_status")
+    problems = fields.Text(
+        string="Errors and warnings (last 30 backups)", compute="_compute_status"
+    )
     running = fields.Boolean(compute="_compute_status")
-    run_ids = fields.Many2many("db.backup.run", string="Backups",
-                               compute="_compute_status")
+    run_ids = fields.Many2many(
+        "db.backup.run", string="Backups", compute="_compute_status"
+    )
     can_restore = fields.Boolean(compute="_compute_status")
 
     @api.depends_context("uid")
@@ -40,15 +45,27 @@ class DbBackupDashboard(models.TransientModel):
             dashboard.next_run = status["next_run"]
             dashboard.next_schedule = status["next_schedule"].display_name or False
             dashboard.problem_count = len(status["problems"])
-            dashboard.problems = "\n".join(
-                "%s %s: %s" % (fields.Datetime.to_string(r.date), r.label or "",
-                               (r.error or r.warning or "").splitlines()[0][:200]
-                               if (r.error or r.warning) else "")
-                for r in status["problems"]) or False
-            dashboard.running = bool(runs.filtered(lambda r: r.state in ("queued", "running")))
+            dashboard.problems = (
+                "\n".join(
+                    "%s %s: %s"
+                    % (
+                        fields.Datetime.to_string(r.date),
+                        r.label or "",
+                        (r.error or r.warning or "").splitlines()[0][:200]
+                        if (r.error or r.warning)
+                        else "",
+                    )
+                    for r in status["problems"]
+                )
+                or False
+            )
+            dashboard.running = bool(
+                runs.filtered(lambda r: r.state in ("queued", "running"))
+            )
             dashboard.run_ids = runs
             dashboard.can_restore = self.env.user.has_group(
-                "db_backup_suite.backup_group_restore")
+                "db_backup_suite.backup_group_restore"
+            )
 
     def action_backup_now(self):
         self.env["db.backup.run"].action_backup_now()

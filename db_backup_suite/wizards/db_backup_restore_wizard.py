@@ -39,13 +39,16 @@ class DbBackupRestoreWizard(models.TransientModel):
     archive_encrypted = fields.Boolean(string="Encrypted", readonly=True)
     archive_odoo_version = fields.Char(string="Archive's Odoo version", readonly=True)
     running_odoo_version = fields.Char(
-        string="Running Odoo version", readonly=True, default=lambda self: release.version
+        string="Running Odoo version",
+        readonly=True,
+        default=lambda self: release.version,
     )
     modules_missing = fields.Text(
         string="Modules in the archive, not on this server", readonly=True
     )
-    modules_extra = fields.Text(string="Modules installed here, not in the archive",
-                                readonly=True)
+    modules_extra = fields.Text(
+        string="Modules installed here, not in the archive", readonly=True
+    )
     compatible = fields.Boolean(readonly=True)
     incompatibility = fields.Char(readonly=True)
     database_name = fields.Char(
@@ -55,8 +58,12 @@ class DbBackupRestoreWizard(models.TransientModel):
     name_matches = fields.Boolean(compute="_compute_name_matches")
     sandbox_days = fields.Integer(string="Sandbox expires after (days)", default=7)
     state = fields.Selection(
-        [("draft", "Draft"), ("started", "Started"), ("done", "Done"),
-         ("failed", "Failed")],
+        [
+            ("draft", "Draft"),
+            ("started", "Started"),
+            ("done", "Done"),
+            ("failed", "Failed"),
+        ],
         default="draft",
         readonly=True,
     )
@@ -108,19 +115,32 @@ class DbBackupRestoreWizard(models.TransientModel):
                 described = restore_job.describe_file(path, self.upload_password)
             except Exception as exc:
                 self.env["audit.event"].log_event(
-                    "upload", res_model=self._name, res_id=self.id, result="failure",
-                    details={"file": self.upload_filename}, message=str(exc)[:500])
+                    "upload",
+                    res_model=self._name,
+                    res_id=self.id,
+                    result="failure",
+                    details={"file": self.upload_filename},
+                    message=str(exc)[:500],
+                )
                 raise UserError(
-                    self.env._("This file cannot be read as a backup archive: %(e)s",
-                               e=exc)) from exc
+                    self.env._(
+                        "This file cannot be read as a backup archive: %(e)s", e=exc
+                    )
+                ) from exc
             manifest = described.get("manifest") or {}
             self.env["audit.event"].log_event(
-                "upload", res_model=self._name, res_id=self.id,
+                "upload",
+                res_model=self._name,
+                res_id=self.id,
                 res_name=self.upload_filename,
-                details={"file": self.upload_filename, "size": described.get("size"),
-                         "encrypted": described.get("encrypted"),
-                         "database": manifest.get("database")},
-                message="Backup archive uploaded for a restore")
+                details={
+                    "file": self.upload_filename,
+                    "size": described.get("size"),
+                    "encrypted": described.get("encrypted"),
+                    "database": manifest.get("database"),
+                },
+                message="Backup archive uploaded for a restore",
+            )
             info = {
                 "archive_name": self.upload_filename or os.path.basename(path),
                 "archive_date": restore_job.naive_utc(manifest.get("created_at")),
@@ -153,28 +173,48 @@ class DbBackupRestoreWizard(models.TransientModel):
         running = release.version
         vals = {"archive_odoo_version": version or self.env._("unknown")}
         if not version:
-            vals.update(compatible=False, incompatibility=self.env._(
-                "The archive does not say which Odoo version made it."))
+            vals.update(
+                compatible=False,
+                incompatibility=self.env._(
+                    "The archive does not say which Odoo version made it."
+                ),
+            )
         elif version.split(".")[0] != running.split(".")[0] and not (
-            version.startswith("saas~") and version[5:].split(".")[0] == running.split(".")[0]
+            version.startswith("saas~")
+            and version[5:].split(".")[0] == running.split(".")[0]
         ):
-            vals.update(compatible=False, incompatibility=self.env._(
-                "The archive was made by Odoo %(a)s; this server runs Odoo %(b)s. A "
-                "different major version cannot be restored here (upgrade the "
-                "database with Odoo's upgrade service first).", a=version, b=running))
+            vals.update(
+                compatible=False,
+                incompatibility=self.env._(
+                    "The archive was made by Odoo %(a)s; this server runs "
+                    "Odoo %(b)s. A different major version cannot be restored "
+                    "here (upgrade the database with Odoo's upgrade service "
+                    "first).",
+                    a=version,
+                    b=running,
+                ),
+            )
         else:
             vals.update(compatible=True, incompatibility=False)
         modules = manifest.get("modules") or {}
         archived = set(modules if not isinstance(modules, dict) else modules.keys())
-        installed = set(self.env["ir.module.module"].sudo().search(
-            [("state", "=", "installed")]).mapped("name"))
+        installed = set(
+            self.env["ir.module.module"]
+            .sudo()
+            .search([("state", "=", "installed")])
+            .mapped("name")
+        )
         available = set(self.env["ir.module.module"].sudo().search([]).mapped("name"))
         vals["modules_missing"] = ", ".join(sorted(archived - available)) or False
         vals["modules_extra"] = ", ".join(sorted(installed - archived)) or False
         if vals["modules_missing"] and vals.get("compatible"):
-            vals.update(compatible=False, incompatibility=self.env._(
-                "Modules of the archive are not available on this server: %(m)s",
-                m=vals["modules_missing"]))
+            vals.update(
+                compatible=False,
+                incompatibility=self.env._(
+                    "Modules of the archive are not available on this server: %(m)s",
+                    m=vals["modules_missing"],
+                ),
+            )
         return vals
 
     def _upload_path(self):
@@ -186,7 +226,9 @@ class DbBackupRestoreWizard(models.TransientModel):
         self.ensure_one()
         directory = os.path.join(backup_engine.jobs_dir(), "uploads")
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        path = os.path.join(directory, "wizard-%s-%s.upload" % (self.env.cr.dbname, self.id))
+        path = os.path.join(
+            directory, "wizard-%s-%s.upload" % (self.env.cr.dbname, self.id)
+        )
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(base64.b64decode(self.upload_file))
@@ -211,14 +253,24 @@ class DbBackupRestoreWizard(models.TransientModel):
         self.ensure_one()
         self.env["db.backup.run"]._check_restore_access()
         if not self.compatible:
-            raise UserError(self.incompatibility or self.env._("This archive cannot be restored."))
-        if self.target == "production" and (self.confirm_name or "") != self.env.cr.dbname:
-            raise UserError(self.env._(
-                "Type the database name %(db)s exactly to confirm the restore.",
-                db=self.env.cr.dbname))
+            raise UserError(
+                self.incompatibility or self.env._("This archive cannot be restored.")
+            )
+        if (
+            self.target == "production"
+            and (self.confirm_name or "") != self.env.cr.dbname
+        ):
+            raise UserError(
+                self.env._(
+                    "Type the database name %(db)s exactly to confirm the restore.",
+                    db=self.env.cr.dbname,
+                )
+            )
         ok, reason = backup_engine.keyring_status()
         if not ok and (self.source == "run" or not self.upload_password):
-            raise UserError(self.env._("The server keyring is missing: %(r)s", r=reason))
+            raise UserError(
+                self.env._("The server keyring is missing: %(r)s", r=reason)
+            )
 
     def _build_job(self):
         self.ensure_one()
@@ -231,7 +283,8 @@ class DbBackupRestoreWizard(models.TransientModel):
             "requested_by": self.env.user.name,
             "archive_name": self.archive_name,
             "archive_created_at": fields.Datetime.to_string(self.archive_date)
-            if self.archive_date else None,
+            if self.archive_date
+            else None,
             "pre_restore_sinks": [
                 {"destination_id": d.id, "config": d._sink_config()} for d in dests
             ],
@@ -244,23 +297,37 @@ class DbBackupRestoreWizard(models.TransientModel):
                 lambda c: c.state == "done" and c.destination_id
             )[:1]
             if not copy:
-                raise UserError(self.env._("No stored copy of this backup is reachable."))
+                raise UserError(
+                    self.env._("No stored copy of this backup is reachable.")
+                )
             job["source"] = {
                 "sink": copy.destination_id._sink_config(),
                 "name": copy.object_name,
             }
         else:
-            job["source"] = {"path": self._upload_path(),
-                             "password": self.upload_password or None,
-                             "remove_after": True}
+            job["source"] = {
+                "path": self._upload_path(),
+                "password": self.upload_password or None,
+                "remove_after": True,
+            }
         if self.target == "sandbox":
-            sandbox = self.env["db.backup.sandbox"].sudo().create({
-                "name": self.env["db.backup.sandbox"].sudo()._unique_name(self.env.cr.dbname),
-                "run_id": self.run_id.id,
-                "archive_name": self.archive_name,
-                "expires_at": fields.Datetime.now()
-                + __import__("datetime").timedelta(days=max(self.sandbox_days, 1)),
-            })
+            sandbox = (
+                self.env["db.backup.sandbox"]
+                .sudo()
+                .create(
+                    {
+                        "name": self.env["db.backup.sandbox"]
+                        .sudo()
+                        ._unique_name(self.env.cr.dbname),
+                        "run_id": self.run_id.id,
+                        "archive_name": self.archive_name,
+                        "expires_at": fields.Datetime.now()
+                        + __import__("datetime").timedelta(
+                            days=max(self.sandbox_days, 1)
+                        ),
+                    }
+                )
+            )
             self.sandbox_id = sandbox
             job["sandbox_name"] = sandbox.name
             job["sandbox_id"] = sandbox.id
@@ -274,16 +341,27 @@ class DbBackupRestoreWizard(models.TransientModel):
             "sandbox" if self.target == "sandbox" else "restore",
             record=self.run_id or None,
             res_model=None if self.run_id else self._name,
-            details={"operation": "requested", "archive": self.archive_name,
-                     "target": self.target, "source": self.source},
+            details={
+                "operation": "requested",
+                "archive": self.archive_name,
+                "target": self.target,
+                "source": self.source,
+            },
             message="Restore requested",
         )
         # The detached process must see the sandbox row and the audit event.
         self.env.cr.commit()  # noqa: B012 - the job process reads what we wrote
         restore_job.spawn_detached(job)
-        self.write({"state": "started", "result_message": self.env._(
-            "The restore runs in the background. Administrators receive a mail when "
-            "it ends; during the swap, users are disconnected for a moment.")})
+        self.write(
+            {
+                "state": "started",
+                "result_message": self.env._(
+                    "The restore runs in the background. Administrators "
+                    "receive a mail when it ends; during the swap, users are "
+                    "disconnected for a moment."
+                ),
+            }
+        )
         return self._action_open()
 
     def action_restore_now(self):
@@ -292,10 +370,12 @@ class DbBackupRestoreWizard(models.TransientModel):
         job = self._build_job()
         result = restore_job.run_job(job)
         self.env.invalidate_all()  # the job wrote through its own cursors
-        self.write({
-            "state": "done" if result.get("ok") else "failed",
-            "result_message": result.get("message"),
-        })
+        self.write(
+            {
+                "state": "done" if result.get("ok") else "failed",
+                "result_message": result.get("message"),
+            }
+        )
         return result
 
     def action_open_sandbox(self):
