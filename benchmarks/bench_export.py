@@ -186,16 +186,28 @@ def proc_status_mb(pid, key):
     return 0.0
 
 
+def server_error(log_path):
+    """The last error line of the server log (why a native export failed)."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as fh:
+            lines = [line.strip() for line in fh if line.strip()]
+    except OSError:
+        return "no server log"
+    errors = [line for line in lines if "Error" in line or "ERROR" in line]
+    return (errors or lines or ["empty server log"])[-1][-300:]
+
+
 def run_http(args, method):
     import requests  # noqa: PLC0415 - only the HTTP methods need it
 
     port = free_port()
+    log_path = os.path.join(args.data_dir, f"server-{method}.log")
     server = subprocess.Popen(
         [sys.executable, "-m", "odoo", "-d", args.database, *db_args(args),
          "--addons-path", addons_path(), "--data-dir", args.data_dir,
          "--db-filter", f"^{args.database}$", "--http-interface", "127.0.0.1",
          "--http-port", str(port), "--max-cron-threads", "0", "--workers", "0",
-         "--log-level", "warn", "--limit-time-real", "0"],
+         "--log-level", "warn", "--limit-time-real", "0", "--logfile", log_path],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
@@ -234,7 +246,9 @@ def run_http(args, method):
         size = sum(len(chunk) for chunk in response.iter_content(1 << 20))
         seconds = time.monotonic() - started
         if response.status_code != 200:
-            raise RuntimeError(f"{method}: HTTP {response.status_code}")
+            return {"seconds": seconds, "bytes": size, "idle_rss_mb": idle,
+                    "peak_rss_mb": proc_status_mb(server.pid, "VmHWM"),
+                    "error": f"HTTP {response.status_code}: {server_error(log_path)}"}
         return {"seconds": seconds, "bytes": size, "idle_rss_mb": idle,
                 "peak_rss_mb": proc_status_mb(server.pid, "VmHWM")}
     finally:
@@ -292,6 +306,11 @@ def main(argv=None):
                        else run_child(args, method))
                 res.update(size=size, method=method)
                 results.append(res)
+                if res.get("error"):
+                    print(f"bench:   FAILED after {res['seconds']:.1f}s "
+                          f"(peak {res['peak_rss_mb']:.0f} MB): {res['error']}",
+                          flush=True)
+                    continue
                 print(f"bench:   {res['seconds']:.1f}s, "
                       f"peak {res['peak_rss_mb']:.0f} MB"
                       f" (idle {res['idle_rss_mb']:.0f} MB), {res['bytes']} bytes",
@@ -311,6 +330,11 @@ def print_table(results):
     print("\n| partners | method | seconds | peak RSS MB | idle RSS MB | file bytes |")
     print("|---:|---|---:|---:|---:|---:|")
     for r in results:
+        if r.get("error"):
+            print(f"| {r['size']:,} | {r['method']} | failed after "
+                  f"{r['seconds']:.1f} s: {r['error'][:80]} | "
+                  f"{r['peak_rss_mb']:.0f} | {r['idle_rss_mb']:.0f} | - |")
+            continue
         print(f"| {r['size']:,} | {r['method']} | {r['seconds']:.1f} | "
               f"{r['peak_rss_mb']:.0f} | {r['idle_rss_mb']:.0f} | {r['bytes']:,} |")
     by = {(r["size"], r["method"]): r for r in results}
@@ -318,7 +342,12 @@ def print_table(results):
         for fmt in ("csv", "xlsx"):
             ours = by.get((size, f"ours_{fmt}"))
             native = by.get((size, f"native_http_{fmt}"))
-            if ours and native:
+            rows = by.get((size, "native_export_data"))
+            if fmt == "csv" and ours and rows:
+                print(f"{size:,} csv: ours is "
+                      f"{rows['seconds'] / ours['seconds']:.1f}x faster than "
+                      "export_data + CSV from_data in-process")
+            if ours and native and not native.get("error"):
                 ratio = native["seconds"] / ours["seconds"]
                 print(f"{size:,} {fmt}: ours is {ratio:.1f}x faster than "
                       f"/web/export/{fmt}")
