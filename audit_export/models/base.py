@@ -108,6 +108,13 @@ class Base(models.AbstractModel):
         if not fnames:
             return {record.id: {} for record in self}
         rows = self.sudo().with_context(active_test=False).read(fnames)
+        # Odoo reads an empty value as False: record it as null, except for
+        # booleans.
+        empties = [name for name in fnames if self._fields[name].type != "boolean"]
+        for row in rows:
+            for name in empties:
+                if row[name] is False:
+                    row[name] = None
         return {row.pop("id"): row for row in rows}
 
     def _audit_names(self):
