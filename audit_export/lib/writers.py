@@ -158,7 +158,10 @@ class _BaseWriter:
 
     def _compact_json(self, value):
         return json.dumps(
-            value, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+            value,
+            ensure_ascii=False,
+            sort_keys=True,
+            separators=(",", ":"),
             default=self._json_default,
         )
 
@@ -177,7 +180,7 @@ class CsvWriter(_BaseWriter):
         super().__init__(stream, header, tz)
         if not isinstance(delimiter, str) or len(delimiter) != 1:
             raise WriterError("the CSV delimiter must be a single character")
-        if delimiter in "\"\r\n" or delimiter.isalnum():
+        if delimiter in '"\r\n' or delimiter.isalnum():
             raise WriterError(f"{delimiter!r} cannot be a CSV delimiter")
         self.delimiter = delimiter
         # write_through: nothing lingers in the text layer between rows.
@@ -187,8 +190,12 @@ class CsvWriter(_BaseWriter):
         if bom:
             self._text.write("\ufeff")
         self._csv = csv.writer(
-            self._text, delimiter=delimiter, quotechar='"',
-            quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n", doublequote=True,
+            self._text,
+            delimiter=delimiter,
+            quotechar='"',
+            quoting=csv.QUOTE_MINIMAL,
+            lineterminator="\r\n",
+            doublequote=True,
         )
         if self.header is not None:
             self._csv.writerow([self._cell(h) for h in self.header])
@@ -239,7 +246,9 @@ class JsonArrayWriter(_BaseWriter):
         if self.closed:
             raise WriterError("writer is closed")
         data = json.dumps(
-            item, ensure_ascii=False, default=self._json_default,
+            item,
+            ensure_ascii=False,
+            default=self._json_default,
             allow_nan=False,
         )
         prefix = b"\n" if not self.rows else b",\n"
@@ -270,8 +279,13 @@ class XlsxWriter(_BaseWriter):
     """
 
     def __init__(
-        self, stream, header, sheet_title="Export", tz=None,
-        datetime_format="yyyy-mm-dd hh:mm:ss", date_format="yyyy-mm-dd",
+        self,
+        stream,
+        header,
+        sheet_title="Export",
+        tz=None,
+        datetime_format="yyyy-mm-dd hh:mm:ss",
+        date_format="yyyy-mm-dd",
     ):
         super().__init__(stream, header, tz)
         from openpyxl import Workbook  # noqa: PLC0415 - only XLSX needs it
