@@ -121,6 +121,10 @@ class DsrErasure(models.AbstractModel):
             return "delete", "document attached to the subject's data"
         if category in ("mail", "follower"):
             return "delete", "communication data of the subject"
+        if record._name in ("account.move", "account.payment") and (
+            record.state == "draft"
+        ):
+            return "delete", "draft document of the subject (never posted)"
         required = [
             fname for fname in hit.get("ref_fields", [])
             if fname in record._fields and record._fields[fname].required

@@ -459,9 +459,8 @@ class DsrRequest(models.Model):
         of ``(arcname, bytes)`` attachment members. Runs as the officer:
         records they may not read are listed under ``withheld``."""
         self.ensure_one()
-        profile = self.env["data.export.profile"]
         by_model = defaultdict(list)
-        withheld = []
+        withheld, withheld_fields = [], {}
         for line in self.line_ids:
             by_model[(line.category, line.res_model)].append(line)
         sections = {
@@ -508,9 +507,9 @@ class DsrRequest(models.Model):
                         "size": attachment.file_size,
                     })
                 continue
-            data = profile._serialize_records(
-                readable, profile._exportable_fields(model_name), depth=0
-            )
+            data, skipped = self._serialize_safely(readable)
+            if skipped:
+                withheld_fields[model_name] = skipped
             if category == "profile":
                 sections["profile"].extend(data)
             elif category == "related_partner":
@@ -549,8 +548,41 @@ class DsrRequest(models.Model):
             **sections,
             "attachments": attachments_meta,
             "withheld": withheld,
+            # fields left out because the officer may not read what they are
+            # computed from (e.g. accounting statistics without accounting rights)
+            "withheld_fields": withheld_fields,
         }
         return mask_document(document, secrets), files
+
+    def _serialize_safely(self, records):
+        """Serialise ``records`` with data_export_suite as the current user.
+
+        A field may be readable yet computed from records the officer may not
+        read (e.g. sales statistics computed from invoices): such fields are
+        left out (and named) rather than failing the whole package.
+        """
+        profile = self.env["data.export.profile"]
+        fnames = profile._exportable_fields(records._name)
+        try:
+            return profile._serialize_records(records, fnames, depth=0), []
+        except AccessError:
+            _logger.info(
+                "DSR %s: some %s fields are not readable by %s; serialising "
+                "field by field", self.name, records._name, self.env.user.login,
+            )
+        # ("id" is never tried alone: with no other field, read() reads all)
+        kept, skipped = ["id"], []
+        for fname in fnames:
+            if fname == "id":
+                continue
+            try:
+                profile._serialize_records(records, ["id", fname], depth=0)
+            except AccessError:
+                skipped.append(fname)
+                records.invalidate_recordset([fname])
+            else:
+                kept.append(fname)
+        return profile._serialize_records(records, kept, depth=0), skipped
 
     # -- erasure -------------------------------------------------------------------
     def _erase(self, typed_email):
@@ -731,16 +763,19 @@ class DsrRequest(models.Model):
         created_at = restore_info.get("archive_created_at")
         if isinstance(created_at, str):
             created_at = datetime.fromisoformat(created_at)
-        if created_at is None:
-            _logger.warning("DSR: restore without archive date; nothing re-applied")
-            return []
-        if created_at.tzinfo is None:
-            created_at = created_at.replace(tzinfo=UTC)
         register = self._erasure_register(
             restore_info.get("archive_database_uuid") or self._database_uuid()
         )
+        if created_at is None:
+            # Unknown age: re-applying every erasure is safe (idempotent).
+            _logger.warning("DSR: restore without archive date: re-applying all")
+            entries = register.entries()
+        else:
+            if created_at.tzinfo is None:
+                created_at = created_at.replace(tzinfo=UTC)
+            entries = register.entries_after(created_at)
         applied = []
-        for entry in register.entries_after(created_at):
+        for entry in entries:
             applied.append(self._reapply_erasure(entry, restore_info))
         return applied
 

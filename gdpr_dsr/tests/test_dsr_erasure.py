@@ -1,6 +1,8 @@
+import io
 import json
 import os
 import stat
+import zipfile
 
 from odoo.exceptions import UserError
 from odoo.tests import Form, tagged
@@ -15,6 +17,11 @@ class TestDsrErasure(DsrCase):
         request = make_verified_request(self.officer_env(), "erasure")
         request.action_discover()
         return request
+
+    def _package_document(self, request):
+        request._generate_package()
+        with zipfile.ZipFile(io.BytesIO(request._read_package())) as archive:
+            return json.loads(archive.read("data.json"))
 
     def test_gate_wrong_email_refused_nothing_erased(self):
         request = self._erasure_request()
@@ -181,6 +188,21 @@ class TestDsrErasure(DsrCase):
         self.assertEqual(lines[("account.move", invoice.id)].planned_action, "retain")
         self.assertIn("Art. 17(3)(b)", lines[("account.move", invoice.id)].reason)
         self.assertEqual(lines[("account.move", draft.id)].planned_action, "delete")
+        # the export respects what the officer may read: without accounting
+        # rights the invoice is listed as withheld, with them it is exported
+        document = self._package_document(request)
+        self.assertIn(
+            {"model": "account.move", "id": invoice.id},
+            [{"model": w["model"], "id": w["id"]} for w in document["withheld"]],
+        )
+        self.officer.groups_id = [(4, self.env.ref("account.group_account_invoice").id)]
+        document = self._package_document(request)
+        self.assertEqual(
+            {m["id"] for m in document["invoices"]["account.move"]},
+            {invoice.id, draft.id},
+        )
+        self.assertEqual(document["withheld"], [])
+
         request._erase(SUBJECT_EMAIL)
         self.assertTrue(invoice.exists())
         self.assertEqual(invoice.state, "posted")

@@ -8,7 +8,7 @@ from freezegun import freeze_time
 
 from odoo import fields
 from odoo.exceptions import UserError
-from odoo.tests import tagged
+from odoo.tests import HttpCase, tagged
 
 from .common import BANK_ACCOUNT, DsrCase, make_verified_request
 
@@ -17,10 +17,16 @@ from .common import BANK_ACCOUNT, DsrCase, make_verified_request
 class TestDsrExport(DsrCase):
     def _expected(self):
         s = self.subject
+        profile = {s["partner"].id, s["invoice_address"].id, s["delivery_address"].id}
+        # apps may log on the subject's own contact (accounting logs the bank
+        # account creation there): those messages are part of the subject's data
+        logged = self.env["mail.message"].search([
+            ("model", "=", "res.partner"), ("res_id", "in", list(profile)),
+        ])
         return {
-            "profile": {s["partner"].id, s["invoice_address"].id,
-                        s["delivery_address"].id},
-            "messages": {s["own_note"].id, s["written"].id, s["addressed"].id},
+            "profile": profile,
+            "messages": {s["own_note"].id, s["written"].id, s["addressed"].id}
+            | set(logged.ids),
             "attachments": {s["passport"].id, s["photo"].id},
         }
 
@@ -160,3 +166,26 @@ class TestDsrExport(DsrCase):
                 request._read_package()
             self.assertEqual(self.env["dsr.request"]._cron_purge_packages(), 1)
         self.assertFalse(request.package_file)
+
+
+@tagged("post_install", "-at_install")
+class TestDsrDownload(DsrCase, HttpCase):
+    def test_download_route_for_officer_only(self):
+        request = make_verified_request(self.officer_env(), "access")
+        request._generate_package()
+        url = f"/gdpr_dsr/package/{request.id}"
+
+        self.authenticate("dsr_outsider", "dsr_outsider")
+        response = self.url_open(url)
+        self.assertEqual(response.status_code, 403)
+        self.assertNotEqual(response.content[:2], b"PK")
+
+        self.authenticate("dsr_officer", "dsr_officer")
+        response = self.url_open(url)
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.headers["Content-Type"], "application/zip")
+        self.assertIn(request.package_filename, response.headers["Content-Disposition"])
+        with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+            self.assertIn("data.json", archive.namelist())
+            document = json.loads(archive.read("data.json"))
+        self.assertEqual(document["request"]["reference"], request.name)
