@@ -225,6 +225,22 @@ class DsrRequest(models.Model):
             ),
         )
 
+    def _audit_independently(self, step, **details):
+        """Log a refused step in its own transaction: the UserError that
+        follows rolls the current one back, the audit trail must keep it."""
+        self.ensure_one()
+        try:
+            with self.env.registry.cursor() as cr:
+                self.with_env(self.env(cr=cr))._audit(
+                    step, result="failure", **details
+                )
+        except Exception:
+            # e.g. the request is not committed yet: the server log keeps it
+            _logger.exception(
+                "DSR %s: audit event %r (failure) could not be written on its "
+                "own cursor", self.name, step,
+            )
+
     def _database_uuid(self):
         return self.env["ir.config_parameter"].sudo().get_param("database.uuid")
 
@@ -594,7 +610,7 @@ class DsrRequest(models.Model):
         if self.request_type != "erasure":
             raise UserError(self.env._("This is not an erasure request."))
         if (typed_email or "").strip() != (self.subject_email or "").strip():
-            self._audit("erasure_refused", result="failure", reason="gate mismatch")
+            self._audit_independently("erasure_refused", reason="gate mismatch")
             raise UserError(self.env._(
                 "The email typed does not match the subject's email: nothing was "
                 "erased."

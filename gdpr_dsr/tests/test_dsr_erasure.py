@@ -24,6 +24,10 @@ class TestDsrErasure(DsrCase):
             return json.loads(archive.read("data.json"))
 
     def test_gate_wrong_email_refused_nothing_erased(self):
+        # the refusal is logged on a cursor of its own: in test mode that cursor
+        # shares the test transaction, so the event can be checked here
+        self.registry.enter_test_mode(self.cr)
+        self.addCleanup(self.registry.leave_test_mode)
         request = self._erasure_request()
         wizard = self.officer_env()["dsr.erasure.wizard"].create({
             "request_id": request.id, "typed_email": "jane.subject@example.org",
@@ -31,8 +35,21 @@ class TestDsrErasure(DsrCase):
         with self.assertRaises(UserError):
             wizard.action_confirm()
         # case differences count: the gate wants the email exactly
-        with self.assertRaises(UserError):
+        try:
             request._erase(SUBJECT_EMAIL.lower())
+        except UserError as exc:
+            self.assertIn("does not match", str(exc))
+        else:
+            self.fail("the erasure gate accepted a different email")
+        # the refusal is in the audit trail even though the transaction of
+        # the refused call is rolled back (it is logged on its own cursor)
+        refused = self.env["audit.event"].sudo().search([
+            ("res_model", "=", "dsr.request"), ("res_id", "=", request.id),
+            ("result", "=", "failure"),
+        ])
+        self.assertEqual(
+            [(e.details or {}).get("step") for e in refused], ["erasure_refused"]
+        )
         self.assertTrue(self.subject["partner"].exists())
         self.assertEqual(self.subject["partner"].name, "Jane Subject")
         self.assertEqual(request.state, "in_progress")
