@@ -22,6 +22,11 @@
         "wizards/dsr_erasure_wizard_views.xml",
         "views/gdpr_dsr_menus.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "gdpr_dsr/static/tests/tours/*.js",
+        ],
+    },
     "installable": True,
     "application": False,
 }

@@ -1,1 +1,7 @@
-from . import test_dsr_erasure, test_dsr_export, test_dsr_request, test_dsr_restore
+from . import (
+    test_dsr_erasure,
+    test_dsr_export,
+    test_dsr_request,
+    test_dsr_restore,
+    test_dsr_tour,
+)
