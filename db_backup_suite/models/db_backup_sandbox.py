@@ -6,6 +6,10 @@ from odoo import api, fields, models
 from . import backup_engine
 
 _logger = logging.getLogger(__name__)
+# PostgreSQL names hold 63 bytes; the engine checks that its staging and
+# safety names "<target>_restoring_<stamp>" / "<target>_pre_restore_<stamp>"
+# fit, even for a sandbox.
+MAX_SANDBOX_NAME = 63 - len("_pre_restore_20260101000000")
 
 
 class DbBackupSandbox(models.Model):
@@ -89,13 +93,15 @@ class DbBackupSandbox(models.Model):
 
     @api.model
     def _unique_name(self, dbname, today=None):
-        base = "%s-sandbox-%s" % (
-            dbname,
-            (today or fields.Date.today()).strftime("%Y%m%d"),
-        )
+        """``<db>-sandbox-<YYYYmmdd>`` (``-2``, ``-3``... when taken), short
+        enough for the engine's ``<name>_pre_restore_<stamp>`` to fit
+        PostgreSQL's 63 bytes (a long database name is cut)."""
+        stamp = (today or fields.Date.today()).strftime("%Y%m%d")
         known = set(self.with_context(active_test=False).search([]).mapped("name"))
-        name, n = base, 1
-        while name in known or backup_engine.database_exists(name):
+        n = 1
+        while True:
+            suffix = "-sandbox-%s" % stamp + ("-%d" % n if n > 1 else "")
+            name = dbname[: MAX_SANDBOX_NAME - len(suffix)] + suffix
+            if name not in known and not backup_engine.database_exists(name):
+                return name
             n += 1
-            name = "%s-%d" % (base, n)
-        return name

@@ -80,38 +80,39 @@ def describe_file(path, password=None):
     }
 
 
-def spawn_detached(job):
-    """Write the job (secrets inside) to a 0600 file, start the job process."""
+def write_job_file(job):
+    """The job (secrets inside) in a 0600 file of the private jobs folder."""
     directory = backup_engine.jobs_dir()
     fd, path = tempfile.mkstemp(prefix="restore-", suffix=".json", dir=directory)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(job, handle)
-    os.chmod(path, 0o600)
+    return path
+
+
+def job_command(*sub_args):
+    """``python -m odoo [--addons-path] db_backup <options> <sub_args>``."""
     args = backup_engine.odoo_args()
     # Odoo discovers addon commands only when --addons-path comes first.
     first = [a for a in args if a.startswith("--addons-path=")]
     rest = [a for a in args if not a.startswith("--addons-path=")]
-    cmd = [
-        sys.executable,
-        "-m",
-        "odoo",
-        *first,
-        "db_backup",
-        *rest,
-        "restore-job",
-        "--job-file",
-        path,
-    ]
-    log = open(os.path.join(directory, os.path.basename(path) + ".log"), "ab")  # noqa: SIM115
-    subprocess.Popen(  # noqa: S603 - our own interpreter and command
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-        env=backup_engine.child_env(),
-    )
-    log.close()
+    return [sys.executable, "-m", "odoo", *first, "db_backup", *rest, *sub_args]
+
+
+def spawn_detached(job):
+    """Start the restore job in its own session; it outlives this worker."""
+    path = write_job_file(job)
+    cmd = job_command("restore-job", "--job-file", path)
+    log_path = os.path.join(backup_engine.jobs_dir(), os.path.basename(path) + ".log")
+    with open(log_path, "ab") as log:
+        subprocess.Popen(  # noqa: S603 - our own interpreter and command
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env=backup_engine.child_env(),
+        )
     return path
 
 

@@ -115,3 +115,17 @@ class TestAccess(BackupCase):
         # Writing nothing keeps the stored secret.
         dest.write({"s3_secret_key": False, "s3_bucket": "c"})
         self.assertEqual(dest._sink_config()["secret_key"], "very-secret-value")
+
+    def test_sandbox_names(self):
+        Sandbox = self.env["db.backup.sandbox"]
+        from datetime import date
+
+        name = Sandbox._unique_name("shop", date(2026, 5, 4))
+        self.assertEqual(name, "shop-sandbox-20260504")
+        Sandbox.create({"name": name})
+        self.assertEqual(
+            Sandbox._unique_name("shop", date(2026, 5, 4)), "shop-sandbox-20260504-2"
+        )
+        long_name = Sandbox._unique_name("x" * 60, date(2026, 5, 4))
+        self.assertLessEqual(len(long_name + "_pre_restore_20260504000000"), 63)
+        self.assertTrue(long_name.endswith("-sandbox-20260504"))

@@ -178,6 +178,18 @@ class TestBackupNow(BackupCase):
         )
         self.assertEqual(events.mapped("result"), ["failure"])
 
+    def test_vanished_process_fails_the_run(self):
+        import subprocess
+
+        proc = subprocess.Popen(["true"])
+        proc.wait()
+        run = self.env["db.backup.run"]._queue_backup(kind="manual")
+        run.write({"state": "running", "pid": proc.pid})
+        self.env["db.backup.run"]._reap_stale_runs()
+        run.invalidate_recordset()
+        self.assertEqual(run.state, "failed")
+        self.assertIn(str(proc.pid), run.error)
+
     def test_late_alert(self):
         partner = self.env["res.partner"].create(
             {"name": "Watcher", "email": "late@example.com"}

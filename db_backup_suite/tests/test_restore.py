@@ -152,6 +152,47 @@ class TestRestoreEndToEnd(BackupCase):
         self.assertTrue(flag)
         self.assertLessEqual(active_crons, 1)  # autovacuum only
 
+    def test_command_line(self):
+        """``odoo-bin db_backup``: the restore job file the wizard hands over,
+        and ``archives`` listing a database's archives, in real processes."""
+        import subprocess
+
+        base = self._backup(self.env.cr.dbname)
+        target = self.second + "_cli"
+        job = self._job(target, base, target="sandbox", sandbox_name=target)
+        path = restore_job.write_job_file(job)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        proc = subprocess.run(
+            restore_job.job_command("restore-job", "--job-file", path),
+            env=backup_engine.child_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+        self.assertFalse(os.path.exists(path), "the job file holds secrets")
+        self.assertTrue(backup_engine.database_exists(target))
+        self._on(
+            target,
+            lambda env: env["db.backup.destination"].create(
+                {"name": "Local", "dest_type": "local", "local_path": self.local_dir}
+            ),
+        )
+        mine = self._backup(target)
+        proc = subprocess.run(
+            restore_job.job_command("-d", target, "archives"),
+            env=backup_engine.child_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+        self.assertIn(mine["name"], proc.stdout)
+        # only this database's archives: not the test database's
+        self.assertNotIn(base["name"], proc.stdout)
+
     def test_failed_restore_leaves_database(self):
         base = self._backup(self.env.cr.dbname)
         target = self.second + "_f"
