@@ -125,6 +125,8 @@ class DsrRequest(models.Model):
     certificate_html = fields.Binary(
         string="Erasure certificate", attachment=True, copy=False
     )
+    certificate_html_filename = fields.Char(compute="_compute_certificate_filenames")
+    certificate_json_filename = fields.Char(compute="_compute_certificate_filenames")
 
     _sql_constraints = [
         ("name_company_uniq", "unique(name, company_id)", "The reference is unique."),
@@ -138,6 +140,13 @@ class DsrRequest(models.Model):
                 request.received_date
                 + timedelta(days=DEADLINE_DAYS.get(request.regime, 30))
             )
+
+    @api.depends("name")
+    def _compute_certificate_filenames(self):
+        for request in self:
+            base = _SAFE_NAME_RE.sub("-", request.name or "dsr")
+            request.certificate_html_filename = f"{base}-erasure-certificate.html"
+            request.certificate_json_filename = f"{base}-erasure-certificate.json"
 
     @api.depends("deadline", "state")
     def _compute_is_overdue(self):

@@ -7,7 +7,7 @@ import pyzipper
 from freezegun import freeze_time
 
 from odoo import fields
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tests import HttpCase, tagged
 
 from .common import BANK_ACCOUNT, DsrCase, make_verified_request
@@ -61,6 +61,21 @@ class TestDsrExport(DsrCase):
             dict(groups),
             {model: len(ids) for model, ids in by_model.items()},
         )
+
+    def test_exclusion_list_extends_the_scan(self):
+        self.env["dsr.discovery.exclusion"].create({
+            "model_name": "res.partner.bank", "reason": "kept out by the admin",
+        })
+        request = make_verified_request(self.officer_env(), "access")
+        request.action_discover()
+        models = set(request.line_ids.mapped("res_model"))
+        self.assertNotIn("res.partner.bank", models)
+        self.assertIn("res.users", models)
+        # only administrators maintain the list
+        with self.assertRaises(AccessError):
+            self.env["dsr.discovery.exclusion"].with_user(self.officer).create({
+                "model_name": "res.users", "reason": "hide users",
+            })
 
     def _generate(self, password=None):
         env = self.officer_env()

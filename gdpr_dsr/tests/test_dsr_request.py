@@ -70,6 +70,10 @@ class TestDsrRequest(DsrCase):
         request.rejection_reason = "Identity could not be verified"
         request.action_reject()
         self.assertEqual(request.state, "rejected")
+        steps = self.env["audit.event"].sudo().search([
+            ("res_model", "=", "dsr.request"), ("res_id", "=", request.id),
+        ]).mapped(lambda e: (e.details or {}).get("step"))
+        self.assertEqual(sorted(steps), ["received", "rejected"])
         with self.assertRaises(UserError):
             request.action_discover()
 
