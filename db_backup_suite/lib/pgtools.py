@@ -350,15 +350,29 @@ def database_exists(params: PgParams, dbname: str) -> bool:
         return cr.fetchone() is not None
 
 
-def create_database(params: PgParams, dbname: str, template: str = "template0"):
-    """``CREATE DATABASE`` (UTF8, from template0): a clear RestoreError."""
+def create_database(
+    params: PgParams,
+    dbname: str,
+    template: str = "template0",
+    *,
+    encoding: str = "UTF8",
+    collate: str | None = None,
+    ctype: str | None = None,
+):
+    """``CREATE DATABASE`` (UTF8 by default, from template0, with the given
+    ``LC_COLLATE`` / ``LC_CTYPE`` or the server's defaults): a clear
+    RestoreError."""
+    query = sql.SQL("CREATE DATABASE {} ENCODING {}").format(
+        sql.Identifier(dbname), sql.Literal(encoding)
+    )
+    if collate:
+        query += sql.SQL(" LC_COLLATE {}").format(sql.Literal(collate))
+    if ctype:
+        query += sql.SQL(" LC_CTYPE {}").format(sql.Literal(ctype))
+    query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
     try:
         with admin_cursor(params) as cr:
-            cr.execute(
-                sql.SQL("CREATE DATABASE {} ENCODING 'UTF8' TEMPLATE {}").format(
-                    sql.Identifier(dbname), sql.Identifier(template)
-                )
-            )
+            cr.execute(query)
     except psycopg2.Error as exc:
         raise RestoreError(
             f"cannot create database {dbname!r}: {_first_line(exc)}"
@@ -475,6 +489,7 @@ class PgProcess:
         stdout=None,
         error_class=DumpError,
         what=None,
+        extra_env=None,
     ):
         self.argv = argv
         self.what = what or os.path.basename(argv[0])
@@ -485,7 +500,7 @@ class PgProcess:
                 stdin=stdin,
                 stdout=stdout,
                 stderr=subprocess.PIPE,
-                env=params.env(),
+                env={**params.env(), **(extra_env or {})},
                 close_fds=True,
             )
         except OSError as exc:
@@ -602,6 +617,23 @@ def pg_restore_argv(
     return argv
 
 
+def restore_session_options(environ=None) -> str:
+    """``PGOPTIONS`` for pg_restore's sessions: the caller's own options plus
+    ``synchronous_commit=off``.
+
+    pg_restore commits every object separately (thousands of commits for an
+    Odoo database), and each synchronous commit waits for a WAL flush; off,
+    the restore takes about half the time. Nothing is at risk: the restore
+    writes into a new staging database that is dropped on any failure, and
+    the swap that makes it live (``ALTER DATABASE ... RENAME``) commits
+    synchronously, which flushes the WAL up to that commit, every earlier
+    asynchronous commit of the restore included.
+    """
+    env = os.environ if environ is None else environ
+    own = env.get("PGOPTIONS", "").strip()
+    return f"{own} -c synchronous_commit=off".strip()
+
+
 def start_pg_restore(
     params: PgParams, dbname: str, *, jobs=1, path=None, keep_privileges=False
 ) -> PgProcess:
@@ -612,4 +644,5 @@ def start_pg_restore(
         stdout=subprocess.DEVNULL,
         error_class=RestoreError,
         what="pg_restore",
+        extra_env={"PGOPTIONS": restore_session_options()},
     )

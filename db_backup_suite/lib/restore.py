@@ -6,17 +6,23 @@ check, then swap by renaming.
 2. **Verify** the whole archive (:func:`verify.scan_archive`): every chunk
    authenticated, the manifest read, the dump and every filestore file
    hashed and compared. A wrong key, a truncated or tampered archive stops
-   here, before any database or directory is created.
-3. **Restore** into a NEW database ``<target>_restoring_<ts>`` with
-   ``pg_restore --exit-on-error --no-owner --no-privileges`` (stops at the
-   first error), and the filestore into a new directory
+   here, before any database is created or pg_restore started.
+3. **Restore** into a NEW database ``<target>_restoring_<ts>``, created with
+   the source's encoding and locale from the manifest (Odoo creates its
+   databases with ``LC_COLLATE 'C'``), with ``pg_restore --exit-on-error
+   --no-owner --no-privileges`` (stops at the first error; its sessions use
+   ``synchronous_commit=off``, see :func:`pgtools.restore_session_options`),
+   and the filestore into a new directory
    ``<data_dir>/filestore/<target>_restoring_<ts>`` (member paths checked,
-   never following a symlink). With ``jobs == 1`` the dump streams from the
-   archive into ``pg_restore``'s stdin (nothing on disk but the restored
-   database). With ``jobs > 1`` (default: the machine's cores, at most 4)
-   ``pg_restore -j`` needs a seekable file: the dump is written, during the
-   same decryption pass as the filestore, to a 0600 file in a 0700 temp dir
-   (``work_dir``), deleted as soon as ``pg_restore`` is done.
+   never following a symlink). With ``jobs > 1`` (default: the machine's
+   cores, at most 4) ``pg_restore -j`` needs a seekable file: the ONE
+   decryption pass that verifies the archive also writes the dump to a 0600
+   file in a 0700 temp dir (``work_dir``) and the filestore to the staging
+   directory; only once that pass verified everything is the database
+   created and pg_restore started; the file is deleted as soon as
+   pg_restore is done. With ``jobs == 1`` the verify pass comes first, then
+   a second pass streams the dump into ``pg_restore``'s stdin (nothing on
+   disk but the restored database).
 4. **Check** the new copy against the manifest: exact row count of every
    table, filestore file count, bytes and digest -> VerificationError.
 5. **Swap** (``mode="production"``): new connections to the live database
@@ -225,8 +231,8 @@ class _Extractor(ScanHandler):
             except (BrokenPipeError, OSError) as exc:
                 _logger.info("closing pg_restore's stdin: %s", exc)
         elif self.dump_file is not None:
-            self.dump_file.flush()
-            os.fsync(self.dump_file.fileno())
+            # no fsync: pg_restore reads it from the page cache right away
+            # and it is deleted after (the restored database is what lasts)
             self.dump_file.close()
 
     def file_begin(self, store_fname, size):
@@ -328,18 +334,38 @@ def run_restore(req: RestoreRequest) -> RestoreResult:
             return _restore_odoo_zip(
                 req, source, staging, safety, live_exists, fs_base, started
             )
-        # (b) verify everything before anything else
-        if not req.skip_verify:
-            with source.open() as raw:
-                report = scan_archive(raw, keyring=req.keyring, password=req.password)
-            manifest = report.manifest
-            warnings.extend(report.warnings)
-            encrypted = report.encrypted
+        if jobs > 1:
+            # (b)+(c) one decryption pass verifies the whole archive while it
+            # writes the dump to a private temp file and the filestore to the
+            # staging directory; pg_restore starts only once it all checked.
+            result = _restore_verified(
+                req, source, staging, safety, live_exists, fs_base, jobs, warnings
+            )
+            manifest, encrypted = result["manifest"], result["encrypted"]
         else:
-            manifest, encrypted = None, True
-        result = _restore_verified(
-            req, source, staging, safety, live_exists, fs_base, jobs, warnings
-        )
+            # (b) verify everything before anything else, then stream the
+            # dump into pg_restore in a second pass (nothing on disk)
+            if not req.skip_verify:
+                with source.open() as raw:
+                    report = scan_archive(
+                        raw, keyring=req.keyring, password=req.password
+                    )
+                manifest = report.manifest
+                warnings.extend(report.warnings)
+                encrypted = report.encrypted
+            else:
+                manifest, encrypted = None, True
+            result = _restore_verified(
+                req,
+                source,
+                staging,
+                safety,
+                live_exists,
+                fs_base,
+                jobs,
+                warnings,
+                manifest=manifest,
+            )
     manifest = manifest or result["manifest"]
     if not encrypted and not any("WITHOUT encryption" in w for w in warnings):
         warnings.append("the archive was not encrypted (legacy)")
@@ -361,19 +387,23 @@ def run_restore(req: RestoreRequest) -> RestoreResult:
 
 
 def _restore_verified(
-    req, source, staging, safety, live_exists, fs_base, jobs, warnings
+    req, source, staging, safety, live_exists, fs_base, jobs, warnings, manifest=None
 ):
+    """Restore into ``staging``, check, swap. ``jobs > 1``: one pass that
+    verifies and extracts, then ``pg_restore -j`` from the temp file.
+    ``jobs == 1``: the archive was verified (``manifest``) or the caller
+    just did (``skip_verify``); the dump streams into ``pg_restore``."""
     staging_fs = fs_base / staging if fs_base is not None else None
     created_db = False
     tmp = None
     try:
-        # (c) the new database and filestore directory
-        pgtools.create_database(req.pg, staging)
-        created_db = True
         if staging_fs is not None:
             fs_base.mkdir(parents=True, exist_ok=True)
             staging_fs.mkdir(mode=0o755)
         if jobs > 1:
+            # (b) verify + extract in one pass: the dump goes to a 0600 file
+            # in a 0700 temp dir, the filestore to the (new) staging dir;
+            # no database exists yet and pg_restore has not started.
             tmp = tempfile.mkdtemp(prefix="dbbs-restore-", dir=req.work_dir)
             os.chmod(tmp, 0o700)
             dump_path = os.path.join(tmp, "database.dump")
@@ -392,6 +422,10 @@ def _restore_verified(
                         )
                 finally:
                     handler.close()
+            warnings.extend(report.warnings)
+            # (c) everything verified: the new database, then pg_restore -j
+            _create_staging_db(req.pg, staging, report.manifest, warnings)
+            created_db = True
             with pgtools.start_pg_restore(
                 req.pg,
                 staging,
@@ -402,6 +436,10 @@ def _restore_verified(
                 proc.check()
             os.unlink(dump_path)
         else:
+            if manifest is None:  # skip_verify: the head member says enough
+                manifest = _head_of(source, req)
+            _create_staging_db(req.pg, staging, manifest, warnings)
+            created_db = True
             with pgtools.start_pg_restore(
                 req.pg, staging, keep_privileges=req.keep_privileges
             ) as proc:
@@ -464,6 +502,47 @@ def _restore_verified(
         "manifest": manifest,
         "encrypted": report.encrypted,
     }
+
+
+def _create_staging_db(pg, staging, manifest, warnings):
+    """Create the staging database with the source's encoding and locale
+    (from the manifest; e.g. Odoo creates its databases with LC_COLLATE
+    'C'), which keeps ``ORDER BY`` and text indexes as they were. A locale
+    this server does not have falls back to the server's default, said in
+    the warnings."""
+    pg_facts = (manifest or {}).get("postgresql") or {}
+    collate, ctype = pg_facts.get("collate"), pg_facts.get("ctype")
+    encoding = pg_facts.get("encoding") or "UTF8"
+    if collate and ctype:
+        try:
+            pgtools.create_database(
+                pg, staging, encoding=encoding, collate=collate, ctype=ctype
+            )
+            return
+        except RestoreError as exc:
+            warnings.append(
+                f"the source database's locale (encoding {encoding}, collate "
+                f"{collate!r}, ctype {ctype!r}) is not available here: restored "
+                f"with this server's default ({exc})"
+            )
+    pgtools.create_database(pg, staging)
+
+
+def _head_of(source, req) -> dict | None:
+    """The head manifest (``backup.json``, the first member) of an archive
+    already verified by the caller; None when it has none."""
+    from . import crypto
+
+    with source.open() as raw:
+        reader = crypto.open_archive(raw, keyring=req.keyring, password=req.password)
+        compression = (
+            crypto.compression_of(reader.content_type) if reader.content_type else None
+        )
+        for member in payload.PayloadReader(reader, compression):
+            if member.name == mf.HEAD_MEMBER and member.size <= mf.MAX_MANIFEST_BYTES:
+                return mf.loads(member.read(), member.name)
+            return None
+    return None
 
 
 def _restore_odoo_zip(req, source, staging, safety, live_exists, fs_base, started):
