@@ -784,6 +784,7 @@ class DbBackupRun(models.Model):
             created |= run
         return created
 
+    @api.model
     def action_sync_from_destinations(self):
         if not self.env.is_admin():
             raise AccessError(self.env._("Only administrators rescan destinations."))

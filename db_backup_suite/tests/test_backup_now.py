@@ -220,6 +220,33 @@ class TestBackupNow(BackupCase):
         with freeze_time("2026-01-02 13:00:00"):  # told once per silence
             self.assertFalse(schedule._check_late())
 
+    def test_missing_keyring_fails_scheduled_runs_loudly(self):
+        from odoo.tools import config
+
+        partner = self.env["res.partner"].create(
+            {"name": "Keyring watcher", "email": "key@example.com"}
+        )
+        with freeze_time("2026-02-01 10:00:00"):
+            schedule = self.env["db.backup.schedule"].create(
+                {
+                    "frequency": "hourly",
+                    "destination_ids": self.local_dest.ids,
+                    "alert_partner_ids": partner.ids,
+                }
+            )
+        config["backup_keyring_file"] = os.path.join(self.tmp_dir, "absent")
+        try:
+            with freeze_time("2026-02-01 11:00:00"):
+                self.assertFalse(self.env["db.backup.run"]._queue_due_schedules())
+        finally:
+            config["backup_keyring_file"] = self.keyring_path
+        run = self.env["db.backup.run"].search([("schedule_id", "=", schedule.id)])
+        self.assertEqual(run.state, "failed")
+        self.assertIn("keyring", run.error)
+        mail = self.env["mail.mail"].search([("subject", "like", "Backup failed")])
+        self.assertIn(partner, mail.recipient_ids)
+        self.assertEqual(str(schedule.next_run), "2026-02-01 12:00:00")
+
     def test_missing_keyring_refuses_backups(self):
         from odoo.tools import config
 

@@ -131,6 +131,12 @@ class TestRestoreEndToEnd(BackupCase):
             self.assertTrue(mail)
             event = env["audit.event"].search([("action", "=", "restore")])
             self.assertTrue(event)
+            # the replaced database is kept as a safety copy that expires
+            safety = env["db.backup.sandbox"].search(
+                [("name", "=like", self.second + "_pre_restore_%")]
+            )
+            self.assertEqual(len(safety), 1)
+            self.assertTrue(backup_engine.database_exists(safety.name))
 
         self._on(self.second, check_restored)
         # 5. the pre-restore copy holds the state before the restore

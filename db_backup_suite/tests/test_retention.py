@@ -110,3 +110,33 @@ class TestRetention(BackupCase):
         with freeze_time("2026-03-05 00:00:00"):
             deleted = self.env["db.backup.run"]._cron_retention()
         self.assertEqual(deleted, runs[0] | runs[1])
+
+    def test_only_this_database_archives_are_listed(self):
+        """Several databases share a destination: each sees its own only."""
+        db = self.env.cr.dbname
+        shared = os.path.join(self.tmp_dir, "shared-dest")
+        self.local_dest.active = False
+        dest = self.env["db.backup.destination"].create(
+            {"name": "Shared", "dest_type": "local", "local_path": shared}
+        )
+        other = os.path.join(
+            shared, "otherdb", "otherdb_manual_20260101T000000Z.tar.zst.enc"
+        )
+        os.makedirs(os.path.dirname(other), exist_ok=True)
+        with open(other, "wb") as handle:
+            handle.write(b"theirs")
+        mine = os.path.join(
+            shared, db, "%s_pre-restore_20260102T000000Z.tar.zst.enc" % db
+        )
+        os.makedirs(os.path.dirname(mine), exist_ok=True)
+        with open(mine, "wb") as handle:
+            handle.write(b"mine")
+        created = self.env["db.backup.run"]._sync_from_destinations()
+        self.assertEqual(
+            created.mapped("name"), ["%s/%s" % (db, os.path.basename(mine))]
+        )
+        self.assertEqual(created.kind, "pre_restore")
+        self.assertEqual(created.label, "pre-restore")
+        self.assertEqual(created.copy_ids.destination_id, dest)
+        # a second scan adds nothing
+        self.assertFalse(self.env["db.backup.run"]._sync_from_destinations())
