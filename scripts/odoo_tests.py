@@ -55,6 +55,13 @@ def main(argv=None):
     parser.add_argument("--db-port", default=os.environ.get("PGPORT", "5432"))
     parser.add_argument("--db-user", default=os.environ.get("PGUSER", "root"))
     parser.add_argument("--database", help="database name (default: a new one)")
+    parser.add_argument(
+        "--with",
+        dest="extra",
+        default=os.environ.get("SUITE_TEST_WITH", ""),
+        help="other Odoo apps to install beside the suite, comma separated "
+        "(e.g. account), so the tests that need them run instead of skipping",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database")
     parser.add_argument(
         "--log", default=None, help="write the full Odoo log to this file"
@@ -65,6 +72,7 @@ def main(argv=None):
     if not addons:
         print("odoo tier: no addon in the repository", file=sys.stderr)
         return 1
+    extra = [name.strip() for name in args.extra.split(",") if name.strip()]
     root = odoo_root()
     addons_path = [str(REPO)]
     if (root / "addons").is_dir():
@@ -79,7 +87,7 @@ def main(argv=None):
         "--db_user", args.db_user,
         "--addons-path", ",".join(addons_path),
         "--data-dir", data_dir,
-        "--init", ",".join(addons),
+        "--init", ",".join(addons + extra),
         "--test-enable",
         "--test-tags", ",".join(f"/{a}" for a in addons),
         "--without-demo", "all",
@@ -89,7 +97,10 @@ def main(argv=None):
         "--log-level", "test",
         "--logfile", str(log_path),
     ]
-    print(f"odoo tier: installing and testing {', '.join(addons)} in {db!r}")
+    print(
+        f"odoo tier: installing {', '.join(addons + extra)} in {db!r}, "
+        f"testing {', '.join(addons)}"
+    )
     print(f"odoo tier: Odoo from {root}, log in {log_path}", flush=True)
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, check=False)
