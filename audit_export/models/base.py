@@ -17,6 +17,7 @@ import re
 
 from odoo import api, models
 
+from ..lib import chain
 from .audit_rule import NEVER_AUDITED
 
 # Secrets are never stored, only the fact they changed: by name ...
@@ -27,6 +28,20 @@ SECRET_NAME_RE = re.compile(
 )
 # ... and by type (content not logged: size and privacy).
 REDACTED_TYPES = frozenset({"binary"})
+# Field types whose cached value is recorded as is (no ``read`` formatting).
+PLAIN_TYPES = frozenset(
+    {
+        "boolean",
+        "char",
+        "date",
+        "datetime",
+        "float",
+        "integer",
+        "monetary",
+        "selection",
+        "text",
+    }
+)
 
 
 def is_secret_field(field):
@@ -53,7 +68,7 @@ class Base(models.AbstractModel):
         readable, secret = self._audit_split_fields(vals, rule)
         old = self._audit_read(readable)
         res = super().write(vals)
-        new = self._audit_read(readable)
+        new = self._audit_read(readable, fetch=False)
         self._audit_capture_write(old, new, secret)
         return res
 
@@ -104,24 +119,58 @@ class Base(models.AbstractModel):
     def _audit_is_secret(self, field):
         return is_secret_field(field)
 
-    def _audit_read(self, fnames):
+    def _audit_read(self, fnames, fetch=True):
+        """``{id: {field: value}}`` of this recordset, as recorded in events.
+
+        Plain columns come straight from the cache (one query per batch when
+        ``fetch``, none after a write); relational fields go through
+        ``read`` (``[id, name]`` pairs, lists of ids). Odoo's empty value
+        (False) is recorded as null, except for booleans.
+        """
         if not fnames:
-            return {record.id: {} for record in self}
-        rows = self.sudo().with_context(active_test=False).read(fnames)
-        # Odoo reads an empty value as False: record it as null, except for
-        # booleans.
-        empties = [name for name in fnames if self._fields[name].type != "boolean"]
-        for row in rows:
-            for name in empties:
-                if row[name] is False:
-                    row[name] = None
-        return {row.pop("id"): row for row in rows}
+            return {record_id: {} for record_id in self._ids}
+        # Values are JSON-normal (see lib/chain.NormalizedDetails).
+        records = self.sudo().with_context(active_test=False)
+        plain = [name for name in fnames if self._fields[name].type in PLAIN_TYPES]
+        columns = []
+        if plain:
+            if fetch:
+                records.fetch(plain)
+            for name in plain:
+                field = self._fields[name]
+                values = field.mapped(records)
+                if field.type in ("date", "datetime"):
+                    # As a JSON round trip writes them (``default=str``).
+                    values = [str(value) if value else None for value in values]
+                elif field.type != "boolean":
+                    values = [None if value is False else value for value in values]
+                columns.append(values)
+        result = {
+            record_id: dict(zip(plain, row, strict=True))
+            for record_id, row in zip(
+                self._ids,
+                zip(*columns, strict=True) if columns else [()] * len(self),
+                strict=True,
+            )
+        }
+        others = [name for name in fnames if name not in plain]
+        if others:
+            for row in records.read(others):
+                values = result[row.pop("id")]
+                for name, value in row.items():
+                    values[name] = (
+                        None if value is False else chain.normalize_details(value)
+                    )
+        return result
 
     def _audit_names(self):
-        return {
-            record.id: record.display_name
-            for record in self.sudo().with_context(active_test=False)
-        }
+        """``{id: name}``: the stored ``_rec_name`` column when there is one
+        (read from the cache), else the display name."""
+        records = self.sudo().with_context(active_test=False)
+        field = self._fields.get(self._rec_name or "")
+        if field is not None and field.store and field.type in ("char", "text"):
+            return dict(zip(self._ids, field.mapped(records), strict=True))
+        return {record.id: record.display_name for record in records}
 
     def _audit_secret_names(self, record_id, values):
         """Hook: names among ``values`` that are secret for this record."""
@@ -129,72 +178,69 @@ class Base(models.AbstractModel):
 
     def _audit_base_vals(self, action):
         events = self.env["audit.event"]
-        return events._prepare_event_vals(action, res_model=self._name)
+        # One time stamp per batch: the time of the change, not of the commit.
+        return events._prepare_event_vals(
+            action,
+            res_model=self._name,
+            timestamp=events._normalize_timestamp(None),
+        )
 
     def _audit_capture_create(self, rule, fnames):
         readable, secret = self._audit_split_fields(fnames, rule)
         new = self._audit_read(readable)
         names = self._audit_names()
         base = self._audit_base_vals("create")
-        events = self.env["audit.event"]
-        for record in self:
-            values = new[record.id]
-            hidden = self._audit_secret_names(record.id, values)
+        secret_changes = {name: {"changed": True} for name in secret}
+        events = []
+        for record_id in self._ids:
+            values = new[record_id]
+            hidden = self._audit_secret_names(record_id, values)
             changes = {
                 name: {"changed": True} if name in hidden else {"new": value}
                 for name, value in values.items()
             }
-            changes.update({name: {"changed": True} for name in secret})
-            events._buffer_event(
-                {
-                    **base,
-                    "res_id": record.id,
-                    "res_name": names.get(record.id),
-                    "details": {"fields": changes},
-                }
-            )
+            changes.update(secret_changes)
+            events.append(self._audit_event_vals(base, record_id, names, changes))
+        self.env["audit.event"]._buffer_events(events)
 
     def _audit_capture_write(self, old, new, secret):
         names = self._audit_names()
         base = self._audit_base_vals("update")
-        events = self.env["audit.event"]
-        for record in self:
-            before = old.get(record.id, {})
-            after = new.get(record.id, {})
-            hidden = self._audit_secret_names(record.id, {**before, **after})
+        secret_changes = {name: {"changed": True} for name in secret}
+        events = []
+        for record_id in self._ids:
+            before = old.get(record_id, {})
+            after = new.get(record_id, {})
             changes = {
-                name: {"changed": True}
-                if name in hidden
-                else {"old": before.get(name), "new": value}
+                name: {"old": before.get(name), "new": value}
                 for name, value in after.items()
                 if before.get(name) != value
             }
-            changes.update({name: {"changed": True} for name in secret})
-            if not changes:
-                continue
-            events._buffer_event(
-                {
-                    **base,
-                    "res_id": record.id,
-                    "res_name": names.get(record.id),
-                    "details": {"fields": changes},
-                }
-            )
+            if changes:
+                hidden = self._audit_secret_names(record_id, {**before, **after})
+                for name in hidden.intersection(changes):
+                    changes[name] = {"changed": True}
+            changes.update(secret_changes)
+            if changes:
+                events.append(self._audit_event_vals(base, record_id, names, changes))
+        self.env["audit.event"]._buffer_events(events)
 
     def _audit_capture_unlink(self, old, names):
         base = self._audit_base_vals("delete")
-        events = self.env["audit.event"]
+        events = []
         for record_id, values in old.items():
             hidden = self._audit_secret_names(record_id, values)
             changes = {
                 name: {"redacted": True} if name in hidden else {"old": value}
                 for name, value in values.items()
             }
-            events._buffer_event(
-                {
-                    **base,
-                    "res_id": record_id,
-                    "res_name": names.get(record_id),
-                    "details": {"fields": changes},
-                }
-            )
+            events.append(self._audit_event_vals(base, record_id, names, changes))
+        self.env["audit.event"]._buffer_events(events)
+
+    def _audit_event_vals(self, base, record_id, names, changes):
+        return {
+            **base,
+            "res_id": record_id,
+            "res_name": names.get(record_id),
+            "details": chain.NormalizedDetails(fields=changes),
+        }
