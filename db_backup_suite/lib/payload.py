@@ -21,7 +21,7 @@ PDF is deliberately NOT in the magic list: a PDF may be an image scan (its
 streams already DCT/Flate compressed, nothing to gain) or a text report whose
 objects, cross-reference table and fonts compress by 20-60%. Instead, every
 member of 16 KiB or more that no magic identifies is *sampled*: its first
-64 KiB are compressed at zstd level 1 and the member is stored when that saves
+16 KiB are compressed at zstd level 1 and the member is stored when that saves
 less than 3%. The same test catches random or encrypted data with no magic.
 """
 
@@ -32,6 +32,7 @@ import io
 import logging
 import os
 import queue
+import re
 import stat as stat_mod
 import struct
 import tarfile
@@ -54,7 +55,7 @@ TAR_BLOCK = 512
 ZSTD_RAW_BLOCK = 128 * 1024  # Block_Maximum_Size: min(Window_Size, 128 KiB)
 DEFAULT_PART_SIZE = 32 * 1024 * 1024
 PART_SUFFIX = ".part-"
-SAMPLE_SIZE = 64 * 1024
+SAMPLE_SIZE = 16 * 1024
 SAMPLE_MIN = 16 * 1024
 SAMPLE_MIN_SAVING = 0.03
 
@@ -136,7 +137,7 @@ def looks_incompressible(sample: bytes) -> bool:
 
 
 def should_store(head: bytes) -> bool:
-    """Whether data starting with ``head`` (up to 64 KiB) is stored as is."""
+    """Whether data starting with ``head`` (up to 16 KiB used) is stored as is."""
     return compressed_format(head[:16]) is not None or looks_incompressible(head)
 
 
@@ -289,19 +290,94 @@ def _padding(size: int) -> bytes:
     return b"\0" * (-size % TAR_BLOCK)
 
 
-def _tar_header(name: str, size: int, mtime: float | None, mode=0o644) -> bytes:
+def _tarfile_header(name: str, size: int, mtime: int, mode: int) -> bytes:
     info = tarfile.TarInfo(name)
     info.size = size
-    info.mtime = int(mtime if mtime is not None else time.time())
+    info.mtime = mtime
     info.mode = mode
     info.type = tarfile.REGTYPE
     info.uname = info.gname = ""
     return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
 
 
+_OCTAL_LIMIT_12 = 8**11  # largest value + 1 of an 11-digit octal field
+
+
+def _fast_ustar_header(name: bytes, size: int, mtime: int, mode: int) -> bytes:
+    """The 512-byte ustar header ``tarfile`` writes in PAX format for a
+    regular file whose name is ASCII and at most 100 bytes, size and mtime
+    fitting 11 octal digits (no extended header needed), built directly:
+    ``tarfile.TarInfo.tobuf`` costs about 0.1 ms per member, a tenth of the
+    whole per-file cost of a small attachment. Checked against tarfile at
+    import (:data:`_FAST_HEADER_OK`) and in the tests."""
+    head = b"".join(
+        (
+            name.ljust(100, b"\0"),
+            b"%07o\0" % (mode & 0o7777),
+            b"0000000\0",  # uid
+            b"0000000\0",  # gid
+            b"%011o\0" % size,
+            b"%011o\0" % mtime,
+            b"        ",  # checksum, computed below
+            tarfile.REGTYPE,
+            _FAST_TAIL,
+        )
+    )
+    chksum = sum(head)
+    return b"".join((head[:148], b"%06o\0" % chksum, head[155:]))
+
+
+def _fast_tail() -> bytes:
+    """Linkname, magic, uname, gname, devmajor, devminor, prefix, padding:
+    taken from tarfile's own output, so it follows the running Python."""
+    ref = _tarfile_header("x", 0, 0, 0o644)
+    return ref[157:TAR_BLOCK] if len(ref) == TAR_BLOCK else b""
+
+
+_FAST_TAIL = _fast_tail()
+
+
+def _fast_header_works() -> bool:
+    if len(_FAST_TAIL) != TAR_BLOCK - 157:
+        return False
+    for name, size, mtime in (
+        ("filestore/ab/" + "c" * 40, 12345, 1700000000),
+        ("manifest.json", 0, 0),
+    ):
+        if _fast_ustar_header(name.encode(), size, mtime, 0o644) != _tarfile_header(
+            name, size, mtime, 0o644
+        ):
+            return False
+    return True
+
+
+_FAST_HEADER_OK = _fast_header_works()
+
+
+def _tar_header(name: str, size: int, mtime: float | None, mode=0o644) -> bytes:
+    mtime = int(mtime if mtime is not None else time.time())
+    if (
+        _FAST_HEADER_OK
+        and name.isascii()
+        and len(name) <= 100
+        and 0 <= size < _OCTAL_LIMIT_12
+        and 0 <= mtime < _OCTAL_LIMIT_12
+    ):
+        return _fast_ustar_header(name.encode("ascii"), size, mtime, mode)
+    return _tarfile_header(name, size, mtime, mode)
+
+
+#: Names made of plain components (no ``..``, no leading dot or dash):
+#: certainly safe, so the full check (PurePosixPath) is skipped for them.
+_PLAIN_PART = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
+_PLAIN_NAME = re.compile(rf"{_PLAIN_PART}(?:/{_PLAIN_PART})*")
+
+
 def _check_member_name(name: str) -> str:
     if not isinstance(name, str) or not name:
         raise ArchiveError("a payload member needs a non-empty name")
+    if _PLAIN_NAME.fullmatch(name):
+        return name
     try:
         _clean_parts(name)
     except ArchiveError as exc:
