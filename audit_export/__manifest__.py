@@ -19,6 +19,11 @@
         "wizards/audit_export_wizard_views.xml",
         "views/audit_export_menus.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "audit_export/static/tests/tours/*.js",
+        ],
+    },
     "installable": True,
     "application": False,
 }

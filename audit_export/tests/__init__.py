@@ -1,1 +1,1 @@
-from . import test_audit_capture, test_audit_event, test_audit_http
+from . import test_audit_capture, test_audit_event, test_audit_http, test_audit_ui
