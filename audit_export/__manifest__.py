@@ -16,6 +16,7 @@
         "views/audit_event_views.xml",
         "views/audit_rule_views.xml",
         "views/audit_checkpoint_views.xml",
+        "views/res_config_settings_views.xml",
         "wizards/audit_export_wizard_views.xml",
         "views/audit_export_menus.xml",
     ],

@@ -4,5 +4,6 @@ from . import (
     audit_rule,
     base,
     ir_config_parameter,
+    res_config_settings,
     res_users,
 )

@@ -1,1 +1,7 @@
-from . import test_audit_capture, test_audit_event, test_audit_http, test_audit_ui
+from . import (
+    test_audit_capture,
+    test_audit_event,
+    test_audit_http,
+    test_audit_settings,
+    test_audit_ui,
+)
