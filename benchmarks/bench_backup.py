@@ -37,6 +37,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -346,6 +347,14 @@ def worker_main():
         traceback.print_exc()
         raise
     result["peak_rss_mb"] = _peak_rss_mb()
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU of the whole worker (imports included): less sensitive to the
+    # machine's load than wall time
+    result["cpu_s"] = own.ru_utime + own.ru_stime
+    result["children_cpu_s"] = kids.ru_utime + kids.ru_stime
     print(json.dumps(result))
 
 
@@ -407,20 +416,38 @@ def measure(env: Env, tpl, partners, attachments) -> dict:
     row["filestore_files"] = files
     row["filestore_mb"] = fs_bytes / MB
 
-    def step(key, fn):
-        log(f"{key} ...")
-        try:
-            row[key] = fn()
-        except Exception as exc:
-            log(f"{key} failed: {exc}")
-            row[key] = None
+    def step(key, fn, repeat=1):
+        """``row[key]`` = median of ``repeat`` runs of ``fn`` (all kept in
+        ``row[key + '_runs']``); None when a run failed."""
+        runs = []
+        for i in range(repeat):
+            log(f"{key} ({i + 1}/{repeat}) ..." if repeat > 1 else f"{key} ...")
+            try:
+                runs.append(fn())
+            except Exception as exc:
+                log(f"{key} failed: {exc}")
+                row[key] = None
+                return
+        row[key] = statistics.median(runs)
+        row[key + "_runs"] = runs
+
+    def keep_cpu(key, res):
+        row.setdefault(key + "_cpu_runs", []).append(res["cpu_s"])
+        row[key + "_cpu"] = statistics.median(row[key + "_cpu_runs"])
+
+    rep = max(1, args.repeat)
 
     # the floor (also warms the page cache for everything after)
     fs = env.filestore(db)
-    step("floor_dump", lambda: run_timed_shell(f"pg_dump -Fc -Z0 '{db}' > /dev/null"))
+    step(
+        "floor_dump",
+        lambda: run_timed_shell(f"pg_dump -Fc -Z0 '{db}' > /dev/null"),
+        rep,
+    )
     step(
         "floor_tar",
         lambda: run_timed_shell(f"tar -cf - -C '{fs}' . | cat > /dev/null"),
+        rep,
     )
     if row["floor_dump"] is not None and row["floor_tar"] is not None:
         row["floor"] = row["floor_dump"] + row["floor_tar"]
@@ -430,6 +457,7 @@ def measure(env: Env, tpl, partners, attachments) -> dict:
     shutil.rmtree(local_dir, ignore_errors=True)
 
     def ours_local():
+        shutil.rmtree(local_dir, ignore_errors=True)  # one archive: the last
         res = run_worker(
             {
                 **common,
@@ -441,10 +469,13 @@ def measure(env: Env, tpl, partners, attachments) -> dict:
         )
         row["archive_mb"] = res["size"] / MB
         row["archive_path"] = str(local_dir / res["name"])
-        row["rss_backup_local"] = res["peak_rss_mb"]
+        row["rss_backup_local"] = max(
+            res["peak_rss_mb"], row.get("rss_backup_local") or 0
+        )
+        keep_cpu("ours_local", res)
         return res["seconds"]
 
-    step("ours_local", ours_local)
+    step("ours_local", ours_local, rep)
 
     if env.use_odoo:
         zip_path = env.work / f"odoo-{partners}.zip"
@@ -484,7 +515,7 @@ def measure(env: Env, tpl, partners, attachments) -> dict:
             return res["seconds"]
 
         if zip_path.exists():
-            step("odoo_restore", odoo_restore)
+            step("odoo_restore", odoo_restore, rep)
         zip_path.unlink(missing_ok=True)
 
     archive = row.get("archive_path")
@@ -509,10 +540,11 @@ def measure(env: Env, tpl, partners, attachments) -> dict:
             finally:
                 drop_db(target)
                 shutil.rmtree(env.filestore(target), ignore_errors=True)
-            row["rss_restore"] = res["peak_rss_mb"]
+            row["rss_restore"] = max(res["peak_rss_mb"], row.get("rss_restore") or 0)
+            keep_cpu("ours_restore", res)
             return res["seconds"]
 
-        step("ours_restore", ours_restore)
+        step("ours_restore", ours_restore, rep)
 
     if env.s3 is not None:
         bucket = env.s3.new_bucket()
@@ -630,6 +662,8 @@ def report(rows: list[dict], env: Env) -> str:
     add("ours: backup -> SFTP", "ours_sftp")
     add("ours: verify", "ours_verify")
     add("ours: restore (sandbox)", "ours_restore")
+    add("ours: backup, CPU of our process", "ours_local_cpu")
+    add("ours: restore, CPU of our process", "ours_restore_cpu")
     add("floor: boto3 upload_fileobj (archive)", "floor_s3")
     add("ours: S3 sink put (archive)", "put_s3")
     add("floor: OpenSSH sftp put (archive)", "floor_sftp")
@@ -671,7 +705,11 @@ def report(rows: list[dict], env: Env) -> str:
     lines.append("")
     lines.append(
         f"database: {mode}; cores: {os.cpu_count()}; zstd threads: "
-        f"{env.args.threads}; times are wall-clock seconds"
+        f"{env.args.threads}; times are wall-clock seconds, median of "
+        f"{max(1, env.args.repeat)} run(s) for the floor, our local backup "
+        "and restore and Odoo's restore_db; CPU = user + system of our worker "
+        "process (imports included; pg_dump, pg_restore and the server not "
+        "counted)"
     )
     return "\n".join(lines)
 
@@ -715,6 +753,13 @@ def main(argv=None):
     )
     parser.add_argument(
         "--no-remote", action="store_true", help="skip S3 and SFTP (no servers started)"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of the floor, our local backup and restore and Odoo's "
+        "restore_db; the median is printed (%(default)s)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     parser.add_argument("--json", help="also write the raw figures to this file")
