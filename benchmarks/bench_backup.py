@@ -267,6 +267,19 @@ def build_db(env: Env, tpl: str | None, partners: int, attachments: int) -> str:
 # Workers (run in a child process: python3 bench_backup.py --worker < spec)
 # ---------------------------------------------------------------------------
 def _peak_rss_mb() -> float:
+    """Peak RSS of this process since it was exec'ed: ``VmHWM`` of
+    /proc/self/status. Not ``ru_maxrss``: on Linux that keeps the high-water
+    mark of the address space exec replaced, which for a child spawned with
+    vfork (Python's subprocess) is the PARENT's, so every worker started
+    after the parent grew (the boto3 upload floor runs in the parent)
+    reported the parent's peak (152.8 MB three times in a row)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
