@@ -2,6 +2,7 @@ from . import (
     test_audit_capture,
     test_audit_event,
     test_audit_http,
+    test_audit_keyring,
     test_audit_settings,
     test_audit_ui,
 )
