@@ -350,3 +350,21 @@ def test_payload_is_a_plain_tar_after_decompression(odoo_db_factory, sink, keyri
     with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
         names = tar.getnames()
     assert names[0] == "backup.json" and names[-1] == "manifest.json"
+
+
+def test_odoo_series_read_from_modules_when_base_has_no_version(odoo_db_factory):
+    """Odoo 18 can leave base's latest_version empty: the series still shows."""
+    from db_backup_suite.lib.pgtools import database_info
+
+    db = odoo_db_factory(prefix="h3_pl_", partners=5, attachments=1)
+    conn = db.connect()
+    try:
+        with conn.cursor() as cr:
+            cr.execute(
+                "UPDATE ir_module_module SET latest_version = NULL WHERE name = 'base'"
+            )
+        info = database_info(conn)
+    finally:
+        conn.close()
+    assert info["modules"]["base"] is None
+    assert info["odoo_version"] == "18.0"

@@ -25,6 +25,7 @@ from tests.fixtures.odoo_db import (
     connect,
     data_checksum,
     database_exists,
+    drop_odoo_db,
     filestore_listing,
     filestore_path,
     list_databases,
@@ -125,6 +126,41 @@ def test_production_restore_swaps_and_keeps_safety_copy(
     info = res.restore_info()
     assert info["target"] == "production" and info["archive_name"] == result.name
     assert not [n for n in list_databases(db.dbname) if "_restoring_" in n]
+
+
+def test_derived_names_fit_postgresql_and_stay_distinct():
+    short = restore._derived_name("prod", "pre_restore_20260101000000")
+    assert short == "prod_pre_restore_20260101000000"
+    long_a = "a" * 60
+    long_b = "a" * 59 + "b"
+    names = {
+        restore._derived_name(t, "pre_restore_20260101000000")
+        for t in (long_a, long_b, "é" * 31)
+    }
+    assert len(names) == 3
+    assert all(len(n.encode()) <= restore.MAX_DBNAME for n in names)
+    assert all(n.endswith("_pre_restore_20260101000000") for n in names)
+
+
+def test_restore_into_a_63_byte_database_name(odoo_db_factory, local_sink, keyring):
+    db = odoo_db_factory(prefix=PREFIX, partners=20, attachments=2)
+    result = _backup(db, local_sink, keyring)
+    target = (db.dbname + "_long_" + "x" * 63)[:63]
+    try:
+        res = _restore(
+            db,
+            keyring,
+            sink=local_sink,
+            name=result.name,
+            target=target,
+            mode="sandbox",
+            jobs=1,
+        )
+        assert res.database == target
+        assert database_exists(target)
+        assert not [n for n in list_databases(target[:20]) if "_restoring_" in n]
+    finally:
+        drop_odoo_db(target, db.data_dir)
 
 
 def test_sandbox_restore_leaves_live_untouched(odoo_db_factory, local_sink, keyring):

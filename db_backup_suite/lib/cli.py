@@ -38,7 +38,7 @@ import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import crypto, naming, payload
+from . import backup, crypto, naming, payload
 from .errors import BackupSuiteError
 from .pgtools import PgParams
 
@@ -620,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-filestore", action="store_true")
     p.add_argument("--label", default="manual")
     p.add_argument("--compression", choices=("zstd", "gzip"), default="zstd")
-    p.add_argument("--level", type=int, default=3)
+    p.add_argument("--level", type=int, default=backup.DEFAULT_LEVEL)
     p.add_argument("--threads", type=int, default=0, help="zstd worker threads")
     p.set_defaults(func=cmd_backup)
 

@@ -52,6 +52,7 @@ import os
 import shutil
 import subprocess
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 
 import psycopg2
@@ -164,6 +165,18 @@ def _table_exists(cr, name: str) -> bool:
     return cr.fetchone()[0]
 
 
+def _series_of(versions) -> str | None:
+    """The Odoo series (``18.0``) most installed modules carry.
+
+    Odoo 18 leaves ``base``'s ``latest_version`` empty on some databases;
+    every module version starts with the series (``18.0.1.3``).
+    """
+    series = Counter(
+        ".".join(v.split(".")[:2]) for v in versions if v and v.count(".") >= 2
+    )
+    return series.most_common(1)[0][0] if series else None
+
+
 def database_info(conn) -> dict:
     """What the manifest records about the database, read from itself.
 
@@ -202,7 +215,9 @@ def database_info(conn) -> dict:
                 " ORDER BY name"
             )
             info["modules"] = dict(cr.fetchall())
-            info["odoo_version"] = info["modules"].get("base")
+            info["odoo_version"] = info["modules"].get("base") or _series_of(
+                info["modules"].values()
+            )
         if _table_exists(cr, "ir_config_parameter"):
             cr.execute(
                 "SELECT key, value FROM ir_config_parameter WHERE key IN"

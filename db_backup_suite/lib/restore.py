@@ -39,6 +39,7 @@ database and filestore exactly as they were.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -274,13 +275,20 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%d%H%M%S")
 
 
-def _check_names(*names):
-    for name in names:
-        if len(name.encode()) > MAX_DBNAME:
-            raise RestoreError(
-                f"database name {name!r} is longer than PostgreSQL's {MAX_DBNAME} "
-                "bytes; choose a shorter target name"
-            )
+def _derived_name(target: str, suffix: str) -> str:
+    """``<target>_<suffix>``, shortened to fit PostgreSQL's name limit.
+
+    A target too long to carry the suffix is cut (on a character boundary)
+    and tagged with a short hash of its full name, so two long targets that
+    share a prefix never collide and any valid target can be restored.
+    """
+    name = f"{target}_{suffix}"
+    if len(name.encode()) <= MAX_DBNAME:
+        return name
+    tag = hashlib.sha1(target.encode()).hexdigest()[:8]
+    room = MAX_DBNAME - len(f"-{tag}_{suffix}".encode())
+    head = target.encode()[:room].decode(errors="ignore")
+    return f"{head}-{tag}_{suffix}"
 
 
 def _default_jobs() -> int:
@@ -298,9 +306,8 @@ def run_restore(req: RestoreRequest) -> RestoreResult:
     except ValueError as exc:
         raise RestoreError(str(exc)) from None
     ts = _stamp()
-    staging = f"{req.target}_restoring_{ts}"
-    safety = f"{req.target}_pre_restore_{ts}"
-    _check_names(staging, safety)
+    staging = _derived_name(req.target, f"restoring_{ts}")
+    safety = _derived_name(req.target, f"pre_restore_{ts}")
     live_exists = pgtools.database_exists(req.pg, req.target)
     if req.mode == "sandbox" and live_exists:
         raise RestoreError(
