@@ -236,7 +236,7 @@ def _encode_header(
     return checked + hashlib.sha256(checked).digest()[:CHECKSUM_SIZE]
 
 
-def _read_exact(raw, size: int) -> bytes:
+def read_exact(raw, size: int) -> bytes:
     """Read up to ``size`` bytes, looping over short reads; less means EOF."""
     parts = []
     missing = size
@@ -370,7 +370,7 @@ def read_header(raw) -> Header:
     the header checksum (accidental damage); the key commitment is checked by
     :class:`DecryptingReader`. Leaves ``raw`` positioned on the first chunk.
     """
-    prefix = _read_exact(raw, FIXED_PREFIX_SIZE)
+    prefix = read_exact(raw, FIXED_PREFIX_SIZE)
     if len(prefix) < len(MAGIC):
         if MAGIC.startswith(prefix) and prefix:
             raise TruncatedError("the archive ends inside its header")
@@ -399,7 +399,7 @@ def read_header(raw) -> Header:
         raise TamperedError(
             f"the archive header is damaged (declared size {total} bytes)"
         )
-    rest = _read_exact(raw, total - FIXED_PREFIX_SIZE)
+    rest = read_exact(raw, total - FIXED_PREFIX_SIZE)
     if len(rest) < total - FIXED_PREFIX_SIZE:
         raise TruncatedError("the archive ends inside its header")
     raw_header = prefix + rest
@@ -765,7 +765,7 @@ class DecryptingReader(io.BufferedIOBase):
     def _decrypt_next(self) -> bytes:
         index = self._index
         h = self.header
-        prefix = _read_exact(self._raw, CHUNK_PREFIX_SIZE)
+        prefix = read_exact(self._raw, CHUNK_PREFIX_SIZE)
         if not prefix:
             raise TruncatedError(
                 f"the archive ends after chunk {index - 1} without its final "

@@ -36,6 +36,7 @@ Header = streamcrypt.Header
 VerifyReport = streamcrypt.VerifyReport
 read_header = streamcrypt.read_header
 verify = streamcrypt.verify
+read_exact = streamcrypt.read_exact
 MAGIC = streamcrypt.MAGIC
 FORMAT_VERSION = streamcrypt.FORMAT_VERSION
 DEFAULT_CHUNK_SIZE = streamcrypt.DEFAULT_CHUNK_SIZE
@@ -127,15 +128,6 @@ def sniff(prefix: bytes) -> str:
     return "unknown"
 
 
-def _read_prefix(raw, size: int) -> bytes:
-    parts, missing = [], size
-    while missing:
-        data = raw.read(missing)
-        if not data:
-            break
-        parts.append(data)
-        missing -= len(data)
-    return b"".join(parts)
 
 
 class PrefixedReader(io.RawIOBase):
@@ -203,7 +195,7 @@ def open_archive(raw, keyring=None, password=None, *, tenant: str | None = None)
     ``.content_type`` (``"tar+zstd"``, ``"tar+gzip"``, ``"tar"``) and ``.header``
     (None when legacy). Anything else raises :class:`FormatError`.
     """
-    prefix = _read_prefix(raw, _SNIFF_SIZE)
+    prefix = read_exact(raw, _SNIFF_SIZE)
     kind = sniff(prefix)
     if kind == "encrypted":
         return DecryptingReader(
@@ -288,7 +280,7 @@ def verify_archive(
 
 def describe_archive(raw) -> dict:
     """What a listing shows about an archive, without any key."""
-    prefix = _read_prefix(raw, _SNIFF_SIZE)
+    prefix = read_exact(raw, _SNIFF_SIZE)
     kind = sniff(prefix)
     if kind == "encrypted":
         header = read_header(PrefixedReader(prefix, raw))

@@ -45,6 +45,7 @@ from pathlib import Path, PurePosixPath
 
 import zstandard
 
+from .crypto import read_exact
 from .errors import ArchiveError, ArchiveFormatError, DumpError
 
 _logger = logging.getLogger(__name__)
@@ -696,16 +697,6 @@ class _PrefixedReader(io.RawIOBase):
         return n
 
 
-def _read_exactly(raw, n) -> bytes:
-    out = b""
-    while len(out) < n:
-        data = raw.read(n - len(out))
-        if not data:
-            break
-        out += data
-    return out
-
-
 def detect_compression(head: bytes) -> str:
     """``"zstd"``, ``"gzip"`` or ``"none"`` from the first bytes of a payload."""
     if head.startswith(ZSTD_MAGIC):
@@ -744,7 +735,7 @@ class PayloadReader:
     """
 
     def __init__(self, inp, compression=None):
-        head = _read_exactly(inp, 4)
+        head = read_exact(inp, 4)
         detected = detect_compression(head)
         if compression is None:
             compression = detected
