@@ -587,7 +587,12 @@ class DataExportProfile(models.Model):
         direct = [
             c.parts[0] for c in columns if len(c.parts) == 1 and c.parts[0] != "id"
         ]
-        data = {row["id"]: row for row in records.read(direct, load=None)}
+        # read([]) would read every field: only ask for the requested ones.
+        data = (
+            {row["id"]: row for row in records.read(direct, load=None)}
+            if direct
+            else self._ids_only(records)
+        )
         # Related records, fetched once per field for the whole batch.
         related = {}
         for column in columns:
@@ -632,6 +637,11 @@ class DataExportProfile(models.Model):
                     item[column.path] = self._json_path_value(column.field, value, zone)
             result.append(item)
         return result
+
+    def _ids_only(self, records):
+        """{id: {"id": id}} of ``records``, access-checked like a read."""
+        records.check_access("read")
+        return {record_id: {"id": record_id} for record_id in records.ids}
 
     def _related_values(self, Comodel, ids, depth):
         """{id: {id, display_name[, fields...]}} for related records."""

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 
 import openpyxl
 
+from odoo.exceptions import AccessError
 from odoo.tests import tagged
 
 from odoo.addons.audit_export.lib.writers import neutralize
@@ -107,6 +108,33 @@ class TestExportFormats(ExportCase):
         self.assertEqual(names[0], "id")
         self.assertIn("email", names)
         self.assertNotIn("image_1920", names)  # binary only on request
+
+    def test_serialize_records_reads_only_the_requested_fields(self):
+        Profile = self.env["data.export.profile"].with_user(self.exporter)
+        partners = self._partners_as_exporter()
+        partners.invalidate_recordset()
+        items = Profile._serialize_records(partners, ["id"])
+        self.assertEqual(items, [{"id": p.id} for p in partners])
+        # Nothing else was read: read([]) would have computed every field,
+        # non-stored ones included (with Invoicing, even fields computed
+        # from invoices the exporter may not read: an AccessError).
+        cache = self.env.cache
+        for fname in ("display_name", "contact_address",
+                      "export_last_activity_date"):
+            field = partners._fields[fname]
+            self.assertFalse(
+                any(cache.contains(p, field) for p in partners), fname
+            )
+        items = Profile._serialize_records(partners, ["id", "email"])
+        self.assertEqual([set(item) for item in items], [{"id", "email"}] * 3)
+        self.assertEqual([i["email"] for i in items], partners.mapped("email"))
+        # Ids alone are still access-checked like a read.
+        company = self.env["res.company"].create({"name": "H12 Hidden Co"})
+        hidden = self.env["res.partner"].create(
+            {"name": "H12 Hidden", "company_id": company.id}
+        )
+        with self.assertRaises(AccessError):
+            Profile._serialize_records(hidden.with_user(self.exporter), ["id"])
 
     def test_xlsx_typed_cells(self):
         job = self.export(self.exporter, field_paths="id\nname\ncreate_date",
