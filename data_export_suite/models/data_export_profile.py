@@ -2,7 +2,7 @@ import datetime as dt
 import logging
 from collections import namedtuple
 
-from odoo import api, fields, models
+from odoo import api, fields, models, tools
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.osv import expression
 from odoo.tools import SQL
@@ -33,6 +33,10 @@ MAX_JSON_DEPTH = 3
 #: A resolved, access-checked column: ``path`` as requested, ``chain`` of
 #: (model name, field) hops, ``field`` the last field (None for ``id``).
 Column = namedtuple("Column", "path parts chain field label")
+
+
+class _NoSampleRecord(Exception):
+    """The user reads no record of the model: nothing to probe (not cached)."""
 
 FORMATS = [
     ("csv", "CSV"),
@@ -181,6 +185,55 @@ class DataExportProfile(models.Model):
                 return False
             if not Model.env[comodel].has_access("read"):
                 return False
+        return self._is_compute_readable(Model, field)
+
+    @api.model
+    def _is_compute_readable(self, Model, field):
+        """Whether the current user can compute ``field`` (non-stored).
+
+        A non-stored computed field is computed as the reading user: its
+        compute method may read other models the user may not read (e.g.
+        ``res.partner.days_sales_outstanding`` reads ``account.move``), which
+        neither field groups nor ``depends`` reveal. Such a field is computed
+        once on a record the user may read, inside a savepoint, and withheld
+        when that raises ``AccessError``. The answer is cached per user,
+        companies, model and field (access rights, groups and record rules
+        changes clear the cache). Stored fields, ``compute_sudo`` fields
+        (related fields...) and the superuser need no probe.
+        """
+        if Model.env.su or not field.compute or field.store or field.compute_sudo:
+            return True
+        try:
+            return self.with_env(Model.env)._probe_compute(Model._name, field.name)
+        except _NoSampleRecord:
+            # No readable record: nothing would be exported; probe later.
+            return True
+
+    @tools.ormcache(
+        "self.env.uid", "tuple(self.env.companies.ids)", "model_name", "field_name"
+    )
+    def _probe_compute(self, model_name, field_name):
+        Model = self.env[model_name].with_context(
+            active_test=False, prefetch_fields=False
+        )
+        sample = Model.search([], limit=1, order="id")
+        if not sample:
+            raise _NoSampleRecord(model_name)
+        try:
+            with self.env.cr.savepoint():
+                sample[field_name]  # noqa: B018 - computes the field as the user
+        except AccessError as exc:
+            _logger.info(
+                "Field %s.%s withheld from exports for uid %s: its computation "
+                "needs access the user lacks (%s)",
+                model_name, field_name, self.env.uid, str(exc).splitlines()[0],
+            )
+            return False
+        except Exception as exc:  # not an access matter: keep it
+            _logger.warning(
+                "Probing %s.%s for uid %s failed with %r; the field stays "
+                "exportable", model_name, field_name, self.env.uid, exc,
+            )
         return True
 
     @api.model
@@ -263,7 +316,9 @@ class DataExportProfile(models.Model):
             )
             raise AccessError(
                 self.env._(
-                    "You may not export these fields of %(model)s: %(fields)s",
+                    "You may not export these fields of %(model)s: %(fields)s "
+                    "(restricted to other groups, computed from records you "
+                    "may not read, or secret).",
                     model=model_name, fields=", ".join(denied),
                 )
             )
