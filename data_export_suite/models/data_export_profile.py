@@ -59,6 +59,12 @@ class DataExportProfile(models.Model):
         copy=False,
         help="Set on the profiles this addon ships (Customers, Users...).",
     )
+    ready_made_paths = fields.Text(
+        readonly=True,
+        copy=False,
+        help="The columns this addon generated for a ready-made profile: while "
+        "the profile still has them, they follow the installed apps.",
+    )
     user_id = fields.Many2one(
         "res.users",
         string="Owner",
@@ -819,17 +825,42 @@ class DataExportProfile(models.Model):
             },
         ]
 
+    def _register_hook(self):
+        """Follow the apps installed in the same run as, or after, this addon.
+
+        Odoo calls this hook once the registry is fully loaded, i.e. after
+        every module of the run (this one, accounting...) is installed and its
+        models exist -- the moment the data file of this addon cannot see
+        (apps loaded after it in the same run), and the only one reachable
+        from an app that does not know this addon. Only when the load
+        installed or updated modules (``updated_modules``): a plain server
+        start or worker does not write. Uninstalled apps take their profiles
+        and list actions with them (``ondelete="cascade"`` on the model).
+        """
+        super()._register_hook()
+        if self.pool.updated_modules:
+            created = self._setup_ready_made_profiles()
+            if created:
+                _logger.info(
+                    "Ready-made export profiles added for newly installed apps: %s",
+                    ", ".join(created.mapped("ready_made_key")),
+                )
+
     @api.model
     def _setup_ready_made_profiles(self):
         """Create the ready-made profiles (and list actions) for the apps present.
 
-        Idempotent: existing ones are left as the administrator edited them.
-        Profiles of uninstalled apps disappear with their model (cascade).
+        Idempotent: an existing profile keeps what the administrator edited;
+        one whose columns are still those this method generated follows the
+        fields now present (e.g. Customers gains the lifetime spend once
+        accounting is installed). Profiles of uninstalled apps disappear with
+        their model (cascade). Returns the profiles created.
         """
         Profile = self.sudo().with_context(active_test=False)
-        existing = set(
-            Profile.search([("ready_made_key", "!=", False)]).mapped("ready_made_key")
-        )
+        existing = {
+            profile.ready_made_key: profile
+            for profile in Profile.search([("ready_made_key", "!=", False)])
+        }
         IrModel = self.env["ir.model"].sudo()
         created = self.browse()
         for sequence, spec in enumerate(self._ready_made_specs(), start=1):
@@ -839,9 +870,16 @@ class DataExportProfile(models.Model):
             if spec.get("requires") and spec["requires"] not in Model._fields:
                 continue
             self._ensure_list_action(spec["model"])
-            if spec["key"] in existing:
+            paths = "\n".join(f for f in spec["fields"] if f in Model._fields)
+            profile = existing.get(spec["key"])
+            if profile:
+                if (
+                    profile.ready_made_paths
+                    and profile.field_paths == profile.ready_made_paths
+                    and profile.field_paths != paths
+                ):
+                    profile.write({"field_paths": paths, "ready_made_paths": paths})
                 continue
-            fields_present = [f for f in spec["fields"] if f in Model._fields]
             date_field = spec.get("date_field")
             date_field_rec = (
                 self.env["ir.model.fields"].sudo()._get(spec["model"], date_field)
@@ -855,7 +893,8 @@ class DataExportProfile(models.Model):
                     "ready_made_key": spec["key"],
                     "user_id": False,
                     "model_id": IrModel._get_id(spec["model"]),
-                    "field_paths": "\n".join(fields_present),
+                    "field_paths": paths,
+                    "ready_made_paths": paths,
                     "domain": spec.get("domain", "[]"),
                     "date_field_id": date_field_rec.id,
                     "include_archived": spec.get("include_archived", False),
@@ -871,11 +910,18 @@ class DataExportProfile(models.Model):
         views only) is the JS-free Odoo way; restricted to the export group.
         """
         xmlid_name = "list_action_export_%s" % model_name.replace(".", "_")
-        existing = self.env.ref(
-            f"data_export_suite.{xmlid_name}", raise_if_not_found=False
+        # The xml id may outlive its action: uninstalling the app deletes the
+        # action with its model (database cascade), not this addon's xml id.
+        xmlid = self.env["ir.model.data"].sudo().search(
+            [("module", "=", "data_export_suite"), ("name", "=", xmlid_name)],
+            limit=1,
         )
-        if existing:
-            return existing
+        if xmlid:
+            existing = (
+                self.env["ir.actions.server"].sudo().browse(xmlid.res_id).exists()
+            )
+            if existing:
+                return existing
         action = self.env["ir.actions.server"].sudo().create(
             {
                 "name": self.env._("Export (suite)"),
@@ -890,6 +936,11 @@ class DataExportProfile(models.Model):
                 ],
             }
         )
+        if xmlid:
+            xmlid.write({"model": "ir.actions.server", "res_id": action.id})
+            # xml id lookups read the table directly (and cache the answer).
+            xmlid.flush_recordset()
+            return action
         self.env["ir.model.data"].sudo().create(
             {
                 "module": "data_export_suite",

@@ -1,10 +1,12 @@
 import datetime as dt
 import json
 import os
+from unittest.mock import patch
 
 from freezegun import freeze_time
 
 from odoo.tests import tagged
+from odoo.tools import SQL
 
 from .common import ExportCase
 
@@ -139,6 +141,48 @@ class TestExportJobs(ExportCase):
         self.assertEqual(result["res_model"], "data.export.wizard")
         self.assertEqual(result["context"]["default_domain"],
                          repr([("id", "in", self.partners[:2].ids)]))
+
+    def test_ready_made_profiles_refresh_when_modules_are_installed(self):
+        Profile = self.env["data.export.profile"]
+        customers = Profile.search([("ready_made_key", "=", "customers")])
+        generated = customers.ready_made_paths
+        self.assertEqual(customers.field_paths, generated)
+        # This registry load installed modules (as after `-i account` or an
+        # install from Apps): the hook Odoo calls once every model is loaded
+        # brings back missing profiles and follows the fields now present.
+        self.assertTrue(self.registry.updated_modules)
+        Profile.search([("ready_made_key", "=", "users")]).unlink()
+        before_app = "id\nname\nemail"  # as generated before an app was there
+        customers.write({"field_paths": before_app, "ready_made_paths": before_app})
+        Profile._register_hook()
+        self.assertEqual(customers.field_paths, generated)
+        self.assertEqual(customers.ready_made_paths, generated)
+        users = Profile.search([("ready_made_key", "=", "users")])
+        self.assertEqual(len(users), 1)
+        self.assertIn("login", users.field_paths.split("\n"))
+        # A profile the administrator edited stays as edited.
+        customers.field_paths = "id\nemail"
+        Profile._register_hook()
+        self.assertEqual(customers.field_paths, "id\nemail")
+        # A plain server start (nothing installed or updated) writes nothing.
+        users.unlink()
+        with patch.object(self.registry, "updated_modules", []):
+            Profile._register_hook()
+        self.assertFalse(Profile.search([("ready_made_key", "=", "users")]))
+
+    def test_list_action_recreated_after_its_app_was_reinstalled(self):
+        action = self.env.ref("data_export_suite.list_action_export_res_partner")
+        # Uninstalling an app deletes its list actions through the database
+        # cascade of their model, leaving this addon's xml id behind.
+        self.env.cr.execute(
+            SQL("DELETE FROM ir_act_server WHERE id = %s", action.id)
+        )
+        self.env.invalidate_all()
+        self.env["data.export.profile"]._setup_ready_made_profiles()
+        again = self.env.ref("data_export_suite.list_action_export_res_partner")
+        self.assertNotEqual(again.id, action.id)
+        self.assertEqual(again.binding_model_id.model, "res.partner")
+        self.assertEqual(again.binding_view_types, "list")
 
     def test_wizard_with_profile_and_saved_profile(self):
         Profile = self.env["data.export.profile"].with_user(self.exporter)
