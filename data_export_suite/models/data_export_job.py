@@ -163,6 +163,9 @@ class DataExportJob(models.Model):
             "allowed_company_ids": companies.ids,
             "active_test": not self.include_archived,
         }
+        if self.env.context.get("force_report_rendering"):
+            # Odoo's switch for real PDF rendering under --test-enable.
+            context["force_report_rendering"] = True
         return self.env(user=user.id, su=False, context=context)
 
     def _validate_request(self):

@@ -1,4 +1,5 @@
 from . import (
+    test_data_export_accounting,
     test_data_export_download,
     test_data_export_formats,
     test_data_export_jobs,
