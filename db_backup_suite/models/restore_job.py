@@ -26,6 +26,8 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 
+from markupsafe import escape
+
 import odoo
 from odoo import SUPERUSER_ID, api
 from odoo.modules.registry import Registry
@@ -173,7 +175,8 @@ def _post_restore(dbname, info, job, pre_restore):
         )
         for (name,) in cr.fetchall():
             cr.execute(SQL("SELECT nextval(%s)", name))
-        call_restore_hooks(env, info)
+        hook_failures = []
+        call_restore_hooks(env, info, hook_failures)
         if info.get("safety_database"):
             # The engine keeps the replaced database under a safety name; it is
             # listed with the sandboxes and dropped by their expiry cron.
@@ -196,8 +199,17 @@ def _post_restore(dbname, info, job, pre_restore):
                 "target": info["target"],
                 "pre_restore": (pre_restore or {}).get("name"),
                 "requested_by": job.get("requested_by"),
+                "hook_failures": [
+                    {"model": model, "error": error} for model, error in hook_failures
+                ],
             },
-            message="Database restored from %s" % info["archive_name"],
+            result="failure" if hook_failures else "success",
+            message=(
+                "Database restored from %s" % info["archive_name"]
+                if not hook_failures
+                else "Database restored from %s, but post-restore hooks failed: %s"
+                % (info["archive_name"], ", ".join(m for m, _e in hook_failures))
+            ),
         )
         if info["target"] == "production":
             env["db.backup.run"]._mail_admins(
@@ -205,32 +217,45 @@ def _post_restore(dbname, info, job, pre_restore):
                 "<p>Database <b>%s</b> was restored from <b>%s</b> (taken %s) at the "
                 "request of %s.</p><p>Everything changed after that moment is gone; "
                 "the state before the restore is in the pre-restore backup <b>%s</b>, "
-                "kept 7 days.</p>"
+                "kept 7 days.</p>%s"
                 % (
                     dbname,
                     info["archive_name"],
                     info["archive_created_at"],
                     job.get("requested_by"),
                     (pre_restore or {}).get("name"),
+                    "".join(
+                        "<p><b>Post-restore step of %s failed:</b> %s</p>"
+                        % (escape(model), escape(error))
+                        for model, error in hook_failures
+                    ),
                 ),
             )
+    return hook_failures
 
 
-def call_restore_hooks(env, info):
-    """Call ``_on_database_restored(info)`` on every model defining it."""
+def call_restore_hooks(env, info, failures=None):
+    """Call ``_on_database_restored(info)`` on every model defining it.
+
+    Each hook runs in its own savepoint: one that fails (even on a database
+    error) is rolled back alone and the others, the audit event and the
+    mail still run. Failures are logged and, when ``failures`` is a list,
+    appended to it as ``(model, message)`` so the caller can report them.
+    """
     called = []
     for model_name in sorted(env.registry.models):
         model = env[model_name]
         hook = getattr(type(model), "_on_database_restored", None)
-        if hook is None or model._abstract and not model._transient:
-            continue
-        if model._abstract:
+        if hook is None or model._abstract:
             continue
         try:
-            model._on_database_restored(info)
+            with env.cr.savepoint():
+                model._on_database_restored(info)
             called.append(model_name)
-        except Exception:
+        except Exception as exc:
             _logger.exception("Restore hook of %s failed", model_name)
+            if failures is not None:
+                failures.append((model_name, str(exc)[:500]))
     return called
 
 
@@ -301,7 +326,7 @@ def run_job(job):
         safety_database=result.safety_database,
     )
     try:
-        _post_restore(restored, info, job, pre_restore)
+        hook_failures = _post_restore(restored, info, job, pre_restore)
         if target == "sandbox" and job.get("sandbox_id"):
             registry = Registry(dbname)
             with registry.cursor() as cr:
@@ -324,9 +349,14 @@ def run_job(job):
                 os.unlink(source["path"])
             except OSError as exc:
                 _logger.warning("Cannot remove the uploaded archive: %s", exc)
+    message = "Restored %s from %s" % (restored, job.get("archive_name"))
+    if hook_failures:
+        message += "; post-restore hooks failed: %s" % ", ".join(
+            "%s (%s)" % failure for failure in hook_failures
+        )
     return {
         "ok": True,
-        "message": "Restored %s from %s" % (restored, job.get("archive_name")),
+        "message": message,
         "database": restored,
         "pre_restore": pre_restore,
     }

@@ -4,6 +4,7 @@ from . import (
     test_destination,
     test_offsite,
     test_restore,
+    test_restore_hooks,
     test_restore_reapplies_erasures,
     test_retention,
     test_schedule,
