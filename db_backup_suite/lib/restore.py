@@ -291,6 +291,17 @@ def _derived_name(target: str, suffix: str) -> str:
     return f"{head}-{tag}_{suffix}"
 
 
+def _extract(source, req, handler):
+    """One authenticated pass over the archive, feeding ``handler``."""
+    try:
+        with source.open() as raw:
+            return scan_archive(
+                raw, keyring=req.keyring, password=req.password, handler=handler
+            )
+    finally:
+        handler.close()
+
+
 def _default_jobs() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
@@ -416,19 +427,13 @@ def _restore_verified(
             dump_path = os.path.join(tmp, "database.dump")
             fd = os.open(dump_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as dump_file:
-                handler = _Extractor(
-                    dump_file=dump_file, fs_root=staging_fs, progress=req.progress
+                report = _extract(
+                    source,
+                    req,
+                    _Extractor(
+                        dump_file=dump_file, fs_root=staging_fs, progress=req.progress
+                    ),
                 )
-                try:
-                    with source.open() as raw:
-                        report = scan_archive(
-                            raw,
-                            keyring=req.keyring,
-                            password=req.password,
-                            handler=handler,
-                        )
-                finally:
-                    handler.close()
             warnings.extend(report.warnings)
             # (c) everything verified: the new database, then pg_restore -j
             _create_staging_db(req.pg, staging, report.manifest, warnings)
@@ -450,19 +455,13 @@ def _restore_verified(
             with pgtools.start_pg_restore(
                 req.pg, staging, keep_privileges=req.keep_privileges
             ) as proc:
-                handler = _Extractor(
-                    restore_proc=proc, fs_root=staging_fs, progress=req.progress
+                report = _extract(
+                    source,
+                    req,
+                    _Extractor(
+                        restore_proc=proc, fs_root=staging_fs, progress=req.progress
+                    ),
                 )
-                try:
-                    with source.open() as raw:
-                        report = scan_archive(
-                            raw,
-                            keyring=req.keyring,
-                            password=req.password,
-                            handler=handler,
-                        )
-                finally:
-                    handler.close()
                 proc.check()
         manifest = report.manifest
         # (d) check the new copy against the manifest
