@@ -5,7 +5,7 @@ import datetime as dt
 from odoo import _lt, api, fields, models
 from odoo.exceptions import UserError
 
-from ..lib import writers
+from ..lib import chain, writers
 
 BATCH_SIZE = 1000
 DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
@@ -14,24 +14,8 @@ MIMETYPES = {
     "json": "application/json",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
-READ_FIELDS = [
-    "timestamp",
-    "user_uid",
-    "login",
-    "user_name",
-    "action",
-    "result",
-    "res_model",
-    "res_id",
-    "res_name",
-    "ip_address",
-    "user_agent",
-    "details",
-    "message",
-    "uuid",
-    "sequence",
-    "chain_hash",
-]
+# What an export reads of each event: the hashed fields and the chain link.
+READ_FIELDS = [*chain.CANONICAL_FIELDS, "sequence", "chain_hash"]
 TABULAR_HEADER = [
     _lt("Timestamp"),
     _lt("User"),
