@@ -46,6 +46,7 @@ from .keyring import (
 _logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ANY_TENANT",
     "DEFAULT_CHUNK_SIZE",
     "FORMAT_VERSION",
     "MAGIC",
@@ -103,6 +104,14 @@ SCRYPT_R = 8
 SCRYPT_P = 1
 SCRYPT_MAX_MEMORY = 256 * MIB  # refuse headers asking for more (no OOM)
 MIN_PASSWORD_LENGTH = 8
+
+# Every decryption names the tenant (database uuid) and the purpose it
+# expects. ``ANY_TENANT`` is the one explicit way to accept another tenant:
+# the command line run by the keyring's owner on the server, and a restore
+# of a foreign archive after its separate confirmation.
+ANY_TENANT = type(
+    "AnyTenant", (), {"__repr__": lambda self: "ANY_TENANT", "__slots__": ()}
+)()
 
 _INFO_DATA_KEY = b"odoo-suite/archive-v1/data-key"
 _INFO_COMMIT_KEY = b"odoo-suite/archive-v1/commitment-key"
@@ -452,6 +461,14 @@ def _archive_secret(header: Header, keyring, password) -> bytes:
     )
 
 
+def _check_expectation(tenant, purpose) -> None:
+    """Refuse a decryption that does not say what it expects."""
+    if not isinstance(purpose, str) or not PURPOSE_RE.match(purpose):
+        raise TypeError("purpose must name the kind of blob expected")
+    if tenant is not ANY_TENANT and not isinstance(tenant, str):
+        raise TypeError("tenant must be the expected tenant (str) or ANY_TENANT")
+
+
 def _nonce(index: int, last: bool) -> bytes:
     return index.to_bytes(NONCE_SIZE - 1, "big") + (b"\x01" if last else b"\x00")
 
@@ -671,9 +688,10 @@ class DecryptingReader(io.BufferedIOBase):
 
     The header and the key (commitment) are checked in the constructor, so a
     wrong key or password raises before any chunk is read. ``tenant`` and
-    ``purpose``, when given, must match the header (an archive of another
-    database or another kind is refused). ``close()`` does not close ``raw``.
-    Once an error was raised, every later read raises it again.
+    ``purpose`` are required and must match the header: an archive of
+    another database or another kind is refused before any key is derived.
+    ``tenant=ANY_TENANT`` accepts any tenant, explicitly. ``close()`` does
+    not close ``raw``. Once an error was raised, every later read raises it again.
     """
 
     encrypted = True
@@ -685,19 +703,20 @@ class DecryptingReader(io.BufferedIOBase):
         *,
         keyring=None,
         password=None,
-        tenant: str | None = None,
-        purpose: str | None = None,
+        tenant,
+        purpose: str,
         header: Header | None = None,
     ):
         super().__init__()
+        _check_expectation(tenant, purpose)
         self._raw = raw
         self.header = header if header is not None else read_header(raw)
         h = self.header
-        if purpose is not None and h.purpose != purpose:
+        if h.purpose != purpose:
             raise FormatError(
                 f"this is a {h.purpose!r} archive, not a {purpose!r} archive"
             )
-        if tenant is not None and h.tenant != tenant:
+        if tenant is not ANY_TENANT and h.tenant != tenant:
             raise WrongKeyError(
                 f"this archive belongs to {h.tenant!r}, not to {tenant!r}"
             )
@@ -922,7 +941,7 @@ class VerifyReport:
         }
 
 
-def verify(raw, keyring=None, password=None, *, tenant=None, purpose=None):
+def verify(raw, keyring=None, password=None, *, tenant, purpose: str):
     """Authenticate the whole stream; return a :class:`VerifyReport`.
 
     Raises the same errors as :class:`DecryptingReader` on any problem.

@@ -9,7 +9,8 @@ from odoo.tools import SQL
 from odoo.tools.safe_eval import datetime as safe_datetime
 from odoo.tools.safe_eval import safe_eval
 
-from ..lib.secrets import SECRET_MODELS, is_secret_field
+from odoo.addons.audit_export.lib.sensitive import SECRET_MODELS, is_secret_field
+
 from ..lib.serialize import (
     check_path_syntax,
     get_zone,

@@ -1,7 +1,8 @@
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
-from ..lib.secrets import SECRET_MODELS
+from odoo.addons.audit_export.lib.sensitive import SECRET_MODELS
+
 from ..lib.serialize import parse_field_paths
 from ..models.data_export_profile import FORMATS, MAX_JSON_DEPTH
 

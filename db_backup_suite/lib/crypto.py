@@ -184,7 +184,7 @@ class PrefixedReader(io.RawIOBase):
         return super().read(size)
 
 
-def open_archive(raw, keyring=None, password=None, *, tenant: str | None = None):
+def open_archive(raw, keyring=None, password=None, *, tenant):
     """A plaintext reader for any archive of this suite, encrypted or legacy.
 
     Encrypted (format v1): a :class:`DecryptingReader` (header and key

@@ -1,9 +1,15 @@
-"""Decide which fields are secrets and must never leave the database.
+"""The suite's one rule for secrets: which field values never leave the database.
 
-The rule is deliberately broad: a false positive only hides a column, a false
-negative leaks a credential. ``is_secret_field`` is used to filter the fields
-offered in the export screens and, again, the fields actually exported (so an
-RPC caller asking for ``password`` gets nothing).
+Used by the audit capture (a secret is recorded as "changed", never as a
+value), the data exports (secret columns are neither offered nor exported)
+and the DSR access packages. The rule is deliberately broad: a false
+positive only hides a column, a false negative leaks a credential.
+
+- :func:`is_secret_field`: by model and field name and type (credentials,
+  keys, tokens, salts, their plurals, binary key material);
+- :func:`groups_withhold`: a field restricted with ``groups=`` that the
+  reading role does not hold;
+- :func:`is_withheld`: both, the check every caller makes.
 """
 
 import re
@@ -12,11 +18,14 @@ import re
 # ``totp_secret``, ``stripe_secret_key``, ``access_token``, ``api_key_ids``).
 _SECRET_TOKENS = (
     "password",
+    "passwords",
     "passwd",
     "pwd",
     "pass",
     "passphrase",
+    "passphrases",
     "secret",
+    "secrets",
     "token",
     "tokens",
     "apikey",
@@ -27,7 +36,9 @@ _SECRET_TOKENS = (
     "credential",
     "credentials",
     "salt",
+    "salts",
     "privkey",
+    "privkeys",
 )
 _SECRET_PHRASES = (
     "api_key",
@@ -95,3 +106,39 @@ def is_secret_field(model, name, ftype=None):
     # A binary field named "key" or "*_key" is key material (certificates,
     # e-invoicing keys); a char "key" is usually an identifier: keep those.
     return ftype == "binary" and bool(tokens) and tokens[-1] in ("key", "pem", "p12")
+
+
+def groups_withhold(groups, has_group):
+    """True when a field's ``groups=`` attribute is not satisfied by a reader.
+
+    Odoo's semantics: ``groups`` is a comma-separated list of group xml ids;
+    the reader needs at least one of the positive ones and none of the ones
+    prefixed with ``!``.
+
+    :param str groups: the field's ``groups`` attribute (empty: no restriction)
+    :param has_group: ``callable(xmlid) -> bool`` for the reading role
+    """
+    if not groups:
+        return False
+    names = [name.strip() for name in groups.split(",") if name.strip()]
+    positive = [name for name in names if not name.startswith("!")]
+    negative = [name[1:] for name in names if name.startswith("!")]
+    if any(has_group(name) for name in negative):
+        return True
+    return bool(positive) and not any(has_group(name) for name in positive)
+
+
+def is_withheld(model, name, ftype=None, groups=None, has_group=None):
+    """True when the value of ``model.name`` must not be stored or exported.
+
+    A secret by :func:`is_secret_field`, or a field whose ``groups=`` the
+    reading role (``has_group``) does not hold. Without ``has_group`` any
+    ``groups=`` restriction withholds the value.
+    """
+    if is_secret_field(model, name, ftype):
+        return True
+    if not groups:
+        return False
+    if has_group is None:
+        return True
+    return groups_withhold(groups, has_group)
