@@ -14,6 +14,7 @@ Format description: ``docs/archive-format.md``.
 
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 
 if __name__.startswith("odoo.addons."):
@@ -37,6 +38,9 @@ VerifyReport = streamcrypt.VerifyReport
 read_header = streamcrypt.read_header
 verify = streamcrypt.verify
 read_exact = streamcrypt.read_exact
+#: Explicitly accept an archive of any tenant (only after the user confirmed
+#: a foreign archive, or for the operator's command line).
+ANY_TENANT = streamcrypt.ANY_TENANT
 MAGIC = streamcrypt.MAGIC
 FORMAT_VERSION = streamcrypt.FORMAT_VERSION
 DEFAULT_CHUNK_SIZE = streamcrypt.DEFAULT_CHUNK_SIZE
@@ -126,8 +130,6 @@ def sniff(prefix: bytes) -> str:
     if prefix[TAR_MAGIC_OFFSET : TAR_MAGIC_OFFSET + len(TAR_MAGIC)] == TAR_MAGIC:
         return "none"
     return "unknown"
-
-
 
 
 class PrefixedReader(io.RawIOBase):
@@ -292,3 +294,128 @@ def describe_archive(raw) -> dict:
             "content_type": CONTENT_TYPES[kind],
         }
     raise FormatError("not an archive of this suite (unknown file signature)")
+
+
+#: Keys of :func:`describe_archive_owner`'s answer.
+OWNER_FIELDS = (
+    "kind",
+    "encrypted",
+    "legacy",
+    "tenant",
+    "database",
+    "uuid",
+    "created_at",
+    "label",
+    "odoo_version",
+    "manifest_read",
+    "error",
+)
+
+
+def describe_archive_owner(raw_or_path, keyring=None, password=None) -> dict:
+    """Which database an archive is a backup of, WITHOUT restoring it.
+
+    ``raw_or_path``: a path, or a binary readable at the archive's start
+    (it is read, not closed). Answers a dict with :data:`OWNER_FIELDS`:
+
+    - ``kind``: ``"suite"`` (this suite's archive) or ``"odoo-zip"``;
+    - ``tenant``: the uuid the archive is bound to (cleartext header of an
+      encrypted archive, readable without any key; it is authenticated as
+      soon as a key opens the archive);
+    - ``database``, ``created_at`` (ISO 8601 UTC string), ``label``,
+      ``odoo_version``: from the head manifest ``backup.json`` (first
+      member), which needs the key or password of an encrypted archive;
+    - ``uuid``: the source database's uuid (the header's tenant for an
+      encrypted archive, the head manifest's for a legacy one, None for an
+      Odoo zip, whose uuid only shows once it is restored);
+    - ``manifest_read``: whether the head manifest was read; ``error`` says
+      why not (no key, wrong key, ...).
+
+    Only the head member is decrypted, and with ``ANY_TENANT``: this is the
+    one place that reads another database's archive before the user
+    confirmed, to show it to them; nothing of it is written anywhere.
+    """
+    if isinstance(raw_or_path, str | bytes | os.PathLike):
+        with open(raw_or_path, "rb") as raw:
+            return describe_archive_owner(raw, keyring=keyring, password=password)
+    raw = raw_or_path
+    out = dict.fromkeys(OWNER_FIELDS)
+    out.update(kind="suite", encrypted=False, legacy=False, manifest_read=False)
+    prefix = read_exact(raw, _SNIFF_SIZE)
+    kind = sniff(prefix)
+    if kind == "zip":
+        return _describe_zip_owner(prefix, raw, out)
+    if kind == "encrypted":
+        stream = PrefixedReader(prefix, raw)
+        header = read_header(stream)
+        out.update(encrypted=True, tenant=header.tenant, uuid=header.tenant)
+        if keyring is None and password is None:
+            out["error"] = "no key given: the head manifest was not read"
+            return out
+        try:
+            reader = DecryptingReader(
+                stream,
+                keyring=keyring,
+                password=password,
+                tenant=streamcrypt.ANY_TENANT,
+                purpose=PURPOSE,
+                header=header,
+            )
+        except (KeyringError, WrongKeyError, FormatError) as exc:
+            out["error"] = str(exc)
+            return out
+        compression = compression_of(header.content_type)
+    elif kind in ("zstd", "gzip", "none"):
+        out.update(legacy=True)
+        reader = PrefixedReader(prefix, raw, compression=kind)
+        compression = kind
+    else:
+        raise FormatError("not an archive of this suite (unknown file signature)")
+    head = _head_manifest(reader, compression)
+    if head is None:
+        out["error"] = "the archive has no head manifest (backup.json)"
+        return out
+    out.update(
+        manifest_read=True,
+        database=head.get("database"),
+        created_at=head.get("created_at"),
+        label=head.get("label"),
+        odoo_version=head.get("odoo_version"),
+    )
+    if not out["encrypted"]:
+        out["uuid"] = head.get("uuid") or ""
+        out["tenant"] = out["uuid"]
+    return out
+
+
+def _head_manifest(reader, compression) -> dict | None:
+    """The first member ``backup.json`` of a plaintext payload reader."""
+    from . import manifest as mf
+    from . import payload
+
+    for member in payload.PayloadReader(reader, compression):
+        if member.name == mf.HEAD_MEMBER and member.size <= mf.MAX_MANIFEST_BYTES:
+            return mf.loads(member.read(), member.name)
+        return None
+    return None
+
+
+def _describe_zip_owner(prefix, raw, out) -> dict:
+    import json
+    import zipfile
+
+    out.update(kind="odoo-zip", legacy=True)
+    try:
+        raw.seek(0)
+        with zipfile.ZipFile(raw) as zf:
+            manifest = json.loads(zf.read("manifest.json").decode("utf-8"))
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        out["error"] = f"no readable manifest.json in the zip: {exc}"
+        return out
+    if isinstance(manifest, dict):
+        out.update(
+            manifest_read=True,
+            database=manifest.get("db_name"),
+            odoo_version=manifest.get("version"),
+        )
+    return out

@@ -70,3 +70,61 @@ class RestoreError(BackupSuiteError):
 
 class VerificationError(BackupSuiteError):
     """A restored database does not match the archive's manifest."""
+
+
+class ForeignArchiveError(RestoreError):
+    """The archive belongs to another database than the one it would replace.
+
+    Raised before anything is created, dropped or renamed. ``source_name``,
+    ``source_uuid`` and ``created_at`` describe the archive's database (from
+    its header and head manifest; None when unknown), ``expected_uuid`` the
+    uuid the restore was told to expect. A caller that confirmed the choice
+    restores it with ``allow_foreign=True``.
+    """
+
+    def __init__(
+        self,
+        message=None,
+        *,
+        source_name=None,
+        source_uuid=None,
+        created_at=None,
+        expected_uuid=None,
+        target=None,
+    ):
+        self.source_name = source_name
+        self.source_uuid = source_uuid
+        self.created_at = created_at
+        self.expected_uuid = expected_uuid
+        self.target = target
+        if message is None:
+            when = f", taken {created_at}" if created_at else ""
+            into = f"database {target!r}" if target else "this database"
+            message = (
+                f"this archive is a backup of database {source_name or '?'!r} "
+                f"(uuid {source_uuid or 'none'}{when}), not of {into} (uuid "
+                f"{expected_uuid or 'none'}); nothing was restored. Restoring "
+                "it would replace the data with another database's: confirm "
+                "that explicitly to go on"
+            )
+        super().__init__(message)
+
+
+# Safety of destructive operations ---------------------------------------------
+class SafetyError(BackupSuiteError):
+    """Refused a destructive operation (drop, rmtree) on something the suite
+    did not create; nothing was changed."""
+
+
+class InvalidDatabaseNameError(SafetyError):
+    """Not a valid Odoo database name."""
+
+
+class NotSuiteDatabaseError(SafetyError):
+    """The database is not one the suite created (sandbox, safety copy,
+    staging or scratch database), or belongs to another database."""
+
+
+class UnsafePathError(SafetyError):
+    """A path escapes the data directory's filestore (``..``, ``/``, a
+    symlink) or is the filestore itself."""

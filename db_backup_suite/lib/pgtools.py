@@ -229,6 +229,53 @@ def database_info(conn) -> dict:
     return info
 
 
+#: The ``ir_config_parameter`` keys that make a database itself: its uuid
+#: (which IAP, the publisher warranty, mail gateways and the backup keys know
+#: it by) and its secret (which signs sessions and access tokens).
+IDENTITY_KEYS = ("database.uuid", "database.secret")
+
+
+def read_identity(params: PgParams, dbname: str) -> dict[str, str]:
+    """``{key: value}`` of :data:`IDENTITY_KEYS` present in ``dbname``
+    (empty for a database without ``ir_config_parameter``)."""
+    conn = params.connect(dbname)
+    try:
+        with conn.cursor() as cr:
+            if not _table_exists(cr, "ir_config_parameter"):
+                return {}
+            cr.execute(
+                "SELECT key, value FROM ir_config_parameter WHERE key = ANY(%s)",
+                (list(IDENTITY_KEYS),),
+            )
+            return dict(cr.fetchall())
+    finally:
+        conn.close()
+
+
+def write_identity(params: PgParams, dbname: str, values: dict[str, str]) -> bool:
+    """Set the ``ir_config_parameter`` ``values`` in ``dbname`` (inserted
+    when missing); False when it has no ``ir_config_parameter`` table."""
+    conn = params.connect(dbname, autocommit=False)
+    try:
+        with conn.cursor() as cr:
+            if not _table_exists(cr, "ir_config_parameter"):
+                return False
+            for key, value in values.items():
+                cr.execute(
+                    "UPDATE ir_config_parameter SET value = %s WHERE key = %s",
+                    (value, key),
+                )
+                if cr.rowcount == 0:
+                    cr.execute(
+                        "INSERT INTO ir_config_parameter (key, value) VALUES (%s, %s)",
+                        (key, value),
+                    )
+        conn.commit()
+        return True
+    finally:
+        conn.close()
+
+
 def user_tables(cr) -> list[tuple[str, str]]:
     """``(schema, table)`` of every ordinary table holding user data."""
     cr.execute(

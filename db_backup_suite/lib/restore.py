@@ -39,20 +39,26 @@ database and filestore exactly as they were.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
 import stat as stat_mod
 import tempfile
 import time
+import uuid as uuid_mod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import crypto, payload, pgtools, safety
 from . import manifest as mf
-from . import payload, pgtools
-from .errors import ArchiveError, RestoreError, VerificationError
+from .errors import (
+    ArchiveError,
+    ForeignArchiveError,
+    RestoreError,
+    SafetyError,
+    VerificationError,
+)
 from .pgtools import PgParams
 from .verify import ScanHandler, scan_archive
 
@@ -129,6 +135,25 @@ class RestoreRequest:
     as ``<target>_pre_restore_<ts>``) or ``sandbox`` (``target`` must not
     exist). ``data_dir``: Odoo's data directory (filestores live in
     ``<data_dir>/filestore/<db>``); None restores the database only.
+
+    Whose archive (checked right after the header and head manifest are
+    read, before anything is created, dropped or renamed):
+
+    - ``expected_uuid``: the uuid the archive must carry: the target's
+      uuid, or for a sandbox the uuid of the database it is restored for.
+      None: the target's own ``database.uuid`` when the target exists (so
+      replacing a database is always bound to it); for a new target, None
+      requires ``allow_foreign=True``.
+    - A mismatch raises :class:`ForeignArchiveError` (source name, uuid and
+      date; nothing changed) unless ``allow_foreign`` is True: only then is
+      the archive decrypted with ``crypto.ANY_TENANT``; otherwise with
+      ``tenant=expected_uuid``.
+    - ``keep_uuid`` (an existing target): the restored database keeps the
+      target's ``database.uuid`` and ``database.secret`` (False: it keeps
+      the archive's). A new target in ``sandbox`` mode always gets a new
+      uuid and secret, as Odoo's own restore with ``copy=True``; a new
+      target in ``production`` mode (moving a database to a new server)
+      keeps the archive's. See ``docs/archive-format.md``.
     """
 
     target: str
@@ -145,6 +170,9 @@ class RestoreRequest:
     keep_privileges: bool = False
     progress: object = None
     skip_verify: bool = False  # only when the caller just verified it
+    expected_uuid: str | None = None
+    allow_foreign: bool = False
+    keep_uuid: bool = True
 
 
 @dataclass
@@ -161,11 +189,19 @@ class RestoreResult:
     encrypted: bool
     warnings: list[str]
     duration: float
+    source_name: str | None = None
+    source_uuid: str | None = None
+    foreign: bool = False
+    uuid: str | None = None
 
     def as_dict(self) -> dict:
         return {
             "database": self.database,
             "mode": self.mode,
+            "source_name": self.source_name,
+            "source_uuid": self.source_uuid,
+            "foreign": self.foreign,
+            "uuid": self.uuid,
             "safety_database": self.safety_database,
             "safety_filestore": self.safety_filestore,
             "filestore": self.filestore,
@@ -276,27 +312,21 @@ def _stamp() -> str:
 
 
 def _derived_name(target: str, suffix: str) -> str:
-    """``<target>_<suffix>``, shortened to fit PostgreSQL's name limit.
-
-    A target too long to carry the suffix is cut (on a character boundary)
-    and tagged with a short hash of its full name, so two long targets that
-    share a prefix never collide and any valid target can be restored.
-    """
-    name = f"{target}_{suffix}"
-    if len(name.encode()) <= MAX_DBNAME:
-        return name
-    tag = hashlib.sha1(target.encode()).hexdigest()[:8]
-    room = MAX_DBNAME - len(f"-{tag}_{suffix}".encode())
-    head = target.encode()[:room].decode(errors="ignore")
-    return f"{head}-{tag}_{suffix}"
+    """``<target>_<suffix>``, shortened to fit PostgreSQL's name limit
+    (:func:`safety.derived_name`)."""
+    return safety.derived_name(target, suffix)
 
 
-def _extract(source, req, handler):
+def _extract(source, req, handler, tenant):
     """One authenticated pass over the archive, feeding ``handler``."""
     try:
         with source.open() as raw:
             return scan_archive(
-                raw, keyring=req.keyring, password=req.password, handler=handler
+                raw,
+                keyring=req.keyring,
+                password=req.password,
+                tenant=tenant,
+                handler=handler,
             )
     finally:
         handler.close()
@@ -306,19 +336,144 @@ def _default_jobs() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
+# ---------------------------------------------------------------------------
+# Whose archive is it?
+# ---------------------------------------------------------------------------
+@dataclass
+class _Binding:
+    """What :func:`_bind` decided about the archive's owner."""
+
+    expected: str | None  # the uuid the archive must carry (None: any)
+    tenant: object  # what decryption passes: ``expected`` or ANY_TENANT
+    source_name: str | None = None
+    source_uuid: str | None = None  # None: known only once restored (zip)
+    created_at: str | None = None
+    foreign: bool = False
+    live_identity: dict = field(default_factory=dict)
+
+
+def _bind(req, source, live_exists) -> _Binding:
+    """Read the archive's header (and head manifest) and check it belongs
+    to the expected database, before anything is created or touched."""
+    live_identity = pgtools.read_identity(req.pg, req.target) if live_exists else {}
+    expected = req.expected_uuid
+    if expected is None and live_exists:
+        expected = live_identity.get("database.uuid") or ""
+    if expected is None and not req.allow_foreign:
+        raise RestoreError(
+            f"a restore into the new database {req.target!r} must name the "
+            "database the archive belongs to (expected_uuid) or accept any "
+            "archive explicitly (allow_foreign)"
+        )
+    with source.open() as raw:
+        kind = crypto.sniff(crypto.read_exact(raw, 512))
+    owner: dict = {}
+    source_uuid = None
+    if kind == "encrypted":
+        with source.open() as raw:
+            source_uuid = crypto.describe_archive(raw)["tenant"]
+    elif kind in ("zstd", "gzip", "none"):
+        with source.open() as raw:  # plaintext: no key involved
+            owner = crypto.describe_archive_owner(raw)
+        source_uuid = owner.get("uuid") or ""
+    elif kind == "zip":
+        with source.open() as raw:
+            owner = crypto.describe_archive_owner(raw)
+    # an Odoo zip's uuid shows in the staging database (_settle_identity);
+    # an unknown file fails when it is opened
+    foreign = (
+        expected is not None and source_uuid is not None and source_uuid != expected
+    )
+    if foreign and not req.allow_foreign:
+        if not owner:
+            try:
+                with source.open() as raw:
+                    owner = crypto.describe_archive_owner(
+                        raw, keyring=req.keyring, password=req.password
+                    )
+            except ArchiveError as exc:
+                _logger.info("cannot read the foreign archive's manifest: %s", exc)
+        raise ForeignArchiveError(
+            source_name=owner.get("database"),
+            source_uuid=source_uuid,
+            created_at=owner.get("created_at"),
+            expected_uuid=expected,
+            target=req.target,
+        )
+    tenant = crypto.ANY_TENANT if expected is None or foreign else expected
+    binding = _Binding(
+        expected=expected,
+        tenant=tenant,
+        source_name=owner.get("database"),
+        source_uuid=source_uuid,
+        created_at=owner.get("created_at"),
+        foreign=foreign,
+        live_identity=live_identity,
+    )
+    if kind == "encrypted":
+        head = _head_of(source, req, tenant)
+        if head is not None:
+            binding.source_name = head.get("database")
+            binding.created_at = head.get("created_at")
+    return binding
+
+
+def _settle_identity(req, staging, binding, live_exists, warnings) -> str | None:
+    """In the checked staging database, before the swap: check the uuid it
+    really holds (the only check an Odoo zip allows; a second one for the
+    others), then give it its identity: the target's (an existing target,
+    ``keep_uuid``), a new one (a new sandbox), or the archive's."""
+    restored = pgtools.read_identity(req.pg, staging)
+    restored_uuid = restored.get("database.uuid") or ""
+    if binding.source_uuid is None:
+        binding.source_uuid = restored_uuid
+    mismatch = binding.expected is not None and restored_uuid != binding.expected
+    if mismatch and not req.allow_foreign:
+        raise ForeignArchiveError(
+            source_name=binding.source_name,
+            source_uuid=restored_uuid,
+            created_at=binding.created_at,
+            expected_uuid=binding.expected,
+            target=req.target,
+        )
+    binding.foreign = binding.foreign or mismatch
+    values = {}
+    if live_exists and req.keep_uuid:
+        values = {
+            k: v for k, v in binding.live_identity.items() if restored.get(k) != v
+        }
+    elif not live_exists and req.mode == "sandbox":
+        values = {
+            "database.uuid": str(uuid_mod.uuid1()),
+            "database.secret": str(uuid_mod.uuid4()),
+        }
+    if values and restored and pgtools.write_identity(req.pg, staging, values):
+        if binding.foreign and "database.uuid" in values:
+            warnings.append(
+                f"archive of another database ({binding.source_name or '?'}, uuid "
+                f"{binding.source_uuid}) restored as confirmed; the restored "
+                f"database keeps the uuid {values['database.uuid']}"
+            )
+        return values.get("database.uuid", restored_uuid)
+    if binding.foreign:
+        warnings.append(
+            f"archive of another database ({binding.source_name or '?'}, uuid "
+            f"{binding.source_uuid}) restored as confirmed, with its own uuid"
+        )
+    return restored_uuid
+
+
 def run_restore(req: RestoreRequest) -> RestoreResult:
     started = time.monotonic()
     if req.mode not in MODES:
         raise RestoreError(f"unknown restore mode {req.mode!r}; use one of {MODES}")
-    from .naming import check_database_name
-
     try:
-        check_database_name(req.target)
-    except ValueError as exc:
+        safety.check_database_name(req.target)
+    except SafetyError as exc:
         raise RestoreError(str(exc)) from None
     ts = _stamp()
     staging = _derived_name(req.target, f"restoring_{ts}")
-    safety = _derived_name(req.target, f"pre_restore_{ts}")
+    safety_db = _derived_name(req.target, f"pre_restore_{ts}")
     live_exists = pgtools.database_exists(req.pg, req.target)
     if req.mode == "sandbox" and live_exists:
         raise RestoreError(
@@ -329,14 +484,14 @@ def run_restore(req: RestoreRequest) -> RestoreResult:
     if (
         req.mode == "sandbox"
         and fs_base is not None
-        and (fs_base / req.target).exists()
+        and os.path.lexists(fs_base / req.target)
     ):
         raise RestoreError(
             f"filestore {fs_base / req.target} already exists; choose a new name"
         )
-    for name in (staging, safety):
+    for name in (staging, safety_db):
         if pgtools.database_exists(req.pg, name) or (
-            fs_base is not None and (fs_base / name).exists()
+            fs_base is not None and os.path.lexists(fs_base / name)
         ):
             raise RestoreError(
                 f"{name} already exists (a restore of {req.target!r} started this "
@@ -346,18 +501,28 @@ def run_restore(req: RestoreRequest) -> RestoreResult:
     warnings: list[str] = []
 
     with open_source(req.sink, req.name, req.path, req.work_dir) as source:
+        # (a) whose archive is it? Refused here, before anything else.
+        binding = _bind(req, source, live_exists)
         with source.open() as raw:
             is_zip = raw.read(4) == b"PK\x03\x04"
         if is_zip:
             return _restore_odoo_zip(
-                req, source, staging, safety, live_exists, fs_base, started
+                req, source, staging, safety_db, live_exists, fs_base, started, binding
             )
         if jobs > 1:
             # (b)+(c) one decryption pass verifies the whole archive while it
             # writes the dump to a private temp file and the filestore to the
             # staging directory; pg_restore starts only once it all checked.
             result = _restore_verified(
-                req, source, staging, safety, live_exists, fs_base, jobs, warnings
+                req,
+                source,
+                staging,
+                safety_db,
+                live_exists,
+                fs_base,
+                jobs,
+                warnings,
+                binding=binding,
             )
             manifest, encrypted = result["manifest"], result["encrypted"]
         else:
@@ -366,7 +531,10 @@ def run_restore(req: RestoreRequest) -> RestoreResult:
             if not req.skip_verify:
                 with source.open() as raw:
                     report = scan_archive(
-                        raw, keyring=req.keyring, password=req.password
+                        raw,
+                        keyring=req.keyring,
+                        password=req.password,
+                        tenant=binding.tenant,
                     )
                 manifest = report.manifest
                 warnings.extend(report.warnings)
@@ -377,12 +545,13 @@ def run_restore(req: RestoreRequest) -> RestoreResult:
                 req,
                 source,
                 staging,
-                safety,
+                safety_db,
                 live_exists,
                 fs_base,
                 jobs,
                 warnings,
                 manifest=manifest,
+                binding=binding,
             )
     manifest = manifest or result["manifest"]
     if not encrypted and not any("WITHOUT encryption" in w for w in warnings):
@@ -401,17 +570,35 @@ def run_restore(req: RestoreRequest) -> RestoreResult:
         encrypted=result["encrypted"],
         warnings=warnings,
         duration=time.monotonic() - started,
+        source_name=manifest.get("database") or binding.source_name,
+        source_uuid=binding.source_uuid,
+        foreign=binding.foreign,
+        uuid=result["uuid"],
     )
 
 
 def _restore_verified(
-    req, source, staging, safety, live_exists, fs_base, jobs, warnings, manifest=None
+    req,
+    source,
+    staging,
+    safety_db,
+    live_exists,
+    fs_base,
+    jobs,
+    warnings,
+    manifest=None,
+    *,
+    binding,
 ):
     """Restore into ``staging``, check, swap. ``jobs > 1``: one pass that
     verifies and extracts, then ``pg_restore -j`` from the temp file.
     ``jobs == 1``: the archive was verified (``manifest``) or the caller
     just did (``skip_verify``); the dump streams into ``pg_restore``."""
-    staging_fs = fs_base / staging if fs_base is not None else None
+    staging_fs = (
+        safety.safe_data_path(req.data_dir, safety.FILESTORE, staging)
+        if fs_base is not None
+        else None
+    )
     created_db = False
     tmp = None
     try:
@@ -433,6 +620,7 @@ def _restore_verified(
                     _Extractor(
                         dump_file=dump_file, fs_root=staging_fs, progress=req.progress
                     ),
+                    binding.tenant,
                 )
             warnings.extend(report.warnings)
             # (c) everything verified: the new database, then pg_restore -j
@@ -449,7 +637,7 @@ def _restore_verified(
             os.unlink(dump_path)
         else:
             if manifest is None:  # skip_verify: the head member says enough
-                manifest = _head_of(source, req)
+                manifest = _head_of(source, req, binding.tenant)
             _create_staging_db(req.pg, staging, manifest, warnings)
             created_db = True
             with pgtools.start_pg_restore(
@@ -461,6 +649,7 @@ def _restore_verified(
                     _Extractor(
                         restore_proc=proc, fs_root=staging_fs, progress=req.progress
                     ),
+                    binding.tenant,
                 )
                 proc.check()
         manifest = report.manifest
@@ -484,11 +673,13 @@ def _restore_verified(
                 "no data directory given: the archive's filestore was not restored"
             )
         mf.check_restored(manifest, counts, restored_fs)
+        # (d') whose database it really is, and the identity it keeps
+        final_uuid = _settle_identity(req, staging, binding, live_exists, warnings)
         # (e) swap
         swap = _swap(
             req,
             staging,
-            safety,
+            safety_db,
             live_exists,
             fs_base,
             staging_fs,
@@ -496,17 +687,18 @@ def _restore_verified(
             warnings,
         )
     except BaseException:
-        _cleanup(req.pg, staging if created_db else None, staging_fs)
+        _cleanup(req, staging if created_db else None, staging_fs)
         raise
     finally:
         if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)  # our own mkdtemp
     return {
         **swap,
         "filestore": restored_fs,
         "row_counts": counts,
         "manifest": manifest,
         "encrypted": report.encrypted,
+        "uuid": final_uuid,
     }
 
 
@@ -534,13 +726,14 @@ def _create_staging_db(pg, staging, manifest, warnings):
     pgtools.create_database(pg, staging)
 
 
-def _head_of(source, req) -> dict | None:
+def _head_of(source, req, tenant) -> dict | None:
     """The head manifest (``backup.json``, the first member) of an archive
-    already verified by the caller; None when it has none."""
-    from . import crypto
-
+    of ``tenant``; None when it has none. Its chunk is authenticated, the
+    rest of the archive is not read."""
     with source.open() as raw:
-        reader = crypto.open_archive(raw, keyring=req.keyring, password=req.password)
+        reader = crypto.open_archive(
+            raw, keyring=req.keyring, password=req.password, tenant=tenant
+        )
         compression = (
             crypto.compression_of(reader.content_type) if reader.content_type else None
         )
@@ -551,14 +744,20 @@ def _head_of(source, req) -> dict | None:
     return None
 
 
-def _restore_odoo_zip(req, source, staging, safety, live_exists, fs_base, started):
+def _restore_odoo_zip(
+    req, source, staging, safety_db, live_exists, fs_base, started, binding
+):
     """An Odoo backup zip (database manager / ``dump_db``): imported with
     ``psql -v ON_ERROR_STOP=1`` into the staging database by odoozip, its
     filestore checked by count, then swapped like our archives. A zip has no
     row counts nor checksums to verify beyond the zip's own CRCs."""
     from . import odoozip
 
-    staging_fs = fs_base / staging if fs_base is not None else None
+    staging_fs = (
+        safety.safe_data_path(req.data_dir, safety.FILESTORE, staging)
+        if fs_base is not None
+        else None
+    )
     warnings = ["Odoo backup zip: not encrypted, no row counts to check"]
     with contextlib.ExitStack() as stack:
         path = getattr(source, "path", None)
@@ -586,11 +785,19 @@ def _restore_odoo_zip(req, source, staging, safety, live_exists, fs_base, starte
                 counts = pgtools.row_counts(conn)
             finally:
                 conn.close()
+            final_uuid = _settle_identity(req, staging, binding, live_exists, warnings)
             swap = _swap(
-                req, staging, safety, live_exists, fs_base, staging_fs, True, warnings
+                req,
+                staging,
+                safety_db,
+                live_exists,
+                fs_base,
+                staging_fs,
+                True,
+                warnings,
             )
         except BaseException:
-            _cleanup(req.pg, staging, staging_fs)
+            _cleanup(req, staging, staging_fs)
             raise
     odoo_manifest = getattr(info, "manifest", None) or {}
     return RestoreResult(
@@ -606,6 +813,10 @@ def _restore_odoo_zip(req, source, staging, safety, live_exists, fs_base, starte
         encrypted=False,
         warnings=warnings,
         duration=time.monotonic() - started,
+        source_name=odoo_manifest.get("db_name") or binding.source_name,
+        source_uuid=binding.source_uuid,
+        foreign=binding.foreign,
+        uuid=final_uuid,
     )
 
 
@@ -613,35 +824,51 @@ def _count_files(root: Path) -> int:
     return sum(len(files) for _d, _s, files in os.walk(root))
 
 
-def _cleanup(pg, staging_db, staging_fs):
+def _cleanup(req, staging_db, staging_fs):
+    """Drop the staging database and directory of a failed restore (only a
+    staging name of this target: see :mod:`.safety`)."""
     if staging_db is not None:
         try:
-            pgtools.drop_database(pg, staging_db)
+            safety.drop_database_if_suite_owned(
+                req.pg, staging_db, production_db=req.target, kinds=("staging",)
+            )
         except Exception as exc:  # reported: the operator must drop it
             _logger.error("could not drop the staging database %s: %s", staging_db, exc)
-    if staging_fs is not None and staging_fs.exists():
-        shutil.rmtree(staging_fs, ignore_errors=True)
+    if staging_fs is not None and os.path.lexists(staging_fs):
+        try:
+            safety.remove_filestore(
+                req.data_dir,
+                staging_fs.name,
+                production_db=req.target,
+                kinds=("staging",),
+            )
+        except Exception as exc:  # reported: the operator must remove it
+            _logger.error(
+                "could not remove the staging filestore %s: %s", staging_fs, exc
+            )
 
 
 def _swap(
-    req, staging, safety, live_exists, fs_base, staging_fs, fs_included, warnings
+    req, staging, safety_db, live_exists, fs_base, staging_fs, fs_included, warnings
 ):
     target = req.target
     live_fs = fs_base / target if fs_base is not None else None
-    safety_fs = fs_base / safety if fs_base is not None else None
+    safety_fs = fs_base / safety_db if fs_base is not None else None
     move_fs = staging_fs is not None and fs_included
     if staging_fs is not None and not fs_included:
         warnings.append("the archive holds no filestore: the filestore was left as is")
-        shutil.rmtree(staging_fs, ignore_errors=True)
+        safety.remove_filestore(
+            req.data_dir, staging, production_db=target, kinds=("staging",)
+        )
     done = []  # undo log
     with pgtools.admin_cursor(req.pg) as cr:
         try:
             if live_exists:
                 done.append(("allow", target))
                 pgtools.set_allow_connections(cr, target, False)
-                pgtools.rename_database(cr, target, safety)
-                done.append(("rename", target, safety))
-                pgtools.set_allow_connections(cr, safety, True)
+                pgtools.rename_database(cr, target, safety_db)
+                done.append(("rename", target, safety_db))
+                pgtools.set_allow_connections(cr, safety_db, True)
             pgtools.rename_database(cr, staging, target)
             done.append(("rename", staging, target))
             if move_fs:
@@ -658,7 +885,7 @@ def _swap(
             raise
     kept_fs = move_fs and ("mvdir", live_fs, safety_fs) in done
     return {
-        "safety_database": safety if live_exists else None,
+        "safety_database": safety_db if live_exists else None,
         "safety_filestore": str(safety_fs) if kept_fs else None,
     }
 

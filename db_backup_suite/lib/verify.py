@@ -92,9 +92,15 @@ def _drain(reader):
             return
 
 
-def scan_archive(raw, *, keyring=None, password=None, handler=None) -> ArchiveReport:
+def scan_archive(
+    raw, *, keyring=None, password=None, tenant, handler=None
+) -> ArchiveReport:
     """Read the archive ``raw`` (a binary readable positioned at its start)
     from end to end and check it; return an :class:`ArchiveReport`.
+
+    ``tenant``: the uuid of the database the archive must belong to, or
+    ``crypto.ANY_TENANT`` (explicitly any); an encrypted archive of another
+    tenant raises ``WrongKeyError`` before any key is derived.
 
     Raises the crypto layer's errors (wrong key, tampered, truncated, ...),
     :class:`ArchiveFormatError` (not a complete archive of this suite) or
@@ -102,7 +108,7 @@ def scan_archive(raw, *, keyring=None, password=None, handler=None) -> ArchiveRe
     """
     started = time.monotonic()
     handler = handler or ScanHandler()
-    reader = crypto.open_archive(raw, keyring=keyring, password=password)
+    reader = crypto.open_archive(raw, keyring=keyring, password=password, tenant=tenant)
     warnings = []
     if not reader.encrypted:
         warnings.append(
@@ -232,8 +238,11 @@ def _check_against_manifest(final, parts, size, sha256, fs):
 class VerifyRequest:
     """Verify ``name`` at ``sink`` (a Sink or config dict) or a local ``path``.
 
-    ``test_restore``: also restore into a scratch database (and filestore
-    under ``data_dir`` or a temp dir), compare with the manifest, drop it.
+    ``tenant``: the uuid of the database the archive must belong to, or
+    ``crypto.ANY_TENANT`` to accept any (the operator's command line);
+    required. ``test_restore``: also restore into a scratch database (and
+    filestore under ``data_dir`` or a temp dir), compare with the manifest,
+    drop it.
     """
 
     name: str | None = None
@@ -241,6 +250,7 @@ class VerifyRequest:
     path: str | os.PathLike | None = None
     keyring: object = None
     password: str | None = None
+    tenant: object = None
     test_restore: bool = False
     pg: object = None
     data_dir: str | os.PathLike | None = None
@@ -259,10 +269,18 @@ class VerifyResult:
 
 
 def run_verify(req: VerifyRequest) -> VerifyResult:
-    from .restore import RestoreRequest, open_source, run_restore
+    from . import safety
+    from .restore import RestoreRequest, _stamp, open_source, run_restore
 
+    if req.tenant is None:
+        raise TypeError(
+            "VerifyRequest needs tenant: the database uuid the archive must "
+            "belong to, or crypto.ANY_TENANT"
+        )
     with open_source(req.sink, req.name, req.path) as source, source.open() as raw:
-        report = scan_archive(raw, keyring=req.keyring, password=req.password)
+        report = scan_archive(
+            raw, keyring=req.keyring, password=req.password, tenant=req.tenant
+        )
     test = None
     if req.test_restore:
         import tempfile
@@ -271,25 +289,36 @@ def run_verify(req: VerifyRequest) -> VerifyResult:
 
         pg = req.pg or PgParams.from_env()
         base = report.manifest.get("database") or "verify"
-        scratch = f"{base[:20]}_verify_{int(time.time())}"
+        try:
+            safety.check_database_name(base)
+        except safety.InvalidDatabaseNameError:
+            base = "verify"
+        scratch = safety.derived_name(base, f"verify_{_stamp()}")
+        # the scratch copy is bound to the archive just authenticated
+        source_uuid = (
+            report.header["tenant"]
+            if report.header
+            else report.manifest.get("uuid") or ""
+        )
         with tempfile.TemporaryDirectory(prefix="dbbs-verify-") as tmp:
             data_dir = req.data_dir or tmp
-            result = run_restore(
-                RestoreRequest(
-                    target=scratch,
-                    mode="sandbox",
-                    sink=req.sink,
-                    name=req.name,
-                    path=req.path,
-                    keyring=req.keyring,
-                    password=req.password,
-                    pg=pg,
-                    data_dir=data_dir,
-                    progress=req.progress,
-                    skip_verify=True,  # just verified above
-                )
-            )
             try:
+                result = run_restore(
+                    RestoreRequest(
+                        target=scratch,
+                        mode="sandbox",
+                        sink=req.sink,
+                        name=req.name,
+                        path=req.path,
+                        keyring=req.keyring,
+                        password=req.password,
+                        expected_uuid=source_uuid,
+                        pg=pg,
+                        data_dir=data_dir,
+                        progress=req.progress,
+                        skip_verify=True,  # just verified above
+                    )
+                )
                 test = {
                     "database": scratch,
                     "row_counts_checked": len(result.row_counts),
@@ -298,12 +327,7 @@ def run_verify(req: VerifyRequest) -> VerifyResult:
                     "ok": True,
                 }
             finally:
-                from .pgtools import drop_database
-
-                drop_database(pg, scratch)
-                import shutil
-
-                shutil.rmtree(
-                    os.path.join(data_dir, "filestore", scratch), ignore_errors=True
+                safety.drop_database_if_suite_owned(
+                    pg, scratch, kinds=("scratch",), data_dir=data_dir
                 )
     return VerifyResult(report=report, test_restore=test)
