@@ -9,7 +9,7 @@ import os
 import uuid
 
 from odoo import SUPERUSER_ID, api, fields, models, tools
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.http import request
 from odoo.tools import SQL
 
@@ -154,6 +154,9 @@ class AuditEvent(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        # Only the server writes events (as superuser); refused before any
+        # value is looked at for everyone else.
+        self.check_access("create")
         details_texts = self._sign_vals(vals_list)
         for vals, details_text in zip(vals_list, details_texts, strict=True):
             # What is stored is exactly what was hashed (a JSON round trip).
@@ -200,13 +203,13 @@ class AuditEvent(models.Model):
         return details_texts
 
     def write(self, vals):
-        raise UserError(self.env._("Audit events cannot be modified."))
+        raise AccessError(self.env._("Audit events cannot be modified."))
 
     def unlink(self):
-        raise UserError(self.env._("Audit events cannot be deleted."))
+        raise AccessError(self.env._("Audit events cannot be deleted."))
 
     def copy(self, default=None):
-        raise UserError(self.env._("Audit events cannot be duplicated."))
+        raise AccessError(self.env._("Audit events cannot be duplicated."))
 
     @api.model
     def _search(self, domain, *args, **kwargs):
@@ -216,6 +219,7 @@ class AuditEvent(models.Model):
 
     # -- Public API ---------------------------------------------------------
 
+    @api.private
     @api.model
     def log_event(
         self,
@@ -230,6 +234,8 @@ class AuditEvent(models.Model):
         message=None,
     ):
         """Record one audit event and return it (any user: runs as sudo).
+
+        Server code only: private, so no RPC reaches it.
 
         ``record`` (a single record) fills the resource model, id and name;
         ``details`` is a JSON-serialisable dict; ``result`` is ``success``
@@ -613,6 +619,7 @@ class AuditEvent(models.Model):
 
     def action_verify_integrity(self):
         """Button / server action: verify the chain and show the result."""
+        self.check_access("read")
         report = self._verify_chain()
         if report["ok"]:
             message = self.env._(
