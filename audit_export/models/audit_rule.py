@@ -5,6 +5,8 @@ from odoo.exceptions import ValidationError
 
 # Models whose changes are never captured by rules (the audit trail itself).
 NEVER_AUDITED = frozenset({"audit.event", "audit.checkpoint"})
+# The role that reads captured values: a field it may not read is withheld.
+AUDITOR_GROUP = "audit_export.audit_group_auditor"
 
 
 class AuditRule(models.Model):
@@ -73,13 +75,37 @@ class AuditRule(models.Model):
     @api.model
     @tools.ormcache()
     def _rules_by_model(self):
-        """``{model: {"create", "write", "unlink": bool, "excluded": set}}``."""
+        """``{model: {"create", "write", "unlink": bool, "excluded": set,
+        "withheld": set}}``: ``withheld`` names the fields whose values the
+        capture never reads nor stores (see ``base._audit_field_withheld``)."""
         result = {}
+        has_group = self._auditor_has_group()
         for rule in self.sudo().search([]):
+            model = self.env.get(rule.model_name)
+            withheld = frozenset(
+                name
+                for name, field in (model._fields.items() if model is not None else ())
+                if model._audit_field_withheld(field, has_group)
+            )
             result[rule.model_name] = {
                 "create": rule.log_create,
                 "write": rule.log_write,
                 "unlink": rule.log_unlink,
                 "excluded": frozenset(rule.excluded_field_ids.mapped("name")),
+                "withheld": withheld,
             }
         return result
+
+    @api.model
+    def _auditor_has_group(self):
+        """``has_group(xmlid)`` of the role that reads the log: the Auditor
+        group and every group it implies (an unknown xml id is not held)."""
+        auditor = self.sudo().env.ref(AUDITOR_GROUP, raise_if_not_found=False)
+        held = set((auditor | auditor.trans_implied_ids).ids) if auditor else set()
+        model_data = self.env["ir.model.data"]
+
+        def has_group(xmlid):
+            model, group_id = model_data._xmlid_to_res_model_res_id(xmlid)
+            return model == "res.groups" and group_id in held
+
+        return has_group

@@ -11,23 +11,26 @@ uninstall.
 Old values are read in ONE ``read`` per batch before the change, new values
 once after (mostly from the cache); events go to a precommit buffer and are
 inserted in bulk when the transaction commits (or when the log is searched).
-"""
 
-import re
+Secrets follow the suite's one rule (``lib/sensitive.is_withheld``), judged
+for the role that reads the log, the Auditor: a secret by name or type, or
+a field whose ``groups=`` the Auditor group (with what it implies) does not
+satisfy, is WITHHELD: recorded as ``{"changed": true}``, and its value is
+never read by the capture (the capture reads as superuser, so it must not
+read past ``groups=``). Which fields are withheld is decided once per model
+(see ``audit.rule._rules_by_model``); a model can withhold more per record
+(``_audit_record_withheld``, e.g. system parameters by their key).
+"""
 
 from odoo import api, models
 
 from ..lib import chain
+from ..lib.sensitive import is_withheld
 from .audit_rule import NEVER_AUDITED
 
-# Secrets are never stored, only the fact they changed: by name ...
-SECRET_NAME_RE = re.compile(
-    r"passw|secret|token|api_?key|private_key|totp|credential|signup_|"
-    r"(^|_)otp($|_)|(^|_)pin$|_key$|^key_|^hash$|_hash$|oauth",
-    re.IGNORECASE,
-)
-# ... and by type (content not logged: size and privacy).
-REDACTED_TYPES = frozenset({"binary"})
+# Field types whose content is never logged whatever the field (size and
+# privacy, not secrecy): recorded as "changed".
+CONTENT_TYPES = frozenset({"binary"})
 # Field types whose cached value is recorded as is (no ``read`` formatting).
 PLAIN_TYPES = frozenset(
     {
@@ -42,11 +45,6 @@ PLAIN_TYPES = frozenset(
         "text",
     }
 )
-
-
-def is_secret_field(field):
-    """True when ``field``'s value must never be written to the audit log."""
-    return bool(SECRET_NAME_RE.search(field.name)) or field.type in REDACTED_TYPES
 
 
 class Base(models.AbstractModel):
@@ -65,24 +63,26 @@ class Base(models.AbstractModel):
         rule = self._audit_rule("write") if self else None
         if not rule:
             return super().write(vals)
-        readable, secret = self._audit_split_fields(vals, rule)
-        old = self._audit_read(readable)
+        readable, withheld = self._audit_split_fields(vals, rule)
+        by_record = self._audit_record_withheld(readable, vals)
+        old = self._audit_read(readable, by_record)
         res = super().write(vals)
-        new = self._audit_read(readable, fetch=False)
-        self._audit_capture_write(old, new, secret)
+        new = self._audit_read(readable, by_record, fetch=False)
+        self._audit_capture_write(rule, old, new, withheld, by_record)
         return res
 
     def unlink(self):
         rule = self._audit_rule("unlink") if self else None
         if not rule:
             return super().unlink()
-        readable, _secret = self._audit_split_fields(
+        readable, _withheld = self._audit_split_fields(
             [name for name, field in self._fields.items() if field.store], rule
         )
-        old = self._audit_read(readable)
-        names = self._audit_names()
+        by_record = self._audit_record_withheld(readable)
+        old = self._audit_read(readable, by_record)
+        names = self._audit_names(rule)
         res = super().unlink()
-        self._audit_capture_unlink(old, names)
+        self._audit_capture_unlink(old, names, by_record)
         return res
 
     # -- helpers (hook points) ---------------------------------------------
@@ -98,9 +98,27 @@ class Base(models.AbstractModel):
         rule = self.env["audit.rule"]._rules_by_model().get(self._name)
         return rule if rule and rule[operation] else None
 
+    @api.model
+    def _audit_field_withheld(self, field, has_group):
+        """Hook: True when the capture must record only that ``field`` changed.
+
+        The suite's one rule for secrets (names, types, ``groups=``) for the
+        reading role described by ``has_group(xmlid)``, plus content types
+        that are never logged.
+        """
+        return field.type in CONTENT_TYPES or is_withheld(
+            self._name, field.name, field.type, field.groups, has_group
+        )
+
+    def _audit_record_withheld(self, fnames, vals=None):
+        """Hook: ``{record_id: set of names}`` among ``fnames`` withheld for
+        single records of ``self``, decided before any of their values is read
+        (``vals``: the values being written, when writing)."""
+        return {}
+
     def _audit_split_fields(self, names, rule):
-        """``(readable, secret)`` field names among ``names``."""
-        readable, secret = [], []
+        """``(readable, withheld)`` field names among ``names``."""
+        readable, withheld = [], []
         for name in names:
             field = self._fields.get(name)
             if (
@@ -113,14 +131,30 @@ class Base(models.AbstractModel):
                 field.compute and not field.store and not field.inverse
             ):
                 continue
-            (secret if self._audit_is_secret(field) else readable).append(name)
-        return readable, secret
+            (withheld if name in rule["withheld"] else readable).append(name)
+        return readable, withheld
 
-    def _audit_is_secret(self, field):
-        return is_secret_field(field)
-
-    def _audit_read(self, fnames, fetch=True):
+    def _audit_read(self, fnames, by_record=None, fetch=True):
         """``{id: {field: value}}`` of this recordset, as recorded in events.
+
+        Only ``fnames`` are read, less the names ``by_record`` withholds for
+        a record: a withheld value is never read. Records are read in groups
+        sharing the same withheld names (one group for most models).
+        """
+        if not by_record:
+            return self._audit_read_values(fnames, fetch=fetch)
+        groups = {}
+        for record_id in self._ids:
+            hidden = frozenset(by_record.get(record_id, ()))
+            groups.setdefault(hidden, []).append(record_id)
+        result = {}
+        for hidden, ids in groups.items():
+            names = [name for name in fnames if name not in hidden]
+            result.update(self.browse(ids)._audit_read_values(names, fetch=fetch))
+        return result
+
+    def _audit_read_values(self, fnames, fetch=True):
+        """``{id: {field: value}}`` for ``fnames``, none of them withheld.
 
         Plain columns come straight from the cache (one query per batch when
         ``fetch``, none after a write); relational fields go through
@@ -129,7 +163,9 @@ class Base(models.AbstractModel):
         """
         if not fnames:
             return {record_id: {} for record_id in self._ids}
-        # Values are JSON-normal (see lib/chain.NormalizedDetails).
+        # Values are JSON-normal (see lib/chain.NormalizedDetails). As
+        # superuser: the change is recorded whatever the writer may read;
+        # withheld fields never reach this method.
         records = self.sudo().with_context(active_test=False)
         plain = [name for name in fnames if self._fields[name].type in PLAIN_TYPES]
         columns = []
@@ -163,18 +199,17 @@ class Base(models.AbstractModel):
                     )
         return result
 
-    def _audit_names(self):
+    def _audit_names(self, rule):
         """``{id: name}``: the stored ``_rec_name`` column when there is one
-        (read from the cache), else the display name."""
+        (read from the cache), else the display name; nothing when the name
+        field is withheld."""
         records = self.sudo().with_context(active_test=False)
         field = self._fields.get(self._rec_name or "")
+        if field is not None and field.name in rule["withheld"]:
+            return {}
         if field is not None and field.store and field.type in ("char", "text"):
             return dict(zip(self._ids, field.mapped(records), strict=True))
         return {record.id: record.display_name for record in records}
-
-    def _audit_secret_names(self, record_id, values):
-        """Hook: names among ``values`` that are secret for this record."""
-        return set()
 
     def _audit_base_vals(self, action):
         events = self.env["audit.event"]
@@ -186,27 +221,22 @@ class Base(models.AbstractModel):
         )
 
     def _audit_capture_create(self, rule, fnames):
-        readable, secret = self._audit_split_fields(fnames, rule)
-        new = self._audit_read(readable)
-        names = self._audit_names()
+        readable, withheld = self._audit_split_fields(fnames, rule)
+        by_record = self._audit_record_withheld(readable)
+        new = self._audit_read(readable, by_record)
+        names = self._audit_names(rule)
         base = self._audit_base_vals("create")
-        secret_changes = {name: {"changed": True} for name in secret}
         events = []
         for record_id in self._ids:
-            values = new[record_id]
-            hidden = self._audit_secret_names(record_id, values)
-            changes = {
-                name: {"changed": True} if name in hidden else {"new": value}
-                for name, value in values.items()
-            }
-            changes.update(secret_changes)
+            changes = {name: {"new": value} for name, value in new[record_id].items()}
+            for name in (*withheld, *by_record.get(record_id, ())):
+                changes[name] = {"changed": True}
             events.append(self._audit_event_vals(base, record_id, names, changes))
         self.env["audit.event"]._buffer_events(events)
 
-    def _audit_capture_write(self, old, new, secret):
-        names = self._audit_names()
+    def _audit_capture_write(self, rule, old, new, withheld, by_record):
+        names = self._audit_names(rule)
         base = self._audit_base_vals("update")
-        secret_changes = {name: {"changed": True} for name in secret}
         events = []
         for record_id in self._ids:
             before = old.get(record_id, {})
@@ -216,24 +246,20 @@ class Base(models.AbstractModel):
                 for name, value in after.items()
                 if before.get(name) != value
             }
-            if changes:
-                hidden = self._audit_secret_names(record_id, {**before, **after})
-                for name in hidden.intersection(changes):
-                    changes[name] = {"changed": True}
-            changes.update(secret_changes)
+            # Withheld values were not read: written counts as changed.
+            for name in (*withheld, *by_record.get(record_id, ())):
+                changes[name] = {"changed": True}
             if changes:
                 events.append(self._audit_event_vals(base, record_id, names, changes))
         self.env["audit.event"]._buffer_events(events)
 
-    def _audit_capture_unlink(self, old, names):
+    def _audit_capture_unlink(self, old, names, by_record):
         base = self._audit_base_vals("delete")
         events = []
         for record_id, values in old.items():
-            hidden = self._audit_secret_names(record_id, values)
-            changes = {
-                name: {"redacted": True} if name in hidden else {"old": value}
-                for name, value in values.items()
-            }
+            changes = {name: {"old": value} for name, value in values.items()}
+            for name in by_record.get(record_id, ()):
+                changes[name] = {"redacted": True}
             events.append(self._audit_event_vals(base, record_id, names, changes))
         self.env["audit.event"]._buffer_events(events)
 

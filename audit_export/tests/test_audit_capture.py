@@ -65,11 +65,22 @@ class TestAuditCapture(TransactionCase):
 
     def test_secret_system_parameter_redacted(self):
         ICP = self.env["ir.config_parameter"].sudo()
-        ICP.set_param("h5.api_token", "tok-123456")
+        secrets = {
+            "h5.api_token": "tok-123456",
+            "h5.smtp_pass": "pass-123456",
+            "h5.client_secret": "cs-123456",
+            "h5.webhook_key": "wh-123456",
+            "h5.signing_salt": "salt-123456",
+        }
+        for key, value in secrets.items():
+            ICP.set_param(key, value)
         ICP.set_param("h5.plain_setting", "visible-value")
-        param = ICP.search([("key", "=", "h5.api_token")])
-        created = self._events("ir.config_parameter", param.id, "create")
-        self.assertEqual(created.details["fields"]["value"], {"changed": True})
+        for key in secrets:
+            param = ICP.search([("key", "=", key)])
+            created = self._events("ir.config_parameter", param.id, "create")
+            self.assertEqual(created.details["fields"]["value"], {"changed": True})
+            self.assertEqual(created.details["fields"]["key"], {"new": key})
+            self.assertEqual(created.res_name, key)
         plain = ICP.search([("key", "=", "h5.plain_setting")])
         self.assertEqual(
             self._events("ir.config_parameter", plain.id, "create").details["fields"][
@@ -77,10 +88,49 @@ class TestAuditCapture(TransactionCase):
             ],
             {"new": "visible-value"},
         )
-        self.env.cr.execute(
-            "SELECT count(*) FROM audit_event WHERE details::text LIKE '%%tok-123456%%'"
+        ICP.set_param("h5.plain_setting", "second-value")
+        self.assertEqual(
+            self._events("ir.config_parameter", plain.id, "update").details,
+            {"fields": {"value": {"old": "visible-value", "new": "second-value"}}},
         )
-        self.assertEqual(self.env.cr.fetchone()[0], 0)
+        ICP.set_param("h5.api_token", "tok-654321")
+        token = ICP.search([("key", "=", "h5.api_token")])
+        self.assertEqual(
+            self._events("ir.config_parameter", token.id, "update").details,
+            {"fields": {"value": {"changed": True}}},
+        )
+        # Renamed to a secret key: the value written with it is withheld.
+        plain.write({"key": "h5.renamed_api_key", "value": "now-a-secret"})
+        renamed = self._events("ir.config_parameter", plain.id, "update")[-1:]
+        self.assertEqual(renamed.details["fields"]["value"], {"changed": True})
+        self.assertEqual(
+            renamed.details["fields"]["key"],
+            {"old": "h5.plain_setting", "new": "h5.renamed_api_key"},
+        )
+        token.unlink()
+        deleted = self._events("ir.config_parameter", token.id, "delete")
+        self.assertEqual(deleted.details["fields"]["value"], {"redacted": True})
+        for needle in ("123456", "654321", "now-a-secret"):
+            self.env.cr.execute(
+                "SELECT count(*) FROM audit_event e WHERE strpos(e::text, %s) > 0",
+                [needle],
+            )
+            self.assertEqual(self.env.cr.fetchone()[0], 0, needle)
+
+    def test_reading_role_is_the_auditor(self):
+        has_group = self.env["audit.rule"]._auditor_has_group()
+        self.assertTrue(has_group("audit_export.audit_group_auditor"))
+        self.assertTrue(has_group("base.group_user"))
+        self.assertFalse(has_group("base.group_system"))
+        self.assertFalse(has_group("audit_export.audit_group_manager"))
+        self.assertFalse(has_group("h5.no_such_group"))
+        withheld = self.env["audit.rule"]._rules_by_model()["res.users"]["withheld"]
+        # Secrets by name and by groups= beyond the Auditor; what an auditor
+        # reads stays recorded (groups="base.group_user" included).
+        self.assertTrue({"password", "new_password", "totp_secret"} <= withheld)
+        self.assertIn("signup_type", withheld)  # groups="base.group_erp_manager"
+        self.assertNotIn("activity_state", withheld)  # groups="base.group_user"
+        self.assertFalse({"login", "name", "email", "groups_id"} & withheld)
 
     def test_unchanged_write_not_logged_and_batch_write(self):
         partners = self.env["res.partner"].create([{"name": f"P{i}"} for i in range(3)])
