@@ -5,4 +5,5 @@ from . import (
     test_audit_keyring,
     test_audit_settings,
     test_audit_ui,
+    test_security_rpc,
 )
