@@ -320,9 +320,16 @@ def worker(spec: dict) -> dict:
             "name": result.name,
             "size": result.size,
         }
+    if op in ("verify", "restore"):
+        # the benchmark reads back the archive it just wrote: bound to the
+        # tenant (database uuid) in its own header
+        with open(spec["path"], "rb") as raw:
+            tenant = crypto.describe_archive(raw).get("tenant", "")
     if op == "verify":
         start = time.monotonic()
-        verify.run_verify(verify.VerifyRequest(path=spec["path"], keyring=keyring))
+        verify.run_verify(
+            verify.VerifyRequest(path=spec["path"], keyring=keyring, tenant=tenant)
+        )
         return {"seconds": time.monotonic() - start}
     if op == "restore":
         req = restore.RestoreRequest(
@@ -330,6 +337,7 @@ def worker(spec: dict) -> dict:
             mode="sandbox",
             path=spec["path"],
             keyring=keyring,
+            expected_uuid=tenant,
             data_dir=spec["data_dir"],
         )
         start = time.monotonic()

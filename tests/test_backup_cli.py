@@ -36,6 +36,15 @@ def env(tmp_path):
     return environ
 
 
+def _param(dbname, key):
+    conn = connect(dbname)
+    with conn.cursor() as cr:
+        cr.execute("SELECT value FROM ir_config_parameter WHERE key = %s", (key,))
+        row = cr.fetchone()
+    conn.close()
+    return row[0] if row else None
+
+
 def _run(args, environ, check=False):
     proc = subprocess.run(
         [sys.executable, "-m", "db_backup_suite.lib", *args],
@@ -194,7 +203,11 @@ def test_odoo_zip_export_and_import(odoo_db_factory, env, tmp_path):
         env,
         check=True,
     )
-    assert data_checksum(target) == data_checksum(db.dbname)
+    # the same data; a sandbox is a new database: a new uuid and secret
+    restored, source = data_checksum(target), data_checksum(db.dbname)
+    assert restored.pop("ir_config_parameter") != source.pop("ir_config_parameter")
+    assert restored == source
+    assert _param(target, "database.uuid") not in (None, db.uuid)
     assert set(filestore_listing(filestore_path(db.data_dir, target))) == (
         referenced_files(target)
     )

@@ -100,6 +100,7 @@ def test_attachment_created_and_deleted_during_backup(
             sink=sink,
             name=result.name,
             keyring=keyring,
+            expected_uuid=db.uuid,
             data_dir=db.data_dir,
             jobs=1,
         )
@@ -149,6 +150,7 @@ def test_rows_written_during_backup_are_not_counted(odoo_db_factory, keyring, tm
             sink=sink,
             name=result.name,
             keyring=keyring,
+            expected_uuid=db.uuid,
             data_dir=db.data_dir,
         )
     )

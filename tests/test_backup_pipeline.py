@@ -37,8 +37,10 @@ def _request(db, sink, keyring, **kw):
     )
 
 
-def decrypt_members(raw: bytes, keyring=None, password=None) -> dict[str, bytes]:
-    reader = crypto.open_archive(io.BytesIO(raw), keyring=keyring, password=password)
+def decrypt_members(raw: bytes, *, tenant, keyring=None, password=None) -> dict:
+    reader = crypto.open_archive(
+        io.BytesIO(raw), keyring=keyring, password=password, tenant=tenant
+    )
     out = {}
     for member in payload.PayloadReader(reader):
         if member.type == "file":
@@ -97,7 +99,7 @@ def test_backup_writes_complete_manifest_and_members(odoo_db_factory, sink, keyr
     import hashlib
 
     assert hashlib.sha256(raw).hexdigest() == result.sha256
-    members = decrypt_members(raw, keyring=keyring)
+    members = decrypt_members(raw, keyring=keyring, tenant=db.uuid)
     names = list(members)
     assert names[0] == mf.HEAD_MEMBER and names[-1] == mf.MANIFEST_MEMBER
     head = mf.loads(members[mf.HEAD_MEMBER])
@@ -118,7 +120,7 @@ def test_standard_tools_take_over(odoo_db_factory, sink, keyring, tmp_path):
     db = odoo_db_factory(prefix=PREFIX, partners=50, attachments=4)
     result = backup.run_backup(_request(db, sink, keyring))
     with sink.open_read(result.name) as fh:
-        reader = crypto.open_archive(fh, keyring=keyring)
+        reader = crypto.open_archive(fh, keyring=keyring, tenant=db.uuid)
         plain = reader.read()
     (tmp_path / "p.tar.zst").write_bytes(plain)
     out = tmp_path / "x"
@@ -155,7 +157,9 @@ def test_password_mode_and_gzip(odoo_db_factory, sink):
     assert result.name.endswith(".tar.gz.enc")
     assert result.manifest["encryption"]["mode"] == "password"
     with sink.open_read(result.name) as fh:
-        members = decrypt_members(fh.read(), password="correct horse battery")
+        members = decrypt_members(
+            fh.read(), password="correct horse battery", tenant=db.uuid
+        )
     assert mf.loads(members["manifest.json"])["compression"] == "gzip"
 
 
@@ -341,7 +345,7 @@ def test_payload_is_a_plain_tar_after_decompression(odoo_db_factory, sink, keyri
     db = odoo_db_factory(prefix=PREFIX, partners=10, attachments=3)
     result = backup.run_backup(_request(db, sink, keyring))
     with sink.open_read(result.name) as fh:
-        plain = crypto.open_archive(fh, keyring=keyring).read()
+        plain = crypto.open_archive(fh, keyring=keyring, tenant=db.uuid).read()
     tar_bytes = (
         zstandard.ZstdDecompressor()
         .stream_reader(io.BytesIO(plain), read_across_frames=True)

@@ -56,6 +56,7 @@ def _backup(db, sink, keyring, **kw):
 def _restore(db, keyring, **kw):
     kw.setdefault("target", db.dbname)
     kw.setdefault("data_dir", db.data_dir)
+    kw.setdefault("expected_uuid", db.uuid)  # the database restored for
     return restore.run_restore(restore.RestoreRequest(keyring=keyring, **kw))
 
 
@@ -229,7 +230,10 @@ def test_round_trip_through_sftp(odoo_db_factory, request, keyring):
 def _repack(raw, keyring, edit):
     """A test-only writer: decrypt, let ``edit(name, data)`` change members
     (return None to drop one), re-encrypt validly."""
-    reader = crypto.open_archive(io.BytesIO(raw), keyring=keyring)
+    # a test tool: it re-encrypts for the archive's own tenant, whichever
+    reader = crypto.open_archive(
+        io.BytesIO(raw), keyring=keyring, tenant=crypto.ANY_TENANT
+    )
     members = [
         (m.name, m.read()) for m in payload.PayloadReader(reader) if m.type == "file"
     ]
@@ -304,7 +308,7 @@ def test_restore_failing_midway_leaves_live_unchanged(
     bad.write_bytes(_repack(_read(local_sink, result.name), keyring, edit))
     # the repacked archive is valid: it verifies
     with bad.open("rb") as fh:
-        verify.scan_archive(fh, keyring=keyring)
+        verify.scan_archive(fh, keyring=keyring, tenant=db.uuid)
     before = _state(db)
     with pytest.raises(error) as info:
         _restore(db, keyring, path=bad, jobs=jobs)
@@ -400,7 +404,7 @@ def test_members_escaping_the_target_are_refused(
 ):
     db = odoo_db_factory(prefix=PREFIX, partners=20, attachments=2)
     good = _read(local_sink, _backup(db, local_sink, keyring).name)
-    reader = crypto.open_archive(io.BytesIO(good), keyring=keyring)
+    reader = crypto.open_archive(io.BytesIO(good), keyring=keyring, tenant=db.uuid)
     members = []
     for m in payload.PayloadReader(reader):
         data = m.read()
@@ -435,7 +439,7 @@ def test_legacy_plaintext_archive_restores_and_says_so(
     result = _backup(db, local_sink, keyring)
     original = data_checksum(db.dbname)
     with local_sink.open_read(result.name) as fh:
-        plain = crypto.open_archive(fh, keyring=keyring).read()
+        plain = crypto.open_archive(fh, keyring=keyring, tenant=db.uuid).read()
     legacy = tmp_path / f"{db.dbname}_manual_20240101T000000Z.tar.zst"
     legacy.write_bytes(plain)
     _mutate(db)
@@ -451,7 +455,11 @@ def test_verify_with_test_restore(odoo_db_factory, local_sink, keyring):
     dbs = list_databases(PREFIX)
     out = verify.run_verify(
         verify.VerifyRequest(
-            name=result.name, sink=local_sink, keyring=keyring, test_restore=True
+            name=result.name,
+            sink=local_sink,
+            keyring=keyring,
+            tenant=db.uuid,
+            test_restore=True,
         )
     )
     assert out.report.encrypted and out.report.filestore["files"] == 3

@@ -55,6 +55,13 @@ def c_collated_db():
         drop_database(db)
 
 
+def _request(**kw):
+    """A restore request for the test database, which has no uuid (not an
+    Odoo database): its archives carry the empty tenant."""
+    kw.setdefault("expected_uuid", "")
+    return restore.RestoreRequest(**kw)
+
+
 def _collate(dbname):
     conn = connect("postgres")
     with conn.cursor() as cr:
@@ -80,7 +87,7 @@ def test_restore_keeps_the_source_locale(c_collated_db, tmp_path, keyring, jobs)
     archive = _backup(c_collated_db, tmp_path, keyring)
     target = f"{c_collated_db}_sbx{jobs}"
     res = restore.run_restore(
-        restore.RestoreRequest(
+        _request(
             target=target, mode="sandbox", path=archive, keyring=keyring, jobs=jobs
         )
     )
@@ -96,7 +103,7 @@ def test_restore_skip_verify_streaming_keeps_the_locale(
     archive = _backup(c_collated_db, tmp_path, keyring)
     target = f"{c_collated_db}_sv"
     restore.run_restore(
-        restore.RestoreRequest(
+        _request(
             target=target,
             mode="sandbox",
             path=archive,
@@ -109,7 +116,7 @@ def test_restore_skip_verify_streaming_keeps_the_locale(
 
 
 def _repack_manifests(raw, keyring, change):
-    reader = crypto.open_archive(io.BytesIO(raw), keyring=keyring)
+    reader = crypto.open_archive(io.BytesIO(raw), keyring=keyring, tenant="")
     members = [
         (m.name, m.read()) for m in payload.PayloadReader(reader) if m.type == "file"
     ]
@@ -140,9 +147,7 @@ def test_unknown_source_locale_falls_back_with_a_warning(
     other.write_bytes(_repack_manifests(archive.read_bytes(), keyring, change))
     target = f"{c_collated_db}_fb{jobs}"
     res = restore.run_restore(
-        restore.RestoreRequest(
-            target=target, mode="sandbox", path=other, keyring=keyring, jobs=jobs
-        )
+        _request(target=target, mode="sandbox", path=other, keyring=keyring, jobs=jobs)
     )
     assert any("xx_NOPE.UTF-8" in w and "locale" in w for w in res.warnings)
     server_default = _collate("template0")
@@ -163,7 +168,7 @@ def test_parallel_restore_decrypts_once(c_collated_db, tmp_path, keyring, monkey
     work = tmp_path / "work"
     work.mkdir()
     restore.run_restore(
-        restore.RestoreRequest(
+        _request(
             target=f"{c_collated_db}_once",
             mode="sandbox",
             path=archive,
@@ -176,7 +181,7 @@ def test_parallel_restore_decrypts_once(c_collated_db, tmp_path, keyring, monkey
     assert list(work.iterdir()) == []  # the temp dump is gone
     scans.clear()
     restore.run_restore(
-        restore.RestoreRequest(
+        _request(
             target=f"{c_collated_db}_twice",
             mode="sandbox",
             path=archive,
@@ -211,7 +216,7 @@ def test_parallel_restore_of_a_bad_archive_creates_no_database(
     target = f"{c_collated_db}_bad"
     with pytest.raises(BackupSuiteError):
         restore.run_restore(
-            restore.RestoreRequest(
+            _request(
                 target=target,
                 mode="sandbox",
                 path=bad,
@@ -224,7 +229,10 @@ def test_parallel_restore_of_a_bad_archive_creates_no_database(
     assert created == []
     assert list_databases(target) == []
     assert list(work.iterdir()) == []
-    assert list((data_dir / "filestore").iterdir()) == []
+    # (a small archive's damage may show while its head is read: then not
+    # even the filestore folder was made)
+    fs_root = data_dir / "filestore"
+    assert not fs_root.exists() or list(fs_root.iterdir()) == []
 
 
 def test_pg_restore_sessions_commit_asynchronously(monkeypatch):

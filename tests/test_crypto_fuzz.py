@@ -36,7 +36,9 @@ def _archive(size, seed):
 
 def _read_all_checked(blob, original):
     """Read in uneven pieces; every piece must match the original so far."""
-    reader = sc.DecryptingReader(io.BytesIO(blob), keyring=RING, tenant="fuzz")
+    reader = sc.DecryptingReader(
+        io.BytesIO(blob), keyring=RING, tenant="fuzz", purpose="backup"
+    )
     got = bytearray()
     step = 1
     while True:
@@ -162,7 +164,15 @@ def test_arbitrary_bytes_only_raise_format_errors(data):
         except sc.StreamCryptError:
             continue
         try:
-            reader = sc.DecryptingReader(io.BytesIO(candidate), keyring=RING)
+            # any tenant and the purpose in the header, so random bytes reach
+            # the key lookup and the chunks instead of stopping at the labels
+            head = sc.read_header(io.BytesIO(candidate))
+            reader = sc.DecryptingReader(
+                io.BytesIO(candidate),
+                keyring=RING,
+                tenant=sc.ANY_TENANT,
+                purpose=head.purpose,
+            )
             reader.read()
         except sc.StreamCryptError:
             continue

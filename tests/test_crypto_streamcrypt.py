@@ -38,8 +38,12 @@ def encrypt(data, keyring=None, *, chunk_size=CS, tenant="db-a", **kw):
     return out.getvalue()
 
 
-def decrypt(blob, keyring=None, **kw):
-    return sc.DecryptingReader(io.BytesIO(blob), keyring=keyring, **kw).read()
+def decrypt(blob, keyring=None, *, tenant="db-a", purpose="backup", **kw):
+    """Every read names the tenant and purpose it expects (``encrypt``'s
+    defaults unless told otherwise)."""
+    return sc.DecryptingReader(
+        io.BytesIO(blob), keyring=keyring, tenant=tenant, purpose=purpose, **kw
+    ).read()
 
 
 def header_size(blob):
@@ -68,7 +72,7 @@ def test_round_trip_sizes_and_layout(ring, size):
     # every chunk but the last is full; the last holds 0..CS-1 bytes
     chunks = size // CS + 1
     assert len(blob) == header_size(blob) + chunks * (4 + 16) + size
-    report = sc.verify(io.BytesIO(blob), keyring=ring)
+    report = sc.verify(io.BytesIO(blob), keyring=ring, tenant="db-a", purpose="backup")
     assert report.chunks == chunks
     assert report.plaintext_bytes == size
     assert report.ciphertext_bytes == len(blob)
@@ -86,7 +90,7 @@ def test_reader_accepts_a_full_size_final_chunk(ring):
     writer.abort()  # the final chunk is already there
     blob = out.getvalue()
     assert len(blob) == header_size(blob) + 2 * FRAME
-    assert decrypt(blob, ring) == data
+    assert decrypt(blob, ring, tenant="") == data
 
 
 def test_round_trip_random_sizes_writes_and_reads(ring):
@@ -103,7 +107,9 @@ def test_round_trip_random_sizes_writes_and_reads(ring):
         writer.close()
         assert writer.plaintext_bytes == len(data)
         assert writer.ciphertext_bytes == len(out.getvalue())
-        reader = sc.DecryptingReader(io.BytesIO(out.getvalue()), keyring=ring)
+        reader = sc.DecryptingReader(
+            io.BytesIO(out.getvalue()), keyring=ring, tenant="t", purpose="backup"
+        )
         got = bytearray()
         while True:
             kind = rnd.choice(["read", "read1", "readinto", "readinto1"])
@@ -126,7 +132,9 @@ def test_round_trip_random_sizes_writes_and_reads(ring):
 def test_long_mime_content_type_and_unicode_tenant(ring):
     xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     blob = encrypt(b"cells", ring, content_type=xlsx, tenant="société-ü")
-    reader = sc.DecryptingReader(io.BytesIO(blob), keyring=ring, tenant="société-ü")
+    reader = sc.DecryptingReader(
+        io.BytesIO(blob), keyring=ring, tenant="société-ü", purpose="backup"
+    )
     assert reader.content_type == xlsx and reader.read() == b"cells"
 
 
@@ -144,7 +152,9 @@ def test_file_object_semantics(ring):
     assert not out.closed  # raw is left open for the caller
     with pytest.raises(ValueError):
         writer.write(b"more")
-    reader = sc.DecryptingReader(io.BytesIO(out.getvalue()), keyring=ring)
+    reader = sc.DecryptingReader(
+        io.BytesIO(out.getvalue()), keyring=ring, tenant="t", purpose="backup"
+    )
     assert reader.readable() and not reader.writable() and reader.encrypted
     assert reader.content_type == "x/y"
     assert reader.read(2) == b"ab" and reader.read() == b"cdef"
@@ -167,7 +177,9 @@ def test_tar_zstd_payload_through_standard_tools(ring, tmp_path):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    reader = crypto.open_archive(io.BytesIO(out.getvalue()), keyring=ring)
+    reader = crypto.open_archive(
+        io.BytesIO(out.getvalue()), keyring=ring, tenant="uuid-1"
+    )
     assert reader.header.content_type == "tar+zstd" and reader.header.tenant == "uuid-1"
     plain = zstandard.ZstdDecompressor().stream_reader(reader)
     with tarfile.open(fileobj=plain, mode="r|") as tar:
@@ -204,7 +216,8 @@ def test_writer_raw_with_partial_writes_and_reader_raw_with_short_reads(ring):
     assert len(sink.data) == header_size(bytes(sink.data)) + 3 * 20 + len(data)
     source = Dribble(bytes(sink.data))
     source.readinto = None  # force the read()-only path
-    assert sc.DecryptingReader(source, keyring=ring).read() == data
+    reader = sc.DecryptingReader(source, keyring=ring, tenant="", purpose="backup")
+    assert reader.read() == data
 
 
 def test_constant_memory_on_a_long_stream(ring):
@@ -248,7 +261,9 @@ def test_constant_memory_on_a_long_stream(ring):
     blob = encrypt(os.urandom(16 * 1024 * 1024), ring, chunk_size=sc.MIB)
     tracemalloc.start()
     try:
-        reader = sc.DecryptingReader(Source(blob), keyring=ring)
+        reader = sc.DecryptingReader(
+            Source(blob), keyring=ring, tenant="db-a", purpose="backup"
+        )
         buf = bytearray(64 * 1024)
         while reader.readinto(buf):
             pass
@@ -287,7 +302,9 @@ def test_wrong_key_is_reported_before_any_chunk(ring):
     head_only = blob[: header_size(blob)]  # no chunk at all: still WrongKey
     for candidate in (blob, head_only):
         with pytest.raises(sc.WrongKeyError, match=r"'k-new'.*does not open"):
-            sc.DecryptingReader(io.BytesIO(candidate), keyring=impostor)
+            sc.DecryptingReader(
+                io.BytesIO(candidate), keyring=impostor, tenant="db-a", purpose="backup"
+            )
 
 
 def test_unknown_key_id_names_the_id_and_the_ids_held(ring):
@@ -365,7 +382,7 @@ def test_tenant_isolation(ring):
     assert forged != head.raw
     forged_blob = with_fixed_checksum(forged) + blob_b[head.size :]
     with pytest.raises(sc.WrongKeyError):
-        decrypt(forged_blob, ring)
+        decrypt(forged_blob, ring, tenant="uuid-a")
     # and the derived keys differ
     salt = head.salt
     assert ring.derive("backup", "uuid-a", salt) != ring.derive(
@@ -379,7 +396,7 @@ def test_purpose_is_checked_when_asked(ring):
     with pytest.raises(sc.FormatError, match="'export' archive, not a 'backup'"):
         decrypt(blob, ring, purpose="backup")
     with pytest.raises(sc.FormatError, match="'export' archive"):
-        crypto.open_archive(io.BytesIO(blob), keyring=ring)
+        crypto.open_archive(io.BytesIO(blob), keyring=ring, tenant="db-a")
 
 
 # Header faults ----------------------------------------------------------------
@@ -460,7 +477,9 @@ def test_truncation_at_every_boundary_class(ring):
         if label == "final chunk missing":
             assert "ends after chunk 2 without its final chunk" in str(info.value)
         with pytest.raises(sc.TruncatedError):
-            sc.verify(io.BytesIO(blob[:cut]), keyring=ring)
+            sc.verify(
+                io.BytesIO(blob[:cut]), keyring=ring, tenant="db-a", purpose="backup"
+            )
 
 
 def test_no_end_of_file_before_the_final_chunk_is_checked(ring):
@@ -468,7 +487,10 @@ def test_no_end_of_file_before_the_final_chunk_is_checked(ring):
     data = os.urandom(2 * CS + 5)
     blob = encrypt(data, ring)
     reader = sc.DecryptingReader(
-        io.BytesIO(blob[: chunk_offset(blob, 2)]), keyring=ring
+        io.BytesIO(blob[: chunk_offset(blob, 2)]),
+        keyring=ring,
+        tenant="db-a",
+        purpose="backup",
     )
     assert reader.read(2 * CS) == data[: 2 * CS]  # authenticated chunks
     with pytest.raises(sc.TruncatedError):
@@ -484,7 +506,9 @@ def test_trailing_data_after_final_chunk(ring):
         with pytest.raises(sc.TamperedError, match="after the final chunk"):
             decrypt(blob + extra, ring)
     # the tail chunk is withheld until the end of the stream is checked
-    reader = sc.DecryptingReader(io.BytesIO(blob + b"x"), keyring=ring)
+    reader = sc.DecryptingReader(
+        io.BytesIO(blob + b"x"), keyring=ring, tenant="db-a", purpose="backup"
+    )
     assert reader.read(CS) == data[:CS]
     with pytest.raises(sc.TamperedError):
         reader.read(1)
@@ -551,7 +575,7 @@ def test_writer_exiting_with_exception_leaves_output_truncated(ring):
         w.write(b"partial data")
         raise RuntimeError("pg_dump failed")
     with pytest.raises(sc.TruncatedError):
-        decrypt(out.getvalue(), ring)
+        decrypt(out.getvalue(), ring, tenant="")
 
 
 def test_abort_and_garbage_collection_never_seal_the_stream(ring):
@@ -561,14 +585,14 @@ def test_abort_and_garbage_collection_never_seal_the_stream(ring):
     writer.abort()
     assert writer.closed
     with pytest.raises(sc.TruncatedError):
-        decrypt(out.getvalue(), ring)
+        decrypt(out.getvalue(), ring, tenant="")
     out = io.BytesIO()
     writer = sc.EncryptingWriter(out, keyring=ring)
     writer.write(b"abandoned")
     del writer
     gc.collect()
     with pytest.raises(sc.TruncatedError):
-        decrypt(out.getvalue(), ring)
+        decrypt(out.getvalue(), ring, tenant="")
 
 
 def test_failed_destination_breaks_the_writer(ring):
@@ -597,7 +621,7 @@ def test_failed_destination_breaks_the_writer(ring):
         writer.write(b"more")
     writer.close()  # must not write a final chunk after the failure
     with pytest.raises((sc.TruncatedError, sc.TamperedError)):
-        decrypt(bytes(dest.data), ring)
+        decrypt(bytes(dest.data), ring, tenant="")
 
 
 # Errors shared with the backup engine -----------------------------------------------
@@ -620,11 +644,11 @@ def test_engine_errors_are_the_crypto_classes():
 # Legacy plaintext archives and the backup bridge --------------------------------------
 def test_open_archive_encrypted(ring):
     blob = encrypt(b"payload", ring, content_type="tar+zstd", tenant="u")
-    reader = crypto.open_archive(io.BytesIO(blob), keyring=ring)
+    reader = crypto.open_archive(io.BytesIO(blob), keyring=ring, tenant="u")
     assert reader.encrypted and not reader.legacy
     assert reader.content_type == "tar+zstd"
     assert reader.read() == b"payload"
-    check = crypto.verify_archive(io.BytesIO(blob), keyring=ring)
+    check = crypto.verify_archive(io.BytesIO(blob), keyring=ring, tenant="u")
     assert check.encrypted and check.chunks == 1 and check.plaintext_bytes == 7
     info = crypto.describe_archive(io.BytesIO(blob))
     assert info["encrypted"] and info["key_id"] == "k-new" and info["tenant"] == "u"
@@ -653,13 +677,14 @@ def test_open_archive_legacy_plaintext(compression, content_type):
         blob = gzip.compress(payload)
     else:
         blob = payload
-    reader = crypto.open_archive(io.BytesIO(blob))  # no key needed
+    # no key needed; a legacy archive carries no tenant to check
+    reader = crypto.open_archive(io.BytesIO(blob), tenant=crypto.ANY_TENANT)
     assert not reader.encrypted and reader.legacy and reader.header is None
     assert reader.content_type == content_type
     assert reader.compression == compression
     first = reader.read(3)
     assert first + reader.read() == blob  # pass-through, prefix included
-    check = crypto.verify_archive(io.BytesIO(blob))
+    check = crypto.verify_archive(io.BytesIO(blob), tenant=crypto.ANY_TENANT)
     assert check.legacy and not check.encrypted
     assert check.plaintext_sha256 == hashlib.sha256(blob).hexdigest()
     assert crypto.describe_archive(io.BytesIO(blob))["legacy"] is True
@@ -677,7 +702,7 @@ def test_open_archive_legacy_plaintext(compression, content_type):
 )
 def test_open_archive_rejects_other_files(blob, message):
     with pytest.raises((sc.FormatError, sc.TruncatedError), match=message):
-        crypto.open_archive(io.BytesIO(blob))
+        crypto.open_archive(io.BytesIO(blob), tenant=crypto.ANY_TENANT)
 
 
 def test_bridge_writer_uses_backup_purpose_and_compression(ring):

@@ -5,10 +5,13 @@ For the day nobody can log in. Odoo's own options (``-c``, ``-d``,
 
 - ``archives``: list this database's archives at its configured
   destinations (``-d`` names the database);
-- ``restore --archive NAME --confirm DBNAME [--sandbox NAME]``: the same
-  verified restore as the wizard (pre-restore backup, swap, hooks, mail),
-  reading the destinations and their encrypted credentials from the
-  database itself;
+- ``restore --archive NAME --confirm DBNAME [--sandbox [NAME]]
+  [--allow-foreign-archive SOURCE_DB]``: the same verified restore as the
+  wizard (pre-restore backup, swap, hooks, mail), reading the destinations
+  and their encrypted credentials from the database itself. An archive of
+  another database (another uuid) is refused, showing its source name, uuid
+  and date, unless ``--allow-foreign-archive`` names its source database;
+  a sandbox name must be one the suite gives (``<db>-sandbox-<YYYYmmdd>``);
 - ``engine <args>``: the engine's CLI (``python -m db_backup_suite.lib``:
   backup, restore, verify, list, prune, decrypt, keygen, export-odoo-zip)
   with the database server, data directory and keyring taken from the Odoo
@@ -110,6 +113,7 @@ class DbBackup(Command):
 
         from odoo import fields
 
+        from odoo.addons.db_backup_suite.lib import errors, safety
         from odoo.addons.db_backup_suite.models import backup_engine, restore_job
 
         parser = argparse.ArgumentParser(prog="db_backup restore")
@@ -119,11 +123,29 @@ class DbBackup(Command):
             required=True,
             help="the database name again (production restore)",
         )
-        parser.add_argument("--sandbox", help="restore to this new database instead")
+        parser.add_argument(
+            "--sandbox",
+            nargs="?",
+            const="",
+            metavar="NAME",
+            help="restore to a new sandbox database instead (a name the suite "
+            "gives: <db>-sandbox-<YYYYmmdd>[-N]; generated when omitted)",
+        )
+        parser.add_argument(
+            "--allow-foreign-archive",
+            metavar="SOURCE_DB",
+            help="restore an archive of ANOTHER database, named here (its source "
+            "database, as the refusal shows it); the database keeps its uuid",
+        )
         opts = parser.parse_args(sub_args)
         dbname = self._database()
-        if not opts.sandbox and opts.confirm != dbname:
+        if opts.sandbox is None and opts.confirm != dbname:
             sys.exit("--confirm must repeat the database name %r exactly." % dbname)
+        if opts.sandbox:
+            try:
+                safety.check_sandbox_name(opts.sandbox, production_db=dbname)
+            except errors.SafetyError as exc:
+                sys.exit("--sandbox: %s" % exc)
         env = self._env_of(dbname)
         try:
             source = None
@@ -140,9 +162,15 @@ class DbBackup(Command):
                     "Archive %r not found at the destinations of %s."
                     % (opts.archive, dbname)
                 )
+            expected_uuid = (
+                env["ir.config_parameter"].sudo().get_param("database.uuid") or ""
+            )
+            allow_foreign = self._check_owner(
+                source, dbname, expected_uuid, opts.allow_foreign_archive
+            )
             job = {
                 "database": dbname,
-                "target": "sandbox" if opts.sandbox else "production",
+                "target": "sandbox" if opts.sandbox is not None else "production",
                 "requested_by": "command line (%s)" % os.environ.get("USER", "?"),
                 "archive_name": opts.archive,
                 "db": backup_engine.db_params(dbname),
@@ -151,24 +179,65 @@ class DbBackup(Command):
                     {"destination_id": d.id, "config": d._sink_config()} for d in dests
                 ],
                 "source": source,
+                "expected_uuid": expected_uuid,
+                "allow_foreign": allow_foreign,
             }
-            if opts.sandbox:
-                sandbox = env["db.backup.sandbox"].create(
+            if opts.sandbox is not None:
+                Sandbox = env["db.backup.sandbox"]
+                name = opts.sandbox or Sandbox._unique_name(dbname)
+                safety.check_sandbox_name(name, production_db=dbname)
+                sandbox = Sandbox.create(
                     {
-                        "name": opts.sandbox,
+                        "name": name,
                         "archive_name": opts.archive,
                         "expires_at": fields.Datetime.add(
                             fields.Datetime.now(), days=7
                         ),
                     }
                 )
-                job.update(sandbox_name=opts.sandbox, sandbox_id=sandbox.id)
+                job.update(sandbox_name=name, sandbox_id=sandbox.id)
             env.cr.commit()
         finally:
             env.cr.close()
         result = restore_job.run_job(job)
         print(result.get("message"))  # noqa: T201
         return 0 if result.get("ok") else 1
+
+    def _check_owner(self, source, dbname, expected_uuid, named):
+        """Refuse (exit) an archive of another database than ``dbname``
+        unless ``named`` is its source database; True when it is foreign and
+        confirmed. Reads the header and head manifest only."""
+        from odoo.addons.db_backup_suite.lib import crypto, sinks
+        from odoo.addons.db_backup_suite.models import backup_engine
+
+        sink = sinks.make_sink(source["sink"])
+        try:
+            with sink.open_read(source["name"]) as raw:
+                owner = crypto.describe_archive_owner(
+                    raw, keyring=backup_engine.load_keyring()
+                )
+        finally:
+            sink.close()
+        if owner["uuid"] is None or owner["uuid"] == expected_uuid:
+            return False  # its own (an Odoo zip is checked once restored)
+        if named is not None and named == owner["database"]:
+            return True
+        sys.exit(
+            "Refused: %s is a backup of database %r (uuid %s, taken %s), not of "
+            "%r (uuid %s). Nothing was restored.%s"
+            % (
+                source["name"],
+                owner["database"] or "?",
+                owner["uuid"] or "none",
+                owner["created_at"] or "?",
+                dbname,
+                expected_uuid or "none",
+                " To restore it anyway (the database keeps its own uuid), add "
+                "--allow-foreign-archive %s." % owner["database"]
+                if owner["database"]
+                else " Its source database could not be read (no key?).",
+            )
+        )
 
     def _engine_env(self):
         from odoo.addons.db_backup_suite.models import backup_engine

@@ -22,6 +22,13 @@ keyring from ``--keyring FILE`` or ``DB_BACKUP_SUITE_KEYRING_FILE`` /
 ``DB_BACKUP_SUITE_KEYRING``. A JSON config file may hold secrets; keep it
 ``chmod 600``.
 
+Whose archives: the command line is the operator's, who holds the keyring,
+so ``verify``, ``decrypt`` and ``export-odoo-zip`` read an archive of any
+database (``streamcrypt.ANY_TENANT``). ``restore`` over an existing database
+is bound to it: another database's archive is refused (its name, uuid and
+date are shown) unless ``--allow-foreign-archive SOURCE_DB`` names it. Every
+plaintext file the command line writes is created 0600, folders 0700.
+
 Exit codes: 0 success, 1 failure (one ``error:`` line on stderr), 2 usage.
 ``--json`` prints the result as JSON on stdout.
 """
@@ -38,7 +45,7 @@ import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import backup, crypto, naming, payload
+from . import backup, crypto, naming, payload, pgtools
 from .errors import BackupSuiteError
 from .pgtools import PgParams
 
@@ -246,23 +253,12 @@ def _source_kwargs(args) -> dict:
 
 
 def cmd_restore(args):
+    from .errors import ForeignArchiveError
     from .restore import RestoreRequest, run_restore
 
     password = _password(args)
-    req = RestoreRequest(
-        target=args.target,
-        mode="sandbox" if args.sandbox else "production",
-        keyring=_keyring(args, required=False),
-        password=password,
-        pg=_pg(args),
-        data_dir=args.data_dir,
-        jobs=args.jobs,
-        work_dir=args.work_dir,
-        keep_privileges=args.keep_privileges,
-        progress=_progress(args),
-        **_source_kwargs(args),
-    )
-    if req.mode == "production" and args.confirm != args.target:
+    mode = "sandbox" if args.sandbox else "production"
+    if mode == "production" and args.confirm != args.target:
         if args.confirm:
             raise UsageError(
                 f"--confirm {args.confirm!r} does not match the target database "
@@ -272,7 +268,37 @@ def cmd_restore(args):
             f"a production restore replaces database {args.target!r} (kept as a "
             f"safety copy); confirm with --confirm {args.target}, or use --sandbox"
         )
-    result = run_restore(req)
+    pg = _pg(args)
+    # Replacing a database binds the restore to it: the engine reads the
+    # target's uuid and refuses another database's archive. A new database
+    # replaces nothing: the operator (who holds the keyring) may restore any
+    # archive there.
+    replaces = mode == "production" and pgtools.database_exists(pg, args.target)
+
+    def request(allow_foreign):
+        return RestoreRequest(
+            target=args.target,
+            mode=mode,
+            keyring=_keyring(args, required=False),
+            password=password,
+            pg=pg,
+            data_dir=args.data_dir,
+            jobs=args.jobs,
+            work_dir=args.work_dir,
+            keep_privileges=args.keep_privileges,
+            progress=_progress(args),
+            allow_foreign=allow_foreign,
+            **_source_kwargs(args),
+        )
+
+    try:
+        result = run_restore(request(allow_foreign=not replaces))
+    except ForeignArchiveError as exc:
+        named = args.allow_foreign_archive
+        if named is None or exc.source_name is None or named != exc.source_name:
+            raise ForeignArchiveRefused(exc, named) from exc
+        # confirmed by name: the target keeps its own uuid
+        result = run_restore(request(allow_foreign=True))
     if args.json:
         return result.as_dict()
     print(
@@ -290,6 +316,49 @@ def cmd_restore(args):
     return None
 
 
+class ForeignArchiveRefused(Exception):
+    """A restore refused because the archive is another database's: exit 1
+    with the archive's source, uuid and date, and the flag that confirms."""
+
+    def __init__(self, error, named):
+        self.error = error
+        self.named = named
+        source = error.source_name or "?"
+        lines = [
+            f"the archive is a backup of database {source!r} (uuid "
+            f"{error.source_uuid or 'none'}, taken {error.created_at or '?'}), not "
+            f"of {error.target!r} (uuid {error.expected_uuid or 'none'}): nothing "
+            "was restored"
+        ]
+        if named is not None:
+            lines.append(
+                f"--allow-foreign-archive {named!r} does not name the archive's "
+                f"source database {source!r}"
+            )
+        if error.source_name:
+            lines.append(
+                f"to replace {error.target!r} with {source!r}'s data anyway (it "
+                f"keeps its own uuid), add --allow-foreign-archive {source}"
+            )
+        else:
+            lines.append(
+                "the archive's source database could not be read (no key?): it "
+                "cannot be confirmed by name"
+            )
+        super().__init__("\n".join(lines))
+
+    def as_dict(self) -> dict:
+        return {
+            "error": str(self).splitlines()[0],
+            "type": "ForeignArchiveError",
+            "source_name": self.error.source_name,
+            "source_uuid": self.error.source_uuid,
+            "created_at": self.error.created_at,
+            "expected_uuid": self.error.expected_uuid,
+            "target": self.error.target,
+        }
+
+
 def cmd_verify(args):
     from .verify import VerifyRequest, run_verify
 
@@ -298,6 +367,8 @@ def cmd_verify(args):
         VerifyRequest(
             keyring=_keyring(args, required=False),
             password=_password(args),
+            # the operator holds the keyring: any database's archive
+            tenant=crypto.ANY_TENANT,
             test_restore=args.test_restore,
             pg=_pg(args),
             data_dir=args.data_dir,
@@ -395,10 +466,28 @@ def cmd_prune(args):
     return None
 
 
+#: Plaintext the command line writes (decrypted payloads, extracted
+#: members, Odoo zips) is created private: files 0600, folders 0700.
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def _create_private(path) -> object:
+    """A new file (never an existing one, never through a symlink) open for
+    binary writing, created 0600."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, PRIVATE_FILE)
+    return os.fdopen(fd, "wb")
+
+
 def _open_payload(args, source):
     raw = source.open()
     reader = crypto.open_archive(
-        raw, keyring=_keyring(args, required=False), password=_password(args)
+        raw,
+        keyring=_keyring(args, required=False),
+        password=_password(args),
+        # the operator holds the keyring: any database's archive
+        tenant=crypto.ANY_TENANT,
     )
     if not reader.encrypted:
         print("warning: this archive is NOT encrypted (legacy)", file=sys.stderr)
@@ -418,6 +507,7 @@ def cmd_decrypt(args):
                     raw,
                     keyring=_keyring(args, required=False),
                     password=_password(args),
+                    tenant=crypto.ANY_TENANT,
                 )
             return _extract(args, src, Path(args.extract), report)
         if not args.output:
@@ -427,7 +517,9 @@ def cmd_decrypt(args):
         raw, reader = _open_payload(args, src)
         with raw:
             out = (
-                sys.stdout.buffer if args.output == "-" else open(args.output, "xb")  # noqa: SIM115 (closed below)
+                sys.stdout.buffer
+                if args.output == "-"
+                else _create_private(args.output)
             )
             ok = False
             try:
@@ -469,9 +561,11 @@ def _copy(src, dst):
 
 def _extract(args, src, root: Path, report):
     """manifest.json, backup.json, database.dump (joined) and filestore/."""
-    root.mkdir(parents=True, exist_ok=True)
-    if any(root.iterdir()):
-        raise UsageError(f"{root} is not empty")
+    try:
+        os.mkdir(root, PRIVATE_DIR)
+    except FileExistsError:
+        if root.is_symlink() or not root.is_dir() or any(root.iterdir()):
+            raise UsageError(f"{root} is not an empty directory") from None
     raw, reader = _open_payload(args, src)
     with raw:
         preader = payload.PayloadReader(reader)
@@ -481,15 +575,12 @@ def _extract(args, src, root: Path, report):
                 continue
             if payload._part_base(member.name) == "database.dump":
                 if dump is None:
-                    fd = os.open(
-                        root / "database.dump",
-                        os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                        0o600,
-                    )
-                    dump = os.fdopen(fd, "wb")
+                    dump = _create_private(root / "database.dump")
                 _copy(member, dump)
                 continue
-            payload.extract_member(root, member)
+            payload.extract_member(
+                root, member, mode=PRIVATE_FILE, dir_mode=PRIVATE_DIR
+            )
         if dump is not None:
             dump.close()
     if args.json:
@@ -533,10 +624,13 @@ def cmd_export_odoo_zip(args):
     with open_source(kwargs.get("sink"), kwargs.get("name"), kwargs.get("path")) as src:
         with src.open() as raw:
             scan_archive(
-                raw, keyring=_keyring(args, required=False), password=_password(args)
+                raw,
+                keyring=_keyring(args, required=False),
+                password=_password(args),
+                tenant=crypto.ANY_TENANT,
             )
         raw, reader = _open_payload(args, src)
-        with raw, open(args.output, "xb") as out:
+        with raw, _create_private(args.output) as out:
             try:
                 result = odoozip.write_odoo_zip(
                     payload.PayloadReader(reader),
@@ -628,6 +722,13 @@ def build_parser() -> argparse.ArgumentParser:
         "restore",
         parents=[common, pg, keys, source],
         help="restore an archive (ours, legacy, or an Odoo zip)",
+        description="Restore an archive. Replacing an existing database "
+        "(--confirm) only takes that database's own archives (same uuid); "
+        "another database's archive is refused with its name, uuid and date "
+        "unless --allow-foreign-archive names it. A new database (--sandbox, or "
+        "a name that does not exist) replaces nothing: any archive the keyring "
+        "opens is restored there (read with streamcrypt.ANY_TENANT); a sandbox "
+        "gets a new uuid and secret.",
     )
     p.add_argument("--target", required=True, help="database to restore into")
     p.add_argument(
@@ -639,6 +740,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--confirm",
         metavar="DATABASE",
         help="the target database name, typed again, to replace it (production)",
+    )
+    p.add_argument(
+        "--allow-foreign-archive",
+        metavar="SOURCE_DB",
+        help="replace the target with an archive of ANOTHER database, named "
+        "here (the archive's source database, as the refusal shows it); the "
+        "target keeps its own uuid. Without it, an existing target is only "
+        "replaced by its own archives",
     )
     p.add_argument("--data-dir", help="Odoo data directory (holds filestore/<db>)")
     p.add_argument("--jobs", type=int, help="parallel pg_restore jobs")
@@ -654,6 +763,8 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         parents=[common, pg, keys, source],
         help="decrypt and check an archive against its manifest",
+        description="Decrypt and check an archive of ANY database the keyring "
+        "opens (read with streamcrypt.ANY_TENANT).",
     )
     p.add_argument(
         "--test-restore",
@@ -682,6 +793,10 @@ def build_parser() -> argparse.ArgumentParser:
         "decrypt",
         parents=[common, keys, source],
         help="decrypt to a standard payload for tar / pg_restore",
+        description="Decrypt an archive of ANY database the keyring opens "
+        "(the command line reads with streamcrypt.ANY_TENANT: whoever holds "
+        "the keyring may read every database's archives). Every file and "
+        "folder written is created 0600 / 0700.",
     )
     p.add_argument("-o", "--output", help="payload file (- for stdout)")
     p.add_argument("--tar", action="store_true", help="decompress to a plain tar")
@@ -701,6 +816,8 @@ def build_parser() -> argparse.ArgumentParser:
         "export-odoo-zip",
         parents=[common, pg, keys, source],
         help="write Odoo's own backup zip from an archive",
+        description="Write Odoo's backup zip (created 0600) from an archive of "
+        "ANY database the keyring opens (read with streamcrypt.ANY_TENANT).",
     )
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_export_odoo_zip)
@@ -719,6 +836,12 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except ForeignArchiveRefused as exc:
+        if args.json:
+            print(json.dumps(exc.as_dict()))
+        for i, line in enumerate(str(exc).splitlines()):
+            print(f"error: {line}" if i == 0 else f"  {line}", file=sys.stderr)
+        return 1
     except (BackupSuiteError, ValueError, OSError) as exc:
         _fail(args, exc)
         return 1

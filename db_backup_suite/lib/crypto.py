@@ -248,9 +248,7 @@ class ArchiveCheck:
         }
 
 
-def verify_archive(
-    raw, keyring=None, password=None, *, tenant: str | None = None
-) -> ArchiveCheck:
+def verify_archive(raw, keyring=None, password=None, *, tenant) -> ArchiveCheck:
     """Read a whole archive: authenticate every chunk (encrypted) and hash
     the payload. A legacy archive cannot be authenticated: it is only read
     through and hashed (``encrypted`` False in the result)."""
@@ -405,6 +403,10 @@ def _describe_zip_owner(prefix, raw, out) -> dict:
     import zipfile
 
     out.update(kind="odoo-zip", legacy=True)
+    seekable = getattr(raw, "seekable", None)
+    if seekable is None or not seekable():
+        out["error"] = "an Odoo zip is only read from a local file"
+        return out
     try:
         raw.seek(0)
         with zipfile.ZipFile(raw) as zf:

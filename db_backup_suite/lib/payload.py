@@ -977,38 +977,45 @@ def safe_member_path(root, name: str) -> Path:
     return path
 
 
-def _make_dirs(root: Path, parts: list[str]):
+def _make_dirs(root: Path, parts: list[str], mode: int = 0o755):
     current = root
     for part in parts:
         current = current / part
         try:
-            os.mkdir(current, 0o755)
+            os.mkdir(current, mode)
         except FileExistsError:
             st = os.lstat(current)
             if not stat_mod.S_ISDIR(st.st_mode):
                 raise ArchiveError(f"{current} exists and is not a directory") from None
 
 
-def extract_member(root, member: PayloadMember) -> Path:
+def extract_member(
+    root, member: PayloadMember, mode: int = 0o644, dir_mode: int = 0o755
+) -> Path:
     """Write ``member`` under ``root`` (path-checked, no symlink followed or
-    created, existing files never overwritten). Returns the path."""
+    created, existing files never overwritten), files created with ``mode``
+    and folders with ``dir_mode`` (0o600 / 0o700 for decrypted plaintext).
+    Returns the path."""
     if member.type == "dir":
         root = Path(root)
         path = safe_member_path(root, member.name)
-        _make_dirs(root, _clean_parts(member.name))
+        _make_dirs(root, _clean_parts(member.name), dir_mode)
         return path
-    return extract_stream(root, member.name, member.stream)
+    return extract_stream(root, member.name, member.stream, mode, dir_mode)
 
 
-def extract_stream(root, name: str, stream, mode: int = 0o644) -> Path:
+def extract_stream(
+    root, name: str, stream, mode: int = 0o644, dir_mode: int = 0o755
+) -> Path:
     """Copy the readable ``stream`` to the file ``name`` under ``root``,
     creating parent folders; path-checked like :func:`safe_member_path`,
-    never following or creating a symlink, never overwriting a file.
+    never following or creating a symlink, never overwriting a file. The
+    file is created with ``mode``, folders with ``dir_mode``.
     Returns the path written."""
     root = Path(root)
     path = safe_member_path(root, name)
     parts = _clean_parts(name)
-    _make_dirs(root, parts[:-1])
+    _make_dirs(root, parts[:-1], dir_mode)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags, mode)
