@@ -165,7 +165,7 @@ class DbBackup(Command):
             expected_uuid = (
                 env["ir.config_parameter"].sudo().get_param("database.uuid") or ""
             )
-            allow_foreign = self._check_owner(
+            foreign_uuid = self._check_owner(
                 source, dbname, expected_uuid, opts.allow_foreign_archive
             )
             job = {
@@ -180,8 +180,11 @@ class DbBackup(Command):
                 ],
                 "source": source,
                 "expected_uuid": expected_uuid,
-                "allow_foreign": allow_foreign,
+                "allow_foreign": foreign_uuid is not None,
             }
+            if foreign_uuid is not None:
+                # the restore job checks the archive is still the one confirmed
+                job["foreign_source_uuid"] = foreign_uuid
             if opts.sandbox is not None:
                 Sandbox = env["db.backup.sandbox"]
                 name = opts.sandbox or Sandbox._unique_name(dbname)
@@ -205,8 +208,9 @@ class DbBackup(Command):
 
     def _check_owner(self, source, dbname, expected_uuid, named):
         """Refuse (exit) an archive of another database than ``dbname``
-        unless ``named`` is its source database; True when it is foreign and
-        confirmed. Reads the header and head manifest only."""
+        unless ``named`` is its source database; the source uuid when it is
+        foreign and confirmed, else None. Reads the header and head manifest
+        only."""
         from odoo.addons.db_backup_suite.lib import crypto, sinks
         from odoo.addons.db_backup_suite.models import backup_engine
 
@@ -219,9 +223,9 @@ class DbBackup(Command):
         finally:
             sink.close()
         if owner["uuid"] is None or owner["uuid"] == expected_uuid:
-            return False  # its own (an Odoo zip is checked once restored)
+            return None  # its own (an Odoo zip is checked once restored)
         if named is not None and named == owner["database"]:
-            return True
+            return owner["uuid"]
         sys.exit(
             "Refused: %s is a backup of database %r (uuid %s, taken %s), not of "
             "%r (uuid %s). Nothing was restored.%s"

@@ -159,23 +159,22 @@ def check_suite_database_name(
     :class:`InvalidDatabaseNameError`)."""
     check_database_name(name)
     if ".." in name:
-        raise InvalidDatabaseNameError(f"refusing the database name {name!r}: '..'")
+        raise InvalidDatabaseNameError(f"refused {name!r}: it contains '..'")
     if name in RESERVED_DATABASES:
-        raise NotSuiteDatabaseError(f"refusing to touch the system database {name!r}")
+        raise NotSuiteDatabaseError(f"refused {name!r}: a system database")
     if production_db is not None and name == production_db:
         raise NotSuiteDatabaseError(
-            f"refusing to drop {name!r}: it is the production database itself"
+            f"refused {name!r}: it is the production database itself"
         )
     kind = suite_database_kind(name)
     if kind is None or kind not in kinds:
         raise NotSuiteDatabaseError(
-            f"refusing to drop {name!r}: not a name the backup suite gives to a "
+            f"refused {name!r}: not a name the backup suite gives to a "
             f"{' or '.join(kinds)} database"
         )
     if production_db is not None and not _derives_from(name, kind, production_db):
         raise NotSuiteDatabaseError(
-            f"refusing to drop {name!r}: it is not a {kind} database of "
-            f"{production_db!r}"
+            f"refused {name!r}: it is not a {kind} database of {production_db!r}"
         )
     return kind
 
