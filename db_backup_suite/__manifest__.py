@@ -13,6 +13,7 @@
     "data": [
         "security/db_backup_suite_groups.xml",
         "security/ir.model.access.csv",
+        "security/db_backup_suite_security.xml",
         "data/ir_cron_data.xml",
         "data/mail_template_data.xml",
         "views/db_backup_run_views.xml",

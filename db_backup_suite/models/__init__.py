@@ -1,3 +1,7 @@
+# The mixin first: the models below inherit it.
+from . import db_backup_guarded_mixin
+
+# isort: split
 from . import (
     backup_engine,
     db_backup_copy,

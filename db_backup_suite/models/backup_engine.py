@@ -21,6 +21,10 @@ ADDON_DIR = Path(__file__).resolve().parent.parent
 ADDONS_PARENT = ADDON_DIR.parent
 KEYRING_ENV_FILE = "DB_BACKUP_SUITE_KEYRING_FILE"
 KEYRING_ENV_INLINE = "DB_BACKUP_SUITE_KEYRING"
+#: ``ir_config_parameter`` key the suite writes into each sandbox and
+#: pre-restore safety copy it makes; a drop checks it first.
+SANDBOX_MARKER_KEY = "db_backup_suite.sandbox_marker"
+SEAL_VERSION = "v1"
 
 
 class KeyringUnavailable(Exception):
@@ -53,6 +57,44 @@ def keyring_status():
         keyring.active.key_id,
         keyring.active.fingerprint,
     )
+
+
+def seal(purpose, tenant, plaintext, aad):
+    """``plaintext`` (str) encrypted with the server keyring's sub-key for
+    ``purpose`` and ``tenant`` (the database uuid), bound to ``aad`` (bytes):
+    ``v1:<key id>:<base64(nonce || ciphertext)>``. For a secret that must
+    wait in a record between two requests (never the plaintext)."""
+    import base64
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    keyring = load_keyring()
+    kid = keyring.active.key_id
+    key = keyring.derive(purpose, tenant, key_id=kid)
+    nonce = os.urandom(12)
+    sealed = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), aad)
+    return "%s:%s:%s" % (SEAL_VERSION, kid, base64.b64encode(nonce + sealed).decode())
+
+
+def unseal(purpose, tenant, blob, aad):
+    """The plaintext of :func:`seal`'s ``blob``; ``ValueError`` when it was
+    sealed for another purpose, tenant or ``aad``, or altered."""
+    import base64
+
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    try:
+        version, kid, payload = (blob or "").split(":", 2)
+        if version != SEAL_VERSION:
+            raise ValueError("unknown seal version")
+        raw = base64.b64decode(payload)
+        key = load_keyring().derive(purpose, tenant, key_id=kid)
+        return AESGCM(key).decrypt(raw[:12], raw[12:], aad).decode("utf-8")
+    except (InvalidTag, ValueError, KeyError, UnicodeError) as exc:
+        raise ValueError("the sealed value cannot be opened here") from exc
+    except Exception as exc:  # keyring errors: an unknown key id, no keyring
+        raise ValueError("the sealed value cannot be opened: %s" % exc) from exc
 
 
 def db_params(dbname):
@@ -206,24 +248,103 @@ def database_exists(dbname):
     return pgtools.database_exists(pg_params(), dbname)
 
 
-def drop_database(dbname):
-    """Drop a database this suite created (sandbox, test copy) and its
-    filestore; this process's registry and pooled connections go first.
-    (``odoo.service.db.exp_drop`` only sees the databases ``list_dbs``
-    exposes, which is just ``db_name`` on a server started with ``-d``.)"""
-    import shutil
-
+def _close_database(dbname):
+    """Close this process's registry and pooled connections of ``dbname``."""
     import odoo
     from odoo.modules.registry import Registry
 
-    from odoo.addons.db_backup_suite.lib import pgtools
-
     Registry.delete(dbname)
     odoo.sql_db.close_db(dbname)
-    pgtools.drop_database(pg_params(), dbname)
-    filestore = filestore_dir(dbname)
-    if os.path.isdir(filestore):
-        shutil.rmtree(filestore)
+
+
+def config_parameter_of(dbname, key):
+    """``ir_config_parameter`` ``key`` of the database ``dbname`` (None: not
+    set, no such table or no such database). A plain connection: no
+    registry is loaded."""
+    from odoo.addons.db_backup_suite.lib import pgtools
+
+    params = pg_params()
+    if not pgtools.database_exists(params, dbname):
+        return None
+    conn = params.connect(dbname)
+    try:
+        with conn.cursor() as cr:
+            cr.execute("SELECT to_regclass('ir_config_parameter')")
+            if cr.fetchone()[0] is None:
+                return None
+            cr.execute("SELECT value FROM ir_config_parameter WHERE key = %s", [key])
+            row = cr.fetchone()
+            return row[0] if row else None
+    finally:
+        conn.close()
+
+
+def sandbox_marker_of(dbname):
+    """The sandbox marker the suite wrote into ``dbname`` (None: none)."""
+    return config_parameter_of(dbname, SANDBOX_MARKER_KEY)
+
+
+def write_sandbox_marker(dbname, marker):
+    """Record in ``dbname`` that the suite made it (sandbox or safety copy);
+    the drop checks it before ``DROP DATABASE``. ``marker`` None removes it
+    (a database restored in production carries none)."""
+    params = pg_params()
+    conn = params.connect(dbname, autocommit=False)
+    try:
+        with conn.cursor() as cr:
+            cr.execute("SELECT to_regclass('ir_config_parameter')")
+            if cr.fetchone()[0] is None:
+                return False
+            cr.execute(
+                "DELETE FROM ir_config_parameter WHERE key = %s", [SANDBOX_MARKER_KEY]
+            )
+            if marker:
+                cr.execute(
+                    "INSERT INTO ir_config_parameter (key, value) VALUES (%s, %s)",
+                    [SANDBOX_MARKER_KEY, marker],
+                )
+        conn.commit()
+        return True
+    finally:
+        conn.close()
+
+
+def drop_sandbox_database(name, production_db, marker):
+    """Drop the sandbox (or pre-restore safety copy) ``name`` of
+    ``production_db`` and its filestore, after checking that it is one:
+
+    - the name is one the suite derives from ``production_db``
+      (``lib.safety.check_sandbox_name``: never ``production_db`` itself,
+      ``postgres``, a template, ``..``);
+    - the database, when it exists, carries the ``marker`` the suite wrote
+      into it when it made it (a database merely named like a sandbox is
+      not one);
+    - its filestore lies inside ``<data_dir>/filestore`` (``safe_data_path``).
+
+    Raises ``lib.errors.SafetyError`` (nothing dropped) or the engine's
+    ``RestoreError`` / ``OSError``. Returns the lib's report.
+    """
+    import hmac
+
+    from odoo.addons.db_backup_suite.lib import errors, safety
+
+    safety.check_sandbox_name(name, production_db=production_db)
+    safety.filestore_of(data_dir(), name)  # the path check, before anything
+    found = sandbox_marker_of(name)
+    if database_exists(name) and not (
+        marker and found and hmac.compare_digest(found, marker)
+    ):
+        raise errors.NotSuiteDatabaseError(
+            f"refusing to drop {name!r}: it does not carry the mark of a sandbox "
+            "this database made (a database merely named like one is left alone)"
+        )
+    _close_database(name)
+    return safety.drop_database_if_suite_owned(
+        pg_params(),
+        name,
+        production_db=production_db,
+        data_dir=data_dir(),
+    )
 
 
 def list_databases(prefix):

@@ -19,8 +19,24 @@ SECRET_AAD = b"db.backup.destination/v1"
 
 class DbBackupDestination(models.Model):
     _name = "db.backup.destination"
+    _inherit = ["db.backup.guarded.mixin"]
     _description = "Backup Destination"
     _order = "sequence, id"
+    # The confirmed host key is trusted for every connection: it is set only
+    # by "Confirm host key" after "Fetch host key" (not typed in); the
+    # stored secrets only through their write-only fields; the test results
+    # only by the test.
+    _server_owned_fields = (
+        "sftp_known_hosts",
+        "sftp_fingerprint",
+        "sftp_pending_host_key",
+        "sftp_pending_fingerprint",
+        "secrets_encrypted",
+        "secret_names",
+        "last_test_date",
+        "last_test_result",
+        "last_test_ok",
+    )
 
     name = fields.Char(required=True)
     active = fields.Boolean(default=True)
@@ -302,7 +318,7 @@ class DbBackupDestination(models.Model):
             # The error is shown to the administrator and kept on the record;
             # it never contains the secrets (the engine does not echo them).
             _logger.info("Backup destination %s: test failed: %s", self.name, exc)
-            self.write(
+            self.sudo().write(
                 {
                     "last_test_date": fields.Datetime.now(),
                     "last_test_ok": False,
@@ -310,7 +326,7 @@ class DbBackupDestination(models.Model):
                 }
             )
             return self._notify(self.env._("Connection failed: %(e)s", e=exc), "danger")
-        self.write(
+        self.sudo().write(
             {
                 "last_test_date": fields.Datetime.now(),
                 "last_test_ok": True,
@@ -348,7 +364,7 @@ class DbBackupDestination(models.Model):
                     e=exc,
                 )
             ) from exc
-        self.write(
+        self.sudo().write(
             {
                 "sftp_pending_host_key": line,
                 "sftp_pending_fingerprint": "%s %s" % (key_type, fingerprint),
@@ -361,7 +377,7 @@ class DbBackupDestination(models.Model):
         self.check_access("write")
         if not self.sftp_pending_host_key:
             raise UserError(self.env._("Fetch the host key first."))
-        self.write(
+        self.sudo().write(
             {
                 "sftp_known_hosts": self.sftp_pending_host_key,
                 "sftp_fingerprint": self.sftp_pending_fingerprint,
@@ -373,5 +389,8 @@ class DbBackupDestination(models.Model):
 
     def action_reject_host_key(self):
         self.ensure_one()
-        self.write({"sftp_pending_host_key": False, "sftp_pending_fingerprint": False})
+        self.check_access("write")
+        self.sudo().write(
+            {"sftp_pending_host_key": False, "sftp_pending_fingerprint": False}
+        )
         return True

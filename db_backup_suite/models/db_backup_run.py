@@ -29,10 +29,22 @@ def human_size(size):
 
 
 class DbBackupRun(models.Model):
+    """One backup: its state, archive name, copies and manifest.
+
+    Every field is the server's (the engine's result, the cron's progress):
+    a run is created and written by server methods only, never from a
+    user's values (``db.backup.guarded.mixin``); its state gates a restore
+    and its name is what a restore and a retention delete act on.
+    """
+
     _name = "db.backup.run"
+    _inherit = ["db.backup.guarded.mixin"]
     _description = "Database Backup"
     _order = "date desc, id desc"
     _rec_name = "name"
+    _user_create_fields = ()
+    _user_write_fields = ()
+    _server_creates_only = True
 
     name = fields.Char(string="File", readonly=True, copy=False)
     date = fields.Datetime(
@@ -133,6 +145,7 @@ class DbBackupRun(models.Model):
     # ------------------------------------------------------------------
     # Access helpers
     # ------------------------------------------------------------------
+    @api.model
     def _check_group(self, xmlid):
         if not self.env.su and not self.env.user.has_group(xmlid):
             raise AccessError(
@@ -142,11 +155,20 @@ class DbBackupRun(models.Model):
                 )
             )
 
+    @api.model
     def _check_restore_access(self):
         self._check_group("db_backup_suite.backup_group_restore")
 
+    @api.model
     def _check_operator_access(self):
         self._check_group("db_backup_suite.backup_group_operator")
+
+    @api.model
+    def _check_admin_access(self):
+        """Settings administrators (``base.group_system``): destinations,
+        schedules, deleting archives, rescanning the destinations."""
+        if not self.env.su and not self.env.user.has_group("base.group_system"):
+            raise AccessError(self.env._("Only administrators (Settings) may do this."))
 
     # ------------------------------------------------------------------
     # Backup Now
@@ -649,6 +671,8 @@ class DbBackupRun(models.Model):
     def action_open_download_wizard(self):
         self.ensure_one()
         self._check_restore_access()
+        if self.state != "done":
+            raise UserError(self.env._("Only a stored backup can be downloaded."))
         wizard = self.env["db.backup.download.wizard"].create({"run_id": self.id})
         return {
             "type": "ir.actions.act_window",
@@ -669,9 +693,9 @@ class DbBackupRun(models.Model):
 
     def action_delete_archive(self):
         """Delete the archives at every destination, keep the row as deleted."""
-        if not self.env.is_admin():
-            raise AccessError(self.env._("Only administrators delete backups."))
-        self.filtered(lambda r: r.state == "done")._delete_archives()
+        self._check_admin_access()
+        self.check_access("unlink")
+        self.sudo().filtered(lambda r: r.state == "done")._delete_archives()
         return True
 
     # ------------------------------------------------------------------
@@ -786,9 +810,8 @@ class DbBackupRun(models.Model):
 
     @api.model
     def action_sync_from_destinations(self):
-        if not self.env.is_admin():
-            raise AccessError(self.env._("Only administrators rescan destinations."))
-        self._sync_from_destinations()
+        self._check_admin_access()
+        self.sudo()._sync_from_destinations()
         return True
 
     def _find_archives(self, destination):

@@ -1,7 +1,9 @@
 import logging
+import secrets
 from datetime import timedelta
 
-from odoo import api, fields, models
+from odoo import SUPERUSER_ID, api, fields, models
+from odoo.exceptions import AccessError, UserError
 
 from . import backup_engine
 
@@ -10,12 +12,25 @@ _logger = logging.getLogger(__name__)
 # safety names "<target>_restoring_<stamp>" / "<target>_pre_restore_<stamp>"
 # fit, even for a sandbox.
 MAX_SANDBOX_NAME = 63 - len("_pre_restore_20260101000000")
+DROPPABLE_STATES = ("ready", "failed")
 
 
 class DbBackupSandbox(models.Model):
+    """A database the suite made beside this one: a neutralized sandbox, or
+    the safety copy a production restore keeps of the replaced database.
+
+    Every field is the server's: a sandbox row is created by the restore
+    wizard (or the restore job), never by a user, and its name is the
+    object of a ``DROP DATABASE``; see ``db.backup.guarded.mixin``.
+    """
+
     _name = "db.backup.sandbox"
+    _inherit = ["db.backup.guarded.mixin"]
     _description = "Sandbox Database Restored from a Backup"
     _order = "create_date desc, id desc"
+    _user_create_fields = ()
+    _user_write_fields = ()
+    _server_creates_only = True
 
     name = fields.Char(string="Database", required=True, readonly=True)
     run_id = fields.Many2one("db.backup.run", readonly=True, ondelete="set null")
@@ -32,12 +47,24 @@ class DbBackupSandbox(models.Model):
         readonly=True,
     )
     expires_at = fields.Datetime(
-        default=lambda self: fields.Datetime.now() + timedelta(days=7), required=True
+        default=lambda self: fields.Datetime.now() + timedelta(days=7),
+        required=True,
+        readonly=True,
     )
     url = fields.Char(compute="_compute_url")
     error = fields.Text(readonly=True)
+    drop_error = fields.Text(readonly=True, copy=False)
     requested_by_id = fields.Many2one(
         "res.users", readonly=True, default=lambda self: self.env.user
+    )
+    # Written into the sandbox database itself when the suite makes it; a
+    # drop requires the database to carry it (a database merely named like a
+    # sandbox is not one).
+    marker = fields.Char(
+        readonly=True,
+        copy=False,
+        groups="base.group_system",
+        default=lambda self: secrets.token_hex(24),
     )
 
     _sql_constraints = [
@@ -49,43 +76,117 @@ class DbBackupSandbox(models.Model):
         for sandbox in self:
             sandbox.url = "/web?db=%s" % sandbox.name
 
+    def unlink(self):
+        if not self.env.su and any(
+            sandbox.state not in ("dropped", "failed") for sandbox in self
+        ):
+            raise AccessError(
+                self.env._(
+                    "Drop a sandbox before deleting its row: the row is how the "
+                    "suite knows the database is its own."
+                )
+            )
+        return super().unlink()
+
     def action_open(self):
         self.ensure_one()
+        self.env["db.backup.run"]._check_restore_access()
+        if self.state != "ready":
+            raise UserError(self.env._("This sandbox is not ready."))
         return {"type": "ir.actions.act_url", "url": self.url, "target": "new"}
 
     def action_drop(self):
         self.env["db.backup.run"]._check_restore_access()
-        self.sudo()._drop()
+        self.check_access("read")
+        creating = self.filtered(lambda s: s.state == "creating")
+        if creating:
+            raise UserError(
+                self.env._(
+                    "%(names)s is still being created; drop it once the restore ended.",
+                    names=", ".join(creating.mapped("name")),
+                )
+            )
+        failures = self.sudo()._drop()
+        if failures:
+            raise UserError(
+                self.env._(
+                    "Not dropped: %(reasons)s",
+                    reasons="; ".join(
+                        "%s: %s" % (sandbox.name, reason)
+                        for sandbox, reason in failures
+                    ),
+                )
+            )
         return True
 
     def _drop(self):
-        for sandbox in self.filtered(
-            lambda s: s.state in ("ready", "failed", "creating")
-        ):
+        """Drop these sandboxes' databases and filestores (sudo: the callers
+        checked the user). Each is checked at this moment, whoever asked
+        (the Drop button or the expiry cron): a row the server created, in a
+        droppable state, a name the suite derives from THIS database (never
+        this database, ``postgres``, a template, ``..``), a database that
+        carries the row's marker, a filestore inside the data directory.
+
+        The outcome of each (state, refusal, audit event) is written in its
+        own transaction, committed at once: a ``DROP DATABASE`` cannot be
+        rolled back, so neither may its record, and a refusal stays in the
+        audit log even when the caller then raises. Returns
+        ``[(sandbox, reason)]`` of those refused or failed.
+        """
+        from odoo.addons.db_backup_suite.lib import errors
+
+        failures = []
+        production = self.env.cr.dbname
+        for sandbox in self.filtered(lambda s: s.state in DROPPABLE_STATES):
+            name = sandbox.name
             try:
-                backup_engine.drop_database(sandbox.name)
+                report = backup_engine.drop_sandbox_database(
+                    name, production, sandbox.sudo().marker
+                )
+            except errors.SafetyError as exc:
+                reason = str(exc)
+                _logger.warning("Refused to drop %r: %s", name, reason)
             except Exception as exc:
-                _logger.warning("Cannot drop sandbox %s: %s", sandbox.name, exc)
-                sandbox.error = str(exc)
-                self.env["audit.event"].log_event(
-                    "sandbox",
-                    record=sandbox,
-                    result="failure",
-                    details={"operation": "drop"},
-                    message=str(exc)[:500],
+                reason = str(exc) or repr(exc)
+                _logger.warning("Cannot drop sandbox %r: %s", name, reason)
+            else:
+                sandbox._record_drop(
+                    {"state": "dropped", "drop_error": False},
+                    details={
+                        "operation": "drop",
+                        "database": name,
+                        "filestore": report.get("filestore"),
+                    },
                 )
                 continue
-            sandbox.state = "dropped"
-            self.env["audit.event"].log_event(
-                "sandbox", record=sandbox, details={"operation": "drop"}
+            failures.append((sandbox, reason))
+            sandbox._record_drop(
+                {"drop_error": reason},
+                result="failure",
+                details={"operation": "drop", "database": name},
+                message=reason[:500],
             )
+        self.invalidate_recordset()
+        return failures
+
+    def _record_drop(self, vals, **audit):
+        """Write a drop's outcome and its audit event, committed now."""
+        self.ensure_one()
+        with self.env.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            sandbox = env[self._name].browse(self.id)
+            sandbox.write(vals)
+            env["audit.event"].log_event("sandbox", record=sandbox, **audit)
 
     @api.model
     def _cron_drop_expired(self):
+        # A sandbox refused once (drop_error set) is left to a person: the cron
+        # does not fill the audit log with the same refusal every hour.
         expired = self.search(
             [
-                ("state", "in", ("ready", "failed")),
+                ("state", "in", DROPPABLE_STATES),
                 ("expires_at", "<", fields.Datetime.now()),
+                ("drop_error", "=", False),
             ]
         )
         expired._drop()
@@ -95,13 +196,15 @@ class DbBackupSandbox(models.Model):
     def _unique_name(self, dbname, today=None):
         """``<db>-sandbox-<YYYYmmdd>`` (``-2``, ``-3``... when taken), short
         enough for the engine's ``<name>_pre_restore_<stamp>`` to fit
-        PostgreSQL's 63 bytes (a long database name is cut)."""
-        stamp = (today or fields.Date.today()).strftime("%Y%m%d")
-        known = set(self.with_context(active_test=False).search([]).mapped("name"))
+        PostgreSQL's 63 bytes (a long database name is cut): the names
+        ``lib.safety.check_sandbox_name`` accepts for ``dbname``."""
+        from odoo.addons.db_backup_suite.lib import safety
+
+        day = (today or fields.Date.today()).strftime("%Y%m%d")
+        known = set(self.sudo().search([]).mapped("name"))
         n = 1
         while True:
-            suffix = "-sandbox-%s" % stamp + ("-%d" % n if n > 1 else "")
-            name = dbname[: MAX_SANDBOX_NAME - len(suffix)] + suffix
+            name = safety.sandbox_name(dbname, day, n)
             if name not in known and not backup_engine.database_exists(name):
                 return name
             n += 1

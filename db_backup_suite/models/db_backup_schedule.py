@@ -98,8 +98,12 @@ def next_run_after(frequency, hour, tz_name, now, last_run=None):
 
 class DbBackupSchedule(models.Model):
     _name = "db.backup.schedule"
+    _inherit = ["db.backup.guarded.mixin"]
     _description = "Backup Schedule"
     _order = "sequence, id"
+    # When the next backup runs and whether the late alert went out are the
+    # scheduler's; the runs are the engine's.
+    _server_owned_fields = ("last_run", "next_run", "late_alert_sent", "run_ids")
 
     name = fields.Char(
         string="Label", help="Shown in the Frequency column; defaults to the frequency."
@@ -139,7 +143,9 @@ class DbBackupSchedule(models.Model):
     last_run = fields.Datetime(readonly=True, copy=False)
     next_run = fields.Datetime(readonly=True, copy=False)
     late_alert_sent = fields.Datetime(readonly=True, copy=False)
-    run_ids = fields.One2many("db.backup.run", "schedule_id", string="Runs")
+    run_ids = fields.One2many(
+        "db.backup.run", "schedule_id", string="Runs", readonly=True
+    )
 
     @api.depends("company_id.partner_id.tz")
     def _compute_tz(self):
@@ -216,7 +222,8 @@ class DbBackupSchedule(models.Model):
 
     def _reschedule(self, now=None):
         for record in self:
-            super(DbBackupSchedule, record).write(
+            # The scheduler's own field (sudo: a user may not set it).
+            super(DbBackupSchedule, record.sudo()).write(
                 {"next_run": record._compute_next_run(now) if record.active else False}
             )
 
@@ -243,7 +250,25 @@ class DbBackupSchedule(models.Model):
     def action_run_now(self):
         """Queue a run of this schedule now (administrators)."""
         self.ensure_one()
-        return self.env["db.backup.run"]._queue_backup(schedule=self, kind="scheduled")
+        self.env["db.backup.run"]._check_admin_access()
+        self.check_access("write")
+        run = (
+            self.env["db.backup.run"]
+            .sudo()
+            ._queue_backup(schedule=self.sudo(), kind="scheduled", user=self.env.user)
+        )
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "message": self.env._("Backup queued: it runs in the background.")
+                if run
+                else self.env._(
+                    "A backup is already queued or running; it was not started twice."
+                ),
+                "type": "success" if run else "warning",
+            },
+        }
 
     def _check_late(self, now=None):
         """Mail the recipients once when no backup succeeded for the
@@ -278,7 +303,7 @@ class DbBackupSchedule(models.Model):
                 template.sudo().send_mail(
                     schedule.id, email_values={"recipient_ids": [(6, 0, partners.ids)]}
                 )
-            schedule.write({"late_alert_sent": now})
+            schedule.sudo().write({"late_alert_sent": now})
             late |= schedule
         return late
 

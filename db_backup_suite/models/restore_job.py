@@ -16,6 +16,16 @@ Steps for ``target == "production"``:
    administrators.
 A failure at any step leaves the live database as it was; it is logged in
 the live database (audit event and mail) with the reason.
+
+Whose archive: a job restores only an archive of the database it is for
+(``expected_uuid``, by default the live database's uuid, checked by the
+engine before anything is created or renamed) unless it carries
+``allow_foreign`` with the source uuid the user confirmed
+(``foreign_source_uuid``), which is checked against the archive first. The
+restored database keeps the target's uuid.
+
+Sandboxes and safety copies carry a marker (``SANDBOX_MARKER_KEY``) the
+suite writes into them; their drop requires it.
 """
 
 import json
@@ -58,28 +68,85 @@ def _lib():
     return crypto, pgtools, restore, verify
 
 
+def _owner_keyring(password):
+    if password:
+        return None
+    try:
+        return backup_engine.load_keyring()
+    except backup_engine.KeyringUnavailable:
+        return None
+
+
+def describe_owner(raw, password=None):
+    """Which database the archive ``raw`` is a backup of (``lib.crypto.
+    describe_archive_owner``: source name, uuid, date; only its head member
+    is decrypted, nothing is written)."""
+    crypto = _lib()[0]
+    return crypto.describe_archive_owner(
+        raw, keyring=_owner_keyring(password), password=password or None
+    )
+
+
+def describe_stored(sink_config, name):
+    """:func:`describe_owner` of the archive ``name`` at a destination
+    (reads its header and head member only)."""
+    from odoo.addons.db_backup_suite.lib import sinks
+
+    sink = sinks.make_sink(sink_config)
+    try:
+        with sink.open_read(name) as raw:
+            return describe_owner(raw)
+    finally:
+        sink.close()
+
+
 def describe_file(path, password=None):
-    """Header facts and manifest of an uploaded archive (decrypts to read
-    the manifest; nothing is written to disk)."""
+    """Owner, header facts and manifest of an uploaded archive.
+
+    The owner (source database name, uuid, date) is read first; then a full
+    scan authenticates every chunk and hashes the dump and the files, bound
+    to the tenant the archive says it is for (it is shown to the user as
+    this database's or a FOREIGN archive before anything restores it).
+    Nothing is written to disk.
+    """
     crypto, _pg, _restore, verify = _lib()
     size = os.path.getsize(path)
     with open(path, "rb") as raw:
-        described = crypto.describe_archive(raw)
+        owner = describe_owner(raw, password)
+    if owner.get("kind") != "suite":
+        raise ValueError(
+            "an Odoo backup zip cannot be restored here; use the command line's "
+            "Odoo-zip import"
+        )
     keyring = None
-    if not password and described.get("encrypted"):
+    if not password and owner.get("encrypted"):
         keyring = backup_engine.load_keyring()
+    tenant = owner.get("tenant") if owner.get("encrypted") else crypto.ANY_TENANT
     with open(path, "rb") as raw:
-        # A full scan: every chunk authenticated, the dump and files hashed.
-        report = verify.scan_archive(raw, keyring=keyring, password=password or None)
+        report = verify.scan_archive(
+            raw, keyring=keyring, password=password or None, tenant=tenant
+        )
     manifest = report.manifest
     from .db_backup_run import human_size
 
     return {
-        "encrypted": described.get("encrypted", False),
+        "encrypted": owner.get("encrypted", False),
         "size": size,
         "size_display": human_size(size),
         "manifest": manifest,
+        "owner": owner,
+        "sha256": file_sha256(path),
     }
+
+
+def file_sha256(path):
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_job_file(job):
@@ -129,7 +196,7 @@ def _pre_restore_backup(job):
     return backup_engine.run_job(payload)
 
 
-def _engine_restore(job, target_db, mode):
+def _engine_restore(job, target_db, mode, binding):
     _crypto, pgtools, restore, _verify = _lib()
     source = job["source"]
     db = job["db"]
@@ -140,6 +207,7 @@ def _engine_restore(job, target_db, mode):
         password=db.get("password"),
     )
     password = source.get("password") or None
+    expected_uuid, allow_foreign = binding
     request = restore.RestoreRequest(
         target=target_db,
         mode=mode,
@@ -150,8 +218,70 @@ def _engine_restore(job, target_db, mode):
         password=password,
         pg=pg,
         data_dir=job["data_dir"],
+        expected_uuid=expected_uuid,
+        allow_foreign=allow_foreign,
+        keep_uuid=True,
     )
     return restore.run_restore(request)
+
+
+def _binding(job):
+    """``(expected_uuid, allow_foreign)`` of a job for the engine.
+
+    Without ``allow_foreign`` the archive must be a backup of the live
+    database (``expected_uuid``, else the live database's own uuid): the
+    engine refuses any other before it creates or renames anything. With
+    ``allow_foreign`` (the user confirmed a FOREIGN archive naming both
+    databases) the archive must still be the one confirmed: its uuid is
+    checked against ``foreign_source_uuid`` here first.
+    """
+    live_uuid = job.get("expected_uuid") or backup_engine.config_parameter_of(
+        job["database"], "database.uuid"
+    )
+    if not job.get("allow_foreign") and not live_uuid:
+        raise ValueError(
+            "cannot tell which database the archive must belong to: %s has no "
+            "uuid" % job["database"]
+        )
+    # Checked here first (a refused archive costs no pre-restore backup);
+    # the engine checks it again, authoritatively, before it creates or
+    # renames anything.
+    owner = _source_owner(job)
+    if job.get("allow_foreign"):
+        confirmed = job.get("foreign_source_uuid")
+        if not confirmed:
+            raise ValueError(
+                "a foreign archive needs the source uuid that was confirmed"
+            )
+        if owner.get("uuid") != confirmed:
+            raise ValueError(
+                "the archive is not the one confirmed: it belongs to uuid %s, the "
+                "confirmation named %s; nothing was restored"
+                % (owner.get("uuid") or "unknown", confirmed)
+            )
+        return live_uuid or None, True
+    if owner.get("uuid") is not None and owner.get("uuid") != live_uuid:
+        from odoo.addons.db_backup_suite.lib import errors
+
+        raise errors.ForeignArchiveError(
+            source_name=owner.get("database"),
+            source_uuid=owner.get("uuid"),
+            created_at=owner.get("created_at"),
+            expected_uuid=live_uuid,
+            target=job["database"]
+            if job["target"] == "production"
+            else job.get("sandbox_name"),
+        )
+    return live_uuid, False
+
+
+def _source_owner(job):
+    """``describe_owner`` of the job's archive."""
+    source = job.get("source") or {}
+    if source.get("path"):
+        with open(source["path"], "rb") as raw:
+            return describe_owner(raw, source.get("password") or None)
+    return describe_stored(source["sink"], source["name"])
 
 
 def _close_pool(dbname):
@@ -179,14 +309,18 @@ def _post_restore(dbname, info, job, pre_restore):
         call_restore_hooks(env, info, hook_failures)
         if info.get("safety_database"):
             # The engine keeps the replaced database under a safety name; it is
-            # listed with the sandboxes and dropped by their expiry cron.
-            env["db.backup.sandbox"].create(
+            # listed with the sandboxes and dropped by their expiry cron, which
+            # requires the marker written into it here.
+            safety_copy = env["db.backup.sandbox"].create(
                 {
                     "name": info["safety_database"],
                     "archive_name": "state before the restore of %s"
                     % info["archive_name"],
                     "state": "ready",
                 }
+            )
+            backup_engine.write_sandbox_marker(
+                info["safety_database"], safety_copy.marker
             )
         event_action = "sandbox" if info["target"] == "sandbox" else "restore"
         env["audit.event"].log_event(
@@ -195,6 +329,9 @@ def _post_restore(dbname, info, job, pre_restore):
             details={
                 "operation": "restored",
                 "archive": info["archive_name"],
+                "source_database": info.get("source_name"),
+                "source_uuid": info.get("source_uuid"),
+                "foreign": bool(info.get("foreign")),
                 "archive_created_at": str(info["archive_created_at"] or ""),
                 "target": info["target"],
                 "pre_restore": (pre_restore or {}).get("name"),
@@ -293,21 +430,70 @@ def _record_failure(job, message):
         _logger.exception("Could not record the failed restore")
 
 
+def _sandbox_marker(job):
+    """The marker of the job's sandbox row (in the live database)."""
+    if job.get("sandbox_marker"):
+        return job["sandbox_marker"]
+    registry = Registry(job["database"])
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        sandbox = env["db.backup.sandbox"].browse(job["sandbox_id"]).exists()
+        if not sandbox or sandbox.name != job["sandbox_name"]:
+            raise ValueError("the sandbox row of this job is gone or renamed")
+        return sandbox.marker
+
+
+def _check_job(job):
+    """The job's own names, checked again where they are used."""
+    from odoo.addons.db_backup_suite.lib import safety
+
+    if job["target"] not in ("production", "sandbox"):
+        raise ValueError("unknown restore target %r" % job["target"])
+    safety.check_database_name(job["database"])
+    if job["target"] == "sandbox":
+        # a new database: the engine refuses a name that exists
+        safety.check_database_name(job["sandbox_name"])
+        if job.get("sandbox_id"):
+            # a row the suite will drop later: a name it would accept then
+            safety.check_sandbox_name(
+                job["sandbox_name"], production_db=job["database"]
+            )
+
+
+def _remove_upload(path):
+    """Remove the uploaded archive, only inside the private uploads folder."""
+    uploads = os.path.realpath(os.path.join(backup_engine.jobs_dir(), "uploads"))
+    real = os.path.realpath(path)
+    if os.path.dirname(real) != uploads or os.path.islink(path):
+        _logger.warning("Not removing %s: outside %s", path, uploads)
+        return
+    try:
+        os.unlink(real)
+    except OSError as exc:
+        _logger.warning("Cannot remove the uploaded archive: %s", exc)
+
+
 def run_job(job):
     """Run a restore job to the end; ``{"ok": bool, "message": str, ...}``."""
     dbname = job["database"]
     target = job["target"]
     pre_restore = None
     try:
+        _check_job(job)
+        binding = _binding(job)
         if target == "production":
             pre_restore = _pre_restore_backup(job)
             _logger.info("Pre-restore backup %s done", pre_restore.get("name"))
             _close_pool(dbname)
-            result = _engine_restore(job, dbname, "production")
+            result = _engine_restore(job, dbname, "production", binding)
             restored = dbname
+            # the live database is no sandbox, whatever the archive carried
+            backup_engine.write_sandbox_marker(restored, None)
         else:
             restored = job["sandbox_name"]
-            result = _engine_restore(job, restored, "sandbox")
+            marker = _sandbox_marker(job) if job.get("sandbox_id") else None
+            result = _engine_restore(job, restored, "sandbox", binding)
+            backup_engine.write_sandbox_marker(restored, marker)
             _neutralize(restored)
     except Exception as exc:
         # Expected failures (damaged archive, wrong key, ...) are reported to
@@ -318,6 +504,9 @@ def run_job(job):
         return {"ok": False, "message": message}
     info = result.restore_info()
     info.update(
+        source_name=getattr(result, "source_name", None),
+        source_uuid=getattr(result, "source_uuid", None),
+        foreign=bool(getattr(result, "foreign", False)),
         archive_name=job.get("archive_name") or info.get("archive_name"),
         archive_created_at=info.get("archive_created_at")
         or aware_utc(job.get("archive_created_at")),
@@ -345,10 +534,7 @@ def run_job(job):
     finally:
         source = job.get("source") or {}
         if source.get("remove_after") and source.get("path"):
-            try:
-                os.unlink(source["path"])
-            except OSError as exc:
-                _logger.warning("Cannot remove the uploaded archive: %s", exc)
+            _remove_upload(source["path"])
     message = "Restored %s from %s" % (restored, job.get("archive_name"))
     if hook_failures:
         message += "; post-restore hooks failed: %s" % ", ".join(

@@ -8,5 +8,6 @@ from . import (
     test_restore_reapplies_erasures,
     test_retention,
     test_schedule,
+    test_security_rpc,
     test_tour,
 )

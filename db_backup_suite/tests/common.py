@@ -5,6 +5,7 @@ database; the keyring is a throw-away file configured through Odoo's
 ``backup_keyring_file`` option for the duration of a test class.
 """
 
+import json
 import os
 import shutil
 import sys
@@ -18,6 +19,35 @@ MANIFEST = '{"odoo_version": "18.0", "modules": {"base": "18.0"}}'
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # the shared S3 / SFTP fixtures live in tests/
     sys.path.insert(0, str(REPO))
+
+
+def manifest_of(env, **overrides):
+    """A run's manifest (JSON) saying it is a backup of ``env``'s database."""
+    manifest = {
+        "odoo_version": "18.0",
+        "modules": {"base": "18.0"},
+        "database": env.cr.dbname,
+        "uuid": env["ir.config_parameter"].sudo().get_param("database.uuid"),
+        "created_at": "2026-01-01T00:00:00Z",
+    }
+    manifest.update(overrides)
+    return json.dumps(manifest)
+
+
+def drop_test_databases(prefix):
+    """Drop the databases (and filestores) a test made, all named
+    ``<prefix>...``: test clean-up, beside the suite's own guarded drop."""
+    from odoo.addons.db_backup_suite.lib import pgtools
+
+    from ..models import backup_engine
+
+    assert len(prefix) >= 8, "a test prefix, not a pattern for everything"
+    for name in backup_engine.list_databases(prefix):
+        backup_engine._close_database(name)
+        pgtools.drop_database(backup_engine.pg_params(), name)
+        shutil.rmtree(
+            os.path.join(config["data_dir"], "filestore", name), ignore_errors=True
+        )
 
 
 def make_keyring_file(directory):

@@ -1,7 +1,7 @@
 from odoo.exceptions import AccessError
 from odoo.tests import tagged
 
-from .common import MANIFEST, BackupCase
+from .common import BackupCase, manifest_of
 
 
 @tagged("post_install", "-at_install")
@@ -16,7 +16,7 @@ class TestAccess(BackupCase):
                 "label": "manual",
                 "name": "%s/%s_manual_20260101T000000Z.tar.zst.enc"
                 % (cls.env.cr.dbname, cls.env.cr.dbname),
-                "manifest_json": MANIFEST,
+                "manifest_json": manifest_of(cls.env),
             }
         )
 
@@ -51,7 +51,7 @@ class TestAccess(BackupCase):
         with self.assertRaises(AccessError):
             wizard.with_user(self.operator).action_restore()
         with self.assertRaises(AccessError):
-            wizard.with_user(self.operator).action_restore_now()
+            wizard.with_user(self.operator)._restore_now()
         # Destinations and schedules are for administrators.
         with self.assertRaises(AccessError):
             self.env["db.backup.destination"].with_user(self.operator).search([])
@@ -72,8 +72,8 @@ class TestAccess(BackupCase):
         self.assertTrue(wizard.name_matches)
 
     def test_other_major_version_is_refused(self):
-        self.backup_run.manifest_json = (
-            '{"odoo_version": "17.0", "modules": {"base": "17.0"}}'
+        self.backup_run.manifest_json = manifest_of(
+            self.env, odoo_version="17.0", modules={"base": "17.0"}
         )
         wizard = (
             self.env["db.backup.restore.wizard"]

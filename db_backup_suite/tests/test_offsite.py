@@ -6,7 +6,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 
 from ..models import backup_engine
 from ..wizards.db_backup_download_wizard import password_problems
-from .common import KeyringMixin
+from .common import KeyringMixin, drop_test_databases
 
 PASSWORD = "Correct-Horse-42-battery!"
 
@@ -30,13 +30,7 @@ class TestOffsiteCopies(KeyringMixin, HttpCase):
         cls.backup_run = cls.env["db.backup.run"]._queue_backup(kind="manual")
         cls.env["db.backup.run"]._run_queued()
         cls.backup_run.invalidate_recordset()
-        cls.sandboxes = []
-        cls.addClassCleanup(cls._drop_sandboxes)
-
-    @classmethod
-    def _drop_sandboxes(cls):
-        for name in cls.sandboxes:
-            backup_engine.drop_database(name)
+        cls.addClassCleanup(drop_test_databases, cls.env.cr.dbname + "-sandbox-")
 
     def test_password_strength(self):
         self.assertTrue(password_problems("short"))
@@ -50,15 +44,22 @@ class TestOffsiteCopies(KeyringMixin, HttpCase):
         self.assertEqual(self.backup_run.state, "done", self.backup_run.error)
         self.authenticate("h7_off_restorer", "h7_off_restorer")
         Wizard = self.env["db.backup.download.wizard"].with_user(self.restorer)
-        weak = Wizard.create(
-            {
-                "run_id": self.backup_run.id,
-                "password": "short1A!",
-                "password_confirm": "short1A!",
-            }
-        )
         with self.assertRaisesRegex(UserError, "12 characters"):
-            weak.action_download()
+            Wizard.create(
+                {
+                    "run_id": self.backup_run.id,
+                    "password": "short1A!",
+                    "password_confirm": "short1A!",
+                }
+            )
+        with self.assertRaisesRegex(UserError, "differ"):
+            Wizard.create(
+                {
+                    "run_id": self.backup_run.id,
+                    "password": PASSWORD,
+                    "password_confirm": PASSWORD + "x",
+                }
+            )
         wizard = Wizard.create(
             {
                 "run_id": self.backup_run.id,
@@ -73,12 +74,22 @@ class TestOffsiteCopies(KeyringMixin, HttpCase):
         self.assertTrue(content.startswith(crypto.MAGIC))
         # the link works once; the password is gone from the wizard
         self.assertFalse(wizard.password)
+        wizard.invalidate_recordset()
+        self.assertFalse(wizard.sudo().password_sealed)
+        self.assertFalse(wizard.sudo().token_digest)
         self.assertEqual(self.url_open(action["url"]).status_code, 403)
         # the password opens it; the server key alone does not
-        check = crypto.verify_archive(io.BytesIO(content), password=PASSWORD)
+        uuid = self.env["ir.config_parameter"].get_param("database.uuid")
+        check = crypto.verify_archive(
+            io.BytesIO(content), password=PASSWORD, tenant=uuid
+        )
         self.assertTrue(check.encrypted)
+        # bound to this database: the header names it
+        self.assertEqual(check.header.tenant, uuid)
         with self.assertRaises(crypto.StreamCryptError):
-            crypto.verify_archive(io.BytesIO(content), password=PASSWORD + "x")
+            crypto.verify_archive(
+                io.BytesIO(content), password=PASSWORD + "x", tenant=uuid
+            )
         events = self.env["audit.event"].search([("action", "=", "download")])
         self.assertTrue(events)
 
@@ -100,13 +111,25 @@ class TestOffsiteCopies(KeyringMixin, HttpCase):
         self.assertTrue(upload.compatible, upload.incompatibility)
         self.assertTrue(upload.archive_odoo_version.startswith("18."))
         self.assertTrue(self.env["audit.event"].search([("action", "=", "upload")]))
-        result = upload.action_restore_now()
-        self.sandboxes.append(upload.sandbox_id.name)
+        self.assertFalse(upload.foreign, upload.foreign_warning)
+        self.assertEqual(upload.source_db_name, self.env.cr.dbname)
+        self.assertTrue(upload.sudo().upload_password_sealed)
+        self.assertNotIn(PASSWORD, upload.sudo().upload_password_sealed)
+        result = upload._restore_now()
         self.assertTrue(result["ok"], result["message"])
         self.assertEqual(upload.sandbox_id.state, "ready")
         self.assertIn("-sandbox-", upload.sandbox_id.name)
         self.assertEqual(upload.sandbox_url, "/web?db=%s" % upload.sandbox_id.name)
         self.assertTrue(backup_engine.database_exists(upload.sandbox_id.name))
+        # the password was erased when the restore started
+        self.assertFalse(upload.sudo().upload_password_sealed)
+        # the sandbox carries its row's marker; a new uuid of its own
+        sandbox = upload.sandbox_id.sudo()
+        self.assertEqual(backup_engine.sandbox_marker_of(sandbox.name), sandbox.marker)
+        self.assertNotEqual(
+            backup_engine.config_parameter_of(sandbox.name, "database.uuid"),
+            self.env["ir.config_parameter"].get_param("database.uuid"),
+        )
         # expiry: the cron drops it
         upload.sandbox_id.sudo().expires_at = "2000-01-01 00:00:00"
         dropped = self.env["db.backup.sandbox"]._cron_drop_expired()

@@ -15,7 +15,7 @@ from odoo.tests import tagged
 from odoo.tools import config
 
 from ..models import backup_engine, restore_job
-from .common import BackupCase
+from .common import BackupCase, drop_test_databases
 
 
 @tagged("post_install", "-at_install")
@@ -24,12 +24,7 @@ class TestRestoreEndToEnd(BackupCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.second = "h7_e2e_%s" % uuid.uuid4().hex[:8]
-        cls.addClassCleanup(cls._drop_databases)
-
-    @classmethod
-    def _drop_databases(cls):
-        for name in backup_engine.list_databases(cls.second):
-            backup_engine.drop_database(name)
+        cls.addClassCleanup(drop_test_databases, cls.second)
 
     # helpers ---------------------------------------------------------------
     def _backup(self, dbname, label="manual"):
@@ -51,7 +46,13 @@ class TestRestoreEndToEnd(BackupCase):
         self.assertTrue(result["copies"][0]["ok"])
         return result
 
-    def _job(self, dbname, archive, target="production", **extra):
+    def _uuid(self, dbname):
+        return backup_engine.config_parameter_of(dbname, "database.uuid")
+
+    def _job(self, dbname, archive, target="production", source_db=None, **extra):
+        """A restore job into ``dbname``; a new sandbox made from an archive
+        of ``source_db`` expects that database's uuid (what the wizard
+        sends: the live database's)."""
         job = {
             "database": dbname,
             "target": target,
@@ -68,6 +69,8 @@ class TestRestoreEndToEnd(BackupCase):
             ],
             "source": {"sink": self.local_dest._sink_config(), "name": archive["name"]},
         }
+        if source_db:
+            job["expected_uuid"] = self._uuid(source_db)
         job.update(extra)
         return job
 
@@ -90,7 +93,13 @@ class TestRestoreEndToEnd(BackupCase):
         base = self._backup(self.env.cr.dbname)
         # 1. a second database from the test database's archive
         created = restore_job.run_job(
-            self._job(self.second, base, target="sandbox", sandbox_name=self.second)
+            self._job(
+                self.second,
+                base,
+                target="sandbox",
+                sandbox_name=self.second,
+                source_db=self.env.cr.dbname,
+            )
         )
         self.assertTrue(created["ok"], created["message"])
 
@@ -115,7 +124,8 @@ class TestRestoreEndToEnd(BackupCase):
             ),
         )
         self.assertEqual(self._partners(self.second), {"H7 E2E new"})
-        # 4. restore over it
+        # 4. restore over it (its own archive: no confirmation needed)
+        second_uuid = self._uuid(self.second)
         result = restore_job.run_job(self._job(self.second, archive))
         self.assertTrue(result["ok"], result["message"])
         self.assertEqual(self._partners(self.second), {"H7 E2E old"})
@@ -137,12 +147,25 @@ class TestRestoreEndToEnd(BackupCase):
             )
             self.assertEqual(len(safety), 1)
             self.assertTrue(backup_engine.database_exists(safety.name))
+            # the safety copy carries its row's marker (what its drop checks)
+            self.assertEqual(
+                backup_engine.sandbox_marker_of(safety.name), safety.marker
+            )
+
+        self.assertEqual(self._uuid(self.second), second_uuid)
+        self.assertIsNone(backup_engine.sandbox_marker_of(self.second))
 
         self._on(self.second, check_restored)
         # 5. the pre-restore copy holds the state before the restore
         pre_db = self.second + "_pre"
         checked = restore_job.run_job(
-            self._job(pre_db, {"name": pre_name}, target="sandbox", sandbox_name=pre_db)
+            self._job(
+                pre_db,
+                {"name": pre_name},
+                target="sandbox",
+                sandbox_name=pre_db,
+                source_db=self.second,
+            )
         )
         self.assertTrue(checked["ok"], checked["message"])
         self.assertEqual(self._partners(pre_db), {"H7 E2E new"})
@@ -165,7 +188,13 @@ class TestRestoreEndToEnd(BackupCase):
 
         base = self._backup(self.env.cr.dbname)
         target = self.second + "_cli"
-        job = self._job(target, base, target="sandbox", sandbox_name=target)
+        job = self._job(
+            target,
+            base,
+            target="sandbox",
+            sandbox_name=target,
+            source_db=self.env.cr.dbname,
+        )
         path = restore_job.write_job_file(job)
         self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
         proc = subprocess.run(
@@ -203,7 +232,13 @@ class TestRestoreEndToEnd(BackupCase):
         base = self._backup(self.env.cr.dbname)
         target = self.second + "_f"
         created = restore_job.run_job(
-            self._job(target, base, target="sandbox", sandbox_name=target)
+            self._job(
+                target,
+                base,
+                target="sandbox",
+                sandbox_name=target,
+                source_db=self.env.cr.dbname,
+            )
         )
         self.assertTrue(created["ok"], created["message"])
         self._on(target, lambda env: env["res.partner"].create({"name": "H7 E2E keep"}))

@@ -20,7 +20,7 @@ from odoo.tests import new_test_user, tagged
 from odoo.tools import config
 
 from ..models import backup_engine, restore_job
-from .common import BackupCase
+from .common import BackupCase, drop_test_databases
 
 SUBJECT_EMAIL = "H13.Subject@Example.com"
 SUBJECT_NAME = "H13 Subject Person"
@@ -42,19 +42,14 @@ class TestRestoreReappliesErasures(BackupCase):
         if "dsr.request" not in cls.env:
             raise unittest.SkipTest("gdpr_dsr is not installed: no erasures")
         cls.second = "h13_dsr_%s" % uuid.uuid4().hex[:8]
-        cls.addClassCleanup(cls._drop_databases)
+        # the second database, its pre-restore safety copy (``<db>_pre_restore_*``)
+        cls.addClassCleanup(drop_test_databases, cls.second)
         # the erasure register lives outside the database; keep the test's
         # own register in the class's temporary folder
         cls.register_dir = os.path.join(cls.tmp_dir, "dsr-register")
         cls.startClassPatcher(
             patch.dict(config.options, {"dsr_erasure_register_dir": cls.register_dir})
         )
-
-    @classmethod
-    def _drop_databases(cls):
-        # the second database, its pre-restore safety copy (``<db>_pre_restore_*``)
-        for name in backup_engine.list_databases(cls.second):
-            backup_engine.drop_database(name)
 
     # helpers ---------------------------------------------------------------
     def _sinks(self):
@@ -137,7 +132,15 @@ class TestRestoreReappliesErasures(BackupCase):
         # 1. a second database from an engine backup of the test database
         base = self._backup(self.env.cr.dbname)
         created = restore_job.run_job(
-            self._job(self.second, base, target="sandbox", sandbox_name=self.second)
+            self._job(
+                self.second,
+                base,
+                target="sandbox",
+                sandbox_name=self.second,
+                expected_uuid=self.env["ir.config_parameter"].get_param(
+                    "database.uuid"
+                ),
+            )
         )
         self.assertTrue(created["ok"], created["message"])
 

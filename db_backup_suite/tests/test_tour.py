@@ -1,6 +1,6 @@
 from odoo.tests import HttpCase, new_test_user, tagged
 
-from .common import MANIFEST, KeyringMixin
+from .common import KeyringMixin, manifest_of
 
 
 @tagged("post_install", "-at_install")
@@ -31,7 +31,7 @@ class TestBackupTours(KeyringMixin, HttpCase):
                 "name": "%s/%s_manual_20260101T000000Z.tar.zst.enc" % (db, db),
                 "size": 2048,
                 "encryption": "encrypted",
-                "manifest_json": MANIFEST,
+                "manifest_json": manifest_of(cls.env),
             }
         )
 

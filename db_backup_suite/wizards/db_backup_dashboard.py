@@ -8,7 +8,11 @@ class DbBackupDashboard(models.TransientModel):
     and the list of backups with their Restore buttons."""
 
     _name = "db.backup.dashboard"
+    _inherit = ["db.backup.guarded.mixin"]
     _description = "Database Backups"
+    # Every figure is computed by the server.
+    _user_create_fields = ()
+    _user_write_fields = ()
 
     keyring_ok = fields.Boolean(compute="_compute_status")
     keyring_message = fields.Char(compute="_compute_status")
@@ -77,6 +81,7 @@ class DbBackupDashboard(models.TransientModel):
     @api.model
     def action_open(self):
         """The page, on a fresh (saved) record so every figure is current."""
+        self.env["db.backup.run"]._check_operator_access()
         dashboard = self.create({})
         return {
             "type": "ir.actions.act_window",

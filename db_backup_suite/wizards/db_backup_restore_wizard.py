@@ -2,32 +2,79 @@ import base64
 import json
 import logging
 import os
+from datetime import timedelta
 
 from odoo import api, fields, models, release
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 
 from ..models import backup_engine, restore_job
 
 _logger = logging.getLogger(__name__)
+# The archive password waits (sealed) between the upload and the restore.
+PASSWORD_PURPOSE = "db-backup-upload-password"
+# What a user may send; everything else is the server's (archive facts,
+# compatibility, source database, state, sandbox).
+USER_CREATE_FIELDS = (
+    "run_id",
+    "source",
+    "upload_file",
+    "upload_filename",
+    "upload_password",
+    "target",
+    "confirm_name",
+    "sandbox_days",
+    "confirm_foreign",
+    "confirm_foreign_name",
+)
+USER_WRITE_FIELDS = tuple(
+    f for f in USER_CREATE_FIELDS if f not in ("run_id", "source")
+)
 
 
 class DbBackupRestoreWizard(models.TransientModel):
+    """Restore a backup over this database or into a sandbox.
+
+    Server-side gates, re-checked when the restore starts (never taken from
+    a stored flag): the Backup Restore group, a completed backup or an
+    uploaded archive that still has the content that was described, a
+    compatible Odoo version, the typed database name (production), and for
+    an archive of ANOTHER database (its uuid differs from this one's) a
+    separate confirmation naming both databases. The archive's facts, the
+    source database and the state are the server's
+    (``db.backup.guarded.mixin``); the upload password is never stored in
+    clear (sealed with the server keyring until the restore starts).
+    """
+
     _name = "db.backup.restore.wizard"
+    _inherit = ["db.backup.guarded.mixin"]
     _description = "Restore a Database Backup"
+    _user_create_fields = USER_CREATE_FIELDS
+    _user_write_fields = USER_WRITE_FIELDS
 
     run_id = fields.Many2one("db.backup.run", string="Backup", readonly=True)
     source = fields.Selection(
         [("run", "A backup of this database"), ("upload", "An uploaded archive")],
         default="run",
         required=True,
+        readonly=True,
     )
     upload_file = fields.Binary(string="Archive file", attachment=False)
     upload_filename = fields.Char()
     upload_password = fields.Char(
         string="Archive password",
+        compute="_compute_upload_password",
+        inverse="_inverse_upload_password",
         help="For an archive downloaded with a password; leave empty for one "
-        "encrypted with this server's key.",
+        "encrypted with this server's key. Never stored in clear: it is kept "
+        "sealed with the server key until the restore starts, then erased.",
     )
+    upload_password_sealed = fields.Char(
+        readonly=True, copy=False, groups="base.group_system"
+    )
+    upload_password_set = fields.Boolean(
+        string="Password given", compute="_compute_upload_password"
+    )
+    upload_sha256 = fields.Char(readonly=True, copy=False)
     target = fields.Selection(
         [("production", "Replace this database"), ("sandbox", "Restore to a sandbox")],
         default="production",
@@ -54,6 +101,26 @@ class DbBackupRestoreWizard(models.TransientModel):
     database_name = fields.Char(
         string="Database", readonly=True, default=lambda self: self.env.cr.dbname
     )
+    database_uuid = fields.Char(
+        string="This database's uuid", compute="_compute_database_uuid"
+    )
+    # Whose archive: read from the archive itself (header and head manifest).
+    source_db_name = fields.Char(string="Source database", readonly=True)
+    source_db_uuid = fields.Char(string="Source database uuid", readonly=True)
+    source_created_at = fields.Datetime(string="Source backup date", readonly=True)
+    foreign = fields.Boolean(
+        string="Archive of another database",
+        readonly=True,
+        help="The archive's database uuid differs from this database's.",
+    )
+    foreign_warning = fields.Text(compute="_compute_foreign_warning")
+    confirm_foreign = fields.Boolean(
+        string="I restore another database's archive here",
+        help="Its data replaces this database's (or fills the sandbox); the "
+        "restored database keeps this database's uuid.",
+    )
+    confirm_foreign_name = fields.Char(string="Type the source database name")
+    foreign_expected_name = fields.Char(compute="_compute_foreign_warning")
     confirm_name = fields.Char(string="Type the database name to confirm")
     name_matches = fields.Boolean(compute="_compute_name_matches")
     sandbox_days = fields.Integer(string="Sandbox expires after (days)", default=7)
@@ -71,39 +138,188 @@ class DbBackupRestoreWizard(models.TransientModel):
     sandbox_id = fields.Many2one("db.backup.sandbox", readonly=True)
     sandbox_url = fields.Char(related="sandbox_id.url")
 
-    @api.depends("confirm_name", "database_name", "target", "compatible")
-    def _compute_name_matches(self):
+    def _compute_upload_password(self):
         for wizard in self:
-            wizard.name_matches = bool(wizard.compatible) and (
-                wizard.target == "sandbox"
-                or (wizard.confirm_name or "") == wizard.database_name
+            # write-only: the value is never read back
+            wizard.upload_password = False
+            wizard.upload_password_set = bool(wizard.sudo().upload_password_sealed)
+
+    def _inverse_upload_password(self):
+        """Handled in ``create`` / ``write``: the clear password never
+        reaches the database."""
+
+    @api.depends_context("uid")
+    def _compute_database_uuid(self):
+        uuid = self._this_uuid()
+        for wizard in self:
+            wizard.database_uuid = uuid
+
+    @api.depends("foreign", "source_db_name", "source_db_uuid", "source_created_at")
+    def _compute_foreign_warning(self):
+        for wizard in self:
+            wizard.foreign_expected_name = wizard._foreign_expected_name()
+            if not wizard.foreign:
+                wizard.foreign_warning = False
+                continue
+            wizard.foreign_warning = self.env._(
+                "FOREIGN ARCHIVE: this is a backup of database %(src)s (uuid "
+                "%(src_uuid)s, taken %(date)s), not of this database %(db)s "
+                "(uuid %(uuid)s). Restoring it puts %(src)s's data into "
+                "%(into)s.",
+                src=wizard.source_db_name or self.env._("(unknown name)"),
+                src_uuid=wizard.source_db_uuid or self.env._("none"),
+                date=fields.Datetime.to_string(wizard.source_created_at)
+                if wizard.source_created_at
+                else self.env._("at an unknown date"),
+                db=self.env.cr.dbname,
+                uuid=self._this_uuid(),
+                into=self.env.cr.dbname
+                if wizard.target == "production"
+                else self.env._("a sandbox of %(db)s", db=self.env.cr.dbname),
             )
 
+    @api.depends(
+        "confirm_name",
+        "database_name",
+        "target",
+        "compatible",
+        "foreign",
+        "confirm_foreign",
+        "confirm_foreign_name",
+    )
+    def _compute_name_matches(self):
+        # For the view only: the restore checks everything again itself.
+        for wizard in self:
+            wizard.name_matches = (
+                bool(wizard.compatible)
+                and (
+                    wizard.target == "sandbox"
+                    or (wizard.confirm_name or "") == self.env.cr.dbname
+                )
+                and (not wizard.foreign or wizard._foreign_confirmed())
+            )
+
+    # -- CRUD -------------------------------------------------------------
     @api.model_create_multi
     def create(self, vals_list):
         self.env["db.backup.run"]._check_restore_access()
+        passwords = []
+        for vals in vals_list:
+            passwords.append(vals.pop("upload_password", None))
+            if vals.get("run_id"):
+                run = self.env["db.backup.run"].browse(vals["run_id"]).exists()
+                if not run:
+                    raise UserError(self.env._("This backup does not exist."))
+                run.check_access("read")
+                if run.sudo().state != "done":
+                    raise UserError(
+                        self.env._("Only a completed backup can be restored.")
+                    )
+                if vals.get("source", "run") != "run":
+                    raise UserError(self.env._("A backup is restored as a backup."))
         wizards = super().create(vals_list)
-        for wizard in wizards:
+        for wizard, password in zip(wizards, passwords, strict=True):
+            if password:
+                wizard._seal_password(password)
             wizard._load_archive_info()
         return wizards
 
     def write(self, vals):
         self.env["db.backup.run"]._check_restore_access()
+        if not self.env.su:
+            self._check_own()
+            if any(w.state != "draft" for w in self):
+                raise UserError(self.env._("This restore has started already."))
+        vals = dict(vals)
+        password = vals.pop("upload_password", None)
+        if "upload_file" in vals or password:
+            # what was confirmed was about the previous archive
+            vals.update(confirm_foreign=False, confirm_foreign_name=False)
         result = super().write(vals)
-        if "upload_file" in vals or "upload_password" in vals:
+        if password:
+            for wizard in self:
+                wizard._seal_password(password)
+        if "upload_file" in vals or password:
             for wizard in self.filtered(lambda w: w.source == "upload"):
                 wizard._load_archive_info()
         return result
 
-    # -- archive information --------------------------------------------
-    def _load_archive_info(self):
+    def _check_own(self):
+        """A wizard is driven by the user who opened it (the record rule
+        hides the others' too)."""
+        if not self.env.su and any(w.create_uid != self.env.user for w in self):
+            raise AccessError(self.env._("This restore was opened by someone else."))
+
+    # -- the sealed upload password ---------------------------------------
+    def _this_uuid(self):
+        return self.env["ir.config_parameter"].sudo().get_param("database.uuid", "")
+
+    def _password_aad(self):
         self.ensure_one()
-        manifest = {}
-        info = {}
+        return (
+            "%s:%s:%s:%s"
+            % (self._name, self.env.cr.dbname, self.id, self.create_uid.id)
+        ).encode()
+
+    def _seal_password(self, password):
+        self.ensure_one()
+        try:
+            sealed = backup_engine.seal(
+                PASSWORD_PURPOSE, self._this_uuid(), password, self._password_aad()
+            )
+        except backup_engine.KeyringUnavailable as exc:
+            raise UserError(
+                self.env._(
+                    "The server keyring is needed to keep the archive password "
+                    "until the restore starts: %(reason)s",
+                    reason=exc,
+                )
+            ) from exc
+        self.sudo().write({"upload_password_sealed": sealed})
+
+    def _unsealed_password(self):
+        self.ensure_one()
+        sealed = self.sudo().upload_password_sealed
+        if not sealed:
+            return None
+        try:
+            return backup_engine.unseal(
+                PASSWORD_PURPOSE, self._this_uuid(), sealed, self._password_aad()
+            )
+        except ValueError as exc:
+            raise UserError(
+                self.env._("Type the archive password again (%(e)s).", e=exc)
+            ) from exc
+
+    def _erase_password(self):
+        self.sudo().write({"upload_password_sealed": False})
+
+    # -- archive information --------------------------------------------
+    def _stored_copy(self):
+        self.ensure_one()
+        return self.run_id.sudo().copy_ids.filtered(
+            lambda c: c.state == "done" and c.destination_id
+        )[:1]
+
+    def _read_archive(self):
+        """What the archive says about itself: ``(vals, manifest)``, the
+        owner (source database name, uuid, date) read from the archive
+        first. Raises UserError when it cannot be read."""
+        self.ensure_one()
         if self.source == "run" and self.run_id:
             run = self.run_id.sudo()
             manifest = json.loads(run.manifest_json or "{}")
-            info = {
+            owner = {}
+            copy = self._stored_copy()
+            if copy:
+                try:
+                    owner = restore_job.describe_stored(
+                        copy.destination_id._sink_config(), copy.object_name
+                    )
+                except Exception as exc:
+                    # the run's manifest (the server's own record) stands in
+                    _logger.warning("Cannot read %s: %s", copy.object_name, exc)
+            vals = {
                 "archive_name": run.name,
                 "archive_date": run.archive_created_at or run.date,
                 "archive_size": run.size_display,
@@ -112,7 +328,9 @@ class DbBackupRestoreWizard(models.TransientModel):
         elif self.source == "upload" and self.upload_file:
             path = self._upload_path()
             try:
-                described = restore_job.describe_file(path, self.upload_password)
+                described = restore_job.describe_file(path, self._unsealed_password())
+            except UserError:
+                raise
             except Exception as exc:
                 self.env["audit.event"].log_event(
                     "upload",
@@ -127,7 +345,40 @@ class DbBackupRestoreWizard(models.TransientModel):
                         "This file cannot be read as a backup archive: %(e)s", e=exc
                     )
                 ) from exc
+            finally:
+                _remove_quietly(path)
             manifest = described.get("manifest") or {}
+            owner = described.get("owner") or {}
+            vals = {
+                "archive_name": self.upload_filename or os.path.basename(path),
+                "archive_date": restore_job.naive_utc(manifest.get("created_at")),
+                "archive_size": described.get("size_display"),
+                "archive_encrypted": described.get("encrypted", False),
+                "upload_sha256": described.get("sha256"),
+            }
+        else:
+            return None, None
+        source_uuid = owner.get("uuid") if owner.get("uuid") is not None else None
+        if source_uuid is None:
+            source_uuid = manifest.get("uuid") or ""
+        created = owner.get("created_at") or manifest.get("created_at")
+        vals.update(
+            source_db_name=owner.get("database") or manifest.get("database") or False,
+            source_db_uuid=source_uuid or False,
+            source_created_at=restore_job.naive_utc(created)
+            or vals.get("archive_date")
+            or False,
+            foreign=source_uuid != self._this_uuid(),
+        )
+        vals.update(self._compare_manifest(manifest))
+        return vals, manifest
+
+    def _load_archive_info(self):
+        self.ensure_one()
+        vals, manifest = self._read_archive()
+        if vals is None:
+            return
+        if self.source == "upload":
             self.env["audit.event"].log_event(
                 "upload",
                 res_model=self._name,
@@ -135,22 +386,15 @@ class DbBackupRestoreWizard(models.TransientModel):
                 res_name=self.upload_filename,
                 details={
                     "file": self.upload_filename,
-                    "size": described.get("size"),
-                    "encrypted": described.get("encrypted"),
-                    "database": manifest.get("database"),
+                    "size": vals.get("archive_size"),
+                    "encrypted": vals.get("archive_encrypted"),
+                    "database": vals.get("source_db_name"),
+                    "uuid": vals.get("source_db_uuid"),
+                    "foreign": vals.get("foreign"),
                 },
                 message="Backup archive uploaded for a restore",
             )
-            info = {
-                "archive_name": self.upload_filename or os.path.basename(path),
-                "archive_date": restore_job.naive_utc(manifest.get("created_at")),
-                "archive_size": described.get("size_display"),
-                "archive_encrypted": described.get("encrypted", False),
-            }
-        else:
-            return
-        info.update(self._compare_manifest(manifest))
-        super().write(info)
+        self.sudo().write(vals)
 
     @api.model
     def _manifest_odoo_version(self, manifest):
@@ -245,16 +489,57 @@ class DbBackupRestoreWizard(models.TransientModel):
         }
 
     def action_refresh(self):
+        self.ensure_one()
+        self.env["db.backup.run"]._check_restore_access()
+        self._check_own()
+        if self.state != "draft":
+            raise UserError(self.env._("This restore has started already."))
         self._load_archive_info()
         return self._action_open()
 
     # -- the restore --------------------------------------------------------
+    def _foreign_expected_name(self):
+        """What the user types to confirm a foreign archive: the source
+        database's name (its uuid when the archive does not say)."""
+        self.ensure_one()
+        return self.source_db_name or self.source_db_uuid or ""
+
+    def _foreign_confirmed(self):
+        self.ensure_one()
+        expected = self._foreign_expected_name()
+        return bool(
+            self.confirm_foreign
+            and expected
+            and (self.confirm_foreign_name or "").strip() == expected
+        )
+
     def _check_ready(self):
+        """Every gate, checked now from the archive itself (not from the
+        wizard's stored flags, which only feed the view)."""
         self.ensure_one()
         self.env["db.backup.run"]._check_restore_access()
-        if not self.compatible:
+        self._check_own()
+        if self.state != "draft":
+            raise UserError(self.env._("This restore has started already."))
+        if self.source == "run":
+            if not self.run_id or self.run_id.sudo().state != "done":
+                raise UserError(self.env._("Only a completed backup can be restored."))
+        elif not self.upload_file:
+            raise UserError(self.env._("Upload an archive first."))
+        vals, _manifest = self._read_archive()
+        shown = (self.source_db_uuid or "", bool(self.foreign))
+        if (vals["source_db_uuid"] or "", bool(vals["foreign"])) != shown:
+            # the archive changed since it was shown: show it again
+            self.sudo().write(
+                dict(vals, confirm_foreign=False, confirm_foreign_name=False)
+            )
             raise UserError(
-                self.incompatibility or self.env._("This archive cannot be restored.")
+                self.env._("The archive is not the one shown any more; check it again.")
+            )
+        if not vals["compatible"]:
+            raise UserError(
+                vals["incompatibility"]
+                or self.env._("This archive cannot be restored.")
             )
         if (
             self.target == "production"
@@ -266,8 +551,20 @@ class DbBackupRestoreWizard(models.TransientModel):
                     db=self.env.cr.dbname,
                 )
             )
+        if vals["foreign"] and not self._foreign_confirmed():
+            raise UserError(
+                self.env._(
+                    "This is an archive of another database (%(src)s, uuid "
+                    "%(uuid)s), not of %(db)s. Tick the confirmation and type "
+                    "%(name)s to restore it anyway.",
+                    src=vals["source_db_name"] or self.env._("unknown name"),
+                    uuid=vals["source_db_uuid"] or self.env._("none"),
+                    db=self.env.cr.dbname,
+                    name=self._foreign_expected_name(),
+                )
+            )
         ok, reason = backup_engine.keyring_status()
-        if not ok and (self.source == "run" or not self.upload_password):
+        if not ok:
             raise UserError(
                 self.env._("The server keyring is missing: %(r)s", r=reason)
             )
@@ -276,6 +573,7 @@ class DbBackupRestoreWizard(models.TransientModel):
         self.ensure_one()
         run_model = self.env["db.backup.run"].sudo()
         dests = run_model.env["db.backup.destination"].search([("active", "=", True)])
+        this_uuid = self._this_uuid()
         job = {
             "database": self.env.cr.dbname,
             "target": self.target,
@@ -291,11 +589,13 @@ class DbBackupRestoreWizard(models.TransientModel):
             "db": backup_engine.db_params(self.env.cr.dbname),
             "data_dir": backup_engine.data_dir(),
             "wizard_id": self.id,
+            # whose archive (the engine checks it before anything else)
+            "expected_uuid": this_uuid,
         }
+        if self.foreign:
+            job.update(allow_foreign=True, foreign_source_uuid=self.source_db_uuid)
         if self.source == "run":
-            copy = self.run_id.sudo().copy_ids.filtered(
-                lambda c: c.state == "done" and c.destination_id
-            )[:1]
+            copy = self._stored_copy()
             if not copy:
                 raise UserError(
                     self.env._("No stored copy of this backup is reachable.")
@@ -305,38 +605,39 @@ class DbBackupRestoreWizard(models.TransientModel):
                 "name": copy.object_name,
             }
         else:
+            path = self._upload_path()
+            if restore_job.file_sha256(path) != self.upload_sha256:
+                _remove_quietly(path)
+                raise UserError(
+                    self.env._(
+                        "The uploaded file is not the one that was checked; "
+                        "upload it again."
+                    )
+                )
             job["source"] = {
-                "path": self._upload_path(),
-                "password": self.upload_password or None,
+                "path": path,
+                "password": self._unsealed_password(),
                 "remove_after": True,
             }
         if self.target == "sandbox":
-            sandbox = (
-                self.env["db.backup.sandbox"]
-                .sudo()
-                .create(
-                    {
-                        "name": self.env["db.backup.sandbox"]
-                        .sudo()
-                        ._unique_name(self.env.cr.dbname),
-                        "run_id": self.run_id.id,
-                        "archive_name": self.archive_name,
-                        "expires_at": fields.Datetime.now()
-                        + __import__("datetime").timedelta(
-                            days=max(self.sandbox_days, 1)
-                        ),
-                    }
-                )
+            Sandbox = self.env["db.backup.sandbox"].sudo()
+            sandbox = Sandbox.create(
+                {
+                    "name": Sandbox._unique_name(self.env.cr.dbname),
+                    "run_id": self.run_id.id,
+                    "archive_name": self.archive_name,
+                    "expires_at": fields.Datetime.now()
+                    + timedelta(days=min(max(self.sandbox_days, 1), 90)),
+                    "requested_by_id": self.env.user.id,
+                }
             )
-            self.sandbox_id = sandbox
+            self.sudo().sandbox_id = sandbox
             job["sandbox_name"] = sandbox.name
             job["sandbox_id"] = sandbox.id
+            job["sandbox_marker"] = sandbox.marker
         return job
 
-    def action_restore(self):
-        """Start the restore in a detached process; return at once."""
-        self._check_ready()
-        job = self._build_job()
+    def _log_requested(self):
         self.env["audit.event"].log_event(
             "sandbox" if self.target == "sandbox" else "restore",
             record=self.run_id or None,
@@ -346,13 +647,28 @@ class DbBackupRestoreWizard(models.TransientModel):
                 "archive": self.archive_name,
                 "target": self.target,
                 "source": self.source,
+                "source_database": self.source_db_name,
+                "source_uuid": self.source_db_uuid,
+                "foreign": bool(self.foreign),
             },
-            message="Restore requested",
+            message="Restore requested"
+            + (
+                " (archive of another database: %s, confirmed)" % self.source_db_name
+                if self.foreign
+                else ""
+            ),
         )
+
+    def action_restore(self):
+        """Start the restore in a detached process; return at once."""
+        self._check_ready()
+        job = self._build_job()
+        self._erase_password()
+        self._log_requested()
         # The detached process must see the sandbox row and the audit event.
         self.env.cr.commit()  # noqa: B012 - the job process reads what we wrote
         restore_job.spawn_detached(job)
-        self.write(
+        self.sudo().write(
             {
                 "state": "started",
                 "result_message": self.env._(
@@ -364,13 +680,16 @@ class DbBackupRestoreWizard(models.TransientModel):
         )
         return self._action_open()
 
-    def action_restore_now(self):
-        """Run the restore in this process and wait (tests, the CLI)."""
+    def _restore_now(self):
+        """Run the restore in this process and wait (tests, the CLI): the
+        same gates as ``action_restore``; not callable over RPC."""
         self._check_ready()
         job = self._build_job()
+        self._erase_password()
+        self._log_requested()
         result = restore_job.run_job(job)
         self.env.invalidate_all()  # the job wrote through its own cursors
-        self.write(
+        self.sudo().write(
             {
                 "state": "done" if result.get("ok") else "failed",
                 "result_message": result.get("message"),
@@ -380,4 +699,12 @@ class DbBackupRestoreWizard(models.TransientModel):
 
     def action_open_sandbox(self):
         self.ensure_one()
+        self._check_own()
         return self.sandbox_id.action_open()
+
+
+def _remove_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        _logger.warning("Cannot remove %s: %s", path, exc)
