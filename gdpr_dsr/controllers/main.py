@@ -2,6 +2,8 @@ from odoo import http
 from odoo.exceptions import AccessError, UserError
 from odoo.http import request
 
+from ..models.dsr_request import DsrPackageRefused
+
 
 class DsrPackageController(http.Controller):
     @http.route(
@@ -9,16 +11,27 @@ class DsrPackageController(http.Controller):
         methods=["GET"],
     )
     def download_package(self, request_id, **kwargs):
-        """Stream the decrypted export package to a Privacy Officer."""
+        """Stream the decrypted export package to a Privacy Officer.
+
+        The link carries no secret: the session's user must be a Privacy
+        Officer who may write the request, and the package is decrypted for
+        this request and this database only (see ``_read_package``).
+        """
         dsr = request.env["dsr.request"].browse(request_id).exists()
         if not dsr:
             raise request.not_found()
         try:
             data = dsr._read_package()
         except (AccessError, UserError) as exc:
+            status = 410  # missing or expired
+            if isinstance(exc, AccessError | DsrPackageRefused):
+                status = 403
             return request.make_response(
-                str(exc), headers=[("Content-Type", "text/plain; charset=utf-8")],
-                status=403 if isinstance(exc, AccessError) else 410,
+                str(exc), headers=[
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Cache-Control", "no-store"),
+                ],
+                status=status,
             )
         return request.make_response(
             data,
@@ -28,5 +41,6 @@ class DsrPackageController(http.Controller):
                     dsr.package_filename or "package.zip"
                 )),
                 ("Cache-Control", "no-store"),
+                ("X-Content-Type-Options", "nosniff"),
             ],
         )

@@ -4,4 +4,5 @@ from . import (
     dsr_erasure,
     dsr_request,
     dsr_request_line,
+    ir_attachment,
 )

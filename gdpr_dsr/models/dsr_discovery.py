@@ -60,6 +60,13 @@ class DsrDiscovery(models.AbstractModel):
             self._discover_attachments(hits)
         return sorted(subject_ids), hits.as_list()
 
+    @api.model
+    def _scanned_models(self):
+        """Names of every model the discovery may list records of."""
+        return set(HANDLED_MODELS) | {
+            model._name for model, _field in self._partner_reference_fields()
+        }
+
     # -- steps -----------------------------------------------------------------
     @api.model
     def _find_partners_by_email(self, email):

@@ -15,6 +15,19 @@ LEGAL_BASIS_ACCOUNTING = (
     "Legal obligation to keep accounting records (GDPR Art. 17(3)(b) and "
     "Art. 6(1)(c); statutory bookkeeping and tax retention periods)"
 )
+# Models an erasure never deletes or changes, whatever a line says: the
+# configuration and security of the database, the suite's own records.
+PROTECTED_MODEL_PREFIXES = (
+    "ir.", "base.", "res.groups", "res.users.", "audit.", "dsr.",
+)
+PROTECTED_MODELS = frozenset({
+    "res.company", "res.currency", "res.country", "res.country.state", "res.lang",
+    "res.partner.category", "res.partner.industry", "res.partner.title",
+})
+# ...except the attachments the discovery lists (files of the subject's data)
+ERASABLE_EXCEPTIONS = frozenset({"ir.attachment"})
+# Administrator accounts are never anonymised by an erasure.
+ADMIN_GROUPS = ("base.group_system", "base.group_erp_manager")
 # Execution order: dependent records first, the subject's partners last.
 CATEGORY_ORDER = [
     "attachment", "message", "mail", "follower", "record", "payment", "invoice",
@@ -51,6 +64,30 @@ class DsrErasure(models.AbstractModel):
             return LEGAL_BASIS_ACCOUNTING
         return False
 
+    @api.model
+    def _is_protected_model(self, model_name):
+        """True for models an erasure never deletes or changes. Hook."""
+        if model_name in ERASABLE_EXCEPTIONS:
+            return False
+        return model_name in PROTECTED_MODELS or model_name.startswith(
+            PROTECTED_MODEL_PREFIXES
+        )
+
+    @api.model
+    def _acts_on(self, record, hit):
+        """Whether executing ``hit`` may change or delete ``record``."""
+        if self._is_protected_model(record._name):
+            return False
+        action = hit["planned_action"]
+        if action in ("delete", "anonymize"):
+            return True
+        return (
+            action == "retain"
+            and hit["category"] in ("invoice", "payment", "record")
+            and not hit.get("kept")
+            and not self._retention_reason(record)
+        )
+
     # -- planning ------------------------------------------------------------
     @api.model
     def _plan(self, hits, subject_ids):
@@ -85,8 +122,15 @@ class DsrErasure(models.AbstractModel):
         record = self._record(hit)
         if record is None:
             return "retain", "no longer exists"
+        if self._is_protected_model(record._name):
+            return "retain", (
+                "configuration or security record: never changed by an erasure "
+                "(review by hand)"
+            )
         if key in retained:
             return "retain", self._retention_reason(record)
+        if record._name == "res.partner" and record.id in self._protected_partner_ids():
+            return "retain", "contact of a system or administrator account"
         if category == "profile":
             return "delete", "personal data of the subject (right to erasure)"
         if category == "related_partner":
@@ -135,12 +179,30 @@ class DsrErasure(models.AbstractModel):
 
     @api.model
     def _protected_user_ids(self):
-        return {
+        """Users an erasure never anonymises: the system users, the one
+        running it, and every administrator (an administrator removes an
+        administrator account by hand)."""
+        ids = {
             self.env.ref("base.user_root").id,
             self.env.ref("base.user_admin", raise_if_not_found=False).id,
             self.env.ref("base.public_user", raise_if_not_found=False).id,
             self.env.uid,
         } - {False, None}
+        for xmlid in ADMIN_GROUPS:
+            group = self.env.ref(xmlid, raise_if_not_found=False)
+            if group:
+                ids |= set(
+                    group.sudo().with_context(active_test=False).users.ids
+                )
+        return ids
+
+    @api.model
+    def _protected_partner_ids(self):
+        """Contacts of the users an erasure never anonymises."""
+        users = self.env["res.users"].sudo().with_context(active_test=False).browse(
+            list(self._protected_user_ids())
+        ).exists()
+        return set(users.partner_id.ids)
 
     # -- execution -------------------------------------------------------------
     @api.model
@@ -158,12 +220,18 @@ class DsrErasure(models.AbstractModel):
             if record is None:
                 hit["result"], hit["result_note"] = "missing", "already gone"
                 continue
+            if self._is_protected_model(record._name):
+                hit["result"] = "retained"
+                hit["result_note"] = "configuration or security record: not changed"
+                continue
             reason = self._retention_reason(record)
             action = "retain" if reason else hit["planned_action"]
             if action == "retain":
                 hit["result"] = "retained"
                 hit["result_note"] = reason or hit.get("reason") or ""
-                if hit["category"] in ("invoice", "payment", "record"):
+                if hit["category"] in ("invoice", "payment", "record") and not (
+                    hit.get("kept")
+                ):
                     self._unlink_optional_references(record, hit, subject_ids)
                 continue
             if action == "delete":
@@ -191,7 +259,7 @@ class DsrErasure(models.AbstractModel):
         """Delete what the erasure itself logged on the subject's contacts
         (e.g. accounting logs the number of a removed bank account)."""
         existing = self.env["res.partner"].with_context(active_test=False).browse(
-            list(subject_ids)
+            list(set(subject_ids) - self._protected_partner_ids())
         ).exists()
         if existing:
             self.env["mail.message"].search([

@@ -1,4 +1,6 @@
 import base64
+import hashlib
+import hmac
 import io
 import json
 import logging
@@ -8,11 +10,12 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from odoo import api, fields, models
-from odoo.exceptions import AccessError, UserError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tools import SQL, config
 
 from odoo.addons.audit_export.lib import keyring as suite_keyring
 from odoo.addons.audit_export.lib import streamcrypt
+from odoo.addons.audit_export.lib.sensitive import SECRET_MODELS, is_withheld
 from odoo.addons.data_export_suite.lib import zipper
 
 from ..lib import certificate as certificate_lib
@@ -26,6 +29,59 @@ PACKAGE_VALIDITY_DAYS = 30
 REMINDER_DAYS_BEFORE = 7
 OPEN_STATES = ("received", "verified", "in_progress")
 _SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
+# What the package is sealed for: every read names it (with the tenant).
+PACKAGE_PURPOSE = "dsr-export"
+
+# Fields that gate a dangerous step: set by the server's own methods only
+# (they write them as superuser after their checks); a user, whatever their
+# groups, cannot create or write them by RPC.
+SERVER_FIELDS = frozenset({
+    "name",
+    "state",
+    "subject_email_sha256",
+    "verified_by_id",
+    "verified_on",
+    "line_ids",
+    "discovered_on",
+    "package_file",
+    "package_filename",
+    "package_sha256",
+    "package_generated_on",
+    "package_expiry",
+    "package_protected",
+    "erased_on",
+    "erasure_id",
+    "certificate_json",
+    "certificate_html",
+})
+# Binary fields of the request stored as attachments: nobody but the server
+# creates, changes or removes those attachments (see ir_attachment.py).
+SERVER_BINARY_FIELDS = frozenset({
+    "package_file", "certificate_json", "certificate_html",
+})
+# What the identity verification is about and what it rests on: frozen once
+# the request left the "received" state.
+RECEIVED_ONLY_FIELDS = frozenset({
+    "subject_email",
+    "request_type",
+    "company_id",
+    "regime",
+    "received_date",
+    "verification_method",
+    "verification_notes",
+    "verification_attachment_ids",
+})
+
+
+class DsrPackageRefused(UserError):
+    """The stored package is not the one this server generated for the
+    request (or not an export package of this database): never served."""
+
+
+def gate_digest(email):
+    """SHA-256 of an email typed at the erasure gate, compared exactly
+    (surrounding spaces aside, case included)."""
+    return hashlib.sha256((email or "").strip().encode("utf-8")).hexdigest()
 
 
 class DsrRequest(models.Model):
@@ -67,7 +123,7 @@ class DsrRequest(models.Model):
             ("done", "Done"),
             ("rejected", "Rejected"),
         ],
-        required=True, default="received", tracking=True, copy=False,
+        required=True, default="received", tracking=True, copy=False, readonly=True,
     )
     received_date = fields.Date(
         required=True, default=fields.Date.context_today, tracking=True
@@ -100,14 +156,22 @@ class DsrRequest(models.Model):
         string="Verification evidence", copy=False,
     )
     rejection_reason = fields.Text(copy=False)
-    line_ids = fields.One2many("dsr.request.line", "request_id", copy=False)
+    line_ids = fields.One2many(
+        "dsr.request.line", "request_id", copy=False, readonly=True
+    )
     line_count = fields.Integer(compute="_compute_line_count")
     discovered_on = fields.Datetime(readonly=True, copy=False)
+    # Read by the server only (the download route decrypts it for officers).
     package_file = fields.Binary(
         string="Export package (encrypted)", attachment=True, copy=False,
-        groups="gdpr_dsr.dsr_group_officer",
+        readonly=True, groups="base.group_system",
     )
     package_filename = fields.Char(readonly=True, copy=False)
+    package_sha256 = fields.Char(
+        readonly=True, copy=False, groups="base.group_system",
+        help="SHA-256 of the encrypted package the server stored: any other "
+        "content is refused at download.",
+    )
     package_generated_on = fields.Datetime(readonly=True, copy=False)
     package_expiry = fields.Datetime(readonly=True, copy=False)
     package_protected = fields.Boolean(
@@ -120,10 +184,11 @@ class DsrRequest(models.Model):
         "the database (re-applied after a restore).",
     )
     certificate_json = fields.Binary(
-        string="Erasure certificate (signed JSON)", attachment=True, copy=False
+        string="Erasure certificate (signed JSON)", attachment=True, copy=False,
+        readonly=True,
     )
     certificate_html = fields.Binary(
-        string="Erasure certificate", attachment=True, copy=False
+        string="Erasure certificate", attachment=True, copy=False, readonly=True
     )
     certificate_html_filename = fields.Char(compute="_compute_certificate_filenames")
     certificate_json_filename = fields.Char(compute="_compute_certificate_filenames")
@@ -190,6 +255,9 @@ class DsrRequest(models.Model):
     # -- CRUD ------------------------------------------------------------------
     @api.model_create_multi
     def create(self, vals_list):
+        if not self.env.su:
+            for vals in vals_list:
+                self._check_user_values(vals, creating=True)
         for vals in vals_list:
             if vals.get("name", "/") == "/":
                 sequence = self.env["ir.sequence"].sudo()
@@ -198,23 +266,88 @@ class DsrRequest(models.Model):
                 vals["subject_email"] = vals["subject_email"].strip()
                 vals["subject_email_sha256"] = digest(vals["subject_email"])
         requests = super().create(vals_list)
+        if not self.env.su:
+            requests._check_evidence()
         for request in requests:
             request._audit("received")
         return requests
 
     def write(self, vals):
-        if "subject_email" in vals:
-            if self.filtered(lambda r: r.state not in ("received",)) and vals.get(
-                "subject_email"
-            ):
+        user_write = not self.env.su
+        if user_write:
+            self._check_user_values(vals)
+            frozen = sorted(set(vals) & RECEIVED_ONLY_FIELDS)
+            closed = self.filtered(lambda r: r.state != "received")
+            if frozen and closed:
                 raise UserError(self.env._(
-                    "The subject email can only change while the request is "
-                    "received (before verification)."
+                    "Request %(ref)s: %(fields)s can only change while the request "
+                    "is received (before the identity verification).",
+                    ref=closed[0].name, fields=", ".join(frozen),
                 ))
-            if vals["subject_email"]:
-                vals["subject_email"] = vals["subject_email"].strip()
-                vals["subject_email_sha256"] = digest(vals["subject_email"])
-        return super().write(vals)
+        if vals.get("subject_email"):
+            vals["subject_email"] = vals["subject_email"].strip()
+            vals["subject_email_sha256"] = digest(vals["subject_email"])
+        result = super().write(vals)
+        if user_write:
+            if "verification_attachment_ids" in vals:
+                self._check_evidence()
+            if {"subject_email", "request_type", "company_id"} & set(vals):
+                # what was discovered was discovered for someone/something else
+                stale = self.filtered("line_ids")
+                stale.line_ids.sudo().unlink()
+                stale._server_write({"discovered_on": False})
+        return result
+
+    def _check_user_values(self, vals, creating=False):
+        """Refuse server-owned fields in values a user sends (RPC included)."""
+        forbidden = set(vals) & SERVER_FIELDS
+        if creating:
+            # the defaults a client may send back unchanged
+            if vals.get("name", "/") == "/":
+                forbidden.discard("name")
+            if vals.get("state", "received") == "received":
+                forbidden.discard("state")
+        if forbidden:
+            _logger.warning(
+                "DSR: uid %s tried to set server-owned fields %s",
+                self.env.uid, ", ".join(sorted(forbidden)),
+            )
+            raise AccessError(self.env._(
+                "These fields of a data subject request are set by the server "
+                "only (through the request's actions): %(fields)s",
+                fields=", ".join(sorted(forbidden)),
+            ))
+
+    def _check_evidence(self):
+        """Evidence of identity must be a file uploaded for this request: a
+        file uploaded by the user and not attached yet is attached to it, any
+        other attachment (of another document, or a stored field) is refused
+        (the erasure deletes the evidence)."""
+        for request in self:
+            for attachment in request.sudo().verification_attachment_ids:
+                if (
+                    not attachment.res_field
+                    and attachment.res_model == self._name
+                    and attachment.res_id == request.id
+                ):
+                    continue
+                if (
+                    not attachment.res_field
+                    and not attachment.res_id
+                    and attachment.res_model in (False, self._name)
+                    and attachment.create_uid == self.env.user
+                ):
+                    attachment.write({"res_model": self._name, "res_id": request.id})
+                    continue
+                raise ValidationError(self.env._(
+                    "Request %(ref)s: the evidence %(name)s is not a file uploaded "
+                    "for this request.", ref=request.name, name=attachment.name,
+                ))
+
+    def _server_write(self, vals):
+        """Write server-owned fields, after the caller's checks (as superuser;
+        the current user stays the author of the tracking messages)."""
+        return self.sudo().write(vals)
 
     # -- helpers -------------------------------------------------------------
     def _check_officer(self):
@@ -298,7 +431,7 @@ class DsrRequest(models.Model):
                 raise UserError(self.env._(
                     "Attach the evidence of the identity verification."
                 ))
-            request.write({
+            request._server_write({
                 "state": "verified",
                 "verified_by_id": self.env.uid,
                 "verified_on": fields.Datetime.now(),
@@ -316,7 +449,7 @@ class DsrRequest(models.Model):
                     "Write the reason of the rejection first (it is sent to the "
                     "subject with your answer)."
                 ))
-            request.state = "rejected"
+            request._server_write({"state": "rejected"})
             request._audit("rejected")
         return True
 
@@ -328,7 +461,7 @@ class DsrRequest(models.Model):
                 raise UserError(self.env._("The request is closed."))
             request._run_discovery()
             if request.state == "verified":
-                request.state = "in_progress"
+                request._server_write({"state": "in_progress"})
         return True
 
     def _run_discovery(self):
@@ -342,13 +475,14 @@ class DsrRequest(models.Model):
             for hit in hits:
                 hit["planned_action"] = "export"
                 hit["reason"] = "subject access request"
-        self.line_ids.unlink()
+        Line = self.env["dsr.request.line"]
+        self.line_ids.sudo().unlink()
         values = []
         for hit in hits:
             record = self.env[hit["res_model"]].with_context(
                 active_test=False
             ).browse(hit["res_id"])
-            accessible = bool(record._filtered_access("read"))
+            accessible = bool(self._filtered_readable(record))
             values.append({
                 "request_id": self.id,
                 "res_model": hit["res_model"],
@@ -363,9 +497,13 @@ class DsrRequest(models.Model):
                 "accessible": accessible,
                 "planned_action": hit["planned_action"],
                 "reason": hit["reason"],
+                "seal": Line._seal_value(
+                    self.id, hit["res_model"], hit["res_id"], hit["category"],
+                    hit["planned_action"],
+                ),
             })
-        self.env["dsr.request.line"].create(values)
-        self.discovered_on = fields.Datetime.now()
+        Line.sudo().create(values)
+        self._server_write({"discovered_on": fields.Datetime.now()})
         self.message_post(body=self.env._(
             "Discovery found %(count)s records.", count=len(values)
         ))
@@ -437,17 +575,19 @@ class DsrRequest(models.Model):
         buffer = io.BytesIO()
         writer = streamcrypt.EncryptingWriter(
             buffer, keyring=keyring, tenant=self._database_uuid(),
-            purpose="dsr-export", content_type="application/zip",
+            purpose=PACKAGE_PURPOSE, content_type="application/zip",
         )
         try:
             count = zipper.write_zip(writer, members, password=password)
         except zipper.ZipperError as exc:
             raise UserError(str(exc)) from exc
         writer.close()
+        encrypted = buffer.getvalue()
         now = fields.Datetime.now()
         reference = _SAFE_NAME_RE.sub("-", self.name)
-        self.write({
-            "package_file": base64.b64encode(buffer.getvalue()),
+        self._server_write({
+            "package_file": base64.b64encode(encrypted),
+            "package_sha256": hashlib.sha256(encrypted).hexdigest(),
             "package_filename": f"{reference}.zip",
             "package_generated_on": now,
             "package_expiry": now + timedelta(days=PACKAGE_VALIDITY_DAYS),
@@ -461,21 +601,48 @@ class DsrRequest(models.Model):
         return True
 
     def _read_package(self):
-        """Return the decrypted ZIP bytes (raises when expired or missing)."""
+        """Return the decrypted ZIP bytes (raises when expired or missing).
+
+        Only the package this server generated for this request opens: the
+        stored bytes must have the digest recorded at generation, and the
+        decryption names this database (tenant) and the export-package
+        purpose, so a backup archive, a data export or another database's
+        blob is refused before any key is derived.
+        """
         self.ensure_one()
         self._check_officer()
-        if not self.package_generated_on or not self.package_file:
+        stored = self.sudo().with_context(bin_size=False)
+        if not stored.package_generated_on or not stored.package_file:
             raise UserError(self.env._("No export package is available."))
-        if self.package_expiry and self.package_expiry < fields.Datetime.now():
+        if stored.package_expiry and stored.package_expiry < fields.Datetime.now():
             raise UserError(self.env._(
                 "The export package expired on %(date)s; generate a new one.",
-                date=self.package_expiry,
+                date=stored.package_expiry,
             ))
-        encrypted = base64.b64decode(self.with_context(bin_size=False).package_file)
-        reader = streamcrypt.DecryptingReader(
-            io.BytesIO(encrypted), keyring=self._keyring()
-        )
-        data = reader.read()
+        encrypted = base64.b64decode(stored.package_file)
+        expected = stored.package_sha256 or ""
+        if not hmac.compare_digest(hashlib.sha256(encrypted).hexdigest(), expected):
+            self._audit_independently(
+                "download_refused", reason="not the package the server stored"
+            )
+            raise DsrPackageRefused(self.env._(
+                "Request %(ref)s: the stored export package is not the one this "
+                "server generated; download refused. Generate a new package.",
+                ref=self.name,
+            ))
+        try:
+            reader = streamcrypt.DecryptingReader(
+                io.BytesIO(encrypted), keyring=self._keyring(),
+                tenant=self._database_uuid(), purpose=PACKAGE_PURPOSE,
+            )
+            data = reader.read()
+        except suite_keyring.StreamCryptError as exc:
+            self._audit_independently("download_refused", reason=str(exc)[:200])
+            raise DsrPackageRefused(self.env._(
+                "Request %(ref)s: the stored file is not an export package of this "
+                "database (%(error)s); download refused.", ref=self.name,
+                error=str(exc),
+            )) from exc
         self._audit("downloaded", size=len(data))
         return data
 
@@ -494,21 +661,37 @@ class DsrRequest(models.Model):
             "invoices": {}, "payment_information": {}, "records": {},
         }
         files, attachments_meta, secrets = [], [], set()
+        Line = self.env["dsr.request.line"]
+        exported_lines, withheld_lines = Line, Line
         for (category, model_name), lines in sorted(by_model.items()):
             if model_name not in self.env:
+                continue
+            if model_name in SECRET_MODELS:
+                # credentials are never exported, whoever asks
+                for line in lines:
+                    withheld_lines |= line
+                    withheld.append({
+                        "model": model_name, "id": line.res_id,
+                        "reason": "holds credentials (never exported)",
+                    })
                 continue
             records = self.env[model_name].with_context(active_test=False).browse(
                 [ln.res_id for ln in lines]
             ).exists()
-            readable = records._filtered_access("read")
+            readable = self._filtered_readable(records)
+            if category == "attachment":
+                readable = readable.filtered(
+                    lambda att: not self._attachment_withheld(att)
+                )
             for line in lines:
                 if line.res_id in readable.ids:
-                    line.result = "exported"
+                    exported_lines |= line
                 else:
-                    line.result = "withheld"
+                    withheld_lines |= line
                     withheld.append({
                         "model": model_name, "id": line.res_id,
-                        "reason": "not readable by the officer or no longer exists",
+                        "reason": "not readable by the officer, a secret, or no "
+                        "longer exists",
                     })
             if model_name == "res.partner.bank":
                 for bank in records.sudo():
@@ -555,6 +738,8 @@ class DsrRequest(models.Model):
                 )
             else:
                 sections["records"].setdefault(model_name, []).extend(data)
+        exported_lines.sudo().write({"result": "exported"})
+        withheld_lines.sudo().write({"result": "withheld"})
         document = {
             "format": "gdpr_dsr.subject_access_package",
             "version": 1,
@@ -587,7 +772,10 @@ class DsrRequest(models.Model):
         left out (and named) rather than failing the whole package.
         """
         profile = self.env["data.export.profile"]
-        fnames = profile._exportable_fields(records._name)
+        fnames = [
+            fname for fname in profile._exportable_fields(records._name)
+            if not self._field_withheld(records._fields[fname])
+        ]
         try:
             return profile._serialize_records(records, fnames, depth=0), []
         except AccessError:
@@ -609,16 +797,39 @@ class DsrRequest(models.Model):
                 kept.append(fname)
         return profile._serialize_records(records, kept, depth=0), skipped
 
+    def _field_withheld(self, field):
+        """The suite's one rule for secrets, for the officer reading."""
+        if field.name == "id":
+            return False
+        return is_withheld(
+            field.model_name, field.name, field.type, field.groups,
+            self.env.user.has_group,
+        )
+
+    def _attachment_withheld(self, attachment):
+        """A file of a credentials model or of a secret binary field."""
+        attachment = attachment.sudo()
+        if attachment.res_model in SECRET_MODELS:
+            return True
+        if attachment.res_field and attachment.res_model in self.env:
+            field = self.env[attachment.res_model]._fields.get(attachment.res_field)
+            return field is None or self._field_withheld(field)
+        return False
+
     # -- erasure -------------------------------------------------------------------
-    def _erase(self, typed_email):
-        """Apply the erasure after the gate: ``typed_email`` must be the
-        subject's email exactly (surrounding spaces aside)."""
+    def _erase(self, typed_email=None, typed_sha256=None):
+        """Apply the erasure after the gate: ``typed_email`` (or its digest
+        ``typed_sha256``, see the wizard) must be the subject's email exactly
+        (surrounding spaces aside)."""
         self.ensure_one()
         self._check_officer()
         self._check_verified()
         if self.request_type != "erasure":
             raise UserError(self.env._("This is not an erasure request."))
-        if (typed_email or "").strip() != (self.subject_email or "").strip():
+        typed = typed_sha256 if typed_sha256 is not None else gate_digest(typed_email)
+        if not self.subject_email or not hmac.compare_digest(
+            typed or "", gate_digest(self.subject_email)
+        ):
             self._audit_independently("erasure_refused", reason="gate mismatch")
             raise UserError(self.env._(
                 "The email typed does not match the subject's email: nothing was "
@@ -627,8 +838,7 @@ class DsrRequest(models.Model):
         if not self.line_ids:
             self._run_discovery()
         erasure = self.env["dsr.erasure"].sudo()
-        subject_lines = self.line_ids.filtered(lambda ln: ln.category == "profile")
-        subject_ids = subject_lines.mapped("res_id")
+        subject_ids, hits = self._check_erasure_lines()
         partners = self.env["res.partner"].sudo().with_context(
             active_test=False
         ).browse(subject_ids).exists()
@@ -641,18 +851,6 @@ class DsrRequest(models.Model):
                 "name_sha256": digest(partner.name),
             }
             for partner in partners
-        ]
-        hits = [
-            {
-                "line": line,
-                "res_model": line.res_model,
-                "res_id": line.res_id,
-                "category": line.category,
-                "ref_fields": [f for f in (line.ref_fields or "").split(",") if f],
-                "planned_action": line.planned_action,
-                "reason": line.reason,
-            }
-            for line in self.line_ids
         ]
         erasure._execute(hits, subject_ids, self.name)
         for hit in hits:
@@ -670,9 +868,14 @@ class DsrRequest(models.Model):
                 (hit["res_model"], hit["res_id"], hit["result"]) for hit in hits
             ],
         )
-        # The evidence of identity is personal data too: it goes with the rest.
-        evidence = self.verification_attachment_ids
-        self.sudo().write({
+        # The evidence of identity is personal data too: it goes with the rest
+        # (only files of this request: nothing else is deleted on its account).
+        evidence = self.sudo().verification_attachment_ids.filtered(
+            lambda att: att.res_model == self._name
+            and att.res_id == self.id
+            and not att.res_field
+        )
+        self._server_write({
             "state": "done",
             "erased_on": fields.Datetime.now(),
             "erasure_id": entry["erasure_id"],
@@ -689,9 +892,149 @@ class DsrRequest(models.Model):
         self._audit("erased", erasure_id=entry["erasure_id"], counts=dict(counts))
         return True
 
-    def _certificate_key(self):
+    def _check_erasure_lines(self):
+        """Re-check every line right before the erasure acts on it; return
+        ``(subject_ids, hits)`` to execute, or refuse the whole erasure.
+
+        A line is acted upon only if the discovery of this request wrote it
+        (its seal), it is of a model the discovery scans, the discovery run
+        now still ties the record to the subject with the same plan (or the
+        officer kept it), and the officer may read the record with their own
+        rights and companies. Records tied to the subject that the lines do
+        not list refuse the erasure as well (the officer did not review them).
+        """
+        self.ensure_one()
+        erasure = self.env["dsr.erasure"].sudo()
+        discovery = self.env["dsr.discovery"].sudo()
+        subject_ids, fresh = discovery._discover(self.subject_email)
+        erasure._plan(fresh, subject_ids)
+        fresh_by_key = {(hit["res_model"], hit["res_id"]): hit for hit in fresh}
+        scanned = discovery._scanned_models()
+        problems, hits, listed = [], [], set()
+        for line in self.line_ids.sudo():
+            key = (line.res_model, line.res_id)
+            listed.add(key)
+            fresh_hit = fresh_by_key.get(key)
+            record = None
+            if not line._seal_valid():
+                problem = self.env._(
+                    "it was not listed by the discovery of this request"
+                )
+            elif line.res_model not in scanned:
+                problem = self.env._("the discovery never lists this model")
+            elif erasure._is_protected_model(line.res_model) and (
+                line.planned_action != "retain"
+            ):
+                problem = self.env._("records of this model are never erased")
+            elif (record := erasure._record({
+                "res_model": line.res_model, "res_id": line.res_id,
+            })) is None:
+                problem = None  # already gone: reported as such
+            elif fresh_hit is None:
+                problem = self.env._("the record is no longer tied to the subject")
+            elif fresh_hit["category"] != line.category or line.planned_action not in (
+                fresh_hit["planned_action"], "retain"
+            ):
+                problem = self.env._(
+                    "the plan changed since the discovery (now: %(action)s)",
+                    action=fresh_hit["planned_action"],
+                )
+            else:
+                problem = None
+            kept = bool(
+                fresh_hit and line.planned_action == "retain"
+                and fresh_hit["planned_action"] != "retain"
+            )
+            hit = {
+                "line": line,
+                "res_model": line.res_model,
+                "res_id": line.res_id,
+                "category": line.category,
+                "ref_fields": list(fresh_hit["ref_fields"]) if fresh_hit else [],
+                "planned_action": line.planned_action,
+                "reason": line.reason,
+                "kept": kept,
+            }
+            if (
+                not problem
+                and record is not None
+                and erasure._acts_on(record, hit)
+                and not self._officer_may_erase(record)
+            ):
+                problem = self.env._(
+                    "you may not read this record (its company or your access "
+                    "rights)"
+                )
+            if problem:
+                problems.append(self.env._(
+                    "%(model)s #%(id)s: %(problem)s",
+                    model=line.res_model, id=line.res_id, problem=problem,
+                ))
+            hits.append(hit)
+        protected = erasure._protected_partner_ids() & set(subject_ids)
+        for partner in self.env["res.partner"].sudo().browse(sorted(protected)):
+            problems.append(self.env._(
+                "res.partner #%(id)s: the subject is the contact of a system or "
+                "administrator account (%(login)s); remove its administrator "
+                "rights first",
+                id=partner.id,
+                login=", ".join(
+                    partner.with_context(active_test=False).user_ids.mapped("login")
+                ),
+            ))
+        unlisted = sorted(set(fresh_by_key) - listed)
+        if unlisted:
+            problems.append(self.env._(
+                "%(count)s records tied to the subject are not listed (e.g. "
+                "%(model)s #%(id)s): run the discovery again and review them",
+                count=len(unlisted), model=unlisted[0][0], id=unlisted[0][1],
+            ))
+        if problems:
+            self._audit_independently(
+                "erasure_refused", reason="lines refused", lines=problems[:50]
+            )
+            raise UserError(self.env._(
+                "Request %(ref)s: the erasure is refused, nothing was erased:\n"
+                "%(lines)s", ref=self.name,
+                lines="\n".join(f"- {p}" for p in problems[:20]),
+            ))
+        return subject_ids, hits
+
+    def _filtered_readable(self, records):
+        """The part of ``records`` the current (non-superuser) user may read:
+        attachments by the document they belong to, as Odoo serves them."""
+        records = records.with_env(self.env(su=False)).with_context(active_test=False)
+        if records._name == "ir.attachment":
+            allowed = records.env["ir.attachment"]._filter_attachment_access(
+                records.ids
+            )
+            return records.browse([rid for rid in records.ids if rid in allowed.ids])
+        return records._filtered_access("read")
+
+    def _officer_may_erase(self, record):
+        """Whether the current user may read ``record`` (a singleton), with
+        their own access rights, record rules and companies. Hook: extend
+        for models officers read through another document."""
+        record = record.with_env(self.env(su=False)).with_context(active_test=False)
+        if record._name == "mail.mail":
+            # outgoing emails are readable by administrators only: the
+            # officer must be able to read the message they carry
+            message = record.sudo().mail_message_id
+            return bool(message) and bool(self._filtered_readable(message))
+        if record._name == "mail.followers":
+            follower = record.sudo()
+            if not self._filtered_readable(record):
+                return False
+            if follower.res_model in self.env and follower.res_id:
+                document = self.env[follower.res_model].browse(follower.res_id).exists()
+                return not document or bool(self._filtered_readable(document))
+            return True
+        return bool(self._filtered_readable(record))
+
+    def _certificate_key(self, key_id=None):
         """Return ``(key, key_id)`` for signing certificates: an HKDF sub-key
-        of the server keyring, else the database secret."""
+        (purpose ``dsr-certificate``, this database) of the server keyring's
+        key ``key_id`` (default: the active key), else the database secret."""
         try:
             keyring = suite_keyring.Keyring.load(
                 config_path=config.get("backup_keyring_file") or None
@@ -705,9 +1048,10 @@ class DsrRequest(models.Model):
                 "database.secret"
             )
             return secret.encode(), "database.secret"
+        key_id = key_id or keyring.active.key_id
         return (
-            keyring.derive("dsr-certificate", self._database_uuid()),
-            keyring.active.key_id,
+            keyring.derive("dsr-certificate", self._database_uuid(), key_id=key_id),
+            key_id,
         )
 
     def _issue_certificate(self, hits, entry):
@@ -754,7 +1098,7 @@ class DsrRequest(models.Model):
         html = self.env["ir.qweb"]._render(
             "gdpr_dsr.dsr_certificate_document", {"doc": signed}
         )
-        self.sudo().write({
+        self._server_write({
             "certificate_json": base64.b64encode(
                 json.dumps(signed, indent=2, sort_keys=True).encode()
             ),
@@ -774,7 +1118,13 @@ class DsrRequest(models.Model):
         document = self._certificate_document()
         if not document:
             return False
-        key, _key_id = self._certificate_key()
+        key_id = (document.get("signature") or {}).get("key_id") or None
+        try:
+            key, _key_id = self._certificate_key(
+                key_id=None if key_id == "database.secret" else key_id
+            )
+        except suite_keyring.KeyringError:
+            return False  # signed with a key this server no longer holds
         return certificate_lib.verify(document, key)
 
     # -- restore hook (called by db_backup_suite, never by this addon) ------------
@@ -948,6 +1298,9 @@ class DsrRequest(models.Model):
             ("package_expiry", "<", fields.Datetime.now()),
         ])
         for request in expired:
-            request.write({"package_file": False, "package_expiry": False})
+            request.write({
+                "package_file": False, "package_sha256": False,
+                "package_expiry": False,
+            })
             request.message_post(body=self.env._("The export package expired."))
         return len(expired)

@@ -4,4 +4,5 @@ from . import (
     test_dsr_request,
     test_dsr_restore,
     test_dsr_tour,
+    test_security_rpc,
 )

@@ -4,8 +4,8 @@ import os
 import stat
 import zipfile
 
-from odoo.exceptions import UserError
-from odoo.tests import Form, tagged
+from odoo.exceptions import AccessError, UserError
+from odoo.tests import Form, new_test_user, tagged
 
 from ..lib.erasure_register import digest
 from .common import NO_MAIL, SUBJECT_EMAIL, DsrCase, make_verified_request
@@ -17,6 +17,31 @@ class TestDsrErasure(DsrCase):
         request = make_verified_request(self.officer_env(), "erasure")
         request.action_discover()
         return request
+
+    def _audit_refusals_in_test_transaction(self):
+        """A refusal is logged on a cursor of its own: in test mode that
+        cursor shares the test transaction, so the event can be checked."""
+        self.registry.enter_test_mode(self.cr)
+        self.addCleanup(self.registry.leave_test_mode)
+
+    def _refused(self, request, typed_email=SUBJECT_EMAIL):
+        """Run the erasure, expect its refusal; return the message. (Not
+        assertRaises: its savepoint would also roll back the refusal's audit
+        event, written on the test transaction in test mode.)"""
+        try:
+            request._erase(typed_email)
+        except UserError as exc:
+            return str(exc)
+        self.fail("the erasure was not refused")
+
+    def _refusal_steps(self, request):
+        return [
+            (e.details or {}).get("step")
+            for e in self.env["audit.event"].sudo().search([
+                ("res_model", "=", "dsr.request"), ("res_id", "=", request.id),
+                ("result", "=", "failure"),
+            ])
+        ]
 
     def _package_document(self, request):
         request._generate_package()
@@ -160,7 +185,7 @@ class TestDsrErasure(DsrCase):
         # the register outside the database
         register = request._erasure_register()
         self.assertEqual(stat.S_IMODE(os.stat(register.path).st_mode), 0o600)
-        entries = register.entries()
+        entries = [e for e in register.entries() if e["request_ref"] == request.name]
         self.assertEqual(len(entries), 1)
         self.assertEqual(entries[0]["erasure_id"], request.erasure_id)
         self.assertEqual(entries[0]["request_ref"], request.name)
@@ -233,3 +258,126 @@ class TestDsrErasure(DsrCase):
                     if (r["model"], r["id"]) == ("account.move", invoice.id)]
         self.assertEqual(retained[0]["result"], "retained")
         self.assertIn("Art. 17(3)(b)", retained[0]["reason"])
+
+    def test_officer_keeps_a_record_untouched(self):
+        s = self.subject
+        request = self._erasure_request()
+        line = request.line_ids.filtered(
+            lambda ln: (ln.res_model, ln.res_id) == ("ir.attachment", s["passport"].id)
+        )
+        self.assertEqual(line.planned_action, "delete")
+        # auditors read the plan, they do not change it
+        with self.assertRaises(AccessError):
+            line.with_user(self.auditor).action_keep()
+        with self.assertRaises(AccessError):
+            line.write({"planned_action": "retain"})
+        line.action_keep()
+        self.assertEqual(line.planned_action, "retain")
+        self.assertIn(self.officer.name, line.reason)
+        self.assertTrue(line._seal_valid())
+        request._erase(SUBJECT_EMAIL)
+        self.assertEqual(line.result, "retained")
+        self.assertTrue(s["passport"].exists())
+        self.assertEqual(s["passport"].raw, b"%PDF-1.4 Jane's passport scan")
+        self.assertFalse(s["invoice_address"].exists())
+        document = request._certificate_document()
+        kept = [r for r in document["records"]
+                if (r["model"], r["id"]) == ("ir.attachment", s["passport"].id)]
+        self.assertEqual(kept[0]["result"], "retained")
+        # closed: the plan cannot change any more
+        with self.assertRaises(UserError):
+            request.line_ids[:1].action_keep()
+
+    def test_records_found_after_discovery_refuse_the_erasure(self):
+        self._audit_refusals_in_test_transaction()
+        request = self._erasure_request()
+        env = self.env(context=dict(self.env.context, **NO_MAIL))
+        late = env["mail.message"].create({
+            "model": "res.partner", "res_id": self.subject["other"].id,
+            "body": "Jane wrote again", "author_id": self.subject["partner"].id,
+            "message_type": "comment",
+        })
+        message = self._refused(request)
+        self.assertIn("not listed", message)
+        self.assertIn(f"mail.message #{late.id}", message)
+        self.assertIn("nothing was erased", message)
+        self.assertEqual(self.subject["partner"].name, "Jane Subject")
+        self.assertTrue(self.subject["invoice_address"].exists())
+        self.assertEqual(request.state, "in_progress")
+        self.assertEqual(self._refusal_steps(request), ["erasure_refused"])
+        # after a new discovery the officer reviewed them: the erasure runs
+        request.action_discover()
+        request._erase(SUBJECT_EMAIL)
+        self.assertFalse(late.exists())
+        self.assertEqual(request.state, "done")
+
+    def test_changed_plan_refuses_the_erasure(self):
+        self._audit_refusals_in_test_transaction()
+        request = self._erasure_request()
+        bank = self.subject["bank"]
+        line = request.line_ids.filtered(
+            lambda ln: (ln.res_model, ln.res_id) == ("res.partner.bank", bank.id)
+        )
+        self.assertEqual(line.planned_action, "delete")
+        # sealed by the server but for another plan than the discovery's now
+        line.sudo().write({
+            "planned_action": "anonymize",
+            "seal": line._seal_value(
+                request.id, line.res_model, line.res_id, line.category, "anonymize"
+            ),
+        })
+        message = self._refused(request)
+        self.assertIn(f"res.partner.bank #{bank.id}", message)
+        self.assertIn("plan changed", message)
+        self.assertEqual(self._refusal_steps(request), ["erasure_refused"])
+        self.assertEqual(bank.acc_number, "BE71096123456769")
+        self.assertEqual(self.subject["partner"].name, "Jane Subject")
+
+    def test_an_administrator_is_never_the_erased_subject(self):
+        self._audit_refusals_in_test_transaction()
+        env = self.env(context=dict(self.env.context, **NO_MAIL))
+        admin = new_test_user(
+            env, login="dsr_admin_subject", groups="base.group_system",
+            email="admin.subject@example.com",
+        )
+        admin.partner_id.email = SUBJECT_EMAIL
+        note = admin.partner_id.message_post(
+            body="about the admin", message_type="comment",
+            subtype_xmlid="mail.mt_note",
+        )
+        request = self._erasure_request()
+        lines = {(ln.res_model, ln.res_id): ln for ln in request.line_ids}
+        self.assertEqual(lines[("res.users", admin.id)].planned_action, "retain")
+        self.assertEqual(
+            lines[("res.partner", admin.partner_id.id)].planned_action, "retain"
+        )
+        message = self._refused(request)
+        self.assertIn(f"res.partner #{admin.partner_id.id}", message)
+        self.assertIn("dsr_admin_subject", message)
+        self.assertIn("nothing was erased", message)
+        self.assertTrue(admin.active)
+        self.assertEqual(admin.login, "dsr_admin_subject")
+        self.assertEqual(admin.partner_id.email, SUBJECT_EMAIL)
+        self.assertTrue(note.exists())
+        self.assertEqual(self.subject["partner"].name, "Jane Subject")
+
+    def test_configuration_records_are_never_erased(self):
+        env = self.env(context=dict(self.env.context, **NO_MAIL))
+        partner = self.subject["partner"]
+        action = env["ir.actions.server"].create({
+            "name": "Add Jane as follower",
+            "model_id": env.ref("base.model_res_partner").id,
+            "state": "followers",
+            "partner_ids": [(6, 0, partner.ids)],
+        })
+        request = self._erasure_request()
+        lines = {(ln.res_model, ln.res_id): ln for ln in request.line_ids}
+        action_line = lines[("ir.actions.server", action.id)]
+        self.assertEqual(action_line.planned_action, "retain")
+        self.assertIn("configuration", action_line.reason)
+        request._erase(SUBJECT_EMAIL)
+        self.assertEqual(request.state, "done")
+        self.assertTrue(action.exists())
+        self.assertEqual(action.with_context(active_test=False).partner_ids, partner)
+        self.assertEqual(action_line.result, "retained")
+        self.assertFalse(self.subject["invoice_address"].exists())

@@ -10,6 +10,8 @@ from odoo import fields
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import HttpCase, tagged
 
+from odoo.addons.audit_export.lib.sensitive import is_withheld
+
 from .common import BANK_ACCOUNT, DsrCase, make_verified_request
 
 
@@ -87,7 +89,17 @@ class TestDsrExport(DsrCase):
         })
         action = wizard.action_generate()
         self.assertEqual(action["url"], f"/gdpr_dsr/package/{request.id}")
+        # the password is used when the wizard is saved and stored nowhere
+        self.assertTrue(wizard.generated)
         self.assertFalse(wizard.password)
+        self.env.flush_all()
+        self.env.cr.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'dsr_package_wizard'"
+        )
+        columns = {row[0] for row in self.env.cr.fetchall()}
+        self.assertIn("request_id", columns)
+        self.assertFalse({"password", "password_confirm"} & columns)
         return request
 
     def _check_document(self, names, document):
@@ -129,7 +141,10 @@ class TestDsrExport(DsrCase):
         request = self._generate()
         self.assertEqual(request.state, "done")
         self.assertFalse(request.package_protected)
-        stored = self.b64(request.with_context(bin_size=False).package_file)
+        # officers never read the stored package: only the download decrypts it
+        with self.assertRaises(AccessError):
+            request.read(["package_file"])
+        stored = self.b64(request.sudo().with_context(bin_size=False).package_file)
         self.assertNotEqual(stored[:2], b"PK")
         self.assertNotIn(b"Jane", stored)
         data = request._read_package()
@@ -165,22 +180,84 @@ class TestDsrExport(DsrCase):
             document = json.loads(archive.read("data.json"))
         self._check_document(names, document)
 
+    def test_package_never_exports_secrets(self):
+        """The suite's one secret rule applies to the package, for the
+        officer: no withheld field anywhere, credentials models withheld."""
+        env = self.officer_env()
+        request = make_verified_request(env, "access")
+        request.action_discover()
+        jane = self.subject["user"]
+        key = self.env["res.users.apikeys"].with_user(jane).sudo()._generate(
+            None, "jane's script", False
+        )
+        apikey = self.env["res.users.apikeys"].sudo().search(
+            [("user_id", "=", jane.id)]
+        )
+        self.assertEqual(len(apikey), 1)
+        # as an app-specific discovery hook would list it
+        Line = self.env["dsr.request.line"].sudo()
+        Line.create({
+            "request_id": request.id, "res_model": "res.users.apikeys",
+            "res_id": apikey.id, "category": "record", "planned_action": "export",
+            "seal": Line._seal_value(
+                request.id, "res.users.apikeys", apikey.id, "record", "export"
+            ),
+        })
+        request._generate_package()
+        with zipfile.ZipFile(io.BytesIO(request._read_package())) as archive:
+            raw = archive.read("data.json")
+        document = json.loads(raw)
+        self.assertIn(
+            {"model": "res.users.apikeys", "id": apikey.id,
+             "reason": "holds credentials (never exported)"},
+            document["withheld"],
+        )
+        self.assertNotIn("res.users.apikeys", document["records"])
+        self.assertNotIn(key[:8].encode(), raw)
+        sections = [
+            ("res.partner", document["profile"]),
+            ("res.users", document["users"]),
+            ("mail.message", document["communications"]["messages"]),
+            *((model, rows) for model, rows in document["payment_information"].items()),
+            *((model, rows) for model, rows in document["records"].items()),
+        ]
+        checked = 0
+        for model, rows in sections:
+            fields_ = self.env[model]._fields
+            for row in rows:
+                for fname in row:
+                    field = fields_[fname]
+                    self.assertFalse(
+                        is_withheld(model, fname, field.type, field.groups,
+                                    self.officer.has_group),
+                        f"{model}.{fname} is a secret or restricted field",
+                    )
+                    checked += 1
+        self.assertGreater(checked, 50)
+        line = request.line_ids.filtered(lambda ln: ln.res_model == "res.users.apikeys")
+        self.assertEqual(line.result, "withheld")
+
     def test_password_mismatch_and_expiry(self):
         env = self.officer_env()
         request = make_verified_request(env, "access")
-        wizard = env["dsr.package.wizard"].create({
-            "request_id": request.id, "password": "abcdefgh1",
-            "password_confirm": "abcdefgh2",
-        })
         with self.assertRaises(UserError):
-            wizard.action_generate()
+            env["dsr.package.wizard"].create({
+                "request_id": request.id, "password": "abcdefgh1",
+                "password_confirm": "abcdefgh2",
+            })
+        with self.assertRaises(UserError):
+            env["dsr.package.wizard"].create({
+                "request_id": request.id, "password": "short",
+                "password_confirm": "short",
+            })
         self.assertFalse(request.package_generated_on)
         request._generate_package()
         with freeze_time(fields.Datetime.now() + timedelta(days=31)):
             with self.assertRaises(UserError):
                 request._read_package()
             self.assertEqual(self.env["dsr.request"]._cron_purge_packages(), 1)
-        self.assertFalse(request.package_file)
+        self.assertFalse(request.sudo().package_file)
+        self.assertFalse(request.sudo().package_sha256)
 
 
 @tagged("post_install", "-at_install")
