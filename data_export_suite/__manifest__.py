@@ -2,7 +2,7 @@
     "name": "Data Export Suite",
     "summary": "Per-model exports (CSV, JSON, XLSX, invoice PDF) as access-checked, "
     "streaming background jobs, encrypted at rest, with an audit trail",
-    "version": "18.0.1.0.0",
+    "version": "18.0.1.1.0",
     "category": "Administration",
     "license": "LGPL-3",
     "author": "Backup & Compliance Suite",

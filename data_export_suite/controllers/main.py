@@ -15,16 +15,19 @@ class DataExportController(http.Controller):
         "/data_export_suite/download/<int:job_id>", type="http", auth="user",
         methods=["GET"],
     )
-    def download(self, job_id):
+    def download(self, job_id, token=None):
         """Stream the decrypted export file to its owner or an auditor.
 
-        Access (record rules), the audit event and the decryption set-up all
-        happen before the first byte is sent; the body is decrypted chunk by
-        chunk, so a large export is never held in memory.
+        The link's token (``action_download``) is spent first: it works once,
+        for the user who asked for it, within minutes. Access (record rules),
+        the audit event and the decryption set-up all happen before the first
+        byte is sent; the body is decrypted chunk by chunk, so a large export
+        is never held in memory.
         """
         job = request.env["data.export.job"].browse(job_id).exists()
         if not job:
             return request.not_found()
+        job._consume_download_token(token)
         reader = job._open_decrypted()
         file_name = job.sudo().file_name
         mimetype = job.sudo().file_mimetype or "application/octet-stream"

@@ -1,9 +1,12 @@
 import base64
 import contextlib
 import datetime as dt
+import hashlib
+import hmac
 import io
 import logging
 import os
+import secrets
 import uuid
 
 from odoo import api, fields, models, modules, tools
@@ -30,15 +33,30 @@ MIMETYPES = {
     "pdf": "application/pdf",
     "zip": "application/zip",
 }
-#: Fields only the export machinery writes (never the requesting user).
+#: Fields only the export machinery writes (never the requesting user): they
+#: gate the run and the download.
 PROTECTED_FIELDS = frozenset(
     {
         "state", "progress", "records_total", "records_done", "storage_name",
         "file_name", "file_size", "file_mimetype", "expires_at", "done_at",
         "error_message", "password_sealed", "password_protected", "background",
-        "user_id",
+        "user_id", "download_token_hash", "download_token_user_id",
+        "download_token_expires_at",
     }
 )
+#: What the requester chooses, once: a job is not edited after its request.
+REQUEST_FIELDS = frozenset(
+    {
+        "name", "profile_id", "company_ids", "model_name", "field_paths",
+        "domain", "date_field", "date_from", "date_to", "state_values",
+        "include_archived", "export_format", "csv_delimiter", "csv_bom",
+        "json_depth",
+    }
+)
+#: A download link works once, for the user who asked for it, this long.
+DOWNLOAD_TOKEN_TTL = dt.timedelta(minutes=5)
+#: Seals of ZIP passwords (wizard until the job exists, job until it ran).
+PASSWORD_PURPOSE = "export-password"
 #: Invoice PDFs: the report of the Invoicing app.
 INVOICE_REPORT = "account.account_invoices"
 
@@ -81,10 +99,13 @@ class DataExportJob(models.Model):
         readonly=True,
         help="The file is an AES-256 ZIP (WinZip AE-2) that 7-Zip opens.",
     )
+    # groups=".": no user reads these over RPC, administrators included;
+    # only server code (superuser environment) does.
     password_sealed = fields.Binary(
-        attachment=False, groups="base.group_system", copy=False,
-        help="The ZIP password, encrypted with the server keyring until the "
-        "background job used it, then erased.",
+        attachment=False, groups=".", copy=False,
+        help="The ZIP password, encrypted with the server keyring (purpose "
+        "export-password, tenant the database uuid) until the job used it, "
+        "then erased.",
     )
     state = fields.Selection(
         [
@@ -109,26 +130,62 @@ class DataExportJob(models.Model):
     done_at = fields.Datetime(readonly=True, copy=False)
     expires_at = fields.Datetime(readonly=True, copy=False, index=True)
     error_message = fields.Text(readonly=True, copy=False)
+    download_token_hash = fields.Char(groups=".", copy=False)
+    download_token_user_id = fields.Many2one("res.users", groups=".", copy=False)
+    download_token_expires_at = fields.Datetime(groups=".", copy=False)
 
     # ------------------------------------------------------------------
     # CRUD
     # ------------------------------------------------------------------
     @api.model_create_multi
     def create(self, vals_list):
+        # Context defaults never reach server-owned fields (a default_state
+        # or default_storage_name would otherwise slip past the checks below).
+        self = self.with_context({
+            key: value for key, value in self.env.context.items()
+            if not (key.startswith("default_") and key[8:] in PROTECTED_FIELDS)
+        })
         if not self.env.su:
-            # The requester chooses what to export, never the job's outcome.
+            # The requester chooses what to export, never the job's outcome
+            # nor its owner.
+            for vals in vals_list:
+                refused = sorted(
+                    key for key in vals
+                    if key in PROTECTED_FIELDS
+                    and not (key == "user_id" and vals[key] == self.env.uid)
+                )
+                if refused:
+                    raise AccessError(self.env._(
+                        "These fields of an export job are set by the server "
+                        "only: %(fields)s", fields=", ".join(refused),
+                    ))
             vals_list = [
-                {k: v for k, v in vals.items() if k not in PROTECTED_FIELDS}
+                dict(vals, user_id=self.env.uid, state="queued")
                 for vals in vals_list
             ]
         for vals in vals_list:
             vals.setdefault("name", self._default_job_name(vals))
-            if not self.env.su:
-                vals["user_id"] = self.env.uid
         jobs = super().create(vals_list)
         for job in jobs:
             job._validate_request()
         return jobs
+
+    def write(self, vals):
+        if "user_id" in vals and any(
+            job.user_id.id != vals["user_id"] for job in self.sudo()
+        ):
+            # Not even the server: a job runs as the user who asked for it.
+            raise AccessError(
+                self.env._("The owner of an export job cannot be changed.")
+            )
+        if not self.env.su:
+            refused = sorted((PROTECTED_FIELDS | REQUEST_FIELDS) & vals.keys())
+            if refused:
+                raise AccessError(self.env._(
+                    "An export job cannot be changed once requested (fields: "
+                    "%(fields)s).", fields=", ".join(refused),
+                ))
+        return super().write(vals)
 
     def unlink(self):
         # Check first: the files must not go when the deletion is refused.
@@ -181,6 +238,9 @@ class DataExportJob(models.Model):
         env = self._owner_env()
         if not env.user.has_group("data_export_suite.export_group_user"):
             raise AccessError(self.env._("You are not allowed to export data."))
+        if self.profile_id:
+            # Its name ends up in the file name: only a profile the owner reads.
+            self.profile_id.with_env(env).check_access("read")
         Profile = env["data.export.profile"]
         if self.export_format == "pdf" and (
             self.model_name != "account.move" or "account.move" not in env
@@ -207,32 +267,45 @@ class DataExportJob(models.Model):
                     paths.append(name)
         return paths
 
-    def _set_password(self, password):
-        """Seal the ZIP password with the server keyring until the job runs."""
-        self.ensure_one()
-        if not password:
-            return
+    @api.model
+    def _seal_password(self, password):
+        """``password`` encrypted with the server keyring (base64), bound to
+        this database (tenant) and to ZIP passwords (purpose)."""
         ring = self._load_keyring()
         sealed = io.BytesIO()
         writer = streamcrypt.EncryptingWriter(
-            sealed, keyring=ring, tenant=self._tenant(), purpose="export-password"
+            sealed, keyring=ring, tenant=self._tenant(), purpose=PASSWORD_PURPOSE
         )
         writer.write(password.encode("utf-8"))
         writer.close()
-        self.sudo().write({
-            "password_protected": True,
-            "password_sealed": base64.b64encode(sealed.getvalue()),
-        })
+        return base64.b64encode(sealed.getvalue())
+
+    @api.model
+    def _open_sealed_password(self, sealed):
+        reader = streamcrypt.DecryptingReader(
+            io.BytesIO(base64.b64decode(sealed)), keyring=self._load_keyring(),
+            tenant=self._tenant(), purpose=PASSWORD_PURPOSE,
+        )
+        return reader.read().decode("utf-8")
+
+    def _set_password(self, password):
+        """Seal the ZIP password with the server keyring until the job runs."""
+        self.ensure_one()
+        if password:
+            self._set_sealed_password(self._seal_password(password))
+
+    def _set_sealed_password(self, sealed):
+        """Keep an already sealed password (from the wizard) until the job runs."""
+        self.ensure_one()
+        if self.state != "queued":
+            raise UserError(self.env._("This export has already started."))
+        self.sudo().write({"password_protected": True, "password_sealed": sealed})
 
     def _unseal_password(self):
         sealed = self.sudo().password_sealed
         if not sealed:
             raise UserError(self.env._("The password of this export is lost."))
-        reader = streamcrypt.DecryptingReader(
-            io.BytesIO(base64.b64decode(sealed)), keyring=self._load_keyring(),
-            tenant=self._tenant(), purpose="export-password",
-        )
-        return reader.read().decode("utf-8")
+        return self._open_sealed_password(sealed)
 
     def _launch(self):
         """Run a small export now; queue a large one for the cron.
@@ -240,6 +313,8 @@ class DataExportJob(models.Model):
         Returns the client action to show (download or the job form).
         """
         self.ensure_one()
+        if self.state != "queued" or self.background:
+            raise UserError(self.env._("This export was launched already."))
         self._load_keyring()  # refuse at once when files cannot be encrypted
         env = self._owner_env()
         Profile = env["data.export.profile"]
@@ -288,7 +363,13 @@ class DataExportJob(models.Model):
     # Storage (ciphertext only)
     # ------------------------------------------------------------------
     def _tenant(self):
-        return self.env["ir.config_parameter"].sudo().get_param("database.uuid") or ""
+        """The database uuid every seal and file of this database is bound to."""
+        tenant = self.env["ir.config_parameter"].sudo().get_param("database.uuid")
+        if not tenant:
+            raise UserError(
+                self.env._("This database has no uuid: exports cannot be encrypted.")
+            )
+        return tenant
 
     def _load_keyring(self):
         try:
@@ -307,6 +388,8 @@ class DataExportJob(models.Model):
     def _storage_dir(self):
         path = os.path.join(tools.config.filestore(self.env.cr.dbname), STORAGE_DIR)
         os.makedirs(path, mode=0o700, exist_ok=True)
+        if os.stat(path).st_mode & 0o777 != 0o700:
+            os.chmod(path, 0o700)  # made by an older version or another umask
         return path
 
     def _storage_path(self):
@@ -329,6 +412,13 @@ class DataExportJob(models.Model):
         """Run the export; record success or failure on the job."""
         self.ensure_one()
         job = self.sudo()
+        # Preconditions, checked when the step runs: a synchronous export
+        # starts from "queued", the cron marked a background one "running".
+        if job.state != ("running" if background else "queued"):
+            raise UserError(self.env._(
+                "Export %(name)s cannot run in state %(state)s.",
+                name=job.name, state=job.state,
+            ))
         if not background:
             # In the cron the job was marked running and committed already:
             # writing the row again here would lock it against the progress
@@ -592,6 +682,10 @@ class DataExportJob(models.Model):
         for job in expired:
             job._delete_file()
         expired.write({"state": "expired", "storage_name": False})
+        Job.search([("download_token_expires_at", "<", now)]).write({
+            "download_token_hash": False, "download_token_user_id": False,
+            "download_token_expires_at": False,
+        })
         stale = Job.search([
             ("state", "in", ("running", "queued")),
             ("write_date", "<", now - dt.timedelta(days=1)),
@@ -625,18 +719,59 @@ class DataExportJob(models.Model):
     # Download
     # ------------------------------------------------------------------
     def action_download(self):
+        """A download link for the current user: one use, a few minutes.
+
+        The link carries a random token of which only the hash is stored,
+        bound to the user who asked (owner or auditor); the download erases
+        it. Asking again gives a new link (the previous one stops working).
+        """
         self.ensure_one()
+        self._check_downloadable()
+        token = secrets.token_urlsafe(32)
+        self.sudo().write({
+            "download_token_hash": self._hash_token(token),
+            "download_token_user_id": self.env.uid,
+            "download_token_expires_at": fields.Datetime.now() + DOWNLOAD_TOKEN_TTL,
+        })
         return {
             "type": "ir.actions.act_url",
-            "url": f"/data_export_suite/download/{self.id}",
+            "url": f"/data_export_suite/download/{self.id}?token={token}",
             "target": "download",
         }
 
-    def _open_decrypted(self):
-        """Check access, log the download, return a decrypting reader.
+    @api.model
+    def _hash_token(self, token):
+        return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
-        The caller closes the reader (and its file, ``reader.raw_file``).
-        """
+    def _consume_download_token(self, token):
+        """Check and spend the token of a download link (controller)."""
+        self.ensure_one()
+        self.check_access("read")
+        job = self.sudo()
+        expected = job.download_token_hash
+        valid = (
+            bool(token) and bool(expected)
+            and hmac.compare_digest(expected, self._hash_token(token))
+            and job.download_token_user_id.id == self.env.uid
+            and job.download_token_expires_at
+            and fields.Datetime.now() <= job.download_token_expires_at
+        )
+        if not valid:
+            _logger.info(
+                "Export %s: download link refused for uid %s", self.id, self.env.uid
+            )
+            raise AccessError(self.env._(
+                "This download link is not valid: it was used already, it "
+                "expired, or it was made for another user. Use Download on the "
+                "export job again."
+            ))
+        job.write({
+            "download_token_hash": False, "download_token_user_id": False,
+            "download_token_expires_at": False,
+        })
+
+    def _check_downloadable(self):
+        """The current user may read the job and its file is there, not expired."""
         self.ensure_one()
         self.check_access("read")  # owner or auditor (record rules)
         job = self.sudo()
@@ -645,6 +780,17 @@ class DataExportJob(models.Model):
                 self.env._("This export has no file to download (state: %(state)s).",
                            state=dict(self._fields["state"].selection)[job.state])
             )
+        if job.expires_at and job.expires_at <= fields.Datetime.now():
+            raise UserError(self.env._("This export file has expired."))
+
+    def _open_decrypted(self):
+        """Check access, log the download, return a decrypting reader.
+
+        The caller closes the reader (and its file, ``reader.raw_file``).
+        """
+        self.ensure_one()
+        self._check_downloadable()
+        job = self.sudo()
         path = self._storage_path()
         if not path or not os.path.exists(path):
             raise UserError(self.env._("The export file is missing on the server."))

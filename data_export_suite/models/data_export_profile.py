@@ -6,11 +6,10 @@ from odoo import api, fields, models, tools
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.osv import expression
 from odoo.tools import SQL
-from odoo.tools.safe_eval import datetime as safe_datetime
-from odoo.tools.safe_eval import safe_eval
 
-from odoo.addons.audit_export.lib.sensitive import SECRET_MODELS, is_secret_field
+from odoo.addons.audit_export.lib.sensitive import SECRET_MODELS, is_withheld
 
+from ..lib.domain import DomainError, parse_domain
 from ..lib.serialize import (
     check_path_syntax,
     get_zone,
@@ -38,6 +37,10 @@ Column = namedtuple("Column", "path parts chain field label")
 
 class _NoSampleRecord(Exception):
     """The user reads no record of the model: nothing to probe (not cached)."""
+
+
+#: Set by the server only: what marks a ready-made profile (shared by all).
+SERVER_FIELDS = frozenset({"ready_made_key", "ready_made_paths"})
 
 FORMATS = [
     ("csv", "CSV"),
@@ -71,6 +74,7 @@ class DataExportProfile(models.Model):
         string="Owner",
         default=lambda self: self.env.user,
         index=True,
+        copy=False,
         help="Empty for the ready-made profiles everyone may use.",
     )
     shared = fields.Boolean(help="Other exporters may use (not edit) this profile.")
@@ -141,7 +145,7 @@ class DataExportProfile(models.Model):
                     check_path_syntax(path)
                 except ValueError as exc:
                     raise ValidationError(str(exc)) from exc
-            self._parse_domain(profile.domain)
+            self._parse_domain(profile.domain, profile.model_name)
 
     @api.constrains("csv_delimiter")
     def _check_csv_delimiter(self):
@@ -151,6 +155,46 @@ class DataExportProfile(models.Model):
                 raise ValidationError(
                     self.env._("The CSV delimiter must be one punctuation character.")
                 )
+
+    # ------------------------------------------------------------------
+    # CRUD
+    # ------------------------------------------------------------------
+    def _check_server_fields(self, vals):
+        refused = sorted(SERVER_FIELDS & vals.keys())
+        if refused and not self.env.su:
+            raise AccessError(self.env._(
+                "These fields of an export profile are set by the server only: "
+                "%(fields)s", fields=", ".join(refused),
+            ))
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        self = self.with_context({
+            key: value for key, value in self.env.context.items()
+            if not (key.startswith("default_") and key[8:] in SERVER_FIELDS)
+        })
+        if not self.env.su:
+            for vals in vals_list:
+                self._check_server_fields(vals)
+                if vals.get("user_id") not in (None, False, self.env.uid):
+                    raise AccessError(self.env._(
+                        "You may only create export profiles of your own."
+                    ))
+            # A user's profile is theirs: not ready-made (no owner) either.
+            vals_list = [dict(vals, user_id=self.env.uid) for vals in vals_list]
+        return super().create(vals_list)
+
+    def write(self, vals):
+        self._check_server_fields(vals)
+        if (
+            "user_id" in vals
+            and not self.env.su
+            and any(profile.user_id.id != vals["user_id"] for profile in self)
+        ):
+            raise AccessError(
+                self.env._("The owner of an export profile cannot be changed.")
+            )
+        return super().write(vals)
 
     # ------------------------------------------------------------------
     # Field access: what the CURRENT user may export
@@ -184,7 +228,7 @@ class DataExportProfile(models.Model):
             return False
         if not field.is_accessible(Model.env):
             return False
-        if is_secret_field(Model._name, field.name, field.type):
+        if self._is_withheld(Model, field):
             return False
         if field.type in RELATIONAL_TYPES:
             comodel = field.comodel_name
@@ -193,6 +237,17 @@ class DataExportProfile(models.Model):
             if not Model.env[comodel].has_access("read"):
                 return False
         return self._is_compute_readable(Model, field)
+
+    @api.model
+    def _is_withheld(self, Model, field):
+        """The suite's one rule for secrets (``audit_export``): a secret by
+        name or type, or a ``groups=`` field the user of ``Model.env`` lacks
+        (``groups="."``, Odoo's "always forbidden", nobody holds)."""
+        user = Model.env.user
+        return is_withheld(
+            Model._name, field.name, field.type, field.groups,
+            lambda xmlid: xmlid != "." and user.has_group(xmlid),
+        )
 
     @api.model
     def _is_compute_readable(self, Model, field):
@@ -335,39 +390,171 @@ class DataExportProfile(models.Model):
     # Record selection
     # ------------------------------------------------------------------
     @api.model
-    def _parse_domain(self, domain_text):
+    def _domain_variables(self):
+        """Values of the names a typed domain may use (``lib.domain.VARIABLES``)."""
+        today = fields.Date.context_today(self)
+        return {
+            "uid": self.env.uid,
+            "user_id": self.env.uid,
+            "company_id": self.env.company.id,
+            "company_ids": self.env.companies.ids,
+            "today": fields.Date.to_string(today),
+            "now": fields.Datetime.to_string(fields.Datetime.now()),
+        }
+
+    @api.model
+    def _domain_error_message(self, exc):
+        """The translated message of a ``lib.domain.DomainError``."""
+        _ = self.env._
+        kinds = {
+            "attribute": _("Attribute access"),
+            "call": _("A function call"),
+            "subscript": _("A subscript"),
+            "lambda": _("A lambda"),
+            "comprehension": _("A comprehension"),
+            "fstring": _("An f-string"),
+            "dunder": _("A dunder name"),
+            "expression": _("An operator expression"),
+            "dict": _("A dictionary"),
+            "set": _("A set"),
+            "bytes": _("A bytes literal"),
+            "starred": _("Unpacking"),
+            "other": _("This syntax"),
+        }
+        params = dict(exc.params, kind=kinds.get(exc.detail, exc.detail))
+        templates = {
+            "type": _("A domain is text, not %(part)s.", **params),
+            "too_long": _(
+                "The domain is too long: %(size)s characters, at most %(limit)s.",
+                **params,
+            ),
+            "too_deep": _(
+                "The domain is nested too deeply (at most %(limit)s levels): "
+                "%(part)s", **params,
+            ),
+            "syntax": _(
+                "The domain is not a literal list (%(detail)s): %(part)s", **params
+            ),
+            "not_a_list": _("A domain is a list of terms, not %(part)s", **params),
+            "single_term": _("A domain is a list of terms: write [%(part)s]",
+                             **params),
+            "forbidden": _("%(kind)s is not allowed in a domain: %(part)s",
+                           **params),
+            "unknown_name": _(
+                "Unknown name in a domain: %(part)s (allowed: %(detail)s)", **params
+            ),
+            "bad_item": _(
+                "A domain item is '&', '|', '!' or a term, not %(part)s", **params
+            ),
+            "bad_term": _(
+                "A domain term is (field, operator, value), not %(part)s", **params
+            ),
+            "bad_path": _("Invalid field path in a domain: %(part)s", **params),
+            "bad_operator": _("Unknown operator in a domain term: %(part)s",
+                              **params),
+            "bad_value": _(
+                "Invalid value in a domain term (%(detail)s): %(part)s", **params
+            ),
+            "arity": _(
+                "The domain's '&', '|' and '!' do not match its terms "
+                "(%(detail)s): %(part)s", **params,
+            ),
+        }
+        return templates.get(exc.code, str(exc))
+
+    @api.model
+    def _parse_domain(self, domain_text, model_name=None):
+        """The domain typed by a user, as data: never evaluated.
+
+        ``lib.domain`` reads the text as literal data (names such as ``uid``
+        are resolved for the current user); with ``model_name`` every field
+        path is then checked hop by hop against what the current user may
+        read (field groups, secrets, comodel rights), and Odoo builds the
+        query without running it. Raises ``ValidationError`` (``AccessError``
+        for a field the user may not filter on) naming the offending part.
+        """
         if not domain_text:
             return []
         try:
-            domain = safe_eval(
-                domain_text,
-                {
-                    "uid": self.env.uid,
-                    "user": self.env.user,
-                    "context_today": safe_datetime.datetime.today,
-                    "datetime": safe_datetime,
-                    "time": safe_datetime.time,
-                },
-            )
-        except Exception as exc:
+            domain = parse_domain(domain_text, self._domain_variables())
+        except DomainError as exc:
+            raise ValidationError(self._domain_error_message(exc)) from None
+        if not domain:
+            return []
+        try:
+            domain = expression.normalize_domain(domain)
+        except ValueError as exc:
             raise ValidationError(
                 self.env._("Invalid domain %(domain)s: %(error)s",
-                           domain=domain_text, error=exc)
-            ) from exc
-        if not isinstance(domain, list | tuple):
-            raise ValidationError(
-                self.env._(
-                    "The domain must be a list, got %(domain)s.", domain=domain_text
-                )
-            )
-        return expression.normalize_domain(list(domain)) if domain else []
+                           domain=domain_text[:200], error=exc)
+            ) from None
+        if model_name:
+            Model = self._get_export_model(model_name)
+            self._check_domain_fields(Model, domain)
+            try:
+                # Odoo's own parser: operators, values and paths become SQL
+                # (not executed here); record rules apply as for the export.
+                Model._search(domain)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise ValidationError(
+                    self.env._("Invalid domain for %(model)s: %(error)s",
+                               model=model_name, error=exc)
+                ) from None
+        return domain
+
+    @api.model
+    def _check_domain_fields(self, Model, domain):
+        """Every path of ``domain`` exists and the current user may filter on it.
+
+        A filter is an oracle: filtering on a field reveals its values, so a
+        hop must be a field the user may export (readable, not withheld by the
+        secret rule or ``groups=``, comodel readable); ``any`` sub-domains are
+        checked on their comodel.
+        """
+        for item in domain:
+            if not isinstance(item, tuple) or not isinstance(item[0], str):
+                continue  # '&', '|', '!' and the constant terms
+            path, operator, value = item
+            Current = Model
+            parts = path.split(".")
+            for index, name in enumerate(parts):
+                field = Current._fields.get(name)
+                if field is None:
+                    raise ValidationError(self.env._(
+                        "Field %(field)s does not exist on %(model)s (domain term "
+                        "%(term)s).", field=name, model=Current._name, term=item,
+                    ))
+                if not self._is_field_exportable(Current, field):
+                    raise AccessError(self.env._(
+                        "You may not filter on %(path)s (domain term %(term)s): "
+                        "the field is restricted to other groups, computed from "
+                        "records you may not read, or secret.",
+                        path=path, term=item,
+                    ))
+                if not (field.store or field.search or name == "id"):
+                    raise ValidationError(self.env._(
+                        "%(path)s cannot be searched (domain term %(term)s).",
+                        path=path, term=item,
+                    ))
+                last = index == len(parts) - 1
+                traverses = not last or operator in ("any", "not any")
+                if traverses and not field.relational:
+                    raise ValidationError(self.env._(
+                        "%(path)s: %(field)s is not a relation (domain term "
+                        "%(term)s).", path=path, field=name, term=item,
+                    ))
+                if field.relational:
+                    Comodel = Current.env[field.comodel_name]
+                    if last and operator in ("any", "not any"):
+                        self._check_domain_fields(Comodel, value)
+                    Current = Comodel
 
     @api.model
     def _build_domain(self, model_name, domain_text="[]", date_field=None,
                       date_from=None, date_to=None, state_values=None):
         """Domain of the records to export (record rules apply on search)."""
         Model = self.env[model_name]
-        domain = self._parse_domain(domain_text)
+        domain = self._parse_domain(domain_text, model_name)
         if date_field and (date_from or date_to):
             field = Model._fields.get(date_field)
             if field is None or field.type not in ("date", "datetime"):
@@ -954,6 +1141,10 @@ class DataExportProfile(models.Model):
         return action
 
     def action_refresh_ready_made(self):
-        self.env["ir.model.access"].check("data.export.profile", "create")
+        # Creates shared profiles and server actions: administrators only.
+        if not self.env.user.has_group("base.group_system"):
+            raise AccessError(self.env._(
+                "Only administrators may refresh the ready-made profiles."
+            ))
         self._setup_ready_made_profiles()
         return {"type": "ir.actions.client", "tag": "reload"}

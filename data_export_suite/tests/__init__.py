@@ -4,4 +4,5 @@ from . import (
     test_data_export_formats,
     test_data_export_jobs,
     test_data_export_security,
+    test_security_rpc,
 )

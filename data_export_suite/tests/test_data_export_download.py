@@ -26,7 +26,9 @@ class TestExportDownload(HttpCase):
             "field_paths": "id\nname\nemail",
         })
         action = job._launch()
-        self.assertEqual(action["url"], f"/data_export_suite/download/{job.id}")
+        self.assertRegex(
+            action["url"], rf"^/data_export_suite/download/{job.id}\?token=[\w-]{{43}}$"
+        )
         self.authenticate("h6_dl_owner", "h6_dl_owner_pw")
         response = self.url_open(action["url"])
         self.assertEqual(response.status_code, 200)
@@ -37,7 +39,18 @@ class TestExportDownload(HttpCase):
         )
         self.assertIn(job.file_name, response.headers["Content-Disposition"])
         self.assertEqual(response.headers["Cache-Control"], "no-store")
+        # The link worked once.
+        response = self.url_open(action["url"])
+        self.assertEqual(response.status_code, 403)
+        self.assertNotIn(b"dl@example.com", response.content)
+        # A fresh link of the owner is useless to another exporter.
+        action = job.action_download()
         self.authenticate("h6_dl_other", "h6_dl_other_pw")
         response = self.url_open(action["url"])
-        self.assertNotEqual(response.status_code, 200)
+        self.assertEqual(response.status_code, 403)
         self.assertNotIn(b"dl@example.com", response.content)
+        # ...and still works for the owner (the refusal did not spend it).
+        self.authenticate("h6_dl_owner", "h6_dl_owner_pw")
+        response = self.url_open(action["url"])
+        self.assertEqual(response.status_code, 200)
+        self.assertIn(b"dl@example.com", response.content)

@@ -1,3 +1,4 @@
+import base64
 import csv
 import io
 import json
@@ -9,11 +10,13 @@ from unittest.mock import patch
 
 import pyzipper
 
-from odoo.exceptions import AccessError, UserError
+from odoo.exceptions import AccessError, UserError, ValidationError
+from odoo.osv import expression
 from odoo.tests import new_test_user, tagged
 
 from odoo.addons.audit_export.lib import streamcrypt
 
+from ..lib import domain as domain_lib
 from .common import ExportCase
 
 
@@ -205,11 +208,265 @@ class TestExportSecurity(ExportCase):
                 self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
                 with open(os.path.join(tmp, "out", name), "rb") as fh:
                     self.assertIn(b"alice@example.com", fh.read())
-        # Too short or mismatched passwords are refused.
+        # Too short, mismatched or missing passwords are refused.
+        with self.assertRaisesRegex(UserError, "at least"):
+            wizard.create({
+                "model_name": "res.partner",
+                "field_paths": "id", "use_password": True,
+                "password": "short", "password_confirm": "short",
+            })
+        with self.assertRaisesRegex(UserError, "do not match"):
+            wizard.create({
+                "model_name": "res.partner",
+                "field_paths": "id", "use_password": True,
+                "password": "correct horse battery",
+                "password_confirm": "correct horse batterY",
+            })
         wizard = wizard.create({
-            "model_name": "res.partner",
-            "field_paths": "id", "use_password": True,
-            "password": "short", "password_confirm": "short",
+            "model_name": "res.partner", "field_paths": "id", "use_password": True,
         })
         with self.assertRaisesRegex(UserError, "at least"):
             wizard.action_export()
+
+
+@tagged("post_install", "-at_install")
+class TestExportTrustBoundaries(ExportCase):
+    """Domains are data, server-owned fields stay the server's, steps re-check."""
+
+    def _job_count(self):
+        return self.env["data.export.job"].sudo().search_count([])
+
+    def test_typed_domains_are_parsed_never_evaluated(self):
+        system = self.env.ref("base.group_system")
+        secret = self.env["ir.config_parameter"].sudo().get_param("database.secret")
+        jobs_before = self._job_count()
+        hostile = {
+            f"user.sudo().write({{'groups_id': [(4, {system.id})]}})":
+                "A function call",
+            "user.env.cr.execute('UPDATE res_users SET active = false')":
+                "A function call",
+            "__import__('os').getcwd()": "A function call",
+            "().__class__.__bases__[0]": "A subscript",
+            "user.env": "Attribute access",
+            "(lambda: 1)()": "A function call",
+            "f'{user.password}'": "An f-string",
+            "user": "Unknown name",
+        }
+        for value, kind in hostile.items():
+            domain = f"[('id', '=', {value})]"
+            with self.subTest(value=value):
+                with self.assertRaises(ValidationError) as error:
+                    self.export(self.exporter, field_paths="id", domain=domain)
+                message = str(error.exception)
+                self.assertIn(kind, message)
+                self.assertIn(value[:40], message)
+                self.assertNotIn(secret, message)
+                with self.assertRaises(ValidationError):
+                    self.env["data.export.profile"].with_user(self.exporter).create({
+                        "name": "H6 hostile", "field_paths": "id", "domain": domain,
+                        "model_id": self.env["ir.model"]._get_id("res.partner"),
+                    })
+                with self.assertRaises(ValidationError):
+                    self.env["data.export.wizard"].with_user(self.exporter).create({
+                        "model_name": "res.partner", "field_paths": "id",
+                        "domain": domain,
+                    })
+        self.assertFalse(self.exporter.has_group("base.group_system"))
+        self.assertEqual(self._job_count(), jobs_before)
+        self.assertFalse(self.env["data.export.profile"].search(
+            [("name", "=", "H6 hostile")]))
+        self.assertTrue(self.plain_user.active)
+
+    def test_domains_resolve_names_and_check_fields(self):
+        Profile = self.env["data.export.profile"].with_user(self.exporter)
+        self.assertEqual(domain_lib.TERM_OPERATORS, expression.TERM_OPERATORS)
+        ids = self.partners.ids
+        domain = Profile._parse_domain(
+            f"[('id', 'in', {ids}), '|', ('create_uid', '!=', uid), "
+            "('company_id', 'in', company_ids), ('write_date', '<=', now)]",
+            "res.partner",
+        )
+        self.assertEqual(domain[0], "&")
+        self.assertIn(("create_uid", "!=", self.exporter.id), domain)
+        self.assertIn(("company_id", "in", self.exporter.company_ids.ids), domain)
+        self.assertEqual(
+            sorted(self.env["res.partner"].with_user(self.exporter).search(domain).ids),
+            sorted(ids),
+        )
+        # The ready-made Invoices domain (if Invoicing is there) stays valid.
+        Admin = self.env["data.export.profile"]
+        for profile in Admin.search([("ready_made_key", "!=", False)]):
+            Admin._parse_domain(profile.domain, profile.model_name)
+        # Fields: unknown, not a relation, withheld (groups, secret, through
+        # a related path and inside "any").
+        cases = [
+            ("[('no_such_field', '=', 1)]", ValidationError, "no_such_field"),
+            ("[('name.id', '=', 1)]", ValidationError, "not a relation"),
+            ("[('user_ids.api_key_ids', '!=', False)]", AccessError,
+             "user_ids.api_key_ids"),
+            ("[('user_ids.password', '=', 'x')]", AccessError, "user_ids.password"),
+            ("[('user_ids', 'any', [('totp_secret', '!=', False)])]",
+             UserError, "totp_secret"),  # AccessError, or unknown without TOTP
+            ("[('id', 'in', 'abc')]", ValidationError, "res.partner"),
+        ]
+        for text, error, part in cases:
+            with self.subTest(text=text):
+                with self.assertRaises(error) as caught:
+                    Profile._parse_domain(text, "res.partner")
+                self.assertIn(part, str(caught.exception))
+        phone = self.env["res.partner"]._fields["phone"]
+        with patch.object(phone, "groups", "base.group_system"):
+            with self.assertRaisesRegex(AccessError, "phone"):
+                self.export(self.exporter, field_paths="id",
+                            domain="[('phone', '=like', '+32%')]")
+            # An administrator holds the group: allowed.
+            Profile.with_user(self.env.ref("base.user_admin"))._parse_domain(
+                "[('phone', '=like', '+32%')]", "res.partner")
+
+    def test_server_owned_fields_are_refused(self):
+        victim = self.export(self.other_exporter, field_paths="id\nname")
+        victim_path = victim._storage_path()
+        with open(victim_path, "rb") as fh:
+            victim_bytes = fh.read()
+        Job = self.env["data.export.job"].with_user(self.exporter)
+        jobs_before = self._job_count()
+        for extra in ({"state": "done"}, {"storage_name": victim.sudo().storage_name},
+                      {"user_id": self.other_exporter.id}, {"records_done": 5},
+                      {"password_sealed": b"eA=="}, {"download_token_hash": "x"}):
+            with self.subTest(extra=extra), self.assertRaises(AccessError):
+                Job.create({"model_name": "res.partner", "field_paths": "id",
+                            "domain": self.partner_domain, **extra})
+        self.assertEqual(self._job_count(), jobs_before)
+        # Context defaults cannot set them either.
+        job = Job.with_context(
+            default_state="done", default_storage_name=victim.sudo().storage_name,
+            default_user_id=self.other_exporter.id,
+            default_file_name="stolen.csv",
+        ).create({"model_name": "res.partner", "field_paths": "id",
+                  "domain": self.partner_domain})
+        self.assertEqual(job.state, "queued")
+        self.assertEqual(job.user_id, self.exporter)
+        self.assertFalse(job.sudo().storage_name)
+        self.assertFalse(job.file_name)
+        with self.assertRaisesRegex(UserError, "no file"):
+            job.action_download()
+        # A requested job is not edited, its owner never changes.
+        for vals in ({"storage_name": victim.sudo().storage_name},
+                     {"state": "done"}, {"domain": "[]"},
+                     {"user_id": self.other_exporter.id}):
+            with self.subTest(vals=vals), self.assertRaises(AccessError):
+                job.write(vals)
+        with self.assertRaises(AccessError):
+            job.sudo().write({"user_id": self.other_exporter.id})
+        with self.assertRaises(AccessError):
+            job.copy()
+        self.assertEqual(job.sudo().user_id, self.exporter)
+        with open(victim_path, "rb") as fh:
+            self.assertEqual(fh.read(), victim_bytes)
+        # Profiles: the ready-made marks and the owner are the server's.
+        Profile = self.env["data.export.profile"].with_user(self.exporter)
+        values = {"name": "H6 own", "field_paths": "id",
+                  "model_id": self.env["ir.model"]._get_id("res.partner")}
+        for extra in ({"ready_made_key": "sales"}, {"ready_made_paths": "id"},
+                      {"user_id": self.other_exporter.id}):
+            with self.subTest(extra=extra), self.assertRaises(AccessError):
+                Profile.create({**values, **extra})
+        own = Profile.create({**values, "user_id": False})
+        self.assertEqual(own.user_id, self.exporter)
+        own = Profile.with_context(default_ready_made_key="sales").create(values)
+        self.assertFalse(own.ready_made_key)
+        for vals in ({"ready_made_key": "users"},
+                     {"user_id": self.other_exporter.id}):
+            with self.subTest(vals=vals), self.assertRaises(AccessError):
+                own.write(vals)
+        # A copy of a ready-made profile is the user's own.
+        customers = Profile.search([("ready_made_key", "=", "customers")])
+        copy = customers.copy()
+        self.assertEqual(copy.user_id, self.exporter)
+        self.assertFalse(copy.ready_made_key)
+        self.assertEqual(customers.sudo().user_id.id, False)
+        # Only administrators refresh the ready-made profiles.
+        with self.assertRaises(AccessError):
+            Profile.action_refresh_ready_made()
+
+    def test_each_step_rechecks_its_preconditions(self):
+        job = self.export(self.exporter, field_paths="id\nname")
+        self.assertEqual(job.state, "done")
+        path = job._storage_path()
+        with open(path, "rb") as fh:
+            stored = fh.read()
+        with self.assertRaisesRegex(UserError, "launched already"):
+            job._launch()
+        with self.assertRaisesRegex(UserError, "cannot run"):
+            job._execute(background=False)
+        with self.assertRaisesRegex(UserError, "cannot run"):
+            job._execute(background=True)
+        with open(path, "rb") as fh:
+            self.assertEqual(fh.read(), stored)
+        # Past its expiry the file is not served, even before the purge.
+        job.sudo().expires_at = "2000-01-01 00:00:00"
+        with self.assertRaisesRegex(UserError, "expired"):
+            job._read_file()
+        with self.assertRaisesRegex(UserError, "expired"):
+            job.action_download()
+        # A profile the owner may not read cannot name their job.
+        private = self.env["data.export.profile"].with_user(
+            self.other_exporter).create({
+                "name": "H6 private", "field_paths": "id",
+                "model_id": self.env["ir.model"]._get_id("res.partner")})
+        with self.assertRaises(AccessError):
+            self.export(self.exporter, launch=False, field_paths="id",
+                        profile_id=private.id)
+
+    def test_password_is_sealed_until_the_background_run_then_erased(self):
+        self.env["ir.config_parameter"].sudo().set_param(
+            "data_export_suite.sync_record_limit", "1")
+        wizard = self.env["data.export.wizard"].with_user(self.exporter).create({
+            "model_name": "res.partner", "field_paths": "id\nemail",
+            "domain": self.partner_domain, "use_password": True,
+            "password": "correct horse battery",
+            "password_confirm": "correct horse battery",
+        })
+        # Not stored in the wizard's table, not readable back.
+        self.env.cr.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'data_export_wizard'")
+        columns = {row[0] for row in self.env.cr.fetchall()}
+        self.assertFalse({"password", "password_confirm"} & columns)
+        wizard.invalidate_recordset()
+        self.assertFalse(wizard.password)
+        self.assertTrue(wizard.sudo().password_sealed)
+        seal = base64.b64decode(wizard.sudo().password_sealed)
+        self.assertNotIn(b"correct horse", seal)
+        wizard.action_export()
+        self.assertFalse(wizard.sudo().password_sealed)
+        job = self.env["data.export.job"].search(
+            [("user_id", "=", self.exporter.id)], limit=1)
+        self.assertEqual(job.state, "queued")
+        sealed = base64.b64decode(job.sudo().password_sealed)
+        header = streamcrypt.read_header(io.BytesIO(sealed))
+        self.assertEqual(header.purpose, "export-password")
+        self.assertEqual(header.tenant, job._tenant())
+        # Nobody reads the seal over the ORM, administrators included.
+        for user in (self.exporter, self.env.ref("base.user_admin")):
+            with self.assertRaises(AccessError):
+                job.with_user(user).read(["password_sealed"])
+        # Bound to its purpose: it does not open as an export file.
+        with self.assertRaises(streamcrypt.StreamCryptError):
+            streamcrypt.DecryptingReader(
+                io.BytesIO(sealed), keyring=job._load_keyring(),
+                tenant=job._tenant(), purpose="export",
+            ).read()
+        self.env["data.export.job"].sudo()._cron_run_queued_jobs()
+        self.assertEqual(job.state, "done")
+        self.assertFalse(job.sudo().password_sealed)
+        with pyzipper.AESZipFile(io.BytesIO(job._read_file())) as archive:
+            archive.setpassword(b"correct horse battery")
+            self.assertIn(b"alice@example.com", archive.read(archive.namelist()[0]))
+
+    def test_export_files_are_private_on_disk(self):
+        folder = self.env["data.export.job"]._storage_dir()
+        os.chmod(folder, 0o755)
+        job = self.export(self.exporter, field_paths="id\nname")
+        self.assertEqual(os.stat(folder).st_mode & 0o777, 0o700)
+        self.assertEqual(os.stat(job._storage_path()).st_mode & 0o777, 0o600)

@@ -1,5 +1,5 @@
 from odoo import api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import UserError, ValidationError
 
 from odoo.addons.audit_export.lib.sensitive import SECRET_MODELS
 
@@ -48,8 +48,18 @@ class DataExportWizard(models.TransientModel):
         string="Password Protection",
         help="Deliver an AES-256 encrypted ZIP (WinZip AE-2) that 7-Zip opens.",
     )
-    password = fields.Char()
-    password_confirm = fields.Char(string="Confirm Password")
+    # The password is never stored, not even in this transient table: the
+    # fields are not stored, and their inverse keeps only a seal (server
+    # keyring, tenant, purpose export-password) that no user reads (groups=".")
+    # and that is handed to the job, then erased.
+    password = fields.Char(
+        compute="_compute_password", inverse="_inverse_password", store=False
+    )
+    password_confirm = fields.Char(
+        string="Confirm Password", compute="_compute_password",
+        inverse="_inverse_password", store=False,
+    )
+    password_sealed = fields.Binary(attachment=False, groups=".", copy=False)
     save_profile = fields.Boolean(string="Save as Profile")
     profile_name = fields.Char()
 
@@ -79,6 +89,37 @@ class DataExportWizard(models.TransientModel):
                     field = Model._fields[name]
                     lines.append(f"{name}: {field._description_string(self.env)}")
             wizard.available_fields = "\n".join(lines)
+
+    def _compute_password(self):
+        # Write-only: the value typed passes through the inverse, never back.
+        self.password = False
+        self.password_confirm = False
+
+    def _inverse_password(self):
+        Job = self.env["data.export.job"]
+        for wizard in self:
+            password, confirm = wizard.password, wizard.password_confirm
+            if not wizard.use_password or (not password and not confirm):
+                wizard.sudo().password_sealed = False
+                continue
+            if not password or len(password) < MIN_PASSWORD_LENGTH:
+                raise UserError(self.env._(
+                    "The password must have at least %(count)s characters.",
+                    count=MIN_PASSWORD_LENGTH,
+                ))
+            if password != confirm:
+                raise UserError(self.env._("The passwords do not match."))
+            wizard.sudo().password_sealed = Job._seal_password(password)
+
+    @api.constrains("domain", "model_name")
+    def _check_domain(self):
+        """Refuse a domain that is not literal data as soon as it is saved."""
+        Profile = self.env["data.export.profile"]
+        for wizard in self:
+            if wizard.model_name and wizard.model_name not in self.env:
+                raise ValidationError(self.env._("Unknown model %(model)s.",
+                                                 model=wizard.model_name))
+            Profile._parse_domain(wizard.domain, wizard.model_name or None)
 
     @api.onchange("profile_id")
     def _onchange_profile_id(self):
@@ -127,16 +168,16 @@ class DataExportWizard(models.TransientModel):
         return action
 
     def _check_password(self):
+        """The sealed password when one is asked for (checked by the inverse)."""
         if not self.use_password:
             return None
-        if not self.password or len(self.password) < MIN_PASSWORD_LENGTH:
+        sealed = self.sudo().password_sealed
+        if not sealed:
             raise UserError(self.env._(
                 "The password must have at least %(count)s characters.",
                 count=MIN_PASSWORD_LENGTH,
             ))
-        if self.password != self.password_confirm:
-            raise UserError(self.env._("The passwords do not match."))
-        return self.password
+        return sealed
 
     def _job_values(self):
         return {
@@ -159,10 +200,16 @@ class DataExportWizard(models.TransientModel):
         self.ensure_one()
         password = self._check_password()
         values = self._job_values()
+        # The wizard's context (e.g. the defaults of the list it was opened
+        # from) is not the job's nor the saved profile's.
+        env = self.with_context({
+            key: value for key, value in self.env.context.items()
+            if not key.startswith("default_")
+        }).env
         if self.save_profile:
             date_field = self.env["ir.model.fields"].sudo()._get(
                 self.model_name, self.date_field) if self.date_field else None
-            self.env["data.export.profile"].create({
+            env["data.export.profile"].create({
                 "name": self.profile_name or self.model_name,
                 "model_id": self.env["ir.model"]._get_id(self.model_name),
                 "field_paths": self.field_paths,
@@ -177,9 +224,9 @@ class DataExportWizard(models.TransientModel):
                 "csv_bom": self.csv_bom,
                 "json_depth": values["json_depth"],
             })
-        job = self.env["data.export.job"].create(values)
+        job = env["data.export.job"].create(values)
         if password:
-            job._set_password(password)
-        # The wizard's password fields are transient, but do not keep them.
-        self.write({"password": False, "password_confirm": False})
+            job._set_sealed_password(password)
+        # The seal moved to the job: none stays on the wizard.
+        self.sudo().password_sealed = False
         return job._launch()
