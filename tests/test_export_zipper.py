@@ -121,3 +121,21 @@ def test_unsafe_member_names_are_refused(name):
 def test_short_password_is_refused():
     with pytest.raises(ZipperError, match="at least"):
         write_zip(OneWay(), [("a.txt", b"x")], password="short")
+
+
+def test_nothing_touches_the_disk(tmp_path, monkeypatch):
+    """Plaintext never lands in a temporary file: the ZIP (plain or AES) is
+    built in the stream only. Temporary files would go to tmp_path/tmp."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(tmp))
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.chdir(tmp_path)
+    for password in (None, "correct horse battery"):
+        sink = OneWay()
+        write_zip(sink, _members(), password=password)
+        with zip_member_writer(sink, "c.csv", password) as member:
+            member.write(b"secret,row\r\n" * 10_000)
+        assert b"Alice" not in sink.data or password is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]
+    assert list(tmp.iterdir()) == []
