@@ -1,0 +1,68 @@
+"""The standard payload a snapshot stands for, and its exact size.
+
+A snapshot is read back as the same tar payload a full archive holds
+(docs/payload-format.md), uncompressed, in a fixed order::
+
+    backup.json, database.dump.part-000001 ..., filestore/<xx>/<sha1> ...
+    (name order), manifest.json, end blocks, padding to a 10 KiB record
+
+so the backup can compute its size (and the dump's part names, recorded in
+the manifest) before anything is read back.
+"""
+
+from __future__ import annotations
+
+import tarfile
+
+from .. import manifest as mf
+from .. import payload
+
+#: Dump part size of the reassembled payload. Parts exist because a tar
+#: header needs the size first; here every size is known, so parts are
+#: large (a tar member above 8 GiB takes a PAX size record, also fine).
+DUMP_PART_SIZE = 1024 * 1024 * 1024
+TAR_BLOCK = 512
+
+
+def dump_parts(size: int) -> list[tuple[str, int]]:
+    """(member name, size) of each dump part (at least one, maybe empty)."""
+    parts, left, index = [], size, 1
+    while True:
+        take = min(left, DUMP_PART_SIZE)
+        parts.append((f"{mf.DUMP_MEMBER}{payload.PART_SUFFIX}{index:06d}", take))
+        left -= take
+        index += 1
+        if left <= 0:
+            return parts
+
+
+def tar_header(name: str, size: int, mtime: int) -> bytes:
+    return payload._tar_header(name, size, mtime)
+
+
+def padding(size: int) -> bytes:
+    return b"\0" * (-size % TAR_BLOCK)
+
+
+def member_size(name: str, size: int, mtime: int) -> int:
+    return len(tar_header(name, size, mtime)) + size + len(padding(size))
+
+
+def tail(tar_bytes: int) -> bytes:
+    """End blocks and record padding after ``tar_bytes`` of members."""
+    end = b"\0" * (2 * TAR_BLOCK)
+    total = tar_bytes + len(end)
+    return end + b"\0" * (-total % tarfile.RECORDSIZE)
+
+
+class SizeCounter:
+    """Adds up the tar size while the backup walks the same members."""
+
+    def __init__(self):
+        self.total = 0
+
+    def add(self, name: str, size: int, mtime: int):
+        self.total += member_size(name, size, mtime)
+
+    def finish(self) -> int:
+        return self.total + len(tail(self.total))
