@@ -7,7 +7,9 @@ from ..models.dsr_request import DsrPackageRefused
 
 class DsrPackageController(http.Controller):
     @http.route(
-        "/gdpr_dsr/package/<int:request_id>", type="http", auth="user",
+        "/gdpr_dsr/package/<int:request_id>",
+        type="http",
+        auth="user",
         methods=["GET"],
     )
     def download_package(self, request_id, **kwargs):
@@ -27,7 +29,8 @@ class DsrPackageController(http.Controller):
             if isinstance(exc, AccessError | DsrPackageRefused):
                 status = 403
             return request.make_response(
-                str(exc), headers=[
+                str(exc),
+                headers=[
                     ("Content-Type", "text/plain; charset=utf-8"),
                     ("Cache-Control", "no-store"),
                 ],
@@ -37,9 +40,10 @@ class DsrPackageController(http.Controller):
             data,
             headers=[
                 ("Content-Type", "application/zip"),
-                ("Content-Disposition", http.content_disposition(
-                    dsr.package_filename or "package.zip"
-                )),
+                (
+                    "Content-Disposition",
+                    http.content_disposition(dsr.package_filename or "package.zip"),
+                ),
                 ("Cache-Control", "no-store"),
                 ("X-Content-Type-Options", "nosniff"),
             ],

@@ -128,7 +128,9 @@ class ErasureRegister:
                 except (ValueError, KeyError, TypeError) as exc:
                     _logger.error(
                         "erasure register %s: line %d is unreadable (%s); skipped",
-                        self.path, number, exc,
+                        self.path,
+                        number,
+                        exc,
                     )
                     continue
                 result.append(entry)
@@ -139,7 +141,8 @@ class ErasureRegister:
         if moment is None or moment.tzinfo is None:
             raise ErasureRegisterError("a timezone-aware datetime is required")
         return [
-            entry for entry in self.entries()
+            entry
+            for entry in self.entries()
             if _parse_time(entry["recorded_at"]) > moment
         ]
 

@@ -48,7 +48,9 @@ class DsrDiscovery(models.AbstractModel):
         hits = _Hits()
         for pid in sorted(subject_ids):
             hits.add(
-                "res.partner", pid, "profile",
+                "res.partner",
+                pid,
+                "profile",
                 "email match" if pid in seed_ids else "child contact",
             )
         for pid in sorted(related_ids):
@@ -70,12 +72,14 @@ class DsrDiscovery(models.AbstractModel):
     # -- steps -----------------------------------------------------------------
     @api.model
     def _find_partners_by_email(self, email):
-        self.env.cr.execute(SQL(
-            """SELECT id FROM res_partner
+        self.env.cr.execute(
+            SQL(
+                """SELECT id FROM res_partner
                 WHERE email_normalized = %(email)s
                    OR lower(btrim(email)) = %(email)s""",
-            email=email,
-        ))
+                email=email,
+            )
+        )
         return [row[0] for row in self.env.cr.fetchall()]
 
     @api.model
@@ -85,16 +89,18 @@ class DsrDiscovery(models.AbstractModel):
         descendants and the commercial entity are related, not the subject."""
         if not seed_ids:
             return set(), set()
-        self.env.cr.execute(SQL(
-            """WITH RECURSIVE tree(id) AS (
+        self.env.cr.execute(
+            SQL(
+                """WITH RECURSIVE tree(id) AS (
                     SELECT id FROM res_partner WHERE id = ANY(%(seeds)s)
                     UNION
                     SELECT p.id FROM res_partner p JOIN tree t ON p.parent_id = t.id
                )
                SELECT p.id, p.type, p.email_normalized, p.email
                  FROM res_partner p JOIN tree t ON t.id = p.id""",
-            seeds=list(seed_ids),
-        ))
+                seeds=list(seed_ids),
+            )
+        )
         subject, related = set(seed_ids), set()
         for pid, ptype, normalized, raw in self.env.cr.fetchall():
             if pid in seed_ids:
@@ -104,20 +110,24 @@ class DsrDiscovery(models.AbstractModel):
                 subject.add(pid)
             else:
                 related.add(pid)
-        self.env.cr.execute(SQL(
-            """SELECT DISTINCT commercial_partner_id FROM res_partner
+        self.env.cr.execute(
+            SQL(
+                """SELECT DISTINCT commercial_partner_id FROM res_partner
                 WHERE id = ANY(%(ids)s) AND commercial_partner_id IS NOT NULL""",
-            ids=list(subject),
-        ))
+                ids=list(subject),
+            )
+        )
         related |= {row[0] for row in self.env.cr.fetchall()} - subject
         return subject, related
 
     @api.model
     def _discover_users(self, partner_ids, hits):
-        self.env.cr.execute(SQL(
-            "SELECT id FROM res_users WHERE partner_id = ANY(%(ids)s) ORDER BY id",
-            ids=list(partner_ids),
-        ))
+        self.env.cr.execute(
+            SQL(
+                "SELECT id FROM res_users WHERE partner_id = ANY(%(ids)s) ORDER BY id",
+                ids=list(partner_ids),
+            )
+        )
         for (uid,) in self.env.cr.fetchall():
             hits.add("res.users", uid, "user", "user of the subject")
 
@@ -125,9 +135,9 @@ class DsrDiscovery(models.AbstractModel):
     def _partner_reference_fields(self):
         """Yield ``(model, field)`` for every stored many2one/many2many to
         res.partner the generic scan reads (exclusions applied)."""
-        excluded_models, excluded_fields = (
-            self.env["dsr.discovery.exclusion"]._get_exclusions()
-        )
+        excluded_models, excluded_fields = self.env[
+            "dsr.discovery.exclusion"
+        ]._get_exclusions()
         for model_name in sorted(self.env.registry):
             model = self.env[model_name]
             if (
@@ -158,19 +168,26 @@ class DsrDiscovery(models.AbstractModel):
             if field.type == "many2one":
                 query = SQL(
                     "SELECT id FROM %s WHERE %s = ANY(%s) ORDER BY id",
-                    SQL.identifier(model._table), SQL.identifier(field.name), ids,
+                    SQL.identifier(model._table),
+                    SQL.identifier(field.name),
+                    ids,
                 )
             else:
                 query = SQL(
                     "SELECT DISTINCT %s FROM %s WHERE %s = ANY(%s) ORDER BY 1",
-                    SQL.identifier(field.column1), SQL.identifier(field.relation),
-                    SQL.identifier(field.column2), ids,
+                    SQL.identifier(field.column1),
+                    SQL.identifier(field.relation),
+                    SQL.identifier(field.column2),
+                    ids,
                 )
             self.env.cr.execute(query)
             for (res_id,) in self.env.cr.fetchall():
                 hits.add(
-                    model._name, res_id, self._category_for(model._name),
-                    f"refers to the subject ({field.name})", ref_field=field.name,
+                    model._name,
+                    res_id,
+                    self._category_for(model._name),
+                    f"refers to the subject ({field.name})",
+                    ref_field=field.name,
                 )
 
     @api.model
@@ -178,7 +195,9 @@ class DsrDiscovery(models.AbstractModel):
         if model_name in ("account.move", "account.move.line"):
             return "invoice"
         if model_name in (
-            "account.payment", "res.partner.bank", "account.bank.statement.line",
+            "account.payment",
+            "res.partner.bank",
+            "account.bank.statement.line",
         ):
             return "payment"
         return "record"
@@ -192,47 +211,59 @@ class DsrDiscovery(models.AbstractModel):
         if email:
             email_conditions = SQL(
                 "lower(btrim(email_from)) = %s OR email_from ILIKE %s",
-                email, f"%<{email}>%",
+                email,
+                f"%<{email}>%",
             )
-        self.env.cr.execute(SQL(
-            """SELECT id, (author_id = ANY(%(ids)s)) FROM mail_message
+        self.env.cr.execute(
+            SQL(
+                """SELECT id, (author_id = ANY(%(ids)s)) FROM mail_message
                 WHERE author_id = ANY(%(ids)s)
                    OR (model = 'res.partner' AND res_id = ANY(%(ids)s))
                    OR id IN (SELECT %(col1)s FROM %(rel)s WHERE %(col2)s = ANY(%(ids)s))
                    OR %(email_cond)s
                 ORDER BY id""",
-            ids=ids,
-            col1=SQL.identifier(recipients.column1),
-            rel=SQL.identifier(recipients.relation),
-            col2=SQL.identifier(recipients.column2),
-            email_cond=email_conditions,
-        ))
+                ids=ids,
+                col1=SQL.identifier(recipients.column1),
+                rel=SQL.identifier(recipients.relation),
+                col2=SQL.identifier(recipients.column2),
+                email_cond=email_conditions,
+            )
+        )
         message_ids = []
         for message_id, authored in self.env.cr.fetchall():
             message_ids.append(message_id)
             hits.add(
-                "mail.message", message_id, "message",
+                "mail.message",
+                message_id,
+                "message",
                 "written by the subject" if authored else "about or to the subject",
             )
         mail_recipients = self.env["mail.mail"]._fields["recipient_ids"]
-        self.env.cr.execute(SQL(
-            """SELECT id FROM mail_mail
+        self.env.cr.execute(
+            SQL(
+                """SELECT id FROM mail_mail
                 WHERE mail_message_id = ANY(%(msgs)s)
                    OR id IN (SELECT %(col1)s FROM %(rel)s WHERE %(col2)s = ANY(%(ids)s))
                    OR (%(email)s IS NOT NULL AND email_to ILIKE %(pattern)s)
                 ORDER BY id""",
-            msgs=message_ids, ids=ids,
-            col1=SQL.identifier(mail_recipients.column1),
-            rel=SQL.identifier(mail_recipients.relation),
-            col2=SQL.identifier(mail_recipients.column2),
-            email=email, pattern=f"%{email}%" if email else None,
-        ))
+                msgs=message_ids,
+                ids=ids,
+                col1=SQL.identifier(mail_recipients.column1),
+                rel=SQL.identifier(mail_recipients.relation),
+                col2=SQL.identifier(mail_recipients.column2),
+                email=email,
+                pattern=f"%{email}%" if email else None,
+            )
+        )
         for (mail_id,) in self.env.cr.fetchall():
             hits.add("mail.mail", mail_id, "mail", "outgoing email")
-        self.env.cr.execute(SQL(
-            "SELECT id FROM mail_followers WHERE partner_id = ANY(%(ids)s) ORDER BY id",
-            ids=ids,
-        ))
+        self.env.cr.execute(
+            SQL(
+                "SELECT id FROM mail_followers WHERE partner_id = ANY(%(ids)s) "
+                "ORDER BY id",
+                ids=ids,
+            )
+        )
         for (follower_id,) in self.env.cr.fetchall():
             hits.add("mail.followers", follower_id, "follower", "follows a document")
 
@@ -246,28 +277,37 @@ class DsrDiscovery(models.AbstractModel):
         message_ids = by_model.get("mail.message", [])
         if message_ids:
             attachments = self.env["mail.message"]._fields["attachment_ids"]
-            self.env.cr.execute(SQL(
-                "SELECT DISTINCT %s FROM %s WHERE %s = ANY(%s) ORDER BY 1",
-                SQL.identifier(attachments.column2),
-                SQL.identifier(attachments.relation),
-                SQL.identifier(attachments.column1),
-                message_ids,
-            ))
+            self.env.cr.execute(
+                SQL(
+                    "SELECT DISTINCT %s FROM %s WHERE %s = ANY(%s) ORDER BY 1",
+                    SQL.identifier(attachments.column2),
+                    SQL.identifier(attachments.relation),
+                    SQL.identifier(attachments.column1),
+                    message_ids,
+                )
+            )
             for (attachment_id,) in self.env.cr.fetchall():
                 hits.add(
-                    "ir.attachment", attachment_id, "attachment",
+                    "ir.attachment",
+                    attachment_id,
+                    "attachment",
                     "attached to a message",
                 )
         for model_name, res_ids in sorted(by_model.items()):
-            self.env.cr.execute(SQL(
-                """SELECT id FROM ir_attachment
+            self.env.cr.execute(
+                SQL(
+                    """SELECT id FROM ir_attachment
                     WHERE res_model = %s AND res_id = ANY(%s) AND res_field IS NULL
                     ORDER BY id""",
-                model_name, res_ids,
-            ))
+                    model_name,
+                    res_ids,
+                )
+            )
             for (attachment_id,) in self.env.cr.fetchall():
                 hits.add(
-                    "ir.attachment", attachment_id, "attachment",
+                    "ir.attachment",
+                    attachment_id,
+                    "attachment",
                     f"attached to {model_name}",
                 )
 

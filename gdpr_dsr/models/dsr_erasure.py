@@ -18,20 +18,41 @@ LEGAL_BASIS_ACCOUNTING = (
 # Models an erasure never deletes or changes, whatever a line says: the
 # configuration and security of the database, the suite's own records.
 PROTECTED_MODEL_PREFIXES = (
-    "ir.", "base.", "res.groups", "res.users.", "audit.", "dsr.",
+    "ir.",
+    "base.",
+    "res.groups",
+    "res.users.",
+    "audit.",
+    "dsr.",
 )
-PROTECTED_MODELS = frozenset({
-    "res.company", "res.currency", "res.country", "res.country.state", "res.lang",
-    "res.partner.category", "res.partner.industry", "res.partner.title",
-})
+PROTECTED_MODELS = frozenset(
+    {
+        "res.company",
+        "res.currency",
+        "res.country",
+        "res.country.state",
+        "res.lang",
+        "res.partner.category",
+        "res.partner.industry",
+        "res.partner.title",
+    }
+)
 # ...except the attachments the discovery lists (files of the subject's data)
 ERASABLE_EXCEPTIONS = frozenset({"ir.attachment"})
 # Administrator accounts are never anonymised by an erasure.
 ADMIN_GROUPS = ("base.group_system", "base.group_erp_manager")
 # Execution order: dependent records first, the subject's partners last.
 CATEGORY_ORDER = [
-    "attachment", "message", "mail", "follower", "record", "payment", "invoice",
-    "user", "related_partner", "profile",
+    "attachment",
+    "message",
+    "mail",
+    "follower",
+    "record",
+    "payment",
+    "invoice",
+    "user",
+    "related_partner",
+    "profile",
 ]
 
 
@@ -110,8 +131,11 @@ class DsrErasure(models.AbstractModel):
         if hit["res_model"] not in self.env:
             return None
         record = (
-            self.env[hit["res_model"]].sudo().with_context(active_test=False)
-            .browse(hit["res_id"]).exists()
+            self.env[hit["res_model"]]
+            .sudo()
+            .with_context(active_test=False)
+            .browse(hit["res_id"])
+            .exists()
         )
         return record or None
 
@@ -170,7 +194,8 @@ class DsrErasure(models.AbstractModel):
         ):
             return "delete", "draft document of the subject (never posted)"
         required = [
-            fname for fname in hit.get("ref_fields", [])
+            fname
+            for fname in hit.get("ref_fields", [])
             if fname in record._fields and record._fields[fname].required
         ]
         if required:
@@ -191,17 +216,19 @@ class DsrErasure(models.AbstractModel):
         for xmlid in ADMIN_GROUPS:
             group = self.env.ref(xmlid, raise_if_not_found=False)
             if group:
-                ids |= set(
-                    group.sudo().with_context(active_test=False).users.ids
-                )
+                ids |= set(group.sudo().with_context(active_test=False).users.ids)
         return ids
 
     @api.model
     def _protected_partner_ids(self):
         """Contacts of the users an erasure never anonymises."""
-        users = self.env["res.users"].sudo().with_context(active_test=False).browse(
-            list(self._protected_user_ids())
-        ).exists()
+        users = (
+            self.env["res.users"]
+            .sudo()
+            .with_context(active_test=False)
+            .browse(list(self._protected_user_ids()))
+            .exists()
+        )
         return set(users.partner_id.ids)
 
     # -- execution -------------------------------------------------------------
@@ -258,13 +285,19 @@ class DsrErasure(models.AbstractModel):
     def _sweep_subject_chatter(self, subject_ids):
         """Delete what the erasure itself logged on the subject's contacts
         (e.g. accounting logs the number of a removed bank account)."""
-        existing = self.env["res.partner"].with_context(active_test=False).browse(
-            list(set(subject_ids) - self._protected_partner_ids())
-        ).exists()
+        existing = (
+            self.env["res.partner"]
+            .with_context(active_test=False)
+            .browse(list(set(subject_ids) - self._protected_partner_ids()))
+            .exists()
+        )
         if existing:
-            self.env["mail.message"].search([
-                ("model", "=", "res.partner"), ("res_id", "in", existing.ids),
-            ]).unlink()
+            self.env["mail.message"].search(
+                [
+                    ("model", "=", "res.partner"),
+                    ("res_id", "in", existing.ids),
+                ]
+            ).unlink()
 
     @api.model
     def _blocking_reference(self, record):
@@ -275,21 +308,27 @@ class DsrErasure(models.AbstractModel):
         DELETE (which Odoo would log as a bad query).
         """
         self.env.flush_all()
-        self.env.cr.execute(SQL(
-            """SELECT c.conrelid::regclass::text, a.attname
+        self.env.cr.execute(
+            SQL(
+                """SELECT c.conrelid::regclass::text, a.attname
                  FROM pg_constraint c
                  JOIN pg_attribute a
                    ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
                 WHERE c.contype = 'f' AND c.confrelid = %s::regclass
                   AND c.confdeltype IN ('r', 'a')
                   AND array_length(c.conkey, 1) = 1""",
-            record._table,
-        ))
+                record._table,
+            )
+        )
         for table, column in self.env.cr.fetchall():
-            self.env.cr.execute(SQL(
-                "SELECT 1 FROM %s WHERE %s = %s LIMIT 1",
-                SQL.identifier(table.strip('"')), SQL.identifier(column), record.id,
-            ))
+            self.env.cr.execute(
+                SQL(
+                    "SELECT 1 FROM %s WHERE %s = %s LIMIT 1",
+                    SQL.identifier(table.strip('"')),
+                    SQL.identifier(column),
+                    record.id,
+                )
+            )
             if self.env.cr.fetchone():
                 return f"referenced by {table}.{column}"
         return ""
@@ -309,7 +348,9 @@ class DsrErasure(models.AbstractModel):
             message = getattr(exc, "pgerror", None) or str(exc)
             _logger.info(
                 "DSR erasure: %s#%s not deletable, anonymising instead: %s",
-                record._name, record.id, message.strip().splitlines()[0],
+                record._name,
+                record.id,
+                message.strip().splitlines()[0],
             )
             return message.strip().splitlines()[0][:200]
         return ""
@@ -317,9 +358,7 @@ class DsrErasure(models.AbstractModel):
     @api.model
     def _anonymize(self, record, hit, subject_ids, label):
         """Anonymise one record; return True when something was changed."""
-        method = getattr(
-            self, "_anonymize_" + record._name.replace(".", "_"), None
-        )
+        method = getattr(self, "_anonymize_" + record._name.replace(".", "_"), None)
         if method:
             return method(record, subject_ids, label)
         return self._unlink_optional_references(record, hit, subject_ids)
@@ -367,13 +406,13 @@ class DsrErasure(models.AbstractModel):
         if changes:
             _logger.info(
                 "DSR erasure: %s#%s fields changed: %s",
-                record._name, record.id, ", ".join(sorted(changes)),
+                record._name,
+                record.id,
+                ", ".join(sorted(changes)),
             )
             # active_test: Odoo refuses to archive a partner of an active user
             # and must not count the (just archived) subject's user as active.
-            record.with_context(tracking_disable=True, active_test=True).write(
-                changes
-            )
+            record.with_context(tracking_disable=True, active_test=True).write(changes)
         return bool(changes)
 
     # -- per-model anonymisation (hooks, named after the model) -----------------
@@ -385,9 +424,21 @@ class DsrErasure(models.AbstractModel):
             "active": False,
         }
         for fname in (
-            "phone", "mobile", "street", "street2", "zip", "city", "state_id",
-            "vat", "website", "function", "comment", "ref", "image_1920",
-            "title", "company_registry",
+            "phone",
+            "mobile",
+            "street",
+            "street2",
+            "zip",
+            "city",
+            "state_id",
+            "vat",
+            "website",
+            "function",
+            "comment",
+            "ref",
+            "image_1920",
+            "title",
+            "company_registry",
         ):
             if fname in partner._fields:
                 values[fname] = False
@@ -403,8 +454,8 @@ class DsrErasure(models.AbstractModel):
             )
         changed = self._write_changes(user, values)
         if "res.users.apikeys" in self.env:
-            keys = self.env["res.users.apikeys"].sudo().search(
-                [("user_id", "=", user.id)]
+            keys = (
+                self.env["res.users.apikeys"].sudo().search([("user_id", "=", user.id)])
             )
             changed = changed or bool(keys)
             keys.unlink()

@@ -35,42 +35,50 @@ PACKAGE_PURPOSE = "dsr-export"
 # Fields that gate a dangerous step: set by the server's own methods only
 # (they write them as superuser after their checks); a user, whatever their
 # groups, cannot create or write them by RPC.
-SERVER_FIELDS = frozenset({
-    "name",
-    "state",
-    "subject_email_sha256",
-    "verified_by_id",
-    "verified_on",
-    "line_ids",
-    "discovered_on",
-    "package_file",
-    "package_filename",
-    "package_sha256",
-    "package_generated_on",
-    "package_expiry",
-    "package_protected",
-    "erased_on",
-    "erasure_id",
-    "certificate_json",
-    "certificate_html",
-})
+SERVER_FIELDS = frozenset(
+    {
+        "name",
+        "state",
+        "subject_email_sha256",
+        "verified_by_id",
+        "verified_on",
+        "line_ids",
+        "discovered_on",
+        "package_file",
+        "package_filename",
+        "package_sha256",
+        "package_generated_on",
+        "package_expiry",
+        "package_protected",
+        "erased_on",
+        "erasure_id",
+        "certificate_json",
+        "certificate_html",
+    }
+)
 # Binary fields of the request stored as attachments: nobody but the server
 # creates, changes or removes those attachments (see ir_attachment.py).
-SERVER_BINARY_FIELDS = frozenset({
-    "package_file", "certificate_json", "certificate_html",
-})
+SERVER_BINARY_FIELDS = frozenset(
+    {
+        "package_file",
+        "certificate_json",
+        "certificate_html",
+    }
+)
 # What the identity verification is about and what it rests on: frozen once
 # the request left the "received" state.
-RECEIVED_ONLY_FIELDS = frozenset({
-    "subject_email",
-    "request_type",
-    "company_id",
-    "regime",
-    "received_date",
-    "verification_method",
-    "verification_notes",
-    "verification_attachment_ids",
-})
+RECEIVED_ONLY_FIELDS = frozenset(
+    {
+        "subject_email",
+        "request_type",
+        "company_id",
+        "regime",
+        "received_date",
+        "verification_method",
+        "verification_notes",
+        "verification_attachment_ids",
+    }
+)
 
 
 class DsrPackageRefused(UserError):
@@ -109,11 +117,16 @@ class DsrRequest(models.Model):
     subject_phone = fields.Char()
     regime = fields.Selection(
         [("gdpr", "GDPR (30 days)"), ("ccpa", "CCPA (45 days)")],
-        required=True, default="gdpr", tracking=True,
+        required=True,
+        default="gdpr",
+        tracking=True,
     )
     request_type = fields.Selection(
         [("access", "Access / export"), ("erasure", "Erasure")],
-        string="Type", required=True, default="access", tracking=True,
+        string="Type",
+        required=True,
+        default="access",
+        tracking=True,
     )
     state = fields.Selection(
         [
@@ -123,7 +136,11 @@ class DsrRequest(models.Model):
             ("done", "Done"),
             ("rejected", "Rejected"),
         ],
-        required=True, default="received", tracking=True, copy=False, readonly=True,
+        required=True,
+        default="received",
+        tracking=True,
+        copy=False,
+        readonly=True,
     )
     received_date = fields.Date(
         required=True, default=fields.Date.context_today, tracking=True
@@ -133,7 +150,9 @@ class DsrRequest(models.Model):
         string="Overdue", compute="_compute_is_overdue", search="_search_is_overdue"
     )
     user_id = fields.Many2one(
-        "res.users", string="Assigned officer", tracking=True,
+        "res.users",
+        string="Assigned officer",
+        tracking=True,
         default=lambda self: self.env.user,
         domain=lambda self: [
             ("groups_id", "in", self.env.ref("gdpr_dsr.dsr_group_officer").id)
@@ -152,8 +171,12 @@ class DsrRequest(models.Model):
     )
     verification_notes = fields.Text(copy=False)
     verification_attachment_ids = fields.Many2many(
-        "ir.attachment", "dsr_request_evidence_rel", "request_id", "attachment_id",
-        string="Verification evidence", copy=False,
+        "ir.attachment",
+        "dsr_request_evidence_rel",
+        "request_id",
+        "attachment_id",
+        string="Verification evidence",
+        copy=False,
     )
     rejection_reason = fields.Text(copy=False)
     line_ids = fields.One2many(
@@ -163,12 +186,17 @@ class DsrRequest(models.Model):
     discovered_on = fields.Datetime(readonly=True, copy=False)
     # Read by the server only (the download route decrypts it for officers).
     package_file = fields.Binary(
-        string="Export package (encrypted)", attachment=True, copy=False,
-        readonly=True, groups="base.group_system",
+        string="Export package (encrypted)",
+        attachment=True,
+        copy=False,
+        readonly=True,
+        groups="base.group_system",
     )
     package_filename = fields.Char(readonly=True, copy=False)
     package_sha256 = fields.Char(
-        readonly=True, copy=False, groups="base.group_system",
+        readonly=True,
+        copy=False,
+        groups="base.group_system",
         help="SHA-256 of the encrypted package the server stored: any other "
         "content is refused at download.",
     )
@@ -179,12 +207,16 @@ class DsrRequest(models.Model):
     )
     erased_on = fields.Datetime(readonly=True, copy=False)
     erasure_id = fields.Char(
-        string="Erasure register id", readonly=True, copy=False,
+        string="Erasure register id",
+        readonly=True,
+        copy=False,
         help="Identifier of this erasure in the erasure register kept outside "
         "the database (re-applied after a restore).",
     )
     certificate_json = fields.Binary(
-        string="Erasure certificate (signed JSON)", attachment=True, copy=False,
+        string="Erasure certificate (signed JSON)",
+        attachment=True,
+        copy=False,
         readonly=True,
     )
     certificate_html = fields.Binary(
@@ -279,11 +311,14 @@ class DsrRequest(models.Model):
             frozen = sorted(set(vals) & RECEIVED_ONLY_FIELDS)
             closed = self.filtered(lambda r: r.state != "received")
             if frozen and closed:
-                raise UserError(self.env._(
-                    "Request %(ref)s: %(fields)s can only change while the request "
-                    "is received (before the identity verification).",
-                    ref=closed[0].name, fields=", ".join(frozen),
-                ))
+                raise UserError(
+                    self.env._(
+                        "Request %(ref)s: %(fields)s can only change while the request "
+                        "is received (before the identity verification).",
+                        ref=closed[0].name,
+                        fields=", ".join(frozen),
+                    )
+                )
         if vals.get("subject_email"):
             vals["subject_email"] = vals["subject_email"].strip()
             vals["subject_email_sha256"] = digest(vals["subject_email"])
@@ -310,13 +345,16 @@ class DsrRequest(models.Model):
         if forbidden:
             _logger.warning(
                 "DSR: uid %s tried to set server-owned fields %s",
-                self.env.uid, ", ".join(sorted(forbidden)),
+                self.env.uid,
+                ", ".join(sorted(forbidden)),
             )
-            raise AccessError(self.env._(
-                "These fields of a data subject request are set by the server "
-                "only (through the request's actions): %(fields)s",
-                fields=", ".join(sorted(forbidden)),
-            ))
+            raise AccessError(
+                self.env._(
+                    "These fields of a data subject request are set by the server "
+                    "only (through the request's actions): %(fields)s",
+                    fields=", ".join(sorted(forbidden)),
+                )
+            )
 
     def _check_evidence(self):
         """Evidence of identity must be a file uploaded for this request: a
@@ -339,10 +377,14 @@ class DsrRequest(models.Model):
                 ):
                     attachment.write({"res_model": self._name, "res_id": request.id})
                     continue
-                raise ValidationError(self.env._(
-                    "Request %(ref)s: the evidence %(name)s is not a file uploaded "
-                    "for this request.", ref=request.name, name=attachment.name,
-                ))
+                raise ValidationError(
+                    self.env._(
+                        "Request %(ref)s: the evidence %(name)s is not a file uploaded "
+                        "for this request.",
+                        ref=request.name,
+                        name=attachment.name,
+                    )
+                )
 
     def _server_write(self, vals):
         """Write server-owned fields, after the caller's checks (as superuser;
@@ -352,16 +394,20 @@ class DsrRequest(models.Model):
     # -- helpers -------------------------------------------------------------
     def _check_officer(self):
         if not self.env.user.has_group("gdpr_dsr.dsr_group_officer"):
-            raise AccessError(self.env._(
-                "Only Privacy Officers may handle data subject requests."
-            ))
+            raise AccessError(
+                self.env._("Only Privacy Officers may handle data subject requests.")
+            )
         self.check_access("write")
 
     def _audit(self, step, result="success", **details):
         self.ensure_one()
         details.update(step=step, request_type=self.request_type, regime=self.regime)
         return self.env["audit.event"].log_event(
-            "dsr", record=self, res_name=self.name, result=result, details=details,
+            "dsr",
+            record=self,
+            res_name=self.name,
+            result=result,
+            details=details,
             message=self.env._(
                 "Data subject request %(ref)s: %(step)s", ref=self.name, step=step
             ),
@@ -373,14 +419,14 @@ class DsrRequest(models.Model):
         self.ensure_one()
         try:
             with self.env.registry.cursor() as cr:
-                self.with_env(self.env(cr=cr))._audit(
-                    step, result="failure", **details
-                )
+                self.with_env(self.env(cr=cr))._audit(step, result="failure", **details)
         except Exception:
             # e.g. the request is not committed yet: the server log keeps it
             _logger.exception(
                 "DSR %s: audit event %r (failure) could not be written on its "
-                "own cursor", self.name, step,
+                "own cursor",
+                self.name,
+                step,
             )
 
     def _database_uuid(self):
@@ -393,10 +439,13 @@ class DsrRequest(models.Model):
                 config_path=config.get("backup_keyring_file") or None
             )
         except suite_keyring.KeyringError as exc:
-            raise UserError(self.env._(
-                "The server keyring is not configured, so export packages cannot "
-                "be encrypted at rest: %(error)s", error=str(exc),
-            )) from exc
+            raise UserError(
+                self.env._(
+                    "The server keyring is not configured, so export packages cannot "
+                    "be encrypted at rest: %(error)s",
+                    error=str(exc),
+                )
+            ) from exc
 
     @api.model
     def _erasure_register(self, database_uuid=None):
@@ -412,10 +461,13 @@ class DsrRequest(models.Model):
     def _check_verified(self):
         for request in self:
             if request.state not in ("verified", "in_progress"):
-                raise UserError(self.env._(
-                    "Request %(ref)s: the subject's identity must be verified "
-                    "first.", ref=request.name,
-                ))
+                raise UserError(
+                    self.env._(
+                        "Request %(ref)s: the subject's identity must be verified "
+                        "first.",
+                        ref=request.name,
+                    )
+                )
 
     # -- actions: workflow -------------------------------------------------------
     def action_verify(self):
@@ -424,18 +476,18 @@ class DsrRequest(models.Model):
             if request.state != "received":
                 raise UserError(self.env._("Only received requests can be verified."))
             if not request.verification_method:
-                raise UserError(self.env._(
-                    "Choose how the identity was verified."
-                ))
+                raise UserError(self.env._("Choose how the identity was verified."))
             if not request.verification_attachment_ids:
-                raise UserError(self.env._(
-                    "Attach the evidence of the identity verification."
-                ))
-            request._server_write({
-                "state": "verified",
-                "verified_by_id": self.env.uid,
-                "verified_on": fields.Datetime.now(),
-            })
+                raise UserError(
+                    self.env._("Attach the evidence of the identity verification.")
+                )
+            request._server_write(
+                {
+                    "state": "verified",
+                    "verified_by_id": self.env.uid,
+                    "verified_on": fields.Datetime.now(),
+                }
+            )
             request._audit("verified", method=request.verification_method)
         return True
 
@@ -445,10 +497,12 @@ class DsrRequest(models.Model):
             if request.state not in OPEN_STATES:
                 raise UserError(self.env._("Only open requests can be rejected."))
             if not (request.rejection_reason or "").strip():
-                raise UserError(self.env._(
-                    "Write the reason of the rejection first (it is sent to the "
-                    "subject with your answer)."
-                ))
+                raise UserError(
+                    self.env._(
+                        "Write the reason of the rejection first (it is sent to the "
+                        "subject with your answer)."
+                    )
+                )
             request._server_write({"state": "rejected"})
             request._audit("rejected")
         return True
@@ -466,8 +520,8 @@ class DsrRequest(models.Model):
 
     def _run_discovery(self):
         self.ensure_one()
-        subject_ids, hits = self.env["dsr.discovery"].sudo()._discover(
-            self.subject_email
+        subject_ids, hits = (
+            self.env["dsr.discovery"].sudo()._discover(self.subject_email)
         )
         if self.request_type == "erasure":
             self.env["dsr.erasure"].sudo()._plan(hits, subject_ids)
@@ -479,34 +533,42 @@ class DsrRequest(models.Model):
         self.line_ids.sudo().unlink()
         values = []
         for hit in hits:
-            record = self.env[hit["res_model"]].with_context(
-                active_test=False
-            ).browse(hit["res_id"])
+            record = (
+                self.env[hit["res_model"]]
+                .with_context(active_test=False)
+                .browse(hit["res_id"])
+            )
             accessible = bool(self._filtered_readable(record))
-            values.append({
-                "request_id": self.id,
-                "res_model": hit["res_model"],
-                "res_id": hit["res_id"],
-                "res_name": (
-                    record.display_name if accessible else
-                    self.env._("(not readable by you)")
-                ),
-                "category": hit["category"],
-                "source": hit["source"],
-                "ref_fields": ",".join(hit["ref_fields"]),
-                "accessible": accessible,
-                "planned_action": hit["planned_action"],
-                "reason": hit["reason"],
-                "seal": Line._seal_value(
-                    self.id, hit["res_model"], hit["res_id"], hit["category"],
-                    hit["planned_action"],
-                ),
-            })
+            values.append(
+                {
+                    "request_id": self.id,
+                    "res_model": hit["res_model"],
+                    "res_id": hit["res_id"],
+                    "res_name": (
+                        record.display_name
+                        if accessible
+                        else self.env._("(not readable by you)")
+                    ),
+                    "category": hit["category"],
+                    "source": hit["source"],
+                    "ref_fields": ",".join(hit["ref_fields"]),
+                    "accessible": accessible,
+                    "planned_action": hit["planned_action"],
+                    "reason": hit["reason"],
+                    "seal": Line._seal_value(
+                        self.id,
+                        hit["res_model"],
+                        hit["res_id"],
+                        hit["category"],
+                        hit["planned_action"],
+                    ),
+                }
+            )
         Line.sudo().create(values)
         self._server_write({"discovered_on": fields.Datetime.now()})
-        self.message_post(body=self.env._(
-            "Discovery found %(count)s records.", count=len(values)
-        ))
+        self.message_post(
+            body=self.env._("Discovery found %(count)s records.", count=len(values))
+        )
         return subject_ids
 
     def action_view_lines(self):
@@ -574,8 +636,11 @@ class DsrRequest(models.Model):
         members = [("data.json", payload), *files]
         buffer = io.BytesIO()
         writer = streamcrypt.EncryptingWriter(
-            buffer, keyring=keyring, tenant=self._database_uuid(),
-            purpose=PACKAGE_PURPOSE, content_type="application/zip",
+            buffer,
+            keyring=keyring,
+            tenant=self._database_uuid(),
+            purpose=PACKAGE_PURPOSE,
+            content_type="application/zip",
         )
         try:
             count = zipper.write_zip(writer, members, password=password)
@@ -585,17 +650,21 @@ class DsrRequest(models.Model):
         encrypted = buffer.getvalue()
         now = fields.Datetime.now()
         reference = _SAFE_NAME_RE.sub("-", self.name)
-        self._server_write({
-            "package_file": base64.b64encode(encrypted),
-            "package_sha256": hashlib.sha256(encrypted).hexdigest(),
-            "package_filename": f"{reference}.zip",
-            "package_generated_on": now,
-            "package_expiry": now + timedelta(days=PACKAGE_VALIDITY_DAYS),
-            "package_protected": bool(password),
-            "state": "done" if self.request_type == "access" else self.state,
-        })
+        self._server_write(
+            {
+                "package_file": base64.b64encode(encrypted),
+                "package_sha256": hashlib.sha256(encrypted).hexdigest(),
+                "package_filename": f"{reference}.zip",
+                "package_generated_on": now,
+                "package_expiry": now + timedelta(days=PACKAGE_VALIDITY_DAYS),
+                "package_protected": bool(password),
+                "state": "done" if self.request_type == "access" else self.state,
+            }
+        )
         self._audit(
-            "exported", members=count, records=len(self.line_ids),
+            "exported",
+            members=count,
+            records=len(self.line_ids),
             password_protected=bool(password),
         )
         return True
@@ -615,34 +684,43 @@ class DsrRequest(models.Model):
         if not stored.package_generated_on or not stored.package_file:
             raise UserError(self.env._("No export package is available."))
         if stored.package_expiry and stored.package_expiry < fields.Datetime.now():
-            raise UserError(self.env._(
-                "The export package expired on %(date)s; generate a new one.",
-                date=stored.package_expiry,
-            ))
+            raise UserError(
+                self.env._(
+                    "The export package expired on %(date)s; generate a new one.",
+                    date=stored.package_expiry,
+                )
+            )
         encrypted = base64.b64decode(stored.package_file)
         expected = stored.package_sha256 or ""
         if not hmac.compare_digest(hashlib.sha256(encrypted).hexdigest(), expected):
             self._audit_independently(
                 "download_refused", reason="not the package the server stored"
             )
-            raise DsrPackageRefused(self.env._(
-                "Request %(ref)s: the stored export package is not the one this "
-                "server generated; download refused. Generate a new package.",
-                ref=self.name,
-            ))
+            raise DsrPackageRefused(
+                self.env._(
+                    "Request %(ref)s: the stored export package is not the one this "
+                    "server generated; download refused. Generate a new package.",
+                    ref=self.name,
+                )
+            )
         try:
             reader = streamcrypt.DecryptingReader(
-                io.BytesIO(encrypted), keyring=self._keyring(),
-                tenant=self._database_uuid(), purpose=PACKAGE_PURPOSE,
+                io.BytesIO(encrypted),
+                keyring=self._keyring(),
+                tenant=self._database_uuid(),
+                purpose=PACKAGE_PURPOSE,
             )
             data = reader.read()
         except suite_keyring.StreamCryptError as exc:
             self._audit_independently("download_refused", reason=str(exc)[:200])
-            raise DsrPackageRefused(self.env._(
-                "Request %(ref)s: the stored file is not an export package of this "
-                "database (%(error)s); download refused.", ref=self.name,
-                error=str(exc),
-            )) from exc
+            raise DsrPackageRefused(
+                self.env._(
+                    "Request %(ref)s: the stored file is not an export package of this "
+                    "database (%(error)s); download refused.",
+                    ref=self.name,
+                    error=str(exc),
+                )
+            ) from exc
         self._audit("downloaded", size=len(data))
         return data
 
@@ -656,9 +734,13 @@ class DsrRequest(models.Model):
         for line in self.line_ids:
             by_model[(line.category, line.res_model)].append(line)
         sections = {
-            "profile": [], "related_contacts": [], "users": [],
+            "profile": [],
+            "related_contacts": [],
+            "users": [],
             "communications": {"messages": [], "emails": [], "followers": []},
-            "invoices": {}, "payment_information": {}, "records": {},
+            "invoices": {},
+            "payment_information": {},
+            "records": {},
         }
         files, attachments_meta, secrets = [], [], set()
         Line = self.env["dsr.request.line"]
@@ -670,14 +752,20 @@ class DsrRequest(models.Model):
                 # credentials are never exported, whoever asks
                 for line in lines:
                     withheld_lines |= line
-                    withheld.append({
-                        "model": model_name, "id": line.res_id,
-                        "reason": "holds credentials (never exported)",
-                    })
+                    withheld.append(
+                        {
+                            "model": model_name,
+                            "id": line.res_id,
+                            "reason": "holds credentials (never exported)",
+                        }
+                    )
                 continue
-            records = self.env[model_name].with_context(active_test=False).browse(
-                [ln.res_id for ln in lines]
-            ).exists()
+            records = (
+                self.env[model_name]
+                .with_context(active_test=False)
+                .browse([ln.res_id for ln in lines])
+                .exists()
+            )
             readable = self._filtered_readable(records)
             if category == "attachment":
                 readable = readable.filtered(
@@ -688,11 +776,14 @@ class DsrRequest(models.Model):
                     exported_lines |= line
                 else:
                     withheld_lines |= line
-                    withheld.append({
-                        "model": model_name, "id": line.res_id,
-                        "reason": "not readable by the officer, a secret, or no "
-                        "longer exists",
-                    })
+                    withheld.append(
+                        {
+                            "model": model_name,
+                            "id": line.res_id,
+                            "reason": "not readable by the officer, a secret, or no "
+                            "longer exists",
+                        }
+                    )
             if model_name == "res.partner.bank":
                 for bank in records.sudo():
                     secrets.update(
@@ -707,13 +798,17 @@ class DsrRequest(models.Model):
                         _SAFE_NAME_RE.sub("_", attachment.name or "file")[:100],
                     )
                     files.append((arcname, attachment.raw or b""))
-                    attachments_meta.append({
-                        "id": attachment.id, "name": attachment.name,
-                        "mimetype": attachment.mimetype, "file": arcname,
-                        "res_model": attachment.res_model,
-                        "res_id": attachment.res_id,
-                        "size": attachment.file_size,
-                    })
+                    attachments_meta.append(
+                        {
+                            "id": attachment.id,
+                            "name": attachment.name,
+                            "mimetype": attachment.mimetype,
+                            "file": arcname,
+                            "res_model": attachment.res_model,
+                            "res_id": attachment.res_id,
+                            "size": attachment.file_size,
+                        }
+                    )
                 continue
             data, skipped = self._serialize_safely(readable)
             if skipped:
@@ -733,9 +828,7 @@ class DsrRequest(models.Model):
             elif category == "invoice":
                 sections["invoices"].setdefault(model_name, []).extend(data)
             elif category == "payment":
-                sections["payment_information"].setdefault(model_name, []).extend(
-                    data
-                )
+                sections["payment_information"].setdefault(model_name, []).extend(data)
             else:
                 sections["records"].setdefault(model_name, []).extend(data)
         exported_lines.sudo().write({"result": "exported"})
@@ -773,7 +866,8 @@ class DsrRequest(models.Model):
         """
         profile = self.env["data.export.profile"]
         fnames = [
-            fname for fname in profile._exportable_fields(records._name)
+            fname
+            for fname in profile._exportable_fields(records._name)
             if not self._field_withheld(records._fields[fname])
         ]
         try:
@@ -781,7 +875,10 @@ class DsrRequest(models.Model):
         except AccessError:
             _logger.info(
                 "DSR %s: some %s fields are not readable by %s; serialising "
-                "field by field", self.name, records._name, self.env.user.login,
+                "field by field",
+                self.name,
+                records._name,
+                self.env.user.login,
             )
         # ("id" is never tried alone: with no other field, read() reads all)
         kept, skipped = ["id"], []
@@ -802,7 +899,10 @@ class DsrRequest(models.Model):
         if field.name == "id":
             return False
         return is_withheld(
-            field.model_name, field.name, field.type, field.groups,
+            field.model_name,
+            field.name,
+            field.type,
+            field.groups,
             self.env.user.has_group,
         )
 
@@ -831,17 +931,23 @@ class DsrRequest(models.Model):
             typed or "", gate_digest(self.subject_email)
         ):
             self._audit_independently("erasure_refused", reason="gate mismatch")
-            raise UserError(self.env._(
-                "The email typed does not match the subject's email: nothing was "
-                "erased."
-            ))
+            raise UserError(
+                self.env._(
+                    "The email typed does not match the subject's email: nothing was "
+                    "erased."
+                )
+            )
         if not self.line_ids:
             self._run_discovery()
         erasure = self.env["dsr.erasure"].sudo()
         subject_ids, hits = self._check_erasure_lines()
-        partners = self.env["res.partner"].sudo().with_context(
-            active_test=False
-        ).browse(subject_ids).exists()
+        partners = (
+            self.env["res.partner"]
+            .sudo()
+            .with_context(active_test=False)
+            .browse(subject_ids)
+            .exists()
+        )
         fingerprints = [
             {
                 "id": partner.id,
@@ -854,36 +960,40 @@ class DsrRequest(models.Model):
         ]
         erasure._execute(hits, subject_ids, self.name)
         for hit in hits:
-            hit["line"].sudo().write({
-                "result": hit["result"],
-                "result_note": (hit.get("result_note") or "")[:250],
-                # the display name of an erased record is personal data
-                "res_name": False,
-            })
+            hit["line"].sudo().write(
+                {
+                    "result": hit["result"],
+                    "result_note": (hit.get("result_note") or "")[:250],
+                    # the display name of an erased record is personal data
+                    "res_name": False,
+                }
+            )
         entry = self._erasure_register().append(
             request_ref=self.name,
             email_sha256=self.subject_email_sha256,
             partners=fingerprints,
-            records=[
-                (hit["res_model"], hit["res_id"], hit["result"]) for hit in hits
-            ],
+            records=[(hit["res_model"], hit["res_id"], hit["result"]) for hit in hits],
         )
         # The evidence of identity is personal data too: it goes with the rest
         # (only files of this request: nothing else is deleted on its account).
         evidence = self.sudo().verification_attachment_ids.filtered(
-            lambda att: att.res_model == self._name
-            and att.res_id == self.id
-            and not att.res_field
+            lambda att: (
+                att.res_model == self._name
+                and att.res_id == self.id
+                and not att.res_field
+            )
         )
-        self._server_write({
-            "state": "done",
-            "erased_on": fields.Datetime.now(),
-            "erasure_id": entry["erasure_id"],
-            "subject_email": False,
-            "subject_name": False,
-            "subject_phone": False,
-            "verification_attachment_ids": [(5, 0, 0)],
-        })
+        self._server_write(
+            {
+                "state": "done",
+                "erased_on": fields.Datetime.now(),
+                "erasure_id": entry["erasure_id"],
+                "subject_email": False,
+                "subject_name": False,
+                "subject_phone": False,
+                "verification_attachment_ids": [(5, 0, 0)],
+            }
+        )
         evidence.sudo().unlink()
         self._issue_certificate(hits, entry)
         counts = defaultdict(int)
@@ -926,14 +1036,20 @@ class DsrRequest(models.Model):
                 line.planned_action != "retain"
             ):
                 problem = self.env._("records of this model are never erased")
-            elif (record := erasure._record({
-                "res_model": line.res_model, "res_id": line.res_id,
-            })) is None:
+            elif (
+                record := erasure._record(
+                    {
+                        "res_model": line.res_model,
+                        "res_id": line.res_id,
+                    }
+                )
+            ) is None:
                 problem = None  # already gone: reported as such
             elif fresh_hit is None:
                 problem = self.env._("the record is no longer tied to the subject")
             elif fresh_hit["category"] != line.category or line.planned_action not in (
-                fresh_hit["planned_action"], "retain"
+                fresh_hit["planned_action"],
+                "retain",
             ):
                 problem = self.env._(
                     "the plan changed since the discovery (now: %(action)s)",
@@ -942,7 +1058,8 @@ class DsrRequest(models.Model):
             else:
                 problem = None
             kept = bool(
-                fresh_hit and line.planned_action == "retain"
+                fresh_hit
+                and line.planned_action == "retain"
                 and fresh_hit["planned_action"] != "retain"
             )
             hit = {
@@ -962,42 +1079,54 @@ class DsrRequest(models.Model):
                 and not self._officer_may_erase(record)
             ):
                 problem = self.env._(
-                    "you may not read this record (its company or your access "
-                    "rights)"
+                    "you may not read this record (its company or your access rights)"
                 )
             if problem:
-                problems.append(self.env._(
-                    "%(model)s #%(id)s: %(problem)s",
-                    model=line.res_model, id=line.res_id, problem=problem,
-                ))
+                problems.append(
+                    self.env._(
+                        "%(model)s #%(id)s: %(problem)s",
+                        model=line.res_model,
+                        id=line.res_id,
+                        problem=problem,
+                    )
+                )
             hits.append(hit)
         protected = erasure._protected_partner_ids() & set(subject_ids)
         for partner in self.env["res.partner"].sudo().browse(sorted(protected)):
-            problems.append(self.env._(
-                "res.partner #%(id)s: the subject is the contact of a system or "
-                "administrator account (%(login)s); remove its administrator "
-                "rights first",
-                id=partner.id,
-                login=", ".join(
-                    partner.with_context(active_test=False).user_ids.mapped("login")
-                ),
-            ))
+            problems.append(
+                self.env._(
+                    "res.partner #%(id)s: the subject is the contact of a system or "
+                    "administrator account (%(login)s); remove its administrator "
+                    "rights first",
+                    id=partner.id,
+                    login=", ".join(
+                        partner.with_context(active_test=False).user_ids.mapped("login")
+                    ),
+                )
+            )
         unlisted = sorted(set(fresh_by_key) - listed)
         if unlisted:
-            problems.append(self.env._(
-                "%(count)s records tied to the subject are not listed (e.g. "
-                "%(model)s #%(id)s): run the discovery again and review them",
-                count=len(unlisted), model=unlisted[0][0], id=unlisted[0][1],
-            ))
+            problems.append(
+                self.env._(
+                    "%(count)s records tied to the subject are not listed (e.g. "
+                    "%(model)s #%(id)s): run the discovery again and review them",
+                    count=len(unlisted),
+                    model=unlisted[0][0],
+                    id=unlisted[0][1],
+                )
+            )
         if problems:
             self._audit_independently(
                 "erasure_refused", reason="lines refused", lines=problems[:50]
             )
-            raise UserError(self.env._(
-                "Request %(ref)s: the erasure is refused, nothing was erased:\n"
-                "%(lines)s", ref=self.name,
-                lines="\n".join(f"- {p}" for p in problems[:20]),
-            ))
+            raise UserError(
+                self.env._(
+                    "Request %(ref)s: the erasure is refused, nothing was erased:\n"
+                    "%(lines)s",
+                    ref=self.name,
+                    lines="\n".join(f"- {p}" for p in problems[:20]),
+                )
+            )
         return subject_ids, hits
 
     def _filtered_readable(self, records):
@@ -1044,9 +1173,7 @@ class DsrRequest(models.Model):
                 "DSR certificate signed with the database secret (no keyring: %s)",
                 exc,
             )
-            secret = self.env["ir.config_parameter"].sudo().get_param(
-                "database.secret"
-            )
+            secret = self.env["ir.config_parameter"].sudo().get_param("database.secret")
             return secret.encode(), "database.secret"
         key_id = key_id or keyring.active.key_id
         return (
@@ -1098,12 +1225,14 @@ class DsrRequest(models.Model):
         html = self.env["ir.qweb"]._render(
             "gdpr_dsr.dsr_certificate_document", {"doc": signed}
         )
-        self._server_write({
-            "certificate_json": base64.b64encode(
-                json.dumps(signed, indent=2, sort_keys=True).encode()
-            ),
-            "certificate_html": base64.b64encode(str(html).encode()),
-        })
+        self._server_write(
+            {
+                "certificate_json": base64.b64encode(
+                    json.dumps(signed, indent=2, sort_keys=True).encode()
+                ),
+                "certificate_html": base64.b64encode(str(html).encode()),
+            }
+        )
         return signed
 
     def _certificate_document(self):
@@ -1158,13 +1287,18 @@ class DsrRequest(models.Model):
     def _reapply_erasure(self, entry, restore_info):
         erasure = self.env["dsr.erasure"].sudo()
         partner_ids = self._partners_matching_entry(entry)
-        subject_ids, hits = self.env["dsr.discovery"].sudo()._discover(
-            None, extra_partner_ids=partner_ids
+        subject_ids, hits = (
+            self.env["dsr.discovery"]
+            .sudo()
+            ._discover(None, extra_partner_ids=partner_ids)
         )
         known = {(hit["res_model"], hit["res_id"]) for hit in hits}
         category = {
-            "res.partner": "profile", "res.users": "user", "mail.message": "message",
-            "mail.mail": "mail", "mail.followers": "follower",
+            "res.partner": "profile",
+            "res.users": "user",
+            "mail.message": "message",
+            "mail.mail": "mail",
+            "mail.followers": "follower",
             "ir.attachment": "attachment",
         }
         for model_name, res_id, result in entry.get("records", []):
@@ -1173,16 +1307,23 @@ class DsrRequest(models.Model):
             if model_name == "res.partner" and res_id not in partner_ids:
                 # an id alone is not proof: the partner matched no fingerprint
                 continue
-            hits.append({
-                "res_model": model_name, "res_id": res_id,
-                "category": category.get(model_name, "record"),
-                "source": "erasure register", "ref_fields": [],
-            })
+            hits.append(
+                {
+                    "res_model": model_name,
+                    "res_id": res_id,
+                    "category": category.get(model_name, "record"),
+                    "source": "erasure register",
+                    "ref_fields": [],
+                }
+            )
         erasure._plan(hits, subject_ids)
         for hit in hits:
             recorded = next(
-                (r for m, i, r in entry.get("records", [])
-                 if m == hit["res_model"] and i == hit["res_id"]),
+                (
+                    r
+                    for m, i, r in entry.get("records", [])
+                    if m == hit["res_model"] and i == hit["res_id"]
+                ),
                 None,
             )
             if recorded == "deleted" and hit["planned_action"] != "retain":
@@ -1198,28 +1339,36 @@ class DsrRequest(models.Model):
             "changed": [[h["res_model"], h["res_id"], h["result"]] for h in done],
         }
         self.env["audit.event"].log_event(
-            "dsr", res_model=self._name, res_id=request.id or None,
-            res_name=entry.get("request_ref"), details=details,
+            "dsr",
+            res_model=self._name,
+            res_id=request.id or None,
+            res_name=entry.get("request_ref"),
+            details=details,
             message=self.env._(
                 "Erasure %(ref)s re-applied after a database restore",
                 ref=entry.get("request_ref"),
             ),
         )
         if request and request.state != "done":
-            request.write({
-                "state": "done",
-                "erased_on": fields.Datetime.now(),
-                "erasure_id": entry.get("erasure_id"),
-                "subject_email": False,
-                "subject_name": False,
-                "subject_phone": False,
-            })
+            request.write(
+                {
+                    "state": "done",
+                    "erased_on": fields.Datetime.now(),
+                    "erasure_id": entry.get("erasure_id"),
+                    "subject_email": False,
+                    "subject_name": False,
+                    "subject_phone": False,
+                }
+            )
         if request:
-            request.message_post(body=self.env._(
-                "Erasure re-applied after the restore of %(archive)s: %(count)s "
-                "records deleted or anonymised.",
-                archive=restore_info.get("archive_name") or "?", count=len(done),
-            ))
+            request.message_post(
+                body=self.env._(
+                    "Erasure re-applied after the restore of %(archive)s: %(count)s "
+                    "records deleted or anonymised.",
+                    archive=restore_info.get("archive_name") or "?",
+                    count=len(done),
+                )
+            )
         return details
 
     @api.model
@@ -1231,11 +1380,13 @@ class DsrRequest(models.Model):
         ids = set()
         fingerprints = {p["id"]: p for p in entry.get("partners", [])}
         if fingerprints:
-            self.env.cr.execute(SQL(
-                "SELECT id, email_normalized, email, name FROM res_partner "
-                "WHERE id = ANY(%s)",
-                list(fingerprints),
-            ))
+            self.env.cr.execute(
+                SQL(
+                    "SELECT id, email_normalized, email, name FROM res_partner "
+                    "WHERE id = ANY(%s)",
+                    list(fingerprints),
+                )
+            )
             for pid, normalized, email, name in self.env.cr.fetchall():
                 print_ = fingerprints[pid]
                 email_digest = digest(normalized or normalize_email(email))
@@ -1244,14 +1395,17 @@ class DsrRequest(models.Model):
                 ):
                     ids.add(pid)
         if entry.get("email_sha256"):
-            self.env.cr.execute(SQL(
-                """SELECT id FROM res_partner
+            self.env.cr.execute(
+                SQL(
+                    """SELECT id FROM res_partner
                     WHERE encode(sha256(convert_to(
                               lower(btrim(email_normalized)), 'UTF8')), 'hex') = %s
                        OR encode(sha256(convert_to(
                               lower(btrim(email)), 'UTF8')), 'hex') = %s""",
-                entry["email_sha256"], entry["email_sha256"],
-            ))
+                    entry["email_sha256"],
+                    entry["email_sha256"],
+                )
+            )
             ids.update(row[0] for row in self.env.cr.fetchall())
         return ids
 
@@ -1261,18 +1415,22 @@ class DsrRequest(models.Model):
         """Schedule a to-do for the assignee of every open request due within a
         week (or overdue) that has none yet."""
         limit = fields.Date.context_today(self) + timedelta(days=REMINDER_DAYS_BEFORE)
-        requests = self.search([
-            ("state", "in", OPEN_STATES),
-            ("deadline", "<=", limit),
-            ("user_id", "!=", False),
-        ])
+        requests = self.search(
+            [
+                ("state", "in", OPEN_STATES),
+                ("deadline", "<=", limit),
+                ("user_id", "!=", False),
+            ]
+        )
         todo = self.env.ref("mail.mail_activity_data_todo")
         for index, request in enumerate(requests, start=1):
             pending = request.activity_ids.filtered(
-                lambda a, r=request: a.activity_type_id == todo
-                and a.user_id == r.user_id
-                and a.summary
-                and a.summary.startswith("DSR deadline")
+                lambda a, r=request: (
+                    a.activity_type_id == todo
+                    and a.user_id == r.user_id
+                    and a.summary
+                    and a.summary.startswith("DSR deadline")
+                )
             )
             if not pending:
                 request.activity_schedule(
@@ -1281,7 +1439,8 @@ class DsrRequest(models.Model):
                     summary=f"DSR deadline {request.deadline}",
                     note=self.env._(
                         "Data subject request %(ref)s must be answered by %(date)s.",
-                        ref=request.name, date=request.deadline,
+                        ref=request.name,
+                        date=request.deadline,
                     ),
                     user_id=request.user_id.id,
                 )
@@ -1293,14 +1452,19 @@ class DsrRequest(models.Model):
     @api.model
     def _cron_purge_packages(self):
         """Delete export packages older than their 30-day validity."""
-        expired = self.sudo().search([
-            ("package_expiry", "!=", False),
-            ("package_expiry", "<", fields.Datetime.now()),
-        ])
+        expired = self.sudo().search(
+            [
+                ("package_expiry", "!=", False),
+                ("package_expiry", "<", fields.Datetime.now()),
+            ]
+        )
         for request in expired:
-            request.write({
-                "package_file": False, "package_sha256": False,
-                "package_expiry": False,
-            })
+            request.write(
+                {
+                    "package_file": False,
+                    "package_sha256": False,
+                    "package_expiry": False,
+                }
+            )
             request.message_post(body=self.env._("The export package expired."))
         return len(expired)

@@ -65,7 +65,8 @@ class DsrRequestLine(models.Model):
     source = fields.Char(string="Found because", readonly=True)
     ref_fields = fields.Char(string="Reference fields", readonly=True)
     accessible = fields.Boolean(
-        string="Readable by the officer", readonly=True,
+        string="Readable by the officer",
+        readonly=True,
         help="The officer who ran the discovery may read this record; records "
         "they may not read are listed but not exported.",
     )
@@ -81,23 +82,25 @@ class DsrRequestLine(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         if not self.env.su:
-            raise AccessError(self.env._(
-                "Discovered records are listed by the discovery only."
-            ))
+            raise AccessError(
+                self.env._("Discovered records are listed by the discovery only.")
+            )
         return super().create(vals_list)
 
     def write(self, vals):
         if not self.env.su:
-            raise AccessError(self.env._(
-                "Discovered records and their results are set by the server only."
-            ))
+            raise AccessError(
+                self.env._(
+                    "Discovered records and their results are set by the server only."
+                )
+            )
         return super().write(vals)
 
     def unlink(self):
         if not self.env.su:
-            raise AccessError(self.env._(
-                "Discovered records are removed by the discovery only."
-            ))
+            raise AccessError(
+                self.env._("Discovered records are removed by the discovery only.")
+            )
         return super().unlink()
 
     @api.depends("res_model")
@@ -116,10 +119,16 @@ class DsrRequestLine(models.Model):
         """HMAC-SHA256 (database secret) binding a line to its request and
         to what the discovery planned for it."""
         secret = self.env["ir.config_parameter"].sudo().get_param("database.secret")
-        message = "\x1f".join([
-            "gdpr_dsr.line.v1", str(int(request_id)), res_model or "",
-            str(int(res_id)), category or "", planned_action or "",
-        ])
+        message = "\x1f".join(
+            [
+                "gdpr_dsr.line.v1",
+                str(int(request_id)),
+                res_model or "",
+                str(int(res_id)),
+                category or "",
+                planned_action or "",
+            ]
+        )
         return hmac.new(
             (secret or "").encode(), message.encode(), hashlib.sha256
         ).hexdigest()
@@ -128,7 +137,10 @@ class DsrRequestLine(models.Model):
         self.ensure_one()
         line = self.sudo()
         expected = self._seal_value(
-            line.request_id.id, line.res_model, line.res_id, line.category,
+            line.request_id.id,
+            line.res_model,
+            line.res_id,
+            line.category,
             line.planned_action,
         )
         return bool(line.seal) and hmac.compare_digest(line.seal, expected)
@@ -141,25 +153,27 @@ class DsrRequestLine(models.Model):
             request = line.request_id
             request._check_officer()
             if request.request_type != "erasure" or request.state not in (
-                "received", "verified", "in_progress"
+                "received",
+                "verified",
+                "in_progress",
             ):
-                raise UserError(self.env._(
-                    "Only the plan of an open erasure request can change."
-                ))
+                raise UserError(
+                    self.env._("Only the plan of an open erasure request can change.")
+                )
             if line.result != "pending" or line.planned_action == "retain":
                 continue
-            line.sudo().write({
-                "planned_action": "retain",
-                "reason": self.env._(
-                    "kept by decision of %(officer)s", officer=self.env.user.name
-                )[:250],
-                "seal": self._seal_value(
-                    request.id, line.res_model, line.res_id, line.category, "retain"
-                ),
-            })
-            request._audit(
-                "line_kept", res_model=line.res_model, res_id=line.res_id
+            line.sudo().write(
+                {
+                    "planned_action": "retain",
+                    "reason": self.env._(
+                        "kept by decision of %(officer)s", officer=self.env.user.name
+                    )[:250],
+                    "seal": self._seal_value(
+                        request.id, line.res_model, line.res_id, line.category, "retain"
+                    ),
+                }
             )
+            request._audit("line_kept", res_model=line.res_model, res_id=line.res_id)
         return True
 
     def action_open_record(self):

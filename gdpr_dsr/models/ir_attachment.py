@@ -23,26 +23,41 @@ class IrAttachment(models.Model):
     def _dsr_check_server_files(self, vals=None):
         if self.env.su:
             return
-        evidence_locked = self.env[DSR_MODEL].sudo().search_count([
-            ("verification_attachment_ids", "in", self.ids),
-            ("state", "!=", "received"),
-        ], limit=1) if self.ids else 0
+        evidence_locked = (
+            self.env[DSR_MODEL]
+            .sudo()
+            .search_count(
+                [
+                    ("verification_attachment_ids", "in", self.ids),
+                    ("state", "!=", "received"),
+                ],
+                limit=1,
+            )
+            if self.ids
+            else 0
+        )
         for attachment in self.sudo():
             targets = {(attachment.res_model, attachment.res_field)}
             if vals:
-                targets.add((
-                    vals.get("res_model", attachment.res_model),
-                    vals.get("res_field", attachment.res_field),
-                ))
+                targets.add(
+                    (
+                        vals.get("res_model", attachment.res_model),
+                        vals.get("res_field", attachment.res_field),
+                    )
+                )
             if any(self._dsr_is_server_file(*target) for target in targets):
-                raise AccessError(self.env._(
-                    "The export package and the erasure certificates of a data "
-                    "subject request are written by the server only."
-                ))
+                raise AccessError(
+                    self.env._(
+                        "The export package and the erasure certificates of a data "
+                        "subject request are written by the server only."
+                    )
+                )
         if evidence_locked:
-            raise AccessError(self.env._(
-                "The evidence of a verified identity cannot change any more."
-            ))
+            raise AccessError(
+                self.env._(
+                    "The evidence of a verified identity cannot change any more."
+                )
+            )
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -50,10 +65,12 @@ class IrAttachment(models.Model):
             for vals in vals_list:
                 target = (vals.get("res_model"), vals.get("res_field"))
                 if self._dsr_is_server_file(*target):
-                    raise AccessError(self.env._(
-                        "The export package and the erasure certificates of a "
-                        "data subject request are written by the server only."
-                    ))
+                    raise AccessError(
+                        self.env._(
+                            "The export package and the erasure certificates of a "
+                            "data subject request are written by the server only."
+                        )
+                    )
         return super().create(vals_list)
 
     def write(self, vals):

@@ -30,60 +30,84 @@ def make_subject(env):
     touched.
     """
     env = env(context=dict(env.context, **NO_MAIL))
-    partner = env["res.partner"].create({
-        "name": "Jane Subject",
-        "email": f"  {SUBJECT_EMAIL} ",
-        "phone": "+32 470 12 34 56",
-        "street": "1 Privacy Street",
-        "city": "Brussels",
-    })
-    invoice_address = env["res.partner"].create({
-        "name": "Jane Subject (billing)",
-        "parent_id": partner.id,
-        "type": "invoice",
-        "street": "2 Billing Lane",
-    })
-    delivery_address = env["res.partner"].create({
-        "name": "Jane Subject (home)",
-        "parent_id": partner.id,
-        "type": "delivery",
-        "street": "3 Home Road",
-    })
-    other = env["res.partner"].create({
-        "name": "Bob Bystander", "email": "bob@example.org",
-    })
-    user = env["res.users"].create({
-        "login": "jane.portal",
-        "partner_id": partner.id,
-        "groups_id": [(6, 0, [env.ref("base.group_portal").id])],
-    })
-    bank = env["res.partner.bank"].create({
-        "partner_id": partner.id, "acc_number": BANK_ACCOUNT,
-    })
-    passport = env["ir.attachment"].create({
-        "name": "passport.pdf",
-        "raw": b"%PDF-1.4 Jane's passport scan",
-        "res_model": "res.partner",
-        "res_id": partner.id,
-    })
-    photo = env["ir.attachment"].create({
-        "name": "photo.png",
-        "raw": b"\x89PNG Jane's photo",
-        "res_model": "res.partner",
-        "res_id": other.id,
-    })
+    partner = env["res.partner"].create(
+        {
+            "name": "Jane Subject",
+            "email": f"  {SUBJECT_EMAIL} ",
+            "phone": "+32 470 12 34 56",
+            "street": "1 Privacy Street",
+            "city": "Brussels",
+        }
+    )
+    invoice_address = env["res.partner"].create(
+        {
+            "name": "Jane Subject (billing)",
+            "parent_id": partner.id,
+            "type": "invoice",
+            "street": "2 Billing Lane",
+        }
+    )
+    delivery_address = env["res.partner"].create(
+        {
+            "name": "Jane Subject (home)",
+            "parent_id": partner.id,
+            "type": "delivery",
+            "street": "3 Home Road",
+        }
+    )
+    other = env["res.partner"].create(
+        {
+            "name": "Bob Bystander",
+            "email": "bob@example.org",
+        }
+    )
+    user = env["res.users"].create(
+        {
+            "login": "jane.portal",
+            "partner_id": partner.id,
+            "groups_id": [(6, 0, [env.ref("base.group_portal").id])],
+        }
+    )
+    bank = env["res.partner.bank"].create(
+        {
+            "partner_id": partner.id,
+            "acc_number": BANK_ACCOUNT,
+        }
+    )
+    passport = env["ir.attachment"].create(
+        {
+            "name": "passport.pdf",
+            "raw": b"%PDF-1.4 Jane's passport scan",
+            "res_model": "res.partner",
+            "res_id": partner.id,
+        }
+    )
+    photo = env["ir.attachment"].create(
+        {
+            "name": "photo.png",
+            "raw": b"\x89PNG Jane's photo",
+            "res_model": "res.partner",
+            "res_id": other.id,
+        }
+    )
     own_note = partner.message_post(
-        body="Jane asked for a callback", author_id=partner.id,
-        message_type="comment", subtype_xmlid="mail.mt_note",
+        body="Jane asked for a callback",
+        author_id=partner.id,
+        message_type="comment",
+        subtype_xmlid="mail.mt_note",
     )
     written = other.message_post(
-        body="Jane writes on Bob's record", author_id=partner.id,
-        message_type="comment", subtype_xmlid="mail.mt_note",
+        body="Jane writes on Bob's record",
+        author_id=partner.id,
+        message_type="comment",
+        subtype_xmlid="mail.mt_note",
         attachment_ids=[photo.id],
     )
     addressed = other.message_post(
-        body="A note for Jane and others", author_id=env.user.partner_id.id,
-        message_type="comment", subtype_xmlid="mail.mt_note",
+        body="A note for Jane and others",
+        author_id=env.user.partner_id.id,
+        message_type="comment",
+        subtype_xmlid="mail.mt_note",
         partner_ids=[partner.id, other.id],
     )
     return {
@@ -103,22 +127,28 @@ def make_subject(env):
 
 def make_verified_request(env, request_type, email=SUBJECT_EMAIL):
     """Create a request as the env's user and verify it with evidence."""
-    request = env["dsr.request"].create({
-        "subject_email": email,
-        "subject_name": "Jane Subject",
-        "request_type": request_type,
-        "regime": "gdpr",
-    })
-    evidence = env["ir.attachment"].create({
-        "name": "id-check.txt",
-        "raw": b"ID card checked at the counter",
-        "res_model": "dsr.request",
-        "res_id": request.id,
-    })
-    request.write({
-        "verification_method": "id_document",
-        "verification_attachment_ids": [(6, 0, evidence.ids)],
-    })
+    request = env["dsr.request"].create(
+        {
+            "subject_email": email,
+            "subject_name": "Jane Subject",
+            "request_type": request_type,
+            "regime": "gdpr",
+        }
+    )
+    evidence = env["ir.attachment"].create(
+        {
+            "name": "id-check.txt",
+            "raw": b"ID card checked at the counter",
+            "res_model": "dsr.request",
+            "res_id": request.id,
+        }
+    )
+    request.write(
+        {
+            "verification_method": "id_document",
+            "verification_attachment_ids": [(6, 0, evidence.ids)],
+        }
+    )
     request.action_verify()
     return request
 
@@ -129,23 +159,37 @@ class DsrCase(TransactionCase):
         super().setUpClass()
         cls.register_dir = tempfile.mkdtemp(prefix="h8_dsr_register_")
         cls.addClassCleanup(shutil.rmtree, cls.register_dir, True)
-        cls.startClassPatcher(patch.dict(os.environ, {
-            suite_keyring.ENV_KEYRING: suite_keyring.generate_key_line(),
-        }))
-        cls.startClassPatcher(patch.dict(config.options, {
-            "dsr_erasure_register_dir": cls.register_dir,
-            "backup_keyring_file": False,
-        }))
+        cls.startClassPatcher(
+            patch.dict(
+                os.environ,
+                {
+                    suite_keyring.ENV_KEYRING: suite_keyring.generate_key_line(),
+                },
+            )
+        )
+        cls.startClassPatcher(
+            patch.dict(
+                config.options,
+                {
+                    "dsr_erasure_register_dir": cls.register_dir,
+                    "backup_keyring_file": False,
+                },
+            )
+        )
         os.environ.pop(suite_keyring.ENV_KEYRING_FILE, None)
         cls.officer = new_test_user(
-            cls.env, login="dsr_officer",
+            cls.env,
+            login="dsr_officer",
             groups="base.group_user,gdpr_dsr.dsr_group_officer",
         )
         cls.outsider = new_test_user(
-            cls.env, login="dsr_outsider", groups="base.group_user",
+            cls.env,
+            login="dsr_outsider",
+            groups="base.group_user",
         )
         cls.auditor = new_test_user(
-            cls.env, login="dsr_auditor",
+            cls.env,
+            login="dsr_auditor",
             groups="base.group_user,audit_export.audit_group_auditor",
         )
         cls.subject = make_subject(cls.env)

@@ -37,10 +37,15 @@ class TestDsrErasure(DsrCase):
     def _refusal_steps(self, request):
         return [
             (e.details or {}).get("step")
-            for e in self.env["audit.event"].sudo().search([
-                ("res_model", "=", "dsr.request"), ("res_id", "=", request.id),
-                ("result", "=", "failure"),
-            ])
+            for e in self.env["audit.event"]
+            .sudo()
+            .search(
+                [
+                    ("res_model", "=", "dsr.request"),
+                    ("res_id", "=", request.id),
+                    ("result", "=", "failure"),
+                ]
+            )
         ]
 
     def _package_document(self, request):
@@ -54,9 +59,12 @@ class TestDsrErasure(DsrCase):
         self.registry.enter_test_mode(self.cr)
         self.addCleanup(self.registry.leave_test_mode)
         request = self._erasure_request()
-        wizard = self.officer_env()["dsr.erasure.wizard"].create({
-            "request_id": request.id, "typed_email": "jane.subject@example.org",
-        })
+        wizard = self.officer_env()["dsr.erasure.wizard"].create(
+            {
+                "request_id": request.id,
+                "typed_email": "jane.subject@example.org",
+            }
+        )
         with self.assertRaises(UserError):
             wizard.action_confirm()
         # case differences count: the gate wants the email exactly
@@ -68,10 +76,17 @@ class TestDsrErasure(DsrCase):
             self.fail("the erasure gate accepted a different email")
         # the refusal is in the audit trail even though the transaction of
         # the refused call is rolled back (it is logged on its own cursor)
-        refused = self.env["audit.event"].sudo().search([
-            ("res_model", "=", "dsr.request"), ("res_id", "=", request.id),
-            ("result", "=", "failure"),
-        ])
+        refused = (
+            self.env["audit.event"]
+            .sudo()
+            .search(
+                [
+                    ("res_model", "=", "dsr.request"),
+                    ("res_id", "=", request.id),
+                    ("result", "=", "failure"),
+                ]
+            )
+        )
         self.assertEqual(
             [(e.details or {}).get("step") for e in refused], ["erasure_refused"]
         )
@@ -84,9 +99,12 @@ class TestDsrErasure(DsrCase):
         )
 
     def test_erasure_requires_verification(self):
-        request = self.officer_env()["dsr.request"].create({
-            "subject_email": SUBJECT_EMAIL, "request_type": "erasure",
-        })
+        request = self.officer_env()["dsr.request"].create(
+            {
+                "subject_email": SUBJECT_EMAIL,
+                "request_type": "erasure",
+            }
+        )
         with self.assertRaises(UserError):
             request._erase(SUBJECT_EMAIL)
         self.assertTrue(self.subject["partner"].exists())
@@ -104,11 +122,15 @@ class TestDsrErasure(DsrCase):
         self.assertTrue(evidence)
         line_keys = set(plan)
 
-        wizard = Form(self.officer_env()["dsr.erasure.wizard"].with_context(
-            default_request_id=request.id
-        ))
-        self.assertEqual(wizard.delete_count + wizard.anonymize_count
-                         + wizard.retain_count, len(request.line_ids))
+        wizard = Form(
+            self.officer_env()["dsr.erasure.wizard"].with_context(
+                default_request_id=request.id
+            )
+        )
+        self.assertEqual(
+            wizard.delete_count + wizard.anonymize_count + wizard.retain_count,
+            len(request.line_ids),
+        )
         wizard.typed_email = f" {SUBJECT_EMAIL} "
         wizard.save().action_confirm()
 
@@ -117,8 +139,14 @@ class TestDsrErasure(DsrCase):
             for ln in request.line_ids
         }
         # deleted
-        for key in ("invoice_address", "delivery_address", "passport",
-                    "photo", "own_note", "written"):
+        for key in (
+            "invoice_address",
+            "delivery_address",
+            "passport",
+            "photo",
+            "own_note",
+            "written",
+        ):
             self.assertFalse(
                 s[key].exists(), (key, notes.get((s[key]._name, s[key].id)))
             )
@@ -128,18 +156,24 @@ class TestDsrErasure(DsrCase):
         self.assertEqual(bank.acc_number, "************6769")
         self.assertFalse(bank.active)
         self.assertEqual(notes[("res.partner.bank", bank.id)][0], "anonymized")
-        self.assertFalse(self.env["mail.message"].search([
-            ("model", "=", "res.partner"), ("res_id", "=", s["partner"].id),
-        ]))
-        self.assertFalse(self.env["mail.followers"].search(
-            [("partner_id", "=", s["partner"].id)]
-        ))
+        self.assertFalse(
+            self.env["mail.message"].search(
+                [
+                    ("model", "=", "res.partner"),
+                    ("res_id", "=", s["partner"].id),
+                ]
+            )
+        )
+        self.assertFalse(
+            self.env["mail.followers"].search([("partner_id", "=", s["partner"].id)])
+        )
         # anonymised: the partner is still the (archived) user's partner
         partner = s["partner"].with_context(active_test=False)
         self.assertTrue(partner.exists())
         self.assertEqual(partner.name, f"Anonymized ({request.name})")
-        self.assertFalse(partner.email or partner.phone or partner.street
-                         or partner.city)
+        self.assertFalse(
+            partner.email or partner.phone or partner.street or partner.city
+        )
         self.assertFalse(partner.active)
         user = s["user"].with_context(active_test=False)
         self.assertFalse(user.active)
@@ -151,9 +185,11 @@ class TestDsrErasure(DsrCase):
         # the bystander is untouched
         self.assertEqual(s["other"].name, "Bob Bystander")
         self.assertEqual(s["other"].email, "bob@example.org")
-        self.assertFalse(self.env["res.partner"].with_context(
-            active_test=False
-        ).search([("email", "=ilike", SUBJECT_EMAIL)]))
+        self.assertFalse(
+            self.env["res.partner"]
+            .with_context(active_test=False)
+            .search([("email", "=ilike", SUBJECT_EMAIL)])
+        )
 
         # the request keeps no personal data, only the digest
         self.assertEqual(request.state, "done")
@@ -199,9 +235,14 @@ class TestDsrErasure(DsrCase):
 
         steps = [
             (e.details or {}).get("step")
-            for e in self.env["audit.event"].sudo().search([
-                ("res_model", "=", "dsr.request"), ("res_id", "=", request.id),
-            ])
+            for e in self.env["audit.event"]
+            .sudo()
+            .search(
+                [
+                    ("res_model", "=", "dsr.request"),
+                    ("res_id", "=", request.id),
+                ]
+            )
         ]
         self.assertIn("erased", steps)
 
@@ -210,21 +251,41 @@ class TestDsrErasure(DsrCase):
             self.skipTest("accounting (account) is not installed")
         env = self.env(context=dict(self.env.context, **NO_MAIL))
         partner = self.subject["partner"]
-        invoice = env["account.move"].create({
-            "move_type": "out_invoice",
-            "partner_id": partner.id,
-            "invoice_line_ids": [(0, 0, {
-                "name": "Repair", "quantity": 1, "price_unit": 100.0,
-            })],
-        })
+        invoice = env["account.move"].create(
+            {
+                "move_type": "out_invoice",
+                "partner_id": partner.id,
+                "invoice_line_ids": [
+                    (
+                        0,
+                        0,
+                        {
+                            "name": "Repair",
+                            "quantity": 1,
+                            "price_unit": 100.0,
+                        },
+                    )
+                ],
+            }
+        )
         invoice.action_post()
-        draft = env["account.move"].create({
-            "move_type": "out_invoice",
-            "partner_id": partner.id,
-            "invoice_line_ids": [(0, 0, {
-                "name": "Quote", "quantity": 1, "price_unit": 10.0,
-            })],
-        })
+        draft = env["account.move"].create(
+            {
+                "move_type": "out_invoice",
+                "partner_id": partner.id,
+                "invoice_line_ids": [
+                    (
+                        0,
+                        0,
+                        {
+                            "name": "Quote",
+                            "quantity": 1,
+                            "price_unit": 10.0,
+                        },
+                    )
+                ],
+            }
+        )
         request = self._erasure_request()
         lines = {(ln.res_model, ln.res_id): ln for ln in request.line_ids}
         self.assertEqual(lines[("account.move", invoice.id)].planned_action, "retain")
@@ -249,13 +310,17 @@ class TestDsrErasure(DsrCase):
         self.assertTrue(invoice.exists())
         self.assertEqual(invoice.state, "posted")
         self.assertEqual(invoice.partner_id, partner)
-        self.assertEqual(partner.with_context(active_test=False).name,
-                         f"Anonymized ({request.name})")
+        self.assertEqual(
+            partner.with_context(active_test=False).name, f"Anonymized ({request.name})"
+        )
         self.assertNotIn("Jane", invoice.invoice_partner_display_name)
         self.assertFalse(draft.exists())
         document = request._certificate_document()
-        retained = [r for r in document["records"]
-                    if (r["model"], r["id"]) == ("account.move", invoice.id)]
+        retained = [
+            r
+            for r in document["records"]
+            if (r["model"], r["id"]) == ("account.move", invoice.id)
+        ]
         self.assertEqual(retained[0]["result"], "retained")
         self.assertIn("Art. 17(3)(b)", retained[0]["reason"])
 
@@ -281,8 +346,11 @@ class TestDsrErasure(DsrCase):
         self.assertEqual(s["passport"].raw, b"%PDF-1.4 Jane's passport scan")
         self.assertFalse(s["invoice_address"].exists())
         document = request._certificate_document()
-        kept = [r for r in document["records"]
-                if (r["model"], r["id"]) == ("ir.attachment", s["passport"].id)]
+        kept = [
+            r
+            for r in document["records"]
+            if (r["model"], r["id"]) == ("ir.attachment", s["passport"].id)
+        ]
         self.assertEqual(kept[0]["result"], "retained")
         # closed: the plan cannot change any more
         with self.assertRaises(UserError):
@@ -292,11 +360,15 @@ class TestDsrErasure(DsrCase):
         self._audit_refusals_in_test_transaction()
         request = self._erasure_request()
         env = self.env(context=dict(self.env.context, **NO_MAIL))
-        late = env["mail.message"].create({
-            "model": "res.partner", "res_id": self.subject["other"].id,
-            "body": "Jane wrote again", "author_id": self.subject["partner"].id,
-            "message_type": "comment",
-        })
+        late = env["mail.message"].create(
+            {
+                "model": "res.partner",
+                "res_id": self.subject["other"].id,
+                "body": "Jane wrote again",
+                "author_id": self.subject["partner"].id,
+                "message_type": "comment",
+            }
+        )
         message = self._refused(request)
         self.assertIn("not listed", message)
         self.assertIn(f"mail.message #{late.id}", message)
@@ -320,12 +392,14 @@ class TestDsrErasure(DsrCase):
         )
         self.assertEqual(line.planned_action, "delete")
         # sealed by the server but for another plan than the discovery's now
-        line.sudo().write({
-            "planned_action": "anonymize",
-            "seal": line._seal_value(
-                request.id, line.res_model, line.res_id, line.category, "anonymize"
-            ),
-        })
+        line.sudo().write(
+            {
+                "planned_action": "anonymize",
+                "seal": line._seal_value(
+                    request.id, line.res_model, line.res_id, line.category, "anonymize"
+                ),
+            }
+        )
         message = self._refused(request)
         self.assertIn(f"res.partner.bank #{bank.id}", message)
         self.assertIn("plan changed", message)
@@ -337,12 +411,15 @@ class TestDsrErasure(DsrCase):
         self._audit_refusals_in_test_transaction()
         env = self.env(context=dict(self.env.context, **NO_MAIL))
         admin = new_test_user(
-            env, login="dsr_admin_subject", groups="base.group_system",
+            env,
+            login="dsr_admin_subject",
+            groups="base.group_system",
             email="admin.subject@example.com",
         )
         admin.partner_id.email = SUBJECT_EMAIL
         note = admin.partner_id.message_post(
-            body="about the admin", message_type="comment",
+            body="about the admin",
+            message_type="comment",
             subtype_xmlid="mail.mt_note",
         )
         request = self._erasure_request()
@@ -364,12 +441,14 @@ class TestDsrErasure(DsrCase):
     def test_configuration_records_are_never_erased(self):
         env = self.env(context=dict(self.env.context, **NO_MAIL))
         partner = self.subject["partner"]
-        action = env["ir.actions.server"].create({
-            "name": "Add Jane as follower",
-            "model_id": env.ref("base.model_res_partner").id,
-            "state": "followers",
-            "partner_ids": [(6, 0, partner.ids)],
-        })
+        action = env["ir.actions.server"].create(
+            {
+                "name": "Add Jane as follower",
+                "model_id": env.ref("base.model_res_partner").id,
+                "state": "followers",
+                "partner_ids": [(6, 0, partner.ids)],
+            }
+        )
         request = self._erasure_request()
         lines = {(ln.res_model, ln.res_id): ln for ln in request.line_ids}
         action_line = lines[("ir.actions.server", action.id)]

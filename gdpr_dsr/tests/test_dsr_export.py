@@ -22,9 +22,12 @@ class TestDsrExport(DsrCase):
         profile = {s["partner"].id, s["invoice_address"].id, s["delivery_address"].id}
         # apps may log on the subject's own contact (accounting logs the bank
         # account creation there): those messages are part of the subject's data
-        logged = self.env["mail.message"].search([
-            ("model", "=", "res.partner"), ("res_id", "in", list(profile)),
-        ])
+        logged = self.env["mail.message"].search(
+            [
+                ("model", "=", "res.partner"),
+                ("res_id", "in", list(profile)),
+            ]
+        )
         return {
             "profile": profile,
             "messages": {s["own_note"].id, s["written"].id, s["addressed"].id}
@@ -46,9 +49,11 @@ class TestDsrExport(DsrCase):
         self.assertEqual(by_model["ir.attachment"], expected["attachments"])
         self.assertEqual(by_model["res.users"], {self.subject["user"].id})
         self.assertEqual(by_model["res.partner.bank"], {self.subject["bank"].id})
-        followers = self.env["mail.followers"].search([
-            ("partner_id", "in", list(expected["profile"])),
-        ])
+        followers = self.env["mail.followers"].search(
+            [
+                ("partner_id", "in", list(expected["profile"])),
+            ]
+        )
         self.assertEqual(by_model.get("mail.followers", set()), set(followers.ids))
         # the bystander is never part of the subject's data
         self.assertNotIn(self.subject["other"].id, by_model["res.partner"])
@@ -65,9 +70,12 @@ class TestDsrExport(DsrCase):
         )
 
     def test_exclusion_list_extends_the_scan(self):
-        self.env["dsr.discovery.exclusion"].create({
-            "model_name": "res.partner.bank", "reason": "kept out by the admin",
-        })
+        self.env["dsr.discovery.exclusion"].create(
+            {
+                "model_name": "res.partner.bank",
+                "reason": "kept out by the admin",
+            }
+        )
         request = make_verified_request(self.officer_env(), "access")
         request.action_discover()
         models = set(request.line_ids.mapped("res_model"))
@@ -75,18 +83,23 @@ class TestDsrExport(DsrCase):
         self.assertIn("res.users", models)
         # only administrators maintain the list
         with self.assertRaises(AccessError):
-            self.env["dsr.discovery.exclusion"].with_user(self.officer).create({
-                "model_name": "res.users", "reason": "hide users",
-            })
+            self.env["dsr.discovery.exclusion"].with_user(self.officer).create(
+                {
+                    "model_name": "res.users",
+                    "reason": "hide users",
+                }
+            )
 
     def _generate(self, password=None):
         env = self.officer_env()
         request = make_verified_request(env, "access")
-        wizard = env["dsr.package.wizard"].create({
-            "request_id": request.id,
-            "password": password,
-            "password_confirm": password,
-        })
+        wizard = env["dsr.package.wizard"].create(
+            {
+                "request_id": request.id,
+                "password": password,
+                "password_confirm": password,
+            }
+        )
         action = wizard.action_generate()
         self.assertEqual(action["url"], f"/gdpr_dsr/package/{request.id}")
         # the password is used when the wizard is saved and stored nowhere
@@ -110,9 +123,7 @@ class TestDsrExport(DsrCase):
             f"attachments/{s['photo'].id}-photo.png",
         }
         self.assertEqual(set(names), {"data.json"} | attachment_names)
-        self.assertEqual(
-            {p["id"] for p in document["profile"]}, expected["profile"]
-        )
+        self.assertEqual({p["id"] for p in document["profile"]}, expected["profile"])
         jane = next(p for p in document["profile"] if p["id"] == s["partner"].id)
         self.assertEqual(jane["name"], "Jane Subject")
         # as stored (the padding is how the partner was typed in)
@@ -128,9 +139,7 @@ class TestDsrExport(DsrCase):
         self.assertEqual(
             {a["id"] for a in document["attachments"]}, expected["attachments"]
         )
-        self.assertEqual(
-            {a["file"] for a in document["attachments"]}, attachment_names
-        )
+        self.assertEqual({a["file"] for a in document["attachments"]}, attachment_names)
         banks = document["payment_information"]["res.partner.bank"]
         self.assertEqual([b["id"] for b in banks], [s["bank"].id])
         self.assertEqual(banks[0]["acc_number"], "************6769")
@@ -161,9 +170,17 @@ class TestDsrExport(DsrCase):
         self.assertEqual(
             request.package_expiry - request.package_generated_on, timedelta(days=30)
         )
-        steps = self.env["audit.event"].sudo().search([
-            ("res_model", "=", "dsr.request"), ("res_id", "=", request.id),
-        ]).mapped(lambda e: (e.details or {}).get("step"))
+        steps = (
+            self.env["audit.event"]
+            .sudo()
+            .search(
+                [
+                    ("res_model", "=", "dsr.request"),
+                    ("res_id", "=", request.id),
+                ]
+            )
+            .mapped(lambda e: (e.details or {}).get("step"))
+        )
         self.assertEqual(
             sorted(steps), ["downloaded", "exported", "received", "verified"]
         )
@@ -187,29 +204,40 @@ class TestDsrExport(DsrCase):
         request = make_verified_request(env, "access")
         request.action_discover()
         jane = self.subject["user"]
-        key = self.env["res.users.apikeys"].with_user(jane).sudo()._generate(
-            None, "jane's script", False
+        key = (
+            self.env["res.users.apikeys"]
+            .with_user(jane)
+            .sudo()
+            ._generate(None, "jane's script", False)
         )
-        apikey = self.env["res.users.apikeys"].sudo().search(
-            [("user_id", "=", jane.id)]
+        apikey = (
+            self.env["res.users.apikeys"].sudo().search([("user_id", "=", jane.id)])
         )
         self.assertEqual(len(apikey), 1)
         # as an app-specific discovery hook would list it
         Line = self.env["dsr.request.line"].sudo()
-        Line.create({
-            "request_id": request.id, "res_model": "res.users.apikeys",
-            "res_id": apikey.id, "category": "record", "planned_action": "export",
-            "seal": Line._seal_value(
-                request.id, "res.users.apikeys", apikey.id, "record", "export"
-            ),
-        })
+        Line.create(
+            {
+                "request_id": request.id,
+                "res_model": "res.users.apikeys",
+                "res_id": apikey.id,
+                "category": "record",
+                "planned_action": "export",
+                "seal": Line._seal_value(
+                    request.id, "res.users.apikeys", apikey.id, "record", "export"
+                ),
+            }
+        )
         request._generate_package()
         with zipfile.ZipFile(io.BytesIO(request._read_package())) as archive:
             raw = archive.read("data.json")
         document = json.loads(raw)
         self.assertIn(
-            {"model": "res.users.apikeys", "id": apikey.id,
-             "reason": "holds credentials (never exported)"},
+            {
+                "model": "res.users.apikeys",
+                "id": apikey.id,
+                "reason": "holds credentials (never exported)",
+            },
             document["withheld"],
         )
         self.assertNotIn("res.users.apikeys", document["records"])
@@ -228,8 +256,13 @@ class TestDsrExport(DsrCase):
                 for fname in row:
                     field = fields_[fname]
                     self.assertFalse(
-                        is_withheld(model, fname, field.type, field.groups,
-                                    self.officer.has_group),
+                        is_withheld(
+                            model,
+                            fname,
+                            field.type,
+                            field.groups,
+                            self.officer.has_group,
+                        ),
                         f"{model}.{fname} is a secret or restricted field",
                     )
                     checked += 1
@@ -241,15 +274,21 @@ class TestDsrExport(DsrCase):
         env = self.officer_env()
         request = make_verified_request(env, "access")
         with self.assertRaises(UserError):
-            env["dsr.package.wizard"].create({
-                "request_id": request.id, "password": "abcdefgh1",
-                "password_confirm": "abcdefgh2",
-            })
+            env["dsr.package.wizard"].create(
+                {
+                    "request_id": request.id,
+                    "password": "abcdefgh1",
+                    "password_confirm": "abcdefgh2",
+                }
+            )
         with self.assertRaises(UserError):
-            env["dsr.package.wizard"].create({
-                "request_id": request.id, "password": "short",
-                "password_confirm": "short",
-            })
+            env["dsr.package.wizard"].create(
+                {
+                    "request_id": request.id,
+                    "password": "short",
+                    "password_confirm": "short",
+                }
+            )
         self.assertFalse(request.package_generated_on)
         request._generate_package()
         with freeze_time(fields.Datetime.now() + timedelta(days=31)):

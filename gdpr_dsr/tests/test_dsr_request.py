@@ -13,31 +13,50 @@ class TestDsrRequest(DsrCase):
     def test_register_sequence_deadline_and_overdue(self):
         env = self.officer_env()
         with freeze_time("2026-03-01"):
-            gdpr = env["dsr.request"].create({
-                "subject_email": SUBJECT_EMAIL, "received_date": "2026-01-10",
-            })
-            ccpa = env["dsr.request"].create({
-                "subject_email": SUBJECT_EMAIL, "regime": "ccpa",
-                "received_date": "2026-02-20",
-            })
+            gdpr = env["dsr.request"].create(
+                {
+                    "subject_email": SUBJECT_EMAIL,
+                    "received_date": "2026-01-10",
+                }
+            )
+            ccpa = env["dsr.request"].create(
+                {
+                    "subject_email": SUBJECT_EMAIL,
+                    "regime": "ccpa",
+                    "received_date": "2026-02-20",
+                }
+            )
             self.assertRegex(gdpr.name, r"^DSR/2026/\d{4}$")
             self.assertNotEqual(gdpr.name, ccpa.name)
             self.assertEqual(gdpr.deadline, date(2026, 2, 9))
             self.assertEqual(ccpa.deadline, date(2026, 4, 6))
             self.assertTrue(gdpr.is_overdue)
             self.assertFalse(ccpa.is_overdue)
-            overdue = env["dsr.request"].search([
-                ("id", "in", (gdpr | ccpa).ids), ("is_overdue", "=", True),
-            ])
+            overdue = env["dsr.request"].search(
+                [
+                    ("id", "in", (gdpr | ccpa).ids),
+                    ("is_overdue", "=", True),
+                ]
+            )
             self.assertEqual(overdue, gdpr)
-            not_overdue = env["dsr.request"].search([
-                ("id", "in", (gdpr | ccpa).ids), ("is_overdue", "=", False),
-            ])
+            not_overdue = env["dsr.request"].search(
+                [
+                    ("id", "in", (gdpr | ccpa).ids),
+                    ("is_overdue", "=", False),
+                ]
+            )
             self.assertEqual(not_overdue, ccpa)
         self.assertEqual(gdpr.state, "received")
-        events = self.env["audit.event"].sudo().search([
-            ("res_model", "=", "dsr.request"), ("res_id", "=", gdpr.id),
-        ])
+        events = (
+            self.env["audit.event"]
+            .sudo()
+            .search(
+                [
+                    ("res_model", "=", "dsr.request"),
+                    ("res_id", "=", gdpr.id),
+                ]
+            )
+        )
         self.assertEqual(len(events), 1)
         self.assertEqual(events.action, "dsr")
 
@@ -70,9 +89,17 @@ class TestDsrRequest(DsrCase):
         request.rejection_reason = "Identity could not be verified"
         request.action_reject()
         self.assertEqual(request.state, "rejected")
-        steps = self.env["audit.event"].sudo().search([
-            ("res_model", "=", "dsr.request"), ("res_id", "=", request.id),
-        ]).mapped(lambda e: (e.details or {}).get("step"))
+        steps = (
+            self.env["audit.event"]
+            .sudo()
+            .search(
+                [
+                    ("res_model", "=", "dsr.request"),
+                    ("res_id", "=", request.id),
+                ]
+            )
+            .mapped(lambda e: (e.details or {}).get("step"))
+        )
         self.assertEqual(sorted(steps), ["received", "rejected"])
         with self.assertRaises(UserError):
             request.action_discover()
@@ -80,18 +107,27 @@ class TestDsrRequest(DsrCase):
     def test_reminder_activity_for_assignee_once(self):
         env = self.officer_env()
         with freeze_time("2026-03-01"):
-            due = env["dsr.request"].create({
-                "subject_email": SUBJECT_EMAIL, "received_date": "2026-02-05",
-            })
-            later = env["dsr.request"].create({
-                "subject_email": SUBJECT_EMAIL, "received_date": "2026-02-27",
-            })
+            due = env["dsr.request"].create(
+                {
+                    "subject_email": SUBJECT_EMAIL,
+                    "received_date": "2026-02-05",
+                }
+            )
+            later = env["dsr.request"].create(
+                {
+                    "subject_email": SUBJECT_EMAIL,
+                    "received_date": "2026-02-27",
+                }
+            )
             requests = due | later
             self.env["dsr.request"]._cron_remind_deadlines()
             self.env["dsr.request"]._cron_remind_deadlines()
-        activities = self.env["mail.activity"].search([
-            ("res_model", "=", "dsr.request"), ("res_id", "in", requests.ids),
-        ])
+        activities = self.env["mail.activity"].search(
+            [
+                ("res_model", "=", "dsr.request"),
+                ("res_id", "in", requests.ids),
+            ]
+        )
         self.assertEqual(len(activities), 1)
         self.assertEqual(activities.res_id, due.id)
         self.assertEqual(activities.user_id, self.officer)

@@ -20,7 +20,9 @@ from .common import SUBJECT_EMAIL, make_subject, make_verified_request
 def _pg_env():
     env = dict(os.environ)
     for option, variable in (
-        ("db_host", "PGHOST"), ("db_port", "PGPORT"), ("db_user", "PGUSER"),
+        ("db_host", "PGHOST"),
+        ("db_port", "PGPORT"),
+        ("db_user", "PGUSER"),
         ("db_password", "PGPASSWORD"),
     ):
         if config.get(option):
@@ -29,9 +31,7 @@ def _pg_env():
 
 
 def _run(*args):
-    subprocess.run(
-        args, check=True, env=_pg_env(), capture_output=True, timeout=600
-    )
+    subprocess.run(args, check=True, env=_pg_env(), capture_output=True, timeout=600)
 
 
 @tagged("post_install", "-at_install")
@@ -52,15 +52,21 @@ class TestErasureSurvivesRestore(BaseCase):
         self.live, self.restored = f"{tag}_live", f"{tag}_restored"
         self.tmp = tempfile.mkdtemp(prefix="h8_dsr_restore_")
         self.addCleanup(shutil.rmtree, self.tmp, True)
-        patcher = patch.dict(os.environ, {
-            suite_keyring.ENV_KEYRING: suite_keyring.generate_key_line(),
-        })
+        patcher = patch.dict(
+            os.environ,
+            {
+                suite_keyring.ENV_KEYRING: suite_keyring.generate_key_line(),
+            },
+        )
         patcher.start()
         self.addCleanup(patcher.stop)
         self.register_dir = os.path.join(self.tmp, "register")
-        patcher = patch.dict(config.options, {
-            "dsr_erasure_register_dir": self.register_dir,
-        })
+        patcher = patch.dict(
+            config.options,
+            {
+                "dsr_erasure_register_dir": self.register_dir,
+            },
+        )
         patcher.start()
         self.addCleanup(patcher.stop)
         template = os.path.join(self.tmp, "template.dump")
@@ -89,7 +95,8 @@ class TestErasureSurvivesRestore(BaseCase):
             # own erasure register file), as a restore of it will keep
             env["ir.config_parameter"].set_param("database.uuid", str(uuid.uuid4()))
             officer = new_test_user(
-                env, login="dsr_restore_officer",
+                env,
+                login="dsr_restore_officer",
                 groups="base.group_user,gdpr_dsr.dsr_group_officer",
             )
             subject = make_subject(env)
@@ -110,17 +117,16 @@ class TestErasureSurvivesRestore(BaseCase):
             env["dsr.request"].browse(request_id)._erase(SUBJECT_EMAIL)
         with live.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {"active_test": False})
-            self.assertFalse(env["res.partner"].search(
-                [("email", "=ilike", SUBJECT_EMAIL)]
-            ))
+            self.assertFalse(
+                env["res.partner"].search([("email", "=ilike", SUBJECT_EMAIL)])
+            )
             register_path = env["dsr.request"]._erasure_register().path
         self.assertTrue(os.path.exists(register_path))
 
         # the restore of the pre-erasure backup brings the subject back...
         _run("createdb", self.restored)
         self.addCleanup(self._drop_db, self.restored)
-        _run("pg_restore", "--no-owner", "--exit-on-error", "-d", self.restored,
-             backup)
+        _run("pg_restore", "--no-owner", "--exit-on-error", "-d", self.restored, backup)
         shutil.copytree(
             filestore_backup, config.filestore(self.restored), dirs_exist_ok=True
         )
@@ -129,22 +135,23 @@ class TestErasureSurvivesRestore(BaseCase):
             env = api.Environment(cr, SUPERUSER_ID, {"active_test": False})
             partner = env["res.partner"].browse(ids["partner"])
             self.assertEqual(partner.name, "Jane Subject")
-            self.assertEqual(env["dsr.request"]._erasure_register().path,
-                             register_path)
+            self.assertEqual(env["dsr.request"]._erasure_register().path, register_path)
             # ...until the hook db_backup_suite calls after every restore runs
-            applied = env["dsr.request"]._on_database_restored({
-                "archive_created_at": archive_created_at,
-                "archive_name": "backup.dump",
-                "target": "production",
-                "database": self.restored,
-            })
+            applied = env["dsr.request"]._on_database_restored(
+                {
+                    "archive_created_at": archive_created_at,
+                    "archive_name": "backup.dump",
+                    "target": "production",
+                    "database": self.restored,
+                }
+            )
             self.assertEqual(len(applied), 1)
             self.assertGreater(applied[0]["records"], 5)
         with restored.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {"active_test": False})
-            self.assertFalse(env["res.partner"].search(
-                [("email", "=ilike", SUBJECT_EMAIL)]
-            ))
+            self.assertFalse(
+                env["res.partner"].search([("email", "=ilike", SUBJECT_EMAIL)])
+            )
             self.assertFalse(env["res.partner"].search([("name", "ilike", "Jane")]))
             partner = env["res.partner"].browse(ids["partner"])
             self.assertTrue(partner.name.startswith("Anonymized ("))
@@ -160,23 +167,31 @@ class TestErasureSurvivesRestore(BaseCase):
             user = env["res.users"].browse(ids["user"])
             self.assertFalse(user.active)
             self.assertTrue(user.login.startswith("erased-"))
-            self.assertEqual(env["res.partner"].browse(ids["other"]).name,
-                             "Bob Bystander")
+            self.assertEqual(
+                env["res.partner"].browse(ids["other"]).name, "Bob Bystander"
+            )
             request = env["dsr.request"].browse(request_id)
             self.assertEqual(request.state, "done")
             self.assertFalse(request.subject_email)
             # idempotent: a second call finds nothing left to erase
-            again = env["dsr.request"]._on_database_restored({
-                "archive_created_at": archive_created_at,
-                "archive_name": "backup.dump",
-                "target": "production",
-                "database": self.restored,
-            })
+            again = env["dsr.request"]._on_database_restored(
+                {
+                    "archive_created_at": archive_created_at,
+                    "archive_name": "backup.dump",
+                    "target": "production",
+                    "database": self.restored,
+                }
+            )
             self.assertEqual([entry["records"] for entry in again], [0], again)
             # an archive taken after the erasure re-applies nothing
-            self.assertEqual(env["dsr.request"]._on_database_restored({
-                "archive_created_at": datetime.now(UTC),
-                "archive_name": "later.dump",
-                "target": "production",
-                "database": self.restored,
-            }), [])
+            self.assertEqual(
+                env["dsr.request"]._on_database_restored(
+                    {
+                        "archive_created_at": datetime.now(UTC),
+                        "archive_name": "later.dump",
+                        "target": "production",
+                        "database": self.restored,
+                    }
+                ),
+                [],
+            )

@@ -7,7 +7,8 @@ from odoo.tests import HttpCase, new_test_user, tagged
 class TestDsrTour(HttpCase):
     def test_officer_registers_request(self):
         new_test_user(
-            self.env, login="dsr_tour_officer",
+            self.env,
+            login="dsr_tour_officer",
             groups="base.group_user,gdpr_dsr.dsr_group_officer",
         )
         self.start_tour(

@@ -35,7 +35,8 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
         cls.company_a = cls.env.company
         cls.company_b = cls.env["res.company"].create({"name": "DSR Company B"})
         cls.officer_b = new_test_user(
-            cls.env, login="dsr_officer_b",
+            cls.env,
+            login="dsr_officer_b",
             groups="base.group_user,gdpr_dsr.dsr_group_officer",
             company_id=cls.company_b.id,
             company_ids=[Command.set(cls.company_b.ids)],
@@ -48,14 +49,19 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
     # -- helpers -------------------------------------------------------------------
     def rpc(self, model, method, *args, **kwargs):
         payload = {
-            "jsonrpc": "2.0", "method": "call", "id": 1,
+            "jsonrpc": "2.0",
+            "method": "call",
+            "id": 1,
             "params": {
-                "model": model, "method": method, "args": list(args),
+                "model": model,
+                "method": method,
+                "args": list(args),
                 "kwargs": kwargs,
             },
         }
         response = self.url_open(
-            f"/web/dataset/call_kw/{model}/{method}", data=json.dumps(payload),
+            f"/web/dataset/call_kw/{model}/{method}",
+            data=json.dumps(payload),
             headers={"Content-Type": "application/json"},
         )
         self.assertEqual(response.status_code, 200, response.text[:500])
@@ -66,7 +72,8 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
         return its message."""
         self.assertNotIn("result", reply, f"the server accepted: {reply}")
         self.assertEqual(
-            reply["error"]["data"]["name"], f"odoo.exceptions.{error}",
+            reply["error"]["data"]["name"],
+            f"odoo.exceptions.{error}",
             reply["error"]["data"].get("message"),
         )
         return reply["error"]["data"]["message"]
@@ -75,8 +82,17 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
         rule = self.rule.sudo().with_context(active_test=False)
         self.assertTrue(rule.exists())
         return rule.read(
-            ["name", "model_id", "domain_force", "active", "groups",
-             "perm_read", "perm_write", "perm_create", "perm_unlink"],
+            [
+                "name",
+                "model_id",
+                "domain_force",
+                "active",
+                "groups",
+                "perm_read",
+                "perm_write",
+                "perm_create",
+                "perm_unlink",
+            ],
         )[0]
 
     def admin_snapshot(self):
@@ -97,8 +113,11 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
     def _blob(self, purpose, tenant, payload=b"PK\x03\x04 a backup payload"):
         buffer = io.BytesIO()
         writer = streamcrypt.EncryptingWriter(
-            buffer, keyring=self.env["dsr.request"]._keyring(), tenant=tenant,
-            purpose=purpose, content_type="application/zip",
+            buffer,
+            keyring=self.env["dsr.request"]._keyring(),
+            tenant=tenant,
+            purpose=purpose,
+            content_type="application/zip",
         )
         writer.write(payload)
         writer.close()
@@ -114,39 +133,84 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
         self.authenticate("dsr_officer", "dsr_officer")
 
         forged = {
-            "request_id": request.id, "res_model": "ir.rule", "res_id": self.rule.id,
-            "category": "profile", "planned_action": "delete",
+            "request_id": request.id,
+            "res_model": "ir.rule",
+            "res_id": self.rule.id,
+            "category": "profile",
+            "planned_action": "delete",
         }
         self.assertRpcError(
             self.rpc("dsr.request.line", "create", forged), "AccessError"
         )
-        self.assertRpcError(self.rpc("dsr.request.line", "create", dict(
-            forged, res_model="res.users", res_id=self.admin.id, category="user",
-            planned_action="anonymize",
-        )), "AccessError")
-        self.assertRpcError(self.rpc(
-            "dsr.request.line", "write", line.ids,
-            {"res_model": "ir.rule", "res_id": self.rule.id,
-             "planned_action": "delete"},
-        ), "AccessError")
-        self.assertRpcError(self.rpc(
-            "dsr.request.line", "write", line.ids, {"result": "deleted"},
-        ), "AccessError")
+        self.assertRpcError(
+            self.rpc(
+                "dsr.request.line",
+                "create",
+                dict(
+                    forged,
+                    res_model="res.users",
+                    res_id=self.admin.id,
+                    category="user",
+                    planned_action="anonymize",
+                ),
+            ),
+            "AccessError",
+        )
+        self.assertRpcError(
+            self.rpc(
+                "dsr.request.line",
+                "write",
+                line.ids,
+                {
+                    "res_model": "ir.rule",
+                    "res_id": self.rule.id,
+                    "planned_action": "delete",
+                },
+            ),
+            "AccessError",
+        )
+        self.assertRpcError(
+            self.rpc(
+                "dsr.request.line",
+                "write",
+                line.ids,
+                {"result": "deleted"},
+            ),
+            "AccessError",
+        )
         self.assertRpcError(
             self.rpc("dsr.request.line", "unlink", line.ids), "AccessError"
         )
         # through the request's one2many: the lines are the server's
-        message = self.assertRpcError(self.rpc(
-            "dsr.request", "write", request.ids,
-            {"line_ids": [Command.create(forged)]},
-        ), "AccessError")
+        message = self.assertRpcError(
+            self.rpc(
+                "dsr.request",
+                "write",
+                request.ids,
+                {"line_ids": [Command.create(forged)]},
+            ),
+            "AccessError",
+        )
         self.assertIn("line_ids", message)
-        self.assertRpcError(self.rpc(
-            "dsr.request", "write", request.ids,
-            {"line_ids": [Command.update(line.id, {
-                "res_model": "ir.rule", "res_id": self.rule.id,
-            })]},
-        ), "AccessError")
+        self.assertRpcError(
+            self.rpc(
+                "dsr.request",
+                "write",
+                request.ids,
+                {
+                    "line_ids": [
+                        Command.update(
+                            line.id,
+                            {
+                                "res_model": "ir.rule",
+                                "res_id": self.rule.id,
+                            },
+                        )
+                    ]
+                },
+            ),
+            "AccessError",
+        )
 
         self.assertEqual(self.lines_snapshot(request), lines_before)
         self.assertEqual(self.rule_snapshot(), rule_before)
@@ -162,18 +226,39 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
         partner = self.subject["partner"]
         cases = [
             # unsealed: not written by the discovery
-            ({"res_model": "ir.rule", "res_id": self.rule.id,
-              "category": "profile", "planned_action": "delete"}, False,
-             "not listed by the discovery"),
+            (
+                {
+                    "res_model": "ir.rule",
+                    "res_id": self.rule.id,
+                    "category": "profile",
+                    "planned_action": "delete",
+                },
+                False,
+                "not listed by the discovery",
+            ),
             # sealed with the database secret (a leaked secret): the model is
             # still never erased
-            ({"res_model": "ir.rule", "res_id": self.rule.id,
-              "category": "record", "planned_action": "delete"}, True,
-             "never lists this model"),
+            (
+                {
+                    "res_model": "ir.rule",
+                    "res_id": self.rule.id,
+                    "category": "record",
+                    "planned_action": "delete",
+                },
+                True,
+                "never lists this model",
+            ),
             # the administrator's account: not tied to the subject
-            ({"res_model": "res.users", "res_id": self.admin.id,
-              "category": "user", "planned_action": "anonymize"}, True,
-             "no longer tied to the subject"),
+            (
+                {
+                    "res_model": "res.users",
+                    "res_id": self.admin.id,
+                    "category": "user",
+                    "planned_action": "anonymize",
+                },
+                True,
+                "no longer tied to the subject",
+            ),
         ]
         self.authenticate("dsr_officer", "dsr_officer")
         for values, sealed, expected in cases:
@@ -181,14 +266,22 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
                 values = dict(values, request_id=request.id)
                 if sealed:
                     values["seal"] = Line._seal_value(
-                        request.id, values["res_model"], values["res_id"],
-                        values["category"], values["planned_action"],
+                        request.id,
+                        values["res_model"],
+                        values["res_id"],
+                        values["category"],
+                        values["planned_action"],
                     )
                 forged = Line.create(values)
                 lines_before = self.lines_snapshot(request)
-                reply = self.rpc("dsr.erasure.wizard", "create", {
-                    "request_id": request.id, "typed_email": SUBJECT_EMAIL,
-                })
+                reply = self.rpc(
+                    "dsr.erasure.wizard",
+                    "create",
+                    {
+                        "request_id": request.id,
+                        "typed_email": SUBJECT_EMAIL,
+                    },
+                )
                 wizard_id = reply["result"]
                 message = self.assertRpcError(
                     self.rpc("dsr.erasure.wizard", "action_confirm", [wizard_id]),
@@ -214,9 +307,12 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
     # -- server-owned state ------------------------------------------------------------
     def test_state_and_verification_are_server_owned(self):
         env = self.officer_env()
-        request = env["dsr.request"].create({
-            "subject_email": SUBJECT_EMAIL, "request_type": "erasure",
-        })
+        request = env["dsr.request"].create(
+            {
+                "subject_email": SUBJECT_EMAIL,
+                "request_type": "erasure",
+            }
+        )
         verified = make_verified_request(env, "access")
         self.authenticate("dsr_officer", "dsr_officer")
         forged_values = {
@@ -235,26 +331,43 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
             "certificate_html": base64.b64encode(b"<p>erased</p>").decode(),
             "discovered_on": "2026-01-01 10:00:00",
         }
-        fields_read = ["state", "verified_by_id", "verified_on", "name",
-                       "erasure_id", "package_generated_on", "certificate_json"]
+        fields_read = [
+            "state",
+            "verified_by_id",
+            "verified_on",
+            "name",
+            "erasure_id",
+            "package_generated_on",
+            "certificate_json",
+        ]
         before = request.read(fields_read)
         for fname, value in forged_values.items():
             with self.subTest(field=fname):
-                message = self.assertRpcError(self.rpc(
-                    "dsr.request", "write", request.ids, {fname: value},
-                ), "AccessError")
+                message = self.assertRpcError(
+                    self.rpc(
+                        "dsr.request",
+                        "write",
+                        request.ids,
+                        {fname: value},
+                    ),
+                    "AccessError",
+                )
                 self.assertIn(fname, message)
-                message = self.assertRpcError(self.rpc(
-                    "dsr.request", "create",
-                    {"subject_email": "x@example.com", fname: value},
-                ), "AccessError")
+                message = self.assertRpcError(
+                    self.rpc(
+                        "dsr.request",
+                        "create",
+                        {"subject_email": "x@example.com", fname: value},
+                    ),
+                    "AccessError",
+                )
                 self.assertIn(fname, message)
         request.invalidate_recordset()
         self.assertEqual(request.read(fields_read), before)
         self.assertEqual(request.state, "received")
-        self.assertFalse(self.env["dsr.request"].search(
-            [("subject_email", "=", "x@example.com")]
-        ))
+        self.assertFalse(
+            self.env["dsr.request"].search([("subject_email", "=", "x@example.com")])
+        )
 
         # what the verification rests on is frozen once verified...
         for vals in (
@@ -277,22 +390,37 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
         self.assertRpcError(
             self.rpc("ir.attachment", "unlink", evidence.ids), "AccessError"
         )
-        self.assertRpcError(self.rpc(
-            "ir.attachment", "write", evidence.ids,
-            {"raw": base64.b64encode(b"forged").decode()},
-        ), "AccessError")
+        self.assertRpcError(
+            self.rpc(
+                "ir.attachment",
+                "write",
+                evidence.ids,
+                {"raw": base64.b64encode(b"forged").decode()},
+            ),
+            "AccessError",
+        )
         self.assertEqual(evidence.raw, b"ID card checked at the counter")
 
         # evidence must be a file of this request: not someone else's document
         # (the erasure deletes the evidence)
         passport = self.subject["passport"]
-        self.rpc("dsr.request", "write", request.ids, {
-            "verification_method": "id_document",
-        })
-        self.assertRpcError(self.rpc(
-            "dsr.request", "write", request.ids,
-            {"verification_attachment_ids": [Command.set(passport.ids)]},
-        ), "ValidationError")
+        self.rpc(
+            "dsr.request",
+            "write",
+            request.ids,
+            {
+                "verification_method": "id_document",
+            },
+        )
+        self.assertRpcError(
+            self.rpc(
+                "dsr.request",
+                "write",
+                request.ids,
+                {"verification_attachment_ids": [Command.set(passport.ids)]},
+            ),
+            "ValidationError",
+        )
         self.assertFalse(request.verification_attachment_ids)
         self.assertEqual(
             (passport.res_model, passport.res_id),
@@ -304,22 +432,34 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
             self.rpc("dsr.request", "action_verify", request.ids), "UserError"
         )
         self.assertEqual(request.state, "received")
-        upload = self.rpc("ir.attachment", "create", {
-            "name": "id.txt", "raw": base64.b64encode(b"checked").decode(),
-            "res_model": "dsr.request", "res_id": 0,
-        })["result"]
-        self.assertIn("result", self.rpc(
-            "dsr.request", "write", request.ids,
-            {"verification_attachment_ids": [Command.set([upload])]},
-        ))
+        upload = self.rpc(
+            "ir.attachment",
+            "create",
+            {
+                "name": "id.txt",
+                "raw": base64.b64encode(b"checked").decode(),
+                "res_model": "dsr.request",
+                "res_id": 0,
+            },
+        )["result"]
+        self.assertIn(
+            "result",
+            self.rpc(
+                "dsr.request",
+                "write",
+                request.ids,
+                {"verification_attachment_ids": [Command.set([upload])]},
+            ),
+        )
         reply = self.rpc("dsr.request", "action_verify", request.ids)
         self.assertIs(reply.get("result"), True, reply)
         request.invalidate_recordset()
         self.assertEqual(request.state, "verified")
         self.assertEqual(request.verified_by_id, self.officer)
         attachment = self.env["ir.attachment"].browse(upload)
-        self.assertEqual((attachment.res_model, attachment.res_id),
-                         ("dsr.request", request.id))
+        self.assertEqual(
+            (attachment.res_model, attachment.res_id), ("dsr.request", request.id)
+        )
 
     # -- the export package ----------------------------------------------------
     def test_package_file_cannot_be_replaced(self):
@@ -332,24 +472,51 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
         url = f"/gdpr_dsr/package/{request.id}"
         self.authenticate("dsr_officer", "dsr_officer")
 
-        self.assertRpcError(self.rpc(
-            "dsr.request", "write", request.ids,
-            {"package_file": base64.b64encode(backup).decode()},
-        ), "AccessError")
+        self.assertRpcError(
+            self.rpc(
+                "dsr.request",
+                "write",
+                request.ids,
+                {"package_file": base64.b64encode(backup).decode()},
+            ),
+            "AccessError",
+        )
         # nor through the attachment of the stored field
-        self.assertRpcError(self.rpc("ir.attachment", "create", {
-            "name": "package_file", "res_model": "dsr.request", "res_id": request.id,
-            "res_field": "package_file", "raw": base64.b64encode(backup).decode(),
-        }), "AccessError")
-        attachment = self.env["ir.attachment"].sudo().search([
-            ("res_model", "=", "dsr.request"), ("res_id", "=", request.id),
-            ("res_field", "=", "package_file"),
-        ])
+        self.assertRpcError(
+            self.rpc(
+                "ir.attachment",
+                "create",
+                {
+                    "name": "package_file",
+                    "res_model": "dsr.request",
+                    "res_id": request.id,
+                    "res_field": "package_file",
+                    "raw": base64.b64encode(backup).decode(),
+                },
+            ),
+            "AccessError",
+        )
+        attachment = (
+            self.env["ir.attachment"]
+            .sudo()
+            .search(
+                [
+                    ("res_model", "=", "dsr.request"),
+                    ("res_id", "=", request.id),
+                    ("res_field", "=", "package_file"),
+                ]
+            )
+        )
         self.assertEqual(len(attachment), 1)
-        self.assertRpcError(self.rpc(
-            "ir.attachment", "write", attachment.ids,
-            {"raw": base64.b64encode(backup).decode()},
-        ), "AccessError")
+        self.assertRpcError(
+            self.rpc(
+                "ir.attachment",
+                "write",
+                attachment.ids,
+                {"raw": base64.b64encode(backup).decode()},
+            ),
+            "AccessError",
+        )
         self.assertRpcError(
             self.rpc("ir.attachment", "unlink", attachment.ids), "AccessError"
         )
@@ -377,19 +544,28 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
             (self._blob("data-export", uuid), "'data-export' archive"),
         ):
             with self.subTest(expected=expected):
-                stored.write({
-                    "package_file": base64.b64encode(blob),
-                    "package_sha256": hashlib.sha256(blob).hexdigest(),
-                })
+                stored.write(
+                    {
+                        "package_file": base64.b64encode(blob),
+                        "package_sha256": hashlib.sha256(blob).hexdigest(),
+                    }
+                )
                 response = self.url_open(url)
                 self.assertEqual(response.status_code, 403)
                 self.assertIn("not an export package of this database", response.text)
                 self.assertIn(expected, response.text)
                 self.assertNotIn(b"backup payload", response.content)
-        refused = self.env["audit.event"].sudo().search([
-            ("res_model", "=", "dsr.request"), ("res_id", "=", request.id),
-            ("result", "=", "failure"),
-        ])
+        refused = (
+            self.env["audit.event"]
+            .sudo()
+            .search(
+                [
+                    ("res_model", "=", "dsr.request"),
+                    ("res_id", "=", request.id),
+                    ("result", "=", "failure"),
+                ]
+            )
+        )
         self.assertEqual(
             [(e.details or {}).get("step") for e in refused],
             ["download_refused"] * 4,
@@ -401,8 +577,12 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
         self.authenticate("dsr_officer", "dsr_officer")
         # what the web client sends when "Generate" is clicked
         reply = self.rpc(
-            "dsr.package.wizard", "web_save", [], {
-                "request_id": request.id, "password": password,
+            "dsr.package.wizard",
+            "web_save",
+            [],
+            {
+                "request_id": request.id,
+                "password": password,
                 "password_confirm": password,
             },
             specification={"password": {}, "generated": {}},
@@ -418,12 +598,20 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
         self.assertTrue(request.package_protected)
         # a mismatch is refused when the wizard is saved, nothing generated
         other = make_verified_request(self.officer_env(), "access")
-        self.assertRpcError(self.rpc(
-            "dsr.package.wizard", "web_save", [], {
-                "request_id": other.id, "password": password,
-                "password_confirm": password + "!",
-            }, specification={},
-        ), "UserError")
+        self.assertRpcError(
+            self.rpc(
+                "dsr.package.wizard",
+                "web_save",
+                [],
+                {
+                    "request_id": other.id,
+                    "password": password,
+                    "password_confirm": password + "!",
+                },
+                specification={},
+            ),
+            "UserError",
+        )
         self.assertFalse(other.package_generated_on)
         response = self.url_open(action["result"]["url"])
         self.assertEqual(response.status_code, 200)
@@ -435,14 +623,22 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
     # -- companies -----------------------------------------------------------------
     def test_officer_cannot_erase_another_companys_records(self):
         quiet = self.env(context=dict(self.env.context, tracking_disable=True))
-        carol = quiet["res.partner"].create({
-            "name": "Carol Company A", "email": OTHER_EMAIL,
-            "company_id": self.company_a.id, "street": "1 Company A Street",
-        })
-        carol_home = quiet["res.partner"].create({
-            "name": "Carol (home)", "parent_id": carol.id, "type": "delivery",
-            "company_id": self.company_a.id,
-        })
+        carol = quiet["res.partner"].create(
+            {
+                "name": "Carol Company A",
+                "email": OTHER_EMAIL,
+                "company_id": self.company_a.id,
+                "street": "1 Company A Street",
+            }
+        )
+        carol_home = quiet["res.partner"].create(
+            {
+                "name": "Carol (home)",
+                "parent_id": carol.id,
+                "type": "delivery",
+                "company_id": self.company_a.id,
+            }
+        )
         env_b = self.env(user=self.officer_b)
         request = self.erasure_request(env_b, email=OTHER_EMAIL)
         self.assertEqual(request.company_id, self.company_b)
@@ -451,9 +647,14 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
         lines_before = self.lines_snapshot(request)
 
         self.authenticate("dsr_officer_b", "dsr_officer_b")
-        wizard_id = self.rpc("dsr.erasure.wizard", "create", {
-            "request_id": request.id, "typed_email": OTHER_EMAIL,
-        })["result"]
+        wizard_id = self.rpc(
+            "dsr.erasure.wizard",
+            "create",
+            {
+                "request_id": request.id,
+                "typed_email": OTHER_EMAIL,
+            },
+        )["result"]
         message = self.assertRpcError(
             self.rpc("dsr.erasure.wizard", "action_confirm", [wizard_id]),
             "UserError",
@@ -476,16 +677,30 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
         self.assertRpcError(
             self.rpc("dsr.request", "read", request_a.ids, ["name"]), "AccessError"
         )
-        self.assertRpcError(self.rpc("dsr.request", "create", {
-            "subject_email": OTHER_EMAIL, "company_id": self.company_a.id,
-        }), "AccessError")
-        wizard = self.rpc("dsr.erasure.wizard", "create", {
-            "request_id": request_a.id, "typed_email": SUBJECT_EMAIL,
-        })
+        self.assertRpcError(
+            self.rpc(
+                "dsr.request",
+                "create",
+                {
+                    "subject_email": OTHER_EMAIL,
+                    "company_id": self.company_a.id,
+                },
+            ),
+            "AccessError",
+        )
+        wizard = self.rpc(
+            "dsr.erasure.wizard",
+            "create",
+            {
+                "request_id": request_a.id,
+                "typed_email": SUBJECT_EMAIL,
+            },
+        )
         if "result" in wizard:
-            self.assertRpcError(self.rpc(
-                "dsr.erasure.wizard", "action_confirm", [wizard["result"]]
-            ), "AccessError")
+            self.assertRpcError(
+                self.rpc("dsr.erasure.wizard", "action_confirm", [wizard["result"]]),
+                "AccessError",
+            )
         else:
             self.assertRpcError(wizard, "AccessError")
         self.assertEqual(self.subject["partner"].name, "Jane Subject")
@@ -499,30 +714,69 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
         for login in ("dsr_outsider", "dsr_portal"):
             with self.subTest(login=login):
                 self.authenticate(login, login)
-                self.assertRpcError(self.rpc(
-                    "dsr.request", "search_read", [], ["name", "subject_email"],
-                ), "AccessError")
-                self.assertRpcError(self.rpc(
-                    "dsr.request", "create", {"subject_email": "z@example.com"},
-                ), "AccessError")
-                self.assertRpcError(self.rpc(
-                    "dsr.request", "write", request.ids, {"state": "verified"},
-                ), "AccessError")
+                self.assertRpcError(
+                    self.rpc(
+                        "dsr.request",
+                        "search_read",
+                        [],
+                        ["name", "subject_email"],
+                    ),
+                    "AccessError",
+                )
+                self.assertRpcError(
+                    self.rpc(
+                        "dsr.request",
+                        "create",
+                        {"subject_email": "z@example.com"},
+                    ),
+                    "AccessError",
+                )
+                self.assertRpcError(
+                    self.rpc(
+                        "dsr.request",
+                        "write",
+                        request.ids,
+                        {"state": "verified"},
+                    ),
+                    "AccessError",
+                )
                 self.assertRpcError(
                     self.rpc("dsr.request", "action_discover", request.ids),
                     "AccessError",
                 )
-                self.assertRpcError(self.rpc("dsr.request.line", "create", {
-                    "request_id": request.id, "res_model": "ir.rule",
-                    "res_id": self.rule.id, "category": "record",
-                    "planned_action": "delete",
-                }), "AccessError")
-                self.assertRpcError(self.rpc("dsr.erasure.wizard", "create", {
-                    "request_id": request.id, "typed_email": SUBJECT_EMAIL,
-                }), "AccessError")
-                self.assertRpcError(self.rpc(
-                    "dsr.request.line", "action_keep", request.line_ids[:1].ids,
-                ), "AccessError")
+                self.assertRpcError(
+                    self.rpc(
+                        "dsr.request.line",
+                        "create",
+                        {
+                            "request_id": request.id,
+                            "res_model": "ir.rule",
+                            "res_id": self.rule.id,
+                            "category": "record",
+                            "planned_action": "delete",
+                        },
+                    ),
+                    "AccessError",
+                )
+                self.assertRpcError(
+                    self.rpc(
+                        "dsr.erasure.wizard",
+                        "create",
+                        {
+                            "request_id": request.id,
+                            "typed_email": SUBJECT_EMAIL,
+                        },
+                    ),
+                    "AccessError",
+                )
+                self.assertRpcError(
+                    self.rpc(
+                        "dsr.request.line",
+                        "action_keep",
+                        request.line_ids[:1].ids,
+                    ),
+                    "AccessError",
+                )
                 response = self.url_open(url)
                 self.assertEqual(response.status_code, 403)
                 self.assertNotEqual(response.content[:2], b"PK")

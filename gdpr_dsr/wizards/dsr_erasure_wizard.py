@@ -18,7 +18,8 @@ class DsrErasureWizard(models.TransientModel):
     request_id = fields.Many2one("dsr.request", required=True, ondelete="cascade")
     typed_email = fields.Char(
         string="Type the subject's email to confirm",
-        compute="_compute_typed_email", inverse="_inverse_typed_email",
+        compute="_compute_typed_email",
+        inverse="_inverse_typed_email",
         help="The erasure is irreversible: type the subject's email address "
         "exactly as it appears on the request.",
     )

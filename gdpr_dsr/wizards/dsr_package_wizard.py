@@ -58,10 +58,12 @@ class DsrPackageWizard(models.TransientModel):
         if password != confirm:
             raise UserError(self.env._("The two passwords differ."))
         if len(password) < MIN_PASSWORD_LENGTH:
-            raise UserError(self.env._(
-                "The password needs at least %(count)s characters.",
-                count=MIN_PASSWORD_LENGTH,
-            ))
+            raise UserError(
+                self.env._(
+                    "The password needs at least %(count)s characters.",
+                    count=MIN_PASSWORD_LENGTH,
+                )
+            )
         return password
 
     def _generate(self, password=None):

@@ -10,8 +10,10 @@ from odoo.tools import SQL
 def migrate(cr, version):
     if not version:
         return
-    cr.execute(SQL(
-        "ALTER TABLE dsr_package_wizard "
-        "DROP COLUMN IF EXISTS password, DROP COLUMN IF EXISTS password_confirm"
-    ))
+    cr.execute(
+        SQL(
+            "ALTER TABLE dsr_package_wizard "
+            "DROP COLUMN IF EXISTS password, DROP COLUMN IF EXISTS password_confirm"
+        )
+    )
     cr.execute(SQL("ALTER TABLE dsr_erasure_wizard DROP COLUMN IF EXISTS typed_email"))
