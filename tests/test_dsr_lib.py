@@ -123,7 +123,10 @@ def test_register_rejects_bad_input(tmp_path):
         register.entries_after(datetime(2026, 1, 1))
     with pytest.raises(ErasureRegisterError):
         register.append(
-            request_ref="x", email_sha256=None, partners=[], records=[],
+            request_ref="x",
+            email_sha256=None,
+            partners=[],
+            records=[],
             recorded_at=datetime(2026, 1, 1),
         )
 
@@ -139,3 +142,21 @@ def test_certificate_sign_and_verify():
     assert not certificate.verify(tampered, b"k" * 32)
     with pytest.raises(ValueError):
         certificate.sign(doc, b"")
+
+
+def test_register_file_is_private_whatever_the_umask(tmp_path):
+    """The register is written 0600 (directory 0700) even under a permissive
+    umask, and a copy restored with looser permissions is tightened again."""
+    previous = os.umask(0)
+    try:
+        register = ErasureRegister(tmp_path / "fresh", "uuid-4")
+        register.append(request_ref="DSR/1", email_sha256=None, partners=[], records=[])
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(register.path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "fresh").st_mode) == 0o700
+    os.chmod(register.path, 0o644)
+    register.append(request_ref="DSR/2", email_sha256=None, partners=[], records=[])
+    assert stat.S_IMODE(os.stat(register.path).st_mode) == 0o600
+    assert [e["request_ref"] for e in register.entries()] == ["DSR/1", "DSR/2"]
+    assert register.verify_chain() == []
