@@ -2,7 +2,7 @@
     "name": "Audit Trail and Safe Exports",
     "summary": "Tamper-evident audit log (logins, data changes, suite events) "
     "with CSV/JSON/XLSX export for auditors",
-    "version": "18.0.1.0.0",
+    "version": "18.0.2.0.0",
     "category": "Administration",
     "license": "LGPL-3",
     "author": "Backup & Compliance Suite",
@@ -18,6 +18,7 @@
         "views/audit_checkpoint_views.xml",
         "views/res_config_settings_views.xml",
         "wizards/audit_export_wizard_views.xml",
+        "wizards/audit_verify_wizard_views.xml",
         "views/audit_export_menus.xml",
     ],
     "assets": {

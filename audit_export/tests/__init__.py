@@ -1,5 +1,6 @@
 from . import (
     test_audit_capture,
+    test_audit_chain_attacks,
     test_audit_event,
     test_audit_http,
     test_audit_keyring,

@@ -95,7 +95,10 @@ class TestAuditEvent(TransactionCase):
         self.assertTrue(report["ok"], report["problem"])
         self.assertGreaterEqual(report["checked"], 5)
         action = self.Event.with_user(self.auditor).action_verify_integrity()
-        self.assertEqual(action["params"]["type"], "success")
+        self.assertEqual(action["res_model"], "audit.verify.wizard")
+        result = self.env["audit.verify.wizard"].browse(action["res_id"])
+        self.assertEqual(result.state, "intact")
+        self.assertIn("Audit log intact", result.message)
 
     def test_sql_update_detected(self):
         events = self._log(4)
@@ -109,8 +112,10 @@ class TestAuditEvent(TransactionCase):
         self.assertEqual(report["problem"]["kind"], "altered")
         self.assertEqual(report["problem"]["event_id"], target.id)
         action = self.Event.action_verify_integrity()
-        self.assertEqual(action["params"]["type"], "danger")
-        self.assertIn(str(target.id), action["params"]["message"])
+        result = self.env["audit.verify.wizard"].browse(action["res_id"])
+        self.assertEqual(result.state, "tampered")
+        self.assertEqual(result.problem_event_id.id, target.id)
+        self.assertIn(f"event {target.id} ", result.message)
 
     def test_sql_update_of_details_detected(self):
         events = self._log(3)

@@ -196,7 +196,7 @@ class TestAuditRpcWrites(HttpCase):
                 self.assertEqual(self._error_name(response), ACCESS_ERROR)
         self._login("auditor")
         response = self._call("audit.event", "action_verify_integrity", [[]])
-        self.assertIn(response["result"]["params"]["type"], ("success", "danger"))
+        self.assertEqual(response["result"]["res_model"], "audit.verify.wizard")
 
 
 @tagged("post_install", "-at_install")

@@ -1,1 +1,1 @@
-from . import audit_export_wizard
+from . import audit_export_wizard, audit_verify_wizard
