@@ -20,6 +20,7 @@
         "views/db_backup_destination_views.xml",
         "views/db_backup_schedule_views.xml",
         "views/db_backup_sandbox_views.xml",
+        "views/emergency_templates.xml",
         "wizards/db_backup_dashboard_views.xml",
         "wizards/db_backup_restore_wizard_views.xml",
         "wizards/db_backup_download_wizard_views.xml",

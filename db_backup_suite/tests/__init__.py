@@ -2,6 +2,7 @@ from . import (
     test_access,
     test_backup_now,
     test_destination,
+    test_emergency_restore,
     test_offsite,
     test_restore,
     test_restore_hooks,
