@@ -84,6 +84,13 @@ def make_record(
     return record
 
 
+def is_authentic(record, key):
+    """True when ``record`` (a witness line, e.g. from a backup manifest)
+    carries a valid signature under ``key``."""
+    expected = hmac.digest(key, message(record), "sha256").hex()
+    return hmac.compare_digest(expected, str(record.get("mac") or ""))
+
+
 def append(path, record):
     """Append ``record`` as one line and fsync it (creates the file 0600)."""
     path = os.fspath(path)
@@ -169,6 +176,8 @@ def latest_head(data_dir, dbname, *, directory=None):
     when the backup was taken. ``directory`` overrides ``<data_dir>/
     audit_witness`` (the Odoo option ``audit_witness_dir``).
     """
+    if directory is None and data_dir is None:
+        return None
     path = witness_path(directory or default_dir(data_dir), dbname)
     records = read(path)
     if not records:
@@ -216,8 +225,7 @@ def check(records, *, key_for, trusted, hashes_at, anchor, last, uuid, path=None
         except Exception:  # noqa: BLE001 - a line we cannot check proves nothing
             skipped += 1
             continue
-        expected = hmac.digest(key, message(record), "sha256").hex()
-        if not hmac.compare_digest(expected, str(record.get("mac") or "")):
+        if not is_authentic(record, key):
             return _problem(
                 "forged",
                 record.get("sequence"),

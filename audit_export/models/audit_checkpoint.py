@@ -341,6 +341,37 @@ class AuditCheckpoint(models.Model):
         )
 
     @api.model
+    def _check_archived_head(self, head):
+        """None when the witnessed head ``head`` (from a backup manifest) is
+        authentic and this chain holds it, else a message."""
+        events = self.env["audit.event"]
+        try:
+            key = events._key_for(head.get("key_id"), context=head.get("uuid"))
+        except Exception as exc:  # noqa: BLE001 - reported
+            return f"the archive's audit head names an unavailable key ({exc})"
+        if not witness.is_authentic(head, key):
+            return "the archive's audit head does not match its signature"
+        seq = int(head.get("sequence") or 0)
+        anchor_seq, anchor_hash = self._anchor()
+        if seq < anchor_seq:
+            return None
+        if seq == anchor_seq:
+            stored = anchor_hash
+        else:
+            self.env.cr.execute(
+                SQL("SELECT chain_hash FROM audit_event WHERE sequence = %s", seq)
+            )
+            row = self.env.cr.fetchone()
+            stored = row and row[0]
+        if stored != head.get("chain_hash"):
+            return (
+                f"the restored audit chain does not hold the head recorded in the "
+                f"archive's manifest (position {seq}, sealed at "
+                f"{head.get('sealed_at')} UTC)"
+            )
+        return None
+
+    @api.model
     def _witness_rebase(self, reason):
         """Start a new witnessed history at the current head (private).
 

@@ -1130,6 +1130,10 @@ class AuditEvent(models.Model):
         """:meth:`_export_since` on any cursor (e.g. of the database a
         restore kept aside), signed with this server's chain key for
         ``source_uuid``."""
+        if isinstance(timestamp, str):
+            timestamp = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        if isinstance(timestamp, dt.datetime) and timestamp.tzinfo is not None:
+            timestamp = timestamp.astimezone(dt.UTC).replace(tzinfo=None)
         since = self._normalize_timestamp(timestamp)
         columns = SQL(", ").join(SQL.identifier(name) for name in VERIFY_COLUMNS)
         cr.execute(
@@ -1236,6 +1240,14 @@ class AuditEvent(models.Model):
             vals_list.append(vals)
         if vals_list:
             self._insert_events(vals_list)
+        _logger.info(
+            "Audit chain: %s events carried over from %s (%s already here, "
+            "%s rejected)",
+            len(vals_list),
+            source.get("db"),
+            skipped,
+            len(rejected),
+        )
         summary = {
             "carried": len(vals_list),
             "skipped": skipped,
@@ -1260,7 +1272,25 @@ class AuditEvent(models.Model):
     def _on_database_restored(self, info):
         """Restore hook (db_backup_suite): carry the events recorded in the
         replaced database since the archive's date over into this one, then
-        start a new witnessed history at this chain's head."""
+        start a new witnessed history at this chain's head.
+
+        ``info``: ``target``, ``archive_name``, ``archive_created_at``,
+        ``safety_database`` (the replaced database, kept aside) and, when
+        the archive's manifest has it, ``audit_head`` (the witnessed head
+        when the backup was taken), checked against the restored chain.
+        """
+        checkpoints = self.env["audit.checkpoint"]
+        if info.get("audit_head"):
+            problem = checkpoints._check_archived_head(info["audit_head"])
+            if problem:
+                _logger.warning("Audit chain after the restore: %s", problem)
+                self.log_event(
+                    "restore",
+                    res_model="audit.checkpoint",
+                    res_name="Audit chain of the archive",
+                    result="failure",
+                    message=problem,
+                )
         source = info.get("safety_database")
         since = info.get("archive_created_at")
         if source and since and info.get("target") == "production":
@@ -1271,6 +1301,6 @@ class AuditEvent(models.Model):
                     source_cr, since, self._database_uuid(), source
                 )
             self._carry_over(exported)
-        self.env["audit.checkpoint"]._witness_rebase(
+        checkpoints._witness_rebase(
             f"restore of {info.get('archive_name') or 'an archive'}"
         )

@@ -855,3 +855,33 @@ class TestCarryOver(ChainCase):
         bundle["events"][0]["res_name"] = "forged"
         with self.assertRaises(UserError):
             self.Event._carry_over(json.dumps(bundle).encode())
+
+    def test_restore_hook_checks_the_archived_head_and_rebases_the_witness(self):
+        self._log(2)
+        head = witness.latest_head(None, self.cr.dbname, directory=self.witness_dir)
+        self._log(2)
+        info = {
+            "target": "production",
+            "archive_name": "db1_manual_20260101T000000Z.tar.zst.enc",
+            "archive_created_at": None,
+            "audit_head": head,
+        }
+        self.Event._on_database_restored(info)
+        self.assertFalse(
+            self.Event.search([("res_name", "=", "Audit chain of the archive")])
+        )
+        records = witness.read(self._witness_file())
+        rebase = [r for r in records if r["kind"] == witness.REBASE]
+        self.assertEqual(len(rebase), 1)
+        self.assertIn("db1_manual_20260101T000000Z", rebase[0]["reason"])
+        self._verify_ok()
+        # A head that this chain does not hold (or a forged one) is reported.
+        for forged, text in (
+            (dict(head, sequence=head["sequence"] + 1), "does not match its signature"),
+            (dict(head, key_id="kr:nope"), "names an unavailable key"),
+        ):
+            self.Event._on_database_restored(dict(info, audit_head=forged))
+            failure = self.Event.search(
+                [("res_name", "=", "Audit chain of the archive")], limit=1
+            )
+            self.assertIn(text, failure.message)
