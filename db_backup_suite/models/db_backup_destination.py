@@ -214,6 +214,7 @@ class DbBackupDestination(models.Model):
             record._write_secrets(secrets)
 
     def action_clear_secrets(self):
+        self.env["db.backup.run"]._check_admin_access()
         self.check_access("write")
         for record in self:
             record._write_secrets({})
@@ -307,6 +308,7 @@ class DbBackupDestination(models.Model):
     # -- actions ------------------------------------------------------------
     def action_test_connection(self):
         self.ensure_one()
+        self.env["db.backup.run"]._check_admin_access()
         self.check_access("write")
         try:
             sink = self._make_sink()
@@ -350,6 +352,7 @@ class DbBackupDestination(models.Model):
     def action_fetch_host_key(self):
         """Connect once, read the server's host key, keep it pending."""
         self.ensure_one()
+        self.env["db.backup.run"]._check_admin_access()
         self.check_access("write")
         from odoo.addons.db_backup_suite.lib.sinks import sftp
 
@@ -374,6 +377,7 @@ class DbBackupDestination(models.Model):
 
     def action_confirm_host_key(self):
         self.ensure_one()
+        self.env["db.backup.run"]._check_admin_access()
         self.check_access("write")
         if not self.sftp_pending_host_key:
             raise UserError(self.env._("Fetch the host key first."))
@@ -389,6 +393,7 @@ class DbBackupDestination(models.Model):
 
     def action_reject_host_key(self):
         self.ensure_one()
+        self.env["db.backup.run"]._check_admin_access()
         self.check_access("write")
         self.sudo().write(
             {"sftp_pending_host_key": False, "sftp_pending_fingerprint": False}

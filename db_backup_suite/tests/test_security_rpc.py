@@ -16,6 +16,7 @@ import base64
 import json
 import os
 import uuid
+from unittest.mock import patch
 
 from odoo import SUPERUSER_ID, api
 from odoo.modules.registry import Registry
@@ -111,6 +112,16 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
                 "state": "done",
                 "object_name": cls.foreign["name"],
             }
+        )
+
+    def setUp(self):
+        super().setUp()
+        # A restore the gates let through would replace THIS database in a
+        # detached process: record it instead, so a regression fails the
+        # test without destroying the database the tests run in.
+        self.spawned = []
+        self.startPatcher(
+            patch.object(restore_job, "spawn_detached", self.spawned.append)
         )
 
     @classmethod
@@ -420,6 +431,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
         self.assertTrue(wizard.foreign)
         self.assertEqual(wizard.state, "draft")
         self.assertEqual(wizard.run_id, self.foreign_run)
+        self.assertEqual(self.spawned, [])
 
     # -- foreign archives -----------------------------------------------------
     def test_foreign_archive_needs_its_own_confirmation(self):
@@ -505,6 +517,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
         self.assertFalse(wizard.sandbox_id)
         self.assertFalse(self.env["db.backup.sandbox"].search([]))
         self.assertEqual(self.restore_requests(), before, "no restore was requested")
+        self.assertEqual(self.spawned, [])
 
     def test_foreign_upload_needs_its_own_confirmation(self):
         with open(os.path.join(self.local_dir, self.foreign["name"]), "rb") as handle:
@@ -538,6 +551,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
         )
         self.assertEqual(wizard.state, "draft")
         self.assertEqual(self.restore_requests(), before)
+        self.assertEqual(self.spawned, [])
 
     def test_engine_refuses_foreign_archive_target_unchanged(self):
         """The restore job itself: this database's archive over the other
