@@ -148,10 +148,20 @@ def destinations():
     return em.load_destinations(config.get(em.DESTINATIONS_OPTION))
 
 
+_insecure = {}
+
+
 def _insecure_master_password():
     """No master password, or Odoo's default one: the page refuses (Odoo's
-    own test, as its database manager makes it)."""
-    return not config.get("admin_passwd") or config.verify_admin_password("admin")
+    own test, as its database manager makes it). Remembered per stored
+    hash: the test costs a key derivation, and the login form is public."""
+    stored = config.get("admin_passwd")
+    if not stored:
+        return True
+    if stored not in _insecure:
+        _insecure.clear()
+        _insecure[stored] = bool(config.verify_admin_password("admin"))
+    return _insecure[stored]
 
 
 def human_size(size):
@@ -304,28 +314,44 @@ def spawn_restore(job):
     recycled or killed for its time limits); the job file (0600, secrets
     inside) is read and deleted by the child."""
     directory = jobs_dir(job["state_dir"])
+    _prune_jobs(directory)
     job_id = em.check_job_id(job["job_id"])
     job_path = directory / f"{job_id}.job"
     em.write_private_json(job_path, job)
-    log_fd = os.open(
-        directory / f"{job_id}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
-    )
     cmd = [sys.executable, "-c", CHILD_BOOT, *backup_engine.odoo_args(), "--"]
     try:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and code
-            [*cmd, str(job_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log_fd,
-            stderr=log_fd,
-            cwd=str(backup_engine.ADDONS_PARENT),
-            env=backup_engine.child_env(),
-            start_new_session=True,
+        log_fd = os.open(
+            directory / f"{job_id}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
         )
-    finally:
-        os.close(log_fd)
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+                [*cmd, str(job_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=log_fd,
+                cwd=str(backup_engine.ADDONS_PARENT),
+                env=backup_engine.child_env(),
+                start_new_session=True,
+            )
+        finally:
+            os.close(log_fd)
+    except BaseException:
+        job_path.unlink(missing_ok=True)  # it holds secrets
+        raise
     # reap it when it ends (no zombie that looks alive to the status check)
     threading.Thread(target=proc.wait, daemon=True, name="emergency-reaper").start()
     return proc.pid
+
+
+def _prune_jobs(directory, days=30):
+    """Remove the status and log files of restores older than ``days``."""
+    horizon = time.time() - days * 86400
+    for path in directory.iterdir():
+        try:
+            if path.suffix in (".json", ".log") and path.stat().st_mtime < horizon:
+                path.unlink()
+        except OSError as exc:
+            _logger.info("Cannot prune %s: %s", path, exc)
 
 
 def run_child(job_path):
@@ -617,10 +643,8 @@ class EmergencyRestore(http.Controller):
             )
             if first:
                 self._log("rate_limited", "failure", event_database, message=message)
-            else:
-                _logger.warning(
-                    "Emergency restore page: rate limited %s", self._address()
-                )
+            else:  # the first refusal of the window was logged in full
+                _logger.info("Emergency restore page: rate limited %s", self._address())
             return (
                 self._login_page(
                     message, status=429, headers=[("Retry-After", str(wait))]

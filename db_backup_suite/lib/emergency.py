@@ -513,9 +513,10 @@ def record_failure(state, key, now) -> int:
     mine = _recent(failures.pop(key, []), now)[-(LIMIT - 1) :] + [now]
     failures[key] = mine  # re-inserted: the dict is ordered oldest first
     state["global"] = _recent(state["global"], now)[-(GLOBAL_LIMIT - 1) :] + [now]
-    for other in list(failures):
-        if not _recent(failures[other], now):
-            del failures[other]
+    if len(failures) > MAX_KEYS:  # full: forget the expired, then the oldest
+        for other in list(failures):
+            if not _recent(failures[other], now):
+                del failures[other]
     while len(failures) > MAX_KEYS:
         del failures[next(iter(failures))]
     return len(mine)

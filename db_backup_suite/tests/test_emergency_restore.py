@@ -75,6 +75,9 @@ def _field(html, name):
 # ---------------------------------------------------------------------------
 # The pure parts
 # ---------------------------------------------------------------------------
+# post_install like every class here: an at_install class would run again
+# inside the registry loads of the restored databases (test_enable is on).
+@tagged("post_install", "-at_install")
 class TestEmergencyLib(BaseCase):
     def test_switch_is_off_unless_explicit(self):
         for value in (None, "", "False", "0", "no", "off", "maybe", False, 1):
@@ -496,6 +499,21 @@ class TestEmergencyLogin(EmergencyCase):
             events, ["login", "prepared", "token_invalid", "login", "token_invalid"]
         )
 
+    def test_status_needs_a_status_token(self):
+        login = self._login(self.env.cr.dbname)
+        select_token = _field(login.text, "token")
+        for token in ("", "made-up", select_token):
+            response = self._post("/status", token=token, format="json")
+            self.assertEqual(response.status_code, 403)
+            self.assertEqual(response.json()["state"], "failed")
+            self.assertNotIn("database", response.json())
+
+    def test_other_major_version_refused(self):
+        self.assertIsNone(page._incompatibility({"odoo_version": "18.0"}))
+        self.assertIsNone(page._incompatibility({"odoo_version": "saas~18.2"}))
+        self.assertIsNone(page._incompatibility({"odoo_version": None}))
+        self.assertIn("17.0", page._incompatibility({"odoo_version": "17.0"}))
+
     def test_replay_into_the_audit_trail(self):
         db = self.env.cr.dbname
         self._login(db, "wrong-one")
@@ -722,6 +740,21 @@ class TestEmergencyRestore(EmergencyCase):
         # the status token keeps answering; the other steps are used up
         again = self._post("/status", token=status_token, format="json")
         self.assertEqual(again.json()["state"], "done")
+
+    def test_one_restore_at_a_time(self):
+        response = self._prepare(self.archive["name"])
+        tables = self._tables(self.victim)
+        with em.locked(page.state_dir() / "restore.lock"):  # one is running
+            response = self._post(
+                "/restore",
+                token=_field(response.text, "token"),
+                confirm_name=self.victim,
+            )
+        self.assertEqual(response.status_code, 409)
+        self.assertIn("Another emergency restore is running", response.text)
+        self.assertNotIn("o_emergency_status", response.text)
+        self.assertEqual(self._tables(self.victim), tables)
+        self.assertEqual(self._safety_copies(), self.safety_before)
 
     def test_unreadable_uuid_needs_the_source_confirmation(self):
         """A database too damaged to tell its uuid: every archive is
