@@ -34,6 +34,19 @@ class TestBackupTours(KeyringMixin, HttpCase):
                 "manifest_json": manifest_of(cls.env),
             }
         )
+        cls.env["db.backup.run"].create(
+            {
+                "kind": "found",
+                "state": "done",
+                "label": "manual",
+                "name": "h7otherdb/h7otherdb_manual_20260102T000000Z.tar.zst.enc",
+                "size": 4096,
+                "encryption": "encrypted",
+                "manifest_json": manifest_of(
+                    cls.env, database="h7otherdb", uuid="h7-other-uuid"
+                ),
+            }
+        )
 
     def test_operator_backup_now(self):
         self.start_tour(
@@ -52,3 +65,15 @@ class TestBackupTours(KeyringMixin, HttpCase):
         )
         # The tour never pressed the button: nothing was restored or queued.
         self.assertFalse(self.env["db.backup.sandbox"].search([]))
+
+    def test_foreign_gate(self):
+        self.start_tour(
+            "/odoo/action-db_backup_suite.db_backup_dashboard_action",
+            "db_backup_suite_foreign_gate",
+            login="h7_tour_restorer",
+        )
+        # The tour never pressed the button: nothing was restored or queued.
+        self.assertFalse(self.env["db.backup.sandbox"].search([]))
+        self.assertFalse(
+            self.env["audit.event"].search([("action", "in", ("restore", "sandbox"))])
+        )
