@@ -223,11 +223,15 @@ _EOF = object()
 class SnapshotArchiveStream(io.RawIOBase):
     """A readable archive (format v1) of a snapshot, produced on demand.
 
-    The header is ready at once (so a caller sniffing the first bytes or
-    reading the header costs nothing); the first read past it starts a
-    producer thread that fetches, authenticates and re-encrypts the
-    snapshot. Any error of the producer is raised by ``read``.
+    The first ``PROLOGUE`` bytes are produced in the reader's own thread,
+    without a repository lock: callers that only sniff the header or read
+    the head manifest (restore does both before its real pass) cost one
+    chunk. Past that, a producer thread holding a shared repository lock
+    fetches, authenticates and re-encrypts the rest while the reader
+    consumes. Any error of the production is raised by ``read``.
     """
+
+    PROLOGUE = 2 * 1024 * 1024
 
     def __init__(
         self,
@@ -243,7 +247,6 @@ class SnapshotArchiveStream(io.RawIOBase):
         super().__init__()
         self._repo = repo
         self._snap = snap
-        self._compression = compression
         self._lock_options = lock_options or {}
         self._raw = _QueueRaw(self)
         self._enc = crypto.encrypting_writer(
@@ -254,15 +257,61 @@ class SnapshotArchiveStream(io.RawIOBase):
             compression=compression,
             chunk_size=chunk_size,
         )
-        self._buffer = memoryview(b"".join(self._raw.early))
-        self._raw.early = []
+        self._out = self._enc
+        self._zwriter = None
+        if compression == "zstd":
+            import zstandard
+
+            self._zwriter = zstandard.ZstdCompressor(level=3).stream_writer(
+                self._enc, closefd=False
+            )
+            self._out = self._zwriter
+        self._pieces = iter_payload(repo, snap)
+        self._buffer = memoryview(self._take_early())
+        self._served = 0
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_PIECES)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._produced_all = False
         self._done = False
 
     def readable(self):
         return True
+
+    def _take_early(self) -> bytes:
+        data = b"".join(self._raw.early)
+        self._raw.early = []
+        return data
+
+    def _finish_output(self):
+        if self._zwriter is not None:
+            import zstandard
+
+            self._zwriter.flush(zstandard.FLUSH_FRAME)
+        self._enc.close()
+
+    def _fail(self):
+        try:
+            self._enc.abort()
+        except Exception as exc:  # the stream is dead anyway
+            _logger.debug("aborting the snapshot stream: %s", exc)
+
+    def _pull_sync(self) -> bytes:
+        """Produce in this thread until some output is ready (or the end)."""
+        try:
+            while not self._raw.early:
+                piece = next(self._pieces, None)
+                if piece is None:
+                    self._finish_output()
+                    self._produced_all = True
+                    break
+                if piece:
+                    self._out.write(piece)
+        except BaseException:
+            self._done = True
+            self._fail()
+            raise
+        return self._take_early()
 
     def _put(self, item):
         while not self._stop.is_set():
@@ -276,30 +325,15 @@ class SnapshotArchiveStream(io.RawIOBase):
     def _produce(self):
         try:
             with self._repo.lock("shared", purpose="read", **self._lock_options):
-                out = self._enc
-                zwriter = None
-                if self._compression == "zstd":
-                    import zstandard
-
-                    zwriter = zstandard.ZstdCompressor(level=3).stream_writer(
-                        self._enc, closefd=False
-                    )
-                    out = zwriter
-                for piece in iter_payload(self._repo, self._snap):
+                for piece in self._pieces:
                     if piece:
-                        out.write(piece)
-                if zwriter is not None:
-                    zwriter.flush(zstandard.FLUSH_FRAME)
-                self._enc.close()
+                        self._out.write(piece)
+                self._finish_output()
             self._put(_EOF)
         except _Stopped:
-            self._enc.abort()  # the reader went away
-            return
+            self._fail()  # the reader went away
         except BaseException as exc:  # handed to the reader
-            try:
-                self._enc.abort()
-            except Exception as abort_exc:  # the stream is dead anyway
-                _logger.debug("aborting the snapshot stream: %s", abort_exc)
+            self._fail()
             try:
                 self._put(exc)
             except _Stopped:
@@ -312,6 +346,21 @@ class SnapshotArchiveStream(io.RawIOBase):
         )
         self._thread.start()
 
+    def _next(self) -> bytes | None:
+        if self._thread is None:
+            if self._produced_all:
+                return None
+            if self._served < self.PROLOGUE:
+                data = self._pull_sync()
+                return data if data or not self._produced_all else None
+            self._start()
+        item = self._queue.get()
+        if item is _EOF:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
     def readinto(self, buf) -> int:
         view = memoryview(buf).cast("B")
         if not len(view):
@@ -319,26 +368,24 @@ class SnapshotArchiveStream(io.RawIOBase):
         while not len(self._buffer):
             if self._done:
                 return 0
-            if self._thread is None:
-                self._start()
-            item = self._queue.get()
-            if item is _EOF:
+            try:
+                data = self._next()
+            except BaseException:
+                self._done = True
+                raise
+            if data is None:
                 self._done = True
                 return 0
-            if isinstance(item, BaseException):
-                self._done = True
-                raise item
-            self._buffer = memoryview(item)
+            self._buffer = memoryview(data)
         n = min(len(view), len(self._buffer))
         view[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
+        self._served += n
         return n
 
     def close(self):
         if not self.closed:
             self._stop.set()
-            if not self._done and self._thread is None:
-                self._enc.abort()  # never started: nothing to finish
             if self._thread is not None:
                 try:
                     while True:
@@ -346,6 +393,8 @@ class SnapshotArchiveStream(io.RawIOBase):
                 except queue.Empty:
                     pass
                 self._thread.join(timeout=30)
+            elif not self._produced_all and not self._done:
+                self._fail()  # never finished: leave it detectably cut
         super().close()
 
 

@@ -39,7 +39,7 @@ import zstandard
 from .. import backup as full
 from .. import manifest as mf
 from .. import naming, payload
-from ..errors import ArchiveError, DumpError
+from ..errors import ArchiveError, DumpError, SinkError
 from ..lock import backup_lock
 from ..pgtools import exported_snapshot, start_pg_dump
 from . import format as fmt
@@ -47,6 +47,7 @@ from . import layout
 from .repo import (
     DEFAULT_PACK_SIZE,
     KIND_SNAPSHOT,
+    BufferPool,
     PackWriter,
     Repository,
     RepositoryDamagedError,
@@ -159,10 +160,15 @@ class _Pipeline:
         self.level = level
         self.stats = _Stats()
         self.uploader = Uploader(repo.store, depth)
+        # pack buffers: one per packer being filled, ``depth`` queued and
+        # one uploading; recycled, so memory stays at that many buffers
+        self.pool = BufferPool(
+            pack_size + fmt.MAX_BLOB_SIZE + 4096, 3 + depth + 1, self.uploader.check
+        )
         self.packers = {
-            "dump": PackWriter(repo, pack_size),
-            "files": PackWriter(repo, pack_size),
-            "tree": PackWriter(repo, max(pack_size // 4, 256 * 1024)),
+            "dump": PackWriter(repo, pack_size, self.pool),
+            "files": PackWriter(repo, pack_size, self.pool),
+            "tree": PackWriter(repo, max(pack_size // 4, 256 * 1024), self.pool),
         }
         self._new: dict[bytes, object] = {}
         self._local = threading.local()
@@ -178,6 +184,21 @@ class _Pipeline:
         if cctx is None:
             cctx = self._local.cctx = zstandard.ZstdCompressor(level=self.level)
         return cctx
+
+    def incompressible(self, sample) -> bool:
+        """payload.looks_incompressible with this thread's compressor (the
+        payload module's sampler is one object, not safe across threads)."""
+        if len(sample) < payload.SAMPLE_MIN:
+            return False
+        packed = self._compressor().compress(sample)
+        return 1 - len(packed) / len(sample) < payload.SAMPLE_MIN_SAVING
+
+    def should_store(self, head) -> bool:
+        """payload.should_store, thread-safe: known compressed formats and
+        samples that do not compress are stored as they are."""
+        return payload.compressed_format(bytes(head[:16])) is not None or (
+            self.incompressible(head)
+        )
 
     def known(self, blob_id: bytes) -> bool:
         """True when the destination already has ``blob_id`` (or this run
@@ -207,7 +228,7 @@ class _Pipeline:
         raw_len = len(data)
         flags, stored = 0, data
         if compress is None:
-            compress = not payload.looks_incompressible(bytes(data[:16384]))
+            compress = not self.incompressible(data[: payload.SAMPLE_SIZE])
         if compress and raw_len:
             packed = self._compressor().compress(data)
             if len(packed) <= raw_len * (1 - MIN_SAVING):
@@ -224,10 +245,16 @@ class _Pipeline:
 
     # -- packs -----------------------------------------------------------------------
     def ship(self, done):
-        name, data, record = done
+        buffer, data, record = done
         self.stats.add(packs=1, pack_bytes=len(data))
 
+        def name_it():
+            record.name = hashlib.sha256(data).hexdigest()
+            return pack_path(record.name)
+
         def committed():
+            data.release()
+            self.pool.put(buffer)
             with self._index_lock:
                 self.written.append(record)
                 self.pending_index.append(record)
@@ -235,7 +262,7 @@ class _Pipeline:
                     batch, self.pending_index = self.pending_index, []
                     self.repo.write_index(batch)
 
-        self.uploader.submit(pack_path(name), data, committed)
+        self.uploader.submit(name_it, data, committed)
 
     def finish(self):
         for packer in self.packers.values():
@@ -304,7 +331,9 @@ class _Files:
         self.digest = mf.FilestoreDigest()
         self.missing: list[dict] = []
         self.sizes = layout.SizeCounter()
-        self.chunker = None
+        self._chunkers = threading.local()
+        self._workers = None
+        self._pending = ()
 
     def _parent_for(self, fname: str):
         while self._next_parent is not None and self._next_parent.store_fname < fname:
@@ -318,48 +347,84 @@ class _Files:
             return self._root / fname
         return payload.safe_member_path(self._root, fname)
 
+    # Files are read, hashed, compressed and encrypted by ``WORKERS``
+    # threads (hashlib, zstd, AES and file reads release the GIL), at most
+    # ``WINDOW`` ahead of the main thread, which records them in name order.
+    WORKERS = 2
+    WINDOW = 16
+
     def add(self, entry: dict):
+        if self._workers is None:
+            import collections
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._workers = ThreadPoolExecutor(self.WORKERS, "repo-files")
+            self._pending = collections.deque()
+        parent = self._parent_for(entry["store_fname"])
+        self._pending.append(self._workers.submit(self._prepare, entry, parent))
+        while len(self._pending) > self.WINDOW:
+            self._record(self._pending.popleft().result())
+
+    def finish(self):
+        """Wait for the files in flight and record them."""
+        try:
+            while self._pending:
+                self._record(self._pending.popleft().result())
+        finally:
+            self.close()
+
+    def close(self):
+        if self._workers is not None:
+            for future in self._pending:
+                future.cancel()
+            self._workers.shutdown(wait=True, cancel_futures=True)
+            self._workers = None
+
+    def _record(self, result):
+        if isinstance(result, dict):
+            self.missing.append(result)
+            return
+        record = result
+        fname = record.store_fname
+        self.list.add(fmt.encode_file_record(record))
+        self.digest.add(fname, record.size, record.sha256.hex())
+        member = mf.filestore_member(fname)
+        self.sizes.add(member, record.size, record.mtime_ns // 10**9)
+
+    def _prepare(self, entry: dict, parent):
+        """In a worker: the file's record (reused from the parent snapshot
+        when unchanged, else read and stored), or a "missing" dict."""
         fname = entry["store_fname"]
         try:
             path = self._path(fname)
         except ArchiveError as exc:
-            self.missing.append({"store_fname": fname, "reason": f"unsafe name: {exc}"})
-            return
+            return {"store_fname": fname, "reason": f"unsafe name: {exc}"}
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
         try:
             fd = os.open(path, flags)
         except FileNotFoundError:
-            self.missing.append(
-                {
-                    "store_fname": fname,
-                    "file_size": entry.get("file_size"),
-                    "reason": "missing on disk",
-                }
-            )
-            return
+            return {
+                "store_fname": fname,
+                "file_size": entry.get("file_size"),
+                "reason": "missing on disk",
+            }
         except OSError as exc:
             raise DumpError(f"cannot read {path}: {exc.strerror}") from exc
         with os.fdopen(fd, "rb", buffering=0) as fh:
             st = os.fstat(fd)
             if not stat_mod.S_ISREG(st.st_mode):
                 raise DumpError(f"{path} is not a regular file")
-            parent = self._parent_for(fname)
             if (
                 parent is not None
                 and parent.size == st.st_size
                 and parent.mtime_ns == st.st_mtime_ns
                 and all(self._pipe.known(b) for b, _n in parent.blobs)
             ):
-                record = parent
                 self._pipe.stats.add(reused_files=1)
-            else:
-                record = self._read(fname, fh, st)
-                self._pipe.stats.add(read_files=1)
-        self.list.add(fmt.encode_file_record(record))
-        self.digest.add(fname, record.size, record.sha256.hex())
-        self.sizes.add(
-            mf.filestore_member(fname), record.size, record.mtime_ns // 10**9
-        )
+                return parent
+            record = self._read(fname, fh, st)
+            self._pipe.stats.add(read_files=1)
+            return record
 
     def _read(self, fname, fh, st) -> fmt.FileRecord:
         size = st.st_size
@@ -376,20 +441,22 @@ class _Files:
             digest = hashlib.sha256(data).digest()
             whole_digest = digest
             if size:
-                compress = not payload.should_store(data[: payload.SAMPLE_SIZE])
+                compress = not pipe.should_store(data[: payload.SAMPLE_SIZE])
                 blob_id = pipe.store_digested(
                     fmt.BLOB_DATA, data, digest, "files", compress
                 )
                 blobs.append((blob_id, size))
         else:
-            if self.chunker is None:
-                self.chunker = fmt.make_chunker(pipe.repo.keys.chunker_seed())
+            chunker = getattr(self._chunkers, "chunker", None)
+            if chunker is None:
+                chunker = fmt.make_chunker(pipe.repo.keys.chunker_seed())
+                self._chunkers.chunker = chunker
             compress = None
             total = 0
-            for chunk in self.chunker.cut_stream(fh):
+            for chunk in chunker.cut_stream(fh):
                 data = chunk.data
                 if compress is None:
-                    compress = not payload.should_store(bytes(data[:16384]))
+                    compress = not pipe.should_store(data[: payload.SAMPLE_SIZE])
                 whole.update(data)
                 total += len(data)
                 blob_id = pipe.store_blob(fmt.BLOB_DATA, data, "files", compress)
@@ -441,7 +508,7 @@ def run_incremental_backup(
     req: full.BackupRequest,
     *,
     pack_size: int | None = None,
-    upload_depth: int = 2,
+    upload_depth: int = 1,
     lock_options: dict | None = None,
 ) -> IncrementalResult:
     """Back up ``req.database`` as a snapshot in its repository at
@@ -458,7 +525,7 @@ def run_incremental_backup(
         )
     naming.check_database_name(req.database)
     naming.check_label(req.label)
-    sink, own_sink = full._resolve_sink(req.sink)
+    sink, own_sink = _resolve_sink(req)
     try:
         with backup_lock(req.pg, req.database):
             return _run_locked(
@@ -472,6 +539,21 @@ def run_incremental_backup(
     finally:
         if own_sink:
             sink.close()
+
+
+def _resolve_sink(req):
+    """The one destination of an incremental backup (a repository lives at
+    one destination: several destinations are several runs)."""
+    if req.sink is None or getattr(req, "sinks", None):
+        raise SinkError(
+            "an incremental backup goes to exactly one destination (sink); "
+            "run one per destination"
+        )
+    if isinstance(req.sink, dict):
+        from ..sinks import make_sink
+
+        return make_sink(req.sink), True
+    return req.sink, False
 
 
 def _unique_time(repo: Repository, label: str, created_at):
@@ -533,6 +615,7 @@ def _latest_parent(repo: Repository, warnings):
 
 def _snapshot(req, repo, snap, info, files, filestore, warnings, started, pack, depth):
     written_before = repo.store.bytes_written
+    sent_before = repo.store.bytes_sent
     repo.load_index()
     # index entries of packs that are gone (a damaged destination) must not
     # make this run skip data it should store
@@ -570,7 +653,9 @@ def _snapshot(req, repo, snap, info, files, filestore, warnings, started, pack, 
                         fs.add(entry)
                         if dumper.error is not None:
                             break
+                    fs.finish()
                 except BaseException:
+                    fs.close()
                     dump.kill()
                     dumper.join()
                     raise
@@ -641,6 +726,7 @@ def _snapshot(req, repo, snap, info, files, filestore, warnings, started, pack, 
     }
     ref = repo.write_snapshot(snapshot)
     added = repo.store.bytes_written - written_before
+    stats["bytes_sent"] = repo.store.bytes_sent - sent_before
     from .archive import virtual_name
 
     duration = time.monotonic() - started

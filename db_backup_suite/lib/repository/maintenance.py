@@ -42,7 +42,7 @@ from ..errors import ArchiveTamperedError, BackupSuiteError, SinkObjectNotFound
 from ..retention import RetentionPolicy, plan_retention
 from . import format as fmt
 from .archive import SnapshotArchiveSink, check_snapshot
-from .repo import DEFAULT_PACK_SIZE, PackWriter, Repository, pack_path
+from .repo import DEFAULT_PACK_SIZE, BufferPool, PackWriter, Repository, pack_path
 
 _logger = logging.getLogger(__name__)
 
@@ -184,13 +184,17 @@ def collect_garbage(
         # repack the live blobs of mostly-dead packs
         written: list[fmt.PackRecord] = []
         if repack:
-            writer = PackWriter(repo, pack_size)
+            pool = BufferPool(pack_size + fmt.MAX_BLOB_SIZE + 4096, 1)
+            writer = PackWriter(repo, pack_size, pool)
 
             def put(done):
-                name, data, record = done
-                repo.store.put_bytes(pack_path(name), data)
+                buffer, data, record = done
+                record.name = hashlib.sha256(data).hexdigest()
+                repo.store.put_bytes(pack_path(record.name), data)
                 written.append(record)
                 result.written_bytes += len(data)
+                data.release()
+                pool.put(buffer)
 
             for rec, live in repack:
                 data = memoryview(repo.read_pack_range(rec.name, 0, rec.size))

@@ -45,7 +45,7 @@ SNAPSHOTS = "snapshots/"
 LOCKS = "locks/"
 KIND_CONFIG = "db_backup_suite.repository"
 KIND_SNAPSHOT = "db_backup_suite.snapshot"
-DEFAULT_PACK_SIZE = 16 * 1024 * 1024
+DEFAULT_PACK_SIZE = 8 * 1024 * 1024
 #: a lock not refreshed for this long belongs to a dead process
 LOCK_STALE_AFTER = 30 * 60
 LOCK_REFRESH_EVERY = 5 * 60
@@ -467,28 +467,69 @@ def _check_named_hash(rel: str, data: bytes, expected: str | None = None):
 # ---------------------------------------------------------------------------
 # Pack writing
 # ---------------------------------------------------------------------------
+class BufferPool:
+    """At most ``count`` reusable buffers of ``size`` bytes (``get`` waits
+    for one to come back once all exist)."""
+
+    def __init__(self, size: int, count: int, check=None):
+        import queue
+
+        self.size = size
+        self._free = queue.Queue()
+        self._left = count
+        self._lock = threading.Lock()
+        #: called while waiting (raises when the consumer of buffers failed)
+        self.check = check
+
+    def get(self) -> bytearray:
+        import queue
+
+        with self._lock:
+            if self._free.empty() and self._left > 0:
+                self._left -= 1
+                return bytearray(self.size)
+        while True:
+            try:
+                return self._free.get(timeout=0.5)
+            except queue.Empty:
+                if self.check is not None:
+                    self.check()
+
+    def put(self, buffer: bytearray):
+        self._free.put(buffer)
+
+
 class PackWriter:
     """Collects encrypted blobs into one pack buffer; ``finish()`` seals the
-    header and returns (name, data, record). Thread-safe ``add``."""
+    header and returns (buffer, data view, record); the record's ``name``
+    (the SHA-256 of the data) is left for the caller to fill, and the
+    buffer to give back to the pool once the data is written. Thread-safe
+    ``add``."""
 
-    def __init__(self, repo: Repository, target: int):
+    def __init__(self, repo: Repository, target: int, pool: BufferPool | None = None):
         self._repo = repo
         self._target = max(target, 64 * 1024)
+        self._pool = pool or BufferPool(self._target + fmt.MAX_BLOB_SIZE + 4096, 2)
+        self._target = min(self._target, self._pool.size - fmt.MAX_BLOB_SIZE - 4096)
         self._key_id = repo.keys.active_key_id
         self._sealer = fmt.BlobSealer(repo.blob_key(self._key_id))
         self._lock = threading.Lock()
-        self._new_buffer()
-
-    def _new_buffer(self):
-        self._buffer = bytearray(self._target + fmt.MAX_BLOB_SIZE + 256)
-        self._view = memoryview(self._buffer)
+        self._buffer = None
         self._fill = 0
         self._entries: list[fmt.Entry] = []
 
+    def _ensure_buffer(self):
+        if self._buffer is None:
+            self._buffer = self._pool.get()
+            self._view = memoryview(self._buffer)
+            self._fill = 0
+            self._entries = []
+
     def add(self, blob_id, btype, flags, data, raw_len):
-        """Append a blob; returns a finished pack (name, data, record) when
-        this one reached the target size, else None."""
+        """Append a blob; returns a finished pack (see the class) when this
+        one reached the target size, else None."""
         with self._lock:
+            self._ensure_buffer()
             n = self._sealer.seal_into(
                 self._view[self._fill :], blob_id, btype, flags, data
             )
@@ -503,6 +544,10 @@ class PackWriter:
     def finish(self):
         with self._lock:
             if not self._entries:
+                if self._buffer is not None:
+                    self._view.release()
+                    self._pool.put(self._buffer)
+                    self._buffer = None
                 return None
             return self._finish_locked()
 
@@ -513,17 +558,18 @@ class PackWriter:
             fmt.encode_pack_header(self._entries),
         )
         tail = header + fmt.PACK_TRAILER.pack(len(header))
-        view, fill = self._view, self._fill
-        if len(self._buffer) < fill + len(tail):
-            self._buffer.extend(b"\0" * (fill + len(tail) - len(self._buffer)))
-            view = memoryview(self._buffer)
+        buffer, fill = self._buffer, self._fill
+        self._view.release()
+        if len(buffer) < fill + len(tail):  # a huge header: grow this once
+            buffer.extend(b"\0" * (fill + len(tail) - len(buffer)))
+        view = memoryview(buffer)
         view[fill : fill + len(tail)] = tail
         size = fill + len(tail)
-        data = view[:size]
-        name = hashlib.sha256(data).hexdigest()
-        record = fmt.PackRecord(name, size, self._key_id, list(self._entries))
-        self._new_buffer()
-        return name, data, record
+        record = fmt.PackRecord("", size, self._key_id, self._entries)
+        self._buffer = None
+        self._entries = []
+        self._fill = 0
+        return buffer, view[:size], record
 
 
 # ---------------------------------------------------------------------------

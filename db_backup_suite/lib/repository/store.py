@@ -35,6 +35,8 @@ class RepoStore:
         self._lock = threading.RLock()
         self.bytes_written = 0
         self.objects_written = 0
+        #: every byte uploaded, locks included (what crossed the network)
+        self.bytes_sent = 0
 
     def path(self, rel: str) -> str:
         return f"{self.root}/{rel}"
@@ -57,6 +59,7 @@ class RepoStore:
                     f"{self.path(rel)}: the destination stored {stored.size} "
                     f"bytes, {view.nbytes} were written; it was deleted"
                 )
+            self.bytes_sent += view.nbytes
             if count:
                 self.bytes_written += view.nbytes
                 self.objects_written += 1
@@ -214,6 +217,8 @@ class Uploader:
                 if self._error is not None or self._aborted:
                     continue
                 rel, data, on_done = item
+                if callable(rel):  # named from its content, in this thread
+                    rel = rel()
                 self._store.put_bytes(rel, data)
                 if on_done is not None:
                     on_done()
@@ -223,18 +228,19 @@ class Uploader:
             finally:
                 self._queue.task_done()
 
-    def _check(self):
+    def check(self):
+        """Raise the first upload failure, if any."""
         if self._error is not None:
             raise self._error
 
     def submit(self, rel, data, on_done=None):
-        self._check()
+        self.check()
         self._queue.put((rel, data, on_done))
 
     def drain(self):
         """Wait for every queued upload; raise the first failure."""
         self._queue.join()
-        self._check()
+        self.check()
 
     def close(self, abort: bool = False):
         if abort:
