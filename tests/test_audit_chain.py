@@ -9,6 +9,8 @@ verification must name it.
 
 import copy
 import datetime as dt
+import hashlib
+import hmac
 import json
 import os
 
@@ -656,3 +658,79 @@ def test_erased_event_keeps_its_digest_and_loses_its_values():
     # Changing the placeholder, or erasing without a signed record, is named.
     row["res_name"] = "Partner 1"
     assert "changed after the erasure" in server.verify()["problem"]["message"]
+
+
+def test_known_answers_pin_format_2():
+    """The byte layouts of docs/audit-chain.md, computed independently."""
+    key = bytes(range(32))
+    salt = "00112233445566778899aabbccddeeff"
+    commitment = chain.commit(salt, "login", "jane@example.com")
+    assert commitment == hashlib_hex(
+        bytes.fromhex(salt)
+        + b"odoo-suite/audit-commit/v2\x00login\x00"
+        + b'"jane@example.com"'
+    )
+    assert commitment == (
+        "b04006bd12ee234660a41e2a32771caf5587d60c91d80bca44598c97cc520bfa"
+    )
+    values = {
+        "uuid": "0b5e3c1e-0000-4000-8000-000000000001",
+        "timestamp": dt.datetime(2026, 1, 2, 3, 4, 5),
+        "user_uid": 2,
+        "action": "login",
+        "result": "success",
+        "res_model": "res.users",
+        "res_id": 2,
+    }
+    canonical = chain.canonical_v2(values, {"login": commitment})
+    assert canonical == (
+        b'{"action":"login","c":{"login":"' + commitment.encode() + b'"},'
+        b'"origin":null,"res_id":2,"res_model":"res.users","result":"success",'
+        b'"timestamp":"2026-01-02 03:04:05","user_uid":2,'
+        b'"uuid":"0b5e3c1e-0000-4000-8000-000000000001","v":2}'
+    )
+    event_digest = chain.sign(key, canonical)
+    assert event_digest == hmac.new(key, canonical, "sha256").hexdigest()
+    assert event_digest == (
+        "75c13c9a0ae3a9c7f770bc44e02cc56f770d43c27858bae4bce6bacbc800e506"
+    )
+    link = chain.link_v2(key, chain.GENESIS, 1, event_digest, "kr:k1")
+    assert (
+        link
+        == hmac.new(
+            key,
+            b"odoo-suite/audit-link/v2\x00"
+            + f"{chain.GENESIS}|1|{event_digest}|kr:k1".encode(),
+            "sha256",
+        ).hexdigest()
+    )
+    assert link == "85061c65562545f12229956e6ae12af4d57776eefc6a9917e13faa18a39d01e1"
+    checkpoint = {
+        "kind": "anchor",
+        "sequence": 1,
+        "chain_hash": link,
+        "purged_count": 1,
+        "cutoff": dt.datetime(2026, 1, 1),
+        "sealed_at": dt.datetime(2026, 1, 2, 3, 4, 6),
+        "key_id": "kr:k1",
+    }
+    assert chain.sign_checkpoint(key, checkpoint) == (
+        "5e2e575a30eddaec893e4a8bd22597ec5180f961dd8adb820ee80954b48f5151"
+    )
+    line = witness.make_record(
+        "head",
+        key=key,
+        key_id="kr:k1",
+        db="db1",
+        uuid="u",
+        sequence=1,
+        chain_hash=link,
+        sealed_at="2026-01-02 03:04:06",
+    )
+    assert line["mac"] == (
+        "74b921e75ab60ff7754c13fbdb70a8a53615dd60f797cd663be93833c1a59679"
+    )
+
+
+def hashlib_hex(data):
+    return hashlib.sha256(data).hexdigest()

@@ -96,9 +96,15 @@ class TestAuditEvent(TransactionCase):
         self.assertGreaterEqual(report["checked"], 5)
         action = self.Event.with_user(self.auditor).action_verify_integrity()
         self.assertEqual(action["res_model"], "audit.verify.wizard")
-        result = self.env["audit.verify.wizard"].browse(action["res_id"])
+        Result = self.env["audit.verify.wizard"].with_user(self.auditor)
+        result = Result.browse(action["res_id"])
         self.assertEqual(result.state, "intact")
         self.assertIn("Audit log intact", result.message)
+        # The auditor reads the server's result; cannot write one.
+        with self.assertRaises(AccessError):
+            Result.create({"state": "intact", "message": "Audit log intact"})
+        with self.assertRaises(AccessError):
+            result.write({"state": "tampered"})
 
     def test_sql_update_detected(self):
         events = self._log(4)
