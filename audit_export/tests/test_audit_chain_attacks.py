@@ -16,7 +16,7 @@ from unittest.mock import patch
 from freezegun import freeze_time
 
 from odoo.exceptions import UserError
-from odoo.tests import TransactionCase, new_test_user, tagged
+from odoo.tests import HttpCase, TransactionCase, new_test_user, tagged
 from odoo.tools import SQL, config, mute_logger
 
 from odoo.addons.audit_export.lib import chain, keyring, witness
@@ -885,3 +885,24 @@ class TestCarryOver(ChainCase):
                 [("res_name", "=", "Audit chain of the archive")], limit=1
             )
             self.assertIn(text, failure.message)
+
+
+@tagged("post_install", "-at_install")
+class TestChainScreens(HttpCase):
+    def test_auditor_verifies_and_sees_the_erasure(self):
+        new_test_user(
+            self.env,
+            login="h_chain_tour_auditor",
+            password="h_chain_tour_auditor",
+            groups="base.group_user,audit_export.audit_group_auditor",
+        )
+        Event = self.env["audit.event"]
+        Event.log_event("export", res_model="res.partner", res_name="Jane Tour")
+        self.assertEqual(
+            Event._redact_subject({"names": ["Jane Tour"]}, "DSR/2026/0009"), 1
+        )
+        self.start_tour(
+            "/odoo/action-audit_export.audit_event_action",
+            "audit_export_verify_tour",
+            login="h_chain_tour_auditor",
+        )
