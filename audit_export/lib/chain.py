@@ -649,6 +649,7 @@ class ChainWalker:
         self.last_hash = anchor_hash
         self.checked = 0
         self.before_keyring = 0
+        self.legacy = 0
         self.redacted = 0
         self.keyed_seen = False
         self.check = EventCheck(key_for, self.trusted)
@@ -746,6 +747,7 @@ class ChainWalker:
             )
         self.keyed_seen = self.keyed_seen or version >= KEYED_VERSION
         self.before_keyring += 1 if pre_keyring else 0
+        self.legacy += 1 if version < KEYED_VERSION else 0
         self.redacted += 1 if row.get("redactions") else 0
         self.last_seq, self.last_hash = seq, expected
         self.checked += 1
@@ -866,6 +868,7 @@ def verify_log(store, key_for, *, keyring, checkpoints, witness=None):
         "keyring": bool(keyring),
         "warnings": [] if keyring else [NO_KEYRING_WARNING],
         "before_keyring": 0,
+        "legacy": 0,
         "redacted": 0,
         "witness": None,
     }
@@ -905,6 +908,7 @@ def verify_log(store, key_for, *, keyring, checkpoints, witness=None):
         head_sequence=walker.last_seq,
         head_hash=walker.last_hash,
         before_keyring=walker.before_keyring,
+        legacy=walker.legacy,
         redacted=walker.redacted,
     )
     if problem is None and head is not None:
@@ -933,6 +937,12 @@ def verify_log(store, key_for, *, keyring, checkpoints, witness=None):
             f"{adopted['sequence']} were recorded before the server keyring "
             f"signed the chain; they are protected by it only since "
             f"{_stamp(adopted.get('sealed_at'))}."
+        )
+    if walker.legacy:
+        report["warnings"].append(
+            f"{walker.legacy} events use the legacy format (unkeyed chain link, "
+            "values not erasable); they verify with the rule they were written "
+            "under."
         )
     report["problem"] = problem
     report["ok"] = problem is None

@@ -739,6 +739,10 @@ class TestLegacyChain(ChainCase):
         self.assertEqual(adopt.sequence, legacy[-1].sequence)
         self.assertEqual(adopt.key_id, "kr:k1")
         self.assertEqual(report["before_keyring"], 3)
+        self.assertEqual(report["legacy"], 3)
+        self.assertTrue(
+            any("3 events use the legacy format" in w for w in report["warnings"])
+        )
         self.assertTrue(
             any("before the server keyring" in w for w in report["warnings"])
         )
