@@ -2,12 +2,14 @@
     "name": "Data Export Suite",
     "summary": "Per-model exports (CSV, JSON, XLSX, invoice PDF) as access-checked, "
     "streaming background jobs, encrypted at rest, with an audit trail",
-    "version": "18.0.1.1.0",
+    "version": "18.0.1.2.0",
     "category": "Administration",
     "license": "LGPL-3",
     "author": "Backup & Compliance Suite",
-    "depends": ["audit_export", "mail"],
-    "external_dependencies": {"python": ["openpyxl", "cryptography", "pyzipper"]},
+    "depends": ["audit_export", "mail", "bus"],
+    "external_dependencies": {
+        "python": ["openpyxl", "cryptography", "pyzipper", "zxcvbn"]
+    },
     "data": [
         "security/data_export_suite_groups.xml",
         "security/ir.model.access.csv",
@@ -20,6 +22,14 @@
         "views/data_export_suite_menus.xml",
         "data/data_export_profile_data.xml",
     ],
+    "assets": {
+        "web.assets_backend": [
+            "data_export_suite/static/src/**/*",
+        ],
+        "web.assets_tests": [
+            "data_export_suite/static/tests/tours/**/*",
+        ],
+    },
     "installable": True,
-    "application": False,
+    "application": True,
 }

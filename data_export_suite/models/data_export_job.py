@@ -41,7 +41,7 @@ PROTECTED_FIELDS = frozenset(
         "file_name", "file_size", "file_mimetype", "expires_at", "done_at",
         "error_message", "password_sealed", "password_protected", "background",
         "user_id", "download_token_hash", "download_token_user_id",
-        "download_token_expires_at",
+        "download_token_expires_at", "estimated_size", "omitted_paths",
     }
 )
 #: What the requester chooses, once: a job is not edited after its request.
@@ -50,7 +50,7 @@ REQUEST_FIELDS = frozenset(
         "name", "profile_id", "company_ids", "model_name", "field_paths",
         "domain", "date_field", "date_from", "date_to", "state_values",
         "include_archived", "export_format", "csv_delimiter", "csv_bom",
-        "json_depth",
+        "json_depth", "header_style",
     }
 )
 #: A download link works once, for the user who asked for it, this long.
@@ -59,6 +59,37 @@ DOWNLOAD_TOKEN_TTL = dt.timedelta(minutes=5)
 PASSWORD_PURPOSE = "export-password"
 #: Invoice PDFs: the report of the Invoicing app.
 INVOICE_REPORT = "account.account_invoices"
+#: Bytes per invoice PDF, for the size estimate (one page, fonts embedded).
+PDF_ESTIMATE = 60 * 1024
+#: Bus notification type of a job's progress and end (static/src: the
+#: progress widget and the "file is ready" notification listen to it).
+BUS_UPDATE = "data_export_suite/job_update"
+#: Default size limits (bytes): an export estimated above SYNC_MAX_BYTES runs
+#: in the background even with few records (JSON at depth 3 on 14 users is
+#: 131 MB and 28 s of work), one above MAX_FILE_BYTES is refused. Both are
+#: system parameters (data_export_suite.sync_max_bytes / max_file_bytes).
+SYNC_MAX_BYTES = 10 * 1024 * 1024
+MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
+HEADER_STYLES = [
+    ("labels", "Column labels"),
+    ("names", "Technical names"),
+]
+
+
+def human_size(size):
+    """``1536`` -> ``"1.5 KB"`` (decimal units, one decimal)."""
+    value = float(size or 0)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            if unit == "bytes":
+                return f"{int(value)} bytes"
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+class ExportTooLarge(UserError):
+    """The export would exceed the size limit."""
 
 
 class DataExportJob(models.Model):
@@ -95,6 +126,27 @@ class DataExportJob(models.Model):
     csv_delimiter = fields.Char(default=",", readonly=True)
     csv_bom = fields.Boolean(readonly=True)
     json_depth = fields.Integer(default=0, readonly=True)
+    # The wizard asks for labels by default; a job requested by a script
+    # (RPC) without saying keeps the technical names it always had.
+    header_style = fields.Selection(
+        HEADER_STYLES, string="Column Headers", default="names", required=True,
+        readonly=True,
+        help="CSV and Excel: the first row shows the columns' labels (as on "
+        "screen) or the fields' technical names.",
+    )
+    estimated_size = fields.Integer(
+        readonly=True, copy=False,
+        help="Size of the file estimated before the export ran, in bytes.",
+    )
+    omitted_paths = fields.Text(
+        string="Columns Left Out", readonly=True, copy=False,
+        help="Columns of the profile this export was made from that its owner "
+        "may not export (their access rights): left out of the file.",
+    )
+    file_size_text = fields.Char(string="Size", compute="_compute_size_texts")
+    estimated_size_text = fields.Char(
+        string="Estimated Size", compute="_compute_size_texts"
+    )
     password_protected = fields.Boolean(
         readonly=True,
         help="The file is an AES-256 ZIP (WinZip AE-2) that 7-Zip opens.",
@@ -118,9 +170,13 @@ class DataExportJob(models.Model):
         default="queued", required=True, readonly=True, index=True, tracking=True,
     )
     background = fields.Boolean(readonly=True)
-    records_total = fields.Integer(readonly=True)
-    records_done = fields.Integer(readonly=True)
-    progress = fields.Float(readonly=True, help="Percentage of records written.")
+    records_total = fields.Integer(string="Records", readonly=True, aggregator="sum")
+    records_done = fields.Integer(
+        string="Records Written", readonly=True, aggregator="sum"
+    )
+    progress = fields.Float(
+        readonly=True, aggregator="avg", help="Percentage of records written."
+    )
     storage_name = fields.Char(readonly=True, copy=False, groups="base.group_system")
     file_name = fields.Char(readonly=True, copy=False)
     file_size = fields.Integer(
@@ -133,6 +189,15 @@ class DataExportJob(models.Model):
     download_token_hash = fields.Char(groups=".", copy=False)
     download_token_user_id = fields.Many2one("res.users", groups=".", copy=False)
     download_token_expires_at = fields.Datetime(groups=".", copy=False)
+
+    @api.depends("file_size", "estimated_size")
+    def _compute_size_texts(self):
+        for job in self:
+            job.file_size_text = human_size(job.file_size) if job.file_size else False
+            job.estimated_size_text = (
+                self.env._("about %(size)s", size=human_size(job.estimated_size))
+                if job.estimated_size else False
+            )
 
     # ------------------------------------------------------------------
     # CRUD
@@ -164,6 +229,8 @@ class DataExportJob(models.Model):
                 for vals in vals_list
             ]
         for vals in vals_list:
+            if vals.get("profile_id"):
+                self._complete_from_profile(vals)
             vals.setdefault("name", self._default_job_name(vals))
         jobs = super().create(vals_list)
         for job in jobs:
@@ -199,12 +266,73 @@ class DataExportJob(models.Model):
             job._delete_file()
         return super().unlink()
 
+    def _complete_from_profile(self, vals):
+        """A request naming a profile gets the profile's settings it does not
+        give itself; without columns, the profile's columns the requester
+        may export (the others are left out and listed, not refused: a
+        ready-made profile serves users with and without, say, accounting
+        rights). Columns given explicitly are checked strictly."""
+        profile = self.env["data.export.profile"].browse(vals["profile_id"])
+        profile.check_access("read")
+        vals.setdefault("model_name", profile.model_name)
+        if vals["model_name"] != profile.model_name:
+            raise UserError(self.env._(
+                "Profile %(profile)s exports %(model)s records.",
+                profile=profile.name, model=profile.model_name,
+            ))
+        defaults = {
+            "domain": profile.domain or "[]",
+            "date_field": profile.date_field_name or False,
+            "date_from": profile.date_from,
+            "date_to": profile.date_to,
+            "state_values": profile.state_values,
+            "include_archived": profile.include_archived,
+            "export_format": profile.export_format,
+            "csv_delimiter": profile.csv_delimiter or ",",
+            "csv_bom": profile.csv_bom,
+            "json_depth": profile.json_depth,
+        }
+        for key, value in defaults.items():
+            vals.setdefault(key, value)
+        if not vals.get("field_paths") or parse_field_paths(
+            vals["field_paths"]
+        ) == parse_field_paths(profile.field_paths):
+            kept, omitted = self.env["data.export.profile"]._split_exportable_paths(
+                profile.model_name, parse_field_paths(profile.field_paths)
+            )
+            if not kept:
+                raise AccessError(self.env._(
+                    "You may export none of the columns of profile %(profile)s.",
+                    profile=profile.name,
+                ))
+            vals["field_paths"] = "\n".join(kept)
+            if omitted:
+                Profile = self.env["data.export.profile"]
+                vals["omitted_paths"] = "\n".join(
+                    Profile._path_label(profile.model_name, path) for path in omitted
+                )
+
     def _default_job_name(self, vals):
         label = vals.get("model_name") or "export"
         if vals.get("profile_id"):
             label = self.env["data.export.profile"].browse(vals["profile_id"]).name
-        stamp = fields.Datetime.now().strftime("%Y-%m-%d %H:%M")
-        return f"{label} ({stamp})"
+        elif label in self.env:
+            label = self.env["data.export.profile"]._model_label(label)
+        return f"{label} ({self._user_timestamp()})"
+
+    def _user_timestamp(self, value=None, time_format=None):
+        """``value`` (UTC, default now) in the user's time zone and date
+        format, to the minute: what job names and messages show."""
+        value = value or fields.Datetime.now()
+        local = fields.Datetime.context_timestamp(
+            self.with_context(tz=self.env.context.get("tz") or self.env.user.tz),
+            value,
+        )
+        lang = self.env["res.lang"]._get_data(code=self.env.lang or "en_US")
+        date_format = lang.date_format or "%m/%d/%Y"
+        if time_format is None:
+            time_format = (lang.time_format or "%H:%M:%S").replace(":%S", "")
+        return local.strftime(f"{date_format} {time_format}".strip())
 
     # ------------------------------------------------------------------
     # Request
@@ -324,20 +452,53 @@ class DataExportJob(models.Model):
             self.date_to, self.state_values,
         )
         total = Model.search_count(domain)
-        limit = self._sync_record_limit()
-        if total <= limit:
-            self.sudo().records_total = total
+        estimate = self._estimate_size(Profile, Model, domain, total)
+        self._check_size(estimate)
+        self.sudo().write({"records_total": total, "estimated_size": estimate})
+        if total <= self._sync_record_limit() and estimate <= self._sync_max_bytes():
             self._execute(background=False)
             return self.action_download() if self.state == "done" else False
-        self.sudo().write({"background": True, "records_total": total})
+        self.sudo().background = True
         self.env.ref("data_export_suite.ir_cron_run_export_jobs").sudo()._trigger()
         return {
             "type": "ir.actions.act_window",
+            "name": self.env._("Export Job"),
             "res_model": self._name,
             "res_id": self.id,
             "view_mode": "form",
             "target": "current",
         }
+
+    def _estimate_size(self, Profile, Model, domain, total):
+        """Bytes the file will take, from a sample of its first records.
+
+        The first records are written the way the export writes them (same
+        columns, same JSON depth: a related record expanded three levels
+        deep weighs megabytes) and their size is scaled to ``total``. Cheap
+        for flat exports (one batch of 20 rows), bounded for deep JSON
+        (3 records).
+        """
+        job = self.sudo()
+        if not total:
+            return 0
+        if job.export_format == "pdf":
+            return total * PDF_ESTIMATE
+        paths = self._export_paths()
+        deep = job.export_format == "json" and job.json_depth > 0
+        sample_size = min(total, 3 if deep else 20)
+        return Profile._estimate_export_size(
+            Model, domain, paths, job.export_format, job.json_depth, total,
+            sample_size,
+        )
+
+    def _check_size(self, estimate):
+        limit = self._max_file_bytes()
+        if estimate > limit:
+            raise ExportTooLarge(self.env._(
+                "This export would be about %(size)s, more than the %(limit)s "
+                "allowed. Export fewer records or columns, or a lower JSON "
+                "depth.", size=human_size(estimate), limit=human_size(limit),
+            ))
 
     # ------------------------------------------------------------------
     # Settings
@@ -352,6 +513,12 @@ class DataExportJob(models.Model):
 
     def _sync_record_limit(self):
         return self._get_int_param("data_export_suite.sync_record_limit", 2000)
+
+    def _sync_max_bytes(self):
+        return self._get_int_param("data_export_suite.sync_max_bytes", SYNC_MAX_BYTES)
+
+    def _max_file_bytes(self):
+        return self._get_int_param("data_export_suite.max_file_bytes", MAX_FILE_BYTES)
 
     def _batch_size(self):
         return self._get_int_param("data_export_suite.batch_size", 1000)
@@ -486,7 +653,9 @@ class DataExportJob(models.Model):
         ring = self._load_keyring()
         ext, mimetype = self._file_type(total)
         base = safe_filename(job.profile_id.name or job.model_name.replace(".", "_"))
-        stamp = fields.Datetime.now().strftime("%Y%m%d-%H%M%S")
+        stamp = fields.Datetime.context_timestamp(
+            job.with_env(env), fields.Datetime.now()
+        ).strftime("%Y%m%d-%H%M%S")
         file_name = f"{base}-{stamp}.{ext}"
         inner_name = f"{base}-{stamp}.{job.export_format}"
         storage_name = f"{uuid.uuid4().hex}.enc"
@@ -495,9 +664,18 @@ class DataExportJob(models.Model):
         done = 0
         batch_size = self._batch_size()
 
+        max_bytes = self._max_file_bytes()
+
         def report(count):
             nonlocal done
             done += count
+            if counter.size > max_bytes:
+                # The estimate was too low: stop before filling the disk.
+                raise ExportTooLarge(self.env._(
+                    "The export passed the %(limit)s allowed after %(count)s "
+                    "records. Export fewer records or columns, or a lower JSON "
+                    "depth.", limit=human_size(max_bytes), count=done,
+                ))
             self._report_progress(done, total, background)
 
         try:
@@ -544,8 +722,9 @@ class DataExportJob(models.Model):
         })
         self.env["audit.event"].log_event(
             "export", record=job, details=self._audit_details(),
-            message=self.env._("%(count)s %(model)s records exported to %(file)s",
-                               count=done, model=job.model_name, file=file_name),
+            message=self.env._("%(records)s of %(model)s exported to %(file)s",
+                               records=self._records_text(done),
+                               model=job.model_name, file=file_name),
         )
 
     def _write_table(self, Profile, Model, domain, columns, paths, payload,
@@ -557,7 +736,12 @@ class DataExportJob(models.Model):
             options.update(delimiter=job.csv_delimiter or ",", bom=job.csv_bom)
         elif job.export_format == "xlsx":
             options["sheet_title"] = job.profile_id.name or job.model_name
-        header = None if job.export_format == "json" else [c.path for c in columns]
+        header = None
+        if job.export_format != "json":
+            header = (
+                [c.path for c in columns] if job.header_style == "names"
+                else self._column_labels(columns)
+            )
         try:
             writer = open_writer(job.export_format, payload, header, **options)
         except ValueError as exc:
@@ -578,6 +762,19 @@ class DataExportJob(models.Model):
                     writer.writerow(row)
                 report(len(rows))
         writer.close()
+
+    @api.model
+    def _column_labels(self, columns):
+        """Header labels as on screen ("Country / Country Name"); a label
+        two columns share gets its technical path in brackets."""
+        labels = [column.label or column.path for column in columns]
+        seen = {}
+        for label in labels:
+            seen[label] = seen.get(label, 0) + 1
+        return [
+            label if seen[label] == 1 else f"{label} ({column.path})"
+            for label, column in zip(labels, columns, strict=True)
+        ]
 
     def _write_pdf(self, Profile, Model, domain, encrypted, password, total,
                    batch_size, report):
@@ -609,35 +806,71 @@ class DataExportJob(models.Model):
             return
         progress = 100.0 * done / total if total else 100.0
         # A separate short transaction: the owner sees the progress while the
-        # export's own transaction (one consistent snapshot) is still open.
+        # export's own transaction (one consistent snapshot) is still open;
+        # the bus message leaves when that transaction commits.
+        payload = self._update_payload(
+            records_done=done, records_total=total, progress=progress,
+            state="running",
+        )
+        partner = self.sudo().user_id.partner_id  # the owner's bus channel
         with self.env.registry.cursor() as cr:
             cr.execute(SQL(
                 "UPDATE data_export_job SET records_done = %s, progress = %s "
                 "WHERE id = %s",
                 done, progress, self.id,
             ))
+            self.env(cr=cr, su=True)["bus.bus"]._sendone(partner, BUS_UPDATE, payload)
         self.env["ir.cron"]._notify_progress(done=done, remaining=max(total - done, 0))
+
+    def _send_update(self, **values):
+        """Tell the owner's open tabs (bus) where the job stands: the
+        progress bars of the job list and form follow, and the end shows a
+        notification with a Download button (static/src)."""
+        self.sudo().user_id._bus_send(BUS_UPDATE, self._update_payload(**values))
+
+    def _update_payload(self, **values):
+        job = self.sudo()
+        payload = {
+            "id": job.id,
+            "name": job.name,
+            "state": job.state,
+            "records_done": job.records_done,
+            "records_total": job.records_total,
+            "progress": job.progress,
+        }
+        payload.update(values)
+        return payload
+
+    @api.model
+    def _records_text(self, count):
+        """"1 record" / "12 records", translated."""
+        if count == 1:
+            return self.env._("1 record")
+        return self.env._("%(count)s records", count=count)
 
     def _notify_owner(self, failed=False):
         job = self.sudo()
+        owner_self = self.with_user(job.user_id).with_context(
+            lang=job.user_id.lang, tz=job.user_id.tz
+        )
+        _ = owner_self.env._
         if failed:
-            body = self.env._("Your export %(name)s failed: %(error)s",
-                              name=job.name, error=job.error_message)
+            title = _("Export failed")
+            body = _("Your export %(name)s failed: %(error)s",
+                     name=job.name, error=job.error_message)
         else:
-            body = self.env._(
-                "Your export %(name)s is ready (%(count)s records). Download it "
-                "from the export job within %(days)s days.",
-                name=job.name, count=job.records_done, days=self._retention_days(),
+            title = _("Your file is ready")
+            body = _(
+                "Your export %(name)s is ready (%(records)s, %(size)s). Download "
+                "it from the export job within %(days)s days.",
+                name=job.name, records=owner_self._records_text(job.records_done),
+                size=human_size(job.file_size), days=self._retention_days(),
             )
         job.message_post(
             body=body, partner_ids=job.user_id.partner_id.ids,
             subtype_xmlid="mail.mt_comment", message_type="notification",
         )
-        job.user_id._bus_send("simple_notification", {
-            "type": "danger" if failed else "success",
-            "title": self.env._("Data export"),
-            "message": body,
-        })
+        job._send_update(final=True, title=title, message=body)
 
     # ------------------------------------------------------------------
     # Crons
@@ -666,6 +899,7 @@ class DataExportJob(models.Model):
             self.env["ir.cron"]._notify_progress(done=0, remaining=0)
             return
         job.write({"state": "running"})
+        job._send_update()
         self._commit()
         job._execute(background=True)
         remaining = self.sudo().search_count([("state", "=", "queued")])

@@ -1,4 +1,5 @@
 import datetime as dt
+import json
 import logging
 from collections import namedtuple
 
@@ -29,6 +30,22 @@ SQL_READABLE_TYPES = frozenset({
     "datetime", "selection", "many2one",
 })
 MAX_JSON_DEPTH = 3
+#: How many of a model's first records a computed field is tried on (plus
+#: the first record of each company) before it is offered.
+PROBE_SAMPLE = 20
+#: The field tree of the wizard expands relations this many hops deep
+#: (Odoo's own export dialog: three).
+MAX_TREE_HOPS = 3
+#: Model name prefixes never offered in the wizard: Odoo's technical models
+#: (settings, views, actions, the bus, reports' abstract models...).
+TECHNICAL_PREFIXES = (
+    "ir.", "base.", "base_", "bus.", "web_", "web.", "res.config", "report.",
+    "res.users.log", "res.users.settings", "res.users.deletion", "mail.alias",
+    "mail.template", "mail.mail", "mail.notification", "mail.tracking",
+    "mail.followers", "mail.guest", "mail.link.preview", "mail.presence",
+    "discuss.", "iap.", "sms.", "auth_", "spreadsheet.", "onboarding.",
+    "digest.", "snailmail.", "privacy.", "html_field_history", "data.export.",
+)
 
 #: A resolved, access-checked column: ``path`` as requested, ``chain`` of
 #: (model name, field) hops, ``field`` the last field (None for ``id``).
@@ -254,14 +271,16 @@ class DataExportProfile(models.Model):
         """Whether the current user can compute ``field`` (non-stored).
 
         A non-stored computed field is computed as the reading user: its
-        compute method may read other models the user may not read (e.g.
-        ``res.partner.days_sales_outstanding`` reads ``account.move``), which
-        neither field groups nor ``depends`` reveal. Such a field is computed
-        once on a record the user may read, inside a savepoint, and withheld
-        when that raises ``AccessError``. The answer is cached per user,
-        companies, model and field (access rights, groups and record rules
-        changes clear the cache). Stored fields, ``compute_sudo`` fields
-        (related fields...) and the superuser need no probe.
+        compute method may read other models or other companies' records the
+        user may not read (e.g. ``res.partner.days_sales_outstanding`` reads
+        ``account.move``, ``res.partner.fiscal_country_codes`` the partner's
+        company), which neither field groups nor ``depends`` reveal. Such a
+        field is computed on a sample of records the user may read (see
+        :meth:`_probe_sample`), inside a savepoint, and withheld when that
+        raises. The answer is cached per user, companies, model and field
+        (access rights, groups and record rules changes clear the cache).
+        Stored fields, ``compute_sudo`` fields (related fields...) and the
+        superuser need no probe.
         """
         if Model.env.su or not field.compute or field.store or field.compute_sudo:
             return True
@@ -278,25 +297,69 @@ class DataExportProfile(models.Model):
         Model = self.env[model_name].with_context(
             active_test=False, prefetch_fields=False
         )
-        sample = Model.search([], limit=1, order="id")
-        if not sample:
-            raise _NoSampleRecord(model_name)
+        sample = self._probe_sample(Model)
+        if sample is None:
+            # No table to sample (a model living in the cache only, such as
+            # account.code.mapping, whose search is not implemented): its
+            # computed fields cannot be checked, so they are not offered.
+            _logger.debug(
+                "Field %s.%s withheld from exports: the model has no table to "
+                "sample", model_name, field_name,
+            )
+            return False
+        # A savepoint that does not clear the cache when rolled back: the
+        # caller's new records (an onchange's wizard) live in that cache only.
+        # Computing reads and never writes, so what stays cached is true.
+        self.env.flush_all()
         try:
-            with self.env.cr.savepoint():
-                sample[field_name]  # noqa: B018 - computes the field as the user
+            with self.env.cr.savepoint(flush=False):
+                for record in sample:
+                    record[field_name]  # noqa: B018 - computes as the user
         except AccessError as exc:
+            sample.invalidate_recordset([field_name])
             _logger.info(
                 "Field %s.%s withheld from exports for uid %s: its computation "
                 "needs access the user lacks (%s)",
                 model_name, field_name, self.env.uid, str(exc).splitlines()[0],
             )
             return False
-        except Exception as exc:  # not an access matter: keep it
+        except Exception as exc:  # noqa: BLE001 - any failure: not exportable
+            sample.invalidate_recordset([field_name])
             _logger.warning(
-                "Probing %s.%s for uid %s failed with %r; the field stays "
-                "exportable", model_name, field_name, self.env.uid, exc,
+                "Field %s.%s withheld from exports for uid %s: computing it "
+                "failed with %r", model_name, field_name, self.env.uid, exc,
             )
+            return False
         return True
+
+    @api.model
+    def _probe_sample(self, Model):
+        """Records of ``Model`` the current user may read, to compute on.
+
+        Never ``search()``: a model may not implement it (or implement only
+        the domains its own views use). The ids are read from the model's
+        table -- the first ones, plus the first of every company when the
+        model has a stored ``company_id``, so that a computation reaching
+        another company's records is seen -- and kept when the user's record
+        rules allow reading them. ``None`` when the model has no table;
+        raises :class:`_NoSampleRecord` when the user reads none of them.
+        """
+        if not Model._is_an_ordinary_table():
+            return None
+        table = SQL.identifier(Model._table)
+        query = SQL("SELECT id FROM %s ORDER BY id LIMIT %s", table, PROBE_SAMPLE)
+        company = Model._fields.get("company_id")
+        if company is not None and company.store and company.type == "many2one":
+            query = SQL(
+                "(%s) UNION (SELECT min(id) FROM %s GROUP BY company_id)",
+                query, table,
+            )
+        self.env.cr.execute(query)
+        ids = sorted({row[0] for row in self.env.cr.fetchall()})
+        sample = Model.browse(ids)._filtered_access("read")
+        if not sample:
+            raise _NoSampleRecord(Model._name)
+        return sample
 
     @api.model
     def _exportable_fields(self, model_name, include_binary=False):
@@ -318,6 +381,170 @@ class DataExportProfile(models.Model):
             ):
                 names.append(name)
         return names
+
+    @api.model
+    def _split_exportable_paths(self, model_name, paths):
+        """(kept, omitted): the paths the current user may export, in order,
+        and those they may not (field rights, secrets, fields gone with an
+        uninstalled app). Each path is checked whole, every hop."""
+        kept, omitted = [], []
+        for path in paths:
+            try:
+                self._resolve_field_paths(model_name, [path])
+            except (AccessError, UserError):
+                omitted.append(path)
+            else:
+                kept.append(path)
+        return kept, omitted
+
+    @api.model
+    def _path_label(self, model_name, path):
+        """"Country / Country Name" for ``country_id.name`` (labels as on
+        screen, in the user's language); unknown hops keep their name."""
+        if path == "id":
+            return self.env._("ID")
+        Model = self.env[model_name] if model_name in self.env.registry else None
+        labels = []
+        for part in path.split("."):
+            field = Model._fields.get(part) if Model is not None else None
+            if field is None:
+                labels.append(part)
+                Model = None
+                continue
+            labels.append(field._description_string(self.env))
+            Model = self.env[field.comodel_name] if field.relational else None
+        return " / ".join(labels)
+
+    # ------------------------------------------------------------------
+    # What the wizard offers (business models, field tree)
+    # ------------------------------------------------------------------
+    @api.model
+    def _is_offered_model(self, model_name):
+        """A business model: a table of records with a window action (a
+        screen), not one of Odoo's technical models, not a secret store."""
+        Model = self.env[model_name]
+        return (
+            not (Model._transient or Model._abstract)
+            and model_name not in SECRET_MODELS
+            and not model_name.startswith(TECHNICAL_PREFIXES)
+            and model_name in self._window_action_models()
+        )
+
+    @tools.ormcache()
+    def _window_action_models(self):
+        """Models some window action opens (cached; actions clear caches)."""
+        self.env.cr.execute(SQL(
+            "SELECT DISTINCT res_model FROM ir_act_window WHERE res_model IS NOT NULL"
+        ))
+        return frozenset(row[0] for row in self.env.cr.fetchall())
+
+    @tools.ormcache("self.env.lang")
+    def _model_labels(self):
+        """{model: human name in the user's language} (ir.model names)."""
+        rows = self.env["ir.model"].sudo().search_read([], ["model", "name"])
+        return {row["model"]: row["name"] for row in rows}
+
+    @api.model
+    def _model_label(self, model_name):
+        return self._model_labels().get(model_name) or (
+            self.env[model_name]._description if model_name in self.env
+            else model_name
+        )
+
+    @api.model
+    def _export_models(self):
+        """[(model, label)] the current user may read and export, by label.
+
+        Two models with the same name get their technical name in brackets.
+        """
+        names = [
+            name for name in self.env.registry.models
+            if self._is_offered_model(name) and self.env[name].has_access("read")
+        ]
+        labels = {name: self._model_label(name) for name in names}
+        counts = {}
+        for label in labels.values():
+            counts[label] = counts.get(label, 0) + 1
+        choices = [
+            (name, label if counts[label] == 1 else f"{label} ({name})")
+            for name, label in labels.items()
+        ]
+        return sorted(choices, key=lambda item: (item[1].lower(), item[0]))
+
+    @api.model
+    def _export_field_tree(self, model_name, prefix="", parent_label=""):
+        """One level of the field tree of the wizard, like Odoo's export
+        dialog (``/web/export/get_fields``): the fields of ``model_name`` the
+        current user may export, by label, ``id`` first; relations can be
+        expanded (``prefix``: the path of the relation, ``parent_label`` its
+        label) up to :data:`MAX_TREE_HOPS` hops.
+
+        Field labels and types come from ``fields_get`` (which already drops
+        the fields of other groups), then the suite's rules filter them
+        (``_is_field_exportable``: secrets, ``groups=``, unreadable comodels,
+        computations the user cannot run).
+        """
+        if prefix:
+            # The prefix must itself be an exportable path of the root model.
+            self._resolve_field_paths(model_name, [prefix])
+            Model = self._get_export_model(model_name)
+            for part in prefix.split("."):
+                Model = Model.env[Model._fields[part].comodel_name]
+        else:
+            Model = self._get_export_model(model_name)
+        hops = len(prefix.split(".")) if prefix else 0
+        described = Model.fields_get(attributes=["type", "string", "relation",
+                                                  "help", "exportable"])
+        items = []
+        for name, info in described.items():
+            field = Model._fields.get(name)
+            if field is None or not info.get("exportable", True):
+                continue
+            if not self._is_field_exportable(Model, field):
+                continue
+            path = f"{prefix}.{name}" if prefix else name
+            label = self.env._("ID") if name == "id" else info.get("string") or name
+            expandable = bool(field.relational and hops + 1 < MAX_TREE_HOPS)
+            items.append({
+                "id": path,
+                "name": name,
+                "label": label,
+                "string": f"{parent_label} / {label}" if parent_label else label,
+                "type": info.get("type"),
+                "relation": info.get("relation") or False,
+                "help": info.get("help") or "",
+                "children": expandable,
+            })
+        items.sort(key=lambda item: (item["name"] != "id", item["label"].lower(),
+                                     item["name"]))
+        return items
+
+    @api.model
+    def _estimate_export_size(self, Model, domain, paths, export_format, depth,
+                              total, sample_size):
+        """Bytes of an export of ``total`` records, scaled from the first
+        ``sample_size`` written the way the export writes them."""
+        if not total or not sample_size:
+            return 0
+        columns = self._resolve_field_paths(Model._name, paths)
+        if export_format == "json":
+            batch = Model.search(domain, order="id", limit=sample_size)
+            items = self._serialize_records(batch, paths, depth)
+            size = len(json.dumps(items, default=str).encode("utf-8")) + 2
+            count = len(batch)
+        else:
+            rows = next(
+                iter(self._iter_table_batches(Model, domain, columns, sample_size)),
+                [],
+            )
+            size = sum(
+                len(",".join("" if v is None else str(v) for v in row).encode()) + 2
+                for row in rows
+            )
+            count = len(rows)
+        if not count:
+            return 0
+        return int(size * total / count)
 
     @api.model
     def _resolve_field_paths(self, model_name, paths, include_binary=False):
@@ -642,7 +869,10 @@ class DataExportProfile(models.Model):
             name = column.parts[0]
             if len(column.parts) == 1 and name != "id" and name not in direct:
                 direct.append(name)
-        data = {row["id"]: row for row in records.read(direct)} if direct else {}
+        data = (
+            {row["id"]: row for row in self._read_rows(records, direct)}
+            if direct else {}
+        )
         names = self._display_names_for(records, columns, data)
         labels = [self._selection_labels(c.field, records.env) for c in columns]
         for record in records:
@@ -750,7 +980,16 @@ class DataExportProfile(models.Model):
         if not unique:
             return {}
         readable = Comodel.browse(sorted(unique))._filtered_access("read")
-        return {rec.id: rec.display_name for rec in readable}
+        return {rec.id: self._record_label(rec) for rec in readable}
+
+    @api.model
+    def _record_label(self, record):
+        """What a cell shows for a related record: its display name, or
+        "<model description> #<id>" when it has none (e.g. a mail message
+        without subject)."""
+        return record.display_name or self.env._(
+            "%(model)s #%(id)s", model=record._description, id=record.id
+        )
 
     def _sql_cell(self, field, raw, label_map, names):
         if field.type == "boolean":
@@ -765,10 +1004,68 @@ class DataExportProfile(models.Model):
             return float(raw)
         return raw
 
+    @api.model
+    def _readable_related(self, corecords, active_test):
+        """The related records the user may read (active ones unless archived
+        records are exported): another company's records are left out
+        instead of failing the export."""
+        if not corecords:
+            return corecords
+        readable = corecords._filtered_access("read")
+        if active_test and readable._active_name:
+            readable = readable.filtered(readable._active_name)
+        return readable
+
+    @api.model
+    def _read_rows(self, records, names, load="_classic_read"):
+        """``records.read(names)`` where x2many values keep only the related
+        records the user may read.
+
+        Odoo's read filters archived related records by reading their
+        ``active`` field, which raises ``AccessError`` when one belongs to a
+        company the user is not in (e.g. an administrator's companies, read
+        by a user of another company). The values are read without that
+        filter, then filtered here.
+        """
+        active_test = records.env.context.get("active_test", True)
+        rows = records.with_context(active_test=False).read(names, load=load)
+        for name in names:
+            field = records._fields[name]
+            if field.type not in ("one2many", "many2many"):
+                continue
+            ids = sorted({i for row in rows for i in row[name]})
+            keep = set(self._readable_related(
+                records.env[field.comodel_name].browse(ids), active_test
+            ).ids)
+            for row in rows:
+                row[name] = [i for i in row[name] if i in keep]
+        return rows
+
+    @api.model
+    def _follow_path(self, record, parts):
+        """``record.mapped(".".join(parts))``, keeping at each relational hop
+        only the related records the user may read (see ``_read_rows``)."""
+        active_test = record.env.context.get("active_test", True)
+        current = record
+        for index, name in enumerate(parts):
+            last = index == len(parts) - 1
+            field = current._fields[name]
+            if field.relational:
+                values = current.with_context(active_test=False).mapped(name)
+                current = self._readable_related(
+                    values.with_env(record.env),
+                    active_test and field.type != "many2one",
+                )
+                if last:
+                    return current
+            else:
+                return current.mapped(name)
+        return current
+
     def _path_value(self, record, column):
         """Value of a related path: a recordset for relations, else a scalar
         (several values joined by ", " when an x2many is crossed)."""
-        value = record.mapped(column.path)
+        value = self._follow_path(record, column.parts)
         if isinstance(value, models.BaseModel):
             return value
         value = [v for v in value if v is not False and v is not None]
@@ -793,14 +1090,14 @@ class DataExportProfile(models.Model):
         for comodel, ids in wanted.items():
             if ids:
                 for rec in records.env[comodel].browse(sorted(ids)):
-                    names[(comodel, rec.id)] = rec.display_name
+                    names[(comodel, rec.id)] = self._record_label(rec)
         return names
 
     def _tabular_value(self, field, value, label_map, names):
         if field is None:
             return value
         if isinstance(value, models.BaseModel):
-            return ", ".join(value.mapped("display_name")) or None
+            return ", ".join(self._record_label(rec) for rec in value) or None
         if field.type == "boolean":
             return bool(value)
         if value is False or value is None:
@@ -838,7 +1135,7 @@ class DataExportProfile(models.Model):
         ]
         # read([]) would read every field: only ask for the requested ones.
         data = (
-            {row["id"]: row for row in records.read(direct, load=None)}
+            {row["id"]: row for row in self._read_rows(records, direct, load=None)}
             if direct
             else self._ids_only(records)
         )
@@ -882,7 +1179,7 @@ class DataExportProfile(models.Model):
                     else:
                         item[column.path] = json_value(value, zone)
                 else:
-                    value = record.mapped(column.path)
+                    value = self._follow_path(record, column.parts)
                     item[column.path] = self._json_path_value(column.field, value, zone)
             result.append(item)
         return result
@@ -1138,6 +1435,20 @@ class DataExportProfile(models.Model):
                 "noupdate": True,
             }
         )
+        return action
+
+    def action_open_export_wizard(self):
+        """Export with this profile: the wizard, filled with what the user
+        may export of it."""
+        self.ensure_one()
+        action = self.env["ir.actions.actions"]._for_xml_id(
+            "data_export_suite.data_export_wizard_action"
+        )
+        action["context"] = {
+            "default_profile_id": self.id,
+            "default_model_name": self.model_name,
+            "dialog_size": "extra-large",
+        }
         return action
 
     def action_refresh_ready_made(self):

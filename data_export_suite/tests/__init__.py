@@ -1,5 +1,6 @@
 from . import (
     test_data_export_accounting,
+    test_data_export_bugs,
     test_data_export_download,
     test_data_export_formats,
     test_data_export_jobs,

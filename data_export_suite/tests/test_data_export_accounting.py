@@ -103,6 +103,8 @@ class TestExportAccounting(ExportCase):
             "field_paths": wizard.field_paths,
             "domain": domain,
             "export_format": export_format,
+            # technical column names: the rows below are read by field name
+            "header_style": "names",
             **extra,
         }
         wizard = Wizard.create(values)
