@@ -5,5 +5,6 @@ from . import (
     test_data_export_formats,
     test_data_export_jobs,
     test_data_export_security,
+    test_data_export_wizard_rpc,
     test_security_rpc,
 )

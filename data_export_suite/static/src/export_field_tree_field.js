@@ -20,15 +20,21 @@ export class ExportFieldNode extends Component {
     static template = "data_export_suite.ExportFieldNode";
     static props = ["item", "tree", "depth"];
 
+    setup() {
+        // Observe the tree's state here too: a node re-renders when it unfolds.
+        this.treeState = useState(this.props.tree.state);
+    }
+
     get children() {
         return this.props.tree.children(this.props.item.id);
     }
 
     get isOpen() {
-        return this.props.tree.state.open[this.props.item.id];
+        return this.treeState.open[this.props.item.id];
     }
 
     get isChosen() {
+        // (the tree's value: the record is reactive, the node re-renders)
         return this.props.tree.paths.includes(this.props.item.id);
     }
 }
