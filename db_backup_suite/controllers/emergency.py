@@ -1012,24 +1012,29 @@ class EmergencyRestore(http.Controller):
         status_path = jobs_dir(directory) / f"{job_id}.json"
         now = time.time()
         _Status(status_path, database=database, started=now).update()
-        spawn_restore(
-            {
-                "job_id": job_id,
-                "state_dir": str(directory),
-                "status_path": str(status_path),
-                "started": now,
-                "database": database,
-                "archive": archive,
-                "sink": dest.config,
-                "foreign": foreign,
-                "source_uuid": owner.get("uuid"),
-                "expected_uuid": live_uuid,
-                "db": backup_engine.db_params(database),
-                "data_dir": backup_engine.data_dir(),
-                "address": self._address(),
-                "user_agent": em.cap(request.httprequest.headers.get("User-Agent")),
-            }
-        )
+        job = {
+            "job_id": job_id,
+            "state_dir": str(directory),
+            "status_path": str(status_path),
+            "started": now,
+            "database": database,
+            "archive": archive,
+            "sink": dest.config,
+            "foreign": foreign,
+            "source_uuid": owner.get("uuid"),
+            "expected_uuid": live_uuid,
+            "db": backup_engine.db_params(database),
+            "data_dir": backup_engine.data_dir(),
+            "address": self._address(),
+            "user_agent": em.cap(request.httprequest.headers.get("User-Agent")),
+        }
+        try:
+            spawn_restore(job)
+        except Exception as exc:
+            _logger.exception("Cannot start the emergency restore of %s", database)
+            message = "The restore process could not start: %s" % em.cap(exc)
+            self._log("restore_failed", "failure", database, archive, message)
+            return self._confirm_page(record, error=message, status=500)
         self._log(
             "restore_requested",
             "success",
