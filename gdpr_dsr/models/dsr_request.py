@@ -288,6 +288,16 @@ class DsrRequest(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         if not self.env.su:
+            # Context defaults never reach server-owned fields: Odoo applies
+            # ``default_<field>`` after these checks (a ``default_state`` of
+            # "verified" would otherwise skip identity verification).
+            self = self.with_context(
+                {
+                    key: value
+                    for key, value in self.env.context.items()
+                    if not (key.startswith("default_") and key[8:] in SERVER_FIELDS)
+                }
+            )
             for vals in vals_list:
                 self._check_user_values(vals, creating=True)
         for vals in vals_list:

@@ -462,6 +462,53 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
         )
 
     # -- the export package ----------------------------------------------------
+    def test_context_defaults_never_reach_server_owned_fields(self):
+        """``default_state='verified'`` and forged verifier defaults in the RPC
+        context are dropped: the request is created unverified, and neither a
+        package nor an erasure can start from it."""
+        self.authenticate("dsr_officer", "dsr_officer")
+        forged_context = {
+            "default_state": "verified",
+            "default_verified_by_id": self.admin.id,
+            "default_verified_on": "2026-01-01 10:00:00",
+            "default_erasure_id": "FORGED-ERASURE",
+            "default_discovered_on": "2026-01-01 10:00:00",
+        }
+        reply = self.rpc(
+            "dsr.request",
+            "create",
+            {"subject_email": "forged.default@example.com"},
+            context=forged_context,
+        )
+        self.assertNotIn("error", reply, reply)
+        request = self.env["dsr.request"].browse(reply["result"])
+        self.assertEqual(request.state, "received")
+        self.assertFalse(request.verified_by_id)
+        self.assertFalse(request.verified_on)
+        self.assertFalse(request.erasure_id)
+        self.assertFalse(request.discovered_on)
+        # nothing downstream accepts the unverified request: a wizard whose
+        # "generated" flag came from the context still generates, and refuses
+        reply = self.rpc(
+            "dsr.package.wizard",
+            "create",
+            {"request_id": request.id},
+            context={"default_generated": True},
+        )
+        self.assertNotIn("error", reply, reply)
+        wizard = self.env["dsr.package.wizard"].browse(reply["result"])
+        self.assertFalse(wizard.generated)
+        self.assertRpcError(
+            self.rpc("dsr.package.wizard", "action_generate", wizard.ids),
+            "UserError",
+        )
+        request.invalidate_recordset()
+        self.assertFalse(request.package_file)
+        self.assertIn(
+            self.url_open(f"/gdpr_dsr/package/{request.id}").status_code,
+            (403, 404, 410),
+        )
+
     def test_package_file_cannot_be_replaced(self):
         request = make_verified_request(self.officer_env(), "access")
         request._generate_package()

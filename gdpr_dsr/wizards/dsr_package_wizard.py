@@ -31,6 +31,8 @@ class DsrPackageWizard(models.TransientModel):
     def create(self, vals_list):
         if not self.env.su and any("generated" in vals for vals in vals_list):
             raise UserError(self.env._("The wizard records what it generated."))
+        if not self.env.su:
+            self = self.with_context(default_generated=False)
         passwords = [self._pop_passwords(vals) for vals in vals_list]
         wizards = super().create(vals_list)
         for wizard, password in zip(wizards, passwords, strict=True):
