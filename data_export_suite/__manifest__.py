@@ -15,6 +15,7 @@
         "security/ir.model.access.csv",
         "security/data_export_job_security.xml",
         "security/data_export_profile_security.xml",
+        "security/data_export_wizard_security.xml",
         "data/ir_cron_data.xml",
         "views/data_export_profile_views.xml",
         "views/data_export_job_views.xml",

@@ -149,7 +149,7 @@ class TestExportBugs(ExportCase):
         self.assertNotIn("total_invoiced", wizard.field_paths)
         self.assertEqual(wizard.omitted_fields, "Total Invoiced")
         action = wizard.action_run()
-        self.assertEqual(action["params"]["next"]["type"], "ir.actions.act_url")
+        self.assertEqual(action["params"]["next"]["tag"], "data_export_suite.download")
         job = Job.search([], limit=1)
         self.assertEqual(job.omitted_paths, "Total Invoiced")
 

@@ -173,8 +173,8 @@ class TestExportWizardRpc(HttpCase):
         self.assertEqual(action["params"]["title"], "Your file is ready")
         self.assertIn("2 records", action["params"]["message"])
         download = action["params"]["next"]
-        self.assertEqual(download["type"], "ir.actions.act_url")
-        response = self.url_open(download["url"])
+        self.assertEqual(download["tag"], "data_export_suite.download")
+        response = self.url_open(download["params"]["url"])
         self.assertEqual(response.status_code, 200)
         rows = list(csv.reader(io.StringIO(response.content.decode())))
         self.assertEqual(rows[0], ["ID", "Name", "Country / Country Code"])
@@ -191,7 +191,7 @@ class TestExportWizardRpc(HttpCase):
             },
         )
         action = self.call(self.exporter, "action_run", [wizard_id])
-        response = self.url_open(action["params"]["next"]["url"])
+        response = self.url_open(action["params"]["next"]["params"]["url"])
         self.assertTrue(response.content.decode().startswith("id,name"))
         # A large one is queued and says so.
         self.env["ir.config_parameter"].sudo().set_param(
@@ -267,7 +267,7 @@ class TestExportWizardRpc(HttpCase):
             },
         )
         action = self.call(self.exporter, "action_run", [wizard_id])
-        self.assertEqual(action["params"]["next"]["type"], "ir.actions.act_url")
+        self.assertEqual(action["params"]["next"]["tag"], "data_export_suite.download")
 
     def test_exporter_tour(self):
         # start_tour logs in with the login as password
@@ -287,3 +287,69 @@ class TestExportWizardRpc(HttpCase):
         self.assertEqual(job.field_paths.split("\n"), ["id", "name", "country_id.code"])
         self.assertEqual(job.header_style, "labels")
         self.assertEqual(job.model_name, "res.partner")
+
+    def test_progress_tour(self):
+        tourist = new_test_user(
+            self.env, login="wiz_watcher", groups=f"base.group_user,{EXPORT_GROUP}"
+        )
+        self.env["ir.config_parameter"].sudo().set_param(
+            "data_export_suite.sync_record_limit", "1"
+        )
+        partners = self.partners | self.env["res.partner"].create({"name": "Wiz C"})
+        job = (
+            self.env["data.export.job"]
+            .with_user(tourist)
+            .create(
+                {
+                    "model_name": "res.partner",
+                    "field_paths": "id",
+                    "domain": repr([("id", "in", partners.ids)]),
+                }
+            )
+        )
+        job._launch()
+        self.assertEqual((job.state, job.records_total), ("queued", 3))
+        self.start_tour("/odoo", "data_export_suite_progress_tour", login=tourist.login)
+
+    def test_another_users_private_profile_cannot_fill_a_request(self):
+        owner = new_test_user(
+            self.env, login="wiz_owner", groups=f"base.group_user,{EXPORT_GROUP}"
+        )
+        private = (
+            self.env["data.export.profile"]
+            .with_user(owner)
+            .create(
+                {
+                    "name": "Owner's secret selection",
+                    "model_id": self.env["ir.model"]._get_id("res.partner"),
+                    "field_paths": "id\nname\nemail",
+                    "domain": repr([("id", "in", self.partners.ids)]),
+                }
+            )
+        )
+        before = (
+            self.env["data.export.wizard"].sudo().search_count([]),
+            self.env["data.export.job"].sudo().search_count([]),
+        )
+        self.refused("AccessError", self.exporter, "create", {"profile_id": private.id})
+        self.refused(
+            "AccessError",
+            self.exporter,
+            "create",
+            {"profile_id": private.id},
+            model="data.export.job",
+        )
+        self.refused(
+            "AccessError",
+            self.exporter,
+            "action_open_export_wizard",
+            [private.id],
+            model="data.export.profile",
+        )
+        self.assertEqual(
+            (
+                self.env["data.export.wizard"].sudo().search_count([]),
+                self.env["data.export.job"].sudo().search_count([]),
+            ),
+            before,
+        )

@@ -571,8 +571,13 @@ class DataExportWizard(models.TransientModel):
                 size=human_size(job.file_size),
                 days=Job._retention_days(),
             )
+            download = {
+                "type": "ir.actions.client",
+                "tag": "data_export_suite.download",
+                "params": {"url": action["url"]},
+            }
             return self._notification(
-                self.env._("Your file is ready"), message, "success", action
+                self.env._("Your file is ready"), message, "success", download
             )
         message = self.env._(
             "%(name)s: %(records)s, about %(size)s. It runs in the background: "

@@ -86,5 +86,52 @@ registry.category("web_tour.tours").add("data_export_suite_exporter_tour", {
             content: "The dialog closed",
             trigger: "body:not(:has(.modal .o_data_export_wizard))",
         },
+        {
+            content: "The export is listed in My Exports, ready",
+            trigger: ".o_list_view .o_data_row:contains(Contact):contains(Ready)",
+        },
+    ],
+});
+
+/**
+ * A background export seen from My Exports: its progress moves with the
+ * job's updates (the bus delivers them in production; here the update is
+ * handed to the page the way the bus service hands it over).
+ */
+registry.category("web_tour.tours").add("data_export_suite_progress_tour", {
+    url: "/odoo",
+    steps: () => [
+        ...stepUtils.goToAppSteps(
+            "data_export_suite.data_export_root_menu",
+            "Open the Data Export app"
+        ),
+        {
+            content: "The queued export shows 0 of 3 records",
+            trigger: ".o_list_view .o_data_row:contains(Queued) .o_progress[aria-valuenow='0'][aria-valuemax='3']",
+        },
+        {
+            content: "The job writes two records",
+            trigger: ".o_list_view .o_data_row:contains(Queued)",
+            async run() {
+                const env = odoo.__WOWL_DEBUG__.root.env;
+                const [job] = await env.services.orm.searchRead(
+                    "data.export.job",
+                    [["state", "=", "queued"]],
+                    ["id", "name"]
+                );
+                env.bus.trigger("DATA_EXPORT_JOB_UPDATE", {
+                    id: job.id,
+                    name: job.name,
+                    state: "queued",
+                    records_done: 2,
+                    records_total: 3,
+                    progress: 66.7,
+                });
+            },
+        },
+        {
+            content: "The bar follows without a reload",
+            trigger: ".o_list_view .o_data_row:contains(Queued) .o_progress[aria-valuenow='2'][aria-valuemax='3']",
+        },
     ],
 });
