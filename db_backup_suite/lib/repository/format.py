@@ -350,14 +350,16 @@ class BlobSealer:
         return end + TAG_SIZE
 
 
-def open_blob(enc_key, data, blob_id, btype, flags, raw_len, *, what) -> bytes:
-    """Decrypt one stored blob (nonce || ct || tag) and undo its compression."""
+def decrypt_blob(enc_key, data, blob_id, btype, flags, *, what) -> bytes:
+    """Authenticate and decrypt one stored blob (nonce || ct || tag): its
+    stored form (a zstd frame when ``flags & FLAG_ZSTD``)."""
     if len(data) < BLOB_OVERHEAD:
         raise ArchiveTruncatedError(f"{what}: the blob is truncated")
+    view = memoryview(data)
     try:
-        plain = AESGCM(enc_key).decrypt(
-            bytes(data[:NONCE_SIZE]),
-            bytes(data[NONCE_SIZE:]),
+        return AESGCM(enc_key).decrypt(
+            bytes(view[:NONCE_SIZE]),
+            view[NONCE_SIZE:],
             blob_aad(blob_id, btype, flags),
         )
     except InvalidTag:
@@ -365,10 +367,15 @@ def open_blob(enc_key, data, blob_id, btype, flags, raw_len, *, what) -> bytes:
             f"{what}: authentication failed: the blob was altered, moved or "
             "swapped with another"
         ) from None
+
+
+def unpack_blob(stored: bytes, flags: int, raw_len: int, *, what) -> bytes:
+    """The plaintext of a decrypted blob's stored form."""
+    plain = stored
     if flags & FLAG_ZSTD:
         try:
             plain = zstandard.ZstdDecompressor().decompress(
-                plain, max_output_size=MAX_BLOB_SIZE
+                stored, max_output_size=MAX_BLOB_SIZE
             )
         except zstandard.ZstdError as exc:
             raise ArchiveFormatError(f"{what}: malformed compression: {exc}") from exc
@@ -377,6 +384,41 @@ def open_blob(enc_key, data, blob_id, btype, flags, raw_len, *, what) -> bytes:
             f"{what}: {len(plain)} bytes where the index says {raw_len}"
         )
     return plain
+
+
+def open_blob(enc_key, data, blob_id, btype, flags, raw_len, *, what) -> bytes:
+    """Decrypt one stored blob and undo its compression."""
+    stored = decrypt_blob(enc_key, data, blob_id, btype, flags, what=what)
+    return unpack_blob(stored, flags, raw_len, what=what)
+
+
+# zstd frames made of raw blocks (RFC 8878 3.1.1.2, Block_Type 0): the same
+# frame header as payload.py's stored members (no content size, no
+# checksum, 128 KiB window), so a blob stored as is joins a zstd stream
+# without being compressed again
+ZSTD_RAW_FRAME_HEADER = b"\x28\xb5\x2f\xfd\x00\x38"
+ZSTD_RAW_BLOCK = 128 * 1024
+
+
+def raw_frame_size(n: int) -> int:
+    return len(ZSTD_RAW_FRAME_HEADER) + n + 3 * max(1, -(-n // ZSTD_RAW_BLOCK))
+
+
+def raw_frame(data) -> list:
+    """The pieces of one zstd frame holding ``data`` in raw blocks."""
+    view = memoryview(data)
+    pieces = [ZSTD_RAW_FRAME_HEADER]
+    size = len(view)
+    start = 0
+    while True:
+        block = view[start : start + ZSTD_RAW_BLOCK]
+        start += len(block)
+        last = 1 if start >= size else 0
+        pieces.append(struct.pack("<I", (len(block) << 3) | last)[:3])
+        if len(block):
+            pieces.append(block)
+        if last:
+            return pieces
 
 
 # ---------------------------------------------------------------------------

@@ -18,9 +18,11 @@ from .. import manifest as mf
 from .. import payload
 
 #: Dump part size of the reassembled payload. Parts exist because a tar
-#: header needs the size first; here every size is known, so parts are
-#: large (a tar member above 8 GiB takes a PAX size record, also fine).
-DUMP_PART_SIZE = 1024 * 1024 * 1024
+#: header needs the size first; here the size is known, so the dump is one
+#: part whatever its size (above 8 GiB its header carries a PAX size
+#: record): a blob never straddles two members, which lets a stored zstd
+#: frame pass through unchanged (archive.py).
+DUMP_PART_SIZE = 1 << 62
 TAR_BLOCK = 512
 
 

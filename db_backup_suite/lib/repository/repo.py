@@ -335,6 +335,18 @@ class Repository:
         data = self.read_pack_range(loc.pack, e.offset, e.stored)
         return self.open_located(loc, data)
 
+    def decrypt_located(self, loc: Location, data) -> bytes:
+        """The stored form of a located blob (authenticated, not unpacked)."""
+        e = loc.entry
+        return fmt.decrypt_blob(
+            self.blob_key(loc.key_id),
+            data,
+            e.blob_id,
+            e.btype,
+            e.flags,
+            what=f"pack {loc.pack}, blob {e.blob_id.hex()}",
+        )
+
     def open_located(self, loc: Location, data) -> bytes:
         e = loc.entry
         return fmt.open_blob(
