@@ -143,6 +143,7 @@ class DataExportJob(models.Model):
         help="Columns of the profile this export was made from that its owner "
         "may not export (their access rights): left out of the file.",
     )
+    model_label = fields.Char(string="Records Of", compute="_compute_model_label")
     file_size_text = fields.Char(string="Size", compute="_compute_size_texts")
     estimated_size_text = fields.Char(
         string="Estimated Size", compute="_compute_size_texts"
@@ -189,6 +190,14 @@ class DataExportJob(models.Model):
     download_token_hash = fields.Char(groups=".", copy=False)
     download_token_user_id = fields.Many2one("res.users", groups=".", copy=False)
     download_token_expires_at = fields.Datetime(groups=".", copy=False)
+
+    @api.depends("model_name")
+    def _compute_model_label(self):
+        Profile = self.env["data.export.profile"]
+        for job in self:
+            job.model_label = (
+                Profile._model_label(job.model_name) if job.model_name else False
+            )
 
     @api.depends("file_size", "estimated_size")
     def _compute_size_texts(self):

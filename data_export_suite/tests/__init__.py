@@ -6,5 +6,6 @@ from . import (
     test_data_export_jobs,
     test_data_export_security,
     test_data_export_wizard_rpc,
+    test_dialog_ownership,
     test_security_rpc,
 )

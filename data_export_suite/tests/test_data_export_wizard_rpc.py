@@ -353,3 +353,25 @@ class TestExportWizardRpc(HttpCase):
             ),
             before,
         )
+
+    def test_auditor_tour(self):
+        auditor = new_test_user(
+            self.env,
+            login="wiz_auditor",
+            groups="base.group_user,audit_export.audit_group_auditor",
+        )
+        job = (
+            self.env["data.export.job"]
+            .with_user(self.exporter)
+            .create(
+                {
+                    "name": "Audited export",
+                    "model_name": "res.partner",
+                    "field_paths": "id\nname\ncountry_id.code",
+                    "domain": self.domain,
+                }
+            )
+        )
+        job._launch()
+        self.assertEqual(job.state, "done")
+        self.start_tour("/odoo", "data_export_suite_auditor_tour", login=auditor.login)

@@ -433,8 +433,11 @@ class DataExportWizard(models.TransientModel):
 
     @api.model
     def get_column_labels(self, model_name, paths):
-        """{path: label} for the chosen columns (the tree's right side)."""
-        self.check_access("create")
+        """{path: label} for the chosen columns (the tree's right side, and
+        the columns of a job: auditors read them too). Field labels only."""
+        self.env["data.export.job"].check_access("read")
+        if model_name not in self.env or not self.env[model_name].has_access("read"):
+            return {path: path for path in paths}
         Profile = self.env["data.export.profile"]
         return {path: Profile._path_label(model_name, path) for path in paths}
 

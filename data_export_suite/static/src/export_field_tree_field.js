@@ -80,19 +80,23 @@ export class ExportFieldTreeField extends Component {
         if (model !== this.model) {
             this.model = model;
             Object.assign(this.state, { roots: [], childrenOf: {}, open: {}, labels: {} });
-            if (model) {
+            if (model && !props.readonly) {
                 this.state.roots = await this.fetch(model, "", "");
             }
         }
         const missing = paths.filter((path) => !(path in this.state.labels));
         if (model && missing.length) {
-            Object.assign(
-                this.state.labels,
-                await this.orm.call("data.export.wizard", "get_column_labels", [
+            let labels = {};
+            try {
+                labels = await this.orm.silent.call("data.export.wizard", "get_column_labels", [
                     model,
                     missing,
-                ])
-            );
+                ]);
+            } catch {
+                // e.g. a model since uninstalled: the technical paths stay
+                labels = Object.fromEntries(missing.map((path) => [path, path]));
+            }
+            Object.assign(this.state.labels, labels);
         }
     }
 

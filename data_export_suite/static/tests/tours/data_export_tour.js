@@ -135,3 +135,40 @@ registry.category("web_tour.tours").add("data_export_suite_progress_tour", {
         },
     ],
 });
+
+/**
+ * An auditor, from the home menu: Audit → Export Jobs lists every user's
+ * exports (no "My Exports" filter), and a job shows its columns by label.
+ */
+registry.category("web_tour.tours").add("data_export_suite_auditor_tour", {
+    url: "/odoo",
+    steps: () => [
+        ...stepUtils.goToAppSteps("audit_export.audit_root_menu", "Open the Audit app"),
+        {
+            content: "Open Export Jobs",
+            trigger: 'a[data-menu-xmlid="data_export_suite.data_export_job_audit_menu"]',
+            run: "click",
+        },
+        {
+            content: "Every user's export is listed, no filter on the auditor's own",
+            trigger: ".o_list_view .o_data_row:contains(Audited export)",
+        },
+        {
+            content: "No filter on the auditor's own exports",
+            trigger: ".o_searchview:not(:has(.o_facet_value))",
+        },
+        {
+            content: "Open it",
+            trigger: ".o_list_view .o_data_row:contains(Audited export) td[name=name]",
+            run: "click",
+        },
+        {
+            content: "Its columns, by label",
+            trigger: ".o_form_view .o_data_export_column[data-path='country_id.code']:contains(Country / Country Code)",
+        },
+        {
+            content: "Download is offered to the auditor",
+            trigger: ".o_form_view .o_form_statusbar button[name=action_download]",
+        },
+    ],
+});
