@@ -11,6 +11,7 @@
     "data": [
         "security/audit_export_groups.xml",
         "security/ir.model.access.csv",
+        "security/audit_export_wizard_security.xml",
         "data/audit_rule_data.xml",
         "data/ir_cron_data.xml",
         "views/audit_event_views.xml",

@@ -12,6 +12,7 @@
         "security/gdpr_dsr_groups.xml",
         "security/ir.model.access.csv",
         "security/dsr_request_security.xml",
+        "security/dsr_wizard_security.xml",
         "data/ir_sequence_data.xml",
         "data/ir_cron_data.xml",
         "data/dsr_discovery_exclusion_data.xml",

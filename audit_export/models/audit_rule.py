@@ -82,10 +82,15 @@ class AuditRule(models.Model):
         has_group = self._auditor_has_group()
         for rule in self.sudo().search([]):
             model = self.env.get(rule.model_name)
+            fields_ = model._fields.items() if model is not None else ()
+            # A model the Auditor may not read at all gives away no value
+            # (nor record name) through its events: every field is
+            # recorded as changed only.
+            unreadable = model is not None and not self._auditor_reads(rule.model_name)
             withheld = frozenset(
                 name
-                for name, field in (model._fields.items() if model is not None else ())
-                if model._audit_field_withheld(field, has_group)
+                for name, field in fields_
+                if unreadable or model._audit_field_withheld(field, has_group)
             )
             result[rule.model_name] = {
                 "create": rule.log_create,
@@ -95,6 +100,28 @@ class AuditRule(models.Model):
                 "withheld": withheld,
             }
         return result
+
+    @api.model
+    def _auditor_reads(self, model_name):
+        """Whether the Auditor group (or a group it implies, or everyone) has
+        read access to ``model_name`` by ``ir.model.access``."""
+        auditor = self.sudo().env.ref(AUDITOR_GROUP, raise_if_not_found=False)
+        groups = (auditor | auditor.trans_implied_ids).ids if auditor else []
+        return bool(
+            self.env["ir.model.access"]
+            .sudo()
+            .search_count(
+                [
+                    ("model_id.model", "=", model_name),
+                    ("perm_read", "=", True),
+                    ("active", "=", True),
+                    "|",
+                    ("group_id", "=", False),
+                    ("group_id", "in", groups),
+                ],
+                limit=1,
+            )
+        )
 
     @api.model
     def _auditor_has_group(self):

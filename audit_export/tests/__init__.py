@@ -6,5 +6,6 @@ from . import (
     test_audit_keyring,
     test_audit_settings,
     test_audit_ui,
+    test_dialog_ownership,
     test_security_rpc,
 )

@@ -10,6 +10,7 @@ import json
 import re
 from unittest.mock import patch
 
+from odoo.exceptions import AccessError
 from odoo.tests import HttpCase, TransactionCase, new_test_user, tagged
 from odoo.tools import SQL, config, mute_logger
 
@@ -414,30 +415,69 @@ class TestCaptureWithholdsSecrets(HttpCase):
             "ir.mail_server", "write", [[server_id], {"smtp_host": "relay.example"}]
         )
         created, updated, renamed = self._events("ir.mail_server", server_id)
+        # The Auditor may not read ir.mail_server at all: every field, the
+        # password first, is recorded as changed, and the record has no name.
         self.assertEqual(created.details["fields"]["smtp_pass"], {"changed": True})
         self.assertEqual(created.details["fields"]["smtp_user"], {"changed": True})
-        self.assertEqual(
-            created.details["fields"]["smtp_host"], {"new": "smtp.example.com"}
-        )
+        self.assertEqual(created.details["fields"]["smtp_host"], {"changed": True})
+        self.assertFalse(created.res_name)
         self.assertEqual(updated.details, {"fields": {"smtp_pass": {"changed": True}}})
-        self.assertEqual(
-            renamed.details,
-            {
-                "fields": {
-                    "smtp_host": {"old": "smtp.example.com", "new": "relay.example"}
-                }
-            },
-        )
+        self.assertEqual(renamed.details, {"fields": {"smtp_host": {"changed": True}}})
         self._rpc("ir.mail_server", "unlink", [[server_id]])
         deleted = self._events("ir.mail_server", server_id)[-1]
         self.assertEqual(deleted.action, "delete")
         self.assertNotIn("smtp_pass", deleted.details["fields"])
-        self.assertEqual(
-            deleted.details["fields"]["smtp_host"], {"old": "relay.example"}
-        )
         self.env.flush_all()
-        for needle in (first, second, "h_sec_mailer"):
+        for needle in (first, second, "h_sec_mailer", "relay.example", "h_sec relay"):
             self.assertEqual(_event_rows_containing(self.env.cr, needle), 0, needle)
+
+    def test_models_the_auditor_cannot_read_give_no_values(self):
+        """An audit rule on a model the Auditor may not read (ir.mail_server)
+        records which fields changed, never their values nor the record's
+        name; a model the Auditor reads (res.partner) keeps its values."""
+        auditor = new_test_user(
+            self.env,
+            login="h_sec_reader",
+            groups="base.group_user,audit_export.audit_group_auditor",
+        )
+        Rule = self.env["audit.rule"]
+        self.assertFalse(Rule._auditor_reads("ir.mail_server"))
+        self.assertTrue(Rule._auditor_reads("res.partner"))
+        with self.assertRaises(AccessError):
+            self.env["ir.mail_server"].with_user(auditor).search([], limit=1)
+        self.env["audit.rule"].create(
+            {"model_id": self.env.ref("base.model_res_partner").id}
+        )
+        partner_id = (
+            self.env["res.partner"].create({"name": "h_sec visible partner"}).id
+        )
+        server_id = self._rpc(
+            "ir.mail_server",
+            "create",
+            [{"name": "h_sec hidden relay", "smtp_host": "h-sec-hidden.example"}],
+        )
+        partner_event = self._events("res.partner", partner_id)[0]
+        self.assertEqual(
+            partner_event.details["fields"]["name"], {"new": "h_sec visible partner"}
+        )
+        server_event = self._events("ir.mail_server", server_id)[0]
+        self.assertEqual(server_event.details["fields"]["smtp_host"], {"changed": True})
+        # what the Auditor reads over RPC holds nothing of the hidden model
+        self.authenticate("h_sec_reader", "h_sec_reader")
+        rows = self.make_jsonrpc_request(
+            "/web/dataset/call_kw/audit.event/search_read",
+            {
+                "model": "audit.event",
+                "method": "search_read",
+                "args": [
+                    [("res_model", "=", "ir.mail_server"), ("res_id", "=", server_id)]
+                ],
+                "kwargs": {"fields": ["res_name", "details", "summary"]},
+            },
+        )
+        self.assertTrue(rows)
+        self.assertNotIn("h-sec-hidden", json.dumps(rows))
+        self.assertNotIn("h_sec hidden relay", json.dumps(rows))
 
     def test_field_restricted_to_administrators_recorded_as_changed_only(self):
         code = "records.write({'comment': 'h_sec_marker_4711'})"
@@ -463,7 +503,8 @@ class TestCaptureWithholdsSecrets(HttpCase):
         created, updated = events[0], events[-1]
         self.assertEqual((created.action, updated.action), ("create", "update"))
         self.assertEqual(created.details["fields"]["code"], {"changed": True})
-        self.assertEqual(created.details["fields"]["name"], {"new": "h_sec action"})
+        # (the Auditor does not read ir.actions.server either: no values at all)
+        self.assertEqual(created.details["fields"]["name"], {"changed": True})
         self.assertEqual(updated.details, {"fields": {"code": {"changed": True}}})
         self.env.flush_all()
         self.assertEqual(_event_rows_containing(self.env.cr, "h_sec_marker_47"), 0)
@@ -485,6 +526,7 @@ class TestCaptureWithholdsSecrets(HttpCase):
         with patch.object(Model, "_audit_read_values", spy):
             server.write({"smtp_pass": "p2", "smtp_host": "probe2.example"})
             server.unlink()
-        self.assertIn("smtp_host", asked)
-        self.assertIn("name", asked)
-        self.assertFalse({"smtp_pass", "smtp_user"} & set(asked), asked)
+        # The Auditor reads no field of ir.mail_server: nothing is read at all.
+        self.assertFalse(
+            {"smtp_pass", "smtp_user", "smtp_host", "name"} & set(asked), asked
+        )

@@ -109,6 +109,7 @@ class AuditExportWizard(models.TransientModel):
 
     def action_export(self):
         self.ensure_one()
+        self.check_access("write")  # the opener's own dialog only
         self.env["audit.event"].check_access("read")
         return {
             "type": "ir.actions.act_url",

@@ -1,4 +1,5 @@
 from . import (
+    test_dialog_ownership,
     test_dsr_erasure,
     test_dsr_export,
     test_dsr_request,
