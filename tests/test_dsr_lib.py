@@ -1,4 +1,5 @@
-"""Tier-1 tests of gdpr_dsr/lib (masking, erasure register, certificates)."""
+"""Tier-1 tests of gdpr_dsr/lib (masking, erasure register, certificates,
+the subject identifiers of the leftover scan)."""
 
 import json
 import os
@@ -7,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gdpr_dsr.lib import certificate, masking
+from gdpr_dsr.lib import certificate, leftovers, masking
 from gdpr_dsr.lib.erasure_register import (
     ErasureRegister,
     ErasureRegisterError,
     digest,
     normalize_email,
 )
+from tests.fixtures.odoo_db import connect
 
 
 def test_mask_account_number_keeps_last_four_and_separators():
@@ -160,3 +162,135 @@ def test_register_file_is_private_whatever_the_umask(tmp_path):
     assert stat.S_IMODE(os.stat(register.path).st_mode) == 0o600
     assert [e["request_ref"] for e in register.entries()] == ["DSR/1", "DSR/2"]
     assert register.verify_chain() == []
+
+
+# -- leftover scan: the subject's identifiers ---------------------------------
+
+
+def _subject():
+    identifiers = leftovers.SubjectIdentifiers()
+    for kind, value in (
+        ("email", "  Jane.Roe@Example.COM "),
+        ("email", "Jane Roe <jane.roe@example.com>"),  # the same address
+        ("name", "Jane  Roe"),
+        ("name", "Jane Roe (home)"),
+        ("name", "O'Hara Smith"),
+        ("phone", "+32 471 98 76 54"),
+        ("login", "jane.roe.portal"),
+        ("iban", "BE62 5100 0754 7061"),
+        ("vat", "BE0123321456"),
+    ):
+        identifiers.add(kind, value)
+    return identifiers
+
+
+# (text, kinds found): what the scan must find, and must not
+LEFTOVER_CASES = [
+    ("Consulting for Jane Roe", ["name"]),
+    ("Consulting for JANE\u00a0roe.", ["name"]),
+    ("<p>Met Jane&nbsp;Roe today</p>", ["name"]),
+    ("Jane Roes and Jane Roeland", []),
+    ("MaryJane Roe", []),
+    ("Dear O&#39;Hara Smith,", ["name"]),
+    ("Dear O&#x27;Hara Smith,", ["name"]),
+    ("mailto:JANE.ROE@example.com", ["email"]),
+    ('{"en_US": "Jane Roe <jane.roe@example.com>"}', ["email", "name"]),
+    ("call 0471/98.76.54 or +32471987654", ["phone"]),
+    ("ref 4719876541", []),
+    ("IBAN BE62 5100 0754 7061", ["iban"]),
+    ("VAT BE 0123.321.456", ["vat"]),
+    ("XBE0123321456", []),
+    ("login jane.roe.portal", ["login"]),
+    ("jane.roe.portals", []),
+    ("nothing about anyone", []),
+]
+
+
+@pytest.mark.parametrize(("text", "kinds"), LEFTOVER_CASES)
+def test_identifiers_found_in_text(text, kinds):
+    assert _subject().kinds_in(text) == kinds
+
+
+def test_identifiers_normalised_and_counted_without_values():
+    identifiers = _subject()
+    assert identifiers.counts() == {
+        "email": 1,
+        "name": 3,
+        "login": 1,
+        "phone": 1,
+        "vat": 1,
+        "iban": 1,
+    }
+    assert identifiers.values("email") == ["jane.roe@example.com"]
+    assert identifiers.values("phone") == ["471987654"]
+    assert identifiers.values("iban") == ["BE62510007547061"]
+    # too short to be searched without erasing other people's data
+    assert not identifiers.add("name", "Jo")
+    assert not identifiers.add("name", "Jane")  # one word, under 8 characters
+    assert not identifiers.add("login", "jr")
+    assert not identifiers.add("phone", "12 34")
+    assert not identifiers.add("email", "no address here")
+    assert not identifiers.add("vat", "BE1")
+    assert identifiers.skipped == {
+        "name": 2,
+        "login": 1,
+        "phone": 1,
+        "email": 1,
+        "vat": 1,
+    }
+    assert not identifiers.add("name", None) and not identifiers.add("name", False)
+    assert "jane" not in repr(list(identifiers)).lower()
+    with pytest.raises(ValueError):
+        identifiers.add("shoe size", "42")
+
+
+def test_redaction_replaces_every_occurrence_and_keeps_the_rest():
+    identifiers = _subject()
+    text, count = identifiers.redact(
+        "Met Jane Roe (home) and JANE ROE, jane.roe@example.com, "
+        "+32 (0)471 98 76 54, IBAN BE62 5100 0754 7061."
+    )
+    assert text == ("Met [erased] and [erased], [erased], [erased], IBAN [erased].")
+    assert count == 5
+    assert identifiers.redact("Bob Smith") == ("Bob Smith", 0)
+    value, count = identifiers.redact_json(
+        {"en_US": "Jane Roe", "fr_FR": ["Mme Jane Roe", 3], "key": None}
+    )
+    assert value == {"en_US": "[erased]", "fr_FR": ["Mme [erased]", 3], "key": None}
+    assert count == 2
+
+
+def test_identifiers_for_the_audit_trail():
+    audit = _subject().for_audit([7, 7, 3], [11])
+    assert audit["emails"] == ["jane.roe@example.com"]
+    assert audit["logins"] == ["jane.roe.portal"]
+    assert {"jane roe", "jane roe (home)", "+32 471 98 76 54"} <= set(audit["names"])
+    assert (audit["partner_ids"], audit["user_ids"]) == ([3, 7], [11])
+
+
+def test_scan_result_text():
+    assert leftovers.scan_result_text([]) == "no identifier left"
+    assert leftovers.scan_result_text([{"basis": "Art. 17(3)(b)"}]) == (
+        "1 occurrence(s) kept, each with the legal basis for keeping it"
+    )
+    assert leftovers.scan_result_text([{"basis": "x"}, {"basis": None}]) == (
+        "2 occurrence(s) left, 1 without a legal basis: review them"
+    )
+
+
+def test_postgresql_finds_what_python_finds():
+    """The scan selects rows with PostgreSQL (``~*``) and reads them with
+    Python: both dialects of every pattern must agree, on a real server."""
+    identifiers = _subject()
+    pattern = identifiers.sql_pattern()
+    conn = connect("postgres")
+    try:
+        with conn.cursor() as cr:
+            for text, kinds in LEFTOVER_CASES:
+                cr.execute("SELECT %s ~* %s", (text, pattern))
+                assert cr.fetchone()[0] is bool(kinds), text
+                # jsonb's text form (how JSON columns are read)
+                cr.execute("SELECT to_jsonb(%s::text)::text ~* %s", (text, pattern))
+                assert cr.fetchone()[0] is bool(kinds), text
+    finally:
+        conn.close()
