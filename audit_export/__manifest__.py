@@ -7,7 +7,7 @@
     "license": "LGPL-3",
     "author": "Backup & Compliance Suite",
     "depends": ["base", "web"],
-    "external_dependencies": {"python": ["openpyxl", "cryptography"]},
+    "external_dependencies": {"python": ["openpyxl", "cryptography", "zxcvbn"]},
     "data": [
         "security/audit_export_groups.xml",
         "security/ir.model.access.csv",
