@@ -2,7 +2,7 @@
     "name": "GDPR / CCPA Data Subject Requests",
     "summary": "Register, discovery, export package and certified erasure of data "
     "subject requests, with erasures re-applied after database restores",
-    "version": "18.0.1.1.0",
+    "version": "18.0.1.2.0",
     "category": "Administration",
     "license": "LGPL-3",
     "author": "Backup & Compliance Suite",

@@ -48,3 +48,37 @@ class DsrPackageController(http.Controller):
                 ("X-Content-Type-Options", "nosniff"),
             ],
         )
+
+    @http.route(
+        "/gdpr_dsr/certificate/<int:request_id>/<string:kind>",
+        type="http",
+        auth="user",
+        methods=["GET"],
+    )
+    def download_certificate(self, request_id, kind, **kwargs):
+        """Stream an erasure certificate (``pdf``, ``json``, ``html``) to a
+        Privacy Officer or Auditor who may read the request; each download
+        is an audit event (see ``_read_certificate``)."""
+        dsr = request.env["dsr.request"].browse(request_id).exists()
+        if not dsr:
+            raise request.not_found()
+        try:
+            data, mimetype, filename = dsr._read_certificate(kind)
+        except (AccessError, UserError) as exc:
+            return request.make_response(
+                str(exc),
+                headers=[
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Cache-Control", "no-store"),
+                ],
+                status=403 if isinstance(exc, AccessError) else 404,
+            )
+        return request.make_response(
+            data,
+            headers=[
+                ("Content-Type", mimetype),
+                ("Content-Disposition", http.content_disposition(filename)),
+                ("Cache-Control", "no-store"),
+                ("X-Content-Type-Options", "nosniff"),
+            ],
+        )

@@ -2,7 +2,10 @@ from . import (
     dsr_discovery,
     dsr_discovery_exclusion,
     dsr_erasure,
+    dsr_leftover_scan,
     dsr_request,
     dsr_request_line,
     ir_attachment,
+    ir_binary,
+    res_users,
 )

@@ -1,4 +1,5 @@
 import base64
+import contextlib
 import hashlib
 import hmac
 import io
@@ -12,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tools import SQL, config
+from odoo.tools.pdf import OdooPdfFileReader, OdooPdfFileWriter
 
 from odoo.addons.audit_export.lib import keyring as suite_keyring
 from odoo.addons.audit_export.lib import streamcrypt
@@ -21,6 +23,7 @@ from odoo.addons.data_export_suite.lib import zipper
 from ..lib import certificate as certificate_lib
 from ..lib.erasure_register import ErasureRegister, digest, normalize_email
 from ..lib.masking import mask_document
+from .dsr_erasure import ERASURE_CONTEXT
 
 _logger = logging.getLogger(__name__)
 
@@ -54,17 +57,27 @@ SERVER_FIELDS = frozenset(
         "erasure_id",
         "certificate_json",
         "certificate_html",
+        "certificate_pdf",
+        "subject_erased_by",
     }
 )
+# The erasure certificate: the signed JSON (the source of truth), its HTML
+# rendering and the PDF rendered by the report engine (the JSON embedded).
+# Immutable once issued, for everyone; served by the download route only.
+CERTIFICATE_FIELDS = frozenset(
+    {"certificate_json", "certificate_html", "certificate_pdf"}
+)
+CERTIFICATE_KINDS = {
+    "pdf": ("certificate_pdf", "application/pdf", "pdf"),
+    "json": ("certificate_json", "application/json", "json"),
+    "html": ("certificate_html", "text/html; charset=utf-8", "html"),
+}
 # Binary fields of the request stored as attachments: nobody but the server
 # creates, changes or removes those attachments (see ir_attachment.py).
-SERVER_BINARY_FIELDS = frozenset(
-    {
-        "package_file",
-        "certificate_json",
-        "certificate_html",
-    }
-)
+SERVER_BINARY_FIELDS = frozenset({"package_file"}) | CERTIFICATE_FIELDS
+# Mark on the cursor while the server issues a certificate (only then may
+# the superuser write its files).
+CERTIFICATE_MARK = "gdpr_dsr.issuing_certificate"
 # What the identity verification is about and what it rests on: frozen once
 # the request left the "received" state.
 RECEIVED_ONLY_FIELDS = frozenset(
@@ -87,9 +100,15 @@ class DsrPackageRefused(UserError):
 
 
 def gate_digest(email):
-    """SHA-256 of an email typed at the erasure gate, compared exactly
-    (surrounding spaces aside, case included)."""
-    return hashlib.sha256((email or "").strip().encode("utf-8")).hexdigest()
+    """SHA-256 of an email typed at the erasure gate, normalised as the
+    discovery compares emails (trimmed, case-insensitive)."""
+    return hashlib.sha256((normalize_email(email) or "").encode("utf-8")).hexdigest()
+
+
+def issuing_certificate(cr):
+    """True while the server issues a certificate on ``cr``."""
+    cache = getattr(cr, "cache", None)
+    return bool(isinstance(cache, dict) and cache.get(CERTIFICATE_MARK))
 
 
 class DsrRequest(models.Model):
@@ -222,8 +241,24 @@ class DsrRequest(models.Model):
     certificate_html = fields.Binary(
         string="Erasure certificate", attachment=True, copy=False, readonly=True
     )
+    certificate_pdf = fields.Binary(
+        string="Erasure certificate (PDF)",
+        attachment=True,
+        copy=False,
+        readonly=True,
+    )
     certificate_html_filename = fields.Char(compute="_compute_certificate_filenames")
     certificate_json_filename = fields.Char(compute="_compute_certificate_filenames")
+    certificate_pdf_filename = fields.Char(compute="_compute_certificate_filenames")
+    has_certificate = fields.Boolean(compute="_compute_has_certificate")
+    subject_erased_by = fields.Char(
+        string="Subject erased by",
+        readonly=True,
+        copy=False,
+        help="Reference of the erasure that pseudonymised this request: the "
+        "subject's email, name, phone, evidence and export package are gone; "
+        "the reference, dates, type and outcome stay in the register.",
+    )
 
     _sql_constraints = [
         ("name_company_uniq", "unique(name, company_id)", "The reference is unique."),
@@ -244,6 +279,24 @@ class DsrRequest(models.Model):
             base = _SAFE_NAME_RE.sub("-", request.name or "dsr")
             request.certificate_html_filename = f"{base}-erasure-certificate.html"
             request.certificate_json_filename = f"{base}-erasure-certificate.json"
+            request.certificate_pdf_filename = f"{base}-erasure-certificate.pdf"
+
+    def _compute_has_certificate(self):
+        stored = dict(
+            self.env["ir.attachment"]
+            .sudo()
+            ._read_group(
+                [
+                    ("res_model", "=", self._name),
+                    ("res_id", "in", self.ids),
+                    ("res_field", "=", "certificate_json"),
+                ],
+                ["res_id"],
+                ["__count"],
+            )
+        )
+        for request in self:
+            request.has_certificate = bool(stored.get(request.id))
 
     @api.depends("deadline", "state")
     def _compute_is_overdue(self):
@@ -277,6 +330,8 @@ class DsrRequest(models.Model):
     @api.constrains("subject_email", "state")
     def _check_subject_email(self):
         for request in self:
+            if request.subject_erased_by:
+                continue  # pseudonymised by an erasure of its subject
             if request.state != "done" or request.request_type != "erasure":
                 email = normalize_email(request.subject_email)
                 if not email or "@" not in email:
@@ -329,6 +384,15 @@ class DsrRequest(models.Model):
                         fields=", ".join(frozen),
                     )
                 )
+        if set(vals) & CERTIFICATE_FIELDS and not issuing_certificate(self.env.cr):
+            # nobody changes an issued certificate, the superuser included
+            raise AccessError(
+                self.env._(
+                    "An erasure certificate is issued by the erasure only and "
+                    "never changes: %(fields)s",
+                    fields=", ".join(sorted(set(vals) & CERTIFICATE_FIELDS)),
+                )
+            )
         if vals.get("subject_email"):
             vals["subject_email"] = vals["subject_email"].strip()
             vals["subject_email_sha256"] = digest(vals["subject_email"])
@@ -342,6 +406,39 @@ class DsrRequest(models.Model):
                 stale.line_ids.sudo().unlink()
                 stale._server_write({"discovered_on": False})
         return result
+
+    def read(self, fields=None, load="_classic_read"):
+        """The content of a certificate is downloaded through the request's
+        route (every download recorded), never read over RPC: a read of all
+        fields leaves it out, a read that names it is refused (the web client
+        reads binary fields as sizes, ``bin_size``, which stays allowed)."""
+        if not self.env.su and not self.env.context.get("bin_size"):
+            names = self.check_field_access_rights("read", fields)
+            if CERTIFICATE_FIELDS & set(names):
+                if fields is None:
+                    fields = [name for name in names if name not in CERTIFICATE_FIELDS]
+                elif self.sudo().filtered("has_certificate"):
+                    raise AccessError(
+                        self.env._(
+                            "Download the erasure certificate with the request's "
+                            "buttons: every download is recorded."
+                        )
+                    )
+        return super().read(fields, load=load)
+
+    def export_data(self, fields_to_export):
+        """No certificate content through the generic export either."""
+        if not self.env.su and any(
+            (path or "").split("/")[0] in CERTIFICATE_FIELDS
+            for path in fields_to_export
+        ):
+            raise AccessError(
+                self.env._(
+                    "Download the erasure certificate with the request's buttons: "
+                    "every download is recorded."
+                )
+            )
+        return super().export_data(fields_to_export)
 
     def _check_user_values(self, vals, creating=False):
         """Refuse server-owned fields in values a user sends (RPC included)."""
@@ -576,7 +673,9 @@ class DsrRequest(models.Model):
             )
         Line.sudo().create(values)
         self._server_write({"discovered_on": fields.Datetime.now()})
-        self.message_post(
+        # a note in the chatter, without notification nor sender address (an
+        # officer may have no email address)
+        self._message_log(
             body=self.env._("Discovery found %(count)s records.", count=len(values))
         )
         return subject_ids
@@ -929,15 +1028,15 @@ class DsrRequest(models.Model):
     # -- erasure -------------------------------------------------------------------
     def _erase(self, typed_email=None, typed_sha256=None):
         """Apply the erasure after the gate: ``typed_email`` (or its digest
-        ``typed_sha256``, see the wizard) must be the subject's email exactly
-        (surrounding spaces aside)."""
+        ``typed_sha256``, see the wizard) must be the subject's email,
+        compared as the discovery compares emails (trimmed, any case)."""
         self.ensure_one()
         self._check_officer()
         self._check_verified()
         if self.request_type != "erasure":
             raise UserError(self.env._("This is not an erasure request."))
         typed = typed_sha256 if typed_sha256 is not None else gate_digest(typed_email)
-        if not self.subject_email or not hmac.compare_digest(
+        if not normalize_email(self.subject_email) or not hmac.compare_digest(
             typed or "", gate_digest(self.subject_email)
         ):
             self._audit_independently("erasure_refused", reason="gate mismatch")
@@ -949,8 +1048,20 @@ class DsrRequest(models.Model):
             )
         if not self.line_ids:
             self._run_discovery()
-        erasure = self.env["dsr.erasure"].sudo()
         subject_ids, hits = self._check_erasure_lines()
+        return self._apply_erasure(subject_ids, hits)
+
+    def _apply_erasure(self, subject_ids, hits):
+        """Erase (after the gate and the checks of every line), then leave
+        nothing behind and prove it: the side effects are cleared, earlier
+        requests of the subject pseudonymised, the whole database scanned
+        for the subject's identifiers (what is found is deleted, anonymised
+        in place or kept with its legal basis), the audit trail redacted,
+        the subject's files removed from the filestore, and the certificate
+        (signed JSON, HTML, PDF) states all of it."""
+        self.ensure_one()
+        erasure = self.env["dsr.erasure"].sudo().with_context(**ERASURE_CONTEXT)
+        scanner = self.env["dsr.leftover.scan"].sudo().with_context(**ERASURE_CONTEXT)
         partners = (
             self.env["res.partner"]
             .sudo()
@@ -968,49 +1079,207 @@ class DsrRequest(models.Model):
             }
             for partner in partners
         ]
-        erasure._execute(hits, subject_ids, self.name)
-        for hit in hits:
-            hit["line"].sudo().write(
+        user_ids = partners.with_context(active_test=False).user_ids.ids
+        identifiers = scanner._collect_identifiers(
+            partners.ids,
+            user_ids,
+            emails=[self.subject_email],
+            names=[self.subject_name],
+            phones=[self.subject_phone],
+        )
+        with erasure._running(user_ids) as running:
+            erasure._execute(hits, subject_ids, self.name)
+            for hit in hits:
+                hit["line"].sudo().write(
+                    {
+                        "result": hit["result"],
+                        "result_note": (hit.get("result_note") or "")[:250],
+                        # the display name of an erased record is personal data
+                        "res_name": False,
+                    }
+                )
+            entry = self._erasure_register().append(
+                request_ref=self.name,
+                email_sha256=self.subject_email_sha256,
+                partners=fingerprints,
+                records=[
+                    (hit["res_model"], hit["res_id"], hit["result"]) for hit in hits
+                ],
+            )
+            # The evidence of identity is personal data too: it goes with the
+            # rest (only files of this request: nothing else is deleted on its
+            # account).
+            evidence = self.sudo().verification_attachment_ids.filtered(
+                lambda att: (
+                    att.res_model == self._name
+                    and att.res_id == self.id
+                    and not att.res_field
+                )
+            )
+            self._server_write(
                 {
-                    "result": hit["result"],
-                    "result_note": (hit.get("result_note") or "")[:250],
-                    # the display name of an erased record is personal data
-                    "res_name": False,
+                    "state": "done",
+                    "erased_on": fields.Datetime.now(),
+                    "erasure_id": entry["erasure_id"],
+                    "subject_email": False,
+                    "subject_name": False,
+                    "subject_phone": False,
+                    "verification_attachment_ids": [(5, 0, 0)],
                 }
             )
-        entry = self._erasure_register().append(
-            request_ref=self.name,
-            email_sha256=self.subject_email_sha256,
-            partners=fingerprints,
-            records=[(hit["res_model"], hit["res_id"], hit["result"]) for hit in hits],
-        )
-        # The evidence of identity is personal data too: it goes with the rest
-        # (only files of this request: nothing else is deleted on its account).
-        evidence = self.sudo().verification_attachment_ids.filtered(
-            lambda att: (
-                att.res_model == self._name
-                and att.res_id == self.id
-                and not att.res_field
+            evidence.sudo().with_context(**ERASURE_CONTEXT).unlink()
+            cleanup = self._leave_nothing_behind(
+                erasure, subject_ids, user_ids, identifiers, entry, self
             )
-        )
-        self._server_write(
-            {
-                "state": "done",
-                "erased_on": fields.Datetime.now(),
-                "erasure_id": entry["erasure_id"],
-                "subject_email": False,
-                "subject_name": False,
-                "subject_phone": False,
-                "verification_attachment_ids": [(5, 0, 0)],
+            kept = {
+                (hit["res_model"], hit["res_id"]): hit.get("result_note")
+                or hit.get("reason")
+                or "kept by decision of the officer"
+                for hit in hits
+                if hit.get("kept")
             }
+            scan = scanner._run(
+                identifiers,
+                {
+                    "label": self.name,
+                    "partner_ids": partners.ids,
+                    "user_ids": user_ids,
+                    "kept": kept,
+                },
+            )
+            # what the steps above queued for the bus goes too
+            cleanup["bus_notifications"] += erasure._drop_buffered_notifications(
+                subject_ids, user_ids, identifiers
+            )
+            cleanup["files"] = erasure._purge_files(running["files"], self.name)
+        _logger.info(
+            "DSR %s: leftover scan: %s (%s occurrence(s) treated, %s audit "
+            "event(s) redacted)",
+            self.name,
+            scan["result"],
+            scan["treated_count"],
+            scan["audit_events_redacted"],
         )
-        evidence.sudo().unlink()
-        self._issue_certificate(hits, entry)
+        if not scan["clean"]:
+            _logger.warning(
+                "DSR %s: left without a legal basis (review them): %s",
+                self.name,
+                ", ".join(
+                    f"{occ['table']}#{occ['record_id']}.{occ['column']}"
+                    for occ in scan["remaining"]
+                    if not occ["basis"]
+                ),
+            )
+        self._issue_certificate(hits, entry, scan=scan, cleanup=cleanup)
         counts = defaultdict(int)
         for hit in hits:
             counts[hit["result"]] += 1
-        self._audit("erased", erasure_id=entry["erasure_id"], counts=dict(counts))
+        self._audit(
+            "erased",
+            erasure_id=entry["erasure_id"],
+            counts=dict(counts),
+            leftover_scan=self._scan_summary(scan),
+        )
         return True
+
+    @api.model
+    def _leave_nothing_behind(
+        self, erasure, subject_ids, user_ids, identifiers, entry, requests
+    ):
+        """What the erasure must not leave, beyond the records the lines
+        list: emails and notifications queued for the subject, the wizards
+        of ``requests`` (the erasure's own), the subject's other requests
+        (pseudonymised)."""
+        cleanup = erasure._clear_side_effects(subject_ids, user_ids, identifiers)
+        cleanup["wizards"] = requests._clear_wizards()
+        earlier = self._pseudonymize_requests(
+            {entry.get("email_sha256")}
+            | {digest(email) for email in identifiers.values("email")},
+            entry.get("request_ref") or "erasure",
+            exclude_ids=requests.ids,
+        )
+        cleanup["earlier_requests"] = earlier.mapped("name")
+        return cleanup
+
+    @api.model
+    def _scan_summary(self, scan):
+        """The scan in a few numbers (audit events, restore reports)."""
+        return {
+            "result": scan["result"],
+            "clean": scan["clean"],
+            "remaining": scan["remaining_count"],
+            "treated": scan["treated_count"],
+            "audit_events_redacted": scan["audit_events_redacted"],
+            "tables": scan["tables"],
+            "columns": scan["columns"],
+        }
+
+    def _clear_wizards(self):
+        """The wizards opened on these requests (what was typed in them goes
+        with the subject): their number."""
+        count = 0
+        for model_name in ("dsr.erasure.wizard", "dsr.package.wizard"):
+            wizards = (
+                self.env[model_name].sudo().search([("request_id", "in", self.ids)])
+            )
+            count += len(wizards)
+            wizards.unlink()
+        return count
+
+    @api.model
+    def _pseudonymize_requests(self, email_digests, label, exclude_ids=()):
+        """Earlier requests of an erased subject keep their place in the
+        register (reference, dates, type, outcome) and lose what identifies
+        the subject: email, name, phone, verification notes and evidence,
+        export package, the names of their discovered records. An open one
+        cannot be answered any more: it is closed as rejected, saying why.
+        Returns the requests changed."""
+        email_digests = sorted(filter(None, email_digests))
+        if not email_digests:
+            return self.browse()
+        requests = (
+            self.sudo()
+            .with_context(active_test=False)
+            .search(
+                [
+                    ("subject_email_sha256", "in", email_digests),
+                    ("id", "not in", list(exclude_ids)),
+                    ("subject_erased_by", "=", False),
+                ]
+            )
+        )
+        for request in requests:
+            vals = {
+                "subject_email": False,
+                "subject_name": False,
+                "subject_phone": False,
+                "verification_notes": False,
+                "package_file": False,
+                "package_sha256": False,
+                "package_expiry": False,
+                "subject_erased_by": label,
+            }
+            if request.state in OPEN_STATES:
+                vals["state"] = "rejected"
+                vals["rejection_reason"] = (
+                    f"The subject's data was erased under {label} before this "
+                    "request was answered."
+                )
+            evidence = request.verification_attachment_ids.filtered(
+                lambda att, r=request: att.res_model == r._name and att.res_id == r.id
+            )
+            request.write({**vals, "verification_attachment_ids": [(5, 0, 0)]})
+            evidence.unlink()
+            request.line_ids.sudo().write({"res_name": False})
+            request._message_log(
+                body=self.env._(
+                    "The subject of this request was erased under %(ref)s: what "
+                    "identified them here is removed.",
+                    ref=label,
+                )
+            )
+            request._audit("pseudonymised", erasure=label)
+        return requests
 
     def _check_erasure_lines(self):
         """Re-check every line right before the erasure acts on it; return
@@ -1191,25 +1460,28 @@ class DsrRequest(models.Model):
             key_id,
         )
 
-    def _issue_certificate(self, hits, entry):
+    def _issue_certificate(self, hits, entry, scan=None, cleanup=None, extra=None):
+        """Sign the certificate (JSON, the source of truth) and store it with
+        its HTML and PDF renderings; returns the signed document."""
         self.ensure_one()
         records = [
             {
                 "model": hit["res_model"],
                 "id": hit["res_id"],
                 "category": hit["category"],
-                "planned_action": hit["planned_action"],
+                "planned_action": hit.get("planned_action"),
                 "result": hit["result"],
                 "reason": hit.get("result_note") or hit.get("reason") or "",
             }
             for hit in sorted(hits, key=lambda h: (h["res_model"], h["res_id"]))
         ]
-        counts = defaultdict(int)
+        counts, planned = defaultdict(int), defaultdict(int)
         for record in records:
             counts[record["result"]] += 1
+            planned[record["planned_action"] or "retain"] += 1
         document = {
             "format": "gdpr_dsr.erasure_certificate",
-            "version": 1,
+            "version": 2,
             "issued_at": datetime.now(UTC).isoformat(),
             "issuer": {
                 "company": self.company_id.name,
@@ -1228,30 +1500,156 @@ class DsrRequest(models.Model):
             "subject_email_sha256": self.subject_email_sha256,
             "erasure_register_id": entry["erasure_id"],
             "records": records,
+            # what the officer confirmed (the erasure dialog's figures) and
+            # what was done
+            "planned_counts": dict(sorted(planned.items())),
             "counts": dict(sorted(counts.items())),
+            "leftover_scan": scan,
+            "cleanup": cleanup or {},
+            **(extra or {}),
         }
         key, key_id = self._certificate_key()
         signed = certificate_lib.sign(document, key, key_id=key_id)
+        payload = json.dumps(signed, indent=2, sort_keys=True).encode()
         html = self.env["ir.qweb"]._render(
             "gdpr_dsr.dsr_certificate_document", {"doc": signed}
         )
-        self._server_write(
-            {
-                "certificate_json": base64.b64encode(
-                    json.dumps(signed, indent=2, sort_keys=True).encode()
-                ),
-                "certificate_html": base64.b64encode(str(html).encode()),
-            }
-        )
+        with self._issuing_certificate():
+            self._server_write(
+                {
+                    "certificate_json": base64.b64encode(payload),
+                    "certificate_html": base64.b64encode(str(html).encode()),
+                }
+            )
+            pdf = self._render_certificate_pdf(payload)
+            if pdf:
+                self._server_write({"certificate_pdf": base64.b64encode(pdf)})
         return signed
+
+    @contextlib.contextmanager
+    def _issuing_certificate(self):
+        cache = self.env.cr.cache
+        previous = cache.get(CERTIFICATE_MARK)
+        cache[CERTIFICATE_MARK] = True
+        try:
+            yield
+        finally:
+            if previous is None:
+                cache.pop(CERTIFICATE_MARK, None)
+            else:
+                cache[CERTIFICATE_MARK] = previous
+
+    def _render_certificate_pdf(self, payload):
+        """The certificate rendered by Odoo's report engine from the signed
+        JSON just stored, with that JSON embedded in the PDF (bytes, or
+        ``None`` when the PDF engine is missing: the JSON and HTML stay)."""
+        self.ensure_one()
+        report = (
+            self.env["ir.actions.report"]
+            .sudo()
+            .with_context(force_report_rendering=True)
+        )
+        try:
+            pdf, _kind = report._render_qweb_pdf(
+                "gdpr_dsr.dsr_certificate_report", res_ids=self.ids
+            )
+        except UserError as exc:
+            _logger.warning(
+                "DSR %s: the certificate PDF could not be rendered: %s", self.name, exc
+            )
+            return None
+        reader = OdooPdfFileReader(io.BytesIO(pdf), strict=False)
+        writer = OdooPdfFileWriter()
+        writer.cloneReaderDocumentRoot(reader)
+        writer.addAttachment(
+            self.certificate_json_filename, payload, subtype="application/json"
+        )
+        buffer = io.BytesIO()
+        writer.write(buffer)
+        return buffer.getvalue()
+
+    # -- certificate downloads ------------------------------------------------
+    def _check_certificate_reader(self):
+        """Privacy Officers and Auditors who may read the request."""
+        user = self.env.user
+        if not (
+            user.has_group("gdpr_dsr.dsr_group_officer")
+            or user.has_group("audit_export.audit_group_auditor")
+        ):
+            raise AccessError(
+                self.env._(
+                    "Only Privacy Officers and Auditors may download erasure "
+                    "certificates."
+                )
+            )
+        self.check_access("read")
+
+    def action_download_certificate_pdf(self):
+        return self._certificate_download_action("pdf")
+
+    def action_download_certificate_json(self):
+        return self._certificate_download_action("json")
+
+    def _certificate_download_action(self, kind):
+        self.ensure_one()
+        self._check_certificate_reader()
+        if not self.has_certificate:
+            raise UserError(self.env._("This request has no erasure certificate."))
+        return {
+            "type": "ir.actions.act_url",
+            "url": f"/gdpr_dsr/certificate/{self.id}/{kind}",
+            "target": "download",
+        }
+
+    def _read_certificate(self, kind):
+        """``(bytes, mimetype, filename)`` of the certificate as ``kind``
+        (``pdf``, ``json``, ``html``); every download is an audit event."""
+        self.ensure_one()
+        self._check_certificate_reader()
+        if kind not in CERTIFICATE_KINDS:
+            raise UserError(self.env._("Unknown certificate format."))
+        fname, mimetype, extension = CERTIFICATE_KINDS[kind]
+        stored = self.sudo().with_context(bin_size=False)
+        if kind == "pdf" and not stored.certificate_pdf and stored.certificate_json:
+            self._complete_certificate_pdf()
+        data = stored[fname]
+        if not data:
+            raise UserError(self.env._("This request has no erasure certificate."))
+        raw = base64.b64decode(data)
+        self._audit(
+            "certificate_downloaded",
+            format=kind,
+            size=len(raw),
+            sha256=hashlib.sha256(raw).hexdigest(),
+        )
+        return raw, mimetype, stored[f"certificate_{extension}_filename"]
+
+    def _complete_certificate_pdf(self):
+        """Render the PDF of a certificate issued while the PDF engine was
+        missing: once, from the signed JSON, after checking its signature."""
+        self.ensure_one()
+        if not self._verify_certificate():
+            raise UserError(
+                self.env._(
+                    "Request %(ref)s: the signed certificate does not verify; no PDF "
+                    "is made from it.",
+                    ref=self.name,
+                )
+            )
+        payload = base64.b64decode(
+            self.sudo().with_context(bin_size=False).certificate_json
+        )
+        pdf = self._render_certificate_pdf(payload)
+        if pdf:
+            with self._issuing_certificate():
+                self._server_write({"certificate_pdf": base64.b64encode(pdf)})
 
     def _certificate_document(self):
         self.ensure_one()
-        if not self.certificate_json:
+        stored = self.sudo().with_context(bin_size=False)
+        if not stored.certificate_json:
             return None
-        return json.loads(
-            base64.b64decode(self.with_context(bin_size=False).certificate_json)
-        )
+        return json.loads(base64.b64decode(stored.certificate_json))
 
     def _verify_certificate(self):
         document = self._certificate_document()
@@ -1273,6 +1671,10 @@ class DsrRequest(models.Model):
 
         db_backup_suite calls this in the restored database after every
         restore. Idempotent: what is already erased is not found again.
+        Returns one dict per erasure re-applied (``step``, ``erasure_id``,
+        ``archive_name``, ``records``, ``changed``, ``leftover_scan`` with the
+        scan's result and the audit events redacted, ``cleanup``): no
+        personal data, for the restore's own audit event.
         """
         created_at = restore_info.get("archive_created_at")
         if isinstance(created_at, str):
@@ -1295,12 +1697,34 @@ class DsrRequest(models.Model):
 
     @api.model
     def _reapply_erasure(self, entry, restore_info):
-        erasure = self.env["dsr.erasure"].sudo()
+        """Erase again, in a restored database, the subject of a register
+        entry, with everything an erasure does (side effects, earlier
+        requests, leftover scan, audit redaction, files). Returns what was
+        done (no personal data): the restore reports it."""
+        erasure = self.env["dsr.erasure"].sudo().with_context(**ERASURE_CONTEXT)
+        scanner = self.env["dsr.leftover.scan"].sudo().with_context(**ERASURE_CONTEXT)
+        label = entry.get("request_ref") or "erasure"
+        request = self.sudo().search([("name", "=", entry.get("request_ref"))], limit=1)
         partner_ids = self._partners_matching_entry(entry)
         subject_ids, hits = (
             self.env["dsr.discovery"]
             .sudo()
             ._discover(None, extra_partner_ids=partner_ids)
+        )
+        partners = (
+            self.env["res.partner"]
+            .sudo()
+            .with_context(active_test=False)
+            .browse(subject_ids)
+            .exists()
+        )
+        user_ids = partners.with_context(active_test=False).user_ids.ids
+        identifiers = scanner._collect_identifiers(
+            partners.ids,
+            user_ids,
+            emails=[request.subject_email],
+            names=[request.subject_name],
+            phones=[request.subject_phone],
         )
         known = {(hit["res_model"], hit["res_id"]) for hit in hits}
         category = {
@@ -1338,15 +1762,62 @@ class DsrRequest(models.Model):
             )
             if recorded == "deleted" and hit["planned_action"] != "retain":
                 hit["planned_action"] = "delete"
-        erasure._execute(hits, subject_ids, entry.get("request_ref") or "erased")
-        done = [h for h in hits if h.get("result") in ("deleted", "anonymized")]
-        request = self.sudo().search([("name", "=", entry.get("request_ref"))], limit=1)
+        with erasure._running(user_ids) as running:
+            erasure._execute(hits, subject_ids, label)
+            done = [h for h in hits if h.get("result") in ("deleted", "anonymized")]
+            if request and request.state != "done":
+                evidence = request.verification_attachment_ids.filtered(
+                    lambda att: (
+                        att.res_model == self._name
+                        and att.res_id == request.id
+                        and not att.res_field
+                    )
+                )
+                request.write(
+                    {
+                        "state": "done",
+                        "erased_on": fields.Datetime.now(),
+                        "erasure_id": entry.get("erasure_id"),
+                        "subject_email": False,
+                        "subject_name": False,
+                        "subject_phone": False,
+                        "verification_attachment_ids": [(5, 0, 0)],
+                    }
+                )
+                evidence.unlink()
+            if request:
+                request.line_ids.sudo().write({"res_name": False})
+            cleanup = self._leave_nothing_behind(
+                erasure, subject_ids, user_ids, identifiers, entry, request
+            )
+            scan = scanner._run(
+                identifiers,
+                {
+                    "label": label,
+                    "partner_ids": partners.ids,
+                    "user_ids": user_ids,
+                    "kept": {},
+                },
+            )
+            # what the steps above queued for the bus goes too
+            cleanup["bus_notifications"] += erasure._drop_buffered_notifications(
+                subject_ids, user_ids, identifiers
+            )
+            cleanup["files"] = erasure._purge_files(running["files"], label)
         details = {
             "step": "reapplied_after_restore",
             "erasure_id": entry.get("erasure_id"),
             "archive_name": restore_info.get("archive_name"),
             "records": len(done),
             "changed": [[h["res_model"], h["res_id"], h["result"]] for h in done],
+            "leftover_scan": self._scan_summary(scan),
+            "cleanup": {
+                "queued_emails": cleanup["queued_emails"],
+                "bus_notifications": cleanup["bus_notifications"],
+                "wizards": cleanup["wizards"],
+                "earlier_requests": len(cleanup["earlier_requests"]),
+                "files_scheduled": cleanup["files"]["scheduled"],
+            },
         }
         self.env["audit.event"].log_event(
             "dsr",
@@ -1355,30 +1826,45 @@ class DsrRequest(models.Model):
             res_name=entry.get("request_ref"),
             details=details,
             message=self.env._(
-                "Erasure %(ref)s re-applied after a database restore",
+                "Erasure %(ref)s re-applied after a database restore; leftover scan "
+                "and audit redaction re-run: %(result)s",
                 ref=entry.get("request_ref"),
+                result=scan["result"],
             ),
         )
-        if request and request.state != "done":
-            request.write(
-                {
-                    "state": "done",
-                    "erased_on": fields.Datetime.now(),
-                    "erasure_id": entry.get("erasure_id"),
-                    "subject_email": False,
-                    "subject_name": False,
-                    "subject_phone": False,
-                }
+        if request and not request.has_certificate:
+            # the restored request predates its certificate: issue it again,
+            # saying it is a re-application
+            request._issue_certificate(
+                hits,
+                entry,
+                scan=scan,
+                cleanup=cleanup,
+                extra={
+                    "reapplied_after_restore": {
+                        "archive_name": restore_info.get("archive_name"),
+                        "archive_created_at": str(
+                            restore_info.get("archive_created_at") or ""
+                        ),
+                    }
+                },
             )
         if request:
-            request.message_post(
+            request._message_log(
                 body=self.env._(
                     "Erasure re-applied after the restore of %(archive)s: %(count)s "
-                    "records deleted or anonymised.",
+                    "records deleted or anonymised; leftover scan: %(result)s.",
                     archive=restore_info.get("archive_name") or "?",
                     count=len(done),
+                    result=scan["result"],
                 )
             )
+        _logger.info(
+            "DSR %s re-applied after a restore: %s records, leftover scan: %s",
+            label,
+            len(done),
+            scan["result"],
+        )
         return details
 
     @api.model
@@ -1476,5 +1962,5 @@ class DsrRequest(models.Model):
                     "package_expiry": False,
                 }
             )
-            request.message_post(body=self.env._("The export package expired."))
+            request._message_log(body=self.env._("The export package expired."))
         return len(expired)

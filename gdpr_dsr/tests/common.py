@@ -5,12 +5,12 @@ import tempfile
 from unittest.mock import patch
 
 from odoo.tests import TransactionCase, new_test_user
-from odoo.tools import config
+from odoo.tools import SQL, config
 
 from odoo.addons.audit_export.lib import keyring as suite_keyring
 
 SUBJECT_EMAIL = "Jane.Subject@Example.com"
-BANK_ACCOUNT = "BE71096123456769"
+BANK_ACCOUNT = "BE31001723456755"
 NO_MAIL = {
     "mail_create_nolog": True,
     "mail_create_nosubscribe": True,
@@ -18,6 +18,60 @@ NO_MAIL = {
     "tracking_disable": True,
     "no_reset_password": True,
 }
+
+
+TEXT_TYPES = ("text", "character varying", "character", "json", "jsonb")
+
+
+def text_occurrences(cr, texts, digits=None):
+    """An SQL scan independent of the addon's: every ``(table, row id,
+    column)`` of every text-like column of every table of the schema whose
+    value holds one of ``texts`` (any case) or, once its non-digits are
+    removed, the string of ``digits`` (a phone number)."""
+    cr.execute(
+        SQL(
+            """SELECT c.table_name, c.column_name,
+                      EXISTS (SELECT 1 FROM information_schema.columns i
+                               WHERE i.table_schema = c.table_schema
+                                 AND i.table_name = c.table_name
+                                 AND i.column_name = 'id')
+                 FROM information_schema.columns c
+                 JOIN information_schema.tables t
+                   ON t.table_schema = c.table_schema
+                  AND t.table_name = c.table_name
+                WHERE c.table_schema = current_schema()
+                  AND t.table_type = 'BASE TABLE'
+                  AND c.data_type = ANY(%s)
+                ORDER BY 1, 2""",
+            list(TEXT_TYPES),
+        )
+    )
+    needles = [f"%{text.lower()}%" for text in texts]
+    digits_pattern = f"%{digits}%" if digits else None
+    found = set()
+    for table, column, has_id in cr.fetchall():
+        text = SQL("%s::text", SQL.identifier(column))
+        digits_match = (
+            SQL(
+                "OR regexp_replace(%s, '[^0-9]', '', 'g') LIKE %s",
+                text,
+                digits_pattern,
+            )
+            if digits_pattern
+            else SQL("")
+        )
+        cr.execute(
+            SQL(
+                "SELECT %s FROM %s WHERE lower(%s) LIKE ANY(%s) %s",
+                SQL.identifier("id") if has_id else SQL("ctid::text"),
+                SQL.identifier(table),
+                text,
+                needles,
+                digits_match,
+            )
+        )
+        found.update((table, row[0], column) for row in cr.fetchall())
+    return found
 
 
 def make_subject(env):

@@ -8,7 +8,13 @@ from odoo.exceptions import AccessError, UserError
 from odoo.tests import Form, new_test_user, tagged
 
 from ..lib.erasure_register import digest
-from .common import NO_MAIL, SUBJECT_EMAIL, DsrCase, make_verified_request
+from .common import (
+    BANK_ACCOUNT,
+    NO_MAIL,
+    SUBJECT_EMAIL,
+    DsrCase,
+    make_verified_request,
+)
 
 
 @tagged("post_install", "-at_install")
@@ -67,9 +73,9 @@ class TestDsrErasure(DsrCase):
         )
         with self.assertRaises(UserError):
             wizard.action_confirm()
-        # case differences count: the gate wants the email exactly
+        # another address (one letter differs) is refused by the request too
         try:
-            request._erase(SUBJECT_EMAIL.lower())
+            request._erase(SUBJECT_EMAIL.replace("Subject", "Subjekt"))
         except UserError as exc:
             self.assertIn("does not match", str(exc))
         else:
@@ -98,6 +104,27 @@ class TestDsrErasure(DsrCase):
             [e["request_ref"] for e in request._erasure_register().entries()],
         )
 
+    def test_gate_compares_normalised_emails(self):
+        """The gate compares emails as the discovery does: trimmed, any case
+        (the request was typed "Jane.Subject@Example.com")."""
+        request = self._erasure_request()
+        wizard = self.officer_env()["dsr.erasure.wizard"].create(
+            {"request_id": request.id, "typed_email": f"  {SUBJECT_EMAIL.upper()} "}
+        )
+        self.assertEqual(
+            wizard.typed_sha256,
+            self.officer_env()["dsr.erasure.wizard"]
+            .create({"request_id": request.id, "typed_email": SUBJECT_EMAIL.lower()})
+            .typed_sha256,
+        )
+        wizard.action_confirm()
+        self.assertEqual(request.state, "done")
+        self.assertFalse(self.subject["invoice_address"].exists())
+        # the wizards (what was typed in them) went with the subject
+        self.assertFalse(
+            self.env["dsr.erasure.wizard"].search([("request_id", "=", request.id)])
+        )
+
     def test_erasure_requires_verification(self):
         request = self.officer_env()["dsr.request"].create(
             {
@@ -113,11 +140,14 @@ class TestDsrErasure(DsrCase):
         s = self.subject
         request = self._erasure_request()
         plan = {(ln.res_model, ln.res_id): ln.planned_action for ln in request.line_ids}
-        self.assertEqual(plan[("res.partner", s["partner"].id)], "delete")
+        # the contact of the subject's user stays (the archived account keeps
+        # it): the plan says so, as Odoo archives bank accounts
+        self.assertEqual(plan[("res.partner", s["partner"].id)], "anonymize")
+        self.assertEqual(plan[("res.partner", s["invoice_address"].id)], "delete")
         self.assertEqual(plan[("res.users", s["user"].id)], "anonymize")
         self.assertEqual(plan[("mail.message", s["addressed"].id)], "anonymize")
         self.assertEqual(plan[("mail.message", s["written"].id)], "delete")
-        self.assertEqual(plan[("res.partner.bank", s["bank"].id)], "delete")
+        self.assertEqual(plan[("res.partner.bank", s["bank"].id)], "anonymize")
         evidence = request.verification_attachment_ids
         self.assertTrue(evidence)
         line_keys = set(plan)
@@ -131,6 +161,11 @@ class TestDsrErasure(DsrCase):
             wizard.delete_count + wizard.anonymize_count + wizard.retain_count,
             len(request.line_ids),
         )
+        dialog = {
+            "delete": wizard.delete_count,
+            "anonymize": wizard.anonymize_count,
+            "retain": wizard.retain_count,
+        }
         wizard.typed_email = f" {SUBJECT_EMAIL} "
         wizard.save().action_confirm()
 
@@ -153,7 +188,7 @@ class TestDsrErasure(DsrCase):
         self.assertFalse(evidence.exists())
         # Odoo archives bank accounts instead of deleting them: masked instead
         bank = s["bank"].with_context(active_test=False)
-        self.assertEqual(bank.acc_number, "************6769")
+        self.assertEqual(bank.acc_number, "************6755")
         self.assertFalse(bank.active)
         self.assertEqual(notes[("res.partner.bank", bank.id)][0], "anonymized")
         self.assertFalse(
@@ -203,8 +238,19 @@ class TestDsrErasure(DsrCase):
         self.assertEqual(results[("res.users", user.id)], "anonymized")
         self.assertNotIn("pending", results.values())
 
-        # certificate: every record, signed, without the email
+        # certificate: every record, signed, without the email; its figures
+        # are the dialog's, and what was done is what was planned
         document = request._certificate_document()
+        self.assertEqual(
+            {key: value for key, value in dialog.items() if value},
+            document["planned_counts"],
+        )
+        done = {"deleted": "delete", "anonymized": "anonymize", "retained": "retain"}
+        self.assertEqual(
+            {done[key]: value for key, value in document["counts"].items()},
+            document["planned_counts"],
+        )
+        self.assertEqual(document["leftover_scan"]["result"], "no identifier left")
         self.assertEqual(
             {(r["model"], r["id"]) for r in document["records"]}, line_keys
         )
@@ -386,9 +432,9 @@ class TestDsrErasure(DsrCase):
     def test_changed_plan_refuses_the_erasure(self):
         self._audit_refusals_in_test_transaction()
         request = self._erasure_request()
-        bank = self.subject["bank"]
+        passport = self.subject["passport"]
         line = request.line_ids.filtered(
-            lambda ln: (ln.res_model, ln.res_id) == ("res.partner.bank", bank.id)
+            lambda ln: (ln.res_model, ln.res_id) == ("ir.attachment", passport.id)
         )
         self.assertEqual(line.planned_action, "delete")
         # sealed by the server but for another plan than the discovery's now
@@ -401,10 +447,11 @@ class TestDsrErasure(DsrCase):
             }
         )
         message = self._refused(request)
-        self.assertIn(f"res.partner.bank #{bank.id}", message)
+        self.assertIn(f"ir.attachment #{passport.id}", message)
         self.assertIn("plan changed", message)
         self.assertEqual(self._refusal_steps(request), ["erasure_refused"])
-        self.assertEqual(bank.acc_number, "BE71096123456769")
+        self.assertEqual(self.subject["bank"].acc_number, BANK_ACCOUNT)
+        self.assertEqual(passport.raw, b"%PDF-1.4 Jane's passport scan")
         self.assertEqual(self.subject["partner"].name, "Jane Subject")
 
     def test_an_administrator_is_never_the_erased_subject(self):

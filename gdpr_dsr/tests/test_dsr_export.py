@@ -142,7 +142,7 @@ class TestDsrExport(DsrCase):
         self.assertEqual({a["file"] for a in document["attachments"]}, attachment_names)
         banks = document["payment_information"]["res.partner.bank"]
         self.assertEqual([b["id"] for b in banks], [s["bank"].id])
-        self.assertEqual(banks[0]["acc_number"], "************6769")
+        self.assertEqual(banks[0]["acc_number"], "************6755")
         self.assertEqual(document["withheld"], [])
         self.assertEqual(document["request"]["type"], "access")
 

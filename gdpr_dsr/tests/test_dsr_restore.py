@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +15,15 @@ from odoo.tools import config
 
 from odoo.addons.audit_export.lib import keyring as suite_keyring
 
-from .common import SUBJECT_EMAIL, make_subject, make_verified_request
+from .common import (
+    SUBJECT_EMAIL,
+    make_subject,
+    make_verified_request,
+    text_occurrences,
+)
+
+SUBJECT_TEXTS = (SUBJECT_EMAIL, "Jane Subject", "jane.portal")
+PHONE_DIGITS = "470123456"
 
 
 def _pg_env():
@@ -101,6 +110,16 @@ class TestErasureSurvivesRestore(BaseCase):
             )
             subject = make_subject(env)
             ids = {key: record.id for key, record in subject.items()}
+            # a note naming the subject on someone else's record, and the
+            # audit trail of the subject's contact
+            env["audit.rule"].create({"model_id": env.ref("base.model_res_partner").id})
+            subject["partner"].write({"city": "Antwerp"})
+            mention = subject["other"].message_post(
+                body="Lunch with Jane Subject (+32 470 12 34 56)",
+                message_type="comment",
+                subtype_xmlid="mail.mt_note",
+            )
+            ids["mention"] = mention.id
             request = make_verified_request(env(user=officer), "erasure")
             request.action_discover()
             request_id, officer_id = request.id, officer.id
@@ -115,6 +134,14 @@ class TestErasureSurvivesRestore(BaseCase):
         with live.cursor() as cr:
             env = api.Environment(cr, officer_id, {})
             env["dsr.request"].browse(request_id)._erase(SUBJECT_EMAIL)
+        with live.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            live_request = env["dsr.request"].browse(request_id)
+            live_document = live_request._certificate_document()
+            self.assertEqual(
+                live_document["leftover_scan"]["result"], "no identifier left"
+            )
+            self.assertEqual(text_occurrences(cr, SUBJECT_TEXTS, PHONE_DIGITS), set())
         with live.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {"active_test": False})
             self.assertFalse(
@@ -135,6 +162,7 @@ class TestErasureSurvivesRestore(BaseCase):
             env = api.Environment(cr, SUPERUSER_ID, {"active_test": False})
             partner = env["res.partner"].browse(ids["partner"])
             self.assertEqual(partner.name, "Jane Subject")
+            self.assertTrue(text_occurrences(cr, SUBJECT_TEXTS, PHONE_DIGITS))
             self.assertEqual(env["dsr.request"]._erasure_register().path, register_path)
             # ...until the hook db_backup_suite calls after every restore runs
             applied = env["dsr.request"]._on_database_restored(
@@ -147,6 +175,14 @@ class TestErasureSurvivesRestore(BaseCase):
             )
             self.assertEqual(len(applied), 1)
             self.assertGreater(applied[0]["records"], 5)
+            # the scan and the audit redaction ran again, and the hook says
+            # so (db_backup_suite puts it in the restore's audit event)
+            scan = applied[0]["leftover_scan"]
+            self.assertEqual(scan["result"], "no identifier left")
+            self.assertTrue(scan["clean"])
+            self.assertGreaterEqual(scan["audit_events_redacted"], 2)
+            self.assertGreaterEqual(scan["treated"], 1)  # the note's body
+            self.assertNotIn("jane", json.dumps(applied).lower())
         with restored.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {"active_test": False})
             self.assertFalse(
@@ -162,7 +198,7 @@ class TestErasureSurvivesRestore(BaseCase):
             for key in ("passport", "photo"):
                 self.assertFalse(env["ir.attachment"].browse(ids[key]).exists(), key)
             bank = env["res.partner.bank"].browse(ids["bank"])
-            self.assertEqual(bank.acc_number, "************6769")
+            self.assertEqual(bank.acc_number, "************6755")
             self.assertFalse(bank.active)
             user = env["res.users"].browse(ids["user"])
             self.assertFalse(user.active)
@@ -173,6 +209,33 @@ class TestErasureSurvivesRestore(BaseCase):
             request = env["dsr.request"].browse(request_id)
             self.assertEqual(request.state, "done")
             self.assertFalse(request.subject_email)
+            # nothing of the subject left, by an SQL scan of this test
+            self.assertEqual(text_occurrences(cr, SUBJECT_TEXTS, PHONE_DIGITS), set())
+            mention = env["mail.message"].browse(ids["mention"])
+            self.assertEqual(str(mention.body), "<p>Lunch with [erased] ([erased])</p>")
+            # the restored request had no certificate yet: it gets one, that
+            # says it is a re-application, with the scan result
+            document = request._certificate_document()
+            self.assertEqual(
+                document["reapplied_after_restore"]["archive_name"], "backup.dump"
+            )
+            self.assertEqual(document["leftover_scan"]["result"], "no identifier left")
+            self.assertTrue(request._verify_certificate())
+            self.assertTrue(request.sudo().certificate_pdf)
+            reapplied = (
+                env["audit.event"]
+                .search(
+                    [("res_model", "=", "dsr.request"), ("res_id", "=", request_id)]
+                )
+                .filtered(
+                    lambda e: (e.details or {}).get("step") == "reapplied_after_restore"
+                )
+            )
+            self.assertEqual(len(reapplied), 1)
+            self.assertEqual(
+                reapplied.details["leftover_scan"]["result"], "no identifier left"
+            )
+            self.assertIn("leftover scan and audit redaction re-run", reapplied.message)
             # idempotent: a second call finds nothing left to erase
             again = env["dsr.request"]._on_database_restored(
                 {

@@ -20,8 +20,8 @@ class DsrErasureWizard(models.TransientModel):
         string="Type the subject's email to confirm",
         compute="_compute_typed_email",
         inverse="_inverse_typed_email",
-        help="The erasure is irreversible: type the subject's email address "
-        "exactly as it appears on the request.",
+        help="The erasure is irreversible: type the subject's email address as "
+        "it appears on the request (case and surrounding spaces do not matter).",
     )
     typed_sha256 = fields.Char(readonly=True)
     delete_count = fields.Integer(compute="_compute_counts")

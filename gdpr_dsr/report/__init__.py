@@ -1,0 +1,1 @@
+from . import dsr_certificate_report
