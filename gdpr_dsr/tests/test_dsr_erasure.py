@@ -507,3 +507,111 @@ class TestDsrErasure(DsrCase):
         self.assertEqual(action.with_context(active_test=False).partner_ids, partner)
         self.assertEqual(action_line.result, "retained")
         self.assertFalse(self.subject["invoice_address"].exists())
+
+    def test_erasure_sends_no_security_update(self):
+        """Changing the login of the erased user sends no "Security Update"
+        email to them; only a mark the erasure sets on the cursor does that,
+        for the users it names (a context key a client could send does not)."""
+        user = self.subject["user"].sudo()
+        other = self.outsider.sudo()
+        mails = self.env["mail.mail"].sudo()
+        before = mails.search([]).ids
+        with self.env["dsr.erasure"]._running([user.id]):
+            user.write({"login": f"erased-{user.id}@erased.invalid"})
+            other.write({"login": "dsr_outsider_renamed"})
+        sent = mails.search([("id", "not in", before)])
+        self.assertEqual(len(sent), 1)
+        self.assertEqual(sent.subject, "Security Update: Login Changed")
+        self.assertIn(other.email, sent.email_to)
+        # outside an erasure, or with a context key, the user is told
+        user.with_context(gdpr_dsr_erasure=True, running_erasure=True).write(
+            {"login": "jane.portal.again"}
+        )
+        told = mails.search([("id", "not in", before + sent.ids)])
+        self.assertEqual(len(told), 1)
+        self.assertIn(SUBJECT_EMAIL.strip().lower(), told.email_to.lower())
+
+    def test_scan_exclusions_are_not_read_and_are_listed(self):
+        """A column excluded from the leftover scan (scope "scan") is not
+        read nor changed, and the certificate says so; an exclusion of the
+        discovery only changes nothing for the scan."""
+        other = self.subject["other"].with_context(**NO_MAIL)
+        other.write(
+            {"comment": "<p>Referred by Jane Subject</p>", "function": "jane subject"}
+        )
+        exclusions = self.env["dsr.discovery.exclusion"]
+        exclusions.create(
+            {
+                "model_name": "res.partner",
+                "field_name": "comment",
+                "scope": "scan",
+                "reason": "Notes reviewed by hand",
+            }
+        )
+        exclusions.create(
+            {
+                "model_name": "res.partner",
+                "field_name": "function",
+                "scope": "discovery",
+                "reason": "Not a reference",
+            }
+        )
+        request = self._erasure_request()
+        request._erase(SUBJECT_EMAIL)
+        scan = request._certificate_document()["leftover_scan"]
+        self.assertIn(
+            {
+                "table": "res_partner",
+                "column": "comment",
+                "reason": "Notes reviewed by hand",
+            },
+            scan["excluded"],
+        )
+        self.assertNotIn("function", [e["column"] for e in scan["excluded"]])
+        self.assertEqual(str(other.comment), "<p>Referred by Jane Subject</p>")
+        self.assertFalse(other.function)  # the whole value was the name: emptied
+        self.assertNotIn(
+            "comment", [(e["table"], e["column"]) for e in scan["remaining"]]
+        )
+        self.assertEqual(scan["result"], "no identifier left")
+
+    def test_files_shared_with_kept_documents_stay(self):
+        """A file of the subject whose content another document also uses
+        (Odoo stores it once) is not deleted from the filestore; the
+        subject's own files are, once the erasure is committed."""
+        self.registry.enter_test_mode(self.cr)
+        self.addCleanup(self.registry.leave_test_mode)
+        env = self.env(context=dict(self.env.context, **NO_MAIL))
+        passport = self.subject["passport"]
+        unique = env["ir.attachment"].create(
+            {
+                "name": "letter.txt",
+                "raw": b"a letter only the subject has",
+                "res_model": "res.partner",
+                "res_id": self.subject["partner"].id,
+            }
+        )
+        kept = env["ir.attachment"].create(
+            {
+                "name": "copy-of-passport.pdf",
+                "raw": passport.raw,
+                "res_model": "res.company",
+                "res_id": self.env.company.id,
+            }
+        )
+        self.assertEqual(kept.store_fname, passport.store_fname)
+        shared_path = passport._full_path(passport.store_fname)
+        unique_path = unique._full_path(unique.store_fname)
+        request = self._erasure_request()
+        request._erase(SUBJECT_EMAIL)
+        self.assertFalse(passport.exists() or unique.exists())
+        # nothing is deleted before the commit (a rolled back erasure keeps
+        # its files)
+        self.assertTrue(os.path.isfile(unique_path))
+        self.env.cr.postcommit.run()
+        self.assertFalse(os.path.exists(unique_path))
+        self.assertTrue(os.path.isfile(shared_path))
+        self.assertEqual(kept.raw, b"%PDF-1.4 Jane's passport scan")
+        files = request._certificate_document()["cleanup"]["files"]
+        self.assertGreaterEqual(files["shared"], 1)
+        self.assertGreaterEqual(files["scheduled"], 1)

@@ -6,10 +6,10 @@ a portal user who logged in, messages on their record and on someone else's
 attachment, a posted, a draft and a secured (hashed) invoice whose lines
 name them, an older access request, an email queued to them, a bus
 notification, a wizard holding their name, and audit events of their
-records; and another person of the same name. After the erasure, run by an officer without an email address, an
-SQL scan of this test (not the addon's) over every text-like column of
-every table finds nothing but the occurrences the certificate lists with
-their legal basis.
+records; and another person of the same name. After the erasure, run by an
+officer without an email address, an SQL scan of this test (not the
+addon's) over every text-like column of every table finds nothing but the
+occurrences the certificate lists with their legal basis.
 """
 
 import base64
