@@ -165,6 +165,11 @@ def test_snapshots_with_changes_restore_through_the_standard_restore(
     vsink = repo_mod.SnapshotArchiveSink(sink, keyring)
     names = [o.name for o in vsink.list(f"{db.dbname}/")]
     assert names == sorted(r.name for r in results)
+    # what a listing shows as "new data" is what each run added
+    info = vsink.info(second.name)
+    assert 0 < info["new_data"] <= second.size and info["reused_files"] >= 38
+    assert info["logical_size"] == second.logical_size
+    assert vsink.info(first.name)["new_data"] > 3 * info["new_data"]
     for index, (result, state) in enumerate(zip(results, states, strict=True)):
         target = f"{db.dbname}_sb{index}"
         res = _restore_sandbox(db, vsink, result.name, keyring, target)

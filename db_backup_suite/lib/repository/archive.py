@@ -556,6 +556,34 @@ class SnapshotArchiveSink(Sink):
         snap = self.snapshot(repo.store.root, ref)
         return StoredObject(name, self._size(repo, snap), ref.created_at)
 
+    def info(self, name) -> dict:
+        """What a listing shows of a snapshot beyond its name and size:
+        ``new_data`` (bytes of packs its run added: what it cost at the
+        destination), ``logical_size`` (dump + filestore), the manifest's
+        summary, the repository and snapshot object."""
+        repo, ref = self.resolve(name)
+        snap = self.snapshot(repo.store.root, ref)
+        manifest = snap["manifest"]
+        stats = snap.get("stats") or {}
+        return {
+            "name": name,
+            "repository": repo.store.describe(),
+            "snapshot": ref.rel,
+            "database": snap["database"],
+            "uuid": snap["tenant"],
+            "label": ref.label,
+            "created_at": snap["created_at"],
+            "new_data": stats.get("pack_bytes", 0),
+            "new_blobs": stats.get("new_blobs", 0),
+            "reused_files": stats.get("reused_files", 0),
+            "logical_size": snap["dump"]["size"] + snap["filestore"]["bytes"],
+            "files": snap["filestore"]["files"],
+            "tables": manifest.get("tables"),
+            "rows": manifest.get("rows"),
+            "odoo_version": manifest.get("odoo_version"),
+            "key_id": (manifest.get("encryption") or {}).get("key_id"),
+        }
+
     def preflight(self, name) -> tuple[Repository, dict]:
         """Resolve ``name`` and check that its snapshot can be read back
         (RepositoryDamagedError naming the missing or damaged packs)."""
