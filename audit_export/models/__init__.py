@@ -4,6 +4,7 @@ from . import (
     audit_rule,
     base,
     ir_config_parameter,
+    password_policy,
     res_config_settings,
     res_users,
 )

@@ -335,62 +335,15 @@ class DataExportWizard(models.TransientModel):
             if not wizard.use_password or (not password and not confirm):
                 wizard.sudo().password_sealed = False
                 continue
-            verdict = passwords.check_new_password(
-                password or "", confirm or "", self._password_user_inputs()
-            )
-            if not verdict.ok:
-                raise UserError(self._password_message(verdict))
+            self.env["audit.password.policy"]._check_new(password, confirm)
             wizard.sudo().password_sealed = Job._seal_password(password)
 
     # ------------------------------------------------------------------
-    # Password policy (audit_export.lib.passwords), translated
+    # Password policy: the suite's one policy (audit.password.policy)
     # ------------------------------------------------------------------
     @api.model
-    def _password_user_inputs(self):
-        """Words a password must not be made of: who the user is, this database."""
-        user = self.env.user
-        return [
-            user.login,
-            user.name,
-            user.email,
-            self.env.cr.dbname,
-            user.company_id.name,
-        ]
-
-    @api.model
     def _password_message(self, verdict):
-        """The policy's reason in the user's language."""
-        _ = self.env._
-        params = verdict.params
-        if verdict.code == "ok":
-            return _("Strong password.")
-        if verdict.code == "empty":
-            return _(
-                "Enter a password of at least %(count)s characters.",
-                count=passwords.MIN_LENGTH,
-            )
-        if verdict.code == "too_short":
-            return _(
-                "The password must have at least %(count)s characters "
-                "(it has %(length)s).",
-                count=params["min_length"],
-                length=params["length"],
-            )
-        if verdict.code == "too_long":
-            return _(
-                "The password must have at most %(count)s characters.",
-                count=params["max_length"],
-            )
-        if verdict.code == "mismatch":
-            return _("The passwords do not match.")
-        # zxcvbn's own hint stays in English (it has no translations).
-        return _(
-            "This password is too easy to guess: %(hint)s Use at least "
-            "%(count)s characters: several unrelated words, or a mix "
-            "nobody could link to you.",
-            hint=params.get("hint", ""),
-            count=passwords.MIN_LENGTH,
-        )
+        return self.env["audit.password.policy"]._message(verdict)
 
     @api.model
     def password_strength(self, password):
@@ -399,17 +352,7 @@ class DataExportWizard(models.TransientModel):
         Exporters only (the wizard's access rights).
         """
         self.check_access("create")
-        verdict = passwords.check_password(password or "", self._password_user_inputs())
-        summary = verdict.as_dict()
-        summary["message"] = self._password_message(verdict)
-        summary["label"] = {
-            0: self.env._("Very weak"),
-            1: self.env._("Weak"),
-            2: self.env._("Fair"),
-            3: self.env._("Good"),
-            4: self.env._("Strong"),
-        }[verdict.score]
-        return summary
+        return self.env["audit.password.policy"]._strength(password)
 
     # ------------------------------------------------------------------
     # What the wizard offers (model picker, field tree), for exporters only

@@ -289,6 +289,16 @@ class TestDsrExport(DsrCase):
                     "password_confirm": "short",
                 }
             )
+        # the suite's one policy: twelve characters are not enough if they
+        # are easy to guess
+        with self.assertRaises(UserError):
+            env["dsr.package.wizard"].create(
+                {
+                    "request_id": request.id,
+                    "password": "abcdefghijkl",
+                    "password_confirm": "abcdefghijkl",
+                }
+            )
         self.assertFalse(request.package_generated_on)
         request._generate_package()
         with freeze_time(fields.Datetime.now() + timedelta(days=31)):

@@ -1,8 +1,6 @@
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
-from odoo.addons.data_export_suite.lib.zipper import MIN_PASSWORD_LENGTH
-
 PASSWORD_FIELDS = ("password", "password_confirm")
 
 
@@ -57,16 +55,8 @@ class DsrPackageWizard(models.TransientModel):
         password, confirm = (vals.pop(name, None) or None for name in PASSWORD_FIELDS)
         if not password:
             return None
-        if password != confirm:
-            raise UserError(self.env._("The two passwords differ."))
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise UserError(
-                self.env._(
-                    "The password needs at least %(count)s characters.",
-                    count=MIN_PASSWORD_LENGTH,
-                )
-            )
-        return password
+        # the suite's one password policy (length and a strength estimate)
+        return self.env["audit.password.policy"]._check_new(password, confirm)
 
     def _generate(self, password=None):
         self.ensure_one()

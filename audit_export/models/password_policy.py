@@ -1,0 +1,89 @@
+"""The suite's one password policy for password-protected files, in Odoo.
+
+``lib/passwords`` decides (length and a real strength estimate); this model
+gives every addon the same checks with the user's own words counted against
+the password, and the reasons in the user's language.
+"""
+
+from odoo import api, models
+from odoo.exceptions import UserError
+
+from ..lib import passwords
+
+
+class AuditPasswordPolicy(models.AbstractModel):
+    _name = "audit.password.policy"
+    _description = "Password policy of protected files"
+
+    @api.model
+    def _user_inputs(self):
+        """Words a password must not be made of: who the user is, this database."""
+        user = self.env.user
+        return [
+            user.login,
+            user.name,
+            user.email,
+            self.env.cr.dbname,
+            user.company_id.name,
+        ]
+
+    @api.model
+    def _message(self, verdict):
+        """The policy's reason in the user's language."""
+        _ = self.env._
+        params = verdict.params
+        if verdict.code == "ok":
+            return _("Strong password.")
+        if verdict.code == "empty":
+            return _(
+                "Enter a password of at least %(count)s characters.",
+                count=passwords.MIN_LENGTH,
+            )
+        if verdict.code == "too_short":
+            return _(
+                "The password must have at least %(count)s characters "
+                "(it has %(length)s).",
+                count=params["min_length"],
+                length=params["length"],
+            )
+        if verdict.code == "too_long":
+            return _(
+                "The password must have at most %(count)s characters.",
+                count=params["max_length"],
+            )
+        if verdict.code == "mismatch":
+            return _("The passwords do not match.")
+        # zxcvbn's own hint stays in English (it has no translations).
+        return _(
+            "This password is too easy to guess: %(hint)s Use at least "
+            "%(count)s characters: several unrelated words, or a mix "
+            "nobody could link to you.",
+            hint=params.get("hint", ""),
+            count=passwords.MIN_LENGTH,
+        )
+
+    @api.model
+    def _check_new(self, password, confirm):
+        """Raise a translated UserError unless ``password`` (typed twice) is
+        accepted; return it."""
+        verdict = passwords.check_new_password(
+            password or "", confirm or "", self._user_inputs()
+        )
+        if not verdict.ok:
+            raise UserError(self._message(verdict))
+        return password
+
+    @api.model
+    def _strength(self, password):
+        """What a strength meter shows (the password is never stored)."""
+        verdict = passwords.check_password(password or "", self._user_inputs())
+        summary = verdict.as_dict()
+        summary["message"] = self._message(verdict)
+        summary["label"] = {
+            0: self.env._("Very weak"),
+            1: self.env._("Weak"),
+            2: self.env._("Fair"),
+            3: self.env._("Good"),
+            4: self.env._("Strong"),
+        }[verdict.score]
+        return summary
