@@ -15,6 +15,20 @@ Usage::
 Leaving the ``with`` block because of an exception aborts the write. Leaving
 it normally without calling ``commit()`` also aborts it and raises
 :class:`SinkError`: a forgotten commit must never look like a backup.
+
+Reading is streaming, in constant memory, whatever the object's size::
+
+    with sink.open_read(name) as reader:          # a binary file object
+        ...
+    for chunk in sink.iter_read(name, offset=0):  # bytes, COPY_CHUNK each
+        ...
+
+A write killed with its process (SIGKILL, power loss) leaves something the
+sink names itself: a hidden temp file (local), a ``.part`` file (SFTP), an
+incomplete multipart upload (S3). :meth:`Sink.list_incomplete` lists them as
+:class:`IncompleteWrite` (with the object name they were for and their last
+activity) and :meth:`Sink.remove_incomplete` removes one; deciding WHICH may
+go (whose run is dead) is :mod:`..cleanup`'s job.
 """
 
 import io
@@ -33,6 +47,24 @@ COPY_CHUNK = 1024 * 1024
 #: Suffix of the SFTP in-progress files; refused in object names so a
 #: committed object can never be mistaken for a leftover (or the reverse).
 PART_SUFFIX = ".part"
+
+
+@dataclass(frozen=True)
+class IncompleteWrite:
+    """What an interrupted write left at a destination.
+
+    ``name``: the object name the write was for (``db/db_manual_....enc``);
+    ``kind``: ``temp-file`` (local), ``part-file`` (SFTP) or
+    ``multipart-upload`` (S3); ``ref``: the sink's own handle on it (a path,
+    or ``key`` and upload id); ``modified``: its last activity (UTC; a live
+    write moves it every few seconds); ``size``: bytes so far, when known.
+    """
+
+    name: str
+    kind: str
+    ref: tuple
+    modified: datetime
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -297,6 +329,47 @@ class Sink(ABC):
         with self.open_read(name) as reader:
             return _copy(reader, stream, chunk_size)
 
+    def open_range(self, name, offset=0):
+        """A binary stream of ``name`` from byte ``offset`` on (resuming a
+        download). Sinks override it with a real seek / ranged request;
+        this fallback reads and drops the first ``offset`` bytes."""
+        offset = _check_offset(offset)
+        reader = self.open_read(name)
+        try:
+            left = offset
+            while left:
+                skipped = reader.read(min(left, COPY_CHUNK))
+                if not skipped:
+                    break
+                left -= len(skipped)
+        except BaseException:
+            reader.close()
+            raise
+        return reader
+
+    def iter_read(self, name, *, offset=0, length=None, chunk_size=COPY_CHUNK):
+        """Yield ``name``'s bytes from ``offset`` (at most ``length`` of them)
+        in chunks of at most ``chunk_size``: constant memory whatever the
+        size, for an HTTP response body. The reader is closed when the
+        iteration ends, fails or is closed early (``GeneratorExit``)."""
+        if length is not None and length < 0:
+            raise SinkError("A read length must be >= 0.")
+        with self.open_range(name, offset) as reader:
+            left = length
+            while left is None or left > 0:
+                want = chunk_size if left is None else min(chunk_size, left)
+                chunk = reader.read(want)
+                if not chunk:
+                    if left:
+                        raise SinkError(
+                            f"{name!r} on {self.describe()} ended {left} bytes "
+                            "before the range asked for."
+                        )
+                    return
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
+
     @abstractmethod
     def list(self, prefix=""):
         """Committed objects whose name starts with ``prefix``, by name."""
@@ -329,6 +402,16 @@ class Sink(ABC):
         ``older_than`` seconds. Returns how many leftovers were removed.
         Never touches committed objects."""
 
+    def list_incomplete(self, prefix=""):
+        """The :class:`IncompleteWrite` leftovers whose object name starts
+        with ``prefix`` (none for a sink that cannot leave any)."""
+        return []
+
+    def remove_incomplete(self, item):
+        """Remove one leftover listed by :meth:`list_incomplete`; False when
+        it was already gone. Never touches a committed object."""
+        raise SinkError(f"{self.describe()} leaves no incomplete writes to remove.")
+
     def close(self):
         """Release connections. The sink reconnects if used again."""
         return None
@@ -346,6 +429,12 @@ class Sink(ABC):
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.describe()}>"
+
+
+def _check_offset(offset):
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise SinkError(f"A read offset must be a whole number >= 0, not {offset!r}.")
+    return offset
 
 
 def _copy(reader, stream, chunk_size):

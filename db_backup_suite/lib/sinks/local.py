@@ -4,17 +4,21 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import secrets
+import stat as stat_mod
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import SinkError, SinkObjectNotFound, SinkUnreachableError
 from .base import (
+    IncompleteWrite,
     Sink,
     SinkWriter,
     StoredObject,
     StreamReader,
+    _check_offset,
     validate_name,
     validate_prefix,
 )
@@ -23,6 +27,8 @@ _logger = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".dbbs-"
 TEMP_SUFFIX = ".tmp"
+#: ``.dbbs-<final file name>.<12 hex>.tmp``: the only temp files we make.
+TEMP_RE = re.compile(r"^\.dbbs-(?P<final>.+)\.[0-9a-f]{12}\.tmp$")
 _BUFFER = 1024 * 1024
 
 
@@ -121,6 +127,10 @@ class LocalSink(Sink):
         return LocalWriter(self, name)
 
     def open_read(self, name):
+        return self.open_range(name, 0)
+
+    def open_range(self, name, offset=0):
+        offset = _check_offset(offset)
         path = self._path(name)
         try:
             fh = open(path, "rb")  # noqa: SIM115 (closed by the reader)
@@ -129,6 +139,12 @@ class LocalSink(Sink):
                 f"No object {name!r} in {self.root}.") from exc
         except OSError as exc:
             raise self._error(exc, f"opening {name!r}") from exc
+        if offset:
+            try:
+                fh.seek(offset)
+            except OSError as exc:
+                fh.close()
+                raise self._error(exc, f"seeking in {name!r}") from exc
         return StreamReader(fh.read, fh.close,
                             lambda exc, what: self._error(exc, what), name)
 
@@ -196,31 +212,65 @@ class LocalSink(Sink):
         free = usage.f_bavail * usage.f_frsize
         return f"{self.root}: writable, {free // (1024 * 1024)} MiB free"
 
-    def cleanup_incomplete(self, prefix="", older_than=0.0):
+    def list_incomplete(self, prefix=""):
+        """Our own temp files (``.dbbs-<name>.<hex>.tmp``) whose final name
+        starts with ``prefix``; anything else hidden is not ours."""
         prefix = validate_prefix(prefix)
+        found = []
         if not self.root.is_dir():
-            return 0
-        cutoff = time.time() - older_than
-        removed = 0
+            return found
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
             for filename in filenames:
-                if not (filename.startswith(TEMP_PREFIX)
-                        and filename.endswith(TEMP_SUFFIX)):
+                match = TEMP_RE.match(filename)
+                if match is None:
                     continue
                 # The temp name embeds the final name: match the prefix on it.
-                final = filename[len(TEMP_PREFIX):].rsplit(".", 2)[0]
+                final = match["final"]
                 rel = final if rel_dir == "." else f"{rel_dir}/{final}"
                 if not rel.startswith(prefix):
                     continue
+                try:
+                    validate_name(rel)
+                except SinkError:
+                    continue
                 path = os.path.join(dirpath, filename)
                 try:
-                    if os.stat(path).st_mtime > cutoff:
-                        continue
-                    os.unlink(path)
+                    st = os.lstat(path)
                 except FileNotFoundError:
                     continue
-                _logger.info("Removed the incomplete write %s", path)
+                if not stat_mod.S_ISREG(st.st_mode):
+                    continue
+                found.append(IncompleteWrite(
+                    rel, "temp-file", (path,),
+                    datetime.fromtimestamp(st.st_mtime, UTC), st.st_size))
+        return sorted(found, key=lambda item: item.ref)
+
+    def remove_incomplete(self, item):
+        (path,) = item.ref
+        root = os.path.abspath(self.root)
+        if (item.kind != "temp-file"
+                or TEMP_RE.match(os.path.basename(path)) is None
+                or not os.path.abspath(path).startswith(root + os.sep)):
+            raise SinkError(f"{path} is not a temp file of {self.describe()}.")
+        try:
+            if not stat_mod.S_ISREG(os.lstat(path).st_mode):
+                raise SinkError(f"{path} is not a regular file; left alone.")
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise self._error(exc, f"removing the temp file {path}") from exc
+        _logger.info("Removed the incomplete write %s", path)
+        return True
+
+    def cleanup_incomplete(self, prefix="", older_than=0.0):
+        cutoff = time.time() - older_than
+        removed = 0
+        for item in self.list_incomplete(prefix):
+            if item.modified.timestamp() > cutoff:
+                continue
+            if self.remove_incomplete(item):
                 removed += 1
         return removed

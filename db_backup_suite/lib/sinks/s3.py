@@ -24,10 +24,12 @@ from datetime import UTC
 
 from ..errors import SinkError, SinkObjectNotFound, SinkUnreachableError
 from .base import (
+    IncompleteWrite,
     Sink,
     SinkWriter,
     StoredObject,
     StreamReader,
+    _check_offset,
     validate_name,
     validate_prefix,
 )
@@ -473,9 +475,22 @@ class S3Sink(Sink):
         return S3Writer(self, name, size_hint=size_hint)
 
     def open_read(self, name):
+        return self.open_range(name, 0)
+
+    def open_range(self, name, offset=0):
+        """A streaming GET (``Range: bytes=<offset>-`` to resume): botocore
+        reads the body from the socket as it is consumed, so memory stays
+        at one chunk whatever the object's size."""
+        offset = _check_offset(offset)
         key = self._key(name)
+        args = {"Bucket": self.bucket, "Key": key}
+        if offset:
+            if offset >= self.stat(name).size:
+                return StreamReader(lambda _n: b"", lambda: None, self._error,
+                                    name)
+            args["Range"] = f"bytes={offset}-"
         try:
-            body = self._client().get_object(Bucket=self.bucket, Key=key)["Body"]
+            body = self._client().get_object(**args)["Body"]
         except Exception as exc:
             raise self._error(exc, f"opening {name!r}") from exc
         return StreamReader(body.read, body.close, self._error, name)
@@ -539,6 +554,59 @@ class S3Sink(Sink):
         except Exception as exc:
             raise self._error(exc, "listing incomplete uploads") from exc
         return uploads
+
+    def _last_activity(self, key, upload_id, initiated):
+        """When the upload last received a part (its start if none)."""
+        latest = initiated
+        try:
+            paginator = self._client().get_paginator("list_parts")
+            for page in paginator.paginate(Bucket=self.bucket, Key=key,
+                                           UploadId=upload_id):
+                for part in page.get("Parts", ()):
+                    if part.get("LastModified") and part["LastModified"] > latest:
+                        latest = part["LastModified"]
+        except Exception as exc:
+            error = self._error(exc, f"listing the parts of {key!r}")
+            if isinstance(error, SinkObjectNotFound):
+                return None  # completed or aborted meanwhile
+            raise error from exc
+        return latest.astimezone(UTC)
+
+    def list_incomplete(self, prefix=""):
+        """Multipart uploads in progress for names starting with ``prefix``;
+        ``modified`` is the time of their last part (a live upload sends
+        one every few seconds), not only when they started."""
+        found = []
+        for key, upload_id, initiated in self.incomplete_uploads(prefix):
+            if self.prefix and not key.startswith(self.prefix + "/"):
+                continue
+            name = self._name(key)
+            try:
+                validate_name(name)
+            except SinkError:
+                continue
+            modified = self._last_activity(key, upload_id, initiated)
+            if modified is None:
+                continue
+            found.append(IncompleteWrite(name, "multipart-upload",
+                                         (key, upload_id), modified))
+        return sorted(found, key=lambda item: (item.name, item.ref))
+
+    def remove_incomplete(self, item):
+        key, upload_id = item.ref
+        if item.kind != "multipart-upload" or key != self._key(item.name):
+            raise SinkError(f"{key} is not an upload of {self.describe()}.")
+        try:
+            self._client().abort_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except Exception as exc:
+            error = self._error(exc, f"aborting the stale upload of {key!r}")
+            if isinstance(error, SinkObjectNotFound) or "NoSuchUpload" in str(exc):
+                return False
+            raise error from exc
+        _logger.info("Aborted the stale multipart upload of %s (%s, last "
+                     "activity %s)", key, self.describe(), item.modified)
+        return True
 
     def cleanup_incomplete(self, prefix="", older_than=0.0):
         cutoff = time.time() - older_than

@@ -25,10 +25,12 @@ from datetime import UTC, datetime
 from ..errors import SinkError, SinkObjectNotFound, SinkUnreachableError
 from .base import (
     PART_SUFFIX,
+    IncompleteWrite,
     Sink,
     SinkWriter,
     StoredObject,
     StreamReader,
+    _check_offset,
     validate_name,
     validate_prefix,
 )
@@ -388,12 +390,24 @@ class SftpSink(Sink):
         return SftpWriter(self, name)
 
     def open_read(self, name):
+        return self.open_range(name, 0)
+
+    def open_range(self, name, offset=0):
+        """Read-ahead is bounded: paramiko keeps at most 64 read requests
+        (of ``MAX_REQUEST_SIZE``, at most 255 KiB) in flight and the SSH
+        channel window caps what arrives unread, so a slow consumer (an
+        HTTP client) holds about 16 + 64 MiB, whatever the file's size."""
+        offset = _check_offset(offset)
         path = self._path(name)
         try:
             fh = self._sftp().open(path, "rb", bufsize=_READ_BUFFER)
             # OpenSSH announces the same limit for reads and writes.
             fh.MAX_REQUEST_SIZE = self._write_size
-            fh.prefetch(fh.stat().st_size, max_concurrent_requests=64)
+            size = fh.stat().st_size
+            if offset:
+                fh.seek(offset)
+            if offset < size:
+                fh.prefetch(size, max_concurrent_requests=64)
         except Exception as exc:
             raise self._error(exc, f"opening {name!r}") from exc
         return StreamReader(fh.read, fh.close, self._error, name)
@@ -435,30 +449,53 @@ class SftpSink(Sink):
                 raise self._error(exc, f"creating {self.base}") from exc
         return f"{self.describe()}: logged in, directory ready"
 
-    def cleanup_incomplete(self, prefix="", older_than=0.0):
+    def list_incomplete(self, prefix=""):
+        """Our ``<name>.part`` uploads whose name starts with ``prefix``."""
         prefix = validate_prefix(prefix)
+        found = []
+        try:
+            for rel, path, attrs in list(self._walk(self.base, "")):
+                if not rel.endswith(PART_SUFFIX):
+                    continue
+                final = rel[: -len(PART_SUFFIX)]
+                try:
+                    validate_name(final)  # only the .part files we write
+                except SinkError:
+                    continue
+                if not final.startswith(prefix):
+                    continue
+                found.append(IncompleteWrite(
+                    final, "part-file", (path,),
+                    datetime.fromtimestamp(attrs.st_mtime or 0, UTC),
+                    int(attrs.st_size or 0)))
+        except Exception as exc:
+            raise self._error(exc, f"listing the uploads under {prefix or '/'}"
+                              ) from exc
+        return sorted(found, key=lambda item: item.name)
+
+    def remove_incomplete(self, item):
+        (path,) = item.ref
+        if (item.kind != "part-file" or not path.endswith(PART_SUFFIX)
+                or path != self._path(item.name) + PART_SUFFIX):
+            raise SinkError(f"{path} is not an upload of {self.describe()}.")
+        try:
+            self._sftp().remove(path)
+        except FileNotFoundError:
+            return False
+        except Exception as exc:
+            raise self._error(exc, f"removing {path!r}") from exc
+        _logger.info("Removed the incomplete upload %s on %s", path,
+                     self.describe())
+        return True
+
+    def cleanup_incomplete(self, prefix="", older_than=0.0):
         cutoff = time.time() - older_than
         removed = 0
-        sftp = self._sftp()
-        for rel, path, attrs in list(self._walk(self.base, "")):
-            if not rel.endswith(PART_SUFFIX):
+        for item in self.list_incomplete(prefix):
+            if item.modified.timestamp() > cutoff:
                 continue
-            final = rel[: -len(PART_SUFFIX)]
-            try:
-                validate_name(final)  # only the .part files we write
-            except SinkError:
-                continue
-            if not final.startswith(prefix) or (attrs.st_mtime or 0) > cutoff:
-                continue
-            try:
-                sftp.remove(path)
-            except FileNotFoundError:
-                continue
-            except Exception as exc:
-                raise self._error(exc, f"removing {rel!r}") from exc
-            _logger.info("Removed the incomplete upload %s on %s", path,
-                         self.describe())
-            removed += 1
+            if self.remove_incomplete(item):
+                removed += 1
         return removed
 
     def close(self):
