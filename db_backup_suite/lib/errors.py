@@ -11,6 +11,9 @@ while decrypting is caught by ``except ArchiveTamperedError`` here and by
 crypto layer's root ``SuiteError``, so it catches all of them too.
 """
 
+import contextlib
+import re
+
 if __name__.startswith("odoo.addons."):
     from odoo.addons.audit_export.lib import keyring as _keyring
     from odoo.addons.audit_export.lib import streamcrypt as _streamcrypt
@@ -26,6 +29,107 @@ BackupSuiteError = _keyring.SuiteError
 KeyringError = _keyring.KeyringError
 #: The archive names a key id the keyring does not hold (a KeyringError).
 UnknownKeyError = _keyring.UnknownKeyError
+
+
+class MissingKeyError(UnknownKeyError):
+    """{what} cannot be decrypted: the server key that encrypted it,
+    {key_id!r}, is not in the server keyring{held}. {hint}
+
+    Raised instead of the bare :class:`UnknownKeyError` wherever the engine
+    (or the Odoo layer) knows WHAT it was decrypting, so the message names
+    the object and the key id, never "the key that encrypted this archive"
+    for destination credentials. ``kind`` is one of :data:`KINDS`
+    (``destination``: a destination's stored credentials; ``archive``: a
+    backup archive; ``export``: a stored export file; ``secret``: any other
+    sealed value), ``name`` what the user knows it by (destination name,
+    archive name, export name); ``key_id`` the key it needs (None when
+    unknown), ``held`` the ids the keyring holds. A subclass of
+    ``UnknownKeyError`` (hence of ``KeyringError``): existing handlers keep
+    catching it. Build one with :meth:`from_error` (from the crypto layer's
+    error) or the :func:`naming_missing_key` context manager.
+    """
+
+    #: kind -> (what it is, called "{name}", what to do)
+    KINDS = {
+        "destination": (
+            "the credentials of destination {name}",
+            "Add key {key_id!r} back to the keyring, or type the destination's "
+            "credentials again (saving them encrypts them with the active key).",
+        ),
+        "archive": (
+            "archive {name}",
+            "Add key {key_id!r} back to the keyring to verify or restore it "
+            "(keep every key that encrypted an archive you may need).",
+        ),
+        "export": (
+            "export {name}",
+            "Add key {key_id!r} back to the keyring, or run the export again.",
+        ),
+        "secret": (
+            "{name}",
+            "Add key {key_id!r} back to the keyring.",
+        ),
+    }
+
+    def __init__(self, *, kind: str, name=None, key_id=None, held=None):
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown kind {kind!r}; use one of {list(self.KINDS)}")
+        self.kind = kind
+        self.object_name = name
+        self.key_id = key_id
+        self.held = tuple(held) if held is not None else None
+        what, hint = self.KINDS[kind]
+        shown = repr(str(name)) if name else "(unnamed)"
+        what = what.format(name=shown)
+        key = key_id if key_id else "?"
+        held_text = ""
+        if self.held is not None:
+            held_text = f" (it holds: {', '.join(self.held) or 'no key'})"
+        message = (
+            f"{what[0].upper()}{what[1:]} cannot be decrypted: the server key "
+            f"that encrypted it, {key!r}, is not in the server keyring"
+            f"{held_text}. {hint.format(key_id=key)}"
+        )
+        super().__init__(message)
+
+    @classmethod
+    def from_error(cls, exc, *, kind: str, name=None, key_id=None, keyring=None):
+        """The :class:`MissingKeyError` for the crypto layer's
+        ``UnknownKeyError`` ``exc`` (the key id is read from its message when
+        not given)."""
+        if isinstance(exc, MissingKeyError):
+            return exc
+        if key_id is None:
+            match = _KEY_ID_IN_MESSAGE.search(str(exc))
+            key_id = match[1] if match else None
+        held = getattr(keyring, "ids", None) if keyring is not None else None
+        if held is None:
+            match = _HELD_IN_MESSAGE.search(str(exc))
+            held = match[1].split(", ") if match else None
+        return cls(kind=kind, name=name, key_id=key_id, held=held)
+
+
+_KEY_ID_IN_MESSAGE = re.compile(r"key '([^']+)'")
+_HELD_IN_MESSAGE = re.compile(r"\(it holds: ([^)]*)\)")
+
+
+@contextlib.contextmanager
+def naming_missing_key(kind: str, name=None, *, key_id=None, keyring=None):
+    """Inside the block, the crypto layer's ``UnknownKeyError`` becomes a
+    :class:`MissingKeyError` naming ``kind``/``name`` and the key id::
+
+        with naming_missing_key("destination", dest.name):
+            secret = unseal(...)
+    """
+    try:
+        yield
+    except MissingKeyError:
+        raise
+    except UnknownKeyError as exc:
+        raise MissingKeyError.from_error(
+            exc, kind=kind, name=name, key_id=key_id, keyring=keyring
+        ) from exc
+
 
 # Archives -------------------------------------------------------------------
 #: The archive cannot be read or is not trustworthy (base of the below).
@@ -53,6 +157,26 @@ class SinkUnreachableError(SinkError):
 
 class SinkObjectNotFound(SinkError):
     """The named archive does not exist at the destination."""
+
+
+class DestinationsFailedError(SinkError):
+    """No destination stored the archive; ``outcomes`` says why, each.
+
+    Raised by a backup to several destinations when every one of them
+    failed (with one destination, its own error is raised unchanged).
+    ``outcomes``: the :class:`~.fanout.DestinationOutcome` list, in the
+    order the destinations were given; ``state`` is always ``"failed"``.
+    """
+
+    state = "failed"
+
+    def __init__(self, outcomes):
+        self.outcomes = list(outcomes)
+        reasons = "; ".join(f"{o.destination}: {o.error}" for o in self.outcomes)
+        super().__init__(
+            f"no destination stored the archive ({len(self.outcomes)} failed): "
+            f"{reasons}"
+        )
 
 
 # Pipelines ------------------------------------------------------------------
