@@ -7,8 +7,13 @@ writes JSON lines on stdout: ``{"event": "progress", "done", "total",
 "message"}``, then one ``{"event": "result", ...}`` or ``{"event": "error",
 "type", "message"}``. The exit code is 0 only with a result.
 
-Actions: ``backup`` (to the first destination, then a streamed copy of the
-ciphertext to each other destination; each copy is reported on its own).
+Actions: ``backup``: one stream to every destination at once
+(``lib/fanout.py``), after removing what killed runs of the database left
+(``lib/cleanup.py``). The result event carries ``state`` (``done`` or
+``partial``) and one entry per destination in ``copies``
+(``destination_id``, ``ok``, ``name``, ``size``, ``error``); when no
+destination stored it, the error event carries the same ``copies`` and
+``state: "failed"``.
 """
 
 import json
@@ -16,7 +21,7 @@ import logging
 import sys
 import time
 
-from db_backup_suite.lib import backup, crypto, sinks
+from db_backup_suite.lib import backup, crypto
 from db_backup_suite.lib.pgtools import PgParams
 
 _logger = logging.getLogger("db_backup_suite.engine_job")
@@ -49,17 +54,18 @@ def pg_params(db):
     )
 
 
-def copy_object(source, target, name, size_hint=None):
-    with (
-        source.open_read(name) as reader,
-        target.open_write(name, size_hint=size_hint) as writer,
-    ):
-        while True:
-            block = reader.read(1 << 20)
-            if not block:
-                break
-            writer.write(block)
-        return writer.commit()
+def _copy_entry(outcome):
+    entry = {
+        "destination_id": outcome.key,
+        "ok": outcome.ok,
+        "name": outcome.name if outcome.ok else None,
+        "size": outcome.size if outcome.ok else 0,
+        "destination": outcome.destination,
+    }
+    if not outcome.ok:
+        entry["error"] = outcome.error
+        entry["error_type"] = outcome.error_type
+    return entry
 
 
 def do_backup(job):
@@ -68,68 +74,18 @@ def do_backup(job):
     targets = job["sinks"]
     if not targets:
         raise ValueError("no destination")
-    first, others = targets[0], targets[1:]
-    sink = sinks.make_sink(first["config"])
-    copies = []
-    try:
-        result = backup.run_backup(
-            backup.BackupRequest(
-                database=db["dbname"],
-                sink=sink,
-                filestore=job.get("filestore"),
-                pg=pg_params(db),
-                keyring=keyring,
-                label=job.get("archive_label") or "manual",
-                progress=_progress_emitter(),
-            )
+    result = backup.run_backup(
+        backup.BackupRequest(
+            database=db["dbname"],
+            sinks=[(t.get("destination_id"), t["config"]) for t in targets],
+            filestore=job.get("filestore"),
+            data_dir=job.get("data_dir"),
+            pg=pg_params(db),
+            keyring=keyring,
+            label=job.get("archive_label") or "manual",
+            progress=_progress_emitter(),
         )
-        copies.append(
-            {
-                "destination_id": first.get("destination_id"),
-                "ok": True,
-                "name": result.name,
-                "size": result.size,
-            }
-        )
-        for target in others:
-            emit(
-                event="progress",
-                done=0,
-                total=None,
-                message="copying to destination %s" % target.get("destination_id"),
-            )
-            try:
-                other = sinks.make_sink(target["config"])
-                try:
-                    stored = copy_object(sink, other, result.name, result.size)
-                finally:
-                    other.close()
-                if stored.size != result.size:
-                    raise OSError(
-                        "size mismatch after copy: %s != %s"
-                        % (stored.size, result.size)
-                    )
-                copies.append(
-                    {
-                        "destination_id": target.get("destination_id"),
-                        "ok": True,
-                        "name": stored.name,
-                        "size": stored.size,
-                    }
-                )
-            except Exception as exc:  # one failed copy must not lose the others
-                _logger.warning(
-                    "copy to %s failed: %s", target.get("destination_id"), exc
-                )
-                copies.append(
-                    {
-                        "destination_id": target.get("destination_id"),
-                        "ok": False,
-                        "error": str(exc),
-                    }
-                )
-    finally:
-        sink.close()
+    )
     data = result.as_dict()
     manifest = data.get("manifest") or {}
     return {
@@ -141,7 +97,9 @@ def do_backup(job):
         "created_at": manifest.get("created_at"),
         "warnings": data.get("warnings") or [],
         "manifest": manifest,
-        "copies": copies,
+        "state": result.state,
+        "copies": [_copy_entry(o) for o in result.destinations],
+        "cleanup": data.get("cleanup"),
     }
 
 
@@ -156,7 +114,16 @@ def main():
         result = action(job)
     except Exception as exc:
         _logger.debug("job failed", exc_info=True)
-        emit(event="error", type=type(exc).__name__, message=str(exc) or repr(exc))
+        extra = {}
+        outcomes = getattr(exc, "outcomes", None)
+        if outcomes is not None:  # no destination stored it: say why, each
+            extra = {"state": "failed", "copies": [_copy_entry(o) for o in outcomes]}
+        emit(
+            event="error",
+            type=type(exc).__name__,
+            message=str(exc) or repr(exc),
+            **extra,
+        )
         return 1
     emit(event="result", **result)
     return 0

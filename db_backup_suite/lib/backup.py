@@ -7,7 +7,20 @@ to an encrypted archive at a sink.
     filestore files listed in S -----+--> tar (payload.PayloadWriter)
     backup.json / manifest.json -----+      --> zstd | gzip
                                             --> AES-256-GCM chunks (crypto)
-                                            --> sink writer --> commit()
+                                            --> fan-out (fanout.FanOut)
+                                                 +--> sink writer --> commit()
+                                                 +--> sink writer --> commit()
+
+One pass feeds every destination at once (fanout.py): a failing or stalled
+destination is dropped and the others complete; the result says, for each
+destination, what it stored or why it failed, and the run's state: ``done``
+(every destination), ``partial`` (some) or, when none stored it, an
+exception (the only destination's own error, or DestinationsFailedError).
+
+Before anything is written, the run removes what killed runs of the same
+database left at these destinations and on this server (cleanup.py), while
+it holds the database's backup lock: that lock is the proof no other backup
+of it is alive.
 
 Constant memory (the ``prefetch`` buffer and one dump part of at most
 ``part_size`` bytes are the largest buffers), no plaintext on disk,
@@ -32,9 +45,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from . import crypto, naming, payload
+from . import cleanup, crypto, fanout, naming, payload
 from . import manifest as mf
-from .errors import ArchiveError, BackupSuiteError, DumpError
+from .errors import ArchiveError, BackupSuiteError, DumpError, SinkError
 from .lock import backup_lock
 from .pgtools import PgParams, exported_snapshot, start_pg_dump
 
@@ -57,7 +70,16 @@ Progress = Callable[[int, "int | None", str], None]
 class BackupRequest:
     """What to back up, where to, and how.
 
-    ``sink``: a :class:`~.sinks.base.Sink` or a sink config dict.
+    ``sink``: a :class:`~.sinks.base.Sink` or a sink config dict;
+    ``sinks``: more destinations, all written at once from the same stream
+    (each a Sink, a config dict or a ``(key, Sink | config)`` pair whose
+    ``key`` the result reports back, e.g. an Odoo destination id). At
+    least one of the two.
+    ``cleanup``: first remove what killed runs of this database left at
+    these destinations and on this server (:mod:`.cleanup`; ``work_dir``
+    is where restores keep their temp dirs, default the system's).
+    ``fanout_depth``: blocks queued per destination; ``stall_timeout``:
+    seconds a destination may accept nothing before it is dropped.
     ``data_dir``: Odoo's data directory (the filestore is
     ``<data_dir>/filestore/<database>``), or ``filestore`` given directly;
     neither: the database only (``include_filestore`` is then False).
@@ -66,7 +88,7 @@ class BackupRequest:
     """
 
     database: str
-    sink: object
+    sink: object = None
     data_dir: str | os.PathLike | None = None
     filestore: str | os.PathLike | None = None
     pg: PgParams = field(default_factory=PgParams.from_env)
@@ -84,6 +106,23 @@ class BackupRequest:
     prefetch: int = 24 * 1024 * 1024
     chunk_size: int = crypto.DEFAULT_CHUNK_SIZE
     created_at: datetime | None = None
+    sinks: list | None = None
+    cleanup: bool = True
+    work_dir: str | os.PathLike | None = None
+    fanout_depth: int = fanout.DEFAULT_DEPTH
+    stall_timeout: float = fanout.DEFAULT_STALL_TIMEOUT
+
+    def destinations(self) -> list[tuple[object, object]]:
+        """``(key, sink or config)`` of every destination, in order."""
+        out = []
+        for item in ([self.sink] if self.sink is not None else []) + list(
+            self.sinks or ()
+        ):
+            if isinstance(item, tuple) and len(item) == 2:
+                out.append(item)
+            else:
+                out.append((None, item))
+        return out
 
     def filestore_path(self) -> Path | None:
         if self.filestore is not None:
@@ -95,6 +134,16 @@ class BackupRequest:
 
 @dataclass
 class BackupResult:
+    """A backup stored at one destination at least.
+
+    ``state``: ``done`` (every destination stored it) or ``partial``;
+    ``destinations``: one :class:`~.fanout.DestinationOutcome` per
+    destination, in the order given (``state``, ``name``, ``size``,
+    ``error``); ``destination``: the first one that stored it;
+    ``cleanup``: what the start-of-run cleanup did
+    (:class:`~.cleanup.CleanupResult`, None when not asked).
+    """
+
     name: str
     size: int
     sha256: str  # of the archive as stored (ciphertext)
@@ -104,6 +153,13 @@ class BackupResult:
     encrypted: bool = True
     key_id: str = ""
     destination: str = ""
+    state: str = fanout.DONE
+    destinations: list = field(default_factory=list)
+    cleanup: object = None
+
+    @property
+    def failed_destinations(self) -> list:
+        return [o for o in self.destinations if not o.ok]
 
     def as_dict(self) -> dict:
         return {
@@ -115,6 +171,9 @@ class BackupResult:
             "encrypted": self.encrypted,
             "key_id": self.key_id,
             "destination": self.destination,
+            "state": self.state,
+            "destinations": [o.as_dict() for o in self.destinations],
+            "cleanup": self.cleanup.as_dict() if self.cleanup is not None else None,
             "manifest": self.manifest,
         }
 
@@ -222,12 +281,47 @@ class _Prefetch:
 _ODOO_FNAME = re.compile(r"[0-9a-f]{2}/[0-9a-f]{40}")
 
 
-def _resolve_sink(sink):
-    if isinstance(sink, dict):
-        from .sinks import make_sink
+class _UnusableSink:
+    """A destination whose configuration could not even be built: it fails
+    in its own branch of the fan-out, like an unreachable one."""
 
-        return make_sink(sink), True
-    return sink, False
+    kind = "unusable"
+
+    def __init__(self, config, error):
+        self._type = config.get("type") if isinstance(config, dict) else None
+        self._error = error
+
+    def describe(self):
+        return f"{self._type or 'unknown'} destination (invalid configuration)"
+
+    def open_write(self, name, size_hint=None):
+        raise self._error
+
+    def list_incomplete(self, prefix=""):
+        return []
+
+    def close(self):
+        return None
+
+
+def _resolve_sinks(req) -> tuple[list, list]:
+    """``(key, Sink)`` pairs, and the sinks built here (closed by us)."""
+    from .sinks import make_sink
+
+    pairs, owned = [], []
+    for key, item in req.destinations():
+        if isinstance(item, dict):
+            try:
+                sink = make_sink(item)
+            except SinkError as exc:
+                sink = _UnusableSink(item, exc)
+            owned.append(sink)
+        else:
+            sink = item
+        pairs.append((key, sink))
+    if not pairs:
+        raise SinkError("a backup needs at least one destination")
+    return pairs, owned
 
 
 def _check_encryption(req: BackupRequest):
@@ -320,18 +414,45 @@ class _Counter(threading.Thread):
 
 
 def run_backup(req: BackupRequest) -> BackupResult:
-    """Back up ``req.database`` (and its filestore) to ``req.sink``."""
+    """Back up ``req.database`` (and its filestore) to every destination of
+    ``req`` at once; see :class:`BackupResult` for a partial success."""
     started = time.monotonic()
     _check_encryption(req)
     naming.check_database_name(req.database)
     naming.check_label(req.label)
-    sink, own_sink = _resolve_sink(req.sink)
+    sinks, owned = _resolve_sinks(req)
     try:
         with backup_lock(req.pg, req.database):
-            return _run_locked(req, sink, started)
+            cleaned = _clean_leftovers(req, sinks) if req.cleanup else None
+            result = _run_locked(req, sinks, started)
+            result.cleanup = cleaned
+            return result
     finally:
-        if own_sink:
+        for sink in owned:
             sink.close()
+
+
+def _clean_leftovers(req, sinks):
+    """What killed runs of this database left (we hold its backup lock)."""
+    # no progress report here: the first one comes once the snapshot is
+    # taken (callers act on it, e.g. the consistency tests)
+    data_dir = req.data_dir
+    if data_dir is None and req.filestore is not None:
+        # <data_dir>/filestore/<db>: the staging filestores live beside it
+        fs = Path(req.filestore)
+        if fs.name == req.database and fs.parent.name == "filestore":
+            data_dir = fs.parent.parent
+    result = cleanup.clean_leftovers(
+        [sink for _key, sink in sinks],
+        req.database,
+        pg=req.pg,
+        data_dir=data_dir,
+        work_dir=req.work_dir,
+        locked=True,
+    )
+    if result.removed:
+        _logger.info("%s before the backup", result.summary())
+    return result
 
 
 def _emit_progress(req, done, message):
@@ -339,7 +460,7 @@ def _emit_progress(req, done, message):
         req.progress(done, None, message)
 
 
-def _run_locked(req: BackupRequest, sink, started) -> BackupResult:
+def _run_locked(req: BackupRequest, sinks, started) -> BackupResult:
     warnings: list[str] = []
     filestore = req.filestore_path() if req.include_filestore else None
     if req.include_filestore and filestore is None:
@@ -369,7 +490,7 @@ def _run_locked(req: BackupRequest, sink, started) -> BackupResult:
                 try:
                     result = _write_archive(
                         req,
-                        sink,
+                        sinks,
                         name,
                         head,
                         dump,
@@ -384,80 +505,88 @@ def _run_locked(req: BackupRequest, sink, started) -> BackupResult:
         conn.close()
     result.duration = time.monotonic() - started
     _logger.info(
-        "backup of %s written to %s (%d bytes, %.1fs)",
+        "backup of %s written to %s (%d bytes, %.1fs, %s: %d of %d destinations)",
         req.database,
         name,
         result.size,
         result.duration,
+        result.state,
+        len(result.destinations) - len(result.failed_destinations),
+        len(result.destinations),
     )
     return result
 
 
-def _write_archive(req, sink, name, head, dump, counter, files, filestore, warnings):
+def _write_archive(req, sinks, name, head, dump, counter, files, filestore, warnings):
     tenant = head["encryption"]["tenant"]
     prefetch = _Prefetch(dump.stdout, req.prefetch)
-    with sink.open_write(name) as writer:
-        tap = _SinkTap(writer, req.progress, dump.kill)
-        enc = crypto.encrypting_writer(
-            tap,
-            keyring=req.keyring,
-            password=req.password,
-            tenant=tenant,
-            compression=req.compression,
-            chunk_size=req.chunk_size,
+    fan = fanout.FanOut(
+        sinks, name, depth=req.fanout_depth, stall_timeout=req.stall_timeout
+    )
+    fan.start()
+    tap = _SinkTap(fan, req.progress, dump.kill)
+    enc = crypto.encrypting_writer(
+        tap,
+        keyring=req.keyring,
+        password=req.password,
+        tenant=tenant,
+        compression=req.compression,
+        chunk_size=req.chunk_size,
+    )
+    try:
+        pw = payload.PayloadWriter(
+            enc, compression=req.compression, level=req.level, threads=req.threads
         )
-        try:
-            pw = payload.PayloadWriter(
-                enc, compression=req.compression, level=req.level, threads=req.threads
-            )
-            pw.add_bytes(mf.HEAD_MEMBER, mf.dumps(head))
-            fs_writer = _FilestoreWriter(pw, files, filestore)
-            # filestore files while pg_dump fills the prefetch buffer ...
-            tap.phase = "copying the filestore"
-            while not prefetch.ready() and fs_writer.add_next():
-                pass
-            # ... then the whole dump (contiguous parts) ...
-            tap.phase = "dumping the database"
-            dump_info = pw.add_stream(mf.DUMP_MEMBER, prefetch, part_size=req.part_size)
-            dump.check()
-            row_counts = counter.get()
-            # ... then the remaining files
-            tap.phase = "copying the filestore"
-            while fs_writer.add_next():
-                pass
-            fs = fs_writer.summary(warnings)
-            final = dict(head)
-            final.update(
-                complete=True,
-                dump={
-                    **head["dump"],
-                    "parts": dump_info.parts,
-                    "size": dump_info.size,
-                    "sha256": dump_info.sha256,
-                },
-                filestore={**head["filestore"], **fs},
-                row_counts=row_counts,
-                tables=len(row_counts),
-                rows=sum(row_counts.values()),
-                warnings=warnings,
-            )
-            pw.add_bytes(mf.MANIFEST_MEMBER, mf.dumps(final))
-            pw.close()
-            enc.close()
-        except BaseException:
-            enc.abort()
-            dump.kill()
-            prefetch.stop()
-            raise
+        pw.add_bytes(mf.HEAD_MEMBER, mf.dumps(head))
+        fs_writer = _FilestoreWriter(pw, files, filestore)
+        # filestore files while pg_dump fills the prefetch buffer ...
+        tap.phase = "copying the filestore"
+        while not prefetch.ready() and fs_writer.add_next():
+            pass
+        # ... then the whole dump (contiguous parts) ...
+        tap.phase = "dumping the database"
+        dump_info = pw.add_stream(mf.DUMP_MEMBER, prefetch, part_size=req.part_size)
+        dump.check()
+        row_counts = counter.get()
+        # ... then the remaining files
+        tap.phase = "copying the filestore"
+        while fs_writer.add_next():
+            pass
+        fs = fs_writer.summary(warnings)
+        final = dict(head)
+        final.update(
+            complete=True,
+            dump={
+                **head["dump"],
+                "parts": dump_info.parts,
+                "size": dump_info.size,
+                "sha256": dump_info.sha256,
+            },
+            filestore={**head["filestore"], **fs},
+            row_counts=row_counts,
+            tables=len(row_counts),
+            rows=sum(row_counts.values()),
+            warnings=list(warnings),
+        )
+        pw.add_bytes(mf.MANIFEST_MEMBER, mf.dumps(final))
+        pw.close()
+        enc.close()
         tap.phase = "committing"
-        stored = writer.commit()
-    if stored.size != tap.count:
-        # the sink reported another size than we wrote: never trust it
-        sink.delete(name)
-        raise ArchiveError(
-            f"{name}: the destination stored {stored.size} bytes, "
-            f"{tap.count} were written; the archive was deleted"
-        )
+        _emit_progress(req, tap.count, "committing")
+        outcomes = fan.commit()
+    except BaseException as exc:
+        enc.abort()
+        dump.kill()
+        prefetch.stop()
+        fan.abort(f"the backup stopped: {exc}" if str(exc) else "the backup stopped")
+        raise
+    state = fanout.overall_state(outcomes)
+    for outcome in outcomes:
+        if not outcome.ok:
+            warnings.append(
+                f"destination {outcome.destination} failed: {outcome.error}"
+            )
+    stored = [o for o in outcomes if o.ok]
     _emit_progress(req, tap.count, "done")
     return BackupResult(
         name=name,
@@ -468,7 +597,9 @@ def _write_archive(req, sink, name, head, dump, counter, files, filestore, warni
         warnings=warnings,
         encrypted=True,
         key_id=head["encryption"]["key_id"],
-        destination=sink.describe(),
+        destination=stored[0].destination,
+        state=state,
+        destinations=outcomes,
     )
 
 

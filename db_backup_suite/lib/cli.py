@@ -29,7 +29,19 @@ is bound to it: another database's archive is refused (its name, uuid and
 date are shown) unless ``--allow-foreign-archive SOURCE_DB`` names it. Every
 plaintext file the command line writes is created 0600, folders 0700.
 
-Exit codes: 0 success, 1 failure (one ``error:`` line on stderr), 2 usage.
+Several destinations: ``backup --to A --to B`` writes ONE stream to all of
+them at once; a destination that fails or stalls is dropped and the others
+complete. Each destination's outcome is printed; a backup stored at some of
+them only exits with 3 (partial), at none with 1.
+
+What killed runs leave (temp files, ``.part`` files, incomplete multipart
+uploads, staging / scratch databases, filestores and temp dirs) is removed
+at the start of every ``backup``, by ``prune`` and by ``cleanup`` (for a
+daily cron): only the suite's own names, only of the database named, never
+while a backup or restore of it runs (see ``cleanup --help``).
+
+Exit codes: 0 success, 1 failure (one ``error:`` line on stderr), 2 usage,
+3 partial (the backup is stored at some destinations, not all).
 ``--json`` prints the result as JSON on stdout.
 """
 
@@ -53,6 +65,9 @@ _logger = logging.getLogger("db_backup_suite.cli")
 
 PASSWORD_ENV = "DB_BACKUP_SUITE_PASSWORD"
 SFTP_PASSWORD_ENV = "DB_BACKUP_SUITE_SFTP_PASSWORD"
+
+#: Exit codes (``main``): see the module docstring.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
 class UsageError(Exception):
@@ -207,9 +222,11 @@ def cmd_backup(args):
 
     password = _password(args)
     keyring = None if password else _keyring(args, required=True)
+    specs = list(dict.fromkeys(args.to))  # each destination once, in order
+    destinations = [(spec, parse_destination(spec)) for spec in specs]
     req = BackupRequest(
         database=args.database,
-        sink=parse_destination(args.to),
+        sinks=destinations,
         data_dir=args.data_dir,
         filestore=args.filestore,
         include_filestore=not args.no_filestore,
@@ -221,25 +238,76 @@ def cmd_backup(args):
         level=args.level,
         threads=args.threads,
         progress=_progress(args),
+        cleanup=not args.no_cleanup,
+        stall_timeout=args.stall_timeout,
     )
     result = run_backup(req)
+    if result.state != "done":
+        args.exit_code = EXIT_PARTIAL
     data = result.as_dict()
     if not args.json:
         m = result.manifest
+        stored = len(result.destinations) - len(result.failed_destinations)
         print(
-            f"backup written: {result.name} ({result.size:,} bytes, "
-            f"{result.duration:.1f}s)"
+            f"backup {result.state}: {result.name} ({result.size:,} bytes, "
+            f"{result.duration:.1f}s), stored at {stored} of "
+            f"{len(result.destinations)} destination(s)"
         )
+        for outcome in result.destinations:
+            if outcome.ok:
+                print(f"  {outcome.key}: stored")
+            else:
+                print(f"  {outcome.key}: FAILED: {outcome.error}")
         print(
             f"  database {m['database']} (Odoo {m['odoo_version']}, "
             f"{m['tables']} tables, {m['rows']:,} rows), filestore "
             f"{m['filestore']['files']} files / {m['filestore']['bytes']:,} bytes"
         )
         print(f"  sha256 {result.sha256}")
+        if result.cleanup is not None and (
+            result.cleanup.removed or result.cleanup.failed
+        ):
+            print(f"  cleanup: {result.cleanup.summary()}")
         for warning in result.warnings:
-            print(f"  warning: {warning}")
+            if not warning.startswith("destination "):
+                print(f"  warning: {warning}")
         data = None
     return data
+
+
+def cmd_cleanup(args):
+    import tempfile
+
+    from .cleanup import clean_leftovers
+
+    specs = list(dict.fromkeys(args.source_from or []))
+    sinks = [parse_destination(spec) for spec in specs]
+    result = clean_leftovers(
+        sinks,
+        args.database,
+        pg=None if args.no_database else _pg(args),
+        data_dir=args.data_dir,
+        work_dir=args.work_dir or tempfile.gettempdir(),
+        older_than=args.older_than,
+        dry_run=args.dry_run,
+    )
+    if result.errors or result.failed:
+        args.exit_code = EXIT_FAILED
+    if args.json:
+        return result.as_dict()
+    _print_cleanup(result)
+    return None
+
+
+def _print_cleanup(result, indent=""):
+    for item in result.leftovers:
+        why = f" ({item.reason})" if item.reason else ""
+        print(f"{indent}{item.action}: {item.kind} {item.name} at {item.where}{why}")
+    for line in result.skipped:
+        print(f"{indent}skipped: {line}")
+    for line in result.errors:
+        print(f"{indent}error: {line}", file=sys.stderr)
+    print(f"{indent}{result.summary()} (evidence of dead runs: {result.evidence})")
 
 
 def _source_kwargs(args) -> dict:
@@ -370,6 +438,7 @@ def cmd_verify(args):
             # the operator holds the keyring: any database's archive
             tenant=crypto.ANY_TENANT,
             test_restore=args.test_restore,
+            deep=not args.no_deep,
             pg=_pg(args),
             data_dir=args.data_dir,
             progress=_progress(args),
@@ -386,6 +455,13 @@ def cmd_verify(args):
         f"{r.dump_size:,} bytes, filestore {r.filestore['files']} files "
         f"/ {r.filestore['bytes']:,} bytes; every member matches the manifest"
     )
+    if r.deep is not None:
+        print(
+            f"  deep check OK: pg_restore read the whole dump "
+            f"({r.deep['dump_bytes']:,} bytes), "
+            f"{r.deep['files_content_checked']} of {r.deep['files']} filestore "
+            "files match their content address"
+        )
     if result.test_restore:
         print(
             f"  test restore OK ({result.test_restore['row_counts_checked']} "
@@ -438,6 +514,17 @@ def cmd_prune(args):
     )
     sink = _sink(args.source_from)
     try:
+        cleaned = None
+        if not args.no_cleanup:
+            from .cleanup import clean_leftovers
+
+            cleaned = clean_leftovers(
+                [sink],
+                args.database,
+                pg=None if args.no_database else _pg(args),
+                older_than=args.older_than,
+                dry_run=args.dry_run,
+            )
         names = [o.name for o in sink.list(f"{args.database}/")]
         plan = plan_retention(names, policy, datetime.now(UTC), database=args.database)
         deleted = []
@@ -453,9 +540,12 @@ def cmd_prune(args):
         "deleted": deleted,
         "dry_run": args.dry_run,
         "reasons": plan.reasons,
+        "cleanup": cleaned.as_dict() if cleaned is not None else None,
     }
     if args.json:
         return out
+    if cleaned is not None and (cleaned.leftovers or cleaned.errors):
+        _print_cleanup(cleaned, indent="cleanup: ")
     for name in plan.delete_names:
         verb = "would delete" if args.dry_run else "deleted"
         print(f"{verb} {name} ({plan.reasons[name]})")
@@ -708,7 +798,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="back up a database and its filestore",
     )
     p.add_argument("database")
-    p.add_argument("--to", required=True, metavar="DEST", help="destination")
+    p.add_argument(
+        "--to",
+        required=True,
+        action="append",
+        metavar="DEST",
+        help="destination; repeat it to write to several at once (one stream; "
+        "a failing one is dropped, the others complete; exit 3 if some failed)",
+    )
     p.add_argument("--data-dir", help="Odoo data directory (holds filestore/<db>)")
     p.add_argument("--filestore", help="the filestore directory itself")
     p.add_argument("--no-filestore", action="store_true")
@@ -716,6 +813,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compression", choices=("zstd", "gzip"), default="zstd")
     p.add_argument("--level", type=int, default=backup.DEFAULT_LEVEL)
     p.add_argument("--threads", type=int, default=0, help="zstd worker threads")
+    p.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=backup.fanout.DEFAULT_STALL_TIMEOUT,
+        metavar="SECONDS",
+        help="drop a destination that accepts nothing for this long "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--no-cleanup",
+        action="store_true",
+        help="do not first remove what interrupted runs of this database left",
+    )
     p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser(
@@ -771,6 +881,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also restore into a scratch database, compare, drop it",
     )
+    p.add_argument(
+        "--no-deep",
+        action="store_true",
+        help="skip the deep check (by default the whole dump is read by "
+        "pg_restore, without a database, and every filestore file is checked "
+        "against its content address)",
+    )
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_verify)
 
@@ -779,15 +896,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("prune", parents=[common], help="apply a retention policy")
+    cleanup_opts = argparse.ArgumentParser(add_help=False)
+    cleanup_opts.add_argument(
+        "--older-than",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="only leftovers idle this long (on top of the locks; default 0)",
+    )
+    cleanup_opts.add_argument(
+        "--no-database",
+        action="store_true",
+        help="no PostgreSQL access: only destination leftovers idle for an "
+        "hour or more are removed (no lock can tell a live run)",
+    )
+
+    p = sub.add_parser(
+        "prune",
+        parents=[common, pg, cleanup_opts],
+        help="apply a retention policy",
+        description="Apply a retention policy, after removing what "
+        "interrupted runs of the database left at the destination (see "
+        "the cleanup command).",
+    )
     p.add_argument("--from", dest="source_from", required=True, metavar="DEST")
     p.add_argument("--database", required=True)
+    p.add_argument(
+        "--no-cleanup",
+        action="store_true",
+        help="do not remove interrupted uploads first",
+    )
     for period in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
         p.add_argument(f"--keep-{period}", type=int, default=0)
     p.add_argument("--max-age-days", type=float)
     p.add_argument("--include-manual", action="store_true")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser(
+        "cleanup",
+        parents=[common, pg, cleanup_opts],
+        help="remove what interrupted runs of a database left (for a daily cron)",
+        description="Remove what killed backups, restores and verifies of ONE "
+        "database left: temp files (local), .part files (SFTP), incomplete "
+        "multipart uploads (S3) of its archives at each --from destination; "
+        "its staging (_restoring_) and scratch (_verify_) databases; their "
+        "filestores under --data-dir; their temp dirs under --work-dir. Only "
+        "names the suite gives, never a complete archive, another database's "
+        "leftovers nor a sandbox or safety copy. A run still alive is told by "
+        "PostgreSQL's advisory locks (the database's backup lock, the work "
+        "lock every restore holds): its leftovers are kept. Exit 1 when "
+        "something could not be examined or removed.",
+    )
+    p.add_argument("--database", required=True)
+    p.add_argument(
+        "--from",
+        dest="source_from",
+        action="append",
+        metavar="DEST",
+        help="destination to clean (repeat for several)",
+    )
+    p.add_argument("--data-dir", help="Odoo data directory (staging filestores)")
+    p.add_argument("--work-dir", help="temp dir of restores (default: the system's)")
+    p.add_argument("--dry-run", action="store_true", help="report only")
+    p.set_defaults(func=cmd_cleanup)
 
     p = sub.add_parser(
         "decrypt",
@@ -835,7 +1007,7 @@ def main(argv=None) -> int:
         data = args.func(args)
     except UsageError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except ForeignArchiveRefused as exc:
         if args.json:
             print(json.dumps(exc.as_dict()))
@@ -850,15 +1022,28 @@ def main(argv=None) -> int:
         return 1
     if data is not None:
         print(json.dumps(data, indent=1, default=str))
-    return 0
+    return getattr(args, "exit_code", EXIT_OK)
 
 
 def _fail(args, exc):
     message = (
         str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     )
+    outcomes = getattr(exc, "outcomes", None)
     if args.json:
-        print(json.dumps({"error": message, "type": type(exc).__name__}))
-    print(f"error: {message}", file=sys.stderr)
+        out = {"error": message, "type": type(exc).__name__}
+        if outcomes is not None:
+            out["state"] = "failed"
+            out["destinations"] = [o.as_dict() for o in outcomes]
+        print(json.dumps(out, default=str))
+    if outcomes is not None:
+        print("error: no destination stored the backup", file=sys.stderr)
+        for outcome in outcomes:
+            print(
+                f"  {outcome.key or outcome.destination}: FAILED: {outcome.error}",
+                file=sys.stderr,
+            )
+    else:
+        print(f"error: {message}", file=sys.stderr)
     if args.verbose:
         _logger.exception("details")

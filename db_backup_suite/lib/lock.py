@@ -1,4 +1,4 @@
-"""One backup of a database at a time.
+"""One backup of a database at a time; restores announce themselves.
 
 A session-level PostgreSQL advisory lock on a fixed key, taken in the
 database being backed up, on a connection held for the whole run. It lives
@@ -13,11 +13,30 @@ transactions do)::
     from odoo.addons.db_backup_suite.lib import lock
     if not lock.try_advisory_lock(cr):
         raise UserError(lock.locked_message(cr.dbname, lock.lock_holder(cr)))
+
+The work lock
+=============
+
+A restore (and the scratch restore of ``verify --test-restore``) creates
+databases and directories named after the database it works for
+(``<db>_restoring_<ts>``, ``<db>_verify_<ts>``, see safety.py) before they
+exist under their final name. :func:`work_lock` is how such a run says "I
+am alive": a session-level advisory lock keyed by the database NAME, taken
+in the maintenance database (the staging database does not exist yet and
+advisory locks are per database), SHARED by every restore and verify of
+that name for their whole duration. :mod:`.cleanup` takes the same key
+EXCLUSIVELY and without waiting before it drops any staging or scratch
+leftover of that database: granted means no restore or verify of it is
+running anywhere on this PostgreSQL server; refused means one is, and
+nothing is touched. Like the backup lock it dies with the process that
+holds it (PostgreSQL ends the session), so a killed run never blocks the
+next cleanup.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 
 import psycopg2
@@ -94,4 +113,41 @@ def backup_lock(params: PgParams, dbname: str, key: int = BACKUP_LOCK_KEY):
                     release_advisory_lock(cr, key)
         except psycopg2.Error as exc:  # closing the session releases it anyway
             _logger.info("releasing the backup lock of %s: %s", dbname, exc)
+        conn.close()
+
+
+# ---------------------------------------------------------------------------
+# The work lock (restores and scratch restores; see the module docstring)
+# ---------------------------------------------------------------------------
+def work_lock_key(dbname: str) -> int:
+    """The advisory key of ``dbname``'s work lock: the first 8 bytes of
+    sha256("db_backup_suite work\0" + name), signed (never the backup
+    lock's key: that one lives in the database itself, this one in the
+    maintenance database)."""
+    digest = hashlib.sha256(b"db_backup_suite work\0" + dbname.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def work_lock(params: PgParams, dbname: str, *, exclusive: bool = False):
+    """Hold ``dbname``'s work lock for the ``with`` block.
+
+    Shared (the default, restores and verifies): waits while a cleanup
+    holds it exclusively (a cleanup is short) and never excludes another
+    restore. Exclusive (:mod:`.cleanup`): never waits; yields False when a
+    restore or verify of ``dbname`` holds it, True when granted.
+    """
+    key = work_lock_key(dbname)
+    conn = params.connect(params.maintenance_db)
+    try:
+        with conn.cursor() as cr:
+            if exclusive:
+                cr.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+                granted = bool(cr.fetchone()[0])
+            else:
+                cr.execute("SELECT pg_advisory_lock_shared(%s)", (key,))
+                granted = True
+        yield granted
+    finally:
+        # closing the session releases whatever it holds
         conn.close()

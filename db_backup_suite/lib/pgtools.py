@@ -708,3 +708,30 @@ def start_pg_restore(
         what="pg_restore",
         extra_env={"PGOPTIONS": restore_session_options()},
     )
+
+
+def pg_restore_check_argv() -> list[str]:
+    """``pg_restore --file=/dev/null``: the dump on stdin, no database.
+
+    Tried on PostgreSQL 15 with a custom-format dump cut at 2 KB, 100 KB,
+    4 MB and 1 byte short of its 8.9 MB: ``pg_restore -l`` reads the table
+    of contents only and exits 0 for every cut after the TOC; ``pg_restore
+    -f /dev/null`` reads and writes out every data block (from a pipe, in
+    order) and exits 1 with "could not read from input file: end of file"
+    for each of them. So this is the check that reads the whole dump.
+    """
+    return [find_tool("pg_restore"), f"--file={os.devnull}"]
+
+
+def start_pg_restore_check(params: PgParams | None = None) -> PgProcess:
+    """A ``pg_restore`` that reads a dump from its stdin and writes the
+    script to /dev/null (:func:`pg_restore_check_argv`); it connects to no
+    database. ``check()`` raises :class:`RestoreError` with its message."""
+    return PgProcess(
+        pg_restore_check_argv(),
+        params or PgParams(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        error_class=RestoreError,
+        what="pg_restore",
+    )

@@ -33,7 +33,12 @@ check, then swap by renaming.
    not exist; the new copy is just renamed to it.
 
 Any failure drops the new database and directory and leaves the live
-database and filestore exactly as they were.
+database and filestore exactly as they were. A restore KILLED half-way
+cannot do that itself: it holds the target's work lock (``lock.work_lock``,
+shared) for its whole duration and names every temp dir after its target
+(``dbbs-fetch+<target>+...``), so the next backup or cleanup of that
+database (``cleanup.clean_leftovers``) knows the run is dead and removes its
+staging database, filestore and temp dirs.
 """
 
 from __future__ import annotations
@@ -50,14 +55,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import crypto, payload, pgtools, safety
+from . import crypto, lock, payload, pgtools, safety
 from . import manifest as mf
+from .cleanup import work_dir_name
 from .errors import (
     ArchiveError,
     ForeignArchiveError,
     RestoreError,
     SafetyError,
     VerificationError,
+    naming_missing_key,
 )
 from .pgtools import PgParams
 from .verify import ScanHandler, scan_archive
@@ -85,11 +92,12 @@ class Source:
 
 
 @contextlib.contextmanager
-def open_source(sink=None, name=None, path=None, work_dir=None):
+def open_source(sink=None, name=None, path=None, work_dir=None, tag=None):
     """Yield a :class:`Source` for ``name`` at ``sink`` or a local ``path``.
 
     A remote sink's archive is downloaded once (ciphertext only) into a
-    private temp dir, removed on exit.
+    private temp dir (``dbbs-fetch+<tag>+...``: ``tag`` is the database the
+    download is for, so a cleanup can tell whose it is), removed on exit.
     """
     if path is not None:
         path = Path(path)
@@ -113,7 +121,8 @@ def open_source(sink=None, name=None, path=None, work_dir=None):
                 lambda: sink.open_read(name), f"{sink.describe()}:{name}", name
             )
             return
-        with tempfile.TemporaryDirectory(prefix="dbbs-fetch-", dir=work_dir) as tmp:
+        prefix = work_dir_name("fetch", tag) if tag else "dbbs-fetch-"
+        with tempfile.TemporaryDirectory(prefix=prefix, dir=work_dir) as tmp:
             local = Path(tmp) / "archive"
             with open(local, "wb") as fh:
                 sink.get(name, fh)
@@ -471,6 +480,17 @@ def run_restore(req: RestoreRequest) -> RestoreResult:
         safety.check_database_name(req.target)
     except SafetyError as exc:
         raise RestoreError(str(exc)) from None
+    shown = req.name or (os.fspath(req.path) if req.path is not None else None)
+    with (
+        # "a restore of target is alive": a cleanup leaves its staging alone
+        lock.work_lock(req.pg, req.target),
+        # a missing server key is named with the archive and its key id
+        naming_missing_key("archive", shown, keyring=req.keyring),
+    ):
+        return _run_restore(req, started)
+
+
+def _run_restore(req: RestoreRequest, started) -> RestoreResult:
     ts = _stamp()
     staging = _derived_name(req.target, f"restoring_{ts}")
     safety_db = _derived_name(req.target, f"pre_restore_{ts}")
@@ -500,7 +520,9 @@ def run_restore(req: RestoreRequest) -> RestoreResult:
     jobs = req.jobs if req.jobs is not None else _default_jobs()
     warnings: list[str] = []
 
-    with open_source(req.sink, req.name, req.path, req.work_dir) as source:
+    with open_source(
+        req.sink, req.name, req.path, req.work_dir, tag=req.target
+    ) as source:
         # (a) whose archive is it? Refused here, before anything else.
         binding = _bind(req, source, live_exists)
         with source.open() as raw:
@@ -609,7 +631,9 @@ def _restore_verified(
             # (b) verify + extract in one pass: the dump goes to a 0600 file
             # in a 0700 temp dir, the filestore to the (new) staging dir;
             # no database exists yet and pg_restore has not started.
-            tmp = tempfile.mkdtemp(prefix="dbbs-restore-", dir=req.work_dir)
+            tmp = tempfile.mkdtemp(
+                prefix=work_dir_name("restore", req.target), dir=req.work_dir
+            )
             os.chmod(tmp, 0o700)
             dump_path = os.path.join(tmp, "database.dump")
             fd = os.open(dump_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -763,7 +787,9 @@ def _restore_odoo_zip(
         path = getattr(source, "path", None)
         if path is None:
             tmp = stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="dbbs-zip-", dir=req.work_dir)
+                tempfile.TemporaryDirectory(
+                    prefix=work_dir_name("zip", req.target), dir=req.work_dir
+                )
             )
             path = Path(tmp) / "odoo.zip"
             with source.open() as raw, open(path, "wb") as out:

@@ -1,5 +1,22 @@
 """Verify an archive: decrypt all of it, check every member against the
-manifest; optionally restore it into a scratch database and compare.
+manifest, read the whole dump with pg_restore and check every filestore
+file's content; optionally restore it into a scratch database and compare.
+
+Three depths, each catching what the previous one cannot:
+
+1. **authenticated and consistent** (always): every chunk authenticated,
+   every member hashed and compared with the manifest (dump size and
+   sha256, filestore digest over each file's name, size and sha256);
+2. **deep** (``VerifyRequest.deep``, the default): the dump streams through
+   ``pg_restore --file=/dev/null`` (no database; it reads and writes out
+   every data block, see :func:`.pgtools.pg_restore_check_argv`) and every
+   filestore file named by Odoo's content address (``xx/<sha1>``) must
+   hash to its name. This catches an archive that is authentic and
+   matches its own manifest but whose content was wrong when it was
+   written: a dump cut short (pg_dump killed, a full pipe) that the
+   manifest faithfully describes, a file damaged on the server;
+3. **test restore** (``test_restore``): restore into a scratch database,
+   compare every table's row count, drop it.
 
 :func:`scan_archive` is also the reading loop of the restore: it walks the
 payload once, authenticating every chunk (the decrypting reader refuses a
@@ -15,12 +32,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
-from . import crypto, payload
+from . import crypto, lock, payload, pgtools
 from . import manifest as mf
-from .errors import ArchiveFormatError, VerificationError
+from .errors import (
+    ArchiveFormatError,
+    RestoreError,
+    VerificationError,
+    naming_missing_key,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -46,6 +69,117 @@ class ScanHandler:
         pass
 
 
+#: Odoo's filestore names: ``<first 2 hex of the sha1>/<sha1 of the content>``.
+ODOO_FNAME = re.compile(r"(?P<head>[0-9a-f]{2})/(?P<sha1>[0-9a-f]{40})")
+#: How long pg_restore may take to finish once the whole dump was sent.
+DEEP_CHECK_TIMEOUT = 600
+
+
+class DeepCheck(ScanHandler):
+    """The deep check of :func:`run_verify`, fed by :func:`scan_archive`.
+
+    The dump goes to ``pg_restore --file=/dev/null`` through its stdin as
+    it is decrypted (no temp file, no database); each filestore file named
+    ``xx/<sha1>`` is hashed with sha1 and compared with its name. Problems
+    are collected, not raised, so the archive's authentication (checked by
+    :func:`scan_archive` at the end) is reported first; :meth:`problems`
+    lists them. Always :meth:`close` it (reaps pg_restore).
+    """
+
+    def __init__(self, pg=None):
+        self._proc = pgtools.start_pg_restore_check(pg)
+        self._dump_done = False
+        self.dump_bytes = 0
+        self.dump_error: str | None = None
+        self.files = 0
+        self.content_addressed = 0
+        self.mismatched: list[str] = []
+        self._fname = None
+        self._sha1 = None
+
+    def dump_chunk(self, data):
+        if self._dump_done:
+            return
+        try:
+            self._proc.stdin.write(data)
+        except (BrokenPipeError, OSError):
+            self._finish_dump()  # pg_restore stopped: its message says why
+            return
+        self.dump_bytes += len(data)
+
+    def dump_end(self):
+        self._finish_dump()
+
+    def _finish_dump(self):
+        if self._dump_done:
+            return
+        self._dump_done = True
+        try:
+            self._proc.stdin.close()
+        except (BrokenPipeError, OSError) as exc:
+            _logger.debug("closing pg_restore's stdin: %s", exc)
+        try:
+            self._proc.check(timeout=DEEP_CHECK_TIMEOUT)
+        except RestoreError as exc:
+            message = str(exc)
+            if "unsupported version" in message:
+                message += (
+                    " (this pg_restore is older than the pg_dump that made the "
+                    "archive: install a newer PostgreSQL client to check it)"
+                )
+            self.dump_error = message
+
+    def file_begin(self, store_fname, size):
+        self.files += 1
+        match = ODOO_FNAME.fullmatch(store_fname)
+        if match and match["head"] == match["sha1"][:2]:
+            self._fname, self._sha1 = store_fname, hashlib.sha1()  # noqa: S324
+        else:
+            self._fname = self._sha1 = None
+
+    def file_chunk(self, data):
+        if self._sha1 is not None:
+            self._sha1.update(data)
+
+    def file_end(self):
+        if self._sha1 is None:
+            return
+        self.content_addressed += 1
+        if self._sha1.hexdigest() != self._fname[3:]:
+            self.mismatched.append(self._fname)
+        self._fname = self._sha1 = None
+
+    def problems(self) -> list[str]:
+        self._finish_dump()
+        out = []
+        if self.dump_error:
+            out.append(
+                f"the database dump cannot be read to its end ({self.dump_error})"
+            )
+        if self.mismatched:
+            shown = ", ".join(self.mismatched[:5])
+            extra = len(self.mismatched) - 5
+            more = f" and {extra} more" if extra > 0 else ""
+            out.append(
+                f"{len(self.mismatched)} filestore file(s) do not hash to their "
+                f"name (damaged in the archive, or already on the server): "
+                f"{shown}{more}"
+            )
+        return out
+
+    def summary(self) -> dict:
+        return {
+            "dump_read_by_pg_restore": self._dump_done and not self.dump_error,
+            "dump_bytes": self.dump_bytes,
+            "files": self.files,
+            "files_content_checked": self.content_addressed,
+            "problems": self.problems(),
+        }
+
+    def close(self):
+        self._proc.reap()
+
+
 @dataclass
 class ArchiveReport:
     """What :func:`scan_archive` found (it raises when anything is wrong)."""
@@ -61,9 +195,11 @@ class ArchiveReport:
     filestore: dict
     warnings: list[str] = field(default_factory=list)
     duration: float = 0.0
+    deep: dict | None = None  # what the deep check read (None: not run)
 
     def as_dict(self) -> dict:
         return {
+            "deep": self.deep,
             "encrypted": self.encrypted,
             "legacy": self.legacy,
             "header": self.header,
@@ -240,9 +376,11 @@ class VerifyRequest:
 
     ``tenant``: the uuid of the database the archive must belong to, or
     ``crypto.ANY_TENANT`` to accept any (the operator's command line);
-    required. ``test_restore``: also restore into a scratch database (and
-    filestore under ``data_dir`` or a temp dir), compare with the manifest,
-    drop it.
+    required. ``deep`` (default True): also read the whole dump with
+    ``pg_restore`` and check each filestore file's content address
+    (:class:`DeepCheck`; needs ``pg_restore`` on PATH, no database).
+    ``test_restore``: also restore into a scratch database (and filestore
+    under ``data_dir`` or a temp dir), compare with the manifest, drop it.
     """
 
     name: str | None = None
@@ -255,6 +393,7 @@ class VerifyRequest:
     pg: object = None
     data_dir: str | os.PathLike | None = None
     progress: object = None
+    deep: bool = True
 
 
 @dataclass
@@ -277,10 +416,32 @@ def run_verify(req: VerifyRequest) -> VerifyResult:
             "VerifyRequest needs tenant: the database uuid the archive must "
             "belong to, or crypto.ANY_TENANT"
         )
-    with open_source(req.sink, req.name, req.path) as source, source.open() as raw:
-        report = scan_archive(
-            raw, keyring=req.keyring, password=req.password, tenant=req.tenant
-        )
+    shown = req.name or (os.fspath(req.path) if req.path is not None else None)
+    deep = DeepCheck(req.pg) if req.deep else None
+    try:
+        with (
+            naming_missing_key("archive", shown, keyring=req.keyring),
+            open_source(req.sink, req.name, req.path) as source,
+            source.open() as raw,
+        ):
+            report = scan_archive(
+                raw,
+                keyring=req.keyring,
+                password=req.password,
+                tenant=req.tenant,
+                handler=deep,
+            )
+    finally:
+        if deep is not None:
+            deep.close()
+    if deep is not None:
+        report.deep = deep.summary()
+        problems = report.deep["problems"]
+        if problems:
+            raise VerificationError(
+                "the archive is authentic and matches its manifest, but its "
+                "content does not hold up: " + "; ".join(problems)
+            )
     test = None
     if req.test_restore:
         import tempfile
@@ -300,7 +461,13 @@ def run_verify(req: VerifyRequest) -> VerifyResult:
             if report.header
             else report.manifest.get("uuid") or ""
         )
-        with tempfile.TemporaryDirectory(prefix="dbbs-verify-") as tmp:
+        from .cleanup import work_dir_name
+
+        with (
+            # "a verify of base is alive": a cleanup leaves the scratch alone
+            lock.work_lock(pg, base),
+            tempfile.TemporaryDirectory(prefix=work_dir_name("verify", base)) as tmp,
+        ):
             data_dir = req.data_dir or tmp
             try:
                 result = run_restore(
