@@ -307,7 +307,8 @@ def worker(spec: dict) -> dict:
     if op == "backup":
         req = backup.BackupRequest(
             database=spec["db"],
-            sink=spec["sink"],
+            sink=spec.get("sink"),
+            sinks=spec.get("sinks"),
             data_dir=spec["data_dir"],
             keyring=keyring,
             label="manual",
@@ -319,6 +320,7 @@ def worker(spec: dict) -> dict:
             "seconds": time.monotonic() - start,
             "name": result.name,
             "size": result.size,
+            "state": result.state,
         }
     if op in ("verify", "restore"):
         # the benchmark reads back the archive it just wrote: bound to the
@@ -623,6 +625,36 @@ def measure(env: Env, tpl, partners, attachments) -> dict:
                 return res["seconds"]
 
             step("put_sftp", put_sftp)
+
+        if env.s3 is not None:
+            fan_dir = env.work / f"fanout-{partners}"
+            fan_bucket = env.s3.new_bucket()
+            fan_remote = env.sftp.new_dir()
+
+            def ours_fanout():
+                # one stream to the three destinations at once (what every
+                # scheduled backup does), against a local backup followed
+                # by a copy to each remote (what the engine did before)
+                shutil.rmtree(fan_dir, ignore_errors=True)
+                sinks = [
+                    {"type": "local", "path": str(fan_dir)},
+                    s3_sink_config(env, fan_bucket),
+                    env.sftp.sink_config(fan_remote),
+                ]
+                res = run_worker(
+                    {**common, "op": "backup", "sinks": sinks}, env.logfile
+                )
+                if res.get("state") != "done":
+                    raise RuntimeError(f"fan-out backup {res.get('state')}")
+                row["rss_backup_fanout"] = res["peak_rss_mb"]
+                return res["seconds"]
+
+            step("ours_fanout", ours_fanout)
+            parts = [row.get(k) for k in ("ours_local", "put_s3", "put_sftp")]
+            if None not in parts:
+                row["backup_then_copies"] = sum(parts)
+            shutil.rmtree(fan_dir, ignore_errors=True)
+            shutil.rmtree(fan_remote, ignore_errors=True)
         shutil.rmtree(remote, ignore_errors=True)
 
     shutil.rmtree(local_dir, ignore_errors=True)
@@ -689,11 +721,14 @@ def report(rows: list[dict], env: Env) -> str:
     add("ours: S3 sink put (archive)", "put_s3")
     add("floor: OpenSSH sftp put (archive)", "floor_sftp")
     add("ours: SFTP sink put (archive)", "put_sftp")
+    add("ours: backup -> local+S3+SFTP at once", "ours_fanout")
+    add("ours: local backup, then copy to S3, SFTP", "backup_then_copies")
     add_ratio("local backup / Odoo zip", "ours_local", "odoo_dump", 0.5)
     add_ratio("local backup / floor", "ours_local", "floor", 1.3)
     add_ratio("restore / Odoo restore_db", "ours_restore", "odoo_restore", 0.8)
     add_ratio("S3 upload / boto3 floor", "put_s3", "floor_s3", 1.2)
     add_ratio("SFTP upload / sftp floor", "put_sftp", "floor_sftp", 1.2)
+    add_ratio("fan-out / backup then copies", "ours_fanout", "backup_then_copies", 1.0)
     rss_keys = (
         "rss_backup_local",
         "rss_backup_s3",
@@ -702,6 +737,7 @@ def report(rows: list[dict], env: Env) -> str:
         "rss_restore",
         "rss_put_s3",
         "rss_put_sftp",
+        "rss_backup_fanout",
     )
     cells = []
     for r in rows:
