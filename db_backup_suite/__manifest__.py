@@ -2,11 +2,11 @@
     "name": "Database Backup Suite",
     "summary": "Encrypted scheduled backups to local, S3 and SFTP storage, "
     "with a gated restore wizard, sandboxes and alerts",
-    "version": "18.0.1.0.0",
+    "version": "18.0.1.1.0",
     "category": "Administration",
     "license": "LGPL-3",
     "author": "Backup & Compliance Suite",
-    "depends": ["base", "mail", "audit_export"],
+    "depends": ["base", "mail", "bus", "audit_export"],
     "external_dependencies": {
         "python": ["boto3", "cryptography", "paramiko", "zstandard", "psycopg2"]
     },
@@ -20,6 +20,7 @@
         "views/db_backup_destination_views.xml",
         "views/db_backup_schedule_views.xml",
         "views/db_backup_sandbox_views.xml",
+        "views/res_config_settings_views.xml",
         "views/emergency_templates.xml",
         "wizards/db_backup_dashboard_views.xml",
         "wizards/db_backup_restore_wizard_views.xml",
@@ -27,10 +28,13 @@
         "views/db_backup_suite_menus.xml",
     ],
     "assets": {
+        "web.assets_backend": [
+            "db_backup_suite/static/src/backend/**/*",
+        ],
         "web.assets_tests": [
             "db_backup_suite/static/tests/tours/*.js",
         ],
     },
     "installable": True,
-    "application": False,
+    "application": True,
 }

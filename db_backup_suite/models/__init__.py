@@ -9,4 +9,5 @@ from . import (
     db_backup_run,
     db_backup_sandbox,
     db_backup_schedule,
+    res_config_settings,
 )

@@ -39,6 +39,7 @@ class DbBackupCopy(models.Model):
     error = fields.Text(readonly=True)
 
     def _status_line(self):
+        """``Local disk: stored`` (words, not symbols a font may lack)."""
         self.ensure_one()
-        mark = {"pending": "…", "done": "✔", "failed": "✘", "deleted": "🗑"}[self.state]
-        return "%s %s" % (mark, self.destination_name or "?")
+        state = dict(self._fields["state"]._description_selection(self.env))
+        return "%s: %s" % (self.destination_name or "?", state[self.state].lower())

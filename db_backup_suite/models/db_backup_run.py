@@ -14,6 +14,8 @@ from . import backup_engine
 _logger = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("queued", "running")
+#: bus notification type of a run's progress (static/src/backend)
+BUS_PROGRESS = "db_backup_suite/progress"
 BACKUP_KINDS = ("scheduled", "manual", "pre_restore")
 PRE_RESTORE_KEEP_DAYS = 7
 STATUS_WINDOW = 30
@@ -86,7 +88,7 @@ class DbBackupRun(models.Model):
     )
     size_display = fields.Char(string="Size", compute="_compute_size_display")
     encryption = fields.Selection(
-        [("encrypted", "🔒 Encrypted"), ("plaintext", "🔓 Plaintext (legacy)")],
+        [("encrypted", "Encrypted"), ("plaintext", "Plaintext (legacy)")],
         string="Encrypted",
         readonly=True,
     )
@@ -102,6 +104,7 @@ class DbBackupRun(models.Model):
     progress_message = fields.Char(readonly=True)
     error = fields.Text(readonly=True)
     warning = fields.Text(readonly=True)
+    summary = fields.Char(string="Error or warning", compute="_compute_summary")
     pid = fields.Integer(readonly=True, copy=False)
     started_at = fields.Datetime(readonly=True)
     finished_at = fields.Datetime(readonly=True)
@@ -128,6 +131,12 @@ class DbBackupRun(models.Model):
     def _compute_size_display(self):
         for run in self:
             run.size_display = human_size(run.size) if run.size else ""
+
+    @api.depends("error", "warning")
+    def _compute_summary(self):
+        for run in self:
+            text = (run.error or run.warning or "").strip()
+            run.summary = text.splitlines()[0][:200] if text else False
 
     @api.depends("copy_ids.state", "copy_ids.destination_name")
     def _compute_copy_status(self):
@@ -174,8 +183,14 @@ class DbBackupRun(models.Model):
     # Backup Now
     # ------------------------------------------------------------------
     @api.model
-    def action_backup_now(self):
+    def action_backup_now(self, res_ids=None):
+        """Queue a backup of this database (Backup Now).
+
+        ``res_ids``: what a list's header button sends (the selected rows,
+        often none); a backup is of the whole database, so they are ignored.
+        """
         self._check_operator_access()
+        self._check_destinations()
         run = self.sudo()._queue_backup(kind="manual", user=self.env.user)
         if not run:
             message = self.env._(
@@ -184,8 +199,7 @@ class DbBackupRun(models.Model):
             kind = "warning"
         else:
             message = self.env._(
-                "Backup queued: it runs in the background. Refresh the list "
-                "in a moment to see it."
+                "Backup queued: it runs in the background and this page follows it."
             )
             kind = "success"
         return {
@@ -197,6 +211,31 @@ class DbBackupRun(models.Model):
                 "next": {"type": "ir.actions.client", "tag": "soft_reload"},
             },
         }
+
+    @api.model
+    def _check_destinations(self, schedule=None):
+        """A backup needs somewhere to go: refused at once, with what to do,
+        rather than failing in the background a moment later."""
+        if schedule is not None:
+            destinations = schedule.sudo().destination_ids.filtered("active")
+        else:
+            destinations = (
+                self.env["db.backup.destination"].sudo().search([("active", "=", True)])
+            )
+        if destinations:
+            return destinations
+        if schedule is not None:
+            message = self.env._(
+                "The schedule %(name)s has no active destination: add one to the "
+                "schedule (Database Backups → Configuration → Schedules) first.",
+                name=schedule.display_name,
+            )
+        else:
+            message = self.env._(
+                "No backup destination is configured: an administrator adds one "
+                "in Database Backups → Configuration → Destinations first."
+            )
+        raise UserError(message)
 
     @api.model
     def _queue_backup(self, schedule=None, kind="manual", user=None):
@@ -233,6 +272,7 @@ class DbBackupRun(models.Model):
             _logger.info("Backup not queued: another one is queued or running")
             return self.browse()
         self.env.ref("db_backup_suite.ir_cron_db_backup_process")._trigger()
+        run._send_progress()
         return run
 
     # ------------------------------------------------------------------
@@ -325,7 +365,49 @@ class DbBackupRun(models.Model):
             run.write(vals)
             if then:
                 then(run)
+            run._send_progress()
         self.invalidate_recordset()
+
+    def _progress_payload(self):
+        """What the backups pages show of this run while it works and when
+        it ends (``static/src/backend``): no secret, only what an operator
+        reads in the list anyway."""
+        self.ensure_one()
+        error = (self.error or "").strip()
+        return {
+            "model": self._name,
+            "id": self.id,
+            "name": self.display_name,
+            "state": self.state,
+            "state_label": dict(
+                self._fields["state"]._description_selection(self.env)
+            ).get(self.state, self.state),
+            "progress": self.progress or 0.0,
+            "message": self.progress_message or "",
+            "size": self.size_display or "",
+            "error": error.splitlines()[0][:300] if error else "",
+            "final": self.state not in ACTIVE_STATES,
+            "requested_by_id": self.requested_by_id.id or False,
+        }
+
+    def _send_progress(self):
+        """Tell every open backups page where these runs stand (bus): the
+        channel of the Backup Operator group, which Backup Restore users
+        hold too; the message leaves when the transaction commits."""
+        group = self.env.ref("db_backup_suite.backup_group_operator").sudo()
+        for run in self:
+            group._bus_send(BUS_PROGRESS, run._progress_payload())
+
+    def _expected_size(self):
+        """Size of the last stored archive of the same kind (schedule or
+        manual), to turn the bytes written so far into an estimated
+        percentage; 0 when there is none."""
+        self.ensure_one()
+        domain = [("state", "in", ("done", "deleted")), ("size", ">", 0)]
+        if self.schedule_id:
+            domain.append(("schedule_id", "=", self.schedule_id.id))
+        last = self.sudo().search(domain, limit=1)
+        return last.size or 0.0
 
     def _backup_payload(self):
         self.ensure_one()
@@ -397,6 +479,7 @@ class DbBackupRun(models.Model):
     def _supervise(self, proc):
         result = error = None
         last_write = 0.0
+        expected = self._expected_size()
         try:
             for event in backup_engine.iter_events(proc):
                 kind = event.get("event")
@@ -405,10 +488,22 @@ class DbBackupRun(models.Model):
                     if now - last_write >= 2:
                         last_write = now
                         done, total = event.get("done") or 0, event.get("total")
+                        # The engine counts the archive's bytes written so far
+                        # (no total: the compressed size is known at the end);
+                        # the last archive's size gives an estimate, kept
+                        # below 100 until the run is really done.
+                        total = total or expected
+                        step = (event.get("message") or "").strip()
                         self._write_detached(
                             {
-                                "progress": 100.0 * done / total if total else 0,
-                                "progress_message": (event.get("message") or "")[:200],
+                                "progress": min(100.0 * done / total, 99.0)
+                                if total
+                                else 0,
+                                "progress_message": (
+                                    "%s · %s" % (step, human_size(done))
+                                    if done and step
+                                    else step or human_size(done)
+                                )[:200],
                             }
                         )
                         if total:
@@ -676,6 +771,7 @@ class DbBackupRun(models.Model):
         wizard = self.env["db.backup.download.wizard"].create({"run_id": self.id})
         return {
             "type": "ir.actions.act_window",
+            "name": self.env._("Download with a Password"),
             "res_model": wizard._name,
             "res_id": wizard.id,
             "view_mode": "form",

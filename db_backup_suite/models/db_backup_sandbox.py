@@ -1,6 +1,7 @@
 import logging
 import secrets
 from datetime import timedelta
+from urllib.parse import quote as url_quote
 
 from odoo import SUPERUSER_ID, api, fields, models
 from odoo.exceptions import AccessError, UserError
@@ -33,7 +34,9 @@ class DbBackupSandbox(models.Model):
     _server_creates_only = True
 
     name = fields.Char(string="Database", required=True, readonly=True)
-    run_id = fields.Many2one("db.backup.run", readonly=True, ondelete="set null")
+    run_id = fields.Many2one(
+        "db.backup.run", string="Backup", readonly=True, ondelete="set null"
+    )
     archive_name = fields.Char(readonly=True)
     state = fields.Selection(
         [
@@ -51,7 +54,12 @@ class DbBackupSandbox(models.Model):
         required=True,
         readonly=True,
     )
-    url = fields.Char(compute="_compute_url")
+    url = fields.Char(string="Address", compute="_compute_url")
+    own_host = fields.Boolean(
+        compute="_compute_url",
+        help="The sandbox has its own address (Settings → Database Backups → "
+        "Sandbox address): opening it leaves this session alone.",
+    )
     error = fields.Text(readonly=True)
     drop_error = fields.Text(readonly=True, copy=False)
     requested_by_id = fields.Many2one(
@@ -73,8 +81,27 @@ class DbBackupSandbox(models.Model):
 
     @api.depends("name")
     def _compute_url(self):
+        """``https://{db}.example.com`` (the setting, for sandboxes served on
+        their own host name, see readme/CONFIGURE.md), else this server with
+        ``?db=``: the browser's session then switches to the sandbox."""
+        pattern = self._url_pattern()
         for sandbox in self:
-            sandbox.url = "/web?db=%s" % sandbox.name
+            name = sandbox.name or ""
+            sandbox.own_host = bool(pattern)
+            if pattern:
+                sandbox.url = pattern.replace("{db}", url_quote(name, safe=""))
+            else:
+                sandbox.url = "/web?db=%s" % url_quote(name, safe="")
+
+    @api.model
+    def _url_pattern(self):
+        pattern = (
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("db_backup_suite.sandbox_url_pattern")
+            or ""
+        ).strip()
+        return pattern if "{db}" in pattern else ""
 
     def unlink(self):
         if not self.env.su and any(
@@ -93,7 +120,15 @@ class DbBackupSandbox(models.Model):
         self.env["db.backup.run"]._check_restore_access()
         if self.state != "ready":
             raise UserError(self.env._("This sandbox is not ready."))
-        return {"type": "ir.actions.act_url", "url": self.url, "target": "new"}
+        # On its own address: a new tab, this session stays. On this
+        # server's address the session switches database anyway (the view
+        # asked first): in this tab, not in a second one that would pull
+        # this one along.
+        return {
+            "type": "ir.actions.act_url",
+            "url": self.url,
+            "target": "new" if self.own_host else "self",
+        }
 
     def action_drop(self):
         self.env["db.backup.run"]._check_restore_access()

@@ -5,6 +5,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
+from odoo.addons.base.models.res_partner import _tz_get
+
 FREQUENCIES = [
     ("hourly", "Every hour"),
     ("4h", "Every 4 hours"),
@@ -117,7 +119,14 @@ class DbBackupSchedule(models.Model):
     tz = fields.Char(
         string="Timezone",
         compute="_compute_tz",
-        help="The company's timezone (its partner's), or UTC.",
+        help="The company's time zone (its partner's); UTC until the company has one.",
+    )
+    company_tz = fields.Selection(
+        _tz_get,
+        string="Company time zone",
+        compute="_compute_company_tz",
+        inverse="_inverse_company_tz",
+        help="The time zone of the company: schedules run at their hour in it.",
     )
     company_id = fields.Many2one(
         "res.company", required=True, default=lambda self: self.env.company
@@ -150,7 +159,22 @@ class DbBackupSchedule(models.Model):
     @api.depends("company_id.partner_id.tz")
     def _compute_tz(self):
         for record in self:
-            record.tz = record.company_id.partner_id.tz or "UTC"
+            record.tz = record.company_id.partner_id.tz or False
+
+    @api.depends("company_id.partner_id.tz")
+    def _compute_company_tz(self):
+        # apart from _compute_tz: a field being written is not recomputed,
+        # nor are those its compute method computes with it
+        for record in self:
+            record.company_tz = record.company_id.partner_id.tz or False
+
+    def _inverse_company_tz(self):
+        """The schedule's form asks for the company's time zone when it has
+        none: whoever may change the company sets it."""
+        for record in self:
+            company = record.company_id
+            company.check_access("write")
+            company.partner_id.sudo().tz = record.company_tz
 
     @api.constrains("hour")
     def _check_hour(self):
@@ -191,7 +215,7 @@ class DbBackupSchedule(models.Model):
 
     def write(self, vals):
         result = super().write(vals)
-        if {"frequency", "hour", "company_id", "active"} & set(vals):
+        if {"frequency", "hour", "company_id", "company_tz", "active"} & set(vals):
             self._reschedule()
         if not set(vals) <= {"last_run", "next_run", "late_alert_sent"}:
             self._log_settings("write", sorted(vals))
@@ -252,6 +276,7 @@ class DbBackupSchedule(models.Model):
         self.ensure_one()
         self.env["db.backup.run"]._check_admin_access()
         self.check_access("write")
+        self.env["db.backup.run"]._check_destinations(schedule=self)
         run = (
             self.env["db.backup.run"]
             .sudo()
@@ -261,12 +286,17 @@ class DbBackupSchedule(models.Model):
             "type": "ir.actions.client",
             "tag": "display_notification",
             "params": {
-                "message": self.env._("Backup queued: it runs in the background.")
+                "title": self.env._("Run now: %(name)s", name=self.display_name),
+                "message": self.env._(
+                    "Backup queued: it runs in the background. Database Backups → "
+                    "Overview follows it until it ends."
+                )
                 if run
                 else self.env._(
                     "A backup is already queued or running; it was not started twice."
                 ),
                 "type": "success" if run else "warning",
+                "sticky": False,
             },
         }
 

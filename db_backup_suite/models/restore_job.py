@@ -34,6 +34,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 
 from markupsafe import escape
@@ -185,7 +186,68 @@ def spawn_detached(job):
     return path
 
 
-def _pre_restore_backup(job):
+class _Reporter:
+    """Where the job stands, told to the live database: the restore
+    dialog's step (and bytes) and, through the bus, its opener's open tabs
+    (``db.backup.restore.wizard._job_progress``). Best effort: a report
+    that cannot be written is logged and the restore goes on.
+
+    It keeps the live database's registry from its first report: the
+    production restore closes this process's pool before the engine works
+    (the registry then opens a fresh connection per report), and after the
+    swap the wizard is not in the restored database (nothing is written).
+    """
+
+    INTERVAL = 1.5  # seconds between two byte-count reports
+
+    def __init__(self, job):
+        self.job = job
+        self.registry = None
+        self.last = 0.0
+        self.step_name = None
+
+    def _write(self, **kwargs):
+        wizard_id = self.job.get("wizard_id")
+        if not wizard_id:
+            return
+        try:
+            if self.registry is None:
+                self.registry = Registry(self.job["database"])
+            with self.registry.cursor() as cr:
+                env = api.Environment(cr, SUPERUSER_ID, {})
+                wizard = env["db.backup.restore.wizard"].browse(wizard_id).exists()
+                if wizard:
+                    wizard._job_progress(**kwargs)
+        except Exception as exc:  # the restore matters more than its report
+            _logger.warning("Restore progress not reported: %s", exc)
+        finally:
+            if self.job["target"] == "production":
+                # no connection of this process may stay on the live database
+                odoo.sql_db.close_db(self.job["database"])
+
+    def step(self, name, detail=None):
+        self.step_name = name
+        self.last = time.monotonic()
+        self._write(step=name, detail=detail)
+
+    def bytes(self, done, _total=None, message=None):
+        """An engine progress callback (``done`` bytes so far)."""
+        now = time.monotonic()
+        if now - self.last < self.INTERVAL:
+            return
+        self.last = now
+        self._write(step=self.step_name, done=done, detail=message)
+
+    def engine_event(self, event):
+        """``backup_engine.run_job``'s ``on_event`` (the pre-restore backup)."""
+        if event.get("event") == "progress":
+            self.bytes(event.get("done") or 0, None, event.get("message"))
+
+    def finish(self, result):
+        self._write(result=result)
+
+
+def _pre_restore_backup(job, on_event=None):
     payload = {
         "action": "backup",
         "db": job["db"],
@@ -193,10 +255,10 @@ def _pre_restore_backup(job):
         "archive_label": "pre-restore",
         "sinks": job["pre_restore_sinks"],
     }
-    return backup_engine.run_job(payload)
+    return backup_engine.run_job(payload, on_event=on_event)
 
 
-def _engine_restore(job, target_db, mode, binding):
+def _engine_restore(job, target_db, mode, binding, progress=None):
     _crypto, pgtools, restore, _verify = _lib()
     source = job["source"]
     db = job["db"]
@@ -221,6 +283,7 @@ def _engine_restore(job, target_db, mode, binding):
         expected_uuid=expected_uuid,
         allow_foreign=allow_foreign,
         keep_uuid=True,
+        progress=progress,
     )
     return restore.run_restore(request)
 
@@ -349,6 +412,7 @@ def _post_restore(dbname, info, job, pre_restore):
             ),
         )
         if info["target"] == "production":
+            _tell_requester(env, job, info, hook_failures)
             env["db.backup.run"]._mail_admins(
                 "Database %s restored" % dbname,
                 "<p>Database <b>%s</b> was restored from <b>%s</b> (taken %s) at the "
@@ -369,6 +433,41 @@ def _post_restore(dbname, info, job, pre_restore):
                 ),
             )
     return hook_failures
+
+
+def _tell_requester(env, job, info, hook_failures):
+    """The restored database tells the user who asked (bus, best effort:
+    their tabs reconnect to it after the swap)."""
+    from .db_backup_run import BUS_PROGRESS
+
+    user = env["res.users"].browse(job.get("requested_by_id") or []).exists()
+    if not user:
+        return
+    user = user.with_context(lang=user.lang or "en_US")
+    message = user.env._(
+        "The database was restored from %(file)s.", file=info["archive_name"]
+    )
+    if hook_failures:
+        message += " " + user.env._(
+            "Post-restore steps failed: %(models)s",
+            models=", ".join(model for model, _error in hook_failures),
+        )
+    user._bus_send(
+        BUS_PROGRESS,
+        {
+            "model": "db.backup.restore.wizard",
+            "id": job.get("wizard_id") or 0,
+            "name": user.env._("Restore of %(file)s", file=info["archive_name"]),
+            "state": "done",
+            "state_label": user.env._("Done"),
+            "progress": 100.0,
+            "message": message,
+            "error": "",
+            "final": True,
+            "target": "production",
+            "sandbox_id": False,
+        },
+    )
 
 
 def call_restore_hooks(env, info, failures=None):
@@ -478,22 +577,32 @@ def run_job(job):
     dbname = job["database"]
     target = job["target"]
     pre_restore = None
+    report = _Reporter(job)
     try:
         _check_job(job)
+        report.step("check")
         binding = _binding(job)
         if target == "production":
-            pre_restore = _pre_restore_backup(job)
+            report.step("pre_restore")
+            pre_restore = _pre_restore_backup(job, on_event=report.engine_event)
             _logger.info("Pre-restore backup %s done", pre_restore.get("name"))
+            report.step("restore")
             _close_pool(dbname)
-            result = _engine_restore(job, dbname, "production", binding)
+            result = _engine_restore(
+                job, dbname, "production", binding, progress=report.bytes
+            )
             restored = dbname
             # the live database is no sandbox, whatever the archive carried
             backup_engine.write_sandbox_marker(restored, None)
         else:
             restored = job["sandbox_name"]
             marker = _sandbox_marker(job) if job.get("sandbox_id") else None
-            result = _engine_restore(job, restored, "sandbox", binding)
+            report.step("restore")
+            result = _engine_restore(
+                job, restored, "sandbox", binding, progress=report.bytes
+            )
             backup_engine.write_sandbox_marker(restored, marker)
+            report.step("neutralize")
             _neutralize(restored)
     except Exception as exc:
         # Expected failures (damaged archive, wrong key, ...) are reported to
@@ -501,6 +610,7 @@ def run_job(job):
         _logger.warning("Restore of %s failed: %s", dbname, exc, exc_info=True)
         message = str(exc) or repr(exc)
         _record_failure(job, message)
+        report.finish({"ok": False, "message": message})
         return {"ok": False, "message": message}
     info = result.restore_info()
     info.update(
@@ -515,6 +625,8 @@ def run_job(job):
         safety_database=result.safety_database,
     )
     try:
+        if target == "sandbox":
+            report.step("post_restore")
         hook_failures = _post_restore(restored, info, job, pre_restore)
         if target == "sandbox" and job.get("sandbox_id"):
             registry = Registry(dbname)
@@ -525,12 +637,14 @@ def run_job(job):
                 )
     except Exception as exc:
         _logger.exception("Post-restore steps of %s failed", restored)
-        return {
+        outcome = {
             "ok": True,
             "message": "Restored; post-restore steps failed: %s" % exc,
             "database": restored,
             "pre_restore": pre_restore,
         }
+        report.finish(outcome)
+        return outcome
     finally:
         source = job.get("source") or {}
         if source.get("remove_after") and source.get("path"):
@@ -540,9 +654,13 @@ def run_job(job):
         message += "; post-restore hooks failed: %s" % ", ".join(
             "%s (%s)" % failure for failure in hook_failures
         )
-    return {
+    outcome = {
         "ok": True,
         "message": message,
         "database": restored,
         "pre_restore": pre_restore,
     }
+    # a sandbox: its dialog shows the end (a production restore's dialog is
+    # gone with the database it replaced: the restored one tells its opener)
+    report.finish(outcome)
+    return outcome

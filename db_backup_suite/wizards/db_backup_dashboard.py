@@ -1,11 +1,20 @@
 from odoo import api, fields, models
 
 from ..models import backup_engine
+from ..models.db_backup_run import ACTIVE_STATES, BACKUP_KINDS
+
+#: the keyring error that only says none is configured (the banner says it)
+NO_KEYRING = "no keyring configured"
 
 
 class DbBackupDashboard(models.TransientModel):
-    """The Database Backups page: keyring banner, status panel, Backup Now
-    and the list of backups with their Restore buttons."""
+    """The Database Backups page: keyring banner, the latest backup with
+    its live progress, status panel, Backup Now and the list of backups
+    with their Restore buttons.
+
+    Every figure is computed by the server when the page (re)loads; the
+    page reloads itself when a backup moves (bus, ``static/src/backend``).
+    """
 
     _name = "db.backup.dashboard"
     _inherit = ["db.backup.guarded.mixin"]
@@ -16,6 +25,12 @@ class DbBackupDashboard(models.TransientModel):
 
     keyring_ok = fields.Boolean(compute="_compute_status")
     keyring_message = fields.Char(compute="_compute_status")
+    keyring_problem = fields.Char(
+        compute="_compute_status",
+        help="What is wrong with the configured keyring (empty when none is "
+        "configured at all: the banner says so).",
+    )
+    has_destination = fields.Boolean(compute="_compute_status")
     last_success_date = fields.Datetime(
         string="Last successful backup", compute="_compute_status"
     )
@@ -25,14 +40,44 @@ class DbBackupDashboard(models.TransientModel):
     )
     next_schedule = fields.Char(string="Schedule", compute="_compute_status")
     problem_count = fields.Integer(compute="_compute_status")
-    problems = fields.Text(
-        string="Errors and warnings (last 30 backups)", compute="_compute_status"
+    # Two lists of runs: each its own relation name, or the ORM would keep
+    # them equal as if they were one relation.
+    problem_ids = fields.Many2many(
+        "db.backup.run",
+        relation="db_backup_dashboard_problem_rel",
+        string="Errors and warnings (last 30 backups)",
+        compute="_compute_status",
     )
     running = fields.Boolean(compute="_compute_status")
     run_ids = fields.Many2many(
-        "db.backup.run", string="Backups", compute="_compute_status"
+        "db.backup.run",
+        relation="db_backup_dashboard_run_rel",
+        string="Backups",
+        compute="_compute_status",
     )
     can_restore = fields.Boolean(compute="_compute_status")
+    # The latest backup, followed live by the page (same names as the
+    # restore dialog's: one widget shows both).
+    live_res_model = fields.Char(compute="_compute_status")
+    live_res_id = fields.Integer(compute="_compute_status")
+    live_title = fields.Char(compute="_compute_status")
+    live_state = fields.Char(compute="_compute_status")
+    live_state_label = fields.Char(compute="_compute_status")
+    live_progress = fields.Float(compute="_compute_status")
+    live_message = fields.Char(compute="_compute_status")
+    live_error = fields.Char(compute="_compute_status")
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        dashboards = super().create(vals_list)
+        # create() caches the lists of runs as empty: read them afresh
+        dashboards.invalidate_recordset()
+        return dashboards
+
+    @api.depends_context("uid")
+    def _compute_display_name(self):
+        for dashboard in self:
+            dashboard.display_name = self.env._("Database Backups")
 
     @api.depends_context("uid")
     def _compute_status(self):
@@ -41,42 +86,51 @@ class DbBackupDashboard(models.TransientModel):
         ok, message = backup_engine.keyring_status()
         status = run_model._status_summary()
         runs = run_model.search([], limit=200)
+        latest = run_model.search([("kind", "in", BACKUP_KINDS)], limit=1)
+        payload = latest._progress_payload() if latest else {}
+        has_destination = bool(
+            self.env["db.backup.destination"]
+            .sudo()
+            .search_count([("active", "=", True)], limit=1)
+        )
         for dashboard in self:
             dashboard.keyring_ok = ok
             dashboard.keyring_message = message
+            dashboard.keyring_problem = (
+                False if ok or message.startswith(NO_KEYRING) else message
+            )
+            dashboard.has_destination = has_destination
             dashboard.last_success_date = status["last_ok"].date
             dashboard.last_success_size = status["last_ok"].size_display
             dashboard.next_run = status["next_run"]
             dashboard.next_schedule = status["next_schedule"].display_name or False
             dashboard.problem_count = len(status["problems"])
-            dashboard.problems = (
-                "\n".join(
-                    "%s %s: %s"
-                    % (
-                        fields.Datetime.to_string(r.date),
-                        r.label or "",
-                        (r.error or r.warning or "").splitlines()[0][:200]
-                        if (r.error or r.warning)
-                        else "",
-                    )
-                    for r in status["problems"]
-                )
-                or False
-            )
-            dashboard.running = bool(
-                runs.filtered(lambda r: r.state in ("queued", "running"))
-            )
+            dashboard.problem_ids = status["problems"]
+            dashboard.running = bool(runs.filtered(lambda r: r.state in ACTIVE_STATES))
             dashboard.run_ids = runs
             dashboard.can_restore = self.env.user.has_group(
                 "db_backup_suite.backup_group_restore"
             )
+            # the page follows backups even before the first one
+            dashboard.live_res_model = "db.backup.run"
+            dashboard.live_res_id = payload.get("id", 0)
+            dashboard.live_title = payload.get("name", False)
+            dashboard.live_state = payload.get("state", False)
+            dashboard.live_state_label = payload.get("state_label", False)
+            dashboard.live_progress = payload.get("progress", 0.0)
+            dashboard.live_message = payload.get("message", False)
+            dashboard.live_error = payload.get("error", False)
 
     def action_backup_now(self):
-        self.env["db.backup.run"].action_backup_now()
-        return self.action_reload()
+        """Queue a backup; the page reloads in place (no new breadcrumb) and
+        then follows the backup by itself."""
+        return self.env["db.backup.run"].action_backup_now()
 
     def action_reload(self):
-        return self.action_open()
+        """Refresh: nothing to return, so the page reloads its record in
+        place (every figure is computed again)."""
+        self.env["db.backup.run"]._check_operator_access()
+        return False
 
     @api.model
     def action_open(self):

@@ -64,7 +64,9 @@ class DbBackupDownloadWizard(models.TransientModel):
     _user_create_fields = ("run_id", "password", "password_confirm")
     _user_write_fields = ("password", "password_confirm")
 
-    run_id = fields.Many2one("db.backup.run", required=True, readonly=True)
+    run_id = fields.Many2one(
+        "db.backup.run", string="Backup", required=True, readonly=True
+    )
     password = fields.Char(
         compute="_compute_password", inverse="_inverse_password", copy=False
     )

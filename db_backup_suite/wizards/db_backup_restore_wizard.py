@@ -4,10 +4,14 @@ import logging
 import os
 from datetime import timedelta
 
+from markupsafe import Markup, escape
+
 from odoo import api, fields, models, release
 from odoo.exceptions import AccessError, UserError
+from odoo.tools import SQL, format_datetime, formatLang
 
 from ..models import backup_engine, restore_job
+from ..models.db_backup_run import BUS_PROGRESS, human_size
 
 _logger = logging.getLogger(__name__)
 # The archive password waits (sealed) between the upload and the restore.
@@ -29,6 +33,31 @@ USER_CREATE_FIELDS = (
 USER_WRITE_FIELDS = tuple(
     f for f in USER_CREATE_FIELDS if f not in ("run_id", "source")
 )
+# The tables a person recognises, for the data summary of the dialog (the
+# manifest counts the rows of every table): (table, model).
+SUMMARY_TABLES = (
+    ("res_company", "res.company"),
+    ("res_users", "res.users"),
+    ("res_partner", "res.partner"),
+    ("product_template", "product.template"),
+    ("crm_lead", "crm.lead"),
+    ("sale_order", "sale.order"),
+    ("purchase_order", "purchase.order"),
+    ("account_move", "account.move"),
+    ("stock_picking", "stock.picking"),
+    ("project_task", "project.task"),
+    ("hr_employee", "hr.employee"),
+    ("mail_message", "mail.message"),
+    ("ir_attachment", "ir.attachment"),
+)
+# Steps of a restore job and where its dialog's bar stands at each (%).
+JOB_STEPS = {
+    "check": 5,
+    "pre_restore": 10,
+    "restore": 30,
+    "neutralize": 90,
+    "post_restore": 95,
+}
 
 
 class DbBackupRestoreWizard(models.TransientModel):
@@ -135,8 +164,39 @@ class DbBackupRestoreWizard(models.TransientModel):
         readonly=True,
     )
     result_message = fields.Text(readonly=True)
+    progress = fields.Float(readonly=True)
+    progress_message = fields.Char(string="Step", readonly=True)
+    data_summary = fields.Html(
+        string="What the archive holds", readonly=True, sanitize=True
+    )
+    version_summary = fields.Char(string="Odoo version", readonly=True)
     sandbox_id = fields.Many2one("db.backup.sandbox", readonly=True)
     sandbox_url = fields.Char(related="sandbox_id.url")
+    sandbox_own_host = fields.Boolean(related="sandbox_id.own_host")
+    sandbox_state = fields.Selection(related="sandbox_id.state", string="Sandbox state")
+    # Followed live by the dialog (same names as the backups page's: one
+    # widget shows both; static/src/backend).
+    live_res_model = fields.Char(compute="_compute_live")
+    live_res_id = fields.Integer(compute="_compute_live")
+    live_title = fields.Char(compute="_compute_live")
+    live_state = fields.Char(compute="_compute_live")
+    live_state_label = fields.Char(compute="_compute_live")
+    live_progress = fields.Float(compute="_compute_live")
+    live_message = fields.Char(compute="_compute_live")
+    live_error = fields.Char(compute="_compute_live")
+
+    @api.depends("state", "progress", "progress_message", "result_message", "target")
+    def _compute_live(self):
+        for wizard in self:
+            payload = wizard._progress_payload()
+            wizard.live_res_model = payload["model"]
+            wizard.live_res_id = payload["id"]
+            wizard.live_title = payload["name"]
+            wizard.live_state = payload["state"] or False
+            wizard.live_state_label = payload["state_label"] or False
+            wizard.live_progress = payload["progress"]
+            wizard.live_message = payload["message"] or False
+            wizard.live_error = payload["error"] or False
 
     def _compute_upload_password(self):
         for wizard in self:
@@ -168,7 +228,7 @@ class DbBackupRestoreWizard(models.TransientModel):
                 "%(into)s.",
                 src=wizard.source_db_name or self.env._("(unknown name)"),
                 src_uuid=wizard.source_db_uuid or self.env._("none"),
-                date=fields.Datetime.to_string(wizard.source_created_at)
+                date=format_datetime(self.env, wizard.source_created_at)
                 if wizard.source_created_at
                 else self.env._("at an unknown date"),
                 db=self.env.cr.dbname,
@@ -371,6 +431,7 @@ class DbBackupRestoreWizard(models.TransientModel):
             foreign=source_uuid != self._this_uuid(),
         )
         vals.update(self._compare_manifest(manifest))
+        vals["data_summary"] = self._data_summary(manifest)
         return vals, manifest
 
     def _load_archive_info(self):
@@ -412,10 +473,105 @@ class DbBackupRestoreWizard(models.TransientModel):
                 series[key] = series.get(key, 0) + 1
         return max(series, key=series.get) if series else ""
 
+    def _data_summary(self, manifest):
+        """Rows of the main models in the archive beside this database's, and
+        the filestore: what a restore brings back (HTML table)."""
+        counts = manifest.get("row_counts") or {}
+        if not counts:
+            return False
+        here = self._row_counts_here([t for t, _m in SUMMARY_TABLES if t in counts])
+        models_ = self.env["ir.model"].sudo()
+        rows = []
+        for table, model in SUMMARY_TABLES:
+            if table not in counts:
+                continue
+            label = models_._get(model).name if model in self.env else model
+            rows.append(
+                Markup(
+                    "<tr><td>%s</td><td class='text-end'>%s</td>"
+                    "<td class='text-end'>%s</td></tr>"
+                )
+                % (
+                    label,
+                    self._format_count(counts[table]),
+                    self._format_count(here.get(table))
+                    if table in here
+                    else self.env._("none"),
+                )
+            )
+        filestore = manifest.get("filestore") or {}
+        totals = self.env._(
+            "%(tables)s tables, %(rows)s rows; filestore: %(files)s files, %(size)s",
+            tables=self._format_count(len(counts)),
+            rows=self._format_count(sum(counts.values())),
+            files=self._format_count(
+                filestore.get("files", filestore.get("listed_files", 0))
+            ),
+            size=human_size(filestore.get("bytes", filestore.get("listed_bytes", 0))),
+        )
+        return Markup(
+            "<table class='table table-sm o_db_backup_data_summary'><thead><tr>"
+            "<th>%s</th><th class='text-end'>%s</th><th class='text-end'>%s</th>"
+            "</tr></thead><tbody>%s</tbody></table><p class='text-muted'>%s</p>"
+        ) % (
+            self.env._("Records"),
+            self.env._("In the archive"),
+            self.env._("Here now"),
+            Markup("").join(rows),
+            totals,
+        )
+
+    def _row_counts_here(self, tables):
+        """``count(*)`` of these tables in this database (those that exist)."""
+        if not tables:
+            return {}
+        self.env.cr.execute(
+            SQL(
+                "SELECT relname FROM pg_class WHERE relkind = 'r' "
+                "AND relnamespace = 'public'::regnamespace AND relname IN %s",
+                tuple(tables),
+            )
+        )
+        existing = [row[0] for row in self.env.cr.fetchall()]
+        counts = {}
+        for table in existing:
+            self.env.cr.execute(SQL("SELECT count(*) FROM %s", SQL.identifier(table)))
+            counts[table] = self.env.cr.fetchone()[0]
+        return counts
+
+    def _format_count(self, value):
+        return escape(formatLang(self.env, int(value or 0), digits=0))
+
+    @api.model
+    def _series(self, version):
+        """``18.0`` of ``18.0``, ``18.0.1.3``, ``18.0-20250506`` or
+        ``saas~18.2`` (``saas~18.2``)."""
+        version = (version or "").strip()
+        if version.startswith("saas~"):
+            return version.split("-")[0]
+        parts = version.split("-")[0].split("+")[0].split(".")
+        return ".".join(parts[:2]) if len(parts) >= 2 else version
+
     def _compare_manifest(self, manifest):
         version = self._manifest_odoo_version(manifest)
         running = release.version
         vals = {"archive_odoo_version": version or self.env._("unknown")}
+        if version:
+            series, here = self._series(version), self._series(running)
+            vals["version_summary"] = (
+                self.env._(
+                    "Odoo %(series)s, like this server: it can be restored here",
+                    series=series,
+                )
+                if series == here
+                else self.env._(
+                    "Odoo %(series)s (this server runs Odoo %(here)s)",
+                    series=series,
+                    here=here,
+                )
+            )
+        else:
+            vals["version_summary"] = self.env._("Unknown")
         if not version:
             vals.update(
                 compatible=False,
@@ -479,13 +635,19 @@ class DbBackupRestoreWizard(models.TransientModel):
         return path
 
     def _action_open(self):
+        self.ensure_one()
+        if self.source == "upload":
+            name = self.env._("Restore an Uploaded Archive")
+        else:
+            name = self.env._("Restore a Backup")
         return {
             "type": "ir.actions.act_window",
             "res_model": self._name,
             "res_id": self.id,
             "view_mode": "form",
+            "views": [(False, "form")],
             "target": "new",
-            "name": self.env._("Restore Database"),
+            "name": name,
         }
 
     def action_refresh(self):
@@ -671,14 +833,107 @@ class DbBackupRestoreWizard(models.TransientModel):
         self.sudo().write(
             {
                 "state": "started",
-                "result_message": self.env._(
-                    "The restore runs in the background. Administrators "
-                    "receive a mail when it ends; during the swap, users are "
-                    "disconnected for a moment."
-                ),
+                "progress": 0.0,
+                "progress_message": self._step_label("start"),
+                "result_message": self._started_message(),
             }
         )
         return self._action_open()
+
+    def _started_message(self):
+        self.ensure_one()
+        if self.target == "sandbox":
+            return self.env._(
+                "The sandbox is being created in the background; this window "
+                "follows it until it is ready. This database is not touched."
+            )
+        return self.env._(
+            "The restore runs in the background; this window follows it. At "
+            "the end the restored database replaces this one: everyone is "
+            "disconnected for a moment. Administrators receive a mail when it "
+            "ends."
+        )
+
+    # -- progress, written by the restore job ---------------------------
+    def _step_label(self, step, done=None, detail=None):
+        labels = {
+            "start": self.env._("Starting"),
+            "check": self.env._("Checking the archive"),
+            "pre_restore": self.env._(
+                "Backing up this database first (pre-restore copy)"
+            ),
+            "restore": self.env._("Restoring the sandbox database")
+            if self.target == "sandbox"
+            else self.env._(
+                "Restoring into a new database (it replaces this one at the end)"
+            ),
+            "neutralize": self.env._(
+                "Neutralizing the sandbox (no outgoing mail, no scheduled actions)"
+            ),
+            "post_restore": self.env._("Final steps"),
+        }
+        label = labels.get(step, step)
+        if detail:
+            label = "%s: %s" % (label, detail)
+        if done:
+            label = "%s · %s" % (label, human_size(done))
+        return label
+
+    def _progress_payload(self):
+        """What the dialog (and a notification, at the end) shows of this
+        restore: for its opener only (bus channel of the user)."""
+        self.ensure_one()
+        state = {"started": "running", "done": "done", "failed": "failed"}.get(
+            self.state, ""
+        )
+        labels = {
+            "running": self.env._("Running"),
+            "done": self.env._("Done"),
+            "failed": self.env._("Failed"),
+        }
+        if self.target == "sandbox":
+            name = self.env._("Sandbox from %(file)s", file=self.archive_name or "")
+        else:
+            name = self.env._("Restore of %(file)s", file=self.archive_name or "")
+        message = self.progress_message or ""
+        if self.state in ("done", "failed"):
+            message = self.result_message or message
+        return {
+            "model": self._name,
+            "id": self.id,
+            "name": name,
+            "state": state,
+            "state_label": labels.get(state, ""),
+            "progress": 100.0 if self.state == "done" else self.progress or 0.0,
+            "message": message,
+            "error": (self.result_message or "") if self.state == "failed" else "",
+            "final": self.state in ("done", "failed"),
+            "target": self.target,
+            "sandbox_id": self.sandbox_id.id or False,
+        }
+
+    def _job_progress(self, step=None, done=None, detail=None, result=None):
+        """The restore job tells where it stands (sudo, from its process):
+        the step (and bytes), or the end (``result``: ``{"ok", "message"}``).
+        The dialog's opener sees it at once (bus)."""
+        self.ensure_one()
+        wizard = self.with_context(lang=self.create_uid.lang or "en_US")
+        vals = {}
+        if result is not None:
+            vals = {
+                "state": "done" if result.get("ok") else "failed",
+                "result_message": result.get("message") or False,
+                "progress": 100.0 if result.get("ok") else self.progress,
+                "progress_message": False,
+            }
+        elif step:
+            vals = {
+                "progress_message": wizard._step_label(step, done, detail)[:200],
+                "progress": float(JOB_STEPS.get(step, self.progress or 0)),
+            }
+        if vals:
+            self.sudo().write(vals)
+        self.create_uid.sudo()._bus_send(BUS_PROGRESS, wizard._progress_payload())
 
     def _restore_now(self):
         """Run the restore in this process and wait (tests, the CLI): the

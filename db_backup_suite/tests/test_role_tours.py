@@ -1,0 +1,204 @@
+"""Each backup role's main job in Chromium, from the home menu, by clicking
+menus only, with the page following the job live through Odoo's bus.
+
+The bus in tests: websockets are off by default and a test cursor never
+runs post-commit hooks, so the NOTIFY that wakes a websocket in production
+never happens. ``LiveBusMixin`` lets the websocket connect and wakes every
+one when a transaction that sent bus messages commits (they then poll, as
+after a NOTIFY). The work that a cron or a detached process does in
+production runs here in a thread of the test process (``JobThread``): its
+cursors are the test's, taken in turn with the browser's requests.
+"""
+
+import os
+import threading
+from unittest.mock import patch
+
+from odoo import SUPERUSER_ID, api
+from odoo.tests import HttpCase, new_test_user, tagged
+
+from ..models import restore_job
+from .common import KeyringMixin, drop_test_databases
+
+
+class JobThread(threading.Thread):
+    """Runs ``target(env)`` (or ``target()``) in a thread, as the server's
+    cron or detached job process would; keeps its exception for the test."""
+
+    def __init__(self, registry, target, *, wait_for=None, with_env=True):
+        super().__init__(daemon=True)
+        self.registry = registry
+        self.target = target
+        self.wait_for = wait_for
+        self.with_env = with_env
+        self.error = None
+
+    def run(self):
+        try:
+            if self.wait_for is not None and not self.wait_for.wait(60):
+                raise TimeoutError("the page never showed the queued backup")
+            if not self.with_env:
+                self.target()
+                return
+            with self.registry.cursor() as cr:
+                self.target(api.Environment(cr, SUPERUSER_ID, {}))
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+
+class LiveBusMixin:
+    @classmethod
+    def enable_live_bus(cls):
+        from odoo.addons.bus.websocket import WebsocketConnectionHandler
+
+        cls.startClassPatcher(
+            patch.object(
+                WebsocketConnectionHandler, "websocket_allowed", return_value=True
+            )
+        )
+        bus_class = type(cls.env["bus.bus"])
+        send = bus_class._sendone
+
+        def sendone(bus, target, notification_type, message):
+            send(bus, target, notification_type, message)
+            bus.env.cr.precommit.add(wake_websockets)
+
+        cls.startClassPatcher(patch.object(bus_class, "_sendone", sendone))
+
+
+def wake_websockets():
+    """What the NOTIFY of a commit does: every websocket polls the bus (it
+    waits for the test cursor until the transaction is over)."""
+    from odoo.addons.bus.models.bus import dispatch
+
+    for websockets in list(dispatch._channels_to_ws.values()):
+        for websocket in list(websockets):
+            websocket.trigger_notification_dispatching()
+
+
+@tagged("post_install", "-at_install")
+class TestOperatorTour(LiveBusMixin, KeyringMixin, HttpCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_keyring()
+        cls.enable_live_bus()
+        cls.local_dir = os.path.join(cls.tmp_dir, "dest")
+        os.makedirs(cls.local_dir)
+        cls.env["db.backup.destination"].create(
+            {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
+        )
+        cls.env["db.backup.run"].search([]).sudo().unlink()
+        new_test_user(
+            cls.env,
+            login="h13_operator",
+            groups="base.group_user,db_backup_suite.backup_group_operator",
+        )
+
+    def test_operator_backup_now_followed_to_done(self):
+        Dashboard = type(self.env["db.backup.dashboard"])
+        compute = Dashboard._compute_status
+        shown = threading.Event()
+        threads = []
+
+        def compute_status(dashboards):
+            compute(dashboards)
+            if any(d.live_state == "queued" for d in dashboards):
+                shown.set()  # the page shows the queued backup
+
+        def trigger(cron, at=None):
+            # the cron wakes up in another process; here: a thread that runs
+            # the queued backup once the page has shown it queued
+            if cron == self.env.ref("db_backup_suite.ir_cron_db_backup_process"):
+                thread = JobThread(
+                    self.registry,
+                    lambda env: env["db.backup.run"]._run_queued(),
+                    wait_for=shown,
+                )
+                threads.append(thread)
+                thread.start()
+
+        with (
+            patch.object(Dashboard, "_compute_status", compute_status),
+            patch.object(type(self.env["ir.cron"]), "_trigger", trigger),
+        ):
+            self.start_tour(
+                "/odoo",
+                "db_backup_suite_operator_tour",
+                login="h13_operator",
+                timeout=180,
+            )
+        self.assertEqual(len(threads), 1, "Backup Now wakes the backup cron once")
+        threads[0].join(60)
+        self.assertIsNone(threads[0].error)
+        self.env.invalidate_all()
+        run = self.env["db.backup.run"].search([])
+        self.assertEqual(len(run), 1)
+        self.assertEqual(
+            (run.state, run.kind, run.encryption), ("done", "manual", "encrypted")
+        )
+        self.assertEqual(run.requested_by_id.login, "h13_operator")
+        self.assertTrue(os.path.exists(os.path.join(self.local_dir, run.name)))
+
+
+@tagged("post_install", "-at_install")
+class TestRestoreTour(LiveBusMixin, KeyringMixin, HttpCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_keyring()
+        cls.enable_live_bus()
+        cls.addClassCleanup(drop_test_databases, cls.env.cr.dbname + "-sandbox-")
+        cls.local_dir = os.path.join(cls.tmp_dir, "dest")
+        os.makedirs(cls.local_dir)
+        cls.env["db.backup.destination"].create(
+            {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
+        )
+        cls.env["db.backup.run"].search([]).sudo().unlink()
+        # A real backup of this database (engine, child process).
+        cls.backup_run = cls.env["db.backup.run"]._queue_backup(kind="manual")
+        cls.env["db.backup.run"]._run_queued()
+        cls.backup_run.invalidate_recordset()
+        assert cls.backup_run.state == "done", cls.backup_run.error
+        new_test_user(
+            cls.env,
+            login="h13_restorer",
+            groups="base.group_user,db_backup_suite.backup_group_restore",
+        )
+
+    def test_restore_user_gate_and_sandbox_followed_to_ready(self):
+        threads = []
+
+        def spawn_detached(job):
+            # the detached restore process: run_job in a thread of this test
+            thread = JobThread(
+                self.registry, lambda: restore_job.run_job(job), with_env=False
+            )
+            threads.append(thread)
+            thread.start()
+            return "in-process"
+
+        with patch.object(restore_job, "spawn_detached", spawn_detached):
+            self.start_tour(
+                "/odoo",
+                "db_backup_suite_restore_tour",
+                login="h13_restorer",
+                timeout=240,
+            )
+        self.assertEqual(len(threads), 1, "one restore started")
+        threads[0].join(120)
+        self.assertIsNone(threads[0].error)
+        self.env.invalidate_all()
+        sandbox = self.env["db.backup.sandbox"].search([])
+        self.assertEqual(len(sandbox), 1)
+        self.assertEqual(sandbox.state, "ready", sandbox.error)
+        self.assertTrue(sandbox.name.startswith(self.env.cr.dbname + "-sandbox-"))
+        wizard = (
+            self.env["db.backup.restore.wizard"]
+            .sudo()
+            .search([("sandbox_id", "=", sandbox.id)])
+        )
+        self.assertEqual((wizard.state, wizard.target), ("done", "sandbox"))
+        self.assertEqual(wizard.create_uid.login, "h13_restorer")
+        # the production database was not touched: still this test's
+        self.assertTrue(self.env["db.backup.run"].browse(self.backup_run.id).exists())
