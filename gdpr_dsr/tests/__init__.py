@@ -6,5 +6,6 @@ from . import (
     test_dsr_request,
     test_dsr_restore,
     test_dsr_tour,
+    test_role_tours,
     test_security_rpc,
 )
