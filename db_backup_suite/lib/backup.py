@@ -581,11 +581,6 @@ def _write_archive(req, sinks, name, head, dump, counter, files, filestore, warn
         fan.abort(f"the backup stopped: {exc}" if str(exc) else "the backup stopped")
         raise
     state = fanout.overall_state(outcomes)
-    for outcome in outcomes:
-        if not outcome.ok:
-            warnings.append(
-                f"destination {outcome.destination} failed: {outcome.error}"
-            )
     stored = [o for o in outcomes if o.ok]
     _emit_progress(req, tap.count, "done")
     return BackupResult(

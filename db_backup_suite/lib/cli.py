@@ -269,8 +269,7 @@ def cmd_backup(args):
         ):
             print(f"  cleanup: {result.cleanup.summary()}")
         for warning in result.warnings:
-            if not warning.startswith("destination "):
-                print(f"  warning: {warning}")
+            print(f"  warning: {warning}")
         data = None
     return data
 

@@ -217,9 +217,12 @@ class LocalSink(Sink):
         starts with ``prefix``; anything else hidden is not ours."""
         prefix = validate_prefix(prefix)
         found = []
-        if not self.root.is_dir():
+        # walk only the folder the prefix names (one database's, usually)
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self.root.joinpath(*folder.split("/")) if folder else self.root
+        if not start.is_dir() or start.is_symlink():
             return found
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        for dirpath, dirnames, filenames in os.walk(start):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
             for filename in filenames:

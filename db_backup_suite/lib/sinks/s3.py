@@ -567,9 +567,12 @@ class S3Sink(Sink):
                         latest = part["LastModified"]
         except Exception as exc:
             error = self._error(exc, f"listing the parts of {key!r}")
-            if isinstance(error, SinkObjectNotFound):
+            if isinstance(error, SinkObjectNotFound) or "NoSuchUpload" in str(exc):
                 return None  # completed or aborted meanwhile
-            raise error from exc
+            if isinstance(error, SinkUnreachableError):
+                raise error from exc
+            # e.g. no s3:ListMultipartUploadParts right: its start will do
+            _logger.info("%s; using the upload's start time", error)
         return latest.astimezone(UTC)
 
     def list_incomplete(self, prefix=""):

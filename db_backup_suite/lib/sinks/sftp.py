@@ -452,9 +452,12 @@ class SftpSink(Sink):
     def list_incomplete(self, prefix=""):
         """Our ``<name>.part`` uploads whose name starts with ``prefix``."""
         prefix = validate_prefix(prefix)
+        # walk only the folder the prefix names (one database's, usually)
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = posixpath.join(self.base, folder) if self.base else folder
         found = []
         try:
-            for rel, path, attrs in list(self._walk(self.base, "")):
+            for rel, path, attrs in list(self._walk(start, folder)):
                 if not rel.endswith(PART_SUFFIX):
                     continue
                 final = rel[: -len(PART_SUFFIX)]
