@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from db_backup_suite.lib.errors import SinkError, SinkObjectNotFound
-from db_backup_suite.lib.sinks import make_sink
+from db_backup_suite.lib.sinks import make_sink, open_download
 
 ROOT = Path(__file__).resolve().parents[1]
 GiB = 1024**3
@@ -28,7 +28,7 @@ MARKERS = [
 
 STREAM = """
 import json, resource, sys
-from db_backup_suite.lib.sinks import make_sink
+from db_backup_suite.lib.sinks import make_sink, open_download
 
 root, name, markers = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 sink = make_sink({"type": "local", "path": root})
@@ -144,3 +144,30 @@ class _Reader:
         chunk = self._data[self._pos : self._pos + n]
         self._pos += len(chunk)
         return chunk
+
+
+def test_open_download_for_an_http_response(sparse_archive, sftp_config):
+    download = open_download(
+        {"type": "local", "path": str(sparse_archive)}, NAME, offset=2 * GiB - 16
+    )
+    assert (download.size, download.offset, download.length) == (
+        2 * GiB,
+        2 * GiB - 16,
+        16,
+    )
+    assert b"".join(download) == MARKERS[2][1]
+
+    sink = make_sink(sftp_config)
+    data = os.urandom(2 * 1024 * 1024)
+    sink.put("db/object.bin", _Reader(data))
+    sink.close()
+    download = open_download(sftp_config, "db/object.bin", offset=10, chunk_size=65536)
+    assert download.length == len(data) - 10
+    chunks = iter(download)
+    assert next(chunks) == data[10 : 10 + 65536]
+    download.close()  # the client went away: reader and connection closed
+    assert download._sink._client is None
+    with pytest.raises(SinkError, match="cannot start at"):
+        open_download(sftp_config, "db/object.bin", offset=len(data) + 1)
+    with pytest.raises(SinkObjectNotFound):
+        open_download(sftp_config, "db/none.bin")
