@@ -213,6 +213,20 @@ class DbBackupRun(models.Model):
         }
 
     @api.model
+    def backup_now_state(self):
+        """Whether Backup Now can run here (the lists hide their button when
+        it cannot): a keyring and an active destination. Booleans only."""
+        self._check_operator_access()
+        return {
+            "keyring": backup_engine.keyring_status()[0],
+            "destination": bool(
+                self.env["db.backup.destination"]
+                .sudo()
+                .search_count([("active", "=", True)], limit=1)
+            ),
+        }
+
+    @api.model
     def _check_destinations(self, schedule=None):
         """A backup needs somewhere to go: refused at once, with what to do,
         rather than failing in the background a moment later."""

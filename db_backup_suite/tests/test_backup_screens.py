@@ -9,13 +9,14 @@ import os
 from freezegun import freeze_time
 from lxml import etree
 
-from odoo.exceptions import UserError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
 from odoo.addons.base.models.res_users import name_selection_groups
 from odoo.addons.bus.models.bus import channel_with_db, json_dump
 
+from ..models import restore_job
 from ..models.db_backup_run import BUS_PROGRESS
 from .common import KeyringMixin, manifest_of
 
@@ -192,7 +193,14 @@ class TestBackupScreens(KeyringMixin, HttpCase):
     def test_backup_now_refused_without_a_destination(self):
         self.destination.active = False
         dashboard = self.env["db.backup.dashboard"].with_user(self.operator).create({})
-        self.assertFalse(dashboard.has_destination)  # the button is hidden
+        self.assertFalse(dashboard.has_destination)  # the page hides the button
+        # and so does the list (it asks the server)
+        self.assertEqual(
+            self.Run.with_user(self.operator).backup_now_state(),
+            {"keyring": True, "destination": False},
+        )
+        with self.assertRaises(AccessError):
+            self.Run.with_user(self.plain).backup_now_state()
         with mute_logger("odoo.http"):
             response = self.call_button(
                 "h13s_operator", "db.backup.run", "action_backup_now", [[]]
@@ -298,6 +306,38 @@ class TestBackupScreens(KeyringMixin, HttpCase):
             ]
         )
         self.assertFalse(self.bus_payloads(self.operator.partner_id))
+
+    def test_failed_restore_job_shows_its_error_in_the_dialog(self):
+        run = self.done_run()
+        wizard = (
+            self.env["db.backup.restore.wizard"]
+            .with_user(self.restorer)
+            .create({"run_id": run.id, "target": "sandbox"})
+        )
+        wizard.sudo().write({"state": "started"})
+        self.env.flush_all()  # the job's own transaction reads and writes it
+        # the job as the detached process runs it, on an archive that is gone
+        result = restore_job.run_job(
+            {
+                "database": self.env.cr.dbname,
+                "target": "sandbox",
+                "sandbox_name": self.env.cr.dbname + "-sandbox-h13s",
+                "wizard_id": wizard.id,
+                "expected_uuid": "h13s-uuid",
+                "archive_name": run.name,
+                "source": {"path": os.path.join(self.tmp_dir, "gone.tar.zst.enc")},
+            }
+        )
+        self.assertFalse(result["ok"])
+        wizard.invalidate_recordset()
+        self.assertEqual(wizard.state, "failed")
+        self.assertIn("gone.tar.zst.enc", wizard.result_message)
+        payloads = self.bus_payloads(self.restorer.partner_id)
+        self.assertEqual([p["state"] for p in payloads], ["running", "failed"])
+        self.assertIn("Checking the archive", payloads[0]["message"])
+        self.assertIn("gone.tar.zst.enc", payloads[-1]["error"])
+        self.assertTrue(payloads[-1]["final"])
+        self.assertEqual(wizard.live_state, "failed")
 
     # -- restore dialog ---------------------------------------------------------
     def test_restore_dialog_summarises_the_archive(self):
