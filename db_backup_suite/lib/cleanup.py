@@ -50,6 +50,11 @@ it, so the next run (and a daily cron) can find it::
   databases and directories are then not examined at all.
   ``older_than`` also applies on top of the locks (default 0: the lock
   proves enough), e.g. to spare anything touched in the last minutes.
+  The locks live in PostgreSQL, so they span processes and hosts, but
+  they cannot see a database of the same name on ANOTHER PostgreSQL server
+  writing to the same destination folder: give each server's backups their
+  own destination (prefix, directory), as their archives would otherwise
+  share one folder too.
 - **Never raises for one destination.** A destination that cannot be
   listed is reported in ``errors``; the others are still cleaned.
 
