@@ -391,7 +391,9 @@ class DbBackupRun(models.Model):
         return {
             "model": self._name,
             "id": self.id,
-            "name": self.display_name,
+            # no date: this is sent from the server's cursors (UTC), the
+            # pages show dates in each user's time zone
+            "name": self.env._("Backup %(label)s", label=self.label or self.kind),
             "state": self.state,
             "state_label": dict(
                 self._fields["state"]._description_selection(self.env)

@@ -339,6 +339,35 @@ class TestBackupScreens(KeyringMixin, HttpCase):
         self.assertTrue(payloads[-1]["final"])
         self.assertEqual(wizard.live_state, "failed")
 
+    def test_download_password_follows_the_suites_policy(self):
+        run = self.done_run()
+        Wizard = self.env["db.backup.download.wizard"].with_user(self.restorer)
+        # three classes and 12 characters were enough; a guessable one is not
+        with self.assertRaisesRegex(UserError, "too easy to guess"):
+            Wizard.create(
+                {
+                    "run_id": run.id,
+                    "password": "Password123!",
+                    "password_confirm": "Password123!",
+                }
+            )
+        # several unrelated words are (as for exports and DSR packages)
+        wizard = Wizard.create(
+            {
+                "run_id": run.id,
+                "password": "correct horse battery staple",
+                "password_confirm": "correct horse battery staple",
+            }
+        )
+        self.assertTrue(wizard.password_set)
+        meter = Wizard.password_strength("Password123!")
+        self.assertFalse(meter["ok"])
+        self.assertTrue(Wizard.password_strength("correct horse battery staple")["ok"])
+        with self.assertRaises(AccessError):
+            self.env["db.backup.download.wizard"].with_user(
+                self.operator
+            ).password_strength("x")
+
     # -- restore dialog ---------------------------------------------------------
     def test_restore_dialog_summarises_the_archive(self):
         run = self.done_run(

@@ -1,45 +1,27 @@
 import hashlib
-import math
-import re
 import secrets
 
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
 
+from odoo.addons.audit_export.lib import passwords
+
 from ..models import backup_engine
 
-MIN_LENGTH = 12
 TOKEN_TTL_SECONDS = 300
 # The download password waits (sealed) between the form and the download.
 PASSWORD_PURPOSE = "db-backup-download-password"
 
 
-def password_problems(password):
-    """What makes ``password`` too weak (empty list: strong enough)."""
-    problems = []
-    if len(password) < MIN_LENGTH:
-        problems.append("at least %d characters" % MIN_LENGTH)
-    classes = sum(
-        bool(re.search(p, password))
-        for p in (r"[a-z]", r"[A-Z]", r"[0-9]", r"[^A-Za-z0-9]")
-    )
-    if classes < 3:
-        problems.append("three of: lower case, upper case, digits, symbols")
-    if len(set(password)) < max(6, len(password) // 3):
-        problems.append("fewer repeated characters")
-    pool = sum(
-        size
-        for pattern, size in (
-            (r"[a-z]", 26),
-            (r"[A-Z]", 26),
-            (r"[0-9]", 10),
-            (r"[^A-Za-z0-9]", 33),
-        )
-        if re.search(pattern, password)
-    )
-    if password and len(password) * math.log2(max(pool, 2)) < 60:
-        problems.append("more length or variety (about 60 bits of entropy)")
-    return problems
+def password_problems(password, user_inputs=()):
+    """Why ``password`` is refused (empty list: accepted): the suite's one
+    password policy for protected files (``audit_export/lib/passwords``:
+    12 characters and zxcvbn's top strength band)."""
+    verdict = passwords.check_password(password or "", user_inputs)
+    if verdict.ok:
+        return []
+    hint = verdict.params.get("hint")
+    return [f"{verdict.code}: {hint}" if hint else verdict.code]
 
 
 def token_digest(token):
@@ -144,13 +126,8 @@ class DbBackupDownloadWizard(models.TransientModel):
         password = password or ""
         if password != (confirm or ""):
             raise UserError(self.env._("The two passwords differ."))
-        problems = password_problems(password)
-        if problems:
-            raise UserError(
-                self.env._(
-                    "The password is too weak; use %(p)s.", p="; ".join(problems)
-                )
-            )
+        # the suite's one policy for protected files (exports, DSR packages)
+        self.env["audit.password.policy"]._check_new(password, confirm)
         try:
             sealed = backup_engine.seal(
                 PASSWORD_PURPOSE, self._this_uuid(), password, self._password_aad()
@@ -170,6 +147,13 @@ class DbBackupDownloadWizard(models.TransientModel):
         return backup_engine.unseal(
             PASSWORD_PURPOSE, self._this_uuid(), sealed, self._password_aad()
         )
+
+    @api.model
+    def password_strength(self, password):
+        """What the strength meter shows while the password is typed (the
+        policy's verdict; nothing is stored). Backup Restore users only."""
+        self.env["db.backup.run"]._check_restore_access()
+        return self.env["audit.password.policy"]._strength(password)
 
     # -- actions ---------------------------------------------------------------
     def action_download(self):

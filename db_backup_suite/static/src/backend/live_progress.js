@@ -55,7 +55,8 @@ export class LiveProgress extends Component {
             return {
                 title: payload.name,
                 state: payload.state,
-                label: payload.state_label || this.progressService.stateLabel(payload.state),
+                // translated here: the server sends one message to many users
+                label: this.progressService.stateLabel(payload.state),
                 progress: payload.progress || 0,
                 message: payload.message,
                 error: payload.error,

@@ -65,7 +65,8 @@ registry.category("web_tour.tours").add("db_backup_suite_operator_tour", {
  * Backups, Restore on the stored backup; the name gate enables the button
  * as the name is typed (no click elsewhere); then a sandbox, followed live
  * until it is ready; "Open" asks first (same host) and is cancelled; the
- * Sandboxes list shows it ready.
+ * Sandboxes list shows it ready; Download with a password shows the
+ * suite's password policy as a strength meter.
  */
 registry.category("web_tour.tours").add("db_backup_suite_restore_tour", {
     url: "/odoo",
@@ -164,6 +165,53 @@ registry.category("web_tour.tours").add("db_backup_suite_restore_tour", {
         {
             content: "The sandbox is listed, ready",
             trigger: ".o_list_view .o_data_row:contains(-sandbox-):contains(Ready)",
+        },
+        {
+            content: "Back to All Backups",
+            trigger: 'a[data-menu-xmlid="db_backup_suite.db_backup_run_menu"]',
+            run: "click",
+        },
+        {
+            content: "Open the backup",
+            trigger: ".o_list_view .o_data_row:contains(Done) td.o_data_cell[name=name]",
+            run: "click",
+        },
+        {
+            content: "Download it with a password",
+            trigger: ".o_form_view button[name=action_open_download_wizard]",
+            run: "click",
+        },
+        {
+            content: "The dialog has a real title and names the backup",
+            trigger:
+                ".modal:has(.modal-title:contains(Download with a Password)) .o_form_label:contains(Backup)",
+        },
+        {
+            content: "Type a guessable password",
+            trigger: ".modal .o_db_backup_download_password input",
+            run: "edit Password123!",
+        },
+        {
+            content: "The meter says why it is refused",
+            trigger: ".modal .o_db_backup_password_verdict.text-danger:contains(too easy to guess)",
+        },
+        {
+            content: "Type several unrelated words",
+            trigger: ".modal .o_db_backup_download_password input",
+            run: "edit correct horse battery staple",
+        },
+        {
+            content: "The meter accepts it",
+            trigger: ".modal .o_db_backup_password_verdict.text-success",
+        },
+        {
+            content: "Leave without downloading",
+            trigger: ".modal-footer button:contains(Cancel)",
+            run: "click",
+        },
+        {
+            content: "Back on the backup",
+            trigger: "body:not(:has(.modal)) .o_form_view",
         },
     ],
 });
