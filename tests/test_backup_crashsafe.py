@@ -190,9 +190,11 @@ def test_sigkill_at_any_byte_then_next_run_leaves_only_complete_archives(
     result = json.loads(stdout)
     assert result["state"] == "done"
     # what the killed run left is gone, and it was this run that removed it
+    # (at least what was seen: a request sent just before the kill may
+    # still have created an upload after the look)
     assert _leftovers(local_root, s3_server, s3, sftp) == ([], [], [])
     removed = result["cleanup"]["removed"]
-    assert removed == len(seen[0]) + len(seen[1]) + len(seen[2])
+    assert removed >= len(seen[0]) + len(seen[1]) + len(seen[2])
     for config in ({"type": "local", "path": str(local_root)}, s3, sftp):
         names = _assert_only_complete_archives(config, crash_db, keyring)
         assert result["name"] in names
