@@ -76,6 +76,8 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import psycopg2
+
 from . import lock, naming, pgtools, safety
 from .errors import BackupLockedError, BackupSuiteError, SafetyError
 
@@ -269,9 +271,16 @@ def clean_leftovers(
                 "filestores and temp directories were not examined"
             )
         else:
-            _clean_local(
-                pg, database, data_dir, work_dir, older_than, now, dry_run, result
-            )
+            try:
+                _clean_local(
+                    pg, database, data_dir, work_dir, older_than, now, dry_run, result
+                )
+            except (BackupSuiteError, psycopg2.Error, OSError) as exc:
+                # a cleanup never fails the run that asked for it
+                _logger.warning("cleanup of %s stopped: %s", database, exc)
+                result.errors.append(
+                    f"staging and scratch leftovers not examined: {exc}"
+                )
     finally:
         for sink, own, _error in resolved:
             if own:
@@ -325,7 +334,8 @@ def _clean_destination(sink, database, min_age, now, dry_run, result):
     where = sink.describe()
     try:
         items = sink.list_incomplete(f"{database}/")
-    except BackupSuiteError as exc:
+    except Exception as exc:  # a cleanup never fails the run that asked for it
+        _logger.warning("listing the leftovers at %s: %s", where, exc)
         result.errors.append(f"{where}: cannot list the interrupted uploads: {exc}")
         return
     for item in items:
@@ -345,7 +355,7 @@ def _clean_destination(sink, database, min_age, now, dry_run, result):
             continue
         try:
             gone = sink.remove_incomplete(item)
-        except BackupSuiteError as exc:
+        except (BackupSuiteError, OSError) as exc:
             leftover.action, leftover.reason = "failed", str(exc)
             continue
         leftover.action = "removed"
