@@ -9,6 +9,12 @@ NEVER_AUDITED = frozenset({"audit.event", "audit.checkpoint"})
 AUDITOR_GROUP = "audit_export.audit_group_auditor"
 
 
+#: Models whose change history auditors read although they may not read the
+#: records themselves: system parameters, judged value by value by their key
+#: (``ir_config_parameter._audit_record_withheld``, the one rule for secrets).
+SETTINGS_MODELS = frozenset({"ir.config_parameter"})
+
+
 class AuditRule(models.Model):
     _name = "audit.rule"
     _description = "Audit Rule"
@@ -86,7 +92,11 @@ class AuditRule(models.Model):
             # A model the Auditor may not read at all gives away no value
             # (nor record name) through its events: every field is
             # recorded as changed only.
-            unreadable = model is not None and not self._auditor_reads(rule.model_name)
+            unreadable = (
+                model is not None
+                and rule.model_name not in SETTINGS_MODELS
+                and not self._auditor_reads(rule.model_name)
+            )
             withheld = frozenset(
                 name
                 for name, field in fields_
