@@ -676,7 +676,11 @@ class DsrRequest(models.Model):
         # a note in the chatter, without notification nor sender address (an
         # officer may have no email address)
         self._message_log(
-            body=self.env._("Discovery found %(count)s records.", count=len(values))
+            body=(
+                self.env._("Discovery found 1 record.")
+                if len(values) == 1
+                else self.env._("Discovery found %(count)s records.", count=len(values))
+            )
         )
         return subject_ids
 
@@ -695,6 +699,7 @@ class DsrRequest(models.Model):
         self._check_verified()
         return {
             "type": "ir.actions.act_window",
+            "name": self.env._("Export Package"),
             "res_model": "dsr.package.wizard",
             "view_mode": "form",
             "target": "new",
@@ -709,6 +714,7 @@ class DsrRequest(models.Model):
             raise UserError(self.env._("This is not an erasure request."))
         return {
             "type": "ir.actions.act_window",
+            "name": self.env._("Erase the Subject's Data"),
             "res_model": "dsr.erasure.wizard",
             "view_mode": "form",
             "target": "new",
