@@ -124,6 +124,17 @@ class TestRestoreEndToEnd(BackupCase):
             ),
         )
         self.assertEqual(self._partners(self.second), {"H7 E2E new"})
+        # ...and audited work after the archive's date: the audit trail must
+        # not lose it when the database is replaced
+        marker = "H7 E2E audited after the backup %s" % uuid.uuid4().hex[:6]
+
+        def audited(env):
+            env["audit.event"].log_event(
+                "settings", res_name=marker, message="changed after the backup"
+            )
+            env["audit.event"]._seal_pending()
+
+        self._on(self.second, audited)
         # 4. restore over it (its own archive: no confirmation needed)
         second_uuid = self._uuid(self.second)
         result = restore_job.run_job(self._job(self.second, archive))
@@ -156,6 +167,16 @@ class TestRestoreEndToEnd(BackupCase):
         self.assertIsNone(backup_engine.sandbox_marker_of(self.second))
 
         self._on(self.second, check_restored)
+
+        def audit_carried_over(env):
+            Event = env["audit.event"]
+            carried = Event.search([("res_name", "=", marker)])
+            self.assertEqual(len(carried), 1, "the event vanished with the restore")
+            self.assertTrue(carried.origin, "carried-over events say where from")
+            report = Event._verify_chain_now()
+            self.assertTrue(report["ok"], report.get("problem"))
+
+        self._on(self.second, audit_carried_over)
         # 5. the pre-restore copy holds the state before the restore
         pre_db = self.second + "_pre"
         checked = restore_job.run_job(
