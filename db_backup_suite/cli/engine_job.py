@@ -84,6 +84,7 @@ def do_backup(job):
             keyring=keyring,
             label=job.get("archive_label") or "manual",
             progress=_progress_emitter(),
+            audit_head=job.get("audit_head"),
         )
     )
     data = result.as_dict()

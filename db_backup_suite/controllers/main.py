@@ -71,7 +71,7 @@ class DbBackupController(http.Controller):
         except ValueError as exc:
             raise invalid from exc
         run = env["db.backup.run"].sudo().browse(run_id)
-        if run.state != "done":
+        if run.state not in ("done", "partial"):
             raise AccessError(env._("Only a stored backup can be downloaded."))
         copy = run.copy_ids.filtered(lambda c: c.state == "done" and c.destination_id)[
             :1

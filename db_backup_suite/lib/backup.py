@@ -111,6 +111,10 @@ class BackupRequest:
     work_dir: str | os.PathLike | None = None
     fanout_depth: int = fanout.DEFAULT_DEPTH
     stall_timeout: float = fanout.DEFAULT_STALL_TIMEOUT
+    #: the audit chain's witnessed head when the backup starts
+    #: (``audit_export.lib.witness.latest_head``), kept in the manifest so a
+    #: restore can check the restored chain against it; None: not recorded
+    audit_head: dict | None = None
 
     def destinations(self) -> list[tuple[object, object]]:
         """``(key, sink or config)`` of every destination, in order."""
@@ -358,6 +362,7 @@ def _head_manifest(req: BackupRequest, info: dict, files: list, created_at, key_
         },
         "created_at": mf.iso(created_at),
         "label": req.label,
+        "audit_head": req.audit_head,
         "compression": req.compression,
         "encryption": {
             "mode": "keyring" if req.keyring is not None else "password",

@@ -362,3 +362,19 @@ def list_databases(prefix):
             return [row[0] for row in cr.fetchall()]
     finally:
         conn.close()
+
+
+def audit_head(dbname):
+    """The audit chain's newest witnessed head of ``dbname`` (a dict) or None:
+    backups keep it in their manifest, restores check the chain against it."""
+    from odoo.addons.audit_export.lib import witness
+
+    try:
+        return witness.latest_head(
+            config.get("data_dir"),
+            dbname,
+            directory=config.get("audit_witness_dir") or None,
+        )
+    except Exception:  # the witness is evidence, never a reason to fail a backup
+        _logger.warning("Cannot read the audit witness of %s", dbname, exc_info=True)
+        return None

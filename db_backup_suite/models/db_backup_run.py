@@ -4,6 +4,7 @@ import os
 from datetime import UTC, timedelta
 
 import psycopg2
+from markupsafe import Markup
 
 from odoo import SUPERUSER_ID, api, fields, models
 from odoo.exceptions import AccessError, UserError
@@ -14,6 +15,9 @@ from . import backup_engine
 _logger = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("queued", "running")
+#: runs whose archive is stored at one destination at least (``partial``:
+#: some destinations failed, each copy says why)
+STORED_STATES = ("done", "partial")
 #: bus notification type of a run's progress (static/src/backend)
 BUS_PROGRESS = "db_backup_suite/progress"
 BACKUP_KINDS = ("scheduled", "manual", "pre_restore")
@@ -72,6 +76,7 @@ class DbBackupRun(models.Model):
             ("queued", "Queued"),
             ("running", "Running"),
             ("done", "Done"),
+            ("partial", "Partial"),
             ("failed", "Failed"),
             ("deleted", "Deleted"),
         ],
@@ -419,7 +424,7 @@ class DbBackupRun(models.Model):
         manual), to turn the bytes written so far into an estimated
         percentage; 0 when there is none."""
         self.ensure_one()
-        domain = [("state", "in", ("done", "deleted")), ("size", ">", 0)]
+        domain = [("state", "in", ("done", "partial", "deleted")), ("size", ">", 0)]
         if self.schedule_id:
             domain.append(("schedule_id", "=", self.schedule_id.id))
         last = self.sudo().search(domain, limit=1)
@@ -432,8 +437,30 @@ class DbBackupRun(models.Model):
             raise UserError(self.env._("No active backup destination is configured."))
         dbname = self.env.cr.dbname
         sinks = []
+        # A destination whose settings cannot be used (host key not
+        # confirmed, unreadable credentials) fails alone: the others still
+        # get the archive and the run says why (``unusable``).
+        unusable = []
         for dest in destinations:
-            sinks.append({"destination_id": dest.id, "config": dest._sink_config()})
+            try:
+                config = dest._sink_config()
+            except Exception as exc:  # noqa: BLE001 - reported per destination
+                unusable.append(
+                    {
+                        "destination_id": dest.id,
+                        "destination": dest.name,
+                        "ok": False,
+                        "name": None,
+                        "size": 0,
+                        "error": str(exc) or repr(exc),
+                    }
+                )
+                continue
+            sinks.append({"destination_id": dest.id, "config": config})
+        if not sinks:
+            raise UserError(
+                "\n".join("%s: %s" % (u["destination"], u["error"]) for u in unusable)
+            )
         icp = self.env["ir.config_parameter"].sudo()
         return {
             "action": "backup",
@@ -444,6 +471,8 @@ class DbBackupRun(models.Model):
             "kind": self.kind,
             "tenant": icp.get_param("database.uuid", ""),
             "sinks": sinks,
+            "unusable": unusable,
+            "audit_head": backup_engine.audit_head(dbname),
         }
 
     def _archive_label(self):
@@ -463,6 +492,7 @@ class DbBackupRun(models.Model):
         self.ensure_one()
         try:
             payload = self._backup_payload()
+            unusable = payload.pop("unusable", [])
         except UserError as exc:
             self._finish_failed(str(exc))
             return False
@@ -487,8 +517,11 @@ class DbBackupRun(models.Model):
             message = (error or {}).get("message") or self.env._(
                 "The backup process failed: %(tail)s", tail=stderr[-1000:]
             )
-            self._finish_failed(message)
+            self._finish_failed(
+                message, copies=((error or {}).get("copies") or []) + unusable
+            )
             return False
+        result["copies"] = list(result.get("copies") or []) + unusable
         self._finish_done(result)
         return True
 
@@ -547,7 +580,15 @@ class DbBackupRun(models.Model):
             }
         return result, error, stderr
 
-    def _finish_failed(self, message):
+    def _finish_failed(self, message, copies=None):
+        if copies:  # no destination stored it: each one's reason
+            reasons = "\n".join(
+                "%s: %s" % (c.get("destination") or "?", c.get("error") or "?")
+                for c in copies
+                if not c.get("ok")
+            )
+            if reasons and reasons not in message:
+                message = "%s\n%s" % (message, reasons)
         self._write_detached(
             {
                 "state": "failed",
@@ -573,7 +614,10 @@ class DbBackupRun(models.Model):
         stored = [c for c in copies if c.get("ok")]
         manifest = result.get("manifest") or {}
         vals = {
-            "state": "done" if stored else "failed",
+            # some destinations failed, others hold the archive: partial
+            "state": ("partial" if len(stored) < len(copies) else "done")
+            if stored
+            else "failed",
             "name": result.get("name"),
             "size": result.get("size") or 0,
             "encryption": "encrypted" if result.get("encrypted", True) else "plaintext",
@@ -630,9 +674,12 @@ class DbBackupRun(models.Model):
                         [
                             self.warning,
                             self.env._(
-                                "%(n)s of %(t)s destinations failed:",
+                                "%(n)s of %(t)s destinations failed: %(names)s",
                                 n=len(failed),
                                 t=len(self.copy_ids),
+                                names=", ".join(
+                                    c.destination_name or "?" for c in failed
+                                ),
                             ),
                             lines,
                         ],
@@ -696,9 +743,60 @@ class DbBackupRun(models.Model):
                     "Backup alert %s for run %s: nobody to mail", alert, run.id
                 )
                 continue
-            template.sudo().send_mail(
+            mail_id = template.sudo().send_mail(
                 run.id, email_values={"recipient_ids": [(6, 0, partners.ids)]}
             )
+            reason = (run.error or run.warning or "").strip()
+            if alert == "failed" and reason and mail_id:
+                # a template kept from an older version (noupdate) may not
+                # show the reason of a partial run: the mail always carries it
+                mail = self.env["mail.mail"].sudo().browse(mail_id)
+                if reason.splitlines()[0] not in (mail.body_html or ""):
+                    mail.body_html = Markup("%s<pre>%s</pre>") % (
+                        Markup(mail.body_html or ""),
+                        reason,
+                    )
+
+    # ------------------------------------------------------------------
+    # Leftovers of killed runs
+    # ------------------------------------------------------------------
+    @api.model
+    def _cron_clean_leftovers(self):
+        """Daily: remove what killed backups and restores of this database
+        left at its destinations and on this server (temporary files,
+        incomplete uploads, staging databases), as every backup does at its
+        start. Only names the suite itself makes, and only runs the locks
+        prove dead (``lib/cleanup.py``). Returns the engine's summary."""
+        from odoo.addons.db_backup_suite.lib import cleanup
+
+        dbname = self.env.cr.dbname
+        destinations = self.env["db.backup.destination"].sudo().search([])
+        sinks = []
+        errors = []
+        for dest in destinations:
+            try:
+                sinks.append((dest.id, dest._sink_config()))
+            except Exception as exc:  # unreadable credentials: say so, go on
+                errors.append("%s: %s" % (dest.name, exc))
+        result = cleanup.clean_leftovers(
+            sinks,
+            dbname,
+            pg=backup_engine.pg_params(),
+            data_dir=backup_engine.data_dir(),
+        )
+        summary = result.as_dict()
+        summary["errors"] = list(summary.get("errors") or []) + errors
+        if result.removed or result.failed or summary["errors"]:
+            _logger.info("Leftovers of killed runs of %s: %s", dbname, summary)
+            self.env["audit.event"].log_event(
+                "backup",
+                res_model=self._name,
+                result="failure" if result.failed or summary["errors"] else "success",
+                details={"operation": "cleanup", **summary},
+                message="Leftovers of killed runs: %s removed, %s failed"
+                % (len(result.removed), len(result.failed)),
+            )
+        return summary
 
     # ------------------------------------------------------------------
     # Retention
@@ -714,7 +812,7 @@ class DbBackupRun(models.Model):
         from odoo.addons.db_backup_suite.lib import retention
 
         now = fields.Datetime.now()
-        runs = self.search([("state", "=", "done"), ("name", "!=", False)])
+        runs = self.search([("state", "in", STORED_STATES), ("name", "!=", False)])
         items = [_RetentionItem(run.name, True, run.id) for run in runs]
         doomed_ids = set()
         policies = [
@@ -774,7 +872,7 @@ class DbBackupRun(models.Model):
     def action_open_restore_wizard(self):
         self.ensure_one()
         self._check_restore_access()
-        if self.state != "done":
+        if self.state not in STORED_STATES:
             raise UserError(self.env._("Only a completed backup can be restored."))
         wizard = self.env["db.backup.restore.wizard"].create({"run_id": self.id})
         return wizard._action_open()
@@ -782,7 +880,7 @@ class DbBackupRun(models.Model):
     def action_open_download_wizard(self):
         self.ensure_one()
         self._check_restore_access()
-        if self.state != "done":
+        if self.state not in STORED_STATES:
             raise UserError(self.env._("Only a stored backup can be downloaded."))
         wizard = self.env["db.backup.download.wizard"].create({"run_id": self.id})
         return {
@@ -807,7 +905,7 @@ class DbBackupRun(models.Model):
         """Delete the archives at every destination, keep the row as deleted."""
         self._check_admin_access()
         self.check_access("unlink")
-        self.sudo().filtered(lambda r: r.state == "done")._delete_archives()
+        self.sudo().filtered(lambda r: r.state in STORED_STATES)._delete_archives()
         return True
 
     # ------------------------------------------------------------------
@@ -816,7 +914,7 @@ class DbBackupRun(models.Model):
     @api.model
     def _status_summary(self):
         runs = self.sudo()
-        last_ok = runs.search([("state", "in", ("done", "deleted"))], limit=1)
+        last_ok = runs.search([("state", "in", STORED_STATES + ("deleted",))], limit=1)
         next_runs = (
             self.env["db.backup.schedule"]
             .sudo()

@@ -310,7 +310,7 @@ class DbBackupSchedule(models.Model):
             last_ok = self.env["db.backup.run"].search(
                 [
                     ("schedule_id", "=", schedule.id),
-                    ("state", "in", ("done", "deleted")),
+                    ("state", "in", ("done", "partial", "deleted")),
                 ],
                 limit=1,
                 order="date desc",
@@ -340,7 +340,10 @@ class DbBackupSchedule(models.Model):
     def _last_success(self):
         self.ensure_one()
         return self.env["db.backup.run"].search(
-            [("schedule_id", "=", self.id), ("state", "in", ("done", "deleted"))],
+            [
+                ("schedule_id", "=", self.id),
+                ("state", "in", ("done", "partial", "deleted")),
+            ],
             limit=1,
             order="date desc",
         )

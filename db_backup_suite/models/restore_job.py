@@ -254,6 +254,7 @@ def _pre_restore_backup(job, on_event=None):
         "filestore": os.path.join(job["data_dir"], "filestore", job["database"]),
         "archive_label": "pre-restore",
         "sinks": job["pre_restore_sinks"],
+        "audit_head": backup_engine.audit_head(job["database"]),
     }
     return backup_engine.run_job(payload, on_event=on_event)
 
@@ -369,7 +370,8 @@ def _post_restore(dbname, info, job, pre_restore):
         for (name,) in cr.fetchall():
             cr.execute(SQL("SELECT nextval(%s)", name))
         hook_failures = []
-        call_restore_hooks(env, info, hook_failures)
+        hook_results = {}
+        call_restore_hooks(env, info, hook_failures, results=hook_results)
         if info.get("safety_database"):
             # The engine keeps the replaced database under a safety name; it is
             # listed with the sandboxes and dropped by their expiry cron, which
@@ -402,6 +404,7 @@ def _post_restore(dbname, info, job, pre_restore):
                 "hook_failures": [
                     {"model": model, "error": error} for model, error in hook_failures
                 ],
+                "hooks": hook_results,
             },
             result="failure" if hook_failures else "success",
             message=(
@@ -470,8 +473,11 @@ def _tell_requester(env, job, info, hook_failures):
     )
 
 
-def call_restore_hooks(env, info, failures=None):
+def call_restore_hooks(env, info, failures=None, results=None):
     """Call ``_on_database_restored(info)`` on every model defining it.
+
+    What a hook returns (when not None) is kept in ``results`` (a dict,
+    ``{model_name: result}``) for the restore's audit event.
 
     Each hook runs in its own savepoint: one that fails (even on a database
     error) is rolled back alone and the others, the audit event and the
@@ -486,13 +492,24 @@ def call_restore_hooks(env, info, failures=None):
             continue
         try:
             with env.cr.savepoint():
-                model._on_database_restored(info)
+                result = model._on_database_restored(info)
             called.append(model_name)
+            if results is not None and result is not None:
+                results[model_name] = _jsonable(result)
         except Exception as exc:
             _logger.exception("Restore hook of %s failed", model_name)
             if failures is not None:
                 failures.append((model_name, str(exc)[:500]))
     return called
+
+
+def _jsonable(value):
+    """A hook's result as the audit event's JSON details can hold it."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return str(value)[:1000]
+    return value
 
 
 def _neutralize(dbname):
@@ -623,6 +640,9 @@ def run_job(job):
         target=target,
         database=restored,
         safety_database=result.safety_database,
+        # the witnessed audit head when the backup was taken (audit_export's
+        # hook checks the restored chain against it)
+        audit_head=(getattr(result, "manifest", None) or {}).get("audit_head"),
     )
     try:
         if target == "sandbox":

@@ -14,3 +14,4 @@ from . import (
     test_security_rpc,
     test_tour,
 )
+from . import test_run_states

@@ -160,7 +160,7 @@ class DbBackupDownloadWizard(models.TransientModel):
         self.ensure_one()
         self.env["db.backup.run"]._check_restore_access()
         self._check_own()
-        if self.run_id.sudo().state != "done":
+        if self.run_id.sudo().state not in ("done", "partial"):
             raise UserError(self.env._("Only a stored backup can be downloaded."))
         if not self.sudo().password_sealed:
             raise UserError(self.env._("Type the password (twice) first."))

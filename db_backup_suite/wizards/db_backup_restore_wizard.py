@@ -271,7 +271,7 @@ class DbBackupRestoreWizard(models.TransientModel):
                 if not run:
                     raise UserError(self.env._("This backup does not exist."))
                 run.check_access("read")
-                if run.sudo().state != "done":
+                if run.sudo().state not in ("done", "partial"):
                     raise UserError(
                         self.env._("Only a completed backup can be restored.")
                     )
@@ -684,7 +684,7 @@ class DbBackupRestoreWizard(models.TransientModel):
         if self.state != "draft":
             raise UserError(self.env._("This restore has started already."))
         if self.source == "run":
-            if not self.run_id or self.run_id.sudo().state != "done":
+            if not self.run_id or self.run_id.sudo().state not in ("done", "partial"):
                 raise UserError(self.env._("Only a completed backup can be restored."))
         elif not self.upload_file:
             raise UserError(self.env._("Upload an archive first."))
