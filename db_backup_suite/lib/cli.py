@@ -34,6 +34,21 @@ them at once; a destination that fails or stalls is dropped and the others
 complete. Each destination's outcome is printed; a backup stored at some of
 them only exits with 3 (partial), at none with 1.
 
+Incremental backups (``backup --incremental --to DEST``, one destination,
+the keyring only: a password is refused) store a *snapshot* in a
+deduplicated, encrypted repository at ``DEST/<db>/repo-<uuid>/`` (format:
+docs/repository-format.md); each run uploads only what the destination
+lacks. ``list`` shows snapshots beside archives with the new data each
+added; ``verify``, ``restore``, ``decrypt`` and ``export-odoo-zip`` take a
+snapshot name (``<db>/repo-<uuid>/<db>/<db>_<label>_<stamp>.tar.zst.enc``,
+detected by its ``repo-`` folder, or any name with ``--repository``) exactly
+as an archive name, with the same checks (tenant binding, foreign-archive
+refusal, 0600 outputs); ``prune --repository`` applies the retention rules
+to snapshots then removes the data no kept snapshot needs (garbage
+collection; it waits for a running backup and spares young packs), and
+``verify --repository --from DEST --database DB [--deep | --sample F]``
+checks a whole repository.
+
 What killed runs leave (temp files, ``.part`` files, incomplete multipart
 uploads, staging / scratch databases, filestores and temp dirs) is removed
 at the start of every ``backup``, by ``prune`` and by ``cleanup`` (for a
@@ -64,6 +79,8 @@ from .pgtools import PgParams
 _logger = logging.getLogger("db_backup_suite.cli")
 
 PASSWORD_ENV = "DB_BACKUP_SUITE_PASSWORD"
+#: ``verify --repository``: the fraction of packs read by default
+DEFAULT_SAMPLE = 0.1
 SFTP_PASSWORD_ENV = "DB_BACKUP_SUITE_SFTP_PASSWORD"
 
 #: Exit codes (``main``): see the module docstring.
@@ -220,6 +237,8 @@ def _progress(args):
 def cmd_backup(args):
     from .backup import BackupRequest, run_backup
 
+    if args.incremental:
+        return _backup_incremental(args)
     password = _password(args)
     keyring = None if password else _keyring(args, required=True)
     specs = list(dict.fromkeys(args.to))  # each destination once, in order
@@ -274,6 +293,55 @@ def cmd_backup(args):
     return data
 
 
+def _backup_incremental(args):
+    from . import repository
+    from .backup import BackupRequest
+
+    specs = list(dict.fromkeys(args.to))
+    if len(specs) != 1:
+        raise UsageError(
+            "--incremental writes to ONE destination (its repository): give "
+            "--to once, and run one backup per destination"
+        )
+    if args.password_file or args.password_env:
+        raise UsageError(
+            "--incremental encrypts with the server keyring only: a password "
+            "(--password-file / --password-env) is for full archives; drop "
+            "--incremental for a password-encrypted archive"
+        )
+    keyring = _keyring(args, required=True)
+    req = BackupRequest(
+        database=args.database,
+        sink=parse_destination(specs[0]),
+        data_dir=args.data_dir,
+        filestore=args.filestore,
+        include_filestore=not args.no_filestore,
+        pg=_pg(args),
+        keyring=keyring,
+        label=args.label,
+        level=args.level,
+        threads=args.threads,
+        progress=_progress(args),
+        cleanup=not args.no_cleanup,
+    )
+    result = repository.run_incremental_backup(req)
+    if args.json:
+        return result.as_dict()
+    m = result.manifest
+    print(
+        f"incremental backup done: {result.name} (new data {result.size:,} "
+        f"bytes of {result.logical_size:,} logical, {result.duration:.1f}s)"
+    )
+    print(
+        f"  database {m['database']} (Odoo {m['odoo_version']}, "
+        f"{m['tables']} tables, {m['rows']:,} rows), filestore "
+        f"{m['filestore']['files']} files / {m['filestore']['bytes']:,} bytes"
+    )
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
+    return None
+
+
 def cmd_cleanup(args):
     import tempfile
 
@@ -309,7 +377,41 @@ def _print_cleanup(result, indent=""):
     print(f"{indent}{result.summary()} (evidence of dead runs: {result.evidence})")
 
 
+def _is_snapshot(args) -> bool:
+    name = args.archive or ""
+    return bool(getattr(args, "repository", False)) or (
+        bool(args.source_from) and "/repo-" in name
+    )
+
+
+def _snapshot_sink(args, spec: str):
+    """The snapshots at ``spec`` as read-only archives (closed at exit)."""
+    from . import repository
+
+    if _password(args) is not None:
+        raise UsageError(
+            "a snapshot is read with the keyring, not a password (--password-"
+            "file / --password-env are for password-encrypted archives)"
+        )
+    vs = repository.SnapshotArchiveSink(_sink(spec), _keyring(args, required=True))
+    _to_close(args, vs)
+    return vs
+
+
+def _to_close(args, sink):
+    closers = getattr(args, "_close", None)
+    if closers is None:
+        closers = args._close = []
+    closers.append(sink)
+
+
 def _source_kwargs(args) -> dict:
+    if _is_snapshot(args):
+        if not args.source_from or not args.archive:
+            raise UsageError(
+                "a snapshot is read from --from DEST by its name (see the list command)"
+            )
+        return {"sink": _snapshot_sink(args, args.source_from), "name": args.archive}
     if args.source_from:
         if not args.archive:
             raise UsageError("--from needs the archive name (see the list command)")
@@ -426,9 +528,58 @@ class ForeignArchiveRefused(Exception):
         }
 
 
+def _verify_repository(args):
+    from . import repository
+
+    if not args.source_from or not args.database:
+        raise UsageError(
+            "verify --repository without a snapshot name checks whole "
+            "repositories: give --from DEST and --database DB"
+        )
+    if not 0.0 <= args.sample <= 1.0:
+        raise UsageError("--sample is a fraction between 0 and 1")
+    vs = _snapshot_sink(args, args.source_from)
+    roots = vs.roots(f"{args.database}/")
+    if not roots:
+        raise UsageError(
+            f"no repository of {args.database} at {args.source_from} (an "
+            "incremental backup creates it)"
+        )
+    reports = {}
+    for root in roots:
+        reports[root] = repository.verify_repository(
+            vs.repository(root),
+            sample=1.0 if args.deep else args.sample,
+            deep=args.deep,
+        )
+    if any(not r.ok for r in reports.values()):
+        args.exit_code = EXIT_FAILED
+    if args.json:
+        return {root: r.as_dict() for root, r in reports.items()}
+    for root, r in reports.items():
+        state = "OK" if r.ok else "DAMAGED"
+        print(
+            f"{state}: repository {root}: {r.snapshots} snapshot(s), {r.packs} "
+            f"pack(s), {r.packs_read} read ({'deep' if args.deep else 'sample'}"
+            f"), {r.blobs_checked} blob(s) checked, {r.bytes_read:,} bytes read"
+        )
+        for problem in r.problems:
+            print(f"  problem: {problem}")
+        for snap, problems in r.damaged.items():
+            print(f"  damaged snapshot {snap}: {len(problems)} problem(s)")
+    return None
+
+
 def cmd_verify(args):
     from .verify import VerifyRequest, run_verify
 
+    if args.repository and not args.archive:
+        return _verify_repository(args)
+    if args.deep or args.sample is not None and args.sample != DEFAULT_SAMPLE:
+        raise UsageError(
+            "--deep / --sample check a whole repository: use verify "
+            "--repository --from DEST --database DB"
+        )
     kwargs = _source_kwargs(args)
     result = run_verify(
         VerifyRequest(
@@ -473,10 +624,15 @@ def cmd_verify(args):
 
 def cmd_list(args):
     sink = _sink(args.source_from)
+    warnings = []
     try:
         prefix = f"{args.database}/" if args.database else ""
         rows = []
+        repos = False
         for obj in sink.list(prefix):
+            if "/repo-" in obj.name:
+                repos = True  # a repository's own objects: its snapshots below
+                continue
             parsed = naming.parse_archive_name(obj.name, args.database)
             rows.append(
                 {
@@ -487,15 +643,70 @@ def cmd_list(args):
                     "label": parsed.label if parsed else None,
                     "created_at": parsed.created_at.isoformat() if parsed else None,
                     "encrypted": parsed.encrypted if parsed else None,
+                    "kind": "archive",
                 }
             )
+        if repos:
+            rows.extend(_list_snapshots(args, sink, prefix, warnings))
     finally:
         sink.close()
+    rows.sort(key=lambda r: (r["created_at"] or r["modified"], r["name"]))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         return rows
     for row in rows:
-        print(f"{row['name']}\t{row['size']}\t{row['created_at'] or row['modified']}")
+        extra = ""
+        if row["kind"] == "snapshot":
+            extra = (
+                f"\tsnapshot, new data {row['new_data']:,} bytes of "
+                f"{row['logical_size']:,}"
+            )
+        print(
+            f"{row['name']}\t{row['size']}\t"
+            f"{row['created_at'] or row['modified']}{extra}"
+        )
     return None
+
+
+def _list_snapshots(args, sink, prefix, warnings) -> list[dict]:
+    """The snapshots of the repositories at ``sink`` (the keyring opens
+    them; without one, a warning says they are there)."""
+    from . import repository
+
+    keyring = _keyring(args, required=False)
+    if keyring is None:
+        warnings.append(
+            "this destination holds incremental repositories: give the keyring "
+            "(--keyring or $DB_BACKUP_SUITE_KEYRING_FILE) to list their snapshots"
+        )
+        return []
+    vs = repository.SnapshotArchiveSink(sink, keyring)
+    rows = []
+    for obj in vs.list(prefix):
+        try:
+            info = vs.info(obj.name)
+        except Exception as exc:  # listed, but flagged
+            warnings.append(f"{obj.name}: {exc}")
+            continue
+        rows.append(
+            {
+                "name": obj.name,
+                "size": obj.size,
+                "modified": obj.modified.isoformat(),
+                "database": info["database"],
+                "label": info["label"],
+                "created_at": naming.parse_archive_name(
+                    obj.name
+                ).created_at.isoformat(),
+                "encrypted": True,
+                "kind": "snapshot",
+                "new_data": info["new_data"],
+                "logical_size": info["logical_size"],
+            }
+        )
+    warnings.extend(vs.warnings)
+    return rows
 
 
 def cmd_prune(args):
@@ -511,6 +722,8 @@ def cmd_prune(args):
         max_age_days=args.max_age_days,
         include_manual=args.include_manual,
     )
+    if args.repository:
+        return _prune_repository(args, policy)
     sink = _sink(args.source_from)
     try:
         cleaned = None
@@ -551,6 +764,39 @@ def cmd_prune(args):
     print(
         f"{len(plan.keep)} kept, {len(plan.delete_names)} "
         f"{'to delete (dry run)' if args.dry_run else 'deleted'}"
+    )
+    return None
+
+
+def _prune_repository(args, policy):
+    from . import repository
+
+    keyring = _keyring(args, required=True)
+    sink = _sink(args.source_from)
+    try:
+        result = repository.prune(
+            sink, args.database, keyring, policy, dry_run=args.dry_run
+        )
+    finally:
+        sink.close()
+    if args.json:
+        return result.as_dict()
+    verb = "would forget" if args.dry_run else "forgot"
+    for name in result.forget:
+        print(f"{verb} snapshot {name} ({result.reasons[name]})")
+    for root, gc in result.gc.items():
+        print(
+            f"garbage collection of {root}: {len(gc.deleted_packs)} pack(s) "
+            f"{'to delete' if args.dry_run else 'deleted'}, "
+            f"{len(gc.repacked_packs)} repacked, {gc.freed_bytes:,} bytes "
+            f"{'to free' if args.dry_run else 'freed'}"
+            + (f", {gc.young_packs} young pack(s) spared" if gc.young_packs else "")
+        )
+        for problem in gc.problems:
+            print(f"  problem: {problem}", file=sys.stderr)
+    print(
+        f"{len(result.keep)} snapshot(s) kept, {len(result.forget)} "
+        f"{'to forget (dry run)' if args.dry_run else 'forgotten'}"
     )
     return None
 
@@ -783,6 +1029,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DEST",
         help="destination holding the archive",
     )
+    source.add_argument(
+        "--repository",
+        action="store_true",
+        help="the name is an incremental snapshot at --from (detected anyway "
+        "when its path has a repo-<uuid> folder, as the list command shows "
+        "it); read with the keyring, with the same checks as an archive",
+    )
 
     parser = argparse.ArgumentParser(
         prog="python -m db_backup_suite.lib",
@@ -824,6 +1077,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-cleanup",
         action="store_true",
         help="do not first remove what interrupted runs of this database left",
+    )
+    p.add_argument(
+        "--incremental",
+        action="store_true",
+        help="store a deduplicated snapshot in the destination's repository "
+        "(<db>/repo-<uuid>/) instead of a full archive: only data the "
+        "destination lacks is uploaded. ONE --to, the keyring only (a "
+        "password is refused); --compression does not apply",
     )
     p.set_defaults(func=cmd_backup)
 
@@ -872,8 +1133,10 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         parents=[common, pg, keys, source],
         help="decrypt and check an archive against its manifest",
-        description="Decrypt and check an archive of ANY database the keyring "
-        "opens (read with streamcrypt.ANY_TENANT).",
+        description="Decrypt and check an archive (or a snapshot) of ANY "
+        "database the keyring opens (read with streamcrypt.ANY_TENANT). With "
+        "--repository --from DEST --database DB and no name: check the "
+        "database's whole incremental repository (exit 1 if damaged).",
     )
     p.add_argument(
         "--test-restore",
@@ -888,10 +1151,42 @@ def build_parser() -> argparse.ArgumentParser:
         "against its content address)",
     )
     p.add_argument("--data-dir")
+    p.add_argument(
+        "--database",
+        help="with --repository and no snapshot name: the database whose "
+        "repositories at --from are checked",
+    )
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="with --repository: read and authenticate EVERY pack (every "
+        "blob decrypts and matches its id)",
+    )
+    p.add_argument(
+        "--sample",
+        type=float,
+        default=DEFAULT_SAMPLE,
+        metavar="F",
+        help="with --repository: the fraction of packs read and authenticated "
+        "(default %(default)s); every referenced blob is always checked to be "
+        "indexed and in a pack present with its size",
+    )
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("list", parents=[common], help="list archives")
+    p = sub.add_parser(
+        "list",
+        parents=[common],
+        help="list archives and snapshots",
+        description="List the archives at a destination and the snapshots "
+        "of its incremental repositories (opened with the keyring), each "
+        "snapshot with the new data its run added and its logical size.",
+    )
     p.add_argument("--from", dest="source_from", required=True, metavar="DEST")
+    p.add_argument(
+        "--keyring",
+        help="keyring file, to list snapshots (default: "
+        f"${crypto.ENV_KEYRING_FILE} or ${crypto.ENV_KEYRING})",
+    )
     p.add_argument("--database")
     p.set_defaults(func=cmd_list)
 
@@ -930,6 +1225,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-age-days", type=float)
     p.add_argument("--include-manual", action="store_true")
     p.add_argument("--dry-run", action="store_true")
+    p.add_argument(
+        "--repository",
+        action="store_true",
+        help="apply the policy to the database's incremental snapshots, then "
+        "collect garbage: delete packs no kept snapshot needs and repack "
+        "mostly-garbage ones (waits for a running backup; packs younger than "
+        "the grace period are spared)",
+    )
+    p.add_argument(
+        "--keyring",
+        help="keyring file, for --repository (default: "
+        f"${crypto.ENV_KEYRING_FILE} or ${crypto.ENV_KEYRING})",
+    )
     p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser(
@@ -1003,7 +1311,11 @@ def main(argv=None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        data = args.func(args)
+        try:
+            data = args.func(args)
+        finally:
+            for sink in getattr(args, "_close", ()):
+                sink.close()
     except UsageError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
