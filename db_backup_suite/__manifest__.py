@@ -8,7 +8,14 @@
     "author": "Backup & Compliance Suite",
     "depends": ["base", "mail", "bus", "audit_export"],
     "external_dependencies": {
-        "python": ["boto3", "cryptography", "paramiko", "zstandard", "psycopg2"]
+        "python": [
+            "boto3",
+            "cryptography",
+            "paramiko",
+            "zstandard",
+            "psycopg2",
+            "pyfastcdc",
+        ]
     },
     "data": [
         "security/db_backup_suite_groups.xml",
