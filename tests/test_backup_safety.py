@@ -146,6 +146,30 @@ def test_refused_sandbox_names(name, error):
     assert issubclass(error, SafetyError) and issubclass(error, BackupSuiteError)
 
 
+def test_the_daily_sandbox_name():
+    assert safety.daily_sandbox_name("prod") == "prod-sandbox-daily"
+    assert (
+        safety.check_sandbox_name("prod-sandbox-daily", "prod") == "prod-sandbox-daily"
+    )
+    long_prod = "p" * 63
+    long_daily = safety.daily_sandbox_name(long_prod)
+    assert long_daily.endswith("-sandbox-daily")
+    assert len(long_daily.encode()) <= safety.MAX_SANDBOX_NAME
+    assert safety.check_sandbox_name(long_daily, long_prod) == long_daily
+    # another database's, near misses and dots stay refused
+    for name, owner, error in [
+        ("other-sandbox-daily", "prod", NotSuiteDatabaseError),
+        ("prod-sandbox-dailyx", "prod", NotSuiteDatabaseError),
+        ("prod-sandbox-daily-2", "prod", NotSuiteDatabaseError),
+        ("prod-sandbox-Daily", "prod", NotSuiteDatabaseError),
+        ("prod2-sandbox-daily", "prod", NotSuiteDatabaseError),
+        ("a..b-sandbox-daily", "prod", InvalidDatabaseNameError),
+        ("prod-sandbox-daily", "prod-sandbox-daily", NotSuiteDatabaseError),
+    ]:
+        with pytest.raises(error):
+            safety.check_sandbox_name(name, production_db=owner)
+
+
 def test_template_names_refused_even_in_the_pattern():
     with pytest.raises(NotSuiteDatabaseError):
         safety.check_sandbox_name("postgres", production_db=None)

@@ -64,7 +64,7 @@ DERIVED_SUFFIXES = {
 _PATTERNS = {
     "sandbox": re.compile(
         r"^(?P<base>[a-zA-Z0-9][a-zA-Z0-9_.-]*)"
-        r"(?P<suffix>-sandbox-\d{8}(?:-(?:[2-9]|[1-9]\d+))?)$"
+        r"(?P<suffix>-sandbox-(?:\d{8}(?:-(?:[2-9]|[1-9]\d+))?|daily))$"
     ),
     **{
         kind: re.compile(
@@ -74,6 +74,8 @@ _PATTERNS = {
         for kind, suffix in DERIVED_SUFFIXES.items()
     },
 }
+#: The rolling sandbox of a daily refresh schedule: ``<db>-sandbox-daily``.
+DAILY_SANDBOX_SUFFIX = "-sandbox-daily"
 #: The kinds listed as sandboxes in Odoo (and dropped by their expiry).
 SANDBOX_KINDS = ("sandbox", "safety")
 #: Every kind of database the engine creates.
@@ -125,6 +127,13 @@ def sandbox_name(database: str, day: str, n: int = 1) -> str:
     if not re.fullmatch(r"\d{8}", day) or n < 1:
         raise ValueError("day is YYYYmmdd and n is 1 or more")
     suffix = f"-sandbox-{day}" + (f"-{n}" if n > 1 else "")
+    return database[: MAX_SANDBOX_NAME - len(suffix)] + suffix
+
+
+def daily_sandbox_name(database: str) -> str:
+    """``<db>-sandbox-daily``: the one rolling sandbox a daily refresh
+    schedule replaces (a long ``<db>`` is cut as in :func:`sandbox_name`)."""
+    suffix = DAILY_SANDBOX_SUFFIX
     return database[: MAX_SANDBOX_NAME - len(suffix)] + suffix
 
 

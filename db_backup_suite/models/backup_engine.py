@@ -378,3 +378,25 @@ def audit_head(dbname):
     except Exception:  # the witness is evidence, never a reason to fail a backup
         _logger.warning("Cannot read the audit witness of %s", dbname, exc_info=True)
         return None
+
+
+def rename_sandbox(old, new):
+    """Rename the suite's sandbox ``old`` to ``new`` (both names the suite
+    gives to this server's sandboxes), database and filestore."""
+    from odoo.addons.db_backup_suite.lib import pgtools, safety
+
+    for name in (old, new):
+        safety.check_sandbox_name(name)
+    source = safety.filestore_of(data_dir(), old)
+    target = safety.filestore_of(data_dir(), new)
+    if os.path.lexists(target):
+        raise FileExistsError(f"{target} exists")
+    _close_database(old)
+    conn = pg_params().connect("postgres", autocommit=True)
+    try:
+        with conn.cursor() as cr:
+            pgtools.rename_database(cr, old, new)
+    finally:
+        conn.close()
+    if os.path.isdir(source) and not os.path.islink(source):
+        os.rename(source, target)

@@ -62,6 +62,7 @@ class DbBackupRun(models.Model):
             ("manual", "Manual"),
             ("pre_restore", "Pre-restore"),
             ("found", "Found at destination"),
+            ("sandbox_refresh", "Daily sandbox refresh"),
         ],
         required=True,
         default="manual",
@@ -306,6 +307,7 @@ class DbBackupRun(models.Model):
             # process works: they must be committed first.
             self.env.cr.commit()
         self._run_queued()
+        self.env["db.backup.schedule"]._run_due_refreshes()
         self.env["db.backup.schedule"].search([("active", "=", True)])._check_late()
 
     @api.model
@@ -315,6 +317,8 @@ class DbBackupRun(models.Model):
         queued = self.browse()
         keyring_ok = backup_engine.keyring_status()[0]
         for schedule in self.env["db.backup.schedule"]._due(now):
+            if schedule.kind == "sandbox_refresh":
+                continue  # a restore, not a backup: _run_due_refreshes
             if keyring_ok:
                 run = self._queue_backup(schedule=schedule, kind="scheduled")
                 if not run:
@@ -914,7 +918,13 @@ class DbBackupRun(models.Model):
     @api.model
     def _status_summary(self):
         runs = self.sudo()
-        last_ok = runs.search([("state", "in", STORED_STATES + ("deleted",))], limit=1)
+        last_ok = runs.search(
+            [
+                ("state", "in", STORED_STATES + ("deleted",)),
+                ("kind", "!=", "sandbox_refresh"),
+            ],
+            limit=1,
+        )
         next_runs = (
             self.env["db.backup.schedule"]
             .sudo()
@@ -930,6 +940,14 @@ class DbBackupRun(models.Model):
             "last_ok": last_ok,
             "next_run": next_runs.next_run,
             "next_schedule": next_runs,
+            # the newest proof that an archive restores (daily sandbox refresh)
+            "last_proven_restorable": max(
+                self.env["db.backup.schedule"]
+                .sudo()
+                .search([("last_proven_restorable", "!=", False)])
+                .mapped("last_proven_restorable"),
+                default=False,
+            ),
             "problems": problems,
             "recent_count": len(recent),
         }

@@ -1,4 +1,5 @@
 import calendar
+import logging
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -6,6 +7,10 @@ from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 from odoo.addons.base.models.res_partner import _tz_get
+
+from . import backup_engine
+
+_logger = logging.getLogger(__name__)
 
 FREQUENCIES = [
     ("hourly", "Every hour"),
@@ -105,12 +110,41 @@ class DbBackupSchedule(models.Model):
     _order = "sequence, id"
     # When the next backup runs and whether the late alert went out are the
     # scheduler's; the runs are the engine's.
-    _server_owned_fields = ("last_run", "next_run", "late_alert_sent", "run_ids")
+    _server_owned_fields = (
+        "last_run",
+        "next_run",
+        "late_alert_sent",
+        "run_ids",
+        "last_proven_restorable",
+        "sandbox_id",
+    )
 
     name = fields.Char(
         string="Label", help="Shown in the Frequency column; defaults to the frequency."
     )
     active = fields.Boolean(default=True)
+    kind = fields.Selection(
+        [("backup", "Backup"), ("sandbox_refresh", "Daily sandbox refresh")],
+        required=True,
+        default="backup",
+        help="Daily sandbox refresh: every day at the schedule's hour, the newest "
+        "archive of this database is restored (verified, neutralized) into the "
+        "rolling sandbox <database>-sandbox-daily, replacing yesterday's once "
+        "today's succeeded; each refresh proves the archive restorable.",
+    )
+    last_proven_restorable = fields.Datetime(
+        readonly=True,
+        copy=False,
+        help="When an archive of this schedule's database was last restored "
+        "successfully (daily sandbox refresh).",
+    )
+    sandbox_id = fields.Many2one(
+        "db.backup.sandbox",
+        string="Current daily sandbox",
+        readonly=True,
+        copy=False,
+        ondelete="set null",
+    )
     sequence = fields.Integer(default=10)
     frequency = fields.Selection(FREQUENCIES, required=True, default="24h")
     hour = fields.Integer(
@@ -215,9 +249,17 @@ class DbBackupSchedule(models.Model):
 
     def write(self, vals):
         result = super().write(vals)
-        if {"frequency", "hour", "company_id", "company_tz", "active"} & set(vals):
+        if {"frequency", "hour", "company_id", "company_tz", "active", "kind"} & set(
+            vals
+        ):
             self._reschedule()
-        if not set(vals) <= {"last_run", "next_run", "late_alert_sent"}:
+        if not set(vals) <= {
+            "last_run",
+            "next_run",
+            "late_alert_sent",
+            "last_proven_restorable",
+            "sandbox_id",
+        }:
             self._log_settings("write", sorted(vals))
         return result
 
@@ -237,7 +279,7 @@ class DbBackupSchedule(models.Model):
     def _compute_next_run(self, now=None):
         self.ensure_one()
         return next_run_after(
-            self.frequency,
+            "24h" if self.kind == "sandbox_refresh" else self.frequency,
             self.hour,
             self.tz,
             now or fields.Datetime.now(),
@@ -347,3 +389,193 @@ class DbBackupSchedule(models.Model):
             limit=1,
             order="date desc",
         )
+
+    # ------------------------------------------------------------------
+    # Daily sandbox refresh
+    # ------------------------------------------------------------------
+    @api.model
+    def _run_due_refreshes(self, now=None):
+        """Refresh the daily sandbox of every due refresh schedule."""
+        now = now or fields.Datetime.now()
+        runs = self.env["db.backup.run"]
+        for schedule in self._due(now).filtered(lambda s: s.kind == "sandbox_refresh"):
+            schedule.sudo().write({"last_run": now})
+            schedule._reschedule(now)
+            runs |= schedule.sudo()._refresh_daily_sandbox(now)
+        return runs
+
+    def _newest_archive(self):
+        """The newest stored run of this database and a stored copy of it
+        (at one of the schedule's destinations when it has some)."""
+        self.ensure_one()
+        Run = self.env["db.backup.run"].sudo()
+        runs = Run.search(
+            [
+                ("state", "in", ("done", "partial")),
+                ("name", "!=", False),
+                ("kind", "!=", "sandbox_refresh"),
+                ("database", "=", self.env.cr.dbname),
+            ],
+            order="archive_created_at desc, id desc",
+        )
+        for run in runs:
+            copies = run.copy_ids.filtered(
+                lambda c: (
+                    c.state == "done" and c.destination_id and c.destination_id.active
+                )
+            )
+            preferred = copies.filtered(
+                lambda c: c.destination_id in self.destination_ids
+            )
+            copy = (preferred or copies)[:1]
+            if copy:
+                return run, copy
+        return Run.browse(), self.env["db.backup.copy"]
+
+    def _refresh_daily_sandbox(self, now=None):
+        """Restore the newest archive into a new sandbox, through the same
+        verified pipeline as the sandbox wizard (the engine verifies the
+        archive and the row counts, the copy is neutralized and marked);
+        only when it succeeded, drop yesterday's daily sandbox (the guarded
+        drop: the name and the marker) and give the new one its name
+        ``<db>-sandbox-daily``. A failure leaves yesterday's sandbox, fails
+        the run and alerts like a failed backup. Returns the run."""
+        self.ensure_one()
+        from odoo.addons.db_backup_suite.lib import safety
+
+        from . import restore_job
+
+        now = now or fields.Datetime.now()
+        dbname = self.env.cr.dbname
+        Run = self.env["db.backup.run"].sudo()
+        Sandbox = self.env["db.backup.sandbox"].sudo()
+        run = Run.create(
+            {
+                "kind": "sandbox_refresh",
+                "label": "sandbox",
+                "schedule_id": self.id,
+                "state": "running",
+                "started_at": now,
+            }
+        )
+        source_run, copy = self._newest_archive()
+        if not copy:
+            run._finish_failed(
+                self.env._("No stored archive of %(db)s to restore.", db=dbname)
+            )
+            return run
+        daily_name = safety.daily_sandbox_name(dbname)
+        # until the next refresh, plus a day
+        expires = self._compute_next_run(now) + timedelta(days=1)
+        sandbox = Sandbox.create(
+            {
+                "name": Sandbox._unique_name(dbname),
+                "run_id": source_run.id,
+                "archive_name": source_run.name,
+                "expires_at": expires,
+            }
+        )
+        job = {
+            "database": dbname,
+            "target": "sandbox",
+            "requested_by": "Daily sandbox refresh (%s)" % self._label(),
+            "archive_name": source_run.name,
+            "archive_created_at": fields.Datetime.to_string(
+                source_run.archive_created_at
+            )
+            if source_run.archive_created_at
+            else None,
+            "pre_restore_sinks": [],
+            "db": backup_engine.db_params(dbname),
+            "data_dir": backup_engine.data_dir(),
+            "expected_uuid": self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("database.uuid"),
+            "sandbox_name": sandbox.name,
+            "sandbox_id": sandbox.id,
+            "sandbox_marker": sandbox.marker,
+        }
+        try:
+            job["source"] = {
+                "sink": copy.destination_id.sudo()._sink_config(),
+                "name": copy.object_name,
+            }
+            if not self.env.registry.in_test_mode():
+                # the restore reads the sandbox row from its own cursors
+                self.env.cr.commit()  # noqa: B012
+            outcome = restore_job.run_job(job)
+        except Exception as exc:  # noqa: BLE001 - reported on the run
+            _logger.exception("Daily sandbox refresh of %s failed", dbname)
+            outcome = {"ok": False, "message": str(exc) or repr(exc)}
+        sandbox.invalidate_recordset()
+        if not outcome.get("ok"):
+            run._finish_failed(
+                self.env._(
+                    "Daily sandbox refresh from %(file)s failed; yesterday's "
+                    "sandbox is kept: %(reason)s",
+                    file=source_run.name,
+                    reason=outcome.get("message"),
+                )
+            )
+            return run
+        # Today's works: yesterday's goes (guarded drop), today's takes the name.
+        warnings = []
+        previous = Sandbox.search(
+            [("name", "=", daily_name), ("state", "in", ("ready", "failed"))]
+        )
+        failures = previous._drop() if previous else []
+        if failures or backup_engine.database_exists(daily_name):
+            warnings.append(
+                self.env._(
+                    "Yesterday's sandbox %(name)s could not be dropped (%(why)s); "
+                    "today's is %(new)s.",
+                    name=daily_name,
+                    why="; ".join(reason for _s, reason in failures)
+                    or self.env._("a database of that name exists"),
+                    new=sandbox.name,
+                )
+            )
+        else:
+            try:
+                backup_engine.rename_sandbox(sandbox.name, daily_name)
+                sandbox.write({"name": daily_name})
+            except Exception as exc:  # noqa: BLE001 - today's copy is usable
+                _logger.exception("Cannot rename %s", sandbox.name)
+                warnings.append(
+                    self.env._(
+                        "Today's sandbox kept its name %(new)s: %(why)s",
+                        new=sandbox.name,
+                        why=exc,
+                    )
+                )
+        self.sudo().write({"last_proven_restorable": now, "sandbox_id": sandbox.id})
+        done = self.env._(
+            "Sandbox %(name)s refreshed from %(file)s",
+            name=sandbox.name,
+            file=source_run.name,
+        )
+        run._write_detached(
+            {
+                "state": "done",
+                "finished_at": fields.Datetime.now(),
+                "progress": 100.0,
+                # what it did, in the Step column; a warning only when any
+                "progress_message": done[:200],
+                "archive_created_at": source_run.archive_created_at,
+                "warning": "\n".join(warnings) or False,
+            }
+        )
+        self.env["audit.event"].log_event(
+            "sandbox",
+            record=sandbox,
+            details={
+                "operation": "daily_refresh",
+                "database": sandbox.name,
+                "archive": source_run.name,
+                "dropped": previous.filtered(lambda s: s.state == "dropped").mapped(
+                    "name"
+                ),
+            },
+            message="Daily sandbox refreshed from %s" % source_run.name,
+        )
+        return run

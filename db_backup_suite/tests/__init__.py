@@ -2,6 +2,7 @@ from . import (
     test_access,
     test_backup_now,
     test_backup_screens,
+    test_daily_sandbox,
     test_destination,
     test_emergency_restore,
     test_offsite,
@@ -10,8 +11,8 @@ from . import (
     test_restore_reapplies_erasures,
     test_retention,
     test_role_tours,
+    test_run_states,
     test_schedule,
     test_security_rpc,
     test_tour,
 )
-from . import test_run_states

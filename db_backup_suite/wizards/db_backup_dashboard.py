@@ -39,6 +39,9 @@ class DbBackupDashboard(models.TransientModel):
         string="Next scheduled backup", compute="_compute_status"
     )
     next_schedule = fields.Char(string="Schedule", compute="_compute_status")
+    last_proven_restorable = fields.Datetime(
+        string="Last proven restorable", compute="_compute_status"
+    )
     problem_count = fields.Integer(compute="_compute_status")
     # Two lists of runs: each its own relation name, or the ORM would keep
     # them equal as if they were one relation.
@@ -103,6 +106,7 @@ class DbBackupDashboard(models.TransientModel):
             dashboard.last_success_date = status["last_ok"].date
             dashboard.last_success_size = status["last_ok"].size_display
             dashboard.next_run = status["next_run"]
+            dashboard.last_proven_restorable = status.get("last_proven_restorable")
             dashboard.next_schedule = status["next_schedule"].display_name or False
             dashboard.problem_count = len(status["problems"])
             dashboard.problem_ids = status["problems"]
