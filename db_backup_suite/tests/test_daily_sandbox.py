@@ -104,6 +104,20 @@ class TestDailySandbox(BackupCase):
         self.assertEqual(str(neutralized).lower(), "true")
         sandbox1 = schedule.sandbox_id
         self.assertEqual((sandbox1.name, sandbox1.state), (self.daily, "ready"))
+        # the restore's audit event (in the sandbox) keeps what the hooks said
+        conn = backup_engine.pg_params().connect(self.daily)
+        try:
+            with conn.cursor() as cr:
+                cr.execute(
+                    "SELECT details FROM audit_event WHERE action = 'sandbox' "
+                    "AND details->>'operation' = 'restored' ORDER BY id DESC LIMIT 1"
+                )
+                details = cr.fetchone()[0]
+        finally:
+            conn.close()
+        self.assertIn("hooks", details)
+        self.assertIsInstance(details["hooks"], dict)
+        self.assertEqual(details["archive"], first.name)
         self.assertEqual(
             backup_engine.sandbox_marker_of(self.daily), sandbox1.sudo().marker
         )
