@@ -11,6 +11,7 @@ from lxml import etree
 
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import new_test_user, tagged
+from odoo.tools import mute_logger
 
 from ..models.data_export_job import BUS_UPDATE
 from .common import ExportCase
@@ -351,6 +352,8 @@ class TestExportBugs(ExportCase):
             patch.object(
                 type(failing), "_write_table", side_effect=RuntimeError("disk full")
             ),
+            # the failure is logged with its traceback, as it should be
+            mute_logger("odoo.addons.data_export_suite.models.data_export_job"),
         ):
             self.env["data.export.job"].sudo()._cron_run_queued_jobs()
         self.assertEqual(failing.state, "failed")
