@@ -318,6 +318,24 @@ class DbBackupSchedule(models.Model):
         self.ensure_one()
         self.env["db.backup.run"]._check_admin_access()
         self.check_access("write")
+        if self.kind == "sandbox_refresh":
+            # a restore that takes a while: the backup cron runs it now
+            super(DbBackupSchedule, self.sudo()).write(
+                {"next_run": fields.Datetime.now()}
+            )
+            self.env.ref("db_backup_suite.ir_cron_db_backup_process").sudo()._trigger()
+            return {
+                "type": "ir.actions.client",
+                "tag": "display_notification",
+                "params": {
+                    "title": self.env._("Run now: %(name)s", name=self.display_name),
+                    "message": self.env._(
+                        "The daily sandbox refresh starts in the background."
+                    ),
+                    "type": "success",
+                    "sticky": False,
+                },
+            }
         self.env["db.backup.run"]._check_destinations(schedule=self)
         run = (
             self.env["db.backup.run"]
@@ -359,7 +377,11 @@ class DbBackupSchedule(models.Model):
             )
             reference = last_ok.date or schedule.create_date
             deadline = (
-                reference + FREQUENCY_INTERVALS[schedule.frequency] + timedelta(hours=2)
+                reference
+                + FREQUENCY_INTERVALS[
+                    "24h" if schedule.kind == "sandbox_refresh" else schedule.frequency
+                ]
+                + timedelta(hours=2)
             )
             if deadline >= now:
                 continue

@@ -181,3 +181,18 @@ class TestDailySandbox(BackupCase):
         self.assertEqual(len(alert), 1)
         self.assertIn("yesterday", alert.body_html)
         self.assertGreater(self.env["mail.mail"].search_count([]), mails_before)
+
+    def test_run_now_asks_the_cron_for_a_refresh_not_a_backup(self):
+        schedule = self._schedule()
+        runs_before = self.env["db.backup.run"].search_count([])
+        with freeze_time("2026-12-01 01:30:00"):
+            schedule.action_run_now()
+        self.assertEqual(schedule.next_run, datetime(2026, 12, 1, 1, 30))
+        # nothing queued as a backup
+        self.assertEqual(self.env["db.backup.run"].search_count([]), runs_before)
+        self.assertEqual(
+            self.env["db.backup.run"]._queue_due_schedules(
+                now=datetime(2026, 12, 1, 1, 31)
+            ),
+            self.env["db.backup.run"],
+        )
