@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
+from odoo.modules.registry import Registry
 from odoo.tools import SQL, config
 from odoo.tools.pdf import OdooPdfFileReader, OdooPdfFileWriter
 
@@ -1545,11 +1546,35 @@ class DsrRequest(models.Model):
             else:
                 cache[CERTIFICATE_MARK] = previous
 
+    def _report_server_reachable(self):
+        """Whether wkhtmltopdf's requests back to this server can be served.
+
+        They need the registry lock: while the registry loads (tests run at
+        install) or another thread holds it, they would wait for ever and
+        so would the rendering. Only asked under tests: in production the
+        registry is loaded and the lock is free."""
+        if self.env.registry.in_test_mode():
+            return True  # HttpCase: requests share the test cursor
+        if not self.env.registry.ready:
+            return False
+        lock = Registry._lock
+        if not lock.acquire(blocking=False):
+            return False
+        lock.release()
+        return True
+
     def _render_certificate_pdf(self, payload):
         """The certificate rendered by Odoo's report engine from the signed
         JSON just stored, with that JSON embedded in the PDF (bytes, or
         ``None`` when the PDF engine is missing: the JSON and HTML stay)."""
         self.ensure_one()
+        if config["test_enable"] and not self._report_server_reachable():
+            _logger.warning(
+                "DSR %s: no certificate PDF: this server cannot serve the "
+                "report's assets now (registry loading)",
+                self.name,
+            )
+            return None
         report = (
             self.env["ir.actions.report"]
             .sudo()
