@@ -5,6 +5,5 @@ from pathlib import Path
 
 _FIXTURES = Path(__file__).parent / "tests" / "fixtures"
 pytest_plugins = [
-    f"tests.fixtures.{module.name}"
-    for module in pkgutil.iter_modules([str(_FIXTURES)])
+    f"tests.fixtures.{module.name}" for module in pkgutil.iter_modules([str(_FIXTURES)])
 ]

@@ -199,7 +199,7 @@ def main(argv=None):
     parser.add_argument("--updates", type=int, default=10_000)
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     args = parser.parse_args(argv)
-    import odoo  # noqa: PLC0415 - only needed to locate Odoo's addons
+    import odoo
 
     odoo_addons = str(Path(odoo.__file__).resolve().parent.parent / "addons")
     workdir = tempfile.mkdtemp(prefix="h10-bench-")

@@ -40,12 +40,17 @@ REPO = Path(__file__).resolve().parent.parent
 FIELDS = ["name", "email", "phone", "street", "city", "zip", "country_id"]
 IN_PROCESS = ("native_export_data", "ours_csv", "ours_xlsx")
 HTTP = ("native_http_csv", "native_http_xlsx")
-ALL_METHODS = ("native_export_data", "native_http_csv", "native_http_xlsx",
-               "ours_csv", "ours_xlsx")
+ALL_METHODS = (
+    "native_export_data",
+    "native_http_csv",
+    "native_http_xlsx",
+    "ours_csv",
+    "ours_xlsx",
+)
 
 
 def odoo_root():
-    import odoo  # noqa: PLC0415 - the parent only needs Odoo's path
+    import odoo
 
     return Path(odoo.__file__).resolve().parent.parent
 
@@ -59,14 +64,34 @@ def addons_path():
 
 
 def db_args(args):
-    return ["--db_host", args.db_host, "--db_port", str(args.db_port),
-            "--db_user", args.db_user]
+    return [
+        "--db_host",
+        args.db_host,
+        "--db_port",
+        str(args.db_port),
+        "--db_user",
+        args.db_user,
+    ]
 
 
 def psql(args, sql):
     subprocess.run(
-        ["psql", "-h", args.db_host, "-p", str(args.db_port), "-U", args.db_user,
-         "-d", args.database, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+        [
+            "psql",
+            "-h",
+            args.db_host,
+            "-p",
+            str(args.db_port),
+            "-U",
+            args.db_user,
+            "-d",
+            args.database,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            sql,
+        ],
         check=True,
     )
 
@@ -81,14 +106,33 @@ def free_port():
 # Set-up
 # ----------------------------------------------------------------------
 def install(args, data_dir):
-    print(f"bench: installing base + data_export_suite into {args.database}",
-          flush=True)
+    print(
+        f"bench: installing base + data_export_suite into {args.database}", flush=True
+    )
     subprocess.run(
-        [sys.executable, "-m", "odoo", "-d", args.database, *db_args(args),
-         "--addons-path", addons_path(), "--data-dir", data_dir,
-         "-i", "data_export_suite", "--without-demo", "all",
-         "--stop-after-init", "--max-cron-threads", "0", "--log-level", "warn"],
-        check=True, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "odoo",
+            "-d",
+            args.database,
+            *db_args(args),
+            "--addons-path",
+            addons_path(),
+            "--data-dir",
+            data_dir,
+            "-i",
+            "data_export_suite",
+            "--without-demo",
+            "all",
+            "--stop-after-init",
+            "--max-cron-threads",
+            "0",
+            "--log-level",
+            "warn",
+        ],
+        check=True,
+        cwd=REPO,
     )
 
 
@@ -112,20 +156,32 @@ def add_partners(args, count):
     started = time.monotonic()
     psql(args, sql)
     psql(args, "ANALYZE res_partner")
-    print(f"bench: inserted {count} partners in {time.monotonic() - started:.1f}s",
-          flush=True)
+    print(
+        f"bench: inserted {count} partners in {time.monotonic() - started:.1f}s",
+        flush=True,
+    )
 
 
 # ----------------------------------------------------------------------
 # In-process measurements (child process)
 # ----------------------------------------------------------------------
 def child(args):
-    import odoo  # noqa: PLC0415 - child process only
-    from odoo.tools import config  # noqa: PLC0415
+    import odoo
+    from odoo.tools import config
 
-    config.parse_config(["-d", args.database, *db_args(args),
-                         "--addons-path", addons_path(),
-                         "--data-dir", args.data_dir, "--log-level", "warn"])
+    config.parse_config(
+        [
+            "-d",
+            args.database,
+            *db_args(args),
+            "--addons-path",
+            addons_path(),
+            "--data-dir",
+            args.data_dir,
+            "--log-level",
+            "warn",
+        ]
+    )
     registry = odoo.modules.registry.Registry(args.database)
     result = {}
     with registry.cursor() as cr:
@@ -135,21 +191,24 @@ def child(args):
         result["idle_rss_mb"] = rss_mb()
         started = time.monotonic()
         if args.child == "native_export_data":
-            from odoo.addons.web.controllers.export import (  # noqa: PLC0415
+            from odoo.addons.web.controllers.export import (
                 CSVExport,
             )
 
             records = env["res.partner"].search([])
             rows = records.export_data(FIELDS).get("datas", [])
-            payload = CSVExport().from_data(
-                [{"name": f} for f in FIELDS], FIELDS, rows)
+            payload = CSVExport().from_data([{"name": f} for f in FIELDS], FIELDS, rows)
             result["bytes"] = len(payload.encode())
         else:
             fmt = args.child.split("_", 1)[1]
-            job = env["data.export.job"].create({
-                "model_name": "res.partner", "domain": "[]",
-                "field_paths": "\n".join(FIELDS), "export_format": fmt,
-            })
+            job = env["data.export.job"].create(
+                {
+                    "model_name": "res.partner",
+                    "domain": "[]",
+                    "field_paths": "\n".join(FIELDS),
+                    "export_format": fmt,
+                }
+            )
             job._execute(background=False)
             result["bytes"] = job.file_size
             assert job.records_done == count, (job.records_done, count)
@@ -165,9 +224,22 @@ def rss_mb():
 
 
 def run_child(args, method):
-    cmd = [sys.executable, __file__, "--child", method, "--database", args.database,
-           "--data-dir", args.data_dir, "--db-host", args.db_host,
-           "--db-port", str(args.db_port), "--db-user", args.db_user]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        method,
+        "--database",
+        args.database,
+        "--data-dir",
+        args.data_dir,
+        "--db-host",
+        args.db_host,
+        "--db-port",
+        str(args.db_port),
+        "--db-user",
+        args.db_user,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -198,17 +270,42 @@ def server_error(log_path):
 
 
 def run_http(args, method):
-    import requests  # noqa: PLC0415 - only the HTTP methods need it
+    import requests
 
     port = free_port()
     log_path = os.path.join(args.data_dir, f"server-{method}.log")
     server = subprocess.Popen(
-        [sys.executable, "-m", "odoo", "-d", args.database, *db_args(args),
-         "--addons-path", addons_path(), "--data-dir", args.data_dir,
-         "--db-filter", f"^{args.database}$", "--http-interface", "127.0.0.1",
-         "--http-port", str(port), "--max-cron-threads", "0", "--workers", "0",
-         "--log-level", "warn", "--limit-time-real", "0", "--logfile", log_path],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "odoo",
+            "-d",
+            args.database,
+            *db_args(args),
+            "--addons-path",
+            addons_path(),
+            "--data-dir",
+            args.data_dir,
+            "--db-filter",
+            f"^{args.database}$",
+            "--http-interface",
+            "127.0.0.1",
+            "--http-port",
+            str(port),
+            "--max-cron-threads",
+            "0",
+            "--workers",
+            "0",
+            "--log-level",
+            "warn",
+            "--limit-time-real",
+            "0",
+            "--logfile",
+            log_path,
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -223,34 +320,53 @@ def run_http(args, method):
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError("the Odoo server did not start")
             time.sleep(0.5)
-        login = session.post(f"{base}/web/session/authenticate", json={
-            "jsonrpc": "2.0", "params": {
-                "db": args.database, "login": "admin", "password": "admin"}},
-            timeout=60).json()
+        login = session.post(
+            f"{base}/web/session/authenticate",
+            json={
+                "jsonrpc": "2.0",
+                "params": {"db": args.database, "login": "admin", "password": "admin"},
+            },
+            timeout=60,
+        ).json()
         if "error" in login:
             raise RuntimeError(f"login failed: {login['error']}")
         page = session.get(f"{base}/odoo", timeout=120).text
         token = re.search(r'csrf_token: "([^"]+)"', page).group(1)
         idle = proc_status_mb(server.pid, "VmRSS")
         fmt = method.rsplit("_", 1)[1]
-        data = json.dumps({
-            "model": "res.partner",
-            "fields": [{"name": f, "label": f} for f in FIELDS],
-            "ids": False, "domain": [], "import_compat": False,
-            "context": {"lang": "en_US"},
-        })
+        data = json.dumps(
+            {
+                "model": "res.partner",
+                "fields": [{"name": f, "label": f} for f in FIELDS],
+                "ids": False,
+                "domain": [],
+                "import_compat": False,
+                "context": {"lang": "en_US"},
+            }
+        )
         started = time.monotonic()
-        response = session.post(f"{base}/web/export/{fmt}",
-                                data={"data": data, "csrf_token": token},
-                                stream=True, timeout=3600)
+        response = session.post(
+            f"{base}/web/export/{fmt}",
+            data={"data": data, "csrf_token": token},
+            stream=True,
+            timeout=3600,
+        )
         size = sum(len(chunk) for chunk in response.iter_content(1 << 20))
         seconds = time.monotonic() - started
         if response.status_code != 200:
-            return {"seconds": seconds, "bytes": size, "idle_rss_mb": idle,
-                    "peak_rss_mb": proc_status_mb(server.pid, "VmHWM"),
-                    "error": f"HTTP {response.status_code}: {server_error(log_path)}"}
-        return {"seconds": seconds, "bytes": size, "idle_rss_mb": idle,
-                "peak_rss_mb": proc_status_mb(server.pid, "VmHWM")}
+            return {
+                "seconds": seconds,
+                "bytes": size,
+                "idle_rss_mb": idle,
+                "peak_rss_mb": proc_status_mb(server.pid, "VmHWM"),
+                "error": f"HTTP {response.status_code}: {server_error(log_path)}",
+            }
+        return {
+            "seconds": seconds,
+            "bytes": size,
+            "idle_rss_mb": idle,
+            "peak_rss_mb": proc_status_mb(server.pid, "VmHWM"),
+        }
     finally:
         server.terminate()
         try:
@@ -263,8 +379,11 @@ def run_http(args, method):
 # ----------------------------------------------------------------------
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="100000",
-                        help="comma separated partner counts (e.g. 100000,1000000)")
+    parser.add_argument(
+        "--sizes",
+        default="100000",
+        help="comma separated partner counts (e.g. 100000,1000000)",
+    )
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
     parser.add_argument("--database", default=f"h6_bench_{os.getpid()}")
     parser.add_argument("--keep", action="store_true", help="keep the database")
@@ -282,7 +401,7 @@ def main(argv=None):
         "DB_BACKUP_SUITE_KEYRING_FILE"
     ):
         sys.path.insert(0, str(REPO))
-        from audit_export.lib.keyring import generate_key_line  # noqa: PLC0415
+        from audit_export.lib.keyring import generate_key_line
 
         os.environ["DB_BACKUP_SUITE_KEYRING"] = generate_key_line("bench")
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
@@ -302,24 +421,42 @@ def main(argv=None):
             inserted = size
             for method in methods:
                 print(f"bench: {size} partners, {method} ...", flush=True)
-                res = (run_http(args, method) if method in HTTP
-                       else run_child(args, method))
+                res = (
+                    run_http(args, method)
+                    if method in HTTP
+                    else run_child(args, method)
+                )
                 res.update(size=size, method=method)
                 results.append(res)
                 if res.get("error"):
-                    print(f"bench:   FAILED after {res['seconds']:.1f}s "
-                          f"(peak {res['peak_rss_mb']:.0f} MB): {res['error']}",
-                          flush=True)
+                    print(
+                        f"bench:   FAILED after {res['seconds']:.1f}s "
+                        f"(peak {res['peak_rss_mb']:.0f} MB): {res['error']}",
+                        flush=True,
+                    )
                     continue
-                print(f"bench:   {res['seconds']:.1f}s, "
-                      f"peak {res['peak_rss_mb']:.0f} MB"
-                      f" (idle {res['idle_rss_mb']:.0f} MB), {res['bytes']} bytes",
-                      flush=True)
+                print(
+                    f"bench:   {res['seconds']:.1f}s, "
+                    f"peak {res['peak_rss_mb']:.0f} MB"
+                    f" (idle {res['idle_rss_mb']:.0f} MB), {res['bytes']} bytes",
+                    flush=True,
+                )
     finally:
         if not args.keep:
-            subprocess.run(["dropdb", "--if-exists", "-h", args.db_host, "-p",
-                            str(args.db_port), "-U", args.db_user, args.database],
-                           check=False)
+            subprocess.run(
+                [
+                    "dropdb",
+                    "--if-exists",
+                    "-h",
+                    args.db_host,
+                    "-p",
+                    str(args.db_port),
+                    "-U",
+                    args.db_user,
+                    args.database,
+                ],
+                check=False,
+            )
             if own_data_dir:
                 shutil.rmtree(args.data_dir, ignore_errors=True)
     print_table(results)
@@ -331,12 +468,16 @@ def print_table(results):
     print("|---:|---|---:|---:|---:|---:|")
     for r in results:
         if r.get("error"):
-            print(f"| {r['size']:,} | {r['method']} | failed after "
-                  f"{r['seconds']:.1f} s: {r['error'][:80]} | "
-                  f"{r['peak_rss_mb']:.0f} | {r['idle_rss_mb']:.0f} | - |")
+            print(
+                f"| {r['size']:,} | {r['method']} | failed after "
+                f"{r['seconds']:.1f} s: {r['error'][:80]} | "
+                f"{r['peak_rss_mb']:.0f} | {r['idle_rss_mb']:.0f} | - |"
+            )
             continue
-        print(f"| {r['size']:,} | {r['method']} | {r['seconds']:.1f} | "
-              f"{r['peak_rss_mb']:.0f} | {r['idle_rss_mb']:.0f} | {r['bytes']:,} |")
+        print(
+            f"| {r['size']:,} | {r['method']} | {r['seconds']:.1f} | "
+            f"{r['peak_rss_mb']:.0f} | {r['idle_rss_mb']:.0f} | {r['bytes']:,} |"
+        )
     by = {(r["size"], r["method"]): r for r in results}
     for size in sorted({r["size"] for r in results}):
         for fmt in ("csv", "xlsx"):
@@ -344,20 +485,26 @@ def print_table(results):
             native = by.get((size, f"native_http_{fmt}"))
             rows = by.get((size, "native_export_data"))
             if fmt == "csv" and ours and rows:
-                print(f"{size:,} csv: ours is "
-                      f"{rows['seconds'] / ours['seconds']:.1f}x faster than "
-                      "export_data + CSV from_data in-process")
+                print(
+                    f"{size:,} csv: ours is "
+                    f"{rows['seconds'] / ours['seconds']:.1f}x faster than "
+                    "export_data + CSV from_data in-process"
+                )
             if ours and native and not native.get("error"):
                 ratio = native["seconds"] / ours["seconds"]
-                print(f"{size:,} {fmt}: ours is {ratio:.1f}x faster than "
-                      f"/web/export/{fmt}")
+                print(
+                    f"{size:,} {fmt}: ours is {ratio:.1f}x faster than "
+                    f"/web/export/{fmt}"
+                )
     sizes = sorted({r["size"] for r in results})
     if len(sizes) > 1:
         for method in ("ours_csv", "ours_xlsx"):
             small, large = by.get((sizes[0], method)), by.get((sizes[-1], method))
             if small and large:
-                print(f"{method}: peak at {sizes[-1]:,} / peak at {sizes[0]:,} = "
-                      f"{large['peak_rss_mb'] / small['peak_rss_mb']:.2f}")
+                print(
+                    f"{method}: peak at {sizes[-1]:,} / peak at {sizes[0]:,} = "
+                    f"{large['peak_rss_mb'] / small['peak_rss_mb']:.2f}"
+                )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,14 @@ def timed(func):
 def openssh_put(server, local, remote_dir):
     batch = Path(local).with_suffix(".batch")
     batch.write_text(f"put {local} {remote_dir}/openssh.bin\n")
-    cmd = ["sftp", "-q", "-b", str(batch), *server.openssh_options(),
-           f"{server.username}@{server.host}"]
+    cmd = [
+        "sftp",
+        "-q",
+        "-b",
+        str(batch),
+        *server.openssh_options(),
+        f"{server.username}@{server.host}",
+    ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -62,8 +68,7 @@ def sink_put(config, local, name):
 def paramiko_unpipelined_put(server, local, remote_dir):
     sink = make_sink(server.sink_config(remote_dir))
     sftp = sink._sftp()
-    with open(local, "rb") as src, sftp.open(f"{remote_dir}/plain.bin",
-                                             "wb") as dst:
+    with open(local, "rb") as src, sftp.open(f"{remote_dir}/plain.bin", "wb") as dst:
         shutil.copyfileobj(src, dst, 32768)
     sink.close()
 
@@ -75,26 +80,39 @@ def boto3_put(server, bucket, local):
 
 
 def row(label, size_mb, floor_s, ours_s):
-    return (f"{label:<28} {size_mb:>6} MB  floor {floor_s:7.2f}s "
-            f"{size_mb / floor_s:7.1f} MB/s | ours {ours_s:7.2f}s "
-            f"{size_mb / ours_s:7.1f} MB/s | ratio {ours_s / floor_s:5.2f}")
+    return (
+        f"{label:<28} {size_mb:>6} MB  floor {floor_s:7.2f}s "
+        f"{size_mb / floor_s:7.1f} MB/s | ours {ours_s:7.2f}s "
+        f"{size_mb / ours_s:7.1f} MB/s | ratio {ours_s / floor_s:5.2f}"
+    )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256],
-                        help="file sizes in MB (default: 64 256)")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per measure; the best time is kept")
-    parser.add_argument("--unpipelined-mb", type=int, default=0,
-                        help="also time non-pipelined paramiko on a file of "
-                        "this many MB (slow: ~1 MB/s)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[64, 256],
+        help="file sizes in MB (default: 64 256)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per measure; the best time is kept"
+    )
+    parser.add_argument(
+        "--unpipelined-mb",
+        type=int,
+        default=0,
+        help="also time non-pipelined paramiko on a file of "
+        "this many MB (slow: ~1 MB/s)",
+    )
     parser.add_argument("--workdir", help="temp directory (default: system)")
     args = parser.parse_args(argv)
 
     if not shutil.which("sftp"):
-        parser.error("the OpenSSH client `sftp` is missing "
-                     "(apt-get install openssh-client)")
+        parser.error(
+            "the OpenSSH client `sftp` is missing (apt-get install openssh-client)"
+        )
     work = Path(tempfile.mkdtemp(prefix="bench-sinks-", dir=args.workdir))
     sshd = s3 = None
     try:
@@ -109,18 +127,26 @@ def main(argv=None):
                 return min(timed(func) for _ in range(args.repeat))
 
             remote = sshd.new_dir()
-            floor = best(lambda remote=remote, local=local: openssh_put(
-                sshd, local, remote))
-            ours = best(lambda remote=remote, local=local: sink_put(
-                sshd.sink_config(remote), local, "ours.bin"))
+            floor = best(
+                lambda remote=remote, local=local: openssh_put(sshd, local, remote)
+            )
+            ours = best(
+                lambda remote=remote, local=local: sink_put(
+                    sshd.sink_config(remote), local, "ours.bin"
+                )
+            )
             lines.append(row("SFTP: OpenSSH vs sink", size_mb, floor, ours))
             print(lines[-1], flush=True)
 
             bucket = s3.new_bucket()
-            floor = best(lambda bucket=bucket, local=local: boto3_put(
-                s3, bucket, local))
-            ours = best(lambda bucket=bucket, local=local: sink_put(
-                s3.sink_config(bucket), local, "ours.bin"))
+            floor = best(
+                lambda bucket=bucket, local=local: boto3_put(s3, bucket, local)
+            )
+            ours = best(
+                lambda bucket=bucket, local=local: sink_put(
+                    s3.sink_config(bucket), local, "ours.bin"
+                )
+            )
             lines.append(row("S3: upload_fileobj vs sink", size_mb, floor, ours))
             print(lines[-1], flush=True)
             local.unlink()
@@ -128,14 +154,14 @@ def main(argv=None):
             size_mb = args.unpipelined_mb
             local = make_random_file(work / "small.bin", size_mb)
             remote = sshd.new_dir()
-            floor = timed(lambda: sink_put(sshd.sink_config(remote), local,
-                                           "ours.bin"))
+            floor = timed(lambda: sink_put(sshd.sink_config(remote), local, "ours.bin"))
             plain = timed(lambda: paramiko_unpipelined_put(sshd, local, remote))
             lines.append(
                 f"{'paramiko not pipelined':<28} {size_mb:>6} MB  "
                 f"{plain:7.2f}s {size_mb / plain:7.1f} MB/s | pipelined sink "
                 f"{floor:7.2f}s {size_mb / floor:7.1f} MB/s | "
-                f"{plain / floor:5.1f}x slower")
+                f"{plain / floor:5.1f}x slower"
+            )
             print(lines[-1], flush=True)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"\npeak RSS of this process: {peak:.0f} MB")

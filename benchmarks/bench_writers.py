@@ -61,15 +61,17 @@ def make_rows(count):
     day = dt.date(2024, 1, 1)
     rows = []
     for n in range(count):
-        rows.append([
-            n + 1,
-            f"Partner {n} & Sons <{n % 97}>",
-            f"+32 475 {n % 100:02d} {n % 89:02d} {n % 71:02d}",
-            n * 1.25,
-            base + dt.timedelta(seconds=37 * n),
-            (n % 3 == 0) if n % 5 else None,
-            day + dt.timedelta(days=n % 3650),
-        ])
+        rows.append(
+            [
+                n + 1,
+                f"Partner {n} & Sons <{n % 97}>",
+                f"+32 475 {n % 100:02d} {n % 89:02d} {n % 71:02d}",
+                n * 1.25,
+                base + dt.timedelta(seconds=37 * n),
+                (n % 3 == 0) if n % 5 else None,
+                day + dt.timedelta(days=n % 3650),
+            ]
+        )
     return rows
 
 
@@ -89,21 +91,21 @@ def ours_csv(rows, sink):
 
 
 def openpyxl_write_only(rows, sink):
-    from openpyxl import Workbook  # noqa: PLC0415 - optional library
+    from openpyxl import Workbook
 
     book = Workbook(write_only=True)
     sheet = book.create_sheet("Export")
     sheet.append(HEADER)
     for row in rows:
         # openpyxl refuses aware datetimes (as Excel has no offsets).
-        sheet.append([
-            v.replace(tzinfo=None) if isinstance(v, dt.datetime) else v for v in row
-        ])
+        sheet.append(
+            [v.replace(tzinfo=None) if isinstance(v, dt.datetime) else v for v in row]
+        )
     book.save(sink)
 
 
 def xlsxwriter_constant_memory(rows, sink):
-    import xlsxwriter  # noqa: PLC0415 - optional library
+    import xlsxwriter
 
     # xlsxwriter needs a seekable output; its rows are spooled to temp files.
     with tempfile.TemporaryFile() as out:
@@ -147,7 +149,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument(
-        "--skip", default="",
+        "--skip",
+        default="",
         help="comma-separated keys to skip: csv, openpyxl, xlsxwriter, xlsx",
     )
     args = parser.parse_args(argv)
@@ -167,8 +170,10 @@ def main(argv=None):
         except ImportError as exc:
             print(f"{label:<30} {'n/a':>8}   ({exc.name} not installed)")
             continue
-        print(f"{label:<30} {elapsed:>8.2f} {cpu:>8.2f} {sink.size / 1e6:>8.1f}",
-              flush=True)
+        print(
+            f"{label:<30} {elapsed:>8.2f} {cpu:>8.2f} {sink.size / 1e6:>8.1f}",
+            flush=True,
+        )
     return 0
 
 

@@ -43,7 +43,7 @@ def free_port():
 
 
 def odoo_root():
-    import odoo  # noqa: PLC0415 - only here: the script must start without Odoo
+    import odoo
 
     return Path(odoo.__file__).resolve().parent.parent
 
@@ -81,21 +81,37 @@ def main(argv=None):
     data_dir = tempfile.mkdtemp(prefix="suite-odoo-data-")
     log_path = Path(args.log) if args.log else Path(data_dir) / "odoo.log"
     cmd = [
-        sys.executable, "-m", "odoo",
-        "--database", db,
-        "--db_host", args.db_host, "--db_port", str(args.db_port),
-        "--db_user", args.db_user,
-        "--addons-path", ",".join(addons_path),
-        "--data-dir", data_dir,
-        "--init", ",".join(addons + extra),
+        sys.executable,
+        "-m",
+        "odoo",
+        "--database",
+        db,
+        "--db_host",
+        args.db_host,
+        "--db_port",
+        str(args.db_port),
+        "--db_user",
+        args.db_user,
+        "--addons-path",
+        ",".join(addons_path),
+        "--data-dir",
+        data_dir,
+        "--init",
+        ",".join(addons + extra),
         "--test-enable",
-        "--test-tags", ",".join(f"/{a}" for a in addons),
-        "--without-demo", "all",
+        "--test-tags",
+        ",".join(f"/{a}" for a in addons),
+        "--without-demo",
+        "all",
         "--stop-after-init",
-        "--http-port", str(free_port()),
-        "--max-cron-threads", "0",
-        "--log-level", "test",
-        "--logfile", str(log_path),
+        "--http-port",
+        str(free_port()),
+        "--max-cron-threads",
+        "0",
+        "--log-level",
+        "test",
+        "--logfile",
+        str(log_path),
     ]
     print(
         f"odoo tier: installing {', '.join(addons + extra)} in {db!r}, "
@@ -126,8 +142,17 @@ def main(argv=None):
         print("odoo tier: last lines of the log:\n" + text[-6000:])
     if not args.keep:
         subprocess.run(
-            ["dropdb", "--if-exists", "-h", args.db_host, "-p", str(args.db_port),
-             "-U", args.db_user, db],
+            [
+                "dropdb",
+                "--if-exists",
+                "-h",
+                args.db_host,
+                "-p",
+                str(args.db_port),
+                "-U",
+                args.db_user,
+                db,
+            ],
             check=False,
         )
         shutil.rmtree(data_dir, ignore_errors=True) if not args.log else None

@@ -12,7 +12,7 @@ status=0
 
 echo "== lint: ruff"
 ruff check . || status=1
-ruff format --check . >/dev/null 2>&1 || echo "(ruff format would reformat some files)"
+ruff format --check . || status=1
 
 echo "== tier 1: pytest"
 # pytest-odoo, where installed, would try to load an Odoo registry for this

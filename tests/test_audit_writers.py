@@ -49,14 +49,33 @@ def _csv_rows(data, delimiter=","):
 
 # -- neutralize -------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "text",
     [
-        "=1+1", "@SUM(A1)", "\tcmd", "\rcmd", "\t=1",
-        "  =HYPERLINK(\"http://x\")", " =HYPERLINK(\"http://x\")", " \t=cmd",
-        "\uff1d1+1", "=cmd|' /C calc'!A0", "+cmd|' /C calc'!A0", "-2+3",
-        "-2+3+cmd|' /C calc'!A0", "+1+1", "-1e5", "\t12", "\r12",
-        "\uff0b32 475", "@1", "+", "-", "+ ", "- (.)",
+        "=1+1",
+        "@SUM(A1)",
+        "\tcmd",
+        "\rcmd",
+        "\t=1",
+        '  =HYPERLINK("http://x")',
+        ' =HYPERLINK("http://x")',
+        " \t=cmd",
+        "\uff1d1+1",
+        "=cmd|' /C calc'!A0",
+        "+cmd|' /C calc'!A0",
+        "-2+3",
+        "-2+3+cmd|' /C calc'!A0",
+        "+1+1",
+        "-1e5",
+        "\t12",
+        "\r12",
+        "\uff0b32 475",
+        "@1",
+        "+",
+        "-",
+        "+ ",
+        "- (.)",
     ],
 )
 def test_neutralize_dangerous(text):
@@ -67,10 +86,28 @@ def test_neutralize_dangerous(text):
 @pytest.mark.parametrize(
     "value",
     [
-        "", "abc", "a=b", "1-2", "'=already", "e-mail", "   ", 5, -5, None, 1.5,
+        "",
+        "abc",
+        "a=b",
+        "1-2",
+        "'=already",
+        "e-mail",
+        "   ",
+        5,
+        -5,
+        None,
+        1.5,
         # numbers and phone numbers cannot call a function or a DDE server
-        "+32 475 12 34 56", "-12.5", "+1", "-1", " -3", "+1 (555) 010-9999",
-        "-12/05", "+32\u00a0475\u00a012", "- 1", "-(0)1.5",
+        "+32 475 12 34 56",
+        "-12.5",
+        "+1",
+        "-1",
+        " -3",
+        "+1 (555) 010-9999",
+        "-12/05",
+        "+32\u00a0475\u00a012",
+        "- 1",
+        "-(0)1.5",
     ],
 )
 def test_neutralize_leaves_safe_values(value):
@@ -90,6 +127,7 @@ def test_neutralize_str_subclass_not_reescaped():
 
 # -- CSV --------------------------------------------------------------------
 
+
 def test_csv_exact_content_rfc4180():
     out = io.BytesIO()
     with CsvWriter(out, HEADER) as w:
@@ -103,8 +141,14 @@ def test_csv_exact_content_rfc4180():
     assert rows == [
         HEADER,
         [
-            "2024-07-01T12:30:05+00:00", "Mitchell Admin", "42", "1.5", "true",
-            "2024-02-29", "", '{"a":"é","b":2}',
+            "2024-07-01T12:30:05+00:00",
+            "Mitchell Admin",
+            "42",
+            "1.5",
+            "true",
+            "2024-02-29",
+            "",
+            '{"a":"é","b":2}',
         ],
         ["", 'say "hi", ok', "0", "-2.25", "false", "", "line1\nline2", "[]"],
     ]
@@ -131,7 +175,7 @@ def test_csv_delimiter_bom_and_timezone():
 def test_csv_injection_neutralized_in_cells_and_header():
     out = io.BytesIO()
     with CsvWriter(out, ["=Header", "ok"]) as w:
-        w.writerow(["=HYPERLINK(\"http://evil\",\"x\")", "@SUM(1)"])
+        w.writerow(['=HYPERLINK("http://evil","x")', "@SUM(1)"])
         w.writerow(["+cmd", "  -1+2"])
         w.writerow([-3, "\tx"])  # numbers stay numbers
         w.writerow(["+32 475 12 34 56", "-12.5"])  # so do phone numbers
@@ -139,7 +183,7 @@ def test_csv_injection_neutralized_in_cells_and_header():
     rows = _csv_rows(out.getvalue())
     assert rows == [
         ["'=Header", "ok"],
-        ["'=HYPERLINK(\"http://evil\",\"x\")", "'@SUM(1)"],
+        ['\'=HYPERLINK("http://evil","x")', "'@SUM(1)"],
         ["'+cmd", "'  -1+2"],
         ["-3", "'\tx"],
         ["+32 475 12 34 56", "-12.5"],
@@ -156,17 +200,31 @@ def test_csv_types_subclasses_and_generators():
     out = io.BytesIO()
     with CsvWriter(out, ["a", "b", "c", "d", "e", "f", "g", "h"], tz="UTC") as w:
         w.writerow(
-            v for v in [  # any iterable is a row
-                _Level.HIGH, markupsafe.Markup("=x &amp; y"), dt.time(8, 5),
-                uuid.UUID(int=1), b"\xff", Decimal("1E+2"), float("nan"),
+            v
+            for v in [  # any iterable is a row
+                _Level.HIGH,
+                markupsafe.Markup("=x &amp; y"),
+                dt.time(8, 5),
+                uuid.UUID(int=1),
+                b"\xff",
+                Decimal("1E+2"),
+                float("nan"),
                 dt.datetime(2024, 1, 2, 3, 4, 5, 600),
             ]
         )
         w.writerows([[None, (1, "=2"), {"k": "v"}, "", 0.1, -0.0, True, False]])
     rows = _csv_rows(out.getvalue())
     assert rows[1:] == [
-        ["3", "'=x &amp; y", "08:05:00", "00000000-0000-0000-0000-000000000001",
-         "/w==", "1E+2", "nan", "2024-01-02T03:04:05.000600+00:00"],
+        [
+            "3",
+            "'=x &amp; y",
+            "08:05:00",
+            "00000000-0000-0000-0000-000000000001",
+            "/w==",
+            "1E+2",
+            "nan",
+            "2024-01-02T03:04:05.000600+00:00",
+        ],
         ["", '[1,"=2"]', '{"k":"v"}', "", "0.1", "-0.0", "true", "false"],
     ]
 
@@ -202,17 +260,30 @@ def test_row_length_must_match_header():
 
 # -- JSON -------------------------------------------------------------------
 
+
 def test_json_exact_content():
     out = io.BytesIO()
     with JsonArrayWriter(out, tz=PARIS) as w:
         w.write({"at": dt.datetime(2024, 7, 1, 12, 0, tzinfo=dt.UTC), "n": 1})
-        w.write({"at": dt.datetime(2024, 1, 1, 12, 0), "d": Decimal("1.10"),
-                 "b": b"\x00\x01", "text": "=1+1", "nested": {"k": [1, None]}})
+        w.write(
+            {
+                "at": dt.datetime(2024, 1, 1, 12, 0),
+                "d": Decimal("1.10"),
+                "b": b"\x00\x01",
+                "text": "=1+1",
+                "nested": {"k": [1, None]},
+            }
+        )
     data = out.getvalue()
     assert json.loads(data) == [
         {"at": "2024-07-01T14:00:00+02:00", "n": 1},
-        {"at": "2024-01-01T13:00:00+01:00", "d": "1.10", "b": "AAE=",
-         "text": "=1+1", "nested": {"k": [1, None]}},
+        {
+            "at": "2024-01-01T13:00:00+01:00",
+            "d": "1.10",
+            "b": "AAE=",
+            "text": "=1+1",
+            "nested": {"k": [1, None]},
+        },
     ]
     # One item per line: streaming consumers can read it line by line.
     assert data.count(b"\n") == 4
@@ -239,12 +310,23 @@ def test_json_rejects_nan_clearly():
 
 # -- XLSX -------------------------------------------------------------------
 
+
 def test_xlsx_typed_cells_and_timezone():
     out = io.BytesIO()
     with XlsxWriter(out, HEADER, sheet_title="Audit: log?", tz="Europe/Paris") as w:
         w.writerow(ROW)
-        w.writerow([dt.datetime(2024, 1, 1, 23, 30), "x", 0, Decimal("2.5"),
-                    False, None, "", [1, 2]])
+        w.writerow(
+            [
+                dt.datetime(2024, 1, 1, 23, 30),
+                "x",
+                0,
+                Decimal("2.5"),
+                False,
+                None,
+                "",
+                [1, 2],
+            ]
+        )
     book = openpyxl.load_workbook(io.BytesIO(out.getvalue()))
     assert book.sheetnames == ["Audit_ log_"]
     sheet = book.active
@@ -252,11 +334,24 @@ def test_xlsx_typed_cells_and_timezone():
     assert rows[0] == HEADER
     assert sheet["A1"].font.b is True
     assert rows[1] == [
-        dt.datetime(2024, 7, 1, 14, 30, 5), "Mitchell Admin", 42, 1.5, True,
-        dt.datetime(2024, 2, 29, 0, 0), None, '{"a":"é","b":2}',
+        dt.datetime(2024, 7, 1, 14, 30, 5),
+        "Mitchell Admin",
+        42,
+        1.5,
+        True,
+        dt.datetime(2024, 2, 29, 0, 0),
+        None,
+        '{"a":"é","b":2}',
     ]
     assert rows[2] == [
-        dt.datetime(2024, 1, 2, 0, 30), "x", 0, 2.5, False, None, None, "[1,2]",
+        dt.datetime(2024, 1, 2, 0, 30),
+        "x",
+        0,
+        2.5,
+        False,
+        None,
+        None,
+        "[1,2]",
     ]
     assert sheet["A2"].is_date and sheet["A2"].number_format == "yyyy-mm-dd hh:mm:ss"
     assert sheet["F2"].number_format == "yyyy-mm-dd"
@@ -267,8 +362,13 @@ def test_xlsx_typed_cells_and_timezone():
 def test_xlsx_injection_stored_as_text_never_formula():
     out = io.BytesIO()
     payloads = [
-        "=1+1", "=HYPERLINK(\"http://evil\")", "@SUM(A1)", "+cmd|' /C calc'!A0",
-        " =2", "-2+3+cmd|' /C calc'!A0", "\t=1",
+        "=1+1",
+        '=HYPERLINK("http://evil")',
+        "@SUM(A1)",
+        "+cmd|' /C calc'!A0",
+        " =2",
+        "-2+3+cmd|' /C calc'!A0",
+        "\t=1",
     ]
     safe = ["safe", "+32 475 12 34 56", "-12.5"]
     with XlsxWriter(out, ["=v"]) as w:
@@ -326,6 +426,7 @@ def test_open_writer_dispatch_and_errors():
 
 # -- constant memory ---------------------------------------------------------
 
+
 class _CountingSink(io.RawIOBase):
     """A binary stream that keeps nothing but the number of bytes written."""
 
@@ -351,9 +452,7 @@ def _peak_memory(fmt, count):
         writer = open_writer(fmt, sink, HEADER[:4])
         base = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
         for n in range(count):
-            writer.writerow(
-                [base + dt.timedelta(seconds=n), f"user {n} =x", n, n / 7]
-            )
+            writer.writerow([base + dt.timedelta(seconds=n), f"user {n} =x", n, n / 7])
         writer.close()
         _current, peak = tracemalloc.get_traced_memory()
     finally:
@@ -378,6 +477,7 @@ def test_memory_does_not_grow_with_rows(fmt, small_count):
 
 
 # -- XLSX: our own streaming container ---------------------------------------
+
 
 class _ForwardSink(io.RawIOBase):
     """Keeps the bytes but cannot seek or tell, like an encrypting stream."""
@@ -404,9 +504,15 @@ def test_xlsx_on_unseekable_stream_is_a_valid_package():
     archive = zipfile.ZipFile(io.BytesIO(data))
     assert archive.testzip() is None
     names = archive.namelist()
-    for part in ("[Content_Types].xml", "_rels/.rels", "xl/workbook.xml",
-                 "xl/_rels/workbook.xml.rels", "xl/styles.xml",
-                 "xl/worksheets/sheet1.xml", "docProps/core.xml"):
+    for part in (
+        "[Content_Types].xml",
+        "_rels/.rels",
+        "xl/workbook.xml",
+        "xl/_rels/workbook.xml.rels",
+        "xl/styles.xml",
+        "xl/worksheets/sheet1.xml",
+        "docProps/core.xml",
+    ):
         assert part in names
     sheet_info = archive.getinfo("xl/worksheets/sheet1.xml")
     assert sheet_info.flag_bits & 0x08  # sizes in a data descriptor
@@ -418,8 +524,12 @@ def test_xlsx_on_unseekable_stream_is_a_valid_package():
 
 def test_xlsx_text_escaping_whitespace_and_limits():
     values = [
-        "a & b < c > d \"q\" 's'", "  padded  ", "line1\r\nline2\nline3",
-        "bad\ud800surrogate\uffff", "tab\tinside", "é漢字😀",
+        "a & b < c > d \"q\" 's'",
+        "  padded  ",
+        "line1\r\nline2\nline3",
+        "bad\ud800surrogate\uffff",
+        "tab\tinside",
+        "é漢字😀",
     ]
     out = io.BytesIO()
     with XlsxWriter(out, None) as w:
@@ -432,8 +542,12 @@ def test_xlsx_text_escaping_whitespace_and_limits():
     assert b'<t xml:space="preserve">  padded  </t>' in raw
     sheet = openpyxl.load_workbook(io.BytesIO(out.getvalue())).active
     assert [c.value for c in sheet[1]] == [
-        "a & b < c > d \"q\" 's'", "  padded  ", "line1\r\nline2\nline3",
-        "bad\\ud800surrogate\\uffff", "tab\tinside", "é漢字😀",
+        "a & b < c > d \"q\" 's'",
+        "  padded  ",
+        "line1\r\nline2\nline3",
+        "bad\\ud800surrogate\\uffff",
+        "tab\tinside",
+        "é漢字😀",
     ]
 
 
@@ -441,37 +555,74 @@ def test_xlsx_numbers_dates_and_odd_values():
     out = io.BytesIO()
     header = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]
     with XlsxWriter(out, header) as w:
-        w.writerow([
-            dt.date(1900, 2, 28), dt.date(1900, 3, 1), dt.date(1899, 12, 31),
-            dt.datetime(1900, 1, 1, 6, 0), dt.time(13, 45, 30), float("inf"),
-            Decimal("NaN"), _Level.HIGH, uuid.UUID(int=2), 10**15 + 7,
-        ])
-        w.writerow([
-            dt.datetime(2024, 3, 31, 1, 59, 59, 999000), 1e-05, -0.5, b"ab",
-            dt.datetime(2024, 7, 1, 12, 0, tzinfo=PARIS), None, None, None, None,
-            None,
-        ])
+        w.writerow(
+            [
+                dt.date(1900, 2, 28),
+                dt.date(1900, 3, 1),
+                dt.date(1899, 12, 31),
+                dt.datetime(1900, 1, 1, 6, 0),
+                dt.time(13, 45, 30),
+                float("inf"),
+                Decimal("NaN"),
+                _Level.HIGH,
+                uuid.UUID(int=2),
+                10**15 + 7,
+            ]
+        )
+        w.writerow(
+            [
+                dt.datetime(2024, 3, 31, 1, 59, 59, 999000),
+                1e-05,
+                -0.5,
+                b"ab",
+                dt.datetime(2024, 7, 1, 12, 0, tzinfo=PARIS),
+                None,
+                None,
+                None,
+                None,
+                None,
+            ]
+        )
     sheet = openpyxl.load_workbook(io.BytesIO(out.getvalue())).active
     assert [c.value for c in sheet[2]] == [
-        dt.datetime(1900, 2, 28), dt.datetime(1900, 3, 1),
+        dt.datetime(1900, 2, 28),
+        dt.datetime(1900, 3, 1),
         "1899-12-31",  # before Excel's epoch: text
-        dt.datetime(1900, 1, 1, 6, 0), dt.time(13, 45, 30), "inf", "NaN", 3,
-        "00000000-0000-0000-0000-000000000002", 10**15 + 7,
+        dt.datetime(1900, 1, 1, 6, 0),
+        dt.time(13, 45, 30),
+        "inf",
+        "NaN",
+        3,
+        "00000000-0000-0000-0000-000000000002",
+        10**15 + 7,
     ]
     assert [c.data_type for c in sheet[2]] == [
-        "d", "d", "s", "d", "d", "s", "s", "n", "s", "n",
+        "d",
+        "d",
+        "s",
+        "d",
+        "d",
+        "s",
+        "s",
+        "n",
+        "s",
+        "n",
     ]
     assert sheet["E2"].number_format == "hh:mm:ss"
     assert [c.value for c in sheet[3]][:5] == [
-        dt.datetime(2024, 3, 31, 1, 59, 59, 999000), 1e-05, -0.5, "YWI=",
+        dt.datetime(2024, 3, 31, 1, 59, 59, 999000),
+        1e-05,
+        -0.5,
+        "YWI=",
         dt.datetime(2024, 7, 1, 10, 0),  # shown in the writer's zone (UTC)
     ]
 
 
 def test_xlsx_custom_formats_and_many_columns():
     out = io.BytesIO()
-    with XlsxWriter(out, None, datetime_format='dd/mm/yyyy "at" hh:mm',
-                    date_format="dd/mm/yyyy") as w:
+    with XlsxWriter(
+        out, None, datetime_format='dd/mm/yyyy "at" hh:mm', date_format="dd/mm/yyyy"
+    ) as w:
         w.writerow([dt.datetime(2024, 5, 6, 7, 8), dt.date(2024, 5, 6)])
         w.writerow(list(range(30)))  # more columns than the first row: AA..AD
     sheet = openpyxl.load_workbook(io.BytesIO(out.getvalue())).active

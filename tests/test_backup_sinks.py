@@ -59,26 +59,29 @@ def leftovers(sink_config, request):
         root = Path(sink_config["path"])
         if not root.exists():
             return []
-        return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                      if p.is_file())
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     server = request.getfixturevalue("s3_server")
     client = server.client()
     bucket = sink_config["bucket"]
-    objects = [o["Key"] for o in
-               client.list_objects_v2(Bucket=bucket).get("Contents", [])]
-    uploads = [u["Key"] for u in
-               client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+    objects = [
+        o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    ]
+    uploads = [
+        u["Key"]
+        for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    ]
     return sorted(objects) + [f"upload:{key}" for key in uploads]
 
 
 def payload(size, seed=0):
-    return (bytes(range(256)) * (size // 256 + 1))[seed:seed + size]
+    return (bytes(range(256)) * (size // 256 + 1))[seed : seed + size]
 
 
 def write_in_chunks(writer, data, chunk=1024 * 1024 + 7):
     for start in range(0, len(data), chunk):
-        assert writer.write(data[start:start + chunk]) == len(
-            data[start:start + chunk])
+        assert writer.write(data[start : start + chunk]) == len(
+            data[start : start + chunk]
+        )
 
 
 # round trip -----------------------------------------------------------------
@@ -183,15 +186,29 @@ def test_exception_inside_with_aborts(sink, sink_config, request):
 
 
 def test_leaving_with_without_commit_discards(sink, sink_config, request):
-    with pytest.raises(SinkError, match="without commit"), \
-            sink.open_write("db/forgotten.dbbs") as w:
+    with (
+        pytest.raises(SinkError, match="without commit"),
+        sink.open_write("db/forgotten.dbbs") as w,
+    ):
         w.write(b"data that must not count as a backup")
     assert sink.list() == []
     assert leftovers(sink_config, request) == []
 
 
-BAD_NAMES = ["", "/etc/passwd", "../escape", "a/../../b", "a/./b", "a//b",
-             "a/", ".hidden", "db/.tmp", "x.part", "a\\b", "nul\x00"]
+BAD_NAMES = [
+    "",
+    "/etc/passwd",
+    "../escape",
+    "a/../../b",
+    "a/./b",
+    "a//b",
+    "a/",
+    ".hidden",
+    "db/.tmp",
+    "x.part",
+    "a\\b",
+    "nul\x00",
+]
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
@@ -230,8 +247,15 @@ def test_make_sink_refuses_bad_config(tmp_path):
     with pytest.raises(SinkError, match="5 MiB"):
         make_sink({"type": "s3", "bucket": "b", "part_size": 1024})
     with pytest.raises(SinkError, match="known_hosts"):
-        make_sink({"type": "sftp", "host": "h", "username": "u",
-                   "password": "p", "known_hosts": ""})
+        make_sink(
+            {
+                "type": "sftp",
+                "host": "h",
+                "username": "u",
+                "password": "p",
+                "known_hosts": "",
+            }
+        )
 
 
 # local specifics ------------------------------------------------------------
@@ -254,8 +278,10 @@ def test_local_test_connection(tmp_path):
 
 
 def _can_mount_tmpfs(path):
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
-                             str(path)], capture_output=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)],
+        capture_output=True,
+    )
     return result.returncode == 0
 
 
@@ -266,8 +292,10 @@ def test_local_disk_full_is_a_clear_error(tmp_path):
         pytest.skip("cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN)")
     try:
         sink = make_sink({"type": "local", "path": str(mountpoint)})
-        with pytest.raises(SinkError, match="disk is full") as info, \
-                sink.open_write("db/full.dbbs") as w:
+        with (
+            pytest.raises(SinkError, match="disk is full") as info,
+            sink.open_write("db/full.dbbs") as w,
+        ):
             for _ in range(4):
                 w.write(b"\0" * 512 * 1024)
             w.commit()
@@ -328,8 +356,9 @@ def test_s3_multipart_bounded_in_flight(s3_server, s3_config):
     assert stored.size == len(data)
     assert in_flight["calls"] == 5  # 4 x 5 MiB + the rest
     assert 1 <= in_flight["max"] <= 2
-    head = s3_server.client().head_object(Bucket=s3_config["bucket"],
-                                          Key="big/multi.dbbs")
+    head = s3_server.client().head_object(
+        Bucket=s3_config["bucket"], Key="big/multi.dbbs"
+    )
     assert head["ETag"].strip('"').endswith("-5")
     with sink.open_read("big/multi.dbbs") as r:
         assert r.read() == data
@@ -338,19 +367,20 @@ def test_s3_multipart_bounded_in_flight(s3_server, s3_config):
 def test_s3_small_object_is_a_single_put(s3_server, s3_config):
     sink = make_sink(s3_config)
     sink.put("small.dbbs", io.BytesIO(b"x" * 1000))
-    head = s3_server.client().head_object(Bucket=s3_config["bucket"],
-                                          Key="small.dbbs")
+    head = s3_server.client().head_object(Bucket=s3_config["bucket"], Key="small.dbbs")
     assert "-" not in head["ETag"]
 
 
 def test_s3_prefix_and_sse(s3_server, s3_config):
-    sink = make_sink(dict(s3_config, prefix="tenant/backups/", sse="AES256",
-                          part_size=5 * MiB))
+    sink = make_sink(
+        dict(s3_config, prefix="tenant/backups/", sse="AES256", part_size=5 * MiB)
+    )
     sink.put("db/a.dbbs", io.BytesIO(payload(6 * MiB)))
     sink.put("db/b.dbbs", io.BytesIO(b"b"))
     client = s3_server.client()
-    keys = [o["Key"] for o in client.list_objects_v2(
-        Bucket=s3_config["bucket"])["Contents"]]
+    keys = [
+        o["Key"] for o in client.list_objects_v2(Bucket=s3_config["bucket"])["Contents"]
+    ]
     assert keys == ["tenant/backups/db/a.dbbs", "tenant/backups/db/b.dbbs"]
     for key in keys:
         head = client.head_object(Bucket=s3_config["bucket"], Key=key)
@@ -364,8 +394,10 @@ def test_s3_missing_bucket(s3_server):
     sink = make_sink(s3_server.sink_config("no-such-bucket-here"))
     with pytest.raises(SinkError, match="does not exist"):
         sink.test_connection()
-    assert "reachable" in make_sink(
-        s3_server.sink_config(s3_server.new_bucket())).test_connection()
+    assert (
+        "reachable"
+        in make_sink(s3_server.sink_config(s3_server.new_bucket())).test_connection()
+    )
 
 
 def test_secrets_never_in_repr_or_errors(s3_server, sftp_server, sftp_dir):

@@ -24,10 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def s3_leftovers(server, bucket):
     client = server.client()
-    objects = [o["Key"] for o in
-               client.list_objects_v2(Bucket=bucket).get("Contents", [])]
-    uploads = [u["Key"] for u in
-               client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+    objects = [
+        o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    ]
+    uploads = [
+        u["Key"]
+        for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    ]
     return sorted(objects) + [f"upload:{key}" for key in uploads]
 
 
@@ -37,16 +40,25 @@ def dir_leftovers(path):
 
 
 def openssh_fingerprint(pub_path):
-    out = subprocess.run(["ssh-keygen", "-lf", str(pub_path)], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["ssh-keygen", "-lf", str(pub_path)], check=True, capture_output=True, text=True
+    ).stdout
     return out.split()[1]
 
 
 # servers killed mid-upload ---------------------------------------------------
 def test_s3_server_killed_mid_upload(s3_server, s3_config):
-    sink = make_sink(dict(s3_config, part_size=5 * MiB, part_attempts=2,
-                          retry_backoff=0.1, connect_attempts=1,
-                          connect_timeout=2, read_timeout=10))
+    sink = make_sink(
+        dict(
+            s3_config,
+            part_size=5 * MiB,
+            part_attempts=2,
+            retry_backoff=0.1,
+            connect_attempts=1,
+            connect_timeout=2,
+            read_timeout=10,
+        )
+    )
     writer = sink.open_write("db/killed.dbbs")
     writer.write(os.urandom(6 * MiB))  # part 1 goes out
     wait_until(lambda: writer._parts, 30, what="first part uploaded")
@@ -73,20 +85,27 @@ def test_s3_server_killed_mid_upload(s3_server, s3_config):
 
 
 def test_s3_part_retried_across_server_restart(s3_server, s3_config, caplog):
-    sink = make_sink(dict(s3_config, part_size=5 * MiB, max_in_flight=1,
-                          part_attempts=8, retry_backoff=0.5,
-                          connect_attempts=1, connect_timeout=2))
+    sink = make_sink(
+        dict(
+            s3_config,
+            part_size=5 * MiB,
+            max_in_flight=1,
+            part_attempts=8,
+            retry_backoff=0.5,
+            connect_attempts=1,
+            connect_timeout=2,
+        )
+    )
     data = os.urandom(12 * MiB)
     caplog.set_level(logging.WARNING, logger="db_backup_suite.lib.sinks.s3")
     with sink.open_write("db/retried.dbbs") as writer:
         writer.write(data[: 5 * MiB])
         wait_until(lambda: writer._parts, 30, what="first part uploaded")
         s3_server.kill()
-        writer.write(data[5 * MiB: 10 * MiB])  # part 2 fails and retries
-        wait_until(lambda: "retrying" in caplog.text, 30,
-                   what="a failed part retried")
+        writer.write(data[5 * MiB : 10 * MiB])  # part 2 fails and retries
+        wait_until(lambda: "retrying" in caplog.text, 30, what="a failed part retried")
         s3_server.start()
-        writer.write(data[10 * MiB:])
+        writer.write(data[10 * MiB :])
         stored = writer.commit()
     assert stored.size == len(data)
     assert "part 2" in caplog.text
@@ -141,10 +160,15 @@ def fault_config(request, tmp_path):
 
 
 def test_client_killed_mid_upload_leaves_only_cleanable_leftovers(
-        fault_config, request):
-    proc = subprocess.Popen([sys.executable, "-c", CLIENT], cwd=REPO,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
+    fault_config, request
+):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLIENT],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         proc.stdin.write(json.dumps(fault_config) + "\n")
         proc.stdin.flush()
@@ -157,8 +181,9 @@ def test_client_killed_mid_upload_leaves_only_cleanable_leftovers(
 
     def leftovers():
         if fault_config["type"] == "s3":
-            return s3_leftovers(request.getfixturevalue("s3_server"),
-                                fault_config["bucket"])
+            return s3_leftovers(
+                request.getfixturevalue("s3_server"), fault_config["bucket"]
+            )
         return dir_leftovers(fault_config["path"])
 
     if fault_config["type"] == "s3":
@@ -179,10 +204,16 @@ def test_client_killed_mid_upload_leaves_only_cleanable_leftovers(
 # unreachable ------------------------------------------------------------------
 def test_s3_unreachable_endpoint_fails_fast(s3_server):
     port = free_port()
-    sink = make_sink(s3_server.sink_config(
-        "bucket", endpoint_url=f"http://127.0.0.1:{port}", connect_timeout=2))
-    for action in (sink.test_connection, sink.list,
-                   lambda: sink.put("x", io.BytesIO(b"x"))):
+    sink = make_sink(
+        s3_server.sink_config(
+            "bucket", endpoint_url=f"http://127.0.0.1:{port}", connect_timeout=2
+        )
+    )
+    for action in (
+        sink.test_connection,
+        sink.list,
+        lambda: sink.put("x", io.BytesIO(b"x")),
+    ):
         started = time.monotonic()
         with pytest.raises(SinkUnreachableError) as info:
             action()
@@ -194,9 +225,14 @@ def test_s3_unreachable_endpoint_fails_fast(s3_server):
 def test_s3_blackholed_endpoint_times_out_fast(s3_server):
     # TEST-NET-1 (RFC 5737): never routed, so the connection hangs or is
     # refused by the network stack; either way it must end within seconds.
-    sink = make_sink(s3_server.sink_config(
-        "bucket", endpoint_url="http://192.0.2.1:9000", connect_timeout=1,
-        connect_attempts=2))
+    sink = make_sink(
+        s3_server.sink_config(
+            "bucket",
+            endpoint_url="http://192.0.2.1:9000",
+            connect_timeout=1,
+            connect_attempts=2,
+        )
+    )
     started = time.monotonic()
     with pytest.raises(SinkUnreachableError, match="192.0.2.1"):
         sink.test_connection()
@@ -237,13 +273,11 @@ def test_sftp_unknown_host_key_is_refused_with_fingerprint(sftp_server, sftp_dir
 def test_sftp_changed_host_key_is_refused(sftp_server, sftp_dir):
     # The right host name with another key (the client's public key).
     other_key = (Path(sftp_server.workdir) / "client_ed25519.pub").read_text()
-    line = f"[{sftp_server.host}]:{sftp_server.port} " + " ".join(
-        other_key.split()[:2])
+    line = f"[{sftp_server.host}]:{sftp_server.port} " + " ".join(other_key.split()[:2])
     sink = make_sink(sftp_server.sink_config(sftp_dir, known_hosts=line))
     with pytest.raises(SinkUnreachableError, match="NOT match") as info:
         sink.list()
-    assert openssh_fingerprint(f"{sftp_server.host_key_path}.pub") in str(
-        info.value)
+    assert openssh_fingerprint(f"{sftp_server.host_key_path}.pub") in str(info.value)
 
 
 def test_fetch_host_key(sftp_server, sftp_dir):
@@ -261,8 +295,9 @@ def test_fetch_host_key(sftp_server, sftp_dir):
 # logins -----------------------------------------------------------------------
 def test_sftp_password_login(sftp_server, sftp_dir):
     user, password = sftp_server.password_user()
-    config = sftp_server.sink_config(sftp_dir, username=user, password=password,
-                                     private_key=None)
+    config = sftp_server.sink_config(
+        sftp_dir, username=user, password=password, private_key=None
+    )
     sink = make_sink(config)
     sink.put("db/by-password.dbbs", io.BytesIO(b"data"))
     assert [o.name for o in sink.list()] == ["db/by-password.dbbs"]
@@ -275,25 +310,47 @@ def test_sftp_password_login(sftp_server, sftp_dir):
 
 
 def test_sftp_wrong_key_is_refused(sftp_server, sftp_dir, tmp_path):
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                    str(tmp_path / "other")], check=True)
-    sink = make_sink(sftp_server.sink_config(
-        sftp_dir, private_key=(tmp_path / "other").read_text()))
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")],
+        check=True,
+    )
+    sink = make_sink(
+        sftp_server.sink_config(sftp_dir, private_key=(tmp_path / "other").read_text())
+    )
     with pytest.raises(SinkUnreachableError, match="refused the login"):
         sink.test_connection()
 
 
 def test_sftp_encrypted_key_needs_its_passphrase(sftp_server, sftp_dir, tmp_path):
-    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "open sesame",
-                    "-m", "PEM", "-f", str(tmp_path / "enc")], check=True)
+    subprocess.run(
+        [
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ecdsa",
+            "-N",
+            "open sesame",
+            "-m",
+            "PEM",
+            "-f",
+            str(tmp_path / "enc"),
+        ],
+        check=True,
+    )
     with open(sftp_server.authorized_keys, "a") as fh:
         fh.write((tmp_path / "enc.pub").read_text())
     pem = (tmp_path / "enc").read_text()
     with pytest.raises(SinkError, match="passphrase"):
         make_sink(sftp_server.sink_config(sftp_dir, private_key=pem))
     with pytest.raises(SinkError, match="cannot be read"):
-        make_sink(sftp_server.sink_config(
-            sftp_dir, private_key=pem, private_key_passphrase="wrong"))
-    sink = make_sink(sftp_server.sink_config(
-        sftp_dir, private_key=pem, private_key_passphrase="open sesame"))
+        make_sink(
+            sftp_server.sink_config(
+                sftp_dir, private_key=pem, private_key_passphrase="wrong"
+            )
+        )
+    sink = make_sink(
+        sftp_server.sink_config(
+            sftp_dir, private_key=pem, private_key_passphrase="open sesame"
+        )
+    )
     assert sink.put("k.dbbs", io.BytesIO(b"k")).size == 1

@@ -46,10 +46,14 @@ def test_json_value():
 
 def test_field_paths():
     assert parse_field_paths("id, name\npartner_id.country_id.name,name,") == [
-        "id", "name", "partner_id.country_id.name",
+        "id",
+        "name",
+        "partner_id.country_id.name",
     ]
     assert check_path_syntax("partner_id.country_id.name") == [
-        "partner_id", "country_id", "name",
+        "partner_id",
+        "country_id",
+        "name",
     ]
     for bad in ("a..b", "a.b;drop", "1abc", "", "a.b c", "é"):
         with pytest.raises(ValueError):

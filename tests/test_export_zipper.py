@@ -79,24 +79,31 @@ def test_aes_zip_opens_with_7zip(tmp_path):
         write_zip(fh, _members(), password="correct horse battery")
     ok = subprocess.run(
         [sevenzip, "t", "-pcorrect horse battery", str(path)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "Everything is Ok" in ok.stdout
     listing = subprocess.run(
         [sevenzip, "l", "-slt", "-pcorrect horse battery", str(path)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "AES-256" in listing
     bad = subprocess.run(
         [sevenzip, "t", "-pwrong password", str(path)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert bad.returncode != 0
     out = tmp_path / "out"
     subprocess.run(
         [sevenzip, "x", "-pcorrect horse battery", f"-o{out}", str(path)],
-        capture_output=True, check=True,
+        capture_output=True,
+        check=True,
     )
     assert (out / "a.csv").read_bytes() == b"id,name\r\n1,Alice\r\n"
 

@@ -23,7 +23,7 @@ def _log_logout():
     uid, dbname = session.uid, session.db
     if not (uid and dbname):
         return
-    from odoo.modules.registry import Registry  # noqa: PLC0415
+    from odoo.modules.registry import Registry
 
     try:
         # The logout routes run on a read-only cursor: use a fresh one.

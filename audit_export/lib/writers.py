@@ -191,8 +191,22 @@ def _json_default_factory(zone):
 
 def _base_type(kind):
     """The type whose converter serves ``kind`` (a subclass or unknown type)."""
-    for base in (bool, int, float, Decimal, dt.datetime, dt.date, dt.time, str,
-                 bytes, bytearray, memoryview, dict, list, tuple):
+    for base in (
+        bool,
+        int,
+        float,
+        Decimal,
+        dt.datetime,
+        dt.date,
+        dt.time,
+        str,
+        bytes,
+        bytearray,
+        memoryview,
+        dict,
+        list,
+        tuple,
+    ):
         if issubclass(kind, base):
             return base
     return None
@@ -335,7 +349,8 @@ class CsvWriter(_BaseWriter):
         passthrough = self._passthrough
         convert = self._convert
         return [
-            v if type(v) in passthrough
+            v
+            if type(v) in passthrough
             else (convert.get(type(v)) or self._converter(type(v)))(v)
             for v in values
         ]
@@ -349,11 +364,14 @@ class CsvWriter(_BaseWriter):
             self._check_row(values)
         passthrough = self._passthrough
         convert = self._convert
-        self._writecsv([
-            v if type(v) in passthrough
-            else (convert.get(type(v)) or self._converter(type(v)))(v)
-            for v in values
-        ])
+        self._writecsv(
+            [
+                v
+                if type(v) in passthrough
+                else (convert.get(type(v)) or self._converter(type(v)))(v)
+                for v in values
+            ]
+        )
         self.rows += 1
 
     def close(self):
@@ -513,6 +531,7 @@ class XlsxWriter(_BaseWriter):
                     f'<t xml:space="preserve">{value}</t></is></c>'
                 )
             return f'<c r="{ref}" t="inlineStr"{s}><is><t>{value}</t></is></c>'
+
         local = self._local_naive
         utc = self._utc
         compact = self._compact_json
@@ -637,9 +656,7 @@ class XlsxWriter(_BaseWriter):
                     f"row {self.rows + 1} has {len(values)} values: XLSX holds "
                     f"at most {XLSX_MAX_COLUMNS} columns"
                 )
-            columns.extend(
-                _column_letters(i) for i in range(len(columns), len(values))
-            )
+            columns.extend(_column_letters(i) for i in range(len(columns), len(values)))
         get = table.get
         cells = [
             (get(type(v)) or self._converter(table, type(v)))(v, col + rn)
@@ -710,10 +727,10 @@ class XlsxWriter(_BaseWriter):
             self._new_sheet()
         xml = self._row_xml(values, self._body)
         # UTF-8 takes at most 4 bytes a character: a safe upper bound.
-        if (
-            self._sheet_bytes + 4 * (self._pending_chars + len(xml))
-            > XLSX_MAX_SHEET_BYTES - 1024
-            and self._sheet_rows > (self.header is not None)
+        if self._sheet_bytes + 4 * (
+            self._pending_chars + len(xml)
+        ) > XLSX_MAX_SHEET_BYTES - 1024 and self._sheet_rows > (
+            self.header is not None
         ):
             self._new_sheet()
             xml = self._row_xml(values, self._body)
@@ -759,7 +776,7 @@ class XlsxWriter(_BaseWriter):
     def _workbook_parts(self):
         count = len(self._titles)
         sheets = "".join(
-            f"<sheet name={quoteattr(title)} sheetId=\"{i}\" r:id=\"rId{i}\"/>"
+            f'<sheet name={quoteattr(title)} sheetId="{i}" r:id="rId{i}"/>'
             for i, title in enumerate(self._titles, 1)
         )
         workbook = (
@@ -769,8 +786,7 @@ class XlsxWriter(_BaseWriter):
         )
         rel = f"{_NS_REL}/worksheet"
         rels = "".join(
-            f'<Relationship Id="rId{i}" Type="{rel}" '
-            f'Target="worksheets/sheet{i}.xml"/>'
+            f'<Relationship Id="rId{i}" Type="{rel}" Target="worksheets/sheet{i}.xml"/>'
             for i in range(1, count + 1)
         )
         workbook_rels = (
@@ -790,7 +806,7 @@ class XlsxWriter(_BaseWriter):
         )
         now = dt.datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         core = (
-            f"{_XML_DECL}<cp:coreProperties xmlns:cp=\"http://schemas."
+            f'{_XML_DECL}<cp:coreProperties xmlns:cp="http://schemas.'
             'openxmlformats.org/package/2006/metadata/core-properties" '
             'xmlns:dc="http://purl.org/dc/elements/1.1/" '
             'xmlns:dcterms="http://purl.org/dc/terms/" '
@@ -800,7 +816,7 @@ class XlsxWriter(_BaseWriter):
             "</cp:coreProperties>"
         )
         app = (
-            f"{_XML_DECL}<Properties xmlns=\"http://schemas.openxmlformats.org/"
+            f'{_XML_DECL}<Properties xmlns="http://schemas.openxmlformats.org/'
             'officeDocument/2006/extended-properties">'
             "<Application>Backup &amp; Compliance Suite</Application></Properties>"
         )

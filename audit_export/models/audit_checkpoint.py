@@ -19,7 +19,7 @@ CHECKPOINT_COLUMNS = (*chain.CHECKPOINT_FIELDS, "mac")
 
 def in_test_mode(env):
     """True while Odoo tests run: each test's transaction is rolled back."""
-    from odoo.modules import module as odoo_module  # noqa: PLC0415
+    from odoo.modules import module as odoo_module
 
     return bool(
         env.registry.in_test_mode() or getattr(odoo_module, "current_test", None)
@@ -347,7 +347,7 @@ class AuditCheckpoint(models.Model):
         events = self.env["audit.event"]
         try:
             key = events._key_for(head.get("key_id"), context=head.get("uuid"))
-        except Exception as exc:  # noqa: BLE001 - reported
+        except Exception as exc:
             return f"the archive's audit head names an unavailable key ({exc})"
         if not witness.is_authentic(head, key):
             return "the archive's audit head does not match its signature"

@@ -624,7 +624,7 @@ class AuditEvent(models.Model):
         A configured but unusable keyring raises: silently falling back to
         the weaker database key would hide a misconfiguration.
         """
-        from ..lib import keyring as keyring_lib  # noqa: PLC0415
+        from ..lib import keyring as keyring_lib
 
         config_path = tools.config.get(keyring_lib.CONFIG_OPTION)
         configured = config_path or any(
@@ -656,7 +656,7 @@ class AuditEvent(models.Model):
         Under tests, everything runs in the test's single transaction (which
         is never committed), so the events are sealed in it.
         """
-        from odoo.modules.registry import Registry  # noqa: PLC0415
+        from odoo.modules.registry import Registry
 
         registry = Registry(dbname or self.env.cr.dbname)
         if dbname is None and in_test_mode(self.env):
@@ -754,7 +754,7 @@ class AuditEvent(models.Model):
             if key_id not in keys:
                 try:
                     keys[key_id] = self._key_for(key_id)
-                except Exception:  # noqa: BLE001 - reported by verification
+                except Exception:
                     _logger.warning("Audit chain: no key %r to seal with", key_id)
                     keys[key_id] = active[1]
             return keys[key_id]
@@ -782,7 +782,7 @@ class AuditEvent(models.Model):
         for row in cr.dictfetchall():
             try:
                 key = self._key_for(row["key_id"])
-            except Exception:  # noqa: BLE001 - left to verification
+            except Exception:
                 continue
             if chain.digest(key, row) != row["digest"]:
                 _logger.warning(
@@ -1296,7 +1296,7 @@ class AuditEvent(models.Model):
         source = info.get("safety_database")
         since = info.get("archive_created_at")
         if source and since and info.get("target") == "production":
-            import odoo.sql_db  # noqa: PLC0415
+            import odoo.sql_db
 
             with odoo.sql_db.db_connect(source).cursor() as source_cr:
                 exported = self._export_from_cursor(

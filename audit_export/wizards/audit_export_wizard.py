@@ -33,7 +33,7 @@ TABULAR_HEADER = [
 
 def _tz_names(_model=None):
     """Selection of time zones (Odoo calls it with the model when rendering)."""
-    import pytz  # noqa: PLC0415 - Odoo's own dependency
+    import pytz
 
     return [(name, name) for name in pytz.common_timezones]
 

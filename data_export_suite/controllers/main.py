@@ -12,7 +12,9 @@ CHUNK = 256 * 1024
 
 class DataExportController(http.Controller):
     @http.route(
-        "/data_export_suite/download/<int:job_id>", type="http", auth="user",
+        "/data_export_suite/download/<int:job_id>",
+        type="http",
+        auth="user",
         methods=["GET"],
     )
     def download(self, job_id, token=None):

@@ -37,20 +37,47 @@ MIMETYPES = {
 #: gate the run and the download.
 PROTECTED_FIELDS = frozenset(
     {
-        "state", "progress", "records_total", "records_done", "storage_name",
-        "file_name", "file_size", "file_mimetype", "expires_at", "done_at",
-        "error_message", "password_sealed", "password_protected", "background",
-        "user_id", "download_token_hash", "download_token_user_id",
-        "download_token_expires_at", "estimated_size", "omitted_paths",
+        "state",
+        "progress",
+        "records_total",
+        "records_done",
+        "storage_name",
+        "file_name",
+        "file_size",
+        "file_mimetype",
+        "expires_at",
+        "done_at",
+        "error_message",
+        "password_sealed",
+        "password_protected",
+        "background",
+        "user_id",
+        "download_token_hash",
+        "download_token_user_id",
+        "download_token_expires_at",
+        "estimated_size",
+        "omitted_paths",
     }
 )
 #: What the requester chooses, once: a job is not edited after its request.
 REQUEST_FIELDS = frozenset(
     {
-        "name", "profile_id", "company_ids", "model_name", "field_paths",
-        "domain", "date_field", "date_from", "date_to", "state_values",
-        "include_archived", "export_format", "csv_delimiter", "csv_bom",
-        "json_depth", "header_style",
+        "name",
+        "profile_id",
+        "company_ids",
+        "model_name",
+        "field_paths",
+        "domain",
+        "date_field",
+        "date_from",
+        "date_to",
+        "state_values",
+        "include_archived",
+        "export_format",
+        "csv_delimiter",
+        "csv_bom",
+        "json_depth",
+        "header_style",
     }
 )
 #: A download link works once, for the user who asked for it, this long.
@@ -103,11 +130,17 @@ class DataExportJob(models.Model):
         "data.export.profile", ondelete="set null", readonly=True
     )
     user_id = fields.Many2one(
-        "res.users", string="Owner", required=True, readonly=True, index=True,
+        "res.users",
+        string="Owner",
+        required=True,
+        readonly=True,
+        index=True,
         default=lambda self: self.env.user,
     )
     company_ids = fields.Many2many(
-        "res.company", string="Companies", readonly=True,
+        "res.company",
+        string="Companies",
+        readonly=True,
         default=lambda self: self.env.companies,
         help="The companies selected when the export was requested: the "
         "export sees their records only (multi-company rules).",
@@ -129,17 +162,23 @@ class DataExportJob(models.Model):
     # The wizard asks for labels by default; a job requested by a script
     # (RPC) without saying keeps the technical names it always had.
     header_style = fields.Selection(
-        HEADER_STYLES, string="Column Headers", default="names", required=True,
+        HEADER_STYLES,
+        string="Column Headers",
+        default="names",
+        required=True,
         readonly=True,
         help="CSV and Excel: the first row shows the columns' labels (as on "
         "screen) or the fields' technical names.",
     )
     estimated_size = fields.Integer(
-        readonly=True, copy=False,
+        readonly=True,
+        copy=False,
         help="Size of the file estimated before the export ran, in bytes.",
     )
     omitted_paths = fields.Text(
-        string="Columns Left Out", readonly=True, copy=False,
+        string="Columns Left Out",
+        readonly=True,
+        copy=False,
         help="Columns of the profile this export was made from that its owner "
         "may not export (their access rights): left out of the file.",
     )
@@ -155,7 +194,9 @@ class DataExportJob(models.Model):
     # groups=".": no user reads these over RPC, administrators included;
     # only server code (superuser environment) does.
     password_sealed = fields.Binary(
-        attachment=False, groups=".", copy=False,
+        attachment=False,
+        groups=".",
+        copy=False,
         help="The ZIP password, encrypted with the server keyring (purpose "
         "export-password, tenant the database uuid) until the job used it, "
         "then erased.",
@@ -168,7 +209,11 @@ class DataExportJob(models.Model):
             ("failed", "Failed"),
             ("expired", "Expired"),
         ],
-        default="queued", required=True, readonly=True, index=True, tracking=True,
+        default="queued",
+        required=True,
+        readonly=True,
+        index=True,
+        tracking=True,
     )
     background = fields.Boolean(readonly=True)
     records_total = fields.Integer(string="Records", readonly=True, aggregator="sum")
@@ -205,7 +250,8 @@ class DataExportJob(models.Model):
             job.file_size_text = human_size(job.file_size) if job.file_size else False
             job.estimated_size_text = (
                 self.env._("about %(size)s", size=human_size(job.estimated_size))
-                if job.estimated_size else False
+                if job.estimated_size
+                else False
             )
 
     # ------------------------------------------------------------------
@@ -215,27 +261,33 @@ class DataExportJob(models.Model):
     def create(self, vals_list):
         # Context defaults never reach server-owned fields (a default_state
         # or default_storage_name would otherwise slip past the checks below).
-        self = self.with_context({
-            key: value for key, value in self.env.context.items()
-            if not (key.startswith("default_") and key[8:] in PROTECTED_FIELDS)
-        })
+        self = self.with_context(
+            {
+                key: value
+                for key, value in self.env.context.items()
+                if not (key.startswith("default_") and key[8:] in PROTECTED_FIELDS)
+            }
+        )
         if not self.env.su:
             # The requester chooses what to export, never the job's outcome
             # nor its owner.
             for vals in vals_list:
                 refused = sorted(
-                    key for key in vals
+                    key
+                    for key in vals
                     if key in PROTECTED_FIELDS
                     and not (key == "user_id" and vals[key] == self.env.uid)
                 )
                 if refused:
-                    raise AccessError(self.env._(
-                        "These fields of an export job are set by the server "
-                        "only: %(fields)s", fields=", ".join(refused),
-                    ))
+                    raise AccessError(
+                        self.env._(
+                            "These fields of an export job are set by the server "
+                            "only: %(fields)s",
+                            fields=", ".join(refused),
+                        )
+                    )
             vals_list = [
-                dict(vals, user_id=self.env.uid, state="queued")
-                for vals in vals_list
+                dict(vals, user_id=self.env.uid, state="queued") for vals in vals_list
             ]
         for vals in vals_list:
             if vals.get("profile_id"):
@@ -257,10 +309,13 @@ class DataExportJob(models.Model):
         if not self.env.su:
             refused = sorted((PROTECTED_FIELDS | REQUEST_FIELDS) & vals.keys())
             if refused:
-                raise AccessError(self.env._(
-                    "An export job cannot be changed once requested (fields: "
-                    "%(fields)s).", fields=", ".join(refused),
-                ))
+                raise AccessError(
+                    self.env._(
+                        "An export job cannot be changed once requested (fields: "
+                        "%(fields)s).",
+                        fields=", ".join(refused),
+                    )
+                )
         return super().write(vals)
 
     def unlink(self):
@@ -269,7 +324,8 @@ class DataExportJob(models.Model):
         for job in self.sudo():
             if job.storage_name:
                 self.env["audit.event"].log_event(
-                    "delete", record=job,
+                    "delete",
+                    record=job,
                     details={"file": job.file_name, "owner": job.user_id.login},
                 )
             job._delete_file()
@@ -285,10 +341,13 @@ class DataExportJob(models.Model):
         profile.check_access("read")
         vals.setdefault("model_name", profile.model_name)
         if vals["model_name"] != profile.model_name:
-            raise UserError(self.env._(
-                "Profile %(profile)s exports %(model)s records.",
-                profile=profile.name, model=profile.model_name,
-            ))
+            raise UserError(
+                self.env._(
+                    "Profile %(profile)s exports %(model)s records.",
+                    profile=profile.name,
+                    model=profile.model_name,
+                )
+            )
         defaults = {
             "domain": profile.domain or "[]",
             "date_field": profile.date_field_name or False,
@@ -310,10 +369,12 @@ class DataExportJob(models.Model):
                 profile.model_name, parse_field_paths(profile.field_paths)
             )
             if not kept:
-                raise AccessError(self.env._(
-                    "You may export none of the columns of profile %(profile)s.",
-                    profile=profile.name,
-                ))
+                raise AccessError(
+                    self.env._(
+                        "You may export none of the columns of profile %(profile)s.",
+                        profile=profile.name,
+                    )
+                )
             vals["field_paths"] = "\n".join(kept)
             if omitted:
                 Profile = self.env["data.export.profile"]
@@ -369,8 +430,9 @@ class DataExportJob(models.Model):
             raise UserError(self.env._("Unknown export format."))
         if not 0 <= self.json_depth <= MAX_JSON_DEPTH:
             raise UserError(
-                self.env._("The JSON depth must be between 0 and %(max)s.",
-                           max=MAX_JSON_DEPTH)
+                self.env._(
+                    "The JSON depth must be between 0 and %(max)s.", max=MAX_JSON_DEPTH
+                )
             )
         env = self._owner_env()
         if not env.user.has_group("data_export_suite.export_group_user"):
@@ -385,8 +447,12 @@ class DataExportJob(models.Model):
             raise UserError(self.env._("PDF exports are available for invoices only."))
         Profile._resolve_field_paths(self.model_name, self._export_paths())
         Profile._build_domain(
-            self.model_name, self.domain, self.date_field, self.date_from,
-            self.date_to, self.state_values,
+            self.model_name,
+            self.domain,
+            self.date_field,
+            self.date_from,
+            self.date_to,
+            self.state_values,
         )
 
     def _export_paths(self):
@@ -420,8 +486,10 @@ class DataExportJob(models.Model):
     @api.model
     def _open_sealed_password(self, sealed):
         reader = streamcrypt.DecryptingReader(
-            io.BytesIO(base64.b64decode(sealed)), keyring=self._load_keyring(),
-            tenant=self._tenant(), purpose=PASSWORD_PURPOSE,
+            io.BytesIO(base64.b64decode(sealed)),
+            keyring=self._load_keyring(),
+            tenant=self._tenant(),
+            purpose=PASSWORD_PURPOSE,
         )
         return reader.read().decode("utf-8")
 
@@ -457,8 +525,12 @@ class DataExportJob(models.Model):
         Profile = env["data.export.profile"]
         Model = Profile._get_export_model(self.model_name)
         domain = Profile._build_domain(
-            self.model_name, self.domain, self.date_field, self.date_from,
-            self.date_to, self.state_values,
+            self.model_name,
+            self.domain,
+            self.date_field,
+            self.date_from,
+            self.date_to,
+            self.state_values,
         )
         total = Model.search_count(domain)
         estimate = self._estimate_size(Profile, Model, domain, total)
@@ -496,18 +568,27 @@ class DataExportJob(models.Model):
         deep = job.export_format == "json" and job.json_depth > 0
         sample_size = min(total, 3 if deep else 20)
         return Profile._estimate_export_size(
-            Model, domain, paths, job.export_format, job.json_depth, total,
+            Model,
+            domain,
+            paths,
+            job.export_format,
+            job.json_depth,
+            total,
             sample_size,
         )
 
     def _check_size(self, estimate):
         limit = self._max_file_bytes()
         if estimate > limit:
-            raise ExportTooLarge(self.env._(
-                "This export would be about %(size)s, more than the %(limit)s "
-                "allowed. Export fewer records or columns, or a lower JSON "
-                "depth.", size=human_size(estimate), limit=human_size(limit),
-            ))
+            raise ExportTooLarge(
+                self.env._(
+                    "This export would be about %(size)s, more than the %(limit)s "
+                    "allowed. Export fewer records or columns, or a lower JSON "
+                    "depth.",
+                    size=human_size(estimate),
+                    limit=human_size(limit),
+                )
+            )
 
     # ------------------------------------------------------------------
     # Settings
@@ -591,10 +672,13 @@ class DataExportJob(models.Model):
         # Preconditions, checked when the step runs: a synchronous export
         # starts from "queued", the cron marked a background one "running".
         if job.state != ("running" if background else "queued"):
-            raise UserError(self.env._(
-                "Export %(name)s cannot run in state %(state)s.",
-                name=job.name, state=job.state,
-            ))
+            raise UserError(
+                self.env._(
+                    "Export %(name)s cannot run in state %(state)s.",
+                    name=job.name,
+                    state=job.state,
+                )
+            )
         if not background:
             # In the cron the job was marked running and committed already:
             # writing the row again here would lock it against the progress
@@ -607,10 +691,14 @@ class DataExportJob(models.Model):
             if not background:
                 raise
             _logger.exception("Export job %s failed", self.id)
-            job.write({"state": "failed", "error_message": str(exc),
-                       "password_sealed": False})
+            job.write(
+                {"state": "failed", "error_message": str(exc), "password_sealed": False}
+            )
             self.env["audit.event"].log_event(
-                "export", record=job, result="failure", message=str(exc),
+                "export",
+                record=job,
+                result="failure",
+                message=str(exc),
                 details=self._audit_details(),
             )
             job._notify_owner(failed=True)
@@ -646,16 +734,22 @@ class DataExportJob(models.Model):
         env = self._owner_env()
         if not env.user.has_group("data_export_suite.export_group_user"):
             # Checked again when the job runs: the right may be gone by then.
-            raise AccessError(self.env._(
-                "%(user)s is no longer allowed to export data.", user=env.user.name
-            ))
+            raise AccessError(
+                self.env._(
+                    "%(user)s is no longer allowed to export data.", user=env.user.name
+                )
+            )
         Profile = env["data.export.profile"]
         Model = Profile._get_export_model(job.model_name)
         paths = self._export_paths()
         columns = Profile._resolve_field_paths(job.model_name, paths)
         domain = Profile._build_domain(
-            job.model_name, job.domain, job.date_field, job.date_from,
-            job.date_to, job.state_values,
+            job.model_name,
+            job.domain,
+            job.date_field,
+            job.date_from,
+            job.date_to,
+            job.state_values,
         )
         total = Model.search_count(domain)
         password = self._unseal_password() if job.password_protected else None
@@ -680,11 +774,15 @@ class DataExportJob(models.Model):
             done += count
             if counter.size > max_bytes:
                 # The estimate was too low: stop before filling the disk.
-                raise ExportTooLarge(self.env._(
-                    "The export passed the %(limit)s allowed after %(count)s "
-                    "records. Export fewer records or columns, or a lower JSON "
-                    "depth.", limit=human_size(max_bytes), count=done,
-                ))
+                raise ExportTooLarge(
+                    self.env._(
+                        "The export passed the %(limit)s allowed after %(count)s "
+                        "records. Export fewer records or columns, or a lower JSON "
+                        "depth.",
+                        limit=human_size(max_bytes),
+                        count=done,
+                    )
+                )
             self._report_progress(done, total, background)
 
         try:
@@ -692,12 +790,23 @@ class DataExportJob(models.Model):
             with os.fdopen(fd, "wb") as raw:
                 counter = CountingWriter(raw)
                 encrypted = streamcrypt.EncryptingWriter(
-                    counter, keyring=ring, tenant=self._tenant(), purpose="export",
+                    counter,
+                    keyring=ring,
+                    tenant=self._tenant(),
+                    purpose="export",
                     content_type=mimetype,
                 )
                 if job.export_format == "pdf":
-                    self._write_pdf(Profile, Model, domain, encrypted, password,
-                                    total, batch_size, report)
+                    self._write_pdf(
+                        Profile,
+                        Model,
+                        domain,
+                        encrypted,
+                        password,
+                        total,
+                        batch_size,
+                        report,
+                    )
                 else:
                     with contextlib.ExitStack() as stack:
                         payload = encrypted
@@ -705,8 +814,16 @@ class DataExportJob(models.Model):
                             payload = stack.enter_context(
                                 zip_member_writer(encrypted, inner_name, password)
                             )
-                        self._write_table(Profile, Model, domain, columns, paths,
-                                          payload, batch_size, report)
+                        self._write_table(
+                            Profile,
+                            Model,
+                            domain,
+                            columns,
+                            paths,
+                            payload,
+                            batch_size,
+                            report,
+                        )
                 encrypted.close()
                 raw.flush()
                 os.fsync(raw.fileno())
@@ -716,28 +833,36 @@ class DataExportJob(models.Model):
                 os.unlink(tmp_path)
             raise
         now = fields.Datetime.now()
-        job.write({
-            "state": "done",
-            "storage_name": storage_name,
-            "file_name": file_name,
-            "file_size": counter.size,
-            "file_mimetype": mimetype,
-            "records_total": total,
-            "records_done": done,
-            "progress": 100.0,
-            "done_at": now,
-            "expires_at": now + dt.timedelta(days=self._retention_days()),
-            "password_sealed": False,
-        })
+        job.write(
+            {
+                "state": "done",
+                "storage_name": storage_name,
+                "file_name": file_name,
+                "file_size": counter.size,
+                "file_mimetype": mimetype,
+                "records_total": total,
+                "records_done": done,
+                "progress": 100.0,
+                "done_at": now,
+                "expires_at": now + dt.timedelta(days=self._retention_days()),
+                "password_sealed": False,
+            }
+        )
         self.env["audit.event"].log_event(
-            "export", record=job, details=self._audit_details(),
-            message=self.env._("%(records)s of %(model)s exported to %(file)s",
-                               records=self._records_text(done),
-                               model=job.model_name, file=file_name),
+            "export",
+            record=job,
+            details=self._audit_details(),
+            message=self.env._(
+                "%(records)s of %(model)s exported to %(file)s",
+                records=self._records_text(done),
+                model=job.model_name,
+                file=file_name,
+            ),
         )
 
-    def _write_table(self, Profile, Model, domain, columns, paths, payload,
-                     batch_size, report):
+    def _write_table(
+        self, Profile, Model, domain, columns, paths, payload, batch_size, report
+    ):
         job = self.sudo()
         user_tz = Profile.env.context.get("tz") or None
         options = {"tz": user_tz}
@@ -748,15 +873,17 @@ class DataExportJob(models.Model):
         header = None
         if job.export_format != "json":
             header = (
-                [c.path for c in columns] if job.header_style == "names"
+                [c.path for c in columns]
+                if job.header_style == "names"
                 else self._column_labels(columns)
             )
         try:
             writer = open_writer(job.export_format, payload, header, **options)
         except ValueError as exc:
             # e.g. an unknown user time zone: fall back to UTC, say so in the log
-            _logger.warning("Export writer options %s refused (%s): using UTC",
-                            options, exc)
+            _logger.warning(
+                "Export writer options %s refused (%s): using UTC", options, exc
+            )
             options["tz"] = None
             writer = open_writer(job.export_format, payload, header, **options)
         if job.export_format == "json":
@@ -765,8 +892,7 @@ class DataExportJob(models.Model):
                     writer.write(item)
                 report(len(batch))
         else:
-            for rows in Profile._iter_table_batches(Model, domain, columns,
-                                                    batch_size):
+            for rows in Profile._iter_table_batches(Model, domain, columns, batch_size):
                 for row in rows:
                     writer.writerow(row)
                 report(len(rows))
@@ -785,8 +911,9 @@ class DataExportJob(models.Model):
             for label, column in zip(labels, columns, strict=True)
         ]
 
-    def _write_pdf(self, Profile, Model, domain, encrypted, password, total,
-                   batch_size, report):
+    def _write_pdf(
+        self, Profile, Model, domain, encrypted, password, total, batch_size, report
+    ):
         Report = Profile.env["ir.actions.report"]
 
         def render(invoice):
@@ -818,16 +945,22 @@ class DataExportJob(models.Model):
         # export's own transaction (one consistent snapshot) is still open;
         # the bus message leaves when that transaction commits.
         payload = self._update_payload(
-            records_done=done, records_total=total, progress=progress,
+            records_done=done,
+            records_total=total,
+            progress=progress,
             state="running",
         )
         partner = self.sudo().user_id.partner_id  # the owner's bus channel
         with self.env.registry.cursor() as cr:
-            cr.execute(SQL(
-                "UPDATE data_export_job SET records_done = %s, progress = %s "
-                "WHERE id = %s",
-                done, progress, self.id,
-            ))
+            cr.execute(
+                SQL(
+                    "UPDATE data_export_job SET records_done = %s, progress = %s "
+                    "WHERE id = %s",
+                    done,
+                    progress,
+                    self.id,
+                )
+            )
             self.env(cr=cr, su=True)["bus.bus"]._sendone(partner, BUS_UPDATE, payload)
         self.env["ir.cron"]._notify_progress(done=done, remaining=max(total - done, 0))
 
@@ -852,7 +985,7 @@ class DataExportJob(models.Model):
 
     @api.model
     def _records_text(self, count):
-        """"1 record" / "12 records", translated."""
+        """ "1 record" / "12 records", translated."""
         if count == 1:
             return self.env._("1 record")
         return self.env._("%(count)s records", count=count)
@@ -865,19 +998,26 @@ class DataExportJob(models.Model):
         _ = owner_self.env._
         if failed:
             title = _("Export failed")
-            body = _("Your export %(name)s failed: %(error)s",
-                     name=job.name, error=job.error_message)
+            body = _(
+                "Your export %(name)s failed: %(error)s",
+                name=job.name,
+                error=job.error_message,
+            )
         else:
             title = _("Your file is ready")
             body = _(
                 "Your export %(name)s is ready (%(records)s, %(size)s). Download "
                 "it from the export job within %(days)s days.",
-                name=job.name, records=owner_self._records_text(job.records_done),
-                size=human_size(job.file_size), days=self._retention_days(),
+                name=job.name,
+                records=owner_self._records_text(job.records_done),
+                size=human_size(job.file_size),
+                days=self._retention_days(),
             )
         job.message_post(
-            body=body, partner_ids=job.user_id.partner_id.ids,
-            subtype_xmlid="mail.mt_comment", message_type="notification",
+            body=body,
+            partner_ids=job.user_id.partner_id.ids,
+            subtype_xmlid="mail.mt_comment",
+            message_type="notification",
         )
         job._send_update(final=True, title=title, message=body)
 
@@ -898,10 +1038,12 @@ class DataExportJob(models.Model):
         self.flush_model(["state"])
         # SKIP LOCKED: two cron workers never take the same job (the commit
         # below releases the cron's own row lock).
-        self.env.cr.execute(SQL(
-            "SELECT id FROM data_export_job WHERE state = 'queued' "
-            "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
-        ))
+        self.env.cr.execute(
+            SQL(
+                "SELECT id FROM data_export_job WHERE state = 'queued' "
+                "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            )
+        )
         row = self.env.cr.fetchone()
         job = self.sudo().browse(row[0] if row else [])
         if not job:
@@ -925,18 +1067,26 @@ class DataExportJob(models.Model):
         for job in expired:
             job._delete_file()
         expired.write({"state": "expired", "storage_name": False})
-        Job.search([("download_token_expires_at", "<", now)]).write({
-            "download_token_hash": False, "download_token_user_id": False,
-            "download_token_expires_at": False,
-        })
-        stale = Job.search([
-            ("state", "in", ("running", "queued")),
-            ("write_date", "<", now - dt.timedelta(days=1)),
-        ])
-        stale.write({
-            "state": "failed", "password_sealed": False,
-            "error_message": self.env._("The export did not finish within a day."),
-        })
+        Job.search([("download_token_expires_at", "<", now)]).write(
+            {
+                "download_token_hash": False,
+                "download_token_user_id": False,
+                "download_token_expires_at": False,
+            }
+        )
+        stale = Job.search(
+            [
+                ("state", "in", ("running", "queued")),
+                ("write_date", "<", now - dt.timedelta(days=1)),
+            ]
+        )
+        stale.write(
+            {
+                "state": "failed",
+                "password_sealed": False,
+                "error_message": self.env._("The export did not finish within a day."),
+            }
+        )
         self._purge_orphan_files(now)
         self.env["data.export.profile"]._setup_ready_made_profiles()
         return expired
@@ -944,9 +1094,12 @@ class DataExportJob(models.Model):
     def _purge_orphan_files(self, now):
         """Files of the export folder no job references (crashed transactions)."""
         folder = self._storage_dir()
-        self.env.cr.execute(SQL(
-            "SELECT storage_name FROM data_export_job WHERE storage_name IS NOT NULL"
-        ))
+        self.env.cr.execute(
+            SQL(
+                "SELECT storage_name FROM data_export_job "
+                "WHERE storage_name IS NOT NULL"
+            )
+        )
         known = {row[0] for row in self.env.cr.fetchall()}
         limit = now.replace(tzinfo=dt.UTC).timestamp() - 86400
         for entry in os.scandir(folder):
@@ -955,8 +1108,8 @@ class DataExportJob(models.Model):
                 and entry.name not in known
                 and entry.stat().st_mtime < limit
             ):
-                    os.unlink(entry.path)
-                    _logger.info("Deleted orphan export file %s", entry.path)
+                os.unlink(entry.path)
+                _logger.info("Deleted orphan export file %s", entry.path)
 
     # ------------------------------------------------------------------
     # Download
@@ -971,11 +1124,13 @@ class DataExportJob(models.Model):
         self.ensure_one()
         self._check_downloadable()
         token = secrets.token_urlsafe(32)
-        self.sudo().write({
-            "download_token_hash": self._hash_token(token),
-            "download_token_user_id": self.env.uid,
-            "download_token_expires_at": fields.Datetime.now() + DOWNLOAD_TOKEN_TTL,
-        })
+        self.sudo().write(
+            {
+                "download_token_hash": self._hash_token(token),
+                "download_token_user_id": self.env.uid,
+                "download_token_expires_at": fields.Datetime.now() + DOWNLOAD_TOKEN_TTL,
+            }
+        )
         return {
             "type": "ir.actions.act_url",
             "url": f"/data_export_suite/download/{self.id}?token={token}",
@@ -993,7 +1148,8 @@ class DataExportJob(models.Model):
         job = self.sudo()
         expected = job.download_token_hash
         valid = (
-            bool(token) and bool(expected)
+            bool(token)
+            and bool(expected)
             and hmac.compare_digest(expected, self._hash_token(token))
             and job.download_token_user_id.id == self.env.uid
             and job.download_token_expires_at
@@ -1003,15 +1159,20 @@ class DataExportJob(models.Model):
             _logger.info(
                 "Export %s: download link refused for uid %s", self.id, self.env.uid
             )
-            raise AccessError(self.env._(
-                "This download link is not valid: it was used already, it "
-                "expired, or it was made for another user. Use Download on the "
-                "export job again."
-            ))
-        job.write({
-            "download_token_hash": False, "download_token_user_id": False,
-            "download_token_expires_at": False,
-        })
+            raise AccessError(
+                self.env._(
+                    "This download link is not valid: it was used already, it "
+                    "expired, or it was made for another user. Use Download on the "
+                    "export job again."
+                )
+            )
+        job.write(
+            {
+                "download_token_hash": False,
+                "download_token_user_id": False,
+                "download_token_expires_at": False,
+            }
+        )
 
     def _check_downloadable(self):
         """The current user may read the job and its file is there, not expired."""
@@ -1020,8 +1181,10 @@ class DataExportJob(models.Model):
         job = self.sudo()
         if job.state != "done":
             raise UserError(
-                self.env._("This export has no file to download (state: %(state)s).",
-                           state=dict(self._fields["state"].selection)[job.state])
+                self.env._(
+                    "This export has no file to download (state: %(state)s).",
+                    state=dict(self._fields["state"].selection)[job.state],
+                )
             )
         if job.expires_at and job.expires_at <= fields.Datetime.now():
             raise UserError(self.env._("This export file has expired."))
@@ -1048,9 +1211,13 @@ class DataExportJob(models.Model):
             raise
         reader.raw_file = raw
         self.env["audit.event"].log_event(
-            "download", record=job,
-            details={"file": job.file_name, "size": job.file_size,
-                     "owner": job.user_id.login},
+            "download",
+            record=job,
+            details={
+                "file": job.file_name,
+                "size": job.file_size,
+                "owner": job.user_id.login,
+            },
         )
         return reader
 
@@ -1062,4 +1229,3 @@ class DataExportJob(models.Model):
         finally:
             reader.close()
             reader.raw_file.close()
-

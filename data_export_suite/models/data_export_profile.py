@@ -25,10 +25,21 @@ _logger = logging.getLogger(__name__)
 UNEXPORTABLE_TYPES = frozenset({"properties", "properties_definition"})
 RELATIONAL_TYPES = frozenset({"many2one", "one2many", "many2many"})
 #: Types read straight from their column by the tabular fast path.
-SQL_READABLE_TYPES = frozenset({
-    "char", "text", "html", "integer", "float", "monetary", "boolean", "date",
-    "datetime", "selection", "many2one",
-})
+SQL_READABLE_TYPES = frozenset(
+    {
+        "char",
+        "text",
+        "html",
+        "integer",
+        "float",
+        "monetary",
+        "boolean",
+        "date",
+        "datetime",
+        "selection",
+        "many2one",
+    }
+)
 MAX_JSON_DEPTH = 3
 #: How many of a model's first records a computed field is tried on (plus
 #: the first record of each company) before it is offered.
@@ -39,12 +50,37 @@ MAX_TREE_HOPS = 3
 #: Model name prefixes never offered in the wizard: Odoo's technical models
 #: (settings, views, actions, the bus, reports' abstract models...).
 TECHNICAL_PREFIXES = (
-    "ir.", "base.", "base_", "bus.", "web_", "web.", "res.config", "report.",
-    "res.users.log", "res.users.settings", "res.users.deletion", "mail.alias",
-    "mail.template", "mail.mail", "mail.notification", "mail.tracking",
-    "mail.followers", "mail.guest", "mail.link.preview", "mail.presence",
-    "discuss.", "iap.", "sms.", "auth_", "spreadsheet.", "onboarding.",
-    "digest.", "snailmail.", "privacy.", "html_field_history", "data.export.",
+    "ir.",
+    "base.",
+    "base_",
+    "bus.",
+    "web_",
+    "web.",
+    "res.config",
+    "report.",
+    "res.users.log",
+    "res.users.settings",
+    "res.users.deletion",
+    "mail.alias",
+    "mail.template",
+    "mail.mail",
+    "mail.notification",
+    "mail.tracking",
+    "mail.followers",
+    "mail.guest",
+    "mail.link.preview",
+    "mail.presence",
+    "discuss.",
+    "iap.",
+    "sms.",
+    "auth_",
+    "spreadsheet.",
+    "onboarding.",
+    "digest.",
+    "snailmail.",
+    "privacy.",
+    "html_field_history",
+    "data.export.",
 )
 
 #: A resolved, access-checked column: ``path`` as requested, ``chain`` of
@@ -147,8 +183,10 @@ class DataExportProfile(models.Model):
         for profile in self:
             if not 0 <= profile.json_depth <= MAX_JSON_DEPTH:
                 raise ValidationError(
-                    self.env._("The JSON depth must be between 0 and %(max)s.",
-                               max=MAX_JSON_DEPTH)
+                    self.env._(
+                        "The JSON depth must be between 0 and %(max)s.",
+                        max=MAX_JSON_DEPTH,
+                    )
                 )
 
     @api.constrains("model_id", "field_paths", "domain", "state_values")
@@ -168,7 +206,7 @@ class DataExportProfile(models.Model):
     def _check_csv_delimiter(self):
         for profile in self:
             delimiter = profile.csv_delimiter or ""
-            if len(delimiter) != 1 or delimiter in "\"\r\n" or delimiter.isalnum():
+            if len(delimiter) != 1 or delimiter in '"\r\n' or delimiter.isalnum():
                 raise ValidationError(
                     self.env._("The CSV delimiter must be one punctuation character.")
                 )
@@ -179,24 +217,30 @@ class DataExportProfile(models.Model):
     def _check_server_fields(self, vals):
         refused = sorted(SERVER_FIELDS & vals.keys())
         if refused and not self.env.su:
-            raise AccessError(self.env._(
-                "These fields of an export profile are set by the server only: "
-                "%(fields)s", fields=", ".join(refused),
-            ))
+            raise AccessError(
+                self.env._(
+                    "These fields of an export profile are set by the server only: "
+                    "%(fields)s",
+                    fields=", ".join(refused),
+                )
+            )
 
     @api.model_create_multi
     def create(self, vals_list):
-        self = self.with_context({
-            key: value for key, value in self.env.context.items()
-            if not (key.startswith("default_") and key[8:] in SERVER_FIELDS)
-        })
+        self = self.with_context(
+            {
+                key: value
+                for key, value in self.env.context.items()
+                if not (key.startswith("default_") and key[8:] in SERVER_FIELDS)
+            }
+        )
         if not self.env.su:
             for vals in vals_list:
                 self._check_server_fields(vals)
                 if vals.get("user_id") not in (None, False, self.env.uid):
-                    raise AccessError(self.env._(
-                        "You may only create export profiles of your own."
-                    ))
+                    raise AccessError(
+                        self.env._("You may only create export profiles of your own.")
+                    )
             # A user's profile is theirs: not ready-made (no owner) either.
             vals_list = [dict(vals, user_id=self.env.uid) for vals in vals_list]
         return super().create(vals_list)
@@ -228,8 +272,10 @@ class DataExportProfile(models.Model):
             )
         if model_name in SECRET_MODELS:
             raise AccessError(
-                self.env._("Model %(model)s holds secrets and is never exported.",
-                           model=model_name)
+                self.env._(
+                    "Model %(model)s holds secrets and is never exported.",
+                    model=model_name,
+                )
             )
         Model.check_access("read")
         return Model
@@ -262,7 +308,10 @@ class DataExportProfile(models.Model):
         (``groups="."``, Odoo's "always forbidden", nobody holds)."""
         user = Model.env.user
         return is_withheld(
-            Model._name, field.name, field.type, field.groups,
+            Model._name,
+            field.name,
+            field.type,
+            field.groups,
             lambda xmlid: xmlid != "." and user.has_group(xmlid),
         )
 
@@ -303,8 +352,9 @@ class DataExportProfile(models.Model):
             # account.code.mapping, whose search is not implemented): its
             # computed fields cannot be checked, so they are not offered.
             _logger.debug(
-                "Field %s.%s withheld from exports: the model has no table to "
-                "sample", model_name, field_name,
+                "Field %s.%s withheld from exports: the model has no table to sample",
+                model_name,
+                field_name,
             )
             return False
         # A savepoint that does not clear the cache when rolled back: the
@@ -314,20 +364,27 @@ class DataExportProfile(models.Model):
         try:
             with self.env.cr.savepoint(flush=False):
                 for record in sample:
-                    record[field_name]  # noqa: B018 - computes as the user
+                    record[field_name]
         except AccessError as exc:
             sample.invalidate_recordset([field_name])
             _logger.info(
                 "Field %s.%s withheld from exports for uid %s: its computation "
                 "needs access the user lacks (%s)",
-                model_name, field_name, self.env.uid, str(exc).splitlines()[0],
+                model_name,
+                field_name,
+                self.env.uid,
+                str(exc).splitlines()[0],
             )
             return False
-        except Exception as exc:  # noqa: BLE001 - any failure: not exportable
+        except Exception as exc:
             sample.invalidate_recordset([field_name])
             _logger.warning(
                 "Field %s.%s withheld from exports for uid %s: computing it "
-                "failed with %r", model_name, field_name, self.env.uid, exc,
+                "failed with %r",
+                model_name,
+                field_name,
+                self.env.uid,
+                exc,
             )
             return False
         return True
@@ -352,7 +409,8 @@ class DataExportProfile(models.Model):
         if company is not None and company.store and company.type == "many2one":
             query = SQL(
                 "(%s) UNION (SELECT min(id) FROM %s GROUP BY company_id)",
-                query, table,
+                query,
+                table,
             )
         self.env.cr.execute(query)
         ids = sorted({row[0] for row in self.env.cr.fetchall()})
@@ -399,7 +457,7 @@ class DataExportProfile(models.Model):
 
     @api.model
     def _path_label(self, model_name, path):
-        """"Country / Country Name" for ``country_id.name`` (labels as on
+        """ "Country / Country Name" for ``country_id.name`` (labels as on
         screen, in the user's language); unknown hops keep their name."""
         if path == "id":
             return self.env._("ID")
@@ -433,9 +491,12 @@ class DataExportProfile(models.Model):
     @tools.ormcache()
     def _window_action_models(self):
         """Models some window action opens (cached; actions clear caches)."""
-        self.env.cr.execute(SQL(
-            "SELECT DISTINCT res_model FROM ir_act_window WHERE res_model IS NOT NULL"
-        ))
+        self.env.cr.execute(
+            SQL(
+                "SELECT DISTINCT res_model FROM ir_act_window "
+                "WHERE res_model IS NOT NULL"
+            )
+        )
         return frozenset(row[0] for row in self.env.cr.fetchall())
 
     @tools.ormcache("self.env.lang")
@@ -447,8 +508,7 @@ class DataExportProfile(models.Model):
     @api.model
     def _model_label(self, model_name):
         return self._model_labels().get(model_name) or (
-            self.env[model_name]._description if model_name in self.env
-            else model_name
+            self.env[model_name]._description if model_name in self.env else model_name
         )
 
     @api.model
@@ -458,7 +518,8 @@ class DataExportProfile(models.Model):
         Two models with the same name get their technical name in brackets.
         """
         names = [
-            name for name in self.env.registry.models
+            name
+            for name in self.env.registry.models
             if self._is_offered_model(name) and self.env[name].has_access("read")
         ]
         labels = {name: self._model_label(name) for name in names}
@@ -493,8 +554,9 @@ class DataExportProfile(models.Model):
         else:
             Model = self._get_export_model(model_name)
         hops = len(prefix.split(".")) if prefix else 0
-        described = Model.fields_get(attributes=["type", "string", "relation",
-                                                  "help", "exportable"])
+        described = Model.fields_get(
+            attributes=["type", "string", "relation", "help", "exportable"]
+        )
         items = []
         for name, info in described.items():
             field = Model._fields.get(name)
@@ -505,23 +567,27 @@ class DataExportProfile(models.Model):
             path = f"{prefix}.{name}" if prefix else name
             label = self.env._("ID") if name == "id" else info.get("string") or name
             expandable = bool(field.relational and hops + 1 < MAX_TREE_HOPS)
-            items.append({
-                "id": path,
-                "name": name,
-                "label": label,
-                "string": f"{parent_label} / {label}" if parent_label else label,
-                "type": info.get("type"),
-                "relation": info.get("relation") or False,
-                "help": info.get("help") or "",
-                "children": expandable,
-            })
-        items.sort(key=lambda item: (item["name"] != "id", item["label"].lower(),
-                                     item["name"]))
+            items.append(
+                {
+                    "id": path,
+                    "name": name,
+                    "label": label,
+                    "string": f"{parent_label} / {label}" if parent_label else label,
+                    "type": info.get("type"),
+                    "relation": info.get("relation") or False,
+                    "help": info.get("help") or "",
+                    "children": expandable,
+                }
+            )
+        items.sort(
+            key=lambda item: (item["name"] != "id", item["label"].lower(), item["name"])
+        )
         return items
 
     @api.model
-    def _estimate_export_size(self, Model, domain, paths, export_format, depth,
-                              total, sample_size):
+    def _estimate_export_size(
+        self, Model, domain, paths, export_format, depth, total, sample_size
+    ):
         """Bytes of an export of ``total`` records, scaled from the first
         ``sample_size`` written the way the export writes them."""
         if not total or not sample_size:
@@ -574,7 +640,9 @@ class DataExportProfile(models.Model):
                         self.env._(
                             "Field %(field)s does not exist on %(model)s "
                             "(path %(path)s).",
-                            field=part, model=Model._name, path=path,
+                            field=part,
+                            model=Model._name,
+                            path=path,
                         )
                     )
                 last = index == len(parts) - 1
@@ -587,7 +655,8 @@ class DataExportProfile(models.Model):
                     raise UserError(
                         self.env._(
                             "%(path)s: %(field)s is not a relation.",
-                            path=path, field=part,
+                            path=path,
+                            field=part,
                         )
                     )
                 chain.append((Model._name, field))
@@ -601,14 +670,17 @@ class DataExportProfile(models.Model):
         if denied:
             _logger.info(
                 "Export denied: uid %s may not export %s on %s",
-                self.env.uid, ", ".join(denied), model_name,
+                self.env.uid,
+                ", ".join(denied),
+                model_name,
             )
             raise AccessError(
                 self.env._(
                     "You may not export these fields of %(model)s: %(fields)s "
                     "(restricted to other groups, computed from records you "
                     "may not read, or secret).",
-                    model=model_name, fields=", ".join(denied),
+                    model=model_name,
+                    fields=", ".join(denied),
                 )
             )
         return columns
@@ -656,17 +728,15 @@ class DataExportProfile(models.Model):
                 **params,
             ),
             "too_deep": _(
-                "The domain is nested too deeply (at most %(limit)s levels): "
-                "%(part)s", **params,
+                "The domain is nested too deeply (at most %(limit)s levels): %(part)s",
+                **params,
             ),
             "syntax": _(
                 "The domain is not a literal list (%(detail)s): %(part)s", **params
             ),
             "not_a_list": _("A domain is a list of terms, not %(part)s", **params),
-            "single_term": _("A domain is a list of terms: write [%(part)s]",
-                             **params),
-            "forbidden": _("%(kind)s is not allowed in a domain: %(part)s",
-                           **params),
+            "single_term": _("A domain is a list of terms: write [%(part)s]", **params),
+            "forbidden": _("%(kind)s is not allowed in a domain: %(part)s", **params),
             "unknown_name": _(
                 "Unknown name in a domain: %(part)s (allowed: %(detail)s)", **params
             ),
@@ -677,14 +747,14 @@ class DataExportProfile(models.Model):
                 "A domain term is (field, operator, value), not %(part)s", **params
             ),
             "bad_path": _("Invalid field path in a domain: %(part)s", **params),
-            "bad_operator": _("Unknown operator in a domain term: %(part)s",
-                              **params),
+            "bad_operator": _("Unknown operator in a domain term: %(part)s", **params),
             "bad_value": _(
                 "Invalid value in a domain term (%(detail)s): %(part)s", **params
             ),
             "arity": _(
                 "The domain's '&', '|' and '!' do not match its terms "
-                "(%(detail)s): %(part)s", **params,
+                "(%(detail)s): %(part)s",
+                **params,
             ),
         }
         return templates.get(exc.code, str(exc))
@@ -712,8 +782,11 @@ class DataExportProfile(models.Model):
             domain = expression.normalize_domain(domain)
         except ValueError as exc:
             raise ValidationError(
-                self.env._("Invalid domain %(domain)s: %(error)s",
-                           domain=domain_text[:200], error=exc)
+                self.env._(
+                    "Invalid domain %(domain)s: %(error)s",
+                    domain=domain_text[:200],
+                    error=exc,
+                )
             ) from None
         if model_name:
             Model = self._get_export_model(model_name)
@@ -724,8 +797,11 @@ class DataExportProfile(models.Model):
                 Model._search(domain)
             except (ValueError, TypeError, KeyError) as exc:
                 raise ValidationError(
-                    self.env._("Invalid domain for %(model)s: %(error)s",
-                               model=model_name, error=exc)
+                    self.env._(
+                        "Invalid domain for %(model)s: %(error)s",
+                        model=model_name,
+                        error=exc,
+                    )
                 ) from None
         return domain
 
@@ -747,29 +823,45 @@ class DataExportProfile(models.Model):
             for index, name in enumerate(parts):
                 field = Current._fields.get(name)
                 if field is None:
-                    raise ValidationError(self.env._(
-                        "Field %(field)s does not exist on %(model)s (domain term "
-                        "%(term)s).", field=name, model=Current._name, term=item,
-                    ))
+                    raise ValidationError(
+                        self.env._(
+                            "Field %(field)s does not exist on %(model)s (domain term "
+                            "%(term)s).",
+                            field=name,
+                            model=Current._name,
+                            term=item,
+                        )
+                    )
                 if not self._is_field_exportable(Current, field):
-                    raise AccessError(self.env._(
-                        "You may not filter on %(path)s (domain term %(term)s): "
-                        "the field is restricted to other groups, computed from "
-                        "records you may not read, or secret.",
-                        path=path, term=item,
-                    ))
+                    raise AccessError(
+                        self.env._(
+                            "You may not filter on %(path)s (domain term %(term)s): "
+                            "the field is restricted to other groups, computed from "
+                            "records you may not read, or secret.",
+                            path=path,
+                            term=item,
+                        )
+                    )
                 if not (field.store or field.search or name == "id"):
-                    raise ValidationError(self.env._(
-                        "%(path)s cannot be searched (domain term %(term)s).",
-                        path=path, term=item,
-                    ))
+                    raise ValidationError(
+                        self.env._(
+                            "%(path)s cannot be searched (domain term %(term)s).",
+                            path=path,
+                            term=item,
+                        )
+                    )
                 last = index == len(parts) - 1
                 traverses = not last or operator in ("any", "not any")
                 if traverses and not field.relational:
-                    raise ValidationError(self.env._(
-                        "%(path)s: %(field)s is not a relation (domain term "
-                        "%(term)s).", path=path, field=name, term=item,
-                    ))
+                    raise ValidationError(
+                        self.env._(
+                            "%(path)s: %(field)s is not a relation (domain term "
+                            "%(term)s).",
+                            path=path,
+                            field=name,
+                            term=item,
+                        )
+                    )
                 if field.relational:
                     Comodel = Current.env[field.comodel_name]
                     if last and operator in ("any", "not any"):
@@ -777,8 +869,15 @@ class DataExportProfile(models.Model):
                     Current = Comodel
 
     @api.model
-    def _build_domain(self, model_name, domain_text="[]", date_field=None,
-                      date_from=None, date_to=None, state_values=None):
+    def _build_domain(
+        self,
+        model_name,
+        domain_text="[]",
+        date_field=None,
+        date_from=None,
+        date_to=None,
+        state_values=None,
+    ):
         """Domain of the records to export (record rules apply on search)."""
         Model = self.env[model_name]
         domain = self._parse_domain(domain_text, model_name)
@@ -786,8 +885,11 @@ class DataExportProfile(models.Model):
             field = Model._fields.get(date_field)
             if field is None or field.type not in ("date", "datetime"):
                 raise UserError(
-                    self.env._("%(field)s is not a date field of %(model)s.",
-                               field=date_field, model=model_name)
+                    self.env._(
+                        "%(field)s is not a date field of %(model)s.",
+                        field=date_field,
+                        model=model_name,
+                    )
                 )
             if not self._is_field_exportable(Model, field):
                 raise AccessError(
@@ -801,9 +903,11 @@ class DataExportProfile(models.Model):
             else:
                 # Whole days in the user's time zone, compared in UTC.
                 zone = get_zone(self.env.context.get("tz") or self.env.user.tz)
+
                 def utc(day):
                     start = dt.datetime.combine(day, dt.time.min, tzinfo=zone)
                     return start.astimezone(dt.UTC).replace(tzinfo=None)
+
                 if date_from:
                     domain = expression.AND(
                         [domain, [(date_field, ">=", utc(date_from))]]
@@ -824,8 +928,11 @@ class DataExportProfile(models.Model):
                 unknown = [s for s in states if s not in allowed]
                 if unknown:
                     raise UserError(
-                        self.env._("Unknown states for %(model)s: %(states)s",
-                                   model=model_name, states=", ".join(unknown))
+                        self.env._(
+                            "Unknown states for %(model)s: %(states)s",
+                            model=model_name,
+                            states=", ".join(unknown),
+                        )
                     )
             domain = expression.AND([domain, [("state", "in", states)]])
         return domain
@@ -841,7 +948,8 @@ class DataExportProfile(models.Model):
         while True:
             batch = Model.search(
                 expression.AND([domain, [("id", ">", last_id)]]),
-                order="id", limit=batch_size,
+                order="id",
+                limit=batch_size,
             )
             if not batch:
                 return
@@ -871,7 +979,8 @@ class DataExportProfile(models.Model):
                 direct.append(name)
         data = (
             {row["id"]: row for row in self._read_rows(records, direct)}
-            if direct else {}
+            if direct
+            else {}
         )
         names = self._display_names_for(records, columns, data)
         labels = [self._selection_labels(c.field, records.env) for c in columns]
@@ -919,8 +1028,10 @@ class DataExportProfile(models.Model):
         """
         fast = {}
         for column in columns:
-            if len(column.parts) == 1 and column.field is not None and (
-                self._is_sql_readable(column.field)
+            if (
+                len(column.parts) == 1
+                and column.field is not None
+                and (self._is_sql_readable(column.field))
             ):
                 fast[column.parts[0]] = column.field
         names = list(fast)
@@ -938,7 +1049,8 @@ class DataExportProfile(models.Model):
         while True:
             query = Model._search(
                 expression.AND([domain, [("id", ">", last_id)]]),
-                order="id", limit=batch_size,
+                order="id",
+                limit=batch_size,
             )
             cr.execute(query.select(*selects))
             fetched = cr.fetchall()
@@ -946,12 +1058,15 @@ class DataExportProfile(models.Model):
                 return
             last_id = fetched[-1][0]
             ids = [row[0] for row in fetched]
-            values = {name: [row[i + 1] for row in fetched]
-                      for i, name in enumerate(names)}
+            values = {
+                name: [row[i + 1] for row in fetched] for i, name in enumerate(names)
+            }
             display = {
-                name: self._display_name_map(Model.env[field.comodel_name],
-                                             values[name])
-                for name, field in fast.items() if field.type == "many2one"
+                name: self._display_name_map(
+                    Model.env[field.comodel_name], values[name]
+                )
+                for name, field in fast.items()
+                if field.type == "many2one"
             }
             slow_rows = []
             if slow:
@@ -964,10 +1079,14 @@ class DataExportProfile(models.Model):
                     if column.parts == ["id"]:
                         row.append(record_id)
                     elif column.path in fast:
-                        row.append(self._sql_cell(
-                            column.field, values[column.path][index], label_map,
-                            display.get(column.path),
-                        ))
+                        row.append(
+                            self._sql_cell(
+                                column.field,
+                                values[column.path][index],
+                                label_map,
+                                display.get(column.path),
+                            )
+                        )
                     else:
                         row.append(slow_rows[index][slow_pos[column.path]])
                 rows.append(row)
@@ -1034,9 +1153,11 @@ class DataExportProfile(models.Model):
             if field.type not in ("one2many", "many2many"):
                 continue
             ids = sorted({i for row in rows for i in row[name]})
-            keep = set(self._readable_related(
-                records.env[field.comodel_name].browse(ids), active_test
-            ).ids)
+            keep = set(
+                self._readable_related(
+                    records.env[field.comodel_name].browse(ids), active_test
+                ).ids
+            )
             for row in rows:
                 row[name] = [i for i in row[name] if i in keep]
         return rows
@@ -1080,8 +1201,10 @@ class DataExportProfile(models.Model):
         wanted = {}
         for column in columns:
             field = column.field
-            if len(column.parts) == 1 and field is not None and field.type in (
-                "one2many", "many2many"
+            if (
+                len(column.parts) == 1
+                and field is not None
+                and field.type in ("one2many", "many2many")
             ):
                 ids = wanted.setdefault(field.comodel_name, set())
                 for row in data.values():
@@ -1106,9 +1229,12 @@ class DataExportProfile(models.Model):
             return value[1] if isinstance(value, tuple | list) else value
         if field.type in ("one2many", "many2many"):
             if isinstance(value, list | tuple):
-                return ", ".join(
-                    names.get((field.comodel_name, rid), str(rid)) for rid in value
-                ) or None
+                return (
+                    ", ".join(
+                        names.get((field.comodel_name, rid), str(rid)) for rid in value
+                    )
+                    or None
+                )
             return value
         if field.type == "selection" and label_map is not None:
             return label_map.get(value, value)
@@ -1171,7 +1297,8 @@ class DataExportProfile(models.Model):
                         )
                     elif field.type in ("one2many", "many2many"):
                         item[column.path] = [
-                            related[field.name][rid] for rid in value
+                            related[field.name][rid]
+                            for rid in value
                             if rid in related[field.name]
                         ]
                     elif field.type == "boolean":
@@ -1196,8 +1323,9 @@ class DataExportProfile(models.Model):
         records = Comodel.browse(ids)
         # Only records the user may read (record rules of the comodel).
         readable = records._filtered_access("read")
-        values = {rec.id: {"id": rec.id, "display_name": rec.display_name}
-                  for rec in readable}
+        values = {
+            rec.id: {"id": rec.id, "display_name": rec.display_name} for rec in readable
+        }
         if depth > 0 and readable:
             names = self._exportable_fields(Comodel._name)
             for item in self._serialize_records(readable, names, depth - 1):
@@ -1211,8 +1339,10 @@ class DataExportProfile(models.Model):
                 return items[0] if items else None
             return items
         values = [
-            v.isoformat() if isinstance(v, dt.date) and not isinstance(v, dt.datetime)
-            else iso_datetime(v, zone) if isinstance(v, dt.datetime)
+            v.isoformat()
+            if isinstance(v, dt.date) and not isinstance(v, dt.datetime)
+            else iso_datetime(v, zone)
+            if isinstance(v, dt.datetime)
             else v
             for v in value
         ]
@@ -1236,76 +1366,179 @@ class DataExportProfile(models.Model):
         address = ["street", "street2", "zip", "city", "state_id", "country_id"]
         return [
             {
-                "key": "customers", "name": "Customers", "model": "res.partner",
-                "fields": ["id", "name", "phone", "mobile", "email", *address,
-                           "total_invoiced", "export_last_activity_date"],
+                "key": "customers",
+                "name": "Customers",
+                "model": "res.partner",
+                "fields": [
+                    "id",
+                    "name",
+                    "phone",
+                    "mobile",
+                    "email",
+                    *address,
+                    "total_invoiced",
+                    "export_last_activity_date",
+                ],
                 "date_field": "create_date",
             },
             {
-                "key": "users", "name": "Users", "model": "res.users",
-                "fields": ["id", "login", "name", "groups_id", "active",
-                           "login_date", "company_id"],
-                "include_archived": True, "date_field": "login_date",
+                "key": "users",
+                "name": "Users",
+                "model": "res.users",
+                "fields": [
+                    "id",
+                    "login",
+                    "name",
+                    "groups_id",
+                    "active",
+                    "login_date",
+                    "company_id",
+                ],
+                "include_archived": True,
+                "date_field": "login_date",
             },
             {
-                "key": "invoices", "name": "Invoices", "model": "account.move",
-                "fields": ["id", "name", "move_type", "partner_id", "invoice_date",
-                           "invoice_date_due", "amount_untaxed", "amount_tax",
-                           "amount_total", "amount_residual", "currency_id",
-                           "state", "payment_state", "invoice_origin"],
+                "key": "invoices",
+                "name": "Invoices",
+                "model": "account.move",
+                "fields": [
+                    "id",
+                    "name",
+                    "move_type",
+                    "partner_id",
+                    "invoice_date",
+                    "invoice_date_due",
+                    "amount_untaxed",
+                    "amount_tax",
+                    "amount_total",
+                    "amount_residual",
+                    "currency_id",
+                    "state",
+                    "payment_state",
+                    "invoice_origin",
+                ],
                 "domain": "[('move_type', 'in', ('out_invoice', 'out_refund', "
-                          "'in_invoice', 'in_refund'))]",
+                "'in_invoice', 'in_refund'))]",
                 "date_field": "invoice_date",
             },
             {
-                "key": "inventory", "name": "Inventory", "model": "product.product",
-                "fields": ["id", "default_code", "name", "barcode", "categ_id",
-                           "qty_available", "virtual_available", "uom_id",
-                           "list_price", "standard_price"],
+                "key": "inventory",
+                "name": "Inventory",
+                "model": "product.product",
+                "fields": [
+                    "id",
+                    "default_code",
+                    "name",
+                    "barcode",
+                    "categ_id",
+                    "qty_available",
+                    "virtual_available",
+                    "uom_id",
+                    "list_price",
+                    "standard_price",
+                ],
                 "requires": "qty_available",
             },
             {
-                "key": "payments", "name": "Transactions: Payments",
+                "key": "payments",
+                "name": "Transactions: Payments",
                 "model": "account.payment",
-                "fields": ["id", "name", "date", "partner_id", "amount",
-                           "currency_id", "payment_type", "journal_id", "state"],
+                "fields": [
+                    "id",
+                    "name",
+                    "date",
+                    "partner_id",
+                    "amount",
+                    "currency_id",
+                    "payment_type",
+                    "journal_id",
+                    "state",
+                ],
                 "date_field": "date",
             },
             {
-                "key": "sales", "name": "Transactions: Sales Orders",
+                "key": "sales",
+                "name": "Transactions: Sales Orders",
                 "model": "sale.order",
-                "fields": ["id", "name", "date_order", "partner_id", "user_id",
-                           "amount_total", "currency_id", "state"],
+                "fields": [
+                    "id",
+                    "name",
+                    "date_order",
+                    "partner_id",
+                    "user_id",
+                    "amount_total",
+                    "currency_id",
+                    "state",
+                ],
                 "date_field": "date_order",
             },
             {
-                "key": "pos_orders", "name": "Transactions: Point of Sale Orders",
+                "key": "pos_orders",
+                "name": "Transactions: Point of Sale Orders",
                 "model": "pos.order",
-                "fields": ["id", "name", "date_order", "partner_id", "session_id",
-                           "amount_total", "amount_paid", "state"],
+                "fields": [
+                    "id",
+                    "name",
+                    "date_order",
+                    "partner_id",
+                    "session_id",
+                    "amount_total",
+                    "amount_paid",
+                    "state",
+                ],
                 "date_field": "date_order",
             },
             {
-                "key": "helpdesk_tickets", "name": "Tickets: Helpdesk",
+                "key": "helpdesk_tickets",
+                "name": "Tickets: Helpdesk",
                 "model": "helpdesk.ticket",
-                "fields": ["id", "name", "partner_id", "team_id", "user_id",
-                           "stage_id", "priority", "create_date", "write_date",
-                           "close_date"],
+                "fields": [
+                    "id",
+                    "name",
+                    "partner_id",
+                    "team_id",
+                    "user_id",
+                    "stage_id",
+                    "priority",
+                    "create_date",
+                    "write_date",
+                    "close_date",
+                ],
                 "date_field": "create_date",
             },
             {
-                "key": "project_tasks", "name": "Tickets: Project Tasks",
+                "key": "project_tasks",
+                "name": "Tickets: Project Tasks",
                 "model": "project.task",
-                "fields": ["id", "name", "project_id", "partner_id", "user_ids",
-                           "stage_id", "state", "create_date", "write_date",
-                           "date_deadline"],
+                "fields": [
+                    "id",
+                    "name",
+                    "project_id",
+                    "partner_id",
+                    "user_ids",
+                    "stage_id",
+                    "state",
+                    "create_date",
+                    "write_date",
+                    "date_deadline",
+                ],
                 "date_field": "create_date",
             },
             {
-                "key": "repair_orders", "name": "Tickets: Repair Orders",
+                "key": "repair_orders",
+                "name": "Tickets: Repair Orders",
                 "model": "repair.order",
-                "fields": ["id", "name", "partner_id", "product_id", "user_id",
-                           "state", "create_date", "write_date", "schedule_date"],
+                "fields": [
+                    "id",
+                    "name",
+                    "partner_id",
+                    "product_id",
+                    "user_id",
+                    "state",
+                    "create_date",
+                    "write_date",
+                    "schedule_date",
+                ],
                 "date_field": "create_date",
             },
         ]
@@ -1397,9 +1630,13 @@ class DataExportProfile(models.Model):
         xmlid_name = "list_action_export_%s" % model_name.replace(".", "_")
         # The xml id may outlive its action: uninstalling the app deletes the
         # action with its model (database cascade), not this addon's xml id.
-        xmlid = self.env["ir.model.data"].sudo().search(
-            [("module", "=", "data_export_suite"), ("name", "=", xmlid_name)],
-            limit=1,
+        xmlid = (
+            self.env["ir.model.data"]
+            .sudo()
+            .search(
+                [("module", "=", "data_export_suite"), ("name", "=", xmlid_name)],
+                limit=1,
+            )
         )
         if xmlid:
             existing = (
@@ -1407,19 +1644,23 @@ class DataExportProfile(models.Model):
             )
             if existing:
                 return existing
-        action = self.env["ir.actions.server"].sudo().create(
-            {
-                "name": self.env._("Export (suite)"),
-                "model_id": self.env["ir.model"]._get_id(model_name),
-                "binding_model_id": self.env["ir.model"]._get_id(model_name),
-                "binding_view_types": "list",
-                "state": "code",
-                "code": "action = env['data.export.wizard']"
-                "._action_open_for_records(model._name, records.ids)",
-                "groups_id": [
-                    (4, self.env.ref("data_export_suite.export_group_user").id)
-                ],
-            }
+        action = (
+            self.env["ir.actions.server"]
+            .sudo()
+            .create(
+                {
+                    "name": self.env._("Export (suite)"),
+                    "model_id": self.env["ir.model"]._get_id(model_name),
+                    "binding_model_id": self.env["ir.model"]._get_id(model_name),
+                    "binding_view_types": "list",
+                    "state": "code",
+                    "code": "action = env['data.export.wizard']"
+                    "._action_open_for_records(model._name, records.ids)",
+                    "groups_id": [
+                        (4, self.env.ref("data_export_suite.export_group_user").id)
+                    ],
+                }
+            )
         )
         if xmlid:
             xmlid.write({"model": "ir.actions.server", "res_id": action.id})
@@ -1454,8 +1695,8 @@ class DataExportProfile(models.Model):
     def action_refresh_ready_made(self):
         # Creates shared profiles and server actions: administrators only.
         if not self.env.user.has_group("base.group_system"):
-            raise AccessError(self.env._(
-                "Only administrators may refresh the ready-made profiles."
-            ))
+            raise AccessError(
+                self.env._("Only administrators may refresh the ready-made profiles.")
+            )
         self._setup_ready_made_profiles()
         return {"type": "ir.actions.client", "tag": "reload"}

@@ -34,29 +34,39 @@ def setup_invoicing(cls, alice, bob):
             "generic_coa", company=company, install_demo=False
         )
     cls.accountant = new_test_user(
-        cls.env, login="h12_accountant", tz="Europe/Brussels",
+        cls.env,
+        login="h12_accountant",
+        tz="Europe/Brussels",
         groups="base.group_user,account.group_account_invoice,"
-               "data_export_suite.export_group_user",
+        "data_export_suite.export_group_user",
     )
     cls.alice, cls.bob = alice, bob
     Move = cls.env["account.move"]
 
     def invoice(partner, day, lines):
-        return Move.create({
-            "move_type": "out_invoice",
-            "partner_id": partner.id,
-            "invoice_date": day,
-            "invoice_line_ids": [
-                Command.create({"name": name, "quantity": qty,
-                                "price_unit": price, "tax_ids": []})
-                for name, qty, price in lines
-            ],
-        })
+        return Move.create(
+            {
+                "move_type": "out_invoice",
+                "partner_id": partner.id,
+                "invoice_date": day,
+                "invoice_line_ids": [
+                    Command.create(
+                        {
+                            "name": name,
+                            "quantity": qty,
+                            "price_unit": price,
+                            "tax_ids": [],
+                        }
+                    )
+                    for name, qty, price in lines
+                ],
+            }
+        )
 
-    cls.inv_alice_1 = invoice(cls.alice, "2024-02-10",
-                              [("Consulting", 2, 150.0)])
-    cls.inv_alice_2 = invoice(cls.alice, "2024-05-20",
-                              [("Audit", 1, 120.0), ("Travel", 1, 80.0)])
+    cls.inv_alice_1 = invoice(cls.alice, "2024-02-10", [("Consulting", 2, 150.0)])
+    cls.inv_alice_2 = invoice(
+        cls.alice, "2024-05-20", [("Audit", 1, 120.0), ("Travel", 1, 80.0)]
+    )
     cls.inv_bob_draft = invoice(cls.bob, "2024-06-01", [("Draft", 1, 999.0)])
     (cls.inv_alice_1 | cls.inv_alice_2).action_post()
     cls.posted = cls.inv_alice_1 | cls.inv_alice_2
@@ -64,14 +74,16 @@ def setup_invoicing(cls, alice, bob):
     bank = cls.env["account.journal"].search(
         [("type", "=", "bank"), ("company_id", "=", company.id)], limit=1
     )
-    cls.payment = cls.env["account.payment"].create({
-        "payment_type": "inbound",
-        "partner_type": "customer",
-        "partner_id": cls.alice.id,
-        "amount": 250.0,
-        "date": "2024-05-25",
-        "journal_id": bank.id,
-    })
+    cls.payment = cls.env["account.payment"].create(
+        {
+            "payment_type": "inbound",
+            "partner_type": "customer",
+            "partner_id": cls.alice.id,
+            "amount": 250.0,
+            "date": "2024-05-25",
+            "journal_id": bank.id,
+        }
+    )
     cls.payment.action_post()
 
 
@@ -86,9 +98,7 @@ class TestExportAccounting(ExportCase):
 
     # -- helpers ----------------------------------------------------------
     def profile(self, key):
-        profile = self.env["data.export.profile"].search(
-            [("ready_made_key", "=", key)]
-        )
+        profile = self.env["data.export.profile"].search([("ready_made_key", "=", key)])
         self.assertEqual(len(profile), 1, key)
         return profile
 
@@ -131,12 +141,10 @@ class TestExportAccounting(ExportCase):
             row = rows[move.id]
             self.assertEqual(row["partner_id"], move.partner_id.display_name)
             self.assertEqual(row["invoice_date"], move.invoice_date.isoformat())
-            self.assertEqual(row["invoice_date_due"],
-                             move.invoice_date_due.isoformat())
+            self.assertEqual(row["invoice_date_due"], move.invoice_date_due.isoformat())
             self.assertAlmostEqual(float(row["amount_total"]), move.amount_total)
             self.assertAlmostEqual(float(row["amount_untaxed"]), move.amount_untaxed)
-            self.assertAlmostEqual(float(row["amount_residual"]),
-                                   move.amount_residual)
+            self.assertAlmostEqual(float(row["amount_residual"]), move.amount_residual)
             self.assertEqual(row["currency_id"], move.currency_id.display_name)
             self.assertEqual(row["move_type"], "Customer Invoice")
         first, second = rows[self.inv_alice_1.id], rows[self.inv_alice_2.id]
@@ -148,14 +156,19 @@ class TestExportAccounting(ExportCase):
         self.assertNotIn(first["name"], ("", "/"))
         self.assertEqual(first["state"], "Posted")
         self.assertEqual(rows[self.inv_bob_draft.id]["state"], "Draft")
-        self.assertAlmostEqual(float(rows[self.inv_bob_draft.id]["amount_total"]),
-                               999.0)
+        self.assertAlmostEqual(
+            float(rows[self.inv_bob_draft.id]["amount_total"]), 999.0
+        )
 
     def test_invoices_profile_state_and_date_filters(self):
         job = self.export_profile(
-            self.accountant, "invoices", repr([("id", "in", self.invoices.ids)]),
-            state_values="posted", date_field="invoice_date",
-            date_from=dt.date(2024, 5, 1), date_to=dt.date(2024, 5, 31),
+            self.accountant,
+            "invoices",
+            repr([("id", "in", self.invoices.ids)]),
+            state_values="posted",
+            date_field="invoice_date",
+            date_from=dt.date(2024, 5, 1),
+            date_to=dt.date(2024, 5, 31),
         )
         self.assertEqual(list(self.csv_rows(job)), self.inv_alice_2.ids)
 
@@ -212,27 +225,34 @@ class TestExportAccounting(ExportCase):
         with self.assertRaisesRegex(AccessError, "days_sales_outstanding"):
             self.export(self.exporter, field_paths="id\ndays_sales_outstanding")
         with self.assertRaisesRegex(AccessError, "days_sales_outstanding"):
-            self.export(self.exporter, field_paths="id\nparent_id."
-                        "days_sales_outstanding")
+            self.export(
+                self.exporter, field_paths="id\nparent_id.days_sales_outstanding"
+            )
         with self.assertRaisesRegex(AccessError, "days_sales_outstanding"):
             Profile.with_user(self.exporter)._serialize_records(
                 self.partners.with_user(self.exporter),
                 ["id", "days_sales_outstanding"],
             )
         # JSON with metadata expanded (create_uid -> res.users) works.
-        job = self.export(self.exporter, field_paths="id\nname",
-                          export_format="json", json_depth=1)
+        job = self.export(
+            self.exporter, field_paths="id\nname", export_format="json", json_depth=1
+        )
         items = json.loads(job._read_file())
         self.assertNotIn("days_sales_outstanding", items[0]["create_uid"])
         # An accountant may read invoices: the field is offered and exported.
         names = Profile.with_user(self.accountant)._exportable_fields("res.partner")
         self.assertIn("days_sales_outstanding", names)
-        job = self.export(self.accountant, field_paths="id\ndays_sales_outstanding",
-                          export_format="json")
+        job = self.export(
+            self.accountant,
+            field_paths="id\ndays_sales_outstanding",
+            export_format="json",
+        )
         items = {item["id"]: item for item in json.loads(job._read_file())}
         for partner in self.partners.with_user(self.accountant):
-            self.assertAlmostEqual(items[partner.id]["days_sales_outstanding"],
-                                   partner.days_sales_outstanding)
+            self.assertAlmostEqual(
+                items[partner.id]["days_sales_outstanding"],
+                partner.days_sales_outstanding,
+            )
 
 
 @tagged("post_install", "-at_install")
@@ -248,12 +268,16 @@ class TestExportInvoicePdf(HttpCase):
         super().setUpClass()
         if "account.move" not in cls.env:
             raise SkipTest("the Invoicing app (account) is not installed")
-        environ = {k: v for k, v in os.environ.items()
-                   if not k.startswith("DB_BACKUP_SUITE_KEYRING")}
+        environ = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("DB_BACKUP_SUITE_KEYRING")
+        }
         environ["DB_BACKUP_SUITE_KEYRING"] = generate_key_line("h12pdf")
         cls.startClassPatcher(patch.dict(os.environ, environ, clear=True))
         cls.exporter = new_test_user(
-            cls.env, login="h12_pdf_exporter",
+            cls.env,
+            login="h12_pdf_exporter",
             groups="base.group_user,data_export_suite.export_group_user",
         )
         alice, bob = cls.env["res.partner"].create(
@@ -262,17 +286,24 @@ class TestExportInvoicePdf(HttpCase):
         setup_invoicing(cls, alice, bob)
 
     def export(self, user, **values):
-        job = self.env["data.export.job"].with_user(user).create(
-            {"model_name": "account.move", "field_paths": "id",
-             "export_format": "pdf", **values}
+        job = (
+            self.env["data.export.job"]
+            .with_user(user)
+            .create(
+                {
+                    "model_name": "account.move",
+                    "field_paths": "id",
+                    "export_format": "pdf",
+                    **values,
+                }
+            )
         )
         # Under --test-enable Odoo renders reports as HTML unless asked.
         job.with_context(force_report_rendering=True)._launch()
         return job
 
     def test_pdf_export_of_invoices(self):
-        job = self.export(self.accountant,
-                          domain=repr([("id", "in", self.posted.ids)]))
+        job = self.export(self.accountant, domain=repr([("id", "in", self.posted.ids)]))
         self.assertEqual(job.state, "done", job.error_message)
         self.assertTrue(job.file_name.endswith(".zip"))
         with zipfile.ZipFile(io.BytesIO(job._read_file())) as archive:
@@ -282,13 +313,13 @@ class TestExportInvoicePdf(HttpCase):
                 member = next(n for n in names if n.endswith(f"-{move.id}.pdf"))
                 self.assertTrue(archive.read(member).startswith(PDF_MAGIC))
         # One invoice: the PDF itself.
-        job = self.export(self.accountant,
-                          domain=repr([("id", "=", self.inv_alice_1.id)]))
+        job = self.export(
+            self.accountant, domain=repr([("id", "=", self.inv_alice_1.id)])
+        )
         self.assertEqual(job.state, "done", job.error_message)
         self.assertEqual(job.file_mimetype, "application/pdf")
         self.assertTrue(job.file_name.endswith(".pdf"))
         self.assertTrue(job._read_file().startswith(PDF_MAGIC))
         # Someone who may not read invoices gets no PDF.
         with self.assertRaises(AccessError):
-            self.export(self.exporter,
-                        domain=repr([("id", "in", self.posted.ids)]))
+            self.export(self.exporter, domain=repr([("id", "in", self.posted.ids)]))

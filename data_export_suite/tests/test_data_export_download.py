@@ -9,22 +9,34 @@ from odoo.addons.audit_export.lib.keyring import generate_key_line
 @tagged("post_install", "-at_install")
 class TestExportDownload(HttpCase):
     def test_download_round_trip_over_http(self):
-        environ = {k: v for k, v in os.environ.items()
-                   if not k.startswith("DB_BACKUP_SUITE_KEYRING")}
+        environ = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("DB_BACKUP_SUITE_KEYRING")
+        }
         environ["DB_BACKUP_SUITE_KEYRING"] = generate_key_line("h6http")
         self.startPatcher(patch.dict(os.environ, environ, clear=True))
         groups = "base.group_user,data_export_suite.export_group_user"
-        owner = new_test_user(self.env, login="h6_dl_owner", password="h6_dl_owner_pw",
-                              groups=groups)
-        new_test_user(self.env, login="h6_dl_other", password="h6_dl_other_pw",
-                      groups=groups)
+        owner = new_test_user(
+            self.env, login="h6_dl_owner", password="h6_dl_owner_pw", groups=groups
+        )
+        new_test_user(
+            self.env, login="h6_dl_other", password="h6_dl_other_pw", groups=groups
+        )
         partner = self.env["res.partner"].create(
-            {"name": "Downloaded Partner", "email": "dl@example.com"})
-        job = self.env["data.export.job"].with_user(owner).create({
-            "model_name": "res.partner",
-            "domain": repr([("id", "=", partner.id)]),
-            "field_paths": "id\nname\nemail",
-        })
+            {"name": "Downloaded Partner", "email": "dl@example.com"}
+        )
+        job = (
+            self.env["data.export.job"]
+            .with_user(owner)
+            .create(
+                {
+                    "model_name": "res.partner",
+                    "domain": repr([("id", "=", partner.id)]),
+                    "field_paths": "id\nname\nemail",
+                }
+            )
+        )
         action = job._launch()
         self.assertRegex(
             action["url"], rf"^/data_export_suite/download/{job.id}\?token=[\w-]{{43}}$"

@@ -18,17 +18,18 @@ class TestExportJobs(ExportCase):
         params.set_param("data_export_suite.sync_record_limit", "2")
         params.set_param("data_export_suite.batch_size", "2")
         cron = self.env.ref("data_export_suite.ir_cron_run_export_jobs")
-        triggers_before = self.env["ir.cron.trigger"].sudo().search_count(
-            [("cron_id", "=", cron.id)])
+        triggers_before = (
+            self.env["ir.cron.trigger"].sudo().search_count([("cron_id", "=", cron.id)])
+        )
         job = self.export(self.exporter, field_paths="id\nname", export_format="json")
         # Three records > limit of two: queued for the cron, not run here.
         self.assertEqual(job.state, "queued")
         self.assertTrue(job.background)
         self.assertEqual(job.records_total, 3)
         self.assertEqual(
-            self.env["ir.cron.trigger"].sudo().search_count(
-                [("cron_id", "=", cron.id)]
-            ),
+            self.env["ir.cron.trigger"]
+            .sudo()
+            .search_count([("cron_id", "=", cron.id)]),
             triggers_before + 1,
         )
         # Run the cron method the way the cron worker does (progress record
@@ -45,8 +46,7 @@ class TestExportJobs(ExportCase):
         self.assertEqual(progress.done, 3)
         self.assertEqual(
             sorted(
-                i["id"]
-                for i in json.loads(job.with_user(self.exporter)._read_file())
+                i["id"] for i in json.loads(job.with_user(self.exporter)._read_file())
             ),
             sorted(self.partners.ids),
         )
@@ -57,21 +57,36 @@ class TestExportJobs(ExportCase):
         self.assertTrue(notified)
         self.assertIn("is ready", notified[0].body)
         # The export ran as the owner: it is the owner's audit event.
-        event = self.env["audit.event"].sudo().search(
-            [("res_model", "=", "data.export.job"), ("res_id", "=", job.id),
-             ("action", "=", "export")])
+        event = (
+            self.env["audit.event"]
+            .sudo()
+            .search(
+                [
+                    ("res_model", "=", "data.export.job"),
+                    ("res_id", "=", job.id),
+                    ("action", "=", "export"),
+                ]
+            )
+        )
         self.assertEqual(event.result, "success")
-        self.assertEqual(event.details.get("records") if isinstance(event.details, dict)
-                         else json.loads(event.details)["records"], 3)
+        self.assertEqual(
+            event.details.get("records")
+            if isinstance(event.details, dict)
+            else json.loads(event.details)["records"],
+            3,
+        )
 
     def test_background_job_runs_as_the_owner(self):
         params = self.env["ir.config_parameter"].sudo()
         params.set_param("data_export_suite.sync_record_limit", "1")
         other_company = self.env["res.company"].create({"name": "H6 Cron Co"})
         hidden = self.env["res.partner"].create(
-            {"name": "Hidden", "company_id": other_company.id})
+            {"name": "Hidden", "company_id": other_company.id}
+        )
         job = self.export(
-            self.exporter, field_paths="id", export_format="json",
+            self.exporter,
+            field_paths="id",
+            export_format="json",
             domain=repr([("id", "in", [*self.partners.ids, hidden.id])]),
         )
         self.assertEqual(job.state, "queued")
@@ -82,14 +97,17 @@ class TestExportJobs(ExportCase):
 
     def test_failed_background_job_is_recorded(self):
         self.env["ir.config_parameter"].sudo().set_param(
-            "data_export_suite.sync_record_limit", "1")
+            "data_export_suite.sync_record_limit", "1"
+        )
         job = self.export(self.exporter, field_paths="id\nname")
         self.assertEqual(job.state, "queued")
         # The owner lost the export right before the cron ran.
         self.exporter.groups_id = [
-            (3, self.env.ref("data_export_suite.export_group_user").id)]
-        with self.assertLogs("odoo.addons.data_export_suite.models.data_export_job",
-                             level="ERROR"):
+            (3, self.env.ref("data_export_suite.export_group_user").id)
+        ]
+        with self.assertLogs(
+            "odoo.addons.data_export_suite.models.data_export_job", level="ERROR"
+        ):
             self.env["data.export.job"].sudo()._cron_run_queued_jobs()
         self.assertEqual(job.state, "failed")
         self.assertTrue(job.error_message)
@@ -120,8 +138,11 @@ class TestExportJobs(ExportCase):
         keys = set(Profile.search([]).mapped("ready_made_key"))
         self.assertIn("customers", keys)
         self.assertIn("users", keys)
-        for key, model in (("invoices", "account.move"), ("sales", "sale.order"),
-                           ("repair_orders", "repair.order")):
+        for key, model in (
+            ("invoices", "account.move"),
+            ("sales", "sale.order"),
+            ("repair_orders", "repair.order"),
+        ):
             self.assertEqual(key in keys, model in self.env)
         customers = Profile.search([("ready_made_key", "=", "customers")])
         paths = customers.field_paths.split("\n")
@@ -134,13 +155,20 @@ class TestExportJobs(ExportCase):
         action = self.env.ref("data_export_suite.list_action_export_res_partner")
         self.assertEqual(action.binding_model_id.model, "res.partner")
         self.assertEqual(action.binding_view_types, "list")
-        result = action.with_user(self.exporter).with_context(
-            active_model="res.partner", active_ids=self.partners[:2].ids,
-            active_id=self.partners[0].id,
-        ).run()
+        result = (
+            action.with_user(self.exporter)
+            .with_context(
+                active_model="res.partner",
+                active_ids=self.partners[:2].ids,
+                active_id=self.partners[0].id,
+            )
+            .run()
+        )
         self.assertEqual(result["res_model"], "data.export.wizard")
-        self.assertEqual(result["context"]["default_domain"],
-                         repr([("id", "in", self.partners[:2].ids)]))
+        self.assertEqual(
+            result["context"]["default_domain"],
+            repr([("id", "in", self.partners[:2].ids)]),
+        )
 
     def test_ready_made_profiles_refresh_when_modules_are_installed(self):
         Profile = self.env["data.export.profile"]
@@ -174,9 +202,7 @@ class TestExportJobs(ExportCase):
         action = self.env.ref("data_export_suite.list_action_export_res_partner")
         # Uninstalling an app deletes its list actions through the database
         # cascade of their model, leaving this addon's xml id behind.
-        self.env.cr.execute(
-            SQL("DELETE FROM ir_act_server WHERE id = %s", action.id)
-        )
+        self.env.cr.execute(SQL("DELETE FROM ir_act_server WHERE id = %s", action.id))
         self.env.invalidate_all()
         self.env["data.export.profile"]._setup_ready_made_profiles()
         again = self.env.ref("data_export_suite.list_action_export_res_partner")
@@ -193,18 +219,21 @@ class TestExportJobs(ExportCase):
         self.assertEqual(wizard.model_name, "res.partner")
         self.assertIn("email: Email", wizard.available_fields)
         self.assertNotIn("password", wizard.available_fields)
-        wizard = Wizard.create({
-            "profile_id": customers.id,
-            "model_name": wizard.model_name,
-            "field_paths": wizard.field_paths,
-            "domain": self.partner_domain,
-            "export_format": "json",
-            "save_profile": True,
-            "profile_name": "H6 my customers",
-        })
+        wizard = Wizard.create(
+            {
+                "profile_id": customers.id,
+                "model_name": wizard.model_name,
+                "field_paths": wizard.field_paths,
+                "domain": self.partner_domain,
+                "export_format": "json",
+                "save_profile": True,
+                "profile_name": "H6 my customers",
+            }
+        )
         wizard.action_export()
-        job = self.env["data.export.job"].search([("user_id", "=", self.exporter.id)],
-                                                 limit=1)
+        job = self.env["data.export.job"].search(
+            [("user_id", "=", self.exporter.id)], limit=1
+        )
         self.assertEqual(job.state, "done")
         items = json.loads(job.with_user(self.exporter)._read_file())
         self.assertEqual(len(items), 3)
@@ -213,4 +242,5 @@ class TestExportJobs(ExportCase):
         self.assertEqual(saved.user_id, self.exporter)
         # Another exporter does not see a private profile.
         self.assertFalse(
-            saved.with_user(self.other_exporter).search([("id", "=", saved.id)]))
+            saved.with_user(self.other_exporter).search([("id", "=", saved.id)])
+        )

@@ -23,27 +23,38 @@ from .common import ExportCase
 @tagged("post_install", "-at_install")
 class TestExportSecurity(ExportCase):
     def _csv_ids(self, job):
-        return [int(r[0]) for r in csv.reader(io.StringIO(job._read_file().decode()))
-                if r and r[0] != "id"]
+        return [
+            int(r[0])
+            for r in csv.reader(io.StringIO(job._read_file().decode()))
+            if r and r[0] != "id"
+        ]
 
     def test_user_outside_export_group_cannot_export(self):
         with self.assertRaises(AccessError):
             self.export(self.plain_user, field_paths="id\nname")
         with self.assertRaises(AccessError):
-            self.env["data.export.wizard"].with_user(self.plain_user).create({
-                "model_name": "res.partner",
-                "field_paths": "id",
-            })
+            self.env["data.export.wizard"].with_user(self.plain_user).create(
+                {
+                    "model_name": "res.partner",
+                    "field_paths": "id",
+                }
+            )
 
     def test_unreadable_field_is_not_offered_nor_exported(self):
         # mail.message.mail_ids is restricted to base.group_system.
         Profile = self.env["data.export.profile"]
-        self.assertNotIn("mail_ids",
-                         Profile.with_user(self.exporter)._exportable_fields("mail.message"))
+        self.assertNotIn(
+            "mail_ids",
+            Profile.with_user(self.exporter)._exportable_fields("mail.message"),
+        )
         self.assertIn("mail_ids", Profile._exportable_fields("mail.message"))
         with self.assertRaises(AccessError):
-            self.export(self.exporter, model_name="mail.message", domain="[]",
-                        field_paths="id\nmail_ids")
+            self.export(
+                self.exporter,
+                model_name="mail.message",
+                domain="[]",
+                field_paths="id\nmail_ids",
+            )
         # A field of res.partner restricted by groups: same, even through a
         # related path and through the gdpr_dsr API.
         phone = self.env["res.partner"]._fields["phone"]
@@ -57,7 +68,8 @@ class TestExportSecurity(ExportCase):
                     self.export(self.exporter, field_paths=paths)
             with self.assertRaises(AccessError):
                 Profile.with_user(self.exporter)._serialize_records(
-                    self.partners.with_user(self.exporter), ["id", "phone"])
+                    self.partners.with_user(self.exporter), ["id", "phone"]
+                )
             job = self.export(self.env.ref("base.user_admin"), field_paths="id\nphone")
             self.assertIn("+32 2 000 00 01", job._read_file().decode())
 
@@ -73,14 +85,20 @@ class TestExportSecurity(ExportCase):
         self.assertNotIn("Other company partner", job._read_file().decode())
         # A user of both companies exporting with both selected gets it.
         both = new_test_user(
-            self.env, login="h6_both", company_id=self.company.id,
+            self.env,
+            login="h6_both",
+            company_id=self.company.id,
             company_ids=[(6, 0, [self.company.id, other_company.id])],
             groups="base.group_user,data_export_suite.export_group_user",
         )
-        job = self.env["data.export.job"].with_user(both).with_context(
-            allowed_company_ids=[self.company.id, other_company.id]
-        ).create({"model_name": "res.partner", "domain": domain,
-                  "field_paths": "id"})
+        job = (
+            self.env["data.export.job"]
+            .with_user(both)
+            .with_context(allowed_company_ids=[self.company.id, other_company.id])
+            .create(
+                {"model_name": "res.partner", "domain": domain, "field_paths": "id"}
+            )
+        )
         job._launch()
         self.assertIn(hidden.id, self._csv_ids(job))
 
@@ -88,24 +106,41 @@ class TestExportSecurity(ExportCase):
         admin = self.env.ref("base.user_admin")
         Profile = self.env["data.export.profile"].with_user(admin)
         names = Profile._exportable_fields("res.users")
-        for secret in ("password", "new_password", "totp_secret", "api_key_ids",
-                       "signup_token", "totp_trusted_device_ids"):
+        for secret in (
+            "password",
+            "new_password",
+            "totp_secret",
+            "api_key_ids",
+            "signup_token",
+            "totp_trusted_device_ids",
+        ):
             self.assertNotIn(secret, names)
         for wanted in ("login", "name", "groups_id", "active", "login_date"):
             self.assertIn(wanted, names)
-        for paths in ("id\npassword", "id\ntotp_secret", "id\napi_key_ids",
-                      "id\ncreate_uid.password"):
+        for paths in (
+            "id\npassword",
+            "id\ntotp_secret",
+            "id\napi_key_ids",
+            "id\ncreate_uid.password",
+        ):
             with self.assertRaises(AccessError):
-                self.export(admin, model_name="res.users", domain="[]",
-                            field_paths=paths)
+                self.export(
+                    admin, model_name="res.users", domain="[]", field_paths=paths
+                )
         with self.assertRaises(AccessError):
-            self.export(admin, model_name="res.users.apikeys", domain="[]",
-                        field_paths="id")
+            self.export(
+                admin, model_name="res.users.apikeys", domain="[]", field_paths="id"
+            )
         users = Profile.search([("ready_made_key", "=", "users")])
         self.assertTrue(users)
-        job = self.export(admin, model_name="res.users", domain="[]",
-                          field_paths=users.field_paths, include_archived=True,
-                          export_format="json")
+        job = self.export(
+            admin,
+            model_name="res.users",
+            domain="[]",
+            field_paths=users.field_paths,
+            include_archived=True,
+            export_format="json",
+        )
         items = json.loads(job._read_file())
         self.assertEqual(
             len(items),
@@ -134,15 +169,19 @@ class TestExportSecurity(ExportCase):
             fh.write(tampered)
         with self.assertRaises(streamcrypt.StreamCryptError):
             job._read_file()
-        events = self.env["audit.event"].sudo().search(
-            [("res_model", "=", "data.export.job"), ("res_id", "=", job.id)]
+        events = (
+            self.env["audit.event"]
+            .sudo()
+            .search([("res_model", "=", "data.export.job"), ("res_id", "=", job.id)])
         )
         self.assertEqual(set(events.mapped("action")), {"export", "download"})
 
     def test_without_keyring_nothing_is_stored(self):
         files_before = set(os.listdir(self.env["data.export.job"]._storage_dir()))
-        with patch.dict(os.environ, {}, clear=True), \
-                self.assertRaisesRegex(UserError, "keyring"):
+        with (
+            patch.dict(os.environ, {}, clear=True),
+            self.assertRaisesRegex(UserError, "keyring"),
+        ):
             self.export(self.exporter, field_paths="id\nname")
         self.assertEqual(
             set(os.listdir(self.env["data.export.job"]._storage_dir())), files_before
@@ -156,8 +195,9 @@ class TestExportSecurity(ExportCase):
         with self.assertRaises(AccessError):
             job.with_user(self.plain_user)._read_file()
         self.assertFalse(
-            self.env["data.export.job"].with_user(self.other_exporter).search(
-                [("id", "=", job.id)])
+            self.env["data.export.job"]
+            .with_user(self.other_exporter)
+            .search([("id", "=", job.id)])
         )
         # The requester cannot rewrite the job to point at another file.
         with self.assertRaises(AccessError):
@@ -169,19 +209,28 @@ class TestExportSecurity(ExportCase):
         self.assertTrue(os.path.exists(path))
         job.with_user(self.exporter).unlink()
         self.assertFalse(os.path.exists(path))
-        self.assertTrue(self.env["audit.event"].sudo().search(
-            [("action", "=", "delete"), ("res_model", "=", "data.export.job")]))
+        self.assertTrue(
+            self.env["audit.event"]
+            .sudo()
+            .search([("action", "=", "delete"), ("res_model", "=", "data.export.job")])
+        )
 
     def test_password_protected_zip(self):
-        wizard = self.env["data.export.wizard"].with_user(self.exporter).create({
-            "model_name": "res.partner",
-            "field_paths": "id\nname\nemail",
-            "domain": self.partner_domain,
-            "export_format": "csv",
-            "use_password": True,
-            "password": "correct horse battery",
-            "password_confirm": "correct horse battery",
-        })
+        wizard = (
+            self.env["data.export.wizard"]
+            .with_user(self.exporter)
+            .create(
+                {
+                    "model_name": "res.partner",
+                    "field_paths": "id\nname\nemail",
+                    "domain": self.partner_domain,
+                    "export_format": "csv",
+                    "use_password": True,
+                    "password": "correct horse battery",
+                    "password_confirm": "correct horse battery",
+                }
+            )
+        )
         action = wizard.action_export()
         self.assertEqual(action["type"], "ir.actions.act_url")
         job = self.env["data.export.job"].search([], limit=1)
@@ -203,28 +252,41 @@ class TestExportSecurity(ExportCase):
                     fh.write(data)
                 out = subprocess.run(
                     [sevenzip, "x", "-pcorrect horse battery", f"-o{tmp}/out", path],
-                    capture_output=True, text=True, check=False,
+                    capture_output=True,
+                    text=True,
+                    check=False,
                 )
                 self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
                 with open(os.path.join(tmp, "out", name), "rb") as fh:
                     self.assertIn(b"alice@example.com", fh.read())
         # Too short, mismatched or missing passwords are refused.
         with self.assertRaisesRegex(UserError, "at least"):
-            wizard.create({
-                "model_name": "res.partner",
-                "field_paths": "id", "use_password": True,
-                "password": "short", "password_confirm": "short",
-            })
+            wizard.create(
+                {
+                    "model_name": "res.partner",
+                    "field_paths": "id",
+                    "use_password": True,
+                    "password": "short",
+                    "password_confirm": "short",
+                }
+            )
         with self.assertRaisesRegex(UserError, "do not match"):
-            wizard.create({
+            wizard.create(
+                {
+                    "model_name": "res.partner",
+                    "field_paths": "id",
+                    "use_password": True,
+                    "password": "correct horse battery",
+                    "password_confirm": "correct horse batterY",
+                }
+            )
+        wizard = wizard.create(
+            {
                 "model_name": "res.partner",
-                "field_paths": "id", "use_password": True,
-                "password": "correct horse battery",
-                "password_confirm": "correct horse batterY",
-            })
-        wizard = wizard.create({
-            "model_name": "res.partner", "field_paths": "id", "use_password": True,
-        })
+                "field_paths": "id",
+                "use_password": True,
+            }
+        )
         with self.assertRaisesRegex(UserError, "at least"):
             wizard.action_export()
 
@@ -241,10 +303,12 @@ class TestExportTrustBoundaries(ExportCase):
         secret = self.env["ir.config_parameter"].sudo().get_param("database.secret")
         jobs_before = self._job_count()
         hostile = {
-            f"user.sudo().write({{'groups_id': [(4, {system.id})]}})":
-                "A function call",
-            "user.env.cr.execute('UPDATE res_users SET active = false')":
-                "A function call",
+            f"user.sudo().write({{'groups_id': [(4, {system.id})]}})": (
+                "A function call"
+            ),
+            "user.env.cr.execute('UPDATE res_users SET active = false')": (
+                "A function call"
+            ),
             "__import__('os').getcwd()": "A function call",
             "().__class__.__bases__[0]": "A subscript",
             "user.env": "Attribute access",
@@ -262,19 +326,27 @@ class TestExportTrustBoundaries(ExportCase):
                 self.assertIn(value[:40], message)
                 self.assertNotIn(secret, message)
                 with self.assertRaises(ValidationError):
-                    self.env["data.export.profile"].with_user(self.exporter).create({
-                        "name": "H6 hostile", "field_paths": "id", "domain": domain,
-                        "model_id": self.env["ir.model"]._get_id("res.partner"),
-                    })
+                    self.env["data.export.profile"].with_user(self.exporter).create(
+                        {
+                            "name": "H6 hostile",
+                            "field_paths": "id",
+                            "domain": domain,
+                            "model_id": self.env["ir.model"]._get_id("res.partner"),
+                        }
+                    )
                 with self.assertRaises(ValidationError):
-                    self.env["data.export.wizard"].with_user(self.exporter).create({
-                        "model_name": "res.partner", "field_paths": "id",
-                        "domain": domain,
-                    })
+                    self.env["data.export.wizard"].with_user(self.exporter).create(
+                        {
+                            "model_name": "res.partner",
+                            "field_paths": "id",
+                            "domain": domain,
+                        }
+                    )
         self.assertFalse(self.exporter.has_group("base.group_system"))
         self.assertEqual(self._job_count(), jobs_before)
-        self.assertFalse(self.env["data.export.profile"].search(
-            [("name", "=", "H6 hostile")]))
+        self.assertFalse(
+            self.env["data.export.profile"].search([("name", "=", "H6 hostile")])
+        )
         self.assertTrue(self.plain_user.active)
 
     def test_domains_resolve_names_and_check_fields(self):
@@ -311,11 +383,17 @@ class TestExportTrustBoundaries(ExportCase):
         cases = [
             ("[('no_such_field', '=', 1)]", ValidationError, "no_such_field"),
             ("[('name.id', '=', 1)]", ValidationError, "not a relation"),
-            ("[('user_ids.api_key_ids', '!=', False)]", AccessError,
-             "user_ids.api_key_ids"),
+            (
+                "[('user_ids.api_key_ids', '!=', False)]",
+                AccessError,
+                "user_ids.api_key_ids",
+            ),
             ("[('user_ids.password', '=', 'x')]", AccessError, "user_ids.password"),
-            ("[('user_ids', 'any', [('totp_secret', '!=', False)])]",
-             UserError, "totp_secret"),  # AccessError, or unknown without TOTP
+            (
+                "[('user_ids', 'any', [('totp_secret', '!=', False)])]",
+                UserError,
+                "totp_secret",
+            ),  # AccessError, or unknown without TOTP
             ("[('id', 'in', 'abc')]", ValidationError, "res.partner"),
         ]
         for text, error, part in cases:
@@ -326,11 +404,15 @@ class TestExportTrustBoundaries(ExportCase):
         phone = self.env["res.partner"]._fields["phone"]
         with patch.object(phone, "groups", "base.group_system"):
             with self.assertRaisesRegex(AccessError, "phone"):
-                self.export(self.exporter, field_paths="id",
-                            domain="[('phone', '=like', '+32%')]")
+                self.export(
+                    self.exporter,
+                    field_paths="id",
+                    domain="[('phone', '=like', '+32%')]",
+                )
             # An administrator holds the group: allowed.
             Profile.with_user(self.env.ref("base.user_admin"))._parse_domain(
-                "[('phone', '=like', '+32%')]", "res.partner")
+                "[('phone', '=like', '+32%')]", "res.partner"
+            )
 
     def test_server_owned_fields_are_refused(self):
         victim = self.export(self.other_exporter, field_paths="id\nname")
@@ -339,20 +421,37 @@ class TestExportTrustBoundaries(ExportCase):
             victim_bytes = fh.read()
         Job = self.env["data.export.job"].with_user(self.exporter)
         jobs_before = self._job_count()
-        for extra in ({"state": "done"}, {"storage_name": victim.sudo().storage_name},
-                      {"user_id": self.other_exporter.id}, {"records_done": 5},
-                      {"password_sealed": b"eA=="}, {"download_token_hash": "x"}):
+        for extra in (
+            {"state": "done"},
+            {"storage_name": victim.sudo().storage_name},
+            {"user_id": self.other_exporter.id},
+            {"records_done": 5},
+            {"password_sealed": b"eA=="},
+            {"download_token_hash": "x"},
+        ):
             with self.subTest(extra=extra), self.assertRaises(AccessError):
-                Job.create({"model_name": "res.partner", "field_paths": "id",
-                            "domain": self.partner_domain, **extra})
+                Job.create(
+                    {
+                        "model_name": "res.partner",
+                        "field_paths": "id",
+                        "domain": self.partner_domain,
+                        **extra,
+                    }
+                )
         self.assertEqual(self._job_count(), jobs_before)
         # Context defaults cannot set them either.
         job = Job.with_context(
-            default_state="done", default_storage_name=victim.sudo().storage_name,
+            default_state="done",
+            default_storage_name=victim.sudo().storage_name,
             default_user_id=self.other_exporter.id,
             default_file_name="stolen.csv",
-        ).create({"model_name": "res.partner", "field_paths": "id",
-                  "domain": self.partner_domain})
+        ).create(
+            {
+                "model_name": "res.partner",
+                "field_paths": "id",
+                "domain": self.partner_domain,
+            }
+        )
         self.assertEqual(job.state, "queued")
         self.assertEqual(job.user_id, self.exporter)
         self.assertFalse(job.sudo().storage_name)
@@ -360,9 +459,12 @@ class TestExportTrustBoundaries(ExportCase):
         with self.assertRaisesRegex(UserError, "no file"):
             job.action_download()
         # A requested job is not edited, its owner never changes.
-        for vals in ({"storage_name": victim.sudo().storage_name},
-                     {"state": "done"}, {"domain": "[]"},
-                     {"user_id": self.other_exporter.id}):
+        for vals in (
+            {"storage_name": victim.sudo().storage_name},
+            {"state": "done"},
+            {"domain": "[]"},
+            {"user_id": self.other_exporter.id},
+        ):
             with self.subTest(vals=vals), self.assertRaises(AccessError):
                 job.write(vals)
         with self.assertRaises(AccessError):
@@ -374,18 +476,23 @@ class TestExportTrustBoundaries(ExportCase):
             self.assertEqual(fh.read(), victim_bytes)
         # Profiles: the ready-made marks and the owner are the server's.
         Profile = self.env["data.export.profile"].with_user(self.exporter)
-        values = {"name": "H6 own", "field_paths": "id",
-                  "model_id": self.env["ir.model"]._get_id("res.partner")}
-        for extra in ({"ready_made_key": "sales"}, {"ready_made_paths": "id"},
-                      {"user_id": self.other_exporter.id}):
+        values = {
+            "name": "H6 own",
+            "field_paths": "id",
+            "model_id": self.env["ir.model"]._get_id("res.partner"),
+        }
+        for extra in (
+            {"ready_made_key": "sales"},
+            {"ready_made_paths": "id"},
+            {"user_id": self.other_exporter.id},
+        ):
             with self.subTest(extra=extra), self.assertRaises(AccessError):
                 Profile.create({**values, **extra})
         own = Profile.create({**values, "user_id": False})
         self.assertEqual(own.user_id, self.exporter)
         own = Profile.with_context(default_ready_made_key="sales").create(values)
         self.assertFalse(own.ready_made_key)
-        for vals in ({"ready_made_key": "users"},
-                     {"user_id": self.other_exporter.id}):
+        for vals in ({"ready_made_key": "users"}, {"user_id": self.other_exporter.id}):
             with self.subTest(vals=vals), self.assertRaises(AccessError):
                 own.write(vals)
         # A copy of a ready-made profile is the user's own.
@@ -419,27 +526,45 @@ class TestExportTrustBoundaries(ExportCase):
         with self.assertRaisesRegex(UserError, "expired"):
             job.action_download()
         # A profile the owner may not read cannot name their job.
-        private = self.env["data.export.profile"].with_user(
-            self.other_exporter).create({
-                "name": "H6 private", "field_paths": "id",
-                "model_id": self.env["ir.model"]._get_id("res.partner")})
+        private = (
+            self.env["data.export.profile"]
+            .with_user(self.other_exporter)
+            .create(
+                {
+                    "name": "H6 private",
+                    "field_paths": "id",
+                    "model_id": self.env["ir.model"]._get_id("res.partner"),
+                }
+            )
+        )
         with self.assertRaises(AccessError):
-            self.export(self.exporter, launch=False, field_paths="id",
-                        profile_id=private.id)
+            self.export(
+                self.exporter, launch=False, field_paths="id", profile_id=private.id
+            )
 
     def test_password_is_sealed_until_the_background_run_then_erased(self):
         self.env["ir.config_parameter"].sudo().set_param(
-            "data_export_suite.sync_record_limit", "1")
-        wizard = self.env["data.export.wizard"].with_user(self.exporter).create({
-            "model_name": "res.partner", "field_paths": "id\nemail",
-            "domain": self.partner_domain, "use_password": True,
-            "password": "correct horse battery",
-            "password_confirm": "correct horse battery",
-        })
+            "data_export_suite.sync_record_limit", "1"
+        )
+        wizard = (
+            self.env["data.export.wizard"]
+            .with_user(self.exporter)
+            .create(
+                {
+                    "model_name": "res.partner",
+                    "field_paths": "id\nemail",
+                    "domain": self.partner_domain,
+                    "use_password": True,
+                    "password": "correct horse battery",
+                    "password_confirm": "correct horse battery",
+                }
+            )
+        )
         # Not stored in the wizard's table, not readable back.
         self.env.cr.execute(
             "SELECT column_name FROM information_schema.columns "
-            "WHERE table_name = 'data_export_wizard'")
+            "WHERE table_name = 'data_export_wizard'"
+        )
         columns = {row[0] for row in self.env.cr.fetchall()}
         self.assertFalse({"password", "password_confirm"} & columns)
         wizard.invalidate_recordset()
@@ -450,7 +575,8 @@ class TestExportTrustBoundaries(ExportCase):
         wizard.action_export()
         self.assertFalse(wizard.sudo().password_sealed)
         job = self.env["data.export.job"].search(
-            [("user_id", "=", self.exporter.id)], limit=1)
+            [("user_id", "=", self.exporter.id)], limit=1
+        )
         self.assertEqual(job.state, "queued")
         sealed = base64.b64decode(job.sudo().password_sealed)
         header = streamcrypt.read_header(io.BytesIO(sealed))
@@ -463,8 +589,10 @@ class TestExportTrustBoundaries(ExportCase):
         # Bound to its purpose: it does not open as an export file.
         with self.assertRaises(streamcrypt.StreamCryptError):
             streamcrypt.DecryptingReader(
-                io.BytesIO(sealed), keyring=job._load_keyring(),
-                tenant=job._tenant(), purpose="export",
+                io.BytesIO(sealed),
+                keyring=job._load_keyring(),
+                tenant=job._tenant(),
+                purpose="export",
             ).read()
         self.env["data.export.job"].sudo()._cron_run_queued_jobs()
         self.assertEqual(job.state, "done")

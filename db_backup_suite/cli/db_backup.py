@@ -54,7 +54,7 @@ class DbBackup(Command):
             or "-h" in args[: split or len(args)]
             or "--help" in args[: split or len(args)]
         ):
-            print(__doc__)  # noqa: T201
+            print(__doc__)
             sys.exit(0 if split is None and ("-h" in args or "--help" in args) else 2)
         odoo_args, sub, sub_args = args[:split], args[split], args[split + 1 :]
         config.parser.prog = f"{Path(sys.argv[0]).name} {self.name}"
@@ -90,14 +90,14 @@ class DbBackup(Command):
                 try:
                     found = env["db.backup.run"]._find_archives(dest)
                 except Exception as exc:
-                    print("%s: cannot list: %s" % (dest.name, exc))  # noqa: T201
+                    print("%s: cannot list: %s" % (dest.name, exc))
                     continue
                 for name, (obj, info) in found.items():
                     rows.append((info.created_at, name, obj.size, dest.name))
             for created, name, size, dest_name in sorted(rows, reverse=True):
                 print(
                     "%s  %12d  %-20s  %s"
-                    % (  # noqa: T201
+                    % (
                         created.strftime("%Y-%m-%d %H:%M:%SZ"),
                         size,
                         dest_name,
@@ -203,7 +203,7 @@ class DbBackup(Command):
         finally:
             env.cr.close()
         result = restore_job.run_job(job)
-        print(result.get("message"))  # noqa: T201
+        print(result.get("message"))
         return 0 if result.get("ok") else 1
 
     def _check_owner(self, source, dbname, expected_uuid, named):
@@ -271,7 +271,7 @@ class DbBackup(Command):
         ):
             engine_args.insert(1, "--data-dir=%s" % backup_engine.data_dir())
         cmd = [sys.executable, "-m", "db_backup_suite.lib", *engine_args]
-        return subprocess.call(  # noqa: S603 - our own interpreter and module
+        return subprocess.call(
             cmd, cwd=str(backup_engine.ADDONS_PARENT), env=self._engine_env()
         )
 

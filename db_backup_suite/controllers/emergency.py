@@ -324,7 +324,7 @@ def spawn_restore(job):
             directory / f"{job_id}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
         )
         try:
-            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+            proc = subprocess.Popen(
                 [*cmd, str(job_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,

@@ -133,7 +133,7 @@ class DeepCheck(ScanHandler):
         self.files += 1
         match = ODOO_FNAME.fullmatch(store_fname)
         if match and match["head"] == match["sha1"][:2]:
-            self._fname, self._sha1 = store_fname, hashlib.sha1()  # noqa: S324
+            self._fname, self._sha1 = store_fname, hashlib.sha1()
         else:
             self._fname = self._sha1 = None
 

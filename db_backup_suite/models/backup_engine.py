@@ -133,7 +133,7 @@ def spawn_job(payload):
     The child runs in its own session so a worker restart does not kill a
     backup half-way; its stdout carries one JSON object per line.
     """
-    proc = subprocess.Popen(  # noqa: S603 - fixed interpreter and module
+    proc = subprocess.Popen(
         [sys.executable, "-m", "db_backup_suite.cli.engine_job"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -448,7 +448,7 @@ class DbBackupRun(models.Model):
         for dest in destinations:
             try:
                 config = dest._sink_config()
-            except Exception as exc:  # noqa: BLE001 - reported per destination
+            except Exception as exc:
                 unusable.append(
                     {
                         "destination_id": dest.id,

@@ -524,9 +524,9 @@ class DbBackupSchedule(models.Model):
             }
             if not self.env.registry.in_test_mode():
                 # the restore reads the sandbox row from its own cursors
-                self.env.cr.commit()  # noqa: B012
+                self.env.cr.commit()
             outcome = restore_job.run_job(job)
-        except Exception as exc:  # noqa: BLE001 - reported on the run
+        except Exception as exc:
             _logger.exception("Daily sandbox refresh of %s failed", dbname)
             outcome = {"ok": False, "message": str(exc) or repr(exc)}
         sandbox.invalidate_recordset()
@@ -561,7 +561,7 @@ class DbBackupSchedule(models.Model):
             try:
                 backup_engine.rename_sandbox(sandbox.name, daily_name)
                 sandbox.write({"name": daily_name})
-            except Exception as exc:  # noqa: BLE001 - today's copy is usable
+            except Exception as exc:
                 _logger.exception("Cannot rename %s", sandbox.name)
                 warnings.append(
                     self.env._(

@@ -175,7 +175,7 @@ def spawn_detached(job):
     cmd = job_command("restore-job", "--job-file", path)
     log_path = os.path.join(backup_engine.jobs_dir(), os.path.basename(path) + ".log")
     with open(log_path, "ab") as log:
-        subprocess.Popen(  # noqa: S603 - our own interpreter and command
+        subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -828,7 +828,7 @@ class DbBackupRestoreWizard(models.TransientModel):
         self._erase_password()
         self._log_requested()
         # The detached process must see the sandbox row and the audit event.
-        self.env.cr.commit()  # noqa: B012 - the job process reads what we wrote
+        self.env.cr.commit()
         restore_job.spawn_detached(job)
         self.sudo().write(
             {

@@ -459,7 +459,7 @@ class DsrLeftoverScan(models.AbstractModel):
                         )
                     )
                 self.env.flush_all()
-        except Exception as exc:  # noqa: BLE001 - listed as left over
+        except Exception as exc:
             self.env.invalidate_all()
             _logger.warning(
                 "DSR leftover scan: %s #%s not deleted (%s)",

@@ -11,7 +11,9 @@ from odoo.tools import SQL
 def migrate(cr, version):
     if not version:
         return
-    cr.execute(SQL(
-        "ALTER TABLE data_export_wizard "
-        "DROP COLUMN IF EXISTS password, DROP COLUMN IF EXISTS password_confirm"
-    ))
+    cr.execute(
+        SQL(
+            "ALTER TABLE data_export_wizard "
+            "DROP COLUMN IF EXISTS password, DROP COLUMN IF EXISTS password_confirm"
+        )
+    )

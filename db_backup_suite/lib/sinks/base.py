@@ -89,8 +89,7 @@ def validate_name(name):
         raise SinkError("An object name must be a non-empty string.")
     if "\x00" in name or "\\" in name:
         raise SinkError(
-            f"Invalid object name {name!r}: NUL bytes and backslashes are not "
-            "allowed."
+            f"Invalid object name {name!r}: NUL bytes and backslashes are not allowed."
         )
     if name.startswith("/"):
         raise SinkError(
@@ -166,8 +165,9 @@ class SinkWriter:
 
     def write(self, data):
         if self._state != "open":
-            raise SinkError(f"Cannot write to {self.name!r}: the write is "
-                            f"already {self._state}.")
+            raise SinkError(
+                f"Cannot write to {self.name!r}: the write is already {self._state}."
+            )
         view = memoryview(data).cast("B")
         if not view.nbytes:
             return 0
@@ -184,8 +184,9 @@ class SinkWriter:
         if self._state == "committed":
             return self.result
         if self._state != "open":
-            raise SinkError(f"Cannot commit {self.name!r}: the write was "
-                            f"{self._state}.")
+            raise SinkError(
+                f"Cannot commit {self.name!r}: the write was {self._state}."
+            )
         try:
             self.result = self._commit()
         except BaseException:
@@ -211,8 +212,7 @@ class SinkWriter:
         try:
             self.abort()
         except Exception:
-            _logger.warning("Aborting the write of %r failed", self.name,
-                            exc_info=True)
+            _logger.warning("Aborting the write of %r failed", self.name, exc_info=True)
 
     def __enter__(self):
         return self
@@ -224,14 +224,15 @@ class SinkWriter:
         if self._state == "open":
             self.abort()
             raise SinkError(
-                f"The write of {self.name!r} ended without commit(); it was "
-                "discarded."
+                f"The write of {self.name!r} ended without commit(); it was discarded."
             )
         return False
 
     def __repr__(self):
-        return (f"<{type(self).__name__} {self.name!r} {self._state} "
-                f"{self.bytes_written} bytes>")
+        return (
+            f"<{type(self).__name__} {self.name!r} {self._state} "
+            f"{self.bytes_written} bytes>"
+        )
 
     # to implement ----------------------------------------------------------
     def _write(self, view):
@@ -291,8 +292,7 @@ class StreamReader(io.RawIOBase):
         try:
             self._close_fn()
         except Exception:
-            _logger.warning("Closing the reader of %r failed", self.name,
-                            exc_info=True)
+            _logger.warning("Closing the reader of %r failed", self.name, exc_info=True)
         finally:
             super().close()
 

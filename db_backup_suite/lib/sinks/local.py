@@ -55,8 +55,7 @@ class LocalWriter(SinkWriter):
                 f"{TEMP_PREFIX}{self.final_path.name}.{secrets.token_hex(6)}"
                 f"{TEMP_SUFFIX}"
             )
-            fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                         0o600)
+            fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
             raise sink._error(exc, f"creating {name!r}") from exc
         self._file = os.fdopen(fd, "wb", buffering=_BUFFER)
@@ -84,8 +83,7 @@ class LocalWriter(SinkWriter):
         except OSError as exc:
             # Closing flushes the buffer, which fails again on a full disk;
             # the file is being discarded anyway.
-            _logger.info("Closing the discarded temp file %s: %s",
-                         self.temp_path, exc)
+            _logger.info("Closing the discarded temp file %s: %s", self.temp_path, exc)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.temp_path)
 
@@ -97,14 +95,14 @@ class LocalSink(Sink):
 
     def __init__(self, path, **unknown):
         if unknown:
-            raise SinkError("Unknown local destination option(s): "
-                            + ", ".join(sorted(unknown)))
+            raise SinkError(
+                "Unknown local destination option(s): " + ", ".join(sorted(unknown))
+            )
         if not path:
             raise SinkError("A local destination needs a directory path.")
         self.root = Path(path).expanduser()
         if not self.root.is_absolute():
-            raise SinkError(f"The local destination {path!r} must be an "
-                            "absolute path.")
+            raise SinkError(f"The local destination {path!r} must be an absolute path.")
 
     def describe(self):
         return f"local:{self.root}"
@@ -120,8 +118,9 @@ class LocalSink(Sink):
             )
         if isinstance(exc, FileNotFoundError):
             return SinkObjectNotFound(f"{action}: no such object in {self.root}.")
-        return SinkError(f"Local destination {self.root}: {action} failed: "
-                         f"{exc.strerror or exc}")
+        return SinkError(
+            f"Local destination {self.root}: {action} failed: {exc.strerror or exc}"
+        )
 
     def open_write(self, name, size_hint=None):
         return LocalWriter(self, name)
@@ -135,8 +134,7 @@ class LocalSink(Sink):
         try:
             fh = open(path, "rb")  # noqa: SIM115 (closed by the reader)
         except FileNotFoundError as exc:
-            raise SinkObjectNotFound(
-                f"No object {name!r} in {self.root}.") from exc
+            raise SinkObjectNotFound(f"No object {name!r} in {self.root}.") from exc
         except OSError as exc:
             raise self._error(exc, f"opening {name!r}") from exc
         if offset:
@@ -145,8 +143,9 @@ class LocalSink(Sink):
             except OSError as exc:
                 fh.close()
                 raise self._error(exc, f"seeking in {name!r}") from exc
-        return StreamReader(fh.read, fh.close,
-                            lambda exc, what: self._error(exc, what), name)
+        return StreamReader(
+            fh.read, fh.close, lambda exc, what: self._error(exc, what), name
+        )
 
     def _walk(self):
         """Yield (relative name, stat) of every non-hidden regular file."""
@@ -171,7 +170,8 @@ class LocalSink(Sink):
         objects = [
             _stored(rel, st)
             for rel, st in self._walk()
-            if rel.startswith(prefix) and os.path.isfile(self.root / rel)
+            if rel.startswith(prefix)
+            and os.path.isfile(self.root / rel)
             and not rel.endswith(".part")
         ]
         return sorted(objects, key=lambda obj: obj.name)
@@ -203,11 +203,12 @@ class LocalSink(Sink):
         except OSError as exc:
             raise SinkUnreachableError(
                 f"The local destination {self.root} cannot be created: "
-                f"{exc.strerror or exc}") from exc
+                f"{exc.strerror or exc}"
+            ) from exc
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise SinkUnreachableError(
-                f"The local destination {self.root} is not writable by this "
-                "process.")
+                f"The local destination {self.root} is not writable by this process."
+            )
         usage = os.statvfs(self.root)
         free = usage.f_bavail * usage.f_frsize
         return f"{self.root}: writable, {free // (1024 * 1024)} MiB free"
@@ -245,17 +246,25 @@ class LocalSink(Sink):
                     continue
                 if not stat_mod.S_ISREG(st.st_mode):
                     continue
-                found.append(IncompleteWrite(
-                    rel, "temp-file", (path,),
-                    datetime.fromtimestamp(st.st_mtime, UTC), st.st_size))
+                found.append(
+                    IncompleteWrite(
+                        rel,
+                        "temp-file",
+                        (path,),
+                        datetime.fromtimestamp(st.st_mtime, UTC),
+                        st.st_size,
+                    )
+                )
         return sorted(found, key=lambda item: item.ref)
 
     def remove_incomplete(self, item):
         (path,) = item.ref
         root = os.path.abspath(self.root)
-        if (item.kind != "temp-file"
-                or TEMP_RE.match(os.path.basename(path)) is None
-                or not os.path.abspath(path).startswith(root + os.sep)):
+        if (
+            item.kind != "temp-file"
+            or TEMP_RE.match(os.path.basename(path)) is None
+            or not os.path.abspath(path).startswith(root + os.sep)
+        ):
             raise SinkError(f"{path} is not a temp file of {self.describe()}.")
         try:
             if not stat_mod.S_ISREG(os.lstat(path).st_mode):

@@ -48,9 +48,14 @@ DEFAULT_PART_SIZE = 8 * MiB
 PARTS_PER_STEP = 1000
 
 _UNREACHABLE_CODES = {
-    "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
-    "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed",
-    "InvalidClientTokenId", "403",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "InvalidToken",
+    "ExpiredToken",
+    "AuthorizationHeaderMalformed",
+    "InvalidClientTokenId",
+    "403",
 }
 _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 
@@ -105,15 +110,19 @@ class _PartBody(io.RawIOBase):
         return self._pos
 
     def seek(self, offset, whence=io.SEEK_SET):
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos,
-                io.SEEK_END: len(self._view)}[whence]
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[
+            whence
+        ]
         self._pos = max(0, base + offset)
         return self._pos
 
     def read(self, size=-1):
-        end = len(self._view) if size is None or size < 0 else min(
-            len(self._view), self._pos + size)
-        data = bytes(self._view[self._pos:end])
+        end = (
+            len(self._view)
+            if size is None or size < 0
+            else min(len(self._view), self._pos + size)
+        )
+        data = bytes(self._view[self._pos : end])
         self._pos = max(self._pos, end)
         return data
 
@@ -177,14 +186,16 @@ class S3Writer(SinkWriter):
     def _start_upload(self):
         try:
             response = self.sink._client().create_multipart_upload(
-                Bucket=self.sink.bucket, Key=self.key, **self.sink._put_args())
+                Bucket=self.sink.bucket, Key=self.key, **self.sink._put_args()
+            )
         except Exception as exc:
-            raise self.sink._error(exc, f"starting the upload of {self.name!r}"
-                                   ) from exc
+            raise self.sink._error(
+                exc, f"starting the upload of {self.name!r}"
+            ) from exc
         self._upload_id = response["UploadId"]
         self._pool = ThreadPoolExecutor(
-            max_workers=self.sink.max_in_flight,
-            thread_name_prefix="dbbs-s3-part")
+            max_workers=self.sink.max_in_flight, thread_name_prefix="dbbs-s3-part"
+        )
 
     def _submit_buffer(self):
         """Send the filled buffer as the next part."""
@@ -199,8 +210,9 @@ class S3Writer(SinkWriter):
         self._part_number += 1
         if self._part_number > MAX_PARTS:
             raise SinkError(f"{self.name!r} exceeds {MAX_PARTS} S3 parts.")
-        self._futures.append(self._pool.submit(
-            self._upload_part, self._part_number, buffer, length))
+        self._futures.append(
+            self._pool.submit(self._upload_part, self._part_number, buffer, length)
+        )
 
     def _upload_part(self, number, buffer, length):
         try:
@@ -212,9 +224,13 @@ class S3Writer(SinkWriter):
                 try:
                     with _PartBody(buffer, length) as body:
                         response = client.upload_part(
-                            Bucket=self.sink.bucket, Key=self.key,
-                            UploadId=self._upload_id, PartNumber=number,
-                            Body=body, ContentLength=length)
+                            Bucket=self.sink.bucket,
+                            Key=self.key,
+                            UploadId=self._upload_id,
+                            PartNumber=number,
+                            Body=body,
+                            ContentLength=length,
+                        )
                 except Exception as exc:
                     code, _status = _error_code(exc)
                     if attempt == attempts or code in _UNREACHABLE_CODES:
@@ -222,8 +238,14 @@ class S3Writer(SinkWriter):
                     delay = min(self.sink.retry_backoff * 2 ** (attempt - 1), 10)
                     _logger.warning(
                         "S3 part %s of %s failed (attempt %s/%s), retrying in "
-                        "%.1fs: %s", number, self.key, attempt, attempts, delay,
-                        exc)
+                        "%.1fs: %s",
+                        number,
+                        self.key,
+                        attempt,
+                        attempts,
+                        delay,
+                        exc,
+                    )
                     if self._stop.wait(delay):
                         return
                     continue
@@ -232,8 +254,10 @@ class S3Writer(SinkWriter):
         except Exception as exc:
             if self._failure is None:
                 self._failure = self.sink._error(
-                    exc, f"uploading part {number} of {self.name!r} "
-                    f"(after {self.sink.part_attempts} attempts)")
+                    exc,
+                    f"uploading part {number} of {self.name!r} "
+                    f"(after {self.sink.part_attempts} attempts)",
+                )
         finally:
             self._free.put(buffer)
 
@@ -246,7 +270,7 @@ class S3Writer(SinkWriter):
                 self._buffer = self._take_buffer(size)
             room = size - self._fill
             n = min(room, view.nbytes)
-            self._buffer[self._fill:self._fill + n] = view[:n]
+            self._buffer[self._fill : self._fill + n] = view[:n]
             self._fill += n
             view = view[n:]
             if self._fill >= size:
@@ -259,9 +283,13 @@ class S3Writer(SinkWriter):
             buffer = self._buffer if self._buffer is not None else bytearray()
             try:
                 with _PartBody(buffer, self._fill) as body:
-                    client.put_object(Bucket=sink.bucket, Key=self.key,
-                                      Body=body, ContentLength=self._fill,
-                                      **sink._put_args())
+                    client.put_object(
+                        Bucket=sink.bucket,
+                        Key=self.key,
+                        Body=body,
+                        ContentLength=self._fill,
+                        **sink._put_args(),
+                    )
             except Exception as exc:
                 raise sink._error(exc, f"uploading {self.name!r}") from exc
             self._buffer, self._fill = None, 0
@@ -272,25 +300,33 @@ class S3Writer(SinkWriter):
                 future.result()
             self._pool.shutdown(wait=True)
             self._raise_failure()
-            parts = [{"PartNumber": n, "ETag": self._parts[n]}
-                     for n in sorted(self._parts)]
+            parts = [
+                {"PartNumber": n, "ETag": self._parts[n]} for n in sorted(self._parts)
+            ]
             if len(parts) != self._part_number:
-                raise SinkError(f"S3 upload of {self.name!r}: "
-                                f"{self._part_number - len(parts)} parts missing.")
+                raise SinkError(
+                    f"S3 upload of {self.name!r}: "
+                    f"{self._part_number - len(parts)} parts missing."
+                )
             try:
                 client.complete_multipart_upload(
-                    Bucket=sink.bucket, Key=self.key, UploadId=self._upload_id,
-                    MultipartUpload={"Parts": parts})
+                    Bucket=sink.bucket,
+                    Key=self.key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
             except Exception as exc:
-                raise sink._error(exc, f"completing the upload of {self.name!r}"
-                                  ) from exc
+                raise sink._error(
+                    exc, f"completing the upload of {self.name!r}"
+                ) from exc
             self._upload_id = None
         self._release_buffers()
         stored = sink.stat(self.name)
         if stored.size != self.bytes_written:
             raise SinkError(
                 f"S3 object {self.name!r} has {stored.size} bytes after upload, "
-                f"{self.bytes_written} were sent.")
+                f"{self.bytes_written} were sent."
+            )
         return stored
 
     def _release_buffers(self):
@@ -307,12 +343,16 @@ class S3Writer(SinkWriter):
             return
         try:
             self.sink._client().abort_multipart_upload(
-                Bucket=self.sink.bucket, Key=self.key, UploadId=self._upload_id)
+                Bucket=self.sink.bucket, Key=self.key, UploadId=self._upload_id
+            )
         except Exception as exc:
             _logger.warning(
                 "Could not abort the S3 multipart upload of %s (%s); "
                 "cleanup_incomplete() will remove it later: %s",
-                self.key, self.sink.describe(), exc)
+                self.key,
+                self.sink.describe(),
+                exc,
+            )
         self._upload_id = None
 
 
@@ -329,21 +369,40 @@ class S3Sink(Sink):
 
     kind = "s3"
 
-    def __init__(self, bucket, prefix="", endpoint_url=None, region=None,
-                 access_key=None, secret_key=None, session_token=None,
-                 addressing_style=None, checksum_when_required=False, sse=None,
-                 sse_kms_key_id=None, storage_class=None,
-                 part_size=DEFAULT_PART_SIZE, max_in_flight=4, part_attempts=4,
-                 retry_backoff=0.5, connect_timeout=5, read_timeout=60,
-                 connect_attempts=2, verify=None, **unknown):
+    def __init__(
+        self,
+        bucket,
+        prefix="",
+        endpoint_url=None,
+        region=None,
+        access_key=None,
+        secret_key=None,
+        session_token=None,
+        addressing_style=None,
+        checksum_when_required=False,
+        sse=None,
+        sse_kms_key_id=None,
+        storage_class=None,
+        part_size=DEFAULT_PART_SIZE,
+        max_in_flight=4,
+        part_attempts=4,
+        retry_backoff=0.5,
+        connect_timeout=5,
+        read_timeout=60,
+        connect_attempts=2,
+        verify=None,
+        **unknown,
+    ):
         if unknown:
-            raise SinkError("Unknown S3 destination option(s): "
-                            + ", ".join(sorted(unknown)))
+            raise SinkError(
+                "Unknown S3 destination option(s): " + ", ".join(sorted(unknown))
+            )
         if not bucket:
             raise SinkError("An S3 destination needs a bucket.")
         if sse not in (None, "", "AES256", "aws:kms"):
-            raise SinkError(f"Unknown S3 server-side encryption {sse!r}: use "
-                            "'AES256' or 'aws:kms'.")
+            raise SinkError(
+                f"Unknown S3 server-side encryption {sse!r}: use 'AES256' or 'aws:kms'."
+            )
         if sse_kms_key_id and sse != "aws:kms":
             raise SinkError("sse_kms_key_id needs sse='aws:kms'.")
         if addressing_style not in (None, "", "auto", "path", "virtual"):
@@ -351,8 +410,9 @@ class S3Sink(Sink):
         if int(max_in_flight) < 1 or int(part_attempts) < 1:
             raise SinkError("max_in_flight and part_attempts must be >= 1.")
         if part_size and int(part_size) < MIN_PART_SIZE:
-            raise SinkError(f"The S3 part size must be at least {MIN_PART_SIZE} "
-                            "bytes (5 MiB).")
+            raise SinkError(
+                f"The S3 part size must be at least {MIN_PART_SIZE} bytes (5 MiB)."
+            )
         self.bucket = bucket
         self.prefix = (prefix or "").strip("/")
         if self.prefix:
@@ -362,8 +422,7 @@ class S3Sink(Sink):
         self._access_key = access_key or None
         self._secret_key = secret_key or None
         self._session_token = session_token or None
-        self.addressing_style = addressing_style or (
-            "path" if endpoint_url else "auto")
+        self.addressing_style = addressing_style or ("path" if endpoint_url else "auto")
         self.checksum_when_required = bool(checksum_when_required)
         self.sse = sse or None
         self.sse_kms_key_id = sse_kms_key_id or None
@@ -381,8 +440,7 @@ class S3Sink(Sink):
 
     # plumbing ---------------------------------------------------------------
     def describe(self):
-        where = self.endpoint_url or (
-            f"AWS {self.region}" if self.region else "AWS")
+        where = self.endpoint_url or (f"AWS {self.region}" if self.region else "AWS")
         prefix = f"/{self.prefix}" if self.prefix else ""
         return f"s3://{self.bucket}{prefix} at {where}"
 
@@ -395,8 +453,10 @@ class S3Sink(Sink):
                 options = {
                     "connect_timeout": self.connect_timeout,
                     "read_timeout": self.read_timeout,
-                    "retries": {"total_max_attempts": self.connect_attempts,
-                                "mode": "standard"},
+                    "retries": {
+                        "total_max_attempts": self.connect_attempts,
+                        "mode": "standard",
+                    },
                     "s3": {"addressing_style": self.addressing_style},
                     "max_pool_connections": self.max_in_flight + 2,
                 }
@@ -422,7 +482,7 @@ class S3Sink(Sink):
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def _name(self, key):
-        return key[len(self.prefix) + 1:] if self.prefix else key
+        return key[len(self.prefix) + 1 :] if self.prefix else key
 
     def _put_args(self):
         args = {}
@@ -444,31 +504,42 @@ class S3Sink(Sink):
         where = self.describe()
         if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
             return SinkUnreachableError(
-                f"No S3 credentials for {where}: set the access and secret key.")
-        if isinstance(exc, bex.EndpointConnectionError | bex.ConnectTimeoutError
-                      | bex.ConnectionClosedError | bex.ReadTimeoutError
-                      | bex.ProxyConnectionError | bex.SSLError):
+                f"No S3 credentials for {where}: set the access and secret key."
+            )
+        if isinstance(
+            exc,
+            bex.EndpointConnectionError
+            | bex.ConnectTimeoutError
+            | bex.ConnectionClosedError
+            | bex.ReadTimeoutError
+            | bex.ProxyConnectionError
+            | bex.SSLError,
+        ):
             return SinkUnreachableError(
                 f"S3 endpoint {self.endpoint_url or 'AWS'} unreachable while "
-                f"{action} ({where}): {exc}")
+                f"{action} ({where}): {exc}"
+            )
         if isinstance(exc, bex.ClientError):
             code, status = _error_code(exc)
             message = exc.response.get("Error", {}).get("Message") or code
             if code in _NOT_FOUND_CODES:
                 return SinkObjectNotFound(f"{action}: not found in {where}.")
             if code == "NoSuchBucket":
-                return SinkError(f"The bucket {self.bucket!r} does not exist at "
-                                 f"{self.endpoint_url or 'AWS'}.")
+                return SinkError(
+                    f"The bucket {self.bucket!r} does not exist at "
+                    f"{self.endpoint_url or 'AWS'}."
+                )
             if code in _UNREACHABLE_CODES or status == 403:
                 return SinkUnreachableError(
                     f"S3 refused the credentials or access while {action} "
-                    f"({where}): {code}: {message}")
-            return SinkError(f"S3 error while {action} ({where}): {code}: "
-                             f"{message}")
+                    f"({where}): {code}: {message}"
+                )
+            return SinkError(f"S3 error while {action} ({where}): {code}: {message}")
         if isinstance(exc, bex.BotoCoreError):
             return SinkError(f"S3 error while {action} ({where}): {exc}")
-        return SinkError(f"S3 error while {action} ({where}): "
-                         f"{type(exc).__name__}: {exc}")
+        return SinkError(
+            f"S3 error while {action} ({where}): {type(exc).__name__}: {exc}"
+        )
 
     # API --------------------------------------------------------------------
     def open_write(self, name, size_hint=None):
@@ -486,8 +557,7 @@ class S3Sink(Sink):
         args = {"Bucket": self.bucket, "Key": key}
         if offset:
             if offset >= self.stat(name).size:
-                return StreamReader(lambda _n: b"", lambda: None, self._error,
-                                    name)
+                return StreamReader(lambda _n: b"", lambda: None, self._error, name)
             args["Range"] = f"bytes={offset}-"
         try:
             body = self._client().get_object(**args)["Body"]
@@ -506,21 +576,25 @@ class S3Sink(Sink):
                     key = item["Key"]
                     if key.endswith("/"):
                         continue
-                    objects.append(StoredObject(
-                        self._name(key), int(item["Size"]),
-                        item["LastModified"].astimezone(UTC)))
+                    objects.append(
+                        StoredObject(
+                            self._name(key),
+                            int(item["Size"]),
+                            item["LastModified"].astimezone(UTC),
+                        )
+                    )
         except Exception as exc:
             raise self._error(exc, f"listing {prefix or '/'}") from exc
         return sorted(objects, key=lambda obj: obj.name)
 
     def stat(self, name):
         try:
-            head = self._client().head_object(Bucket=self.bucket,
-                                              Key=self._key(name))
+            head = self._client().head_object(Bucket=self.bucket, Key=self._key(name))
         except Exception as exc:
             raise self._error(exc, f"reading {name!r}") from exc
-        return StoredObject(name, int(head["ContentLength"]),
-                            head["LastModified"].astimezone(UTC))
+        return StoredObject(
+            name, int(head["ContentLength"]), head["LastModified"].astimezone(UTC)
+        )
 
     def delete(self, name):
         self.stat(name)
@@ -535,8 +609,10 @@ class S3Sink(Sink):
         except Exception as exc:
             error = self._error(exc, "checking the bucket")
             if isinstance(error, SinkObjectNotFound):
-                error = SinkError(f"The bucket {self.bucket!r} does not exist at "
-                                  f"{self.endpoint_url or 'AWS'}.")
+                error = SinkError(
+                    f"The bucket {self.bucket!r} does not exist at "
+                    f"{self.endpoint_url or 'AWS'}."
+                )
             raise error from exc
         return f"{self.describe()}: bucket reachable"
 
@@ -549,8 +625,9 @@ class S3Sink(Sink):
             paginator = self._client().get_paginator("list_multipart_uploads")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
                 for upload in page.get("Uploads", ()):
-                    uploads.append((upload["Key"], upload["UploadId"],
-                                    upload["Initiated"]))
+                    uploads.append(
+                        (upload["Key"], upload["UploadId"], upload["Initiated"])
+                    )
         except Exception as exc:
             raise self._error(exc, "listing incomplete uploads") from exc
         return uploads
@@ -560,8 +637,9 @@ class S3Sink(Sink):
         latest = initiated
         try:
             paginator = self._client().get_paginator("list_parts")
-            for page in paginator.paginate(Bucket=self.bucket, Key=key,
-                                           UploadId=upload_id):
+            for page in paginator.paginate(
+                Bucket=self.bucket, Key=key, UploadId=upload_id
+            ):
                 for part in page.get("Parts", ()):
                     if part.get("LastModified") and part["LastModified"] > latest:
                         latest = part["LastModified"]
@@ -591,8 +669,9 @@ class S3Sink(Sink):
             modified = self._last_activity(key, upload_id, initiated)
             if modified is None:
                 continue
-            found.append(IncompleteWrite(name, "multipart-upload",
-                                         (key, upload_id), modified))
+            found.append(
+                IncompleteWrite(name, "multipart-upload", (key, upload_id), modified)
+            )
         return sorted(found, key=lambda item: (item.name, item.ref))
 
     def remove_incomplete(self, item):
@@ -601,14 +680,19 @@ class S3Sink(Sink):
             raise SinkError(f"{key} is not an upload of {self.describe()}.")
         try:
             self._client().abort_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id)
+                Bucket=self.bucket, Key=key, UploadId=upload_id
+            )
         except Exception as exc:
             error = self._error(exc, f"aborting the stale upload of {key!r}")
             if isinstance(error, SinkObjectNotFound) or "NoSuchUpload" in str(exc):
                 return False
             raise error from exc
-        _logger.info("Aborted the stale multipart upload of %s (%s, last "
-                     "activity %s)", key, self.describe(), item.modified)
+        _logger.info(
+            "Aborted the stale multipart upload of %s (%s, last activity %s)",
+            key,
+            self.describe(),
+            item.modified,
+        )
         return True
 
     def cleanup_incomplete(self, prefix="", older_than=0.0):
@@ -619,12 +703,16 @@ class S3Sink(Sink):
                 continue
             try:
                 self._client().abort_multipart_upload(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id)
+                    Bucket=self.bucket, Key=key, UploadId=upload_id
+                )
             except Exception as exc:
-                raise self._error(exc, f"aborting the stale upload of {key!r}"
-                                  ) from exc
-            _logger.info("Aborted the stale multipart upload of %s (%s, started "
-                         "%s)", key, self.describe(), initiated)
+                raise self._error(exc, f"aborting the stale upload of {key!r}") from exc
+            _logger.info(
+                "Aborted the stale multipart upload of %s (%s, started %s)",
+                key,
+                self.describe(),
+                initiated,
+            )
             removed += 1
         return removed
 

@@ -65,16 +65,20 @@ def _load_private_key(text, passphrase):
     errors = []
     for key_class in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
-            return key_class.from_private_key(io.StringIO(text),
-                                              password=passphrase or None)
+            return key_class.from_private_key(
+                io.StringIO(text), password=passphrase or None
+            )
         except paramiko.PasswordRequiredException as exc:
-            raise SinkError("The SFTP private key is encrypted: give its "
-                            "passphrase.") from exc
+            raise SinkError(
+                "The SFTP private key is encrypted: give its passphrase."
+            ) from exc
         except (paramiko.SSHException, ValueError) as exc:
             errors.append(f"{key_class.__name__}: {type(exc).__name__}")
-    raise SinkError("The SFTP private key cannot be read (expected an OpenSSH "
-                    "or PEM private key of type ed25519, ECDSA or RSA, with the "
-                    "right passphrase).")
+    raise SinkError(
+        "The SFTP private key cannot be read (expected an OpenSSH "
+        "or PEM private key of type ed25519, ECDSA or RSA, with the "
+        "right passphrase)."
+    )
 
 
 def _parse_known_hosts(text):
@@ -88,11 +92,12 @@ def _parse_known_hosts(text):
         try:
             entry = paramiko.hostkeys.HostKeyEntry.from_line(line, number)
         except Exception as exc:
-            raise SinkError(f"known_hosts line {number} cannot be read: "
-                            f"{exc}") from exc
+            raise SinkError(f"known_hosts line {number} cannot be read: {exc}") from exc
         if entry is None:
-            raise SinkError(f"known_hosts line {number} is not a host key line "
-                            "(expected 'host key-type base64-key').")
+            raise SinkError(
+                f"known_hosts line {number} is not a host key line "
+                "(expected 'host key-type base64-key')."
+            )
         for hostname in entry.hostnames:
             host_keys.add(hostname, entry.key.get_name(), entry.key)
     return host_keys
@@ -106,10 +111,11 @@ def _connect_transport(host, port, timeout):
         sock = socket.create_connection((host, int(port)), timeout=timeout)
     except OSError as exc:
         raise SinkUnreachableError(
-            f"SFTP host {host}:{port} unreachable: "
-            f"{exc.strerror or exc}") from exc
-    transport = paramiko.Transport(sock, default_window_size=_WINDOW_SIZE,
-                                   default_max_packet_size=_MAX_PACKET)
+            f"SFTP host {host}:{port} unreachable: {exc.strerror or exc}"
+        ) from exc
+    transport = paramiko.Transport(
+        sock, default_window_size=_WINDOW_SIZE, default_max_packet_size=_MAX_PACKET
+    )
     transport.banner_timeout = timeout
     transport.handshake_timeout = timeout
     transport.auth_timeout = timeout
@@ -118,7 +124,8 @@ def _connect_transport(host, port, timeout):
     except (paramiko.SSHException, OSError, EOFError) as exc:
         transport.close()
         raise SinkUnreachableError(
-            f"SFTP host {host}:{port}: SSH handshake failed: {exc}") from exc
+            f"SFTP host {host}:{port}: SSH handshake failed: {exc}"
+        ) from exc
     return transport
 
 
@@ -194,7 +201,8 @@ class SftpWriter(SinkWriter):
                 raise SinkError(
                     f"SFTP upload of {self.name!r} to {sink.describe()} is "
                     f"incomplete: {size} bytes on the server, "
-                    f"{self.bytes_written} sent.")
+                    f"{self.bytes_written} sent."
+                )
             sink._sftp().posix_rename(self.part_path, self.path)
             return sink._stored(self.name, sink._sftp().stat(self.path))
         except SinkError:
@@ -207,8 +215,9 @@ class SftpWriter(SinkWriter):
         try:
             self._file.close()
         except Exception as exc:
-            _logger.info("Closing the discarded SFTP upload %s: %s",
-                         self.part_path, exc)
+            _logger.info(
+                "Closing the discarded SFTP upload %s: %s", self.part_path, exc
+            )
             # The connection is gone: drop the unsent buffer so paramiko's
             # finaliser does not try (and fail) to flush it again.
             self._file._wbuffer = io.BytesIO()
@@ -220,7 +229,10 @@ class SftpWriter(SinkWriter):
         except Exception as exc:
             _logger.warning(
                 "Could not remove %s on %s (cleanup_incomplete() will): %s",
-                self.part_path, sink.describe(), exc)
+                self.part_path,
+                sink.describe(),
+                exc,
+            )
 
 
 class SftpSink(Sink):
@@ -233,28 +245,43 @@ class SftpSink(Sink):
 
     kind = "sftp"
 
-    def __init__(self, host, username, known_hosts, port=22, password=None,
-                 private_key=None, private_key_passphrase=None, path="",
-                 timeout=15.0, write_request_size=None, **unknown):
+    def __init__(
+        self,
+        host,
+        username,
+        known_hosts,
+        port=22,
+        password=None,
+        private_key=None,
+        private_key_passphrase=None,
+        path="",
+        timeout=15.0,
+        write_request_size=None,
+        **unknown,
+    ):
         if unknown:
-            raise SinkError("Unknown SFTP destination option(s): "
-                            + ", ".join(sorted(unknown)))
+            raise SinkError(
+                "Unknown SFTP destination option(s): " + ", ".join(sorted(unknown))
+            )
         if not host or not username:
             raise SinkError("An SFTP destination needs a host and a username.")
         if not password and not private_key:
-            raise SinkError("An SFTP destination needs a password or a private "
-                            "key.")
+            raise SinkError("An SFTP destination needs a password or a private key.")
         if not (known_hosts or "").strip():
             raise SinkError(
                 "An SFTP destination needs the server's host key (known_hosts "
                 "line); fetch it and check its fingerprint with the server's "
-                "administrator.")
+                "administrator."
+            )
         self.host = host
         self.port = int(port or 22)
         self.username = username
         self._password = password or None
-        self._pkey = (_load_private_key(private_key, private_key_passphrase)
-                      if private_key else None)
+        self._pkey = (
+            _load_private_key(private_key, private_key_passphrase)
+            if private_key
+            else None
+        )
         self._host_keys = _parse_known_hosts(known_hosts)
         self.base = (path or "").rstrip("/") or ("/" if path else "")
         self.timeout = float(timeout)
@@ -275,13 +302,15 @@ class SftpSink(Sink):
             raise SinkUnreachableError(
                 f"SFTP host {self.host}:{self.port} offered an unknown host key "
                 f"({offered}). Check this fingerprint with the server's "
-                "administrator, then add the host key to known_hosts.")
+                "administrator, then add the host key to known_hosts."
+            )
         expected = known.get(key.get_name())
         if expected is None or expected.asbytes() != key.asbytes():
             raise SinkUnreachableError(
                 f"SFTP host {self.host}:{self.port} offered a host key that does "
                 f"NOT match known_hosts ({offered}): the server was reinstalled "
-                "or someone is intercepting the connection. Refused.")
+                "or someone is intercepting the connection. Refused."
+            )
 
     def _sftp(self):
         import paramiko
@@ -301,7 +330,8 @@ class SftpSink(Sink):
                 method = "key" if self._pkey is not None else "password"
                 raise SinkUnreachableError(
                     f"SFTP host {self.host}:{self.port} refused the login of "
-                    f"{self.username!r} with the configured {method}.") from exc
+                    f"{self.username!r} with the configured {method}."
+                ) from exc
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise SinkUnreachableError(
                     f"SFTP host {self.host}:{self.port}: login failed: {exc}"
@@ -312,10 +342,10 @@ class SftpSink(Sink):
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise SinkUnreachableError(
                     f"SFTP host {self.host}:{self.port}: the SFTP subsystem is "
-                    f"not available: {exc}") from exc
+                    f"not available: {exc}"
+                ) from exc
             client.get_channel().settimeout(self.timeout)
-            self._write_size = self.write_request_size or _server_write_size(
-                client)
+            self._write_size = self.write_request_size or _server_write_size(client)
         except BaseException:
             transport.close()
             raise
@@ -327,8 +357,9 @@ class SftpSink(Sink):
         return posixpath.join(self.base, name) if self.base else name
 
     def _stored(self, name, attrs):
-        return StoredObject(name, int(attrs.st_size),
-                            datetime.fromtimestamp(attrs.st_mtime or 0, UTC))
+        return StoredObject(
+            name, int(attrs.st_size), datetime.fromtimestamp(attrs.st_mtime or 0, UTC)
+        )
 
     def _error(self, exc, action):
         if isinstance(exc, SinkError):
@@ -338,14 +369,18 @@ class SftpSink(Sink):
         if isinstance(exc, socket.timeout | EOFError | ConnectionError):
             return SinkError(
                 f"SFTP connection to {self.host}:{self.port} lost while {action}: "
-                f"{type(exc).__name__}: {exc or 'connection closed'}")
+                f"{type(exc).__name__}: {exc or 'connection closed'}"
+            )
         if isinstance(exc, PermissionError):
-            return SinkError(f"SFTP: permission denied while {action} on "
-                             f"{self.describe()}.")
+            return SinkError(
+                f"SFTP: permission denied while {action} on {self.describe()}."
+            )
         text = str(exc) or type(exc).__name__
         if "No space left" in text or "quota" in text.lower():
-            return SinkError(f"The SFTP server's disk is full while {action} on "
-                             f"{self.describe()}; nothing was stored.")
+            return SinkError(
+                f"The SFTP server's disk is full while {action} on "
+                f"{self.describe()}; nothing was stored."
+            )
         return SinkError(f"SFTP error while {action} on {self.describe()}: {text}")
 
     def _makedirs(self, directory):
@@ -418,7 +453,8 @@ class SftpSink(Sink):
             objects = [
                 self._stored(rel, attrs)
                 for rel, _path, attrs in self._walk(self.base, "")
-                if rel.startswith(prefix) and not rel.endswith(PART_SUFFIX)
+                if rel.startswith(prefix)
+                and not rel.endswith(PART_SUFFIX)
                 and not posixpath.basename(rel).startswith(".")
             ]
         except Exception as exc:
@@ -467,19 +503,28 @@ class SftpSink(Sink):
                     continue
                 if not final.startswith(prefix):
                     continue
-                found.append(IncompleteWrite(
-                    final, "part-file", (path,),
-                    datetime.fromtimestamp(attrs.st_mtime or 0, UTC),
-                    int(attrs.st_size or 0)))
+                found.append(
+                    IncompleteWrite(
+                        final,
+                        "part-file",
+                        (path,),
+                        datetime.fromtimestamp(attrs.st_mtime or 0, UTC),
+                        int(attrs.st_size or 0),
+                    )
+                )
         except Exception as exc:
-            raise self._error(exc, f"listing the uploads under {prefix or '/'}"
-                              ) from exc
+            raise self._error(
+                exc, f"listing the uploads under {prefix or '/'}"
+            ) from exc
         return sorted(found, key=lambda item: item.name)
 
     def remove_incomplete(self, item):
         (path,) = item.ref
-        if (item.kind != "part-file" or not path.endswith(PART_SUFFIX)
-                or path != self._path(item.name) + PART_SUFFIX):
+        if (
+            item.kind != "part-file"
+            or not path.endswith(PART_SUFFIX)
+            or path != self._path(item.name) + PART_SUFFIX
+        ):
             raise SinkError(f"{path} is not an upload of {self.describe()}.")
         try:
             self._sftp().remove(path)
@@ -487,8 +532,7 @@ class SftpSink(Sink):
             return False
         except Exception as exc:
             raise self._error(exc, f"removing {path!r}") from exc
-        _logger.info("Removed the incomplete upload %s on %s", path,
-                     self.describe())
+        _logger.info("Removed the incomplete upload %s on %s", path, self.describe())
         return True
 
     def cleanup_incomplete(self, prefix="", older_than=0.0):
@@ -508,7 +552,6 @@ class SftpSink(Sink):
             try:
                 client.close()
             except Exception as exc:
-                _logger.info("Closing the SFTP session to %s: %s",
-                             self.describe(), exc)
+                _logger.info("Closing the SFTP session to %s: %s", self.describe(), exc)
         if transport is not None:
             transport.close()
