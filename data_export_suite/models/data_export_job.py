@@ -171,6 +171,7 @@ class DataExportJob(models.Model):
         "screen) or the fields' technical names.",
     )
     estimated_size = fields.Integer(
+        string="Estimated Size (bytes)",
         readonly=True,
         copy=False,
         help="Size of the file estimated before the export ran, in bytes.",
