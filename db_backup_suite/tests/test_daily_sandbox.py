@@ -27,17 +27,31 @@ class TestDailySandbox(BackupCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.prefix = "%s-sandbox-" % cls.env.cr.dbname
-        drop_test_databases(cls.prefix)
-        cls.addClassCleanup(drop_test_databases, cls.prefix)
+        dbname = cls.env.cr.dbname
+        cls.daily = safety.daily_sandbox_name(dbname)
+        # A long database name is cut differently for the daily name and the
+        # dated ones: one prefix each, both ending in "-sandbox-" (never the
+        # test database itself).
+        cls.prefixes = sorted(
+            {
+                cls.daily[: -len("daily")],
+                safety.sandbox_name(dbname, "20261201")[: -len("20261201")],
+            }
+        )
+        cls._drop_sandboxes()
+        cls.addClassCleanup(cls._drop_sandboxes)
         cls.addClassCleanup(cls._set_value, None)
-        cls.daily = safety.daily_sandbox_name(cls.env.cr.dbname)
+
+    @classmethod
+    def _drop_sandboxes(cls):
+        for prefix in cls.prefixes:
+            drop_test_databases(prefix)
 
     def setUp(self):
         super().setUp()
         # the databases are real (a test's rows are rolled back, they are not)
-        drop_test_databases(self.prefix)
-        self.addCleanup(drop_test_databases, self.prefix)
+        self._drop_sandboxes()
+        self.addCleanup(self._drop_sandboxes)
 
     @classmethod
     def _set_value(cls, value):
@@ -84,7 +98,9 @@ class TestDailySandbox(BackupCase):
         return runs
 
     def _sandbox_databases(self):
-        return sorted(backup_engine.list_databases(self.prefix))
+        return sorted(
+            {name for p in self.prefixes for name in backup_engine.list_databases(p)}
+        )
 
     def test_refreshed_twice_leaves_one_sandbox_with_the_newest_data(self):
         schedule = self._schedule()
