@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
-from odoo.modules.registry import Registry
+from odoo.modules.registry import DummyRLock, Registry
 from odoo.tools import SQL, config
 from odoo.tools.pdf import OdooPdfFileReader, OdooPdfFileWriter
 
@@ -1558,6 +1558,8 @@ class DsrRequest(models.Model):
         if not self.env.registry.ready:
             return False
         lock = Registry._lock
+        if isinstance(lock, DummyRLock):
+            return True  # a registry is in test mode: nothing waits for it
         if not lock.acquire(blocking=False):
             return False
         lock.release()
