@@ -1560,6 +1560,8 @@ class DsrRequest(models.Model):
         lock = Registry._lock
         if isinstance(lock, DummyRLock):
             return True  # a registry is in test mode: nothing waits for it
+        if lock._is_owned():
+            return False  # held by this very thread: requests would wait
         if not lock.acquire(blocking=False):
             return False
         lock.release()
