@@ -22,7 +22,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULT_RE = re.compile(
-    r"(\d+) failed, (\d+) error\(s\) of (\d+) tests when loading database"
+    r"(\d+) failed, (\d+) error\(s\) of (\d+) tests when loading database "
+    r"'([^']*)'"
 )
 SKIP_RE = re.compile(r" INFO \S+ \S+: skipped ")
 BAD_LEVEL_RE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ \d+ (ERROR|CRITICAL) ")
@@ -126,8 +127,11 @@ def main(argv=None):
     with open(log_path, encoding="utf-8", errors="replace") as log:
         for line in log:
             match = RESULT_RE.search(line)
-            if match:
-                failed, errors, ran = map(int, match.groups())
+            # Registries the tests open for other databases (sandboxes,
+            # restored copies) report their own, empty, results: only the
+            # test database's line counts.
+            if match and match.group(4) == db:
+                failed, errors, ran = map(int, match.groups()[:3])
             if SKIP_RE.search(line):
                 skipped += 1
             if BAD_LEVEL_RE.match(line):
