@@ -63,7 +63,7 @@ def make_keyring_file(directory):
 class KeyringMixin:
     @classmethod
     def setup_keyring(cls):
-        cls.tmp_dir = tempfile.mkdtemp(prefix="h7_dbbs_")
+        cls.tmp_dir = tempfile.mkdtemp(prefix="dbbs_")
         cls.keyring_path = make_keyring_file(cls.tmp_dir)
         cls._saved_keyring = config.get("backup_keyring_file")
         config["backup_keyring_file"] = cls.keyring_path
@@ -96,16 +96,16 @@ class BackupCase(KeyringMixin, TransactionCase):
         )
         cls.operator = new_test_user(
             cls.env,
-            login="h7_operator",
+            login="test_operator",
             email="op@example.com",
             groups="base.group_user,db_backup_suite.backup_group_operator",
         )
         cls.restorer = new_test_user(
             cls.env,
-            login="h7_restorer",
+            login="test_restorer",
             email="rest@example.com",
             groups="base.group_user,db_backup_suite.backup_group_restore",
         )
-        cls.plain = new_test_user(cls.env, login="h7_plain", groups="base.group_user")
+        cls.plain = new_test_user(cls.env, login="test_plain", groups="base.group_user")
         cls.admin = cls.env.ref("base.user_admin")
         cls.admin.email = cls.admin.email or "admin@example.com"

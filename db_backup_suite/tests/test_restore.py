@@ -2,7 +2,7 @@
 
 The test's own database cannot be swapped under its running transaction, so
 the test backs it up with the engine, restores that archive into a second
-database (``h7_e2e_*``), works on that one through its own registry, and
+database (``e2e_*``), works on that one through its own registry, and
 restores over it.
 """
 
@@ -23,7 +23,7 @@ class TestRestoreEndToEnd(BackupCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.second = "h7_e2e_%s" % uuid.uuid4().hex[:8]
+        cls.second = "e2e_%s" % uuid.uuid4().hex[:8]
         cls.addClassCleanup(drop_test_databases, cls.second)
 
     # helpers ---------------------------------------------------------------

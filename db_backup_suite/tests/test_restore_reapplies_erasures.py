@@ -5,7 +5,7 @@ and the restore job the wizard runs, with its ``_on_database_restored`` hooks.
 
 The test's own database cannot be restored over under its running
 transaction: like the end-to-end restore tests, a second database
-(``h13_*``) is made from an engine backup of it, and everything happens there.
+(``dsr_copy_*``) is made from an engine backup of it, and everything happens there.
 """
 
 import os
@@ -41,7 +41,7 @@ class TestRestoreReappliesErasures(BackupCase):
         super().setUpClass()
         if "dsr.request" not in cls.env:
             raise unittest.SkipTest("gdpr_dsr is not installed: no erasures")
-        cls.second = "h13_dsr_%s" % uuid.uuid4().hex[:8]
+        cls.second = "dsr_copy_%s" % uuid.uuid4().hex[:8]
         # the second database, its pre-restore safety copy (``<db>_pre_restore_*``)
         cls.addClassCleanup(drop_test_databases, cls.second)
         # the erasure register lives outside the database; keep the test's
@@ -153,7 +153,7 @@ class TestRestoreReappliesErasures(BackupCase):
             )
             officer = new_test_user(
                 env,
-                login="h13_officer",
+                login="copy_officer",
                 groups="base.group_user,gdpr_dsr.dsr_group_officer",
             )
             quiet = env(context=dict(env.context, **NO_MAIL))

@@ -92,7 +92,7 @@ class TestOperatorTour(LiveBusMixin, KeyringMixin, HttpCase):
         cls.env["db.backup.run"].search([]).sudo().unlink()
         new_test_user(
             cls.env,
-            login="h13_operator",
+            login="role_operator",
             groups="base.group_user,db_backup_suite.backup_group_operator",
         )
 
@@ -126,7 +126,7 @@ class TestOperatorTour(LiveBusMixin, KeyringMixin, HttpCase):
             self.start_tour(
                 "/odoo",
                 "db_backup_suite_operator_tour",
-                login="h13_operator",
+                login="role_operator",
                 timeout=180,
             )
         self.assertEqual(len(threads), 1, "Backup Now wakes the backup cron once")
@@ -138,7 +138,7 @@ class TestOperatorTour(LiveBusMixin, KeyringMixin, HttpCase):
         self.assertEqual(
             (run.state, run.kind, run.encryption), ("done", "manual", "encrypted")
         )
-        self.assertEqual(run.requested_by_id.login, "h13_operator")
+        self.assertEqual(run.requested_by_id.login, "role_operator")
         self.assertTrue(os.path.exists(os.path.join(self.local_dir, run.name)))
 
 
@@ -163,7 +163,7 @@ class TestRestoreTour(LiveBusMixin, KeyringMixin, HttpCase):
         assert cls.backup_run.state == "done", cls.backup_run.error
         new_test_user(
             cls.env,
-            login="h13_restorer",
+            login="role_restorer",
             groups="base.group_user,db_backup_suite.backup_group_restore",
         )
 
@@ -183,7 +183,7 @@ class TestRestoreTour(LiveBusMixin, KeyringMixin, HttpCase):
             self.start_tour(
                 "/odoo",
                 "db_backup_suite_restore_tour",
-                login="h13_restorer",
+                login="role_restorer",
                 timeout=240,
             )
         self.assertEqual(len(threads), 1, "one restore started")
@@ -203,6 +203,6 @@ class TestRestoreTour(LiveBusMixin, KeyringMixin, HttpCase):
             .search([("sandbox_id", "=", sandbox.id)])
         )
         self.assertEqual((wizard.state, wizard.target), ("done", "sandbox"))
-        self.assertEqual(wizard.create_uid.login, "h13_restorer")
+        self.assertEqual(wizard.create_uid.login, "role_restorer")
         # the production database was not touched: still this test's
         self.assertTrue(self.env["db.backup.run"].browse(self.backup_run.id).exists())

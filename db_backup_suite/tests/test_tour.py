@@ -14,12 +14,12 @@ class TestBackupTours(KeyringMixin, HttpCase):
         )
         cls.operator = new_test_user(
             cls.env,
-            login="h7_tour_operator",
+            login="tour_operator",
             groups="base.group_user,db_backup_suite.backup_group_operator",
         )
         cls.restorer = new_test_user(
             cls.env,
-            login="h7_tour_restorer",
+            login="tour_restorer",
             groups="base.group_user,db_backup_suite.backup_group_restore",
         )
         db = cls.env.cr.dbname
@@ -52,7 +52,7 @@ class TestBackupTours(KeyringMixin, HttpCase):
         self.start_tour(
             "/odoo/action-db_backup_suite.db_backup_dashboard_action",
             "db_backup_suite_backup_now",
-            login="h7_tour_operator",
+            login="tour_operator",
         )
         run = self.env["db.backup.run"].search([("state", "=", "queued")])
         self.assertEqual(run.label, "manual")
@@ -61,7 +61,7 @@ class TestBackupTours(KeyringMixin, HttpCase):
         self.start_tour(
             "/odoo/action-db_backup_suite.db_backup_dashboard_action",
             "db_backup_suite_restore_gate",
-            login="h7_tour_restorer",
+            login="tour_restorer",
         )
         # The tour never pressed the button: nothing was restored or queued.
         self.assertFalse(self.env["db.backup.sandbox"].search([]))
@@ -70,7 +70,7 @@ class TestBackupTours(KeyringMixin, HttpCase):
         self.start_tour(
             "/odoo/action-db_backup_suite.db_backup_dashboard_action",
             "db_backup_suite_foreign_gate",
-            login="h7_tour_restorer",
+            login="tour_restorer",
         )
         # The tour never pressed the button: nothing was restored or queued.
         self.assertFalse(self.env["db.backup.sandbox"].search([]))

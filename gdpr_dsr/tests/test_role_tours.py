@@ -13,7 +13,7 @@ class TestRoleTours(HttpCase):
     def test_auditor_reads_log_exports_and_register(self):
         officer = new_test_user(
             self.env,
-            login="h13_tour_officer_a",
+            login="tour_officer_a",
             groups="base.group_user,gdpr_dsr.dsr_group_officer",
         )
         request = (
@@ -23,7 +23,7 @@ class TestRoleTours(HttpCase):
         )
         exporter = new_test_user(
             self.env,
-            login="h13_tour_exporter",
+            login="tour_exporter",
             groups="base.group_user,data_export_suite.export_group_user",
         )
         self.env["data.export.job"].with_user(exporter).create(
@@ -36,7 +36,7 @@ class TestRoleTours(HttpCase):
         )
         auditor = new_test_user(
             self.env,
-            login="h13_tour_auditor",
+            login="tour_auditor",
             groups="base.group_user,audit_export.audit_group_auditor",
         )
         before = request.read(["subject_email", "state", "write_date"])
@@ -47,7 +47,7 @@ class TestRoleTours(HttpCase):
     def test_officer_opens_compliance_and_a_request(self):
         officer = new_test_user(
             self.env,
-            login="h13_tour_officer",
+            login="tour_officer",
             groups="base.group_user,gdpr_dsr.dsr_group_officer",
         )
         self.env["dsr.request"].with_user(officer).create(
