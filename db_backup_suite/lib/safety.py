@@ -13,6 +13,8 @@ safety     ``<db>_pre_restore_<YYYYmmddHHMMSS>``         a production restore (t
 staging    ``<db>_restoring_<YYYYmmddHHMMSS>``           every restore (before the
                                                          swap or rename)
 scratch    ``<db>_verify_<YYYYmmddHHMMSS>``              ``verify --test-restore``
+drill      ``<db>_drill_<YYYYmmddHHMMSS>``               a schedule's restore drill
+                                                         (restored, counted, dropped)
 ========== ============================================ ==========================
 
 A ``<db>`` too long for PostgreSQL's 63 bytes is cut (sandbox) or cut and
@@ -60,6 +62,7 @@ DERIVED_SUFFIXES = {
     "safety": "pre_restore",
     "staging": "restoring",
     "scratch": "verify",
+    "drill": "drill",
 }
 _PATTERNS = {
     "sandbox": re.compile(
@@ -79,7 +82,7 @@ DAILY_SANDBOX_SUFFIX = "-sandbox-daily"
 #: The kinds listed as sandboxes in Odoo (and dropped by their expiry).
 SANDBOX_KINDS = ("sandbox", "safety")
 #: Every kind of database the engine creates.
-ALL_KINDS = ("sandbox", "safety", "staging", "scratch")
+ALL_KINDS = ("sandbox", "safety", "staging", "scratch", "drill")
 #: Longest ``<db>`` part of a sandbox name, so that the engine's
 #: ``<sandbox>_pre_restore_<stamp>`` still fits in 63 bytes.
 MAX_SANDBOX_NAME = MAX_DBNAME - len("_pre_restore_20260101000000")
@@ -137,8 +140,17 @@ def daily_sandbox_name(database: str) -> str:
     return database[: MAX_SANDBOX_NAME - len(suffix)] + suffix
 
 
+def drill_name(database: str, stamp: str) -> str:
+    """``<db>_drill_<stamp>``: the temporary database of a restore drill
+    (``stamp``: ``YYYYmmddHHMMSS``, UTC), cut and tagged like the engine's
+    other derived names when ``<db>`` is long (:func:`derived_name`)."""
+    if not re.fullmatch(_STAMP, stamp or ""):
+        raise ValueError("stamp is YYYYmmddHHMMSS")
+    return derived_name(database, f"drill_{stamp}")
+
+
 def suite_database_kind(name) -> str | None:
-    """The kind (``sandbox``, ``safety``, ``staging``, ``scratch``) of a
+    """The kind (``sandbox``, ``safety``, ``staging``, ``scratch``, ``drill``) of a
     database name the engine makes, or None."""
     if not isinstance(name, str):
         return None
