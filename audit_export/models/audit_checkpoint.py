@@ -50,11 +50,15 @@ class AuditCheckpoint(models.Model):
     key_id = fields.Char(readonly=True)
     mac = fields.Char(string="Signature", readonly=True)
 
+    # Signed anchors of the chain: immutable through the ORM, deliberately
+    # without super(). pylint: disable=method-required-super,no-raise-unlink
     def write(self, vals):
         raise UserError(self.env._("Audit checkpoints cannot be modified."))
 
     def unlink(self):
         raise UserError(self.env._("Audit checkpoints cannot be deleted."))
+
+    # pylint: enable=method-required-super,no-raise-unlink
 
     # -- Reading ------------------------------------------------------------
 

@@ -23,7 +23,6 @@ class AuditRule(models.Model):
 
     model_id = fields.Many2one(
         "ir.model",
-        string="Model",
         required=True,
         ondelete="cascade",
         index=True,
@@ -86,7 +85,8 @@ class AuditRule(models.Model):
         capture never reads nor stores (see ``base._audit_field_withheld``)."""
         result = {}
         has_group = self._auditor_has_group()
-        for rule in self.sudo().search([]):
+        # every rule: a handful of rows, read once per registry
+        for rule in self.sudo().search([]):  # pylint: disable=no-search-all
             model = self.env.get(rule.model_name)
             fields_ = model._fields.items() if model is not None else ()
             # A model the Auditor may not read at all gives away no value

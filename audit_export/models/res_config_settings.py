@@ -27,7 +27,7 @@ class ResConfigSettings(models.TransientModel):
     def set_values(self):
         events = self.env["audit.event"]
         before = events._retention_days()
-        super().set_values()
+        res = super().set_values()
         after = events._retention_days()
         if before != after:
             events.log_event(
@@ -41,3 +41,4 @@ class ResConfigSettings(models.TransientModel):
                     new=after,
                 ),
             )
+        return res

@@ -46,7 +46,6 @@ class AuditExportWizard(models.TransientModel):
     date_to = fields.Datetime(string="To")
     action = fields.Selection(
         selection=lambda self: self.env["audit.event"]._fields["action"].selection,
-        string="Action",
     )
     user_ids = fields.Many2many("res.users", string="Users")
     result = fields.Selection([("success", "Success"), ("failure", "Failure")])

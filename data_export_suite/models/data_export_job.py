@@ -262,7 +262,8 @@ class DataExportJob(models.Model):
     def create(self, vals_list):
         # Context defaults never reach server-owned fields (a default_state
         # or default_storage_name would otherwise slip past the checks below).
-        self = self.with_context(
+        # the whole context, minus keys that must not reach the server's fields
+        self = self.with_context(  # pylint: disable=context-overridden
             {
                 key: value
                 for key, value in self.env.context.items()
@@ -996,17 +997,16 @@ class DataExportJob(models.Model):
         owner_self = self.with_user(job.user_id).with_context(
             lang=job.user_id.lang, tz=job.user_id.tz
         )
-        _ = owner_self.env._
         if failed:
-            title = _("Export failed")
-            body = _(
+            title = owner_self.env._("Export failed")
+            body = owner_self.env._(
                 "Your export %(name)s failed: %(error)s",
                 name=job.name,
                 error=job.error_message,
             )
         else:
-            title = _("Your file is ready")
-            body = _(
+            title = owner_self.env._("Your file is ready")
+            body = owner_self.env._(
                 "Your export %(name)s is ready (%(records)s, %(size)s). Download "
                 "it from the export job within %(days)s days.",
                 name=job.name,
@@ -1031,7 +1031,7 @@ class DataExportJob(models.Model):
         if not modules.module.current_test:
             # Long background export: the "running" state must be visible to
             # the owner and to a second cron worker while the export runs.
-            self.env.cr.commit()
+            self.env.cr.commit()  # pylint: disable=invalid-commit
 
     @api.model
     def _cron_run_queued_jobs(self):

@@ -17,7 +17,6 @@ class DataExportWizard(models.TransientModel):
 
     profile_id = fields.Many2one(
         "data.export.profile",
-        string="Profile",
         domain="[('model_name', '=?', model_name)]",
         help="A saved export: its records, columns and format fill the form.",
     )
@@ -458,7 +457,8 @@ class DataExportWizard(models.TransientModel):
         values = self._job_values()
         # The wizard's context (e.g. the defaults of the list it was opened
         # from) is not the job's nor the saved profile's.
-        env = self.with_context(
+        # the whole context, minus keys that must not reach the server's fields
+        env = self.with_context(  # pylint: disable=context-overridden
             {
                 key: value
                 for key, value in self.env.context.items()
