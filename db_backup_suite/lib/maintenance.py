@@ -41,6 +41,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 
+import psycopg2.errors
 from psycopg2 import sql
 
 from . import pgtools, safety
@@ -201,6 +202,16 @@ def enter(
     _write_marker(path, marker)
     try:
         with pgtools.admin_cursor(pg) as cr:
+            # renames keep the oid: leaving finds the database wherever the
+            # swap put it (the safety copy)
+            cr.execute("SELECT oid FROM pg_database WHERE datname = %s", (dbname,))
+            row = cr.fetchone()
+            if row is None:
+                raise psycopg2.errors.InvalidCatalogName(
+                    f"database {dbname!r} does not exist"
+                )
+            marker["oid"] = int(row[0])
+            _write_marker(path, marker)
             cr.execute(
                 sql.SQL("ALTER DATABASE {} SET {} = on").format(
                     sql.Identifier(dbname), sql.Identifier(SETTING)
@@ -219,17 +230,28 @@ def enter(
 def leave(
     pg: pgtools.PgParams, data_dir, dbname: str, also=(), pid: int | None = None
 ) -> list[str]:
-    """End the maintenance of ``dbname``: reset the read-only setting on it
-    and on the databases ``also`` (the safety copy the swap renamed it to
-    keeps its settings), then remove the marker. Idempotent; returns the
+    """End the maintenance of ``dbname``: reset the read-only setting on it,
+    on the database the marker names by oid wherever it is now (the swap
+    renames the live database to the safety copy, its settings go with it)
+    and on the databases ``also``, then remove the marker. Idempotent; returns the
     databases whose setting was reset. The marker is removed even when the
     reset fails (the error is raised after); with ``pid``, only a marker of
     that process is removed (a stale marker cleared while a new restore
     starts leaves the new one alone)."""
     reset = []
+    held = read(data_dir, dbname) or {}
     try:
         with pgtools.admin_cursor(pg) as cr:
-            for name in dict.fromkeys([dbname, *[a for a in also if a]]):
+            names = [dbname, *[a for a in also if a]]
+            if held.get("oid"):
+                # where the database of the maintenance is now (renamed to
+                # the safety copy by a swap, or still the live one)
+                cr.execute(
+                    "SELECT datname FROM pg_database WHERE oid = %s",
+                    (int(held["oid"]),),
+                )
+                names.extend(row[0] for row in cr.fetchall())
+            for name in dict.fromkeys(names):
                 if read_only_setting(cr, name):
                     cr.execute(
                         sql.SQL("ALTER DATABASE {} RESET {}").format(
@@ -239,7 +261,7 @@ def leave(
                     reset.append(name)
     finally:
         marker = read(data_dir, dbname) if pid is not None else None
-        if pid is None or marker is None or marker.get("pid") in (None, pid):
+        if marker is None or marker.get("pid") in (None, pid):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(marker_path(data_dir, dbname))
     return reset
