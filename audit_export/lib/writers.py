@@ -505,13 +505,60 @@ class XlsxWriter(_BaseWriter):
     # -- cells ----------------------------------------------------------------
 
     def _converters(self, bold):
-        """Type -> ``func(value, ref)`` returning the cell's XML."""
+        """Type -> ``func(value, ref)`` returning the cell's XML.
+
+        The functions are closures over their styles and helpers (local
+        lookups): they run once per cell.
+        """
         offset = _BOLD if bold else 0
         plain = f' s="{_BOLD}"' if bold else ""
         styles = {kind: f' s="{kind + offset}"' for kind in range(5)}
         styles[_PLAIN] = plain
-        date_s, datetime_s, time_s = styles[_DATE], styles[_DATETIME], styles[_TIME]
-        quoted = f' s="{_QUOTED + offset}"'
+        text = self._text_converter(plain, f' s="{_QUOTED + offset}"')
+        datetime_, date, time = self._temporal_converters(text, styles)
+        compact = self._compact_json
+
+        def number(value, ref):
+            return f'<c r="{ref}"{plain}><v>{value}</v></c>'
+
+        def real(value, ref):
+            if math.isfinite(value):
+                return f'<c r="{ref}"{plain}><v>{value!r}</v></c>'
+            return text(repr(value), ref)
+
+        def decimal(value, ref):
+            if value.is_finite():
+                return f'<c r="{ref}"{plain}><v>{value}</v></c>'
+            return text(str(value), ref)
+
+        def boolean(value, ref):
+            return f'<c r="{ref}" t="b"{plain}><v>{1 if value else 0}</v></c>'
+
+        def binary(value, ref):
+            return text(_b64(value), ref)
+
+        def structure(value, ref):
+            return text(compact(value), ref)
+
+        return {
+            str: text,
+            int: number,
+            float: real,
+            bool: boolean,
+            Decimal: decimal,
+            dt.datetime: datetime_,
+            dt.date: date,
+            dt.time: time,
+            bytes: binary,
+            bytearray: binary,
+            memoryview: binary,
+            dict: structure,
+            list: structure,
+            tuple: structure,
+        }
+
+    def _text_converter(self, plain, quoted):
+        """The text cell: formula-looking values quoted, XML made safe."""
         clean = self._clean_text
         special = _XLSX_SPECIAL_RE.search
         check_first = _CHECK_FIRST
@@ -532,25 +579,14 @@ class XlsxWriter(_BaseWriter):
                 )
             return f'<c r="{ref}" t="inlineStr"{s}><is><t>{value}</t></is></c>'
 
+        return text
+
+    def _temporal_converters(self, text, styles):
+        """Datetime, date and time cells as Excel serials (ISO text before
+        1900, where Excel has no date)."""
+        date_s, datetime_s, time_s = styles[_DATE], styles[_DATETIME], styles[_TIME]
         local = self._local_naive
         utc = self._utc
-        compact = self._compact_json
-
-        def number(value, ref):
-            return f'<c r="{ref}"{plain}><v>{value}</v></c>'
-
-        def real(value, ref):
-            if math.isfinite(value):
-                return f'<c r="{ref}"{plain}><v>{value!r}</v></c>'
-            return text(repr(value), ref)
-
-        def decimal(value, ref):
-            if value.is_finite():
-                return f'<c r="{ref}"{plain}><v>{value}</v></c>'
-            return text(str(value), ref)
-
-        def boolean(value, ref):
-            return f'<c r="{ref}" t="b"{plain}><v>{1 if value else 0}</v></c>'
 
         def datetime_(value, ref):
             if utc:
@@ -581,28 +617,7 @@ class XlsxWriter(_BaseWriter):
             serial = (seconds + value.microsecond / 1_000_000) / 86_400
             return f'<c r="{ref}"{time_s}><v>{serial!r}</v></c>'
 
-        def binary(value, ref):
-            return text(_b64(value), ref)
-
-        def structure(value, ref):
-            return text(compact(value), ref)
-
-        return {
-            str: text,
-            int: number,
-            float: real,
-            bool: boolean,
-            Decimal: decimal,
-            dt.datetime: datetime_,
-            dt.date: date,
-            dt.time: time,
-            bytes: binary,
-            bytearray: binary,
-            memoryview: binary,
-            dict: structure,
-            list: structure,
-            tuple: structure,
-        }
+        return datetime_, date, time
 
     def _converter(self, table, kind):
         base = _base_type(kind)
