@@ -228,6 +228,29 @@ def _drain(reader):
             return
 
 
+def _pump(member, hasher, sink):
+    """Read ``member`` to its end into ``hasher`` and ``sink``; its size."""
+    size = 0
+    while True:
+        data = member.read(READ_SIZE)
+        if not data:
+            return size
+        hasher.update(data)
+        size += len(data)
+        sink(data)
+
+
+def _check_dump_part(name, dump_parts, dump_done):
+    """The dump's parts come together and numbered in order."""
+    if dump_done:
+        raise ArchiveFormatError(f"dump part {name!r} out of order")
+    expected = f"{mf.DUMP_MEMBER}{payload.PART_SUFFIX}{len(dump_parts) + 1:06d}"
+    if name != expected:
+        raise ArchiveFormatError(
+            f"dump part {name!r} found where {expected!r} was expected"
+        )
+
+
 def scan_archive(
     raw, *, keyring=None, password=None, tenant, handler=None
 ) -> ArchiveReport:
@@ -280,21 +303,9 @@ def scan_archive(
             continue
         base = payload._part_base(name)
         if base == mf.DUMP_MEMBER:
-            if dump_done:
-                raise ArchiveFormatError(f"dump part {name!r} out of order")
-            expected = f"{mf.DUMP_MEMBER}{payload.PART_SUFFIX}{len(dump_parts) + 1:06d}"
-            if name != expected:
-                raise ArchiveFormatError(
-                    f"dump part {name!r} found where {expected!r} was expected"
-                )
+            _check_dump_part(name, dump_parts, dump_done)
             dump_parts.append(name)
-            while True:
-                data = member.read(READ_SIZE)
-                if not data:
-                    break
-                dump_hash.update(data)
-                dump_size += len(data)
-                handler.dump_chunk(data)
+            dump_size += _pump(member, dump_hash, handler.dump_chunk)
             continue
         if dump_parts and not dump_done:
             dump_done = True
@@ -303,14 +314,7 @@ def scan_archive(
             fname = name[len(mf.FILESTORE_DIR) :]
             file_hash = hashlib.sha256()
             handler.file_begin(fname, member.size)
-            size = 0
-            while True:
-                data = member.read(READ_SIZE)
-                if not data:
-                    break
-                file_hash.update(data)
-                size += len(data)
-                handler.file_chunk(data)
+            size = _pump(member, file_hash, handler.file_chunk)
             handler.file_end()
             digest.add(fname, size, file_hash.hexdigest())
             continue
