@@ -114,61 +114,9 @@ def parse_destination(spec: str, environ=None) -> dict:
             raise UsageError("local: needs a directory, e.g. local:/var/backups")
         return {"type": "local", "path": os.path.abspath(os.path.expanduser(path))}
     if spec.startswith("s3://"):
-        url = urllib.parse.urlsplit(spec)
-        if not url.netloc:
-            raise UsageError("s3:// needs a bucket, e.g. s3://my-bucket/odoo")
-        query = dict(urllib.parse.parse_qsl(url.query))
-        config = {"type": "s3", "bucket": url.netloc, "prefix": url.path.strip("/")}
-        mapping = {
-            "endpoint": "endpoint_url",
-            "endpoint_url": "endpoint_url",
-            "region": "region",
-            "sse": "sse",
-            "addressing_style": "addressing_style",
-            "storage_class": "storage_class",
-        }
-        for key, value in query.items():
-            if key in mapping:
-                config[mapping[key]] = value
-            elif key == "checksum_when_required":
-                config["checksum_when_required"] = _truthy(value)
-            else:
-                raise UsageError(f"unknown s3:// option {key!r}")
-        if env.get("AWS_ACCESS_KEY_ID"):
-            config["access_key"] = env["AWS_ACCESS_KEY_ID"]
-            config["secret_key"] = env.get("AWS_SECRET_ACCESS_KEY")
-        return config
+        return _s3_destination(spec, env)
     if spec.startswith("sftp://"):
-        url = urllib.parse.urlsplit(spec)
-        if not url.hostname or not url.username:
-            raise UsageError("sftp:// needs user@host, e.g. sftp://backup@host/dir")
-        if url.password:
-            raise UsageError(
-                f"no password in the URL: put it in ${SFTP_PASSWORD_ENV} instead"
-            )
-        query = dict(urllib.parse.parse_qsl(url.query))
-        config = {
-            "type": "sftp",
-            "host": url.hostname,
-            "port": url.port or 22,
-            "username": urllib.parse.unquote(url.username),
-            "path": url.path,
-        }
-        for key, value in query.items():
-            if key == "known_hosts":
-                config["known_hosts"] = _read_secret_file(value, "known_hosts")
-            elif key == "private_key_file":
-                config["private_key"] = _read_secret_file(value, "private key")
-            else:
-                raise UsageError(f"unknown sftp:// option {key!r}")
-        if "known_hosts" not in config:
-            raise UsageError(
-                "sftp:// needs known_hosts=FILE (the server's host key is always "
-                "checked)"
-            )
-        if env.get(SFTP_PASSWORD_ENV):
-            config["password"] = env[SFTP_PASSWORD_ENV]
-        return config
+        return _sftp_destination(spec, env)
     path = Path(spec)
     if path.is_file():
         try:
@@ -184,6 +132,67 @@ def parse_destination(spec: str, environ=None) -> dict:
         f"unknown destination {spec!r}: use local:/dir, s3://bucket/prefix, "
         "sftp://user@host/dir or a JSON config file"
     )
+
+
+_S3_OPTIONS = {
+    "endpoint": "endpoint_url",
+    "endpoint_url": "endpoint_url",
+    "region": "region",
+    "sse": "sse",
+    "addressing_style": "addressing_style",
+    "storage_class": "storage_class",
+}
+
+
+def _s3_destination(spec: str, env) -> dict:
+    url = urllib.parse.urlsplit(spec)
+    if not url.netloc:
+        raise UsageError("s3:// needs a bucket, e.g. s3://my-bucket/odoo")
+    query = dict(urllib.parse.parse_qsl(url.query))
+    config = {"type": "s3", "bucket": url.netloc, "prefix": url.path.strip("/")}
+    for key, value in query.items():
+        if key in _S3_OPTIONS:
+            config[_S3_OPTIONS[key]] = value
+        elif key == "checksum_when_required":
+            config["checksum_when_required"] = _truthy(value)
+        else:
+            raise UsageError(f"unknown s3:// option {key!r}")
+    if env.get("AWS_ACCESS_KEY_ID"):
+        config["access_key"] = env["AWS_ACCESS_KEY_ID"]
+        config["secret_key"] = env.get("AWS_SECRET_ACCESS_KEY")
+    return config
+
+
+def _sftp_destination(spec: str, env) -> dict:
+    url = urllib.parse.urlsplit(spec)
+    if not url.hostname or not url.username:
+        raise UsageError("sftp:// needs user@host, e.g. sftp://backup@host/dir")
+    if url.password:
+        raise UsageError(
+            f"no password in the URL: put it in ${SFTP_PASSWORD_ENV} instead"
+        )
+    query = dict(urllib.parse.parse_qsl(url.query))
+    config = {
+        "type": "sftp",
+        "host": url.hostname,
+        "port": url.port or 22,
+        "username": urllib.parse.unquote(url.username),
+        "path": url.path,
+    }
+    for key, value in query.items():
+        if key == "known_hosts":
+            config["known_hosts"] = _read_secret_file(value, "known_hosts")
+        elif key == "private_key_file":
+            config["private_key"] = _read_secret_file(value, "private key")
+        else:
+            raise UsageError(f"unknown sftp:// option {key!r}")
+    if "known_hosts" not in config:
+        raise UsageError(
+            "sftp:// needs known_hosts=FILE (the server's host key is always checked)"
+        )
+    if env.get(SFTP_PASSWORD_ENV):
+        config["password"] = env[SFTP_PASSWORD_ENV]
+    return config
 
 
 def _sink(spec: str):
