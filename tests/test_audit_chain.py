@@ -418,113 +418,160 @@ def _move_head(server, replay=None):
                 cp.update(sequence=seq, chain_hash=head_hash)
 
 
+# Each attack edits the server's tables as someone with SQL access would and
+# returns ``(start, relink)``: where the chain must be re-linked from and how
+# ("none": left as the attack leaves it), or None when it cannot apply.
+
+
+def _attack_update(server, rows, pick, data, relink):
+    row = rows[pick]
+    field = data.draw(
+        st.sampled_from(["res_name", "login", "action", "res_id", "timestamp"]),
+        label="field",
+    )
+    new = {"res_id": 10**6, "timestamp": dt.datetime(1999, 1, 1)}.get(field, "forged")
+    if row.get(field) == new:
+        return None
+    row[field] = new
+    if data.draw(st.booleans(), label="resign"):
+        _resign(row, row["key_id"])
+    return row["sequence"], relink
+
+
+def _attack_delete(server, rows, pick, data, relink):
+    server.rows.remove(rows[pick])
+    return rows[pick]["sequence"], relink
+
+
+def _attack_insert(server, rows, pick, data, relink):
+    forged = copy.deepcopy(rows[pick])
+    forged.update(id=server.next_id + 1000, uuid="forged", res_name="forged")
+    _resign(forged, data.draw(st.sampled_from(["db", KR_ID]), label="kid"))
+    forged["sequence"] = data.draw(
+        st.sampled_from([rows[pick]["sequence"], rows[-1]["sequence"] + 1]),
+        label="at",
+    )
+    server.rows.append(forged)
+    return forged["sequence"], relink
+
+
+def _attack_reorder(server, rows, pick, data, relink):
+    row, other = rows[pick], rows[(pick + 1) % len(rows)]
+    row["sequence"], other["sequence"] = other["sequence"], row["sequence"]
+    return min(row["sequence"], other["sequence"]), relink
+
+
+def _attack_renumber(server, rows, pick, data, relink):
+    row = rows[pick]
+    server.rows.remove(row)
+    for other in rows:
+        if other["sequence"] > row["sequence"]:
+            other["sequence"] -= 1
+    return row["sequence"], "keyed-db" if relink == "none" else relink
+
+
+def _attack_truncate_head(server, rows, pick, data, relink):
+    row = rows[pick]
+    if row is rows[-1]:
+        return None
+    heads = [c for c in server.checkpoints if c["kind"] == "head"]
+    replay = dict(heads[0]) if heads else None
+    cut = row["sequence"]
+    server.rows = [r for r in server.rows if r["sequence"] <= cut]
+    _move_head(server, None if data.draw(st.booleans(), label="rehead") else replay)
+    return cut, "none"
+
+
+def _attack_truncate_tail(server, rows, pick, data, relink):
+    row = rows[pick]
+    cut = row["sequence"]
+    server.rows = [r for r in server.rows if r["sequence"] > cut]
+    if data.draw(st.booleans(), label="with_anchor"):
+        forged = {
+            "kind": "anchor",
+            "sequence": cut,
+            "chain_hash": row["chain_hash"],
+            "purged_count": cut,
+            "cutoff": None,
+            "sealed_at": None,
+            "key_id": data.draw(st.sampled_from(["db", KR_ID]), label="akid"),
+        }
+        forged["mac"] = data.draw(
+            st.sampled_from([None, chain.sign_checkpoint(DB_KEY, forged)]),
+            label="amac",
+        )
+        server.checkpoints.append(forged)
+    return cut, "none"
+
+
+def _attack_swap_key(server, rows, pick, data, relink):
+    row = rows[pick]
+    row["res_name"] = "forged"
+    _resign(row, "db")
+    return row["sequence"], "keyed-db"
+
+
+def _attack_forge_anchor(server, rows, pick, data, relink):
+    row = rows[pick]
+    forged = {
+        "kind": data.draw(st.sampled_from(["anchor", "adopt"]), label="kind"),
+        "sequence": row["sequence"],
+        "chain_hash": row["chain_hash"],
+        "purged_count": 0,
+        "cutoff": None,
+        "sealed_at": None,
+        "key_id": "db",
+    }
+    forged["mac"] = chain.sign_checkpoint(DB_KEY, forged)
+    server.checkpoints.append(forged)
+    return row["sequence"], relink
+
+
+def _attack_fake_erasure(server, rows, pick, data, relink):
+    row = rows[pick]
+    personal = [s for s in chain.personal_values(row) if s in (row.get("salts") or {})]
+    if not personal:
+        return None
+    slot = personal[0]
+    commitment = chain.commit(
+        row["salts"][slot], slot, chain.personal_values(row)[slot]
+    )
+    record = {"reason": "cover-up", "uid": 1, "at": "x", "key_id": "db"}
+    record["slots"] = {slot: commitment}
+    record["mac"] = chain.sign_redaction(DB_KEY, row["uuid"], record)
+    values = {k: row.get(k) for k in chain.EVENT_FIELDS_V2}
+    chain.set_slot(values, slot, chain.erased("cover-up"))
+    row.update(values)
+    del row["salts"][slot]
+    row["redactions"] = [*(row["redactions"] or []), record]
+    return row["sequence"], relink
+
+
+_ATTACKS = {
+    "update": _attack_update,
+    "delete": _attack_delete,
+    "insert": _attack_insert,
+    "reorder": _attack_reorder,
+    "renumber": _attack_renumber,
+    "truncate_head": _attack_truncate_head,
+    "truncate_tail": _attack_truncate_tail,
+    "swap_key": _attack_swap_key,
+    "forge_anchor": _attack_forge_anchor,
+    "fake_erasure": _attack_fake_erasure,
+}
+
+
 def attack(server, name, data):
     """Apply one SQL-level attack; returns False when it cannot apply."""
     rows = _sealed(server)
     if len(rows) < 2:
         return False
     pick = data.draw(st.integers(0, len(rows) - 1), label="row")
-    row = rows[pick]
     relink = data.draw(st.sampled_from(["keyed-db", "legacy", "none"]), label="relink")
-    start = row["sequence"]
-    if name == "update":
-        field = data.draw(
-            st.sampled_from(["res_name", "login", "action", "res_id", "timestamp"]),
-            label="field",
-        )
-        new = {"res_id": 10**6, "timestamp": dt.datetime(1999, 1, 1)}.get(
-            field, "forged"
-        )
-        if row.get(field) == new:
-            return False
-        row[field] = new
-        if data.draw(st.booleans(), label="resign"):
-            _resign(row, row["key_id"])
-    elif name == "delete":
-        server.rows.remove(row)
-    elif name == "insert":
-        forged = copy.deepcopy(row)
-        forged.update(id=server.next_id + 1000, uuid="forged", res_name="forged")
-        _resign(forged, data.draw(st.sampled_from(["db", KR_ID]), label="kid"))
-        forged["sequence"] = data.draw(
-            st.sampled_from([row["sequence"], rows[-1]["sequence"] + 1]), label="at"
-        )
-        server.rows.append(forged)
-        start = forged["sequence"]
-    elif name == "reorder":
-        other = rows[(pick + 1) % len(rows)]
-        row["sequence"], other["sequence"] = other["sequence"], row["sequence"]
-        start = min(row["sequence"], other["sequence"])
-    elif name == "renumber":
-        server.rows.remove(row)
-        for other in rows:
-            if other["sequence"] > row["sequence"]:
-                other["sequence"] -= 1
-        relink = "keyed-db" if relink == "none" else relink
-    elif name == "truncate_head":
-        if row is rows[-1]:
-            return False
-        replay = None
-        heads = [c for c in server.checkpoints if c["kind"] == "head"]
-        if heads:
-            replay = dict(heads[0])
-        cut = row["sequence"]
-        server.rows = [r for r in server.rows if r["sequence"] <= cut]
-        _move_head(server, None if data.draw(st.booleans(), label="rehead") else replay)
-        relink = "none"
-    elif name == "truncate_tail":
-        cut = row["sequence"]
-        server.rows = [r for r in server.rows if r["sequence"] > cut]
-        if data.draw(st.booleans(), label="with_anchor"):
-            forged = {
-                "kind": "anchor",
-                "sequence": cut,
-                "chain_hash": row["chain_hash"],
-                "purged_count": cut,
-                "cutoff": None,
-                "sealed_at": None,
-                "key_id": data.draw(st.sampled_from(["db", KR_ID]), label="akid"),
-            }
-            forged["mac"] = data.draw(
-                st.sampled_from([None, chain.sign_checkpoint(DB_KEY, forged)]),
-                label="amac",
-            )
-            server.checkpoints.append(forged)
-        relink = "none"
-    elif name == "swap_key":
-        row["res_name"] = "forged"
-        _resign(row, "db")
-        relink = "keyed-db"
-    elif name == "forge_anchor":
-        forged = {
-            "kind": data.draw(st.sampled_from(["anchor", "adopt"]), label="kind"),
-            "sequence": row["sequence"],
-            "chain_hash": row["chain_hash"],
-            "purged_count": 0,
-            "cutoff": None,
-            "sealed_at": None,
-            "key_id": "db",
-        }
-        forged["mac"] = chain.sign_checkpoint(DB_KEY, forged)
-        server.checkpoints.append(forged)
-    elif name == "fake_erasure":
-        personal = [
-            s for s in chain.personal_values(row) if s in (row.get("salts") or {})
-        ]
-        if not personal:
-            return False
-        slot = personal[0]
-        commitment = chain.commit(
-            row["salts"][slot], slot, chain.personal_values(row)[slot]
-        )
-        record = {"reason": "cover-up", "uid": 1, "at": "x", "key_id": "db"}
-        record["slots"] = {slot: commitment}
-        record["mac"] = chain.sign_redaction(DB_KEY, row["uuid"], record)
-        values = {k: row.get(k) for k in chain.EVENT_FIELDS_V2}
-        chain.set_slot(values, slot, chain.erased("cover-up"))
-        row.update(values)
-        del row["salts"][slot]
-        row["redactions"] = [*(row["redactions"] or []), record]
+    applied = _ATTACKS[name](server, rows, pick, data, relink)
+    if applied is None:
+        return False
+    start, relink = applied
     if relink != "none":
         _relink(server, start, relink)
         _move_head(server)
