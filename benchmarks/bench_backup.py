@@ -429,17 +429,14 @@ def upload_floors():
 # ---------------------------------------------------------------------------
 # One size
 # ---------------------------------------------------------------------------
-def measure(env: Env, tpl, partners, attachments) -> dict:
-    args = env.args
-    row: dict = {"partners": partners, "attachments": attachments}
-    log(f"building the database: {partners} partners, {attachments} attachments")
-    db = build_db(env, tpl, partners, attachments)
-    row["db_mb"] = int(psql(db, "SELECT pg_database_size(current_database())")) / MB
-    files, fs_bytes = dir_size(env.filestore(db))
-    row["filestore_files"] = files
-    row["filestore_mb"] = fs_bytes / MB
+class _Steps:
+    """The result row of one size, filled by the measured steps."""
 
-    def step(key, fn, repeat=1):
+    def __init__(self, row, repeat):
+        self.row = row
+        self.repeat = repeat
+
+    def run(self, key, fn, repeat=1):
         """``row[key]`` = median of ``repeat`` runs of ``fn`` (all kept in
         ``row[key + '_runs']``); None when a run failed."""
         runs = []
@@ -449,35 +446,71 @@ def measure(env: Env, tpl, partners, attachments) -> dict:
                 runs.append(fn())
             except Exception as exc:
                 log(f"{key} failed: {exc}")
-                row[key] = None
+                self.row[key] = None
                 return
-        row[key] = statistics.median(runs)
-        row[key + "_runs"] = runs
+        self.row[key] = statistics.median(runs)
+        self.row[key + "_runs"] = runs
 
-    def keep_cpu(key, res):
-        row.setdefault(key + "_cpu_runs", []).append(res["cpu_s"])
-        row[key + "_cpu"] = statistics.median(row[key + "_cpu_runs"])
+    def keep_cpu(self, key, res):
+        self.row.setdefault(key + "_cpu_runs", []).append(res["cpu_s"])
+        self.row[key + "_cpu"] = statistics.median(self.row[key + "_cpu_runs"])
 
-    rep = max(1, args.repeat)
+    def keep_rss(self, key, res):
+        self.row[key] = max(res["peak_rss_mb"], self.row.get(key) or 0)
 
-    # the floor (also warms the page cache for everything after)
-    fs = env.filestore(db)
-    step(
-        "floor_dump",
-        lambda: run_timed_shell(f"pg_dump -Fc -Z0 '{db}' > /dev/null"),
-        rep,
-    )
-    step(
-        "floor_tar",
-        lambda: run_timed_shell(f"tar -cf - -C '{fs}' . | cat > /dev/null"),
-        rep,
-    )
-    if row["floor_dump"] is not None and row["floor_tar"] is not None:
-        row["floor"] = row["floor_dump"] + row["floor_tar"]
 
+def measure(env: Env, tpl, partners, attachments) -> dict:
+    row: dict = {"partners": partners, "attachments": attachments}
+    log(f"building the database: {partners} partners, {attachments} attachments")
+    db = build_db(env, tpl, partners, attachments)
+    row["db_mb"] = int(psql(db, "SELECT pg_database_size(current_database())")) / MB
+    files, fs_bytes = dir_size(env.filestore(db))
+    row["filestore_files"] = files
+    row["filestore_mb"] = fs_bytes / MB
+    steps = _Steps(row, max(1, env.args.repeat))
     common = {"keyring": env.keyring_line, "data_dir": str(env.data_dir), "db": db}
     local_dir = env.work / f"local-{partners}"
     shutil.rmtree(local_dir, ignore_errors=True)
+
+    _measure_floor(env, db, steps)
+    _measure_local(env, common, local_dir, steps)
+    if env.use_odoo:
+        _measure_odoo(env, db, partners, steps)
+    archive = row.get("archive_path")
+    if archive:
+        _measure_reads(env, common, partners, archive, steps)
+    if env.s3 is not None:
+        _measure_s3(env, common, archive, steps)
+    if env.sftp is not None:
+        _measure_sftp(env, common, partners, archive, steps)
+
+    shutil.rmtree(local_dir, ignore_errors=True)
+    if not env.args.keep:
+        drop_db(db)
+        shutil.rmtree(env.filestore(db), ignore_errors=True)
+    return row
+
+
+def _measure_floor(env, db, steps):
+    """The floor (also warms the page cache for everything after)."""
+    fs = env.filestore(db)
+    steps.run(
+        "floor_dump",
+        lambda: run_timed_shell(f"pg_dump -Fc -Z0 '{db}' > /dev/null"),
+        steps.repeat,
+    )
+    steps.run(
+        "floor_tar",
+        lambda: run_timed_shell(f"tar -cf - -C '{fs}' . | cat > /dev/null"),
+        steps.repeat,
+    )
+    row = steps.row
+    if row["floor_dump"] is not None and row["floor_tar"] is not None:
+        row["floor"] = row["floor_dump"] + row["floor_tar"]
+
+
+def _measure_local(env, common, local_dir, steps):
+    row = steps.row
 
     def ours_local():
         shutil.rmtree(local_dir, ignore_errors=True)  # one archive: the last
@@ -486,182 +519,165 @@ def measure(env: Env, tpl, partners, attachments) -> dict:
                 **common,
                 "op": "backup",
                 "sink": {"type": "local", "path": str(local_dir)},
-                "threads": args.threads,
+                "threads": env.args.threads,
             },
             env.logfile,
         )
         row["archive_mb"] = res["size"] / MB
         row["archive_path"] = str(local_dir / res["name"])
-        row["rss_backup_local"] = max(
-            res["peak_rss_mb"], row.get("rss_backup_local") or 0
-        )
-        keep_cpu("ours_local", res)
+        steps.keep_rss("rss_backup_local", res)
+        steps.keep_cpu("ours_local", res)
         return res["seconds"]
 
-    step("ours_local", ours_local, rep)
+    steps.run("ours_local", ours_local, steps.repeat)
 
-    if env.use_odoo:
-        zip_path = env.work / f"odoo-{partners}.zip"
 
-        def odoo_dump():
+def _measure_odoo(env, db, partners, steps):
+    zip_path = env.work / f"odoo-{partners}.zip"
+
+    def odoo_dump():
+        res = run_worker(
+            {"op": "odoo_dump", "conf": str(env.conf), "db": db, "out": str(zip_path)},
+            env.logfile,
+        )
+        steps.row["odoo_zip_mb"] = zip_path.stat().st_size / MB
+        return res["seconds"]
+
+    def odoo_restore():
+        target = env.db(f"p{partners}_odoo_restored")
+        drop_db(target)
+        shutil.rmtree(env.filestore(target), ignore_errors=True)
+        try:
             res = run_worker(
                 {
-                    "op": "odoo_dump",
+                    "op": "odoo_restore",
                     "conf": str(env.conf),
-                    "db": db,
-                    "out": str(zip_path),
+                    "db": target,
+                    "zip": str(zip_path),
                 },
                 env.logfile,
             )
-            row["odoo_zip_mb"] = zip_path.stat().st_size / MB
-            return res["seconds"]
-
-        step("odoo_dump", odoo_dump)
-
-        def odoo_restore():
-            target = env.db(f"p{partners}_odoo_restored")
+        finally:
             drop_db(target)
             shutil.rmtree(env.filestore(target), ignore_errors=True)
-            try:
-                res = run_worker(
-                    {
-                        "op": "odoo_restore",
-                        "conf": str(env.conf),
-                        "db": target,
-                        "zip": str(zip_path),
-                    },
-                    env.logfile,
-                )
-            finally:
-                drop_db(target)
-                shutil.rmtree(env.filestore(target), ignore_errors=True)
-            return res["seconds"]
+        return res["seconds"]
 
-        if zip_path.exists():
-            step("odoo_restore", odoo_restore, rep)
-        zip_path.unlink(missing_ok=True)
+    steps.run("odoo_dump", odoo_dump)
+    if zip_path.exists():
+        steps.run("odoo_restore", odoo_restore, steps.repeat)
+    zip_path.unlink(missing_ok=True)
 
-    archive = row.get("archive_path")
+
+def _measure_reads(env, common, partners, archive, steps):
+    def ours_verify():
+        res = run_worker({**common, "op": "verify", "path": archive}, env.logfile)
+        steps.row["rss_verify"] = res["peak_rss_mb"]
+        return res["seconds"]
+
+    def ours_restore():
+        target = env.db(f"p{partners}_restored")
+        drop_db(target)
+        shutil.rmtree(env.filestore(target), ignore_errors=True)
+        try:
+            res = run_worker(
+                {**common, "op": "restore", "db": target, "path": archive},
+                env.logfile,
+            )
+        finally:
+            drop_db(target)
+            shutil.rmtree(env.filestore(target), ignore_errors=True)
+        steps.keep_rss("rss_restore", res)
+        steps.keep_cpu("ours_restore", res)
+        return res["seconds"]
+
+    steps.run("ours_verify", ours_verify)
+    steps.run("ours_restore", ours_restore, steps.repeat)
+
+
+def _backup_to(env, common, cfg, steps, rss_key):
+    """A step: one backup of the database to the destination ``cfg``."""
+
+    def backup():
+        res = run_worker({**common, "op": "backup", "sink": cfg}, env.logfile)
+        steps.row[rss_key] = res["peak_rss_mb"]
+        return res["seconds"]
+
+    return backup
+
+
+def _put_to(env, cfg, archive, steps, rss_key):
+    """A step: our sink's upload of the finished archive file."""
+
+    def put():
+        res = run_worker(
+            {"op": "put", "sink": cfg, "path": archive, "name": "put/x.bin"},
+            env.logfile,
+        )
+        steps.row[rss_key] = res["peak_rss_mb"]
+        return res["seconds"]
+
+    return put
+
+
+def _measure_s3(env, common, archive, steps):
+    bucket = env.s3.new_bucket()
+    cfg = s3_sink_config(env, bucket)
+    steps.run("ours_s3", _backup_to(env, common, cfg, steps, "rss_backup_s3"))
     if archive:
 
-        def ours_verify():
-            res = run_worker({**common, "op": "verify", "path": archive}, env.logfile)
-            row["rss_verify"] = res["peak_rss_mb"]
-            return res["seconds"]
+        def floor_s3():
+            floors = upload_floors()
+            return floors.timed(lambda: floors.boto3_put(env.s3, bucket, archive))
 
-        step("ours_verify", ours_verify)
+        steps.run("floor_s3", floor_s3)
+        steps.run("put_s3", _put_to(env, cfg, archive, steps, "rss_put_s3"))
 
-        def ours_restore():
-            target = env.db(f"p{partners}_restored")
-            drop_db(target)
-            shutil.rmtree(env.filestore(target), ignore_errors=True)
-            try:
-                res = run_worker(
-                    {**common, "op": "restore", "db": target, "path": archive},
-                    env.logfile,
-                )
-            finally:
-                drop_db(target)
-                shutil.rmtree(env.filestore(target), ignore_errors=True)
-            row["rss_restore"] = max(res["peak_rss_mb"], row.get("rss_restore") or 0)
-            keep_cpu("ours_restore", res)
-            return res["seconds"]
 
-        step("ours_restore", ours_restore, rep)
+def _measure_sftp(env, common, partners, archive, steps):
+    remote = env.sftp.new_dir()
+    cfg = env.sftp.sink_config(remote)
+    steps.run("ours_sftp", _backup_to(env, common, cfg, steps, "rss_backup_sftp"))
+    if archive:
 
+        def floor_sftp():
+            floors = upload_floors()
+            return floors.timed(lambda: floors.openssh_put(env.sftp, archive, remote))
+
+        steps.run("floor_sftp", floor_sftp)
+        steps.run("put_sftp", _put_to(env, cfg, archive, steps, "rss_put_sftp"))
     if env.s3 is not None:
-        bucket = env.s3.new_bucket()
-        cfg = s3_sink_config(env, bucket)
+        _measure_fanout(env, common, partners, steps)
+    shutil.rmtree(remote, ignore_errors=True)
 
-        def ours_s3():
-            res = run_worker({**common, "op": "backup", "sink": cfg}, env.logfile)
-            row["rss_backup_s3"] = res["peak_rss_mb"]
-            return res["seconds"]
 
-        step("ours_s3", ours_s3)
-        if archive:
+def _measure_fanout(env, common, partners, steps):
+    row = steps.row
+    fan_dir = env.work / f"fanout-{partners}"
+    fan_bucket = env.s3.new_bucket()
+    fan_remote = env.sftp.new_dir()
 
-            def put_s3():
-                res = run_worker(
-                    {"op": "put", "sink": cfg, "path": archive, "name": "put/x.bin"},
-                    env.logfile,
-                )
-                row["rss_put_s3"] = res["peak_rss_mb"]
-                return res["seconds"]
+    def ours_fanout():
+        # one stream to the three destinations at once (what every
+        # scheduled backup does), against a local backup followed
+        # by a copy to each remote (what the engine did before)
+        shutil.rmtree(fan_dir, ignore_errors=True)
+        sinks = [
+            {"type": "local", "path": str(fan_dir)},
+            s3_sink_config(env, fan_bucket),
+            env.sftp.sink_config(fan_remote),
+        ]
+        res = run_worker({**common, "op": "backup", "sinks": sinks}, env.logfile)
+        if res.get("state") != "done":
+            raise RuntimeError(f"fan-out backup {res.get('state')}")
+        row["rss_backup_fanout"] = res["peak_rss_mb"]
+        return res["seconds"]
 
-            def floor_s3():
-                floors = upload_floors()
-                return floors.timed(lambda: floors.boto3_put(env.s3, bucket, archive))
-
-            step("floor_s3", floor_s3)
-            step("put_s3", put_s3)
-
-    if env.sftp is not None:
-        remote = env.sftp.new_dir()
-        cfg = env.sftp.sink_config(remote)
-
-        def ours_sftp():
-            res = run_worker({**common, "op": "backup", "sink": cfg}, env.logfile)
-            row["rss_backup_sftp"] = res["peak_rss_mb"]
-            return res["seconds"]
-
-        step("ours_sftp", ours_sftp)
-        if archive:
-
-            def floor_sftp():
-                floors = upload_floors()
-                return floors.timed(
-                    lambda: floors.openssh_put(env.sftp, archive, remote)
-                )
-
-            step("floor_sftp", floor_sftp)
-
-            def put_sftp():
-                res = run_worker(
-                    {"op": "put", "sink": cfg, "path": archive, "name": "put/x.bin"},
-                    env.logfile,
-                )
-                row["rss_put_sftp"] = res["peak_rss_mb"]
-                return res["seconds"]
-
-            step("put_sftp", put_sftp)
-
-        if env.s3 is not None:
-            fan_dir = env.work / f"fanout-{partners}"
-            fan_bucket = env.s3.new_bucket()
-            fan_remote = env.sftp.new_dir()
-
-            def ours_fanout():
-                # one stream to the three destinations at once (what every
-                # scheduled backup does), against a local backup followed
-                # by a copy to each remote (what the engine did before)
-                shutil.rmtree(fan_dir, ignore_errors=True)
-                sinks = [
-                    {"type": "local", "path": str(fan_dir)},
-                    s3_sink_config(env, fan_bucket),
-                    env.sftp.sink_config(fan_remote),
-                ]
-                res = run_worker(
-                    {**common, "op": "backup", "sinks": sinks}, env.logfile
-                )
-                if res.get("state") != "done":
-                    raise RuntimeError(f"fan-out backup {res.get('state')}")
-                row["rss_backup_fanout"] = res["peak_rss_mb"]
-                return res["seconds"]
-
-            step("ours_fanout", ours_fanout)
-            parts = [row.get(k) for k in ("ours_local", "put_s3", "put_sftp")]
-            if None not in parts:
-                row["backup_then_copies"] = sum(parts)
-            shutil.rmtree(fan_dir, ignore_errors=True)
-            shutil.rmtree(fan_remote, ignore_errors=True)
-        shutil.rmtree(remote, ignore_errors=True)
-
-    shutil.rmtree(local_dir, ignore_errors=True)
-    if not args.keep:
-        drop_db(db)
-        shutil.rmtree(env.filestore(db), ignore_errors=True)
-    return row
+    steps.run("ours_fanout", ours_fanout)
+    parts = [row.get(k) for k in ("ours_local", "put_s3", "put_sftp")]
+    if None not in parts:
+        row["backup_then_copies"] = sum(parts)
+    shutil.rmtree(fan_dir, ignore_errors=True)
+    shutil.rmtree(fan_remote, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------
