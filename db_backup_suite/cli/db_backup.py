@@ -4,7 +4,8 @@ For the day nobody can log in. Odoo's own options (``-c``, ``-d``,
 ``--db_host``, ``--data-dir``, ...) come first, then a subcommand:
 
 - ``archives``: list this database's archives at its configured
-  destinations (``-d`` names the database);
+  destinations (``-d`` names the database), full archives and incremental
+  snapshots alike (a snapshot is restored by its name like an archive);
 - ``restore --archive NAME --confirm DBNAME [--sandbox [NAME]]
   [--allow-foreign-archive SOURCE_DB]``: the same verified restore as the
   wizard (pre-restore backup, swap, hooks, mail), reading the destinations
@@ -83,6 +84,8 @@ class DbBackup(Command):
 
     def _archives(self, sub_args):
         dbname = self._database()
+        from odoo.addons.db_backup_suite.lib import repository
+
         env = self._env_of(dbname)
         try:
             rows = []
@@ -93,13 +96,15 @@ class DbBackup(Command):
                     print("%s: cannot list: %s" % (dest.name, exc))
                     continue
                 for name, (obj, info) in found.items():
-                    rows.append((info.created_at, name, obj.size, dest.name))
-            for created, name, size, dest_name in sorted(rows, reverse=True):
+                    kind = "snapshot" if repository.in_repository(name) else "archive"
+                    rows.append((info.created_at, name, obj.size, dest.name, kind))
+            for created, name, size, dest_name, kind in sorted(rows, reverse=True):
                 print(
-                    "%s  %12d  %-20s  %s"
+                    "%s  %12d  %-8s  %-20s  %s"
                     % (
                         created.strftime("%Y-%m-%d %H:%M:%SZ"),
                         size,
+                        kind,
                         dest_name,
                         name,
                     )

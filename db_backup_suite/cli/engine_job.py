@@ -68,39 +68,195 @@ def _copy_entry(outcome):
     return entry
 
 
-def do_backup(job):
+def _request(job, keyring, **dest):
     db = job["db"]
+    return backup.BackupRequest(
+        database=db["dbname"],
+        filestore=job.get("filestore"),
+        data_dir=job.get("data_dir"),
+        pg=pg_params(db),
+        keyring=keyring,
+        label=job.get("archive_label") or "manual",
+        audit_head=job.get("audit_head"),
+        **dest,
+    )
+
+
+def _failed(target, exc):
+    """The outcome of a destination its backup never reached (or failed)."""
+    from db_backup_suite.lib import sinks
+    from db_backup_suite.lib.fanout import DestinationOutcome
+
+    try:
+        sink = sinks.make_sink(sinks.split_storage(target["config"])[0])
+        where = sink.describe()
+        sink.close()
+    except Exception:  # an unusable config: its type is enough
+        where = str(target["config"].get("type") or "?")
+    return DestinationOutcome(
+        destination=where,
+        key=target.get("destination_id"),
+        state="failed",
+        error=(str(exc).strip() or type(exc).__name__).splitlines()[0],
+        error_type=type(exc).__name__,
+    )
+
+
+def _full_backup(job, keyring, targets, progress):
+    """The full archive, one stream to every full-mode destination:
+    ``(data, outcomes)``; ``data`` None when none stored it."""
+    try:
+        result = backup.run_backup(
+            _request(
+                job,
+                keyring,
+                sinks=[(t.get("destination_id"), t["config"]) for t in targets],
+                progress=progress,
+            )
+        )
+    except Exception as exc:
+        outcomes = getattr(exc, "outcomes", None)
+        if not outcomes:  # one destination (its own error) or no dump at all
+            outcomes = [_failed(t, exc) for t in targets]
+        return None, list(outcomes)
+    data = result.as_dict()
+    data["logical_size"] = _logical_size(data.get("manifest") or {})
+    return data, list(result.destinations)
+
+
+def _logical_size(manifest):
+    return int((manifest.get("dump") or {}).get("size") or 0) + int(
+        (manifest.get("filestore") or {}).get("bytes") or 0
+    )
+
+
+def _incremental_backup(job, keyring, target, progress):
+    """A snapshot in the destination's repository: ``(data, outcome)``;
+    ``data`` None when it failed. ``data["size"]`` is the snapshot's size
+    as an archive (what a restore or download reads), ``new_data`` what
+    this run added at the destination."""
+    from db_backup_suite.lib import repository, sinks
+    from db_backup_suite.lib.fanout import DestinationOutcome
+
+    started = time.monotonic()
+    try:
+        sink = sinks.make_sink(sinks.split_storage(target["config"])[0])
+    except Exception as exc:
+        return None, _failed(target, exc)
+    try:
+        result = repository.run_incremental_backup(
+            _request(job, keyring, sink=sink, progress=progress)
+        )
+        data = result.as_dict()
+        try:
+            size = repository.SnapshotArchiveSink(sink, keyring).stat(result.name).size
+        except Exception as exc:  # the snapshot is stored: only its size is unknown
+            _logger.warning("size of %s: %s", result.name, exc)
+            size = result.logical_size
+        data["size"] = size
+        return data, DestinationOutcome(
+            destination=sink.describe(),
+            key=target.get("destination_id"),
+            state="done",
+            name=result.name,
+            size=size,
+            duration=time.monotonic() - started,
+        )
+    except Exception as exc:
+        _logger.debug("incremental backup failed", exc_info=True)
+        outcome = _failed(target, exc)
+        outcome.destination = sink.describe()
+        outcome.duration = time.monotonic() - started
+        return None, outcome
+    finally:
+        sink.close()
+
+
+def do_backup(job):
+    """One backup to every destination of the job: a full archive streamed
+    to the full-mode destinations at once (lib/fanout.py), then a snapshot
+    in the repository of each incremental one (``config["storage"]``).
+    ``state``: done (every destination stored it), partial (some did); when
+    none did, ``DestinationsFailedError`` with every destination's reason.
+    Each copy says what it cost at its destination (``new_data``: the
+    archive's size, or the bytes the snapshot added) and its
+    ``logical_size`` (dump + filestore)."""
+    from db_backup_suite.lib import errors, fanout, sinks
+
     keyring = crypto.load_keyring()
     targets = job["sinks"]
     if not targets:
         raise ValueError("no destination")
-    result = backup.run_backup(
-        backup.BackupRequest(
-            database=db["dbname"],
-            sinks=[(t.get("destination_id"), t["config"]) for t in targets],
-            filestore=job.get("filestore"),
-            data_dir=job.get("data_dir"),
-            pg=pg_params(db),
-            keyring=keyring,
-            label=job.get("archive_label") or "manual",
-            progress=_progress_emitter(),
-            audit_head=job.get("audit_head"),
+    full = [t for t in targets if sinks.storage_mode(t["config"]) == "full"]
+    incremental = [t for t in targets if t not in full]
+    steps = len(incremental) + (1 if full else 0)
+
+    def prefix(step, what):
+        return f"{step}/{steps} {what}: " if steps > 1 else ""
+
+    results, outcomes = {}, {}
+    step = 0
+    if full:
+        step += 1
+        data, done = _full_backup(
+            job, keyring, full, _progress_emitter(prefix(step, "full archive"))
         )
-    )
-    data = result.as_dict()
-    manifest = data.get("manifest") or {}
+        for outcome in done:
+            outcomes[outcome.key] = outcome
+            if data is not None and outcome.ok:
+                results[outcome.key] = dict(data, new_data=outcome.size)
+    for target in incremental:
+        step += 1
+        data, outcome = _incremental_backup(
+            job, keyring, target, _progress_emitter(prefix(step, "snapshot"))
+        )
+        outcomes[target.get("destination_id")] = outcome
+        if data is not None:
+            results[target.get("destination_id")] = data
+    ordered = [outcomes[t.get("destination_id")] for t in targets]
+    if not results:  # every destination's reason, each on its copy
+        raise errors.DestinationsFailedError(ordered)
+    return _result(targets, ordered, results, fanout.overall_state(ordered))
+
+
+def _result(targets, ordered, results, state):
+    """The result event: the run's archive is the full archive when one was
+    stored, else the first snapshot; ``new_data`` sums what every stored
+    copy added at its destination."""
+    keys = [t.get("destination_id") for t in targets]
+    primary = next(
+        (results[k] for k in keys if k in results and "snapshot" not in results[k]),
+        None,
+    ) or next(results[k] for k in keys if k in results)
+    manifest = primary.get("manifest") or {}
+    copies = []
+    warnings = list(primary.get("warnings") or [])
+    for key, outcome in zip(keys, ordered, strict=True):
+        entry = _copy_entry(outcome)
+        data = results.get(key)
+        if data is not None:
+            entry["storage"] = "incremental" if "snapshot" in data else "full"
+            entry["new_data"] = data.get("new_data", entry["size"])
+            entry["logical_size"] = data.get("logical_size", 0)
+            for warning in data.get("warnings") or []:
+                if warning not in warnings:
+                    warnings.append(warning)
+        copies.append(entry)
     return {
-        "name": data["name"],
-        "size": data["size"],
-        "sha256": data.get("sha256"),
-        "encrypted": data.get("encrypted", True),
-        "key_id": data.get("key_id"),
+        "name": primary["name"],
+        "size": primary["size"],
+        "sha256": primary.get("sha256"),
+        "encrypted": primary.get("encrypted", True),
+        "key_id": primary.get("key_id"),
         "created_at": manifest.get("created_at"),
-        "warnings": data.get("warnings") or [],
+        "warnings": warnings,
         "manifest": manifest,
-        "state": result.state,
-        "copies": [_copy_entry(o) for o in result.destinations],
-        "cleanup": data.get("cleanup"),
+        "state": state,
+        "copies": copies,
+        "cleanup": primary.get("cleanup"),
+        "storage": sorted({c["storage"] for c in copies if c.get("storage")}),
+        "new_data": sum(c.get("new_data") or 0 for c in copies if c["ok"]),
+        "logical_size": primary.get("logical_size") or _logical_size(manifest),
     }
 
 

@@ -7,6 +7,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import SQL, sql
 
 from . import backup_engine
 
@@ -112,6 +113,44 @@ class DbBackupDestination(models.Model):
     last_test_date = fields.Datetime(readonly=True, copy=False)
     last_test_result = fields.Char(readonly=True, copy=False)
     last_test_ok = fields.Boolean(readonly=True, copy=False)
+    storage_mode = fields.Selection(
+        [
+            ("incremental", "Incremental (deduplicated snapshots)"),
+            ("full", "Full archives"),
+        ],
+        string="Storage",
+        compute="_compute_storage_mode",
+        store=True,
+        readonly=False,
+        precompute=True,
+        required=True,
+        help="Incremental: each backup stores only what changed since the "
+        "previous one (deduplicated, encrypted snapshots in a repository at the "
+        "destination); daily or hourly backups of a large database cost little "
+        "storage and upload. Full archives: each backup is one complete "
+        "encrypted file, independent of every other one, that any copy of the "
+        "suite restores on its own. Changing it keeps what the destination "
+        "holds: both kinds stay listed and restorable.",
+    )
+
+    def _auto_init(self):
+        # Destinations that existed before the storage mode keep writing
+        # full archives (what they hold and what their administrator chose);
+        # new S3 and SFTP destinations default to incremental snapshots.
+        if not sql.column_exists(self.env.cr, self._table, "storage_mode"):
+            sql.create_column(self.env.cr, self._table, "storage_mode", "varchar")
+            self.env.cr.execute(
+                SQL("UPDATE %s SET storage_mode = 'full'", SQL.identifier(self._table))
+            )
+        return super()._auto_init()
+
+    @api.depends("dest_type")
+    def _compute_storage_mode(self):
+        for record in self:
+            record.storage_mode = (
+                "full" if record.dest_type == "local" else "incremental"
+            )
+
 
     def _compute_secrets(self):
         for record in self:
@@ -260,6 +299,19 @@ class DbBackupDestination(models.Model):
         (``<db>/<db>_<label>_<stamp>...``, lib/naming.py), so several
         databases can share one destination without seeing each other's.
         """
+        self.ensure_one()
+        config = self._sink_options()
+        # how the engine writes here; every reader lists and reads both
+        # kinds (lib/sinks: make_sink -> repository.StoredBackupsSink)
+        config["storage"] = self.storage_mode or "full"
+        config["database"] = self.env.cr.dbname
+        keyring_file = backup_engine.keyring_path()
+        if keyring_file:
+            config["keyring_file"] = os.path.abspath(keyring_file)
+        return config
+
+    def _sink_options(self):
+        """The sink's own options (lib/sinks), secrets included."""
         self.ensure_one()
         secrets = self._read_secrets()
         if self.dest_type == "local":

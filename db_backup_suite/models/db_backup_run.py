@@ -93,6 +93,37 @@ class DbBackupRun(models.Model):
         help="Archive size in bytes.",
     )
     size_display = fields.Char(string="Size", compute="_compute_size_display")
+    # what the run cost at its destinations, beside what it holds: a full
+    # archive costs its size at each destination, an incremental snapshot
+    # only the data its destination did not hold yet (the engine's result)
+    new_data = fields.Float(
+        string="New data (bytes)",
+        readonly=True,
+        digits=(20, 0),
+        help="Bytes this backup added at its destinations: a full archive's "
+        "size at each destination, for an incremental snapshot only the data "
+        "the destination did not hold yet.",
+    )
+    new_data_display = fields.Char(string="New data", compute="_compute_size_display")
+    logical_size = fields.Float(
+        string="Logical size (bytes)",
+        readonly=True,
+        digits=(20, 0),
+        help="The database dump and the filestore before compression: what a "
+        "restore of this backup brings back.",
+    )
+    logical_size_display = fields.Char(
+        string="Logical size", compute="_compute_size_display"
+    )
+    storage = fields.Selection(
+        [
+            ("full", "Full archive"),
+            ("incremental", "Incremental snapshot"),
+            ("mixed", "Full archive and snapshots"),
+        ],
+        readonly=True,
+        help="How the destinations of this backup store it.",
+    )
     encryption = fields.Selection(
         [("encrypted", "Encrypted"), ("plaintext", "Plaintext (legacy)")],
         string="Encrypted",
@@ -133,10 +164,16 @@ class DbBackupRun(models.Model):
             )
         )
 
-    @api.depends("size")
+    @api.depends("size", "new_data", "logical_size")
     def _compute_size_display(self):
         for run in self:
             run.size_display = human_size(run.size) if run.size else ""
+            run.new_data_display = (
+                human_size(run.new_data) if run.new_data or run.storage else ""
+            )
+            run.logical_size_display = (
+                human_size(run.logical_size) if run.logical_size else ""
+            )
 
     @api.depends("error", "warning")
     def _compute_summary(self):
@@ -636,7 +673,27 @@ class DbBackupRun(models.Model):
             "progress_message": False,
             "warning": "\n".join(result.get("warnings") or []) or False,
         }
+        vals.update(self._storage_vals(result, stored))
         self._write_detached(vals, then=lambda run: run._after_done(copies))
+
+    @api.model
+    def _storage_vals(self, result, stored):
+        """New data, logical size and storage kind of a run from the
+        engine's result (its copies say what each cost at its destination;
+        a result of an older engine: the archive's size at each)."""
+        kinds = {c.get("storage") or "full" for c in stored}
+        manifest = result.get("manifest") or {}
+        logical = result.get("logical_size") or (
+            int((manifest.get("dump") or {}).get("size") or 0)
+            + int((manifest.get("filestore") or {}).get("bytes") or 0)
+        )
+        return {
+            "new_data": sum(c.get("new_data", c.get("size")) or 0 for c in stored),
+            "logical_size": logical,
+            "storage": (kinds.pop() if len(kinds) == 1 else "mixed")
+            if kinds
+            else False,
+        }
 
     def _after_done(self, copies):
         dests = (
@@ -836,6 +893,12 @@ class DbBackupRun(models.Model):
         return doomed
 
     def _delete_archives(self):
+        """Delete each stored copy at its destination: a full archive is
+        deleted, an incremental snapshot forgotten; then the repositories
+        that lost snapshots are garbage-collected (``_collect_garbage``)."""
+        from odoo.addons.db_backup_suite.lib import repository
+
+        forgotten = self.env["db.backup.destination"]
         for run in self:
             errors = []
             for copy in run.copy_ids.filtered(lambda c: c.state == "done"):
@@ -850,6 +913,8 @@ class DbBackupRun(models.Model):
                     finally:
                         sink.close()
                     copy.state = "deleted"
+                    if repository.in_repository(copy.object_name):
+                        forgotten |= dest
                 except Exception as exc:
                     _logger.warning(
                         "Retention: cannot delete %s at %s: %s",
@@ -869,6 +934,89 @@ class DbBackupRun(models.Model):
                 details={"operation": "retention_delete", "file": run.name},
                 message="\n".join(errors) or False,
             )
+        return self._collect_garbage(forgotten)
+
+    @api.model
+    def _gc_grace(self):
+        """Seconds a new pack is spared by the garbage collection (a backup
+        that outlived its repository lock may still be writing it):
+        ``db_backup_suite.repository_gc_grace_hours``, 6 by default."""
+        from odoo.addons.db_backup_suite.lib import repository
+
+        value = (
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("db_backup_suite.repository_gc_grace_hours")
+        )
+        try:
+            hours = float(value) if value not in (None, False, "") else None
+        except ValueError:
+            hours = None
+        if hours is None or hours < 0:
+            return repository.DEFAULT_GRACE
+        return hours * 3600
+
+    @api.model
+    def _collect_garbage(self, destinations):
+        """Garbage collection of this database's repositories at
+        ``destinations``: packs no kept snapshot references are deleted
+        (mostly dead ones repacked), under each repository's exclusive lock.
+        A repository in use (a backup or restore holds its lock) is left for
+        the next retention: nothing is lost meanwhile. Returns destination
+        id -> bytes freed (None: not collected)."""
+        from odoo.addons.db_backup_suite.lib import repository
+
+        freed = {}
+        grace = self._gc_grace()
+        dbname = self.env.cr.dbname
+        for dest in destinations:
+            freed[dest.id] = None
+            try:
+                sink = dest._make_sink()
+                try:
+                    results = sink.collect_garbage(dbname, grace=grace)
+                finally:
+                    sink.close()
+            except repository.RepositoryLockedError as exc:
+                _logger.info("Garbage collection at %s postponed: %s", dest.name, exc)
+                continue
+            except Exception as exc:
+                _logger.warning("Garbage collection at %s failed: %s", dest.name, exc)
+                self.env["audit.event"].log_event(
+                    "backup",
+                    res_model=self._name,
+                    result="failure",
+                    details={
+                        "operation": "garbage_collection",
+                        "destination": dest.name,
+                    },
+                    message=str(exc)[:500],
+                )
+                continue
+            freed[dest.id] = sum(
+                r.freed_bytes - r.written_bytes for r in results.values()
+            )
+            problems = [p for r in results.values() for p in r.problems]
+            self.env["audit.event"].log_event(
+                "backup",
+                res_model=self._name,
+                result="failure" if problems else "success",
+                details={
+                    "operation": "garbage_collection",
+                    "destination": dest.name,
+                    "deleted_packs": sum(
+                        len(r.deleted_packs) for r in results.values()
+                    ),
+                    "repacked_packs": sum(
+                        len(r.repacked_packs) for r in results.values()
+                    ),
+                    "freed_bytes": freed[dest.id],
+                    "problems": problems[:20],
+                },
+                message="Garbage collection at %s: %s freed"
+                % (dest.name, human_size(freed[dest.id])),
+            )
+        return freed
 
     # ------------------------------------------------------------------
     # Restore entry points (the wizard does the work)

@@ -5,6 +5,7 @@ from . import (
     test_daily_sandbox,
     test_destination,
     test_emergency_restore,
+    test_incremental_backups,
     test_offsite,
     test_restore,
     test_restore_hooks,

@@ -35,6 +35,8 @@ class TestBackupNow(BackupCase):
                 "s3_access_key": cls.s3.access_key,
                 "s3_secret_key": cls.s3.secret_key,
                 "s3_checksum_when_required": True,
+                # these tests check the archive itself at each destination
+                "storage_mode": "full",
             }
         )
         cls.sftp_dest = cls.env["db.backup.destination"].create(
@@ -47,6 +49,7 @@ class TestBackupNow(BackupCase):
                 "sftp_path": cls.sshd.new_dir(),
                 "sftp_auth": "key",
                 "sftp_private_key": cls.sshd.private_key,
+                "storage_mode": "full",
             }
         )
 

@@ -8,6 +8,9 @@ Entry points:
 - :func:`run_incremental_backup` (a :class:`~..backup.BackupRequest`):
   a snapshot of the database and filestore; only data the destination
   lacks is uploaded;
+- :class:`StoredBackupsSink`: a destination's full archives and its
+  snapshots together (what ``sinks.make_sink`` returns for a config with a
+  ``storage`` mode: the Odoo destinations);
 - :class:`SnapshotArchiveSink`: the snapshots of a destination as
   read-only archives named like full ones, for ``restore.run_restore``,
   ``verify.run_verify``, the CLI's decrypt / export-odoo-zip, retention
@@ -43,9 +46,11 @@ from .repo import (
     SnapshotRef,
     repo_root,
 )
+from .stored import STORAGE_MODES, StoredBackupsSink, in_repository
 
 __all__ = [
     "DEFAULT_GRACE",
+    "STORAGE_MODES",
     "GcResult",
     "IncrementalResult",
     "PruneResult",
@@ -56,9 +61,11 @@ __all__ = [
     "SnapshotArchiveSink",
     "SnapshotArchiveStream",
     "SnapshotRef",
+    "StoredBackupsSink",
     "VerifyReport",
     "check_snapshot",
     "collect_garbage",
+    "in_repository",
     "iter_payload",
     "prune",
     "rebuild_index",

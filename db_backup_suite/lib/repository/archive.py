@@ -529,9 +529,11 @@ class SnapshotArchiveSink(Sink):
         raise SinkObjectNotFound(f"no snapshot {name!r} at {self.sink.describe()}")
 
     # Sink API ----------------------------------------------------------------------
-    def list(self, prefix=""):
+    def list(self, prefix="", roots=None):
+        """The snapshots as archives; ``roots``: the repositories to read
+        (by default those :meth:`roots` finds under ``prefix``)."""
         out = []
-        for root in self.roots(prefix):
+        for root in self.roots(prefix) if roots is None else roots:
             try:
                 repo = self.repository(root)
                 refs = repo.list_snapshots()

@@ -2,6 +2,10 @@
 
 ``make_sink(config)`` builds one from a plain dict (``type`` plus the sink's
 options); see :mod:`.base` for the interface and each module for its keys.
+A config with a ``storage`` mode (``full`` or ``incremental``: the Odoo
+destinations) gives a destination whose incremental snapshots are listed
+and read beside its full archives (``repository.StoredBackupsSink``);
+``split_storage`` separates those keys from the sink's own.
 ``open_download(config, name, offset=...)`` streams one object for an HTTP
 response (constant memory, resumable, closes everything when done).
 """
@@ -17,18 +21,66 @@ from .base import (
 )
 
 SINK_TYPES = ("local", "s3", "sftp")
+#: keys of a destination config that are not the sink's own: ``storage``
+#: (``full`` | ``incremental``: how the backup engine writes there; any
+#: mode lists and reads both kinds), ``keyring_file`` (opens the
+#: repositories; default: the environment), ``database`` (only this
+#: database's repositories are opened)
+STORAGE_KEYS = ("storage", "keyring_file", "database")
 
 
-def make_sink(config):
+def split_storage(config):
+    """``(sink config, storage options)`` of a destination config: the
+    first for the sink itself (and ``run_incremental_backup``), the second
+    the :data:`STORAGE_KEYS` present (empty for a plain sink config)."""
+    if not isinstance(config, dict):
+        raise SinkError("A destination configuration must be a dict.")
+    plain = {k: v for k, v in config.items() if k not in STORAGE_KEYS}
+    storage = {k: config[k] for k in STORAGE_KEYS if k in config}
+    return plain, storage
+
+
+def storage_mode(config) -> str:
+    """``incremental`` or ``full``: how the engine writes to ``config``."""
+    if isinstance(config, dict) and config.get("storage") == "incremental":
+        return "incremental"
+    return "full"
+
+
+def make_sink(config, *, keyring=None):
     """Build a sink from ``{"type": "local" | "s3" | "sftp", ...options}``.
 
     Unknown options are refused (a typo must not silently drop, say, the
     server-side encryption flag). Secrets given here are kept in the sink
     only and never appear in its ``repr`` or in error messages.
+
+    With a ``storage`` mode (see :data:`STORAGE_KEYS`) the sink is wrapped
+    in ``repository.StoredBackupsSink``: the destination's snapshots are
+    listed, read (restore, verify, download) and deleted (forgotten) as
+    archives beside its full archives; ``keyring`` (else ``keyring_file``,
+    else the environment) opens its repositories when it has any.
     """
-    if not isinstance(config, dict):
-        raise SinkError("A destination configuration must be a dict.")
-    options = dict(config)
+    plain, storage = split_storage(config)
+    sink = _make_plain(plain)
+    if "storage" not in storage:
+        return sink
+    from ..repository.stored import StoredBackupsSink
+
+    try:
+        return StoredBackupsSink(
+            sink,
+            keyring=keyring,
+            keyring_file=storage.get("keyring_file"),
+            storage=storage["storage"],
+            database=storage.get("database"),
+        )
+    except BaseException:
+        sink.close()
+        raise
+
+
+def _make_plain(options):
+    options = dict(options)
     kind = options.pop("type", None)
     if kind == "local":
         from .local import LocalSink
