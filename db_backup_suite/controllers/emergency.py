@@ -50,7 +50,7 @@ from pathlib import Path
 from lxml import etree
 from lxml import html as lxml_html
 from markupsafe import Markup
-from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import Forbidden, NotFound
 
 import odoo
 from odoo import SUPERUSER_ID, api, http, release
@@ -257,10 +257,7 @@ def replay_emergency_log(env):
         return 0
     env.cr.execute(SQL("SELECT pg_advisory_xact_lock(%s)", REPLAY_LOCK_KEY))
     params = env["ir.config_parameter"].sudo()
-    try:
-        after = int(params.get_param(REPLAY_CURSOR_KEY) or 0)
-    except ValueError:
-        after = 0
+    after = _replay_cursor(env)
     entries = em.AttemptLog(path / "attempts.jsonl").entries(after, env.cr.dbname)
     Event = env["audit.event"].sudo()
     for entry in entries:
@@ -285,6 +282,30 @@ def replay_emergency_log(env):
     if entries:
         params.set_param(REPLAY_CURSOR_KEY, str(entries[-1]["seq"]))
     return len(entries)
+
+
+def _replay_cursor(env):
+    """The last attempt (``seq``) this database took, read from the table
+    itself (not the parameters' cache: another worker may have just moved
+    it, under the advisory lock this one now holds)."""
+    env.cr.execute(
+        SQL("SELECT value FROM ir_config_parameter WHERE key = %s", REPLAY_CURSOR_KEY)
+    )
+    row = env.cr.fetchone()
+    try:
+        return int(row[0]) if row and row[0] else 0
+    except ValueError:
+        return 0
+
+
+def emergency_log_pending(env):
+    """Whether the emergency page logged attempts about this database that
+    its audit trail has not taken yet (cheap when the page was never used)."""
+    path = Path(backup_engine.data_dir()) / "db_backup_suite" / "emergency"
+    if not (path / "attempts.jsonl").exists():
+        return False
+    log = em.AttemptLog(path / "attempts.jsonl")
+    return bool(log.entries(_replay_cursor(env), env.cr.dbname))
 
 
 # ---------------------------------------------------------------------------
@@ -1113,7 +1134,82 @@ class EmergencyLoginLink(Home):
         response = super().web_login(*args, **kw)
         if getattr(response, "is_qweb", False) and enabled():
             response.qcontext["backup_emergency_restore"] = True
+        if request.params.get("login_success") and request.session.uid:
+            _wake_replay_at_admin_login()
         return response
+
+
+def _wake_replay_at_admin_login():
+    """An administrator signed in: the database works, so the emergency
+    page's pending attempts go into its audit trail now (the replay cron is
+    woken; it runs in its own transaction and never slows the login)."""
+    try:
+        env = request.env(user=request.session.uid)
+        if not env.user.has_group("base.group_system") or not emergency_log_pending(
+            env
+        ):
+            return
+        cron = env.ref(
+            "db_backup_suite.ir_cron_db_backup_emergency_replay",
+            raise_if_not_found=False,
+        )
+        if cron:
+            cron.sudo()._trigger()
+    except Exception:  # never refuse a login because of this
+        _logger.warning("Could not wake the emergency log replay", exc_info=True)
+
+
+# ---------------------------------------------------------------------------
+# The emergency destinations file, exported from the Settings screen
+# ---------------------------------------------------------------------------
+class EmergencyDestinationsFile(http.Controller):
+    @http.route(
+        "/db_backup/emergency_destinations",
+        type="http",
+        auth="user",
+        methods=["GET"],
+    )
+    def emergency_destinations_file(self, token="", **_kw):
+        """The emergency destinations file as a download: Settings
+        administrators only, with the single-use token the Settings button
+        put in this session after the password was asked again. Audited;
+        nothing is stored (no attachment)."""
+        env = request.env
+        env["db.backup.run"]._check_admin_access()
+        settings = env["res.config.settings"]
+        if not settings._take_emergency_file_token(request.session, token):
+            raise Forbidden(
+                env._(
+                    "This download link was used, has expired or belongs to "
+                    "another session: export the file again from the Settings."
+                )
+            )
+        content = settings._emergency_destinations_document()
+        names = env["db.backup.destination"].sudo().search([]).mapped("name")
+        env["audit.event"].log_event(
+            "export",
+            res_model="db.backup.destination",
+            res_name="Emergency destinations file",
+            details={
+                "operation": "emergency_destinations_file",
+                "destinations": names,
+            },
+            message="Emergency destinations file (with credentials) downloaded "
+            "for %s destination(s)" % len(names),
+        )
+        return request.make_response(
+            content.encode(),
+            headers=[
+                ("Content-Type", "application/json; charset=utf-8"),
+                (
+                    "Content-Disposition",
+                    'attachment; filename="backup-destinations.json"',
+                ),
+                ("Cache-Control", "no-store"),
+                ("Pragma", "no-cache"),
+                ("X-Content-Type-Options", "nosniff"),
+            ],
+        )
 
 
 class EmergencySelectorLink(Database):

@@ -394,6 +394,46 @@ def load_destinations(path, environ=None) -> list[Destination]:
     return result
 
 
+#: Where the documentation tells to put the destinations file.
+DESTINATIONS_FILE_HINT = "/etc/odoo/backup-destinations.json"
+
+
+def destinations_document(entries, *, database=None, exported_by=None, now=None):
+    """The text of a destinations file (:func:`load_destinations` reads it)
+    for ``entries``, ``[(name, make_sink() config)]``: one JSON object per
+    destination, its secrets inline (options left empty are left out), and
+    a ``comment`` saying where the file goes and that it must stay 0600
+    (the loader ignores it)."""
+    destinations = []
+    for name, config in entries:
+        if not isinstance(config, dict) or config.get("type") not in SINK_TYPES:
+            raise EmergencyConfigError(
+                f"destination {name!r}: 'type' must be one of {', '.join(SINK_TYPES)}"
+            )
+        entry = {"name": str(name or "")} if name else {}
+        entry.update(
+            (key, value)
+            for key, value in config.items()
+            if value is not None and value != "" and key != "name"
+        )
+        destinations.append(entry)
+    moment = datetime.fromtimestamp(now or time.time(), UTC)
+    comment = [
+        "Emergency restore destinations"
+        + (f" of database {database}" if database else "")
+        + f", exported {moment.isoformat(timespec='seconds')}"
+        + (f" by {exported_by}" if exported_by else "")
+        + ".",
+        "It holds the destinations' credentials. Install it on the Odoo server "
+        f"as {DESTINATIONS_FILE_HINT}, owned by the user Odoo runs as, mode "
+        "0600 (chmod 600), name it in odoo.conf (backup_emergency_destinations "
+        f"= {DESTINATIONS_FILE_HINT}) and delete this downloaded copy.",
+        "See docs/emergency-restore.md. Export it again after changing a "
+        "destination.",
+    ]
+    return json.dumps({"comment": comment, "destinations": destinations}, indent=2)
+
+
 @dataclass(frozen=True)
 class ArchiveEntry:
     destination: int  # index in the destinations list

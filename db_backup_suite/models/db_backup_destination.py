@@ -188,9 +188,9 @@ class DbBackupDestination(models.Model):
                 )
 
     # -- secrets -----------------------------------------------------------
-    def _secret_key(self, key_id=None):
+    def _keyring(self):
         try:
-            keyring = backup_engine.load_keyring()
+            return backup_engine.load_keyring()
         except backup_engine.KeyringUnavailable as exc:
             raise UserError(
                 self.env._(
@@ -199,9 +199,42 @@ class DbBackupDestination(models.Model):
                     reason=exc,
                 )
             ) from exc
+
+    def _secret_key(self, key_id=None):
+        """``(key id, AES key)`` sealing this database's destination
+        credentials under ``key_id`` (default: the keyring's active key).
+
+        A key id the keyring no longer holds is an error naming the
+        destination and the key id (never "the key that encrypted this
+        archive")."""
+        keyring = self._keyring()
         kid = key_id or keyring.active.key_id
+        if kid not in keyring:
+            raise UserError(self._missing_key_message(kid, keyring.ids))
         uuid = self.env["ir.config_parameter"].sudo().get_param("database.uuid", "")
         return kid, keyring.derive(SECRET_PURPOSE, uuid, key_id=kid)
+
+    def _missing_key_message(self, key_id, held):
+        return self.env._(
+            'The credentials of destination "%(name)s" cannot be decrypted: the '
+            "server key that encrypted them, %(key)s, is not in the server keyring "
+            "(it holds: %(held)s). Add key %(key)s back to the keyring and use "
+            "Settings > Database Backups > Rotate key, or type the destination's "
+            "credentials again.",
+            name=self.name,
+            key=key_id,
+            held=", ".join(held) or "-",
+        )
+
+    def _secrets_key_id(self):
+        """The key id sealing this destination's stored credentials (False
+        when none are stored)."""
+        self.ensure_one()
+        blob = self.sudo().secrets_encrypted
+        if not blob:
+            return False
+        parts = blob.split(":", 2)
+        return parts[1] if len(parts) == 3 else False
 
     def _read_secrets(self):
         """The decrypted secrets (dict). Only for building a sink config."""
@@ -219,9 +252,11 @@ class DbBackupDestination(models.Model):
         except Exception as exc:
             raise UserError(
                 self.env._(
-                    "The stored credentials of %(name)s cannot be decrypted with the "
-                    "server keyring (was the key replaced?). Enter them again.",
+                    'The stored credentials of destination "%(name)s" cannot be '
+                    "decrypted with server key %(key)s (was the key replaced by "
+                    "another one with the same id?). Enter them again.",
                     name=self.name,
+                    key=kid,
                 )
             ) from exc
         return json.loads(plain)
@@ -242,6 +277,22 @@ class DbBackupDestination(models.Model):
                 "secret_names": ", ".join(sorted(secrets)) or False,
             }
         )
+
+    def _reseal_secrets(self):
+        """Seal the stored credentials again under the keyring's active key
+        (key rotation). Returns ``[(destination, old key id)]`` of those
+        re-sealed; raises (naming the destination and the key id) when one
+        cannot be opened, before anything is written."""
+        active = self._keyring().active.key_id
+        todo = [
+            (dest, dest._secrets_key_id())
+            for dest in self.sudo().with_context(active_test=False)
+            if dest._secrets_key_id() and dest._secrets_key_id() != active
+        ]
+        opened = [(dest, old, dest._read_secrets()) for dest, old in todo]
+        for dest, _old, secrets in opened:
+            dest._write_secrets(secrets)
+        return [(dest, old) for dest, old, _secrets in opened]
 
     def _store_secret(self, field_name):
         for record in self:

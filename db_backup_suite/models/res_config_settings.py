@@ -1,10 +1,25 @@
+import hashlib
+import hmac
+import secrets
+import time
 from urllib.parse import urlsplit
 
 from odoo import api, fields, models
-from odoo.exceptions import ValidationError
+from odoo.exceptions import UserError, ValidationError
+from odoo.http import request
+
+from odoo.addons.base.models.res_users import check_identity
+
+from ..lib import emergency as emergency_lib
 
 SANDBOX_URL_PARAM = "db_backup_suite.sandbox_url_pattern"
 ALERT_SIZE_PARAM = "db_backup_suite.alert_size_mb"
+#: Download route of the emergency destinations file, and the key of its
+#: single-use token in the browser's session (never in the database).
+EMERGENCY_FILE_ROUTE = "/db_backup/emergency_destinations"
+EMERGENCY_FILE_SESSION_KEY = "db_backup_suite.emergency_file_token"
+#: Seconds the download link of the emergency destinations file works.
+EMERGENCY_FILE_TOKEN_TTL = 120
 
 
 class ResConfigSettings(models.TransientModel):
@@ -73,3 +88,71 @@ class ResConfigSettings(models.TransientModel):
                 details={"fields": changed},
                 message="Database Backups settings changed",
             )
+
+    # -- emergency destinations file ---------------------------------------
+    @api.model
+    def _emergency_destinations_document(self):
+        """The emergency destinations file (text) of the active destinations,
+        credentials included (``docs/emergency-restore.md``). Raises a
+        :class:`UserError` naming a destination that cannot be used."""
+        self.env["db.backup.run"]._check_admin_access()
+        dests = self.env["db.backup.destination"].sudo().search([])
+        if not dests:
+            raise UserError(
+                self.env._("There is no active backup destination to export.")
+            )
+        return emergency_lib.destinations_document(
+            [(dest.name, dest._sink_config()) for dest in dests],
+            database=self.env.cr.dbname,
+            exported_by=self.env.user.login,
+        )
+
+    def action_export_emergency_destinations(self):
+        """Button of the Settings screen: after the password is asked again
+        (Odoo's identity check), download the emergency destinations file.
+        Settings administrators only."""
+        self.env["db.backup.run"]._check_admin_access()
+        # Fails here, before the password is asked, when a destination
+        # cannot be exported (unconfirmed host key, unreadable credentials).
+        self._emergency_destinations_document()
+        return self._export_emergency_destinations()
+
+    @check_identity
+    def _export_emergency_destinations(self):
+        self.env["db.backup.run"]._check_admin_access()
+        token = secrets.token_urlsafe(32)
+        request.session[EMERGENCY_FILE_SESSION_KEY] = {
+            "digest": hashlib.sha256(token.encode()).hexdigest(),
+            "uid": self.env.uid,
+            "db": self.env.cr.dbname,
+            "exp": time.time() + EMERGENCY_FILE_TOKEN_TTL,
+        }
+        return {
+            "type": "ir.actions.act_url",
+            "url": "%s?token=%s" % (EMERGENCY_FILE_ROUTE, token),
+            "target": "download",
+        }
+
+    @api.model
+    def _take_emergency_file_token(self, session, token):
+        """Whether ``token`` is the session's pending download of the
+        emergency destinations file for this user; used up either way."""
+        pending = session.pop(EMERGENCY_FILE_SESSION_KEY, None)
+        if not isinstance(pending, dict) or not isinstance(token, str):
+            return False
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        return (
+            hmac.compare_digest(str(pending.get("digest")), digest)
+            and pending.get("uid") == self.env.uid
+            and pending.get("db") == self.env.cr.dbname
+            and float(pending.get("exp") or 0) > time.time()
+        )
+
+    # -- emergency page attempts into the audit trail -------------------------
+    @api.model
+    def _cron_replay_emergency_log(self):
+        """Cron: write the emergency restore page's logged attempts about
+        this database into its audit trail (once each)."""
+        from ..controllers.emergency import replay_emergency_log
+
+        return replay_emergency_log(self.env)

@@ -25,8 +25,9 @@ import uuid
 from unittest.mock import patch
 
 from odoo import http
-from odoo.tests import BaseCase, HttpCase, tagged
-from odoo.tools import config, file_open
+from odoo.exceptions import UserError
+from odoo.tests import BaseCase, HttpCase, new_test_user, tagged
+from odoo.tools import config, file_open, mute_logger
 from odoo.tools.config import crypt_context
 
 from ..controllers import emergency as page
@@ -838,3 +839,291 @@ class TestEmergencyFiles(BaseCase):
         directory = page.state_dir()
         self.assertEqual(stat.S_IMODE(os.stat(directory).st_mode), 0o700)
         self.assertEqual(stat.S_IMODE(os.stat(directory.parent).st_mode), 0o700)
+
+
+# ---------------------------------------------------------------------------
+# The destinations file exported from the Settings screen
+# ---------------------------------------------------------------------------
+ACCESS = "odoo.exceptions.AccessError"
+EXPORT_ROUTE = "/db_backup/emergency_destinations"
+
+
+def _rpc(case, model, method, *args, **kwargs):
+    """JSON-RPC ``call_kw`` in ``case``'s HTTP session; the decoded answer."""
+    response = case.url_open(
+        "/web/dataset/call_kw/%s/%s" % (model, method),
+        data=json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "method": "call",
+                "id": 1,
+                "params": {
+                    "model": model,
+                    "method": method,
+                    "args": list(args),
+                    "kwargs": kwargs,
+                },
+            }
+        ),
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+    case.assertEqual(response.status_code, 200)
+    return response.json()
+
+
+@tagged("post_install", "-at_install")
+class TestEmergencyDestinationsExport(KeyringMixin, HttpCase):
+    """Settings → Export emergency destinations file: Settings
+    administrators only, after the password is asked again, downloaded once
+    (no attachment), audited, and read back by the emergency page's own
+    loader as the same destinations."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_keyring()
+        Destination = cls.env["db.backup.destination"]
+        cls.local = Destination.create(
+            {
+                "name": "Export local",
+                "dest_type": "local",
+                "local_path": os.path.join(cls.tmp_dir, "archives"),
+            }
+        )
+        cls.s3 = Destination.create(
+            {
+                "name": "Export S3",
+                "dest_type": "s3",
+                "s3_bucket": "export-bucket",
+                "s3_prefix": "prod",
+                "s3_endpoint_url": "http://127.0.0.1:1",
+                "s3_region": "eu-west-1",
+                "s3_access_key": "AKEXPORT",
+                "s3_secret_key": "export-s3-secret",
+            }
+        )
+        cls.sftp = Destination.create(
+            {
+                "name": "Export SFTP",
+                "dest_type": "sftp",
+                "sftp_host": "files.example.com",
+                "sftp_username": "backup",
+                "sftp_path": "odoo",
+                "sftp_password": "export-sftp-password",
+            }
+        )
+        # as "Confirm host key" stores it (server-owned field)
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        host_key = (
+            ed25519.Ed25519PrivateKey.generate()
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+            )
+            .decode()
+        )
+        cls.sftp.sudo().write({"sftp_known_hosts": "files.example.com " + host_key})
+        cls.archived = Destination.create(
+            {
+                "name": "Export archived",
+                "dest_type": "local",
+                "local_path": "/nowhere",
+                "active": False,
+            }
+        )
+        cls.admin_user = new_test_user(
+            cls.env,
+            login="h_emx_admin",
+            groups="base.group_user,base.group_system",
+        )
+        cls.operator = new_test_user(
+            cls.env,
+            login="h_emx_operator",
+            groups="base.group_user,db_backup_suite.backup_group_restore",
+        )
+
+    def _export_events(self):
+        return self.env["audit.event"].search(
+            [("res_name", "=", "Emergency destinations file")]
+        )
+
+    def test_export_round_trips_through_the_loader(self):
+        self.authenticate("h_emx_admin", "h_emx_admin")
+        attachments = self.env["ir.attachment"].search_count([])
+        settings_id = _rpc(self, "res.config.settings", "create", {})["result"]
+        # the password is asked again first
+        answer = _rpc(
+            self,
+            "res.config.settings",
+            "action_export_emergency_destinations",
+            [settings_id],
+        )["result"]
+        self.assertEqual(answer["res_model"], "res.users.identitycheck")
+        check_id = answer["res_id"]
+        wrong = _rpc(
+            self,
+            "res.users.identitycheck",
+            "write",
+            [check_id],
+            {"password": "not-it"},
+        )
+        self.assertNotIn("error", wrong)
+        with mute_logger("odoo.http"):
+            refused = _rpc(self, "res.users.identitycheck", "run_check", [check_id])
+        self.assertIn("error", refused)
+        self.assertFalse(self._export_events())
+        _rpc(
+            self,
+            "res.users.identitycheck",
+            "write",
+            [check_id],
+            {"password": "h_emx_admin"},
+        )
+        action = _rpc(self, "res.users.identitycheck", "run_check", [check_id])[
+            "result"
+        ]
+        self.assertEqual(action["type"], "ir.actions.act_url")
+        self.assertTrue(action["url"].startswith(EXPORT_ROUTE + "?token="))
+        response = self.url_open(action["url"])
+        self.assertEqual(response.status_code, 200, response.text[:500])
+        self.assertIn("attachment", response.headers["Content-Disposition"])
+        self.assertIn(
+            "backup-destinations.json", response.headers["Content-Disposition"]
+        )
+        self.assertEqual(response.headers["Cache-Control"], "no-store")
+        document = response.json()
+        self.assertIn("0600", " ".join(document["comment"]))
+        # the emergency page's loader reads the very same destinations
+        tmp = tempfile.mkdtemp(prefix="h_emx_")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, "backup-destinations.json")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(response.content)
+        loaded = em.load_destinations(path, environ={})
+        expected = {
+            dest.name: {k: v for k, v in dest._sink_config().items() if v is not None}
+            for dest in (self.local, self.s3, self.sftp)
+        }
+        self.assertEqual({d.name: d.config for d in loaded}, expected)
+        self.assertEqual(loaded[1].config["secret_key"], "export-s3-secret")
+        self.assertEqual(loaded[2].config["password"], "export-sftp-password")
+        # each loads as a sink (no unknown option)
+        from ..lib.sinks import make_sink
+
+        for dest in loaded:
+            make_sink(dest.config).close()
+        # readable by everyone: the loader refuses the inline secrets
+        os.chmod(path, 0o644)
+        with self.assertRaisesRegex(em.EmergencyConfigError, "inline secret"):
+            em.load_destinations(path, environ={})
+        # the link works once; nothing stored; the download audited
+        self.assertEqual(self.url_open(action["url"]).status_code, 403)
+        self.assertEqual(self.env["ir.attachment"].search_count([]), attachments)
+        event = self._export_events()
+        self.assertEqual(len(event), 1)
+        self.assertEqual(event.action, "export")
+        self.assertEqual(event.user_id, self.admin_user)
+        self.assertEqual(
+            sorted(event.details["destinations"]),
+            ["Export S3", "Export SFTP", "Export local"],
+        )
+        self.assertNotIn("export-s3-secret", json.dumps(event.details))
+        self.assertNotIn("export-s3-secret", event.message or "")
+
+    def test_operator_gets_access_error(self):
+        self.authenticate("h_emx_operator", "h_emx_operator")
+        with mute_logger("odoo.http"):
+            for method in (
+                "action_export_emergency_destinations",
+                "_export_emergency_destinations",
+                "_emergency_destinations_document",
+            ):
+                answer = _rpc(self, "res.config.settings", method, [])
+                self.assertIn("error", answer, method)
+                self.assertEqual(answer["error"]["data"]["name"], ACCESS, method)
+            response = self.url_open(EXPORT_ROUTE + "?token=guess")
+        self.assertEqual(response.status_code, 403)
+        self.assertNotIn("export-s3-secret", response.text)
+        self.assertFalse(self._export_events())
+        # an administrator without the token of a re-authenticated export
+        self.authenticate("h_emx_admin", "h_emx_admin")
+        with mute_logger("odoo.http"):
+            response = self.url_open(EXPORT_ROUTE + "?token=guess")
+        self.assertEqual(response.status_code, 403)
+        self.assertFalse(self._export_events())
+
+    def test_unusable_destination_is_named_before_the_password(self):
+        self.sftp.sudo().write({"sftp_known_hosts": False})
+        with self.assertRaisesRegex(UserError, "Export SFTP"):
+            self.env["res.config.settings"].create(
+                {}
+            ).action_export_emergency_destinations()
+
+
+@tagged("post_install", "-at_install")
+class TestEmergencyReplayCron(EmergencyCase):
+    def _replayed(self, seqs):
+        events = self.env["audit.event"].search(
+            [("res_name", "=", "Emergency restore page")]
+        )
+        return sorted(
+            e.details["emergency_seq"]
+            for e in events
+            if e.details and e.details.get("emergency_seq") in seqs
+        )
+
+    def test_cron_replays_attempts_once(self):
+        db = self.env.cr.dbname
+        with mute_logger(LOGGER):
+            self._login(db, "wrong-for-the-cron")
+            self._login(db, "wrong-again")
+            self._login("h_emerg_someone_else", "wrong-elsewhere")
+        mine = [a["seq"] for a in self._new_attempts() if a["database"] == db]
+        self.assertEqual(len(mine), 2)
+        self.assertTrue(page.emergency_log_pending(self.env))
+        cron = self.env.ref("db_backup_suite.ir_cron_db_backup_emergency_replay")
+        cron.method_direct_trigger()
+        self.assertEqual(self._replayed(mine), sorted(mine))
+        self.assertFalse(page.emergency_log_pending(self.env))
+        # again: nothing twice (the cursor is read from the table)
+        cron.method_direct_trigger()
+        self.env["res.config.settings"]._cron_replay_emergency_log()
+        self.assertEqual(self._replayed(mine), sorted(mine))
+        events = self.env["audit.event"].search(
+            [("res_name", "=", "Emergency restore page")]
+        )
+        self.assertTrue(all(e.details["database"] == db for e in events))
+
+    def test_admin_login_wakes_the_replay(self):
+        db = self.env.cr.dbname
+        cron = self.env.ref("db_backup_suite.ir_cron_db_backup_emergency_replay")
+        Trigger = self.env["ir.cron.trigger"]
+        with mute_logger(LOGGER):
+            self._login(db, "wrong-before-login")
+        self.assertTrue(page.emergency_log_pending(self.env))
+
+        def web_login(login):
+            form = self.url_open("/web/login").text
+            return self.url_open(
+                "/web/login",
+                data={
+                    "login": login,
+                    "password": login,
+                    "csrf_token": _field(form, "csrf_token"),
+                },
+                allow_redirects=False,
+            )
+
+        new_test_user(self.env, login="h_emr_user", groups="base.group_user")
+        new_test_user(
+            self.env, login="h_emr_admin", groups="base.group_user,base.group_system"
+        )
+        self.assertEqual(web_login("h_emr_user").status_code, 303)
+        self.assertFalse(Trigger.search([("cron_id", "=", cron.id)]))
+        self.url_open("/web/session/logout")
+        self.assertEqual(web_login("h_emr_admin").status_code, 303)
+        self.assertTrue(Trigger.search([("cron_id", "=", cron.id)]))
