@@ -451,6 +451,11 @@ def _visible_escape(match):
 class XlsxWriter(_BaseWriter):
     """Streaming XLSX (SpreadsheetML) with typed cells, no temporary file.
 
+    Our own writer rather than openpyxl's write-only mode, which spools the
+    sheet to a plaintext temporary file: 100k rows x 7 columns take 1.21 s of
+    CPU here against 6.05 s for openpyxl and 4.44 s for xlsxwriter
+    (``python3 benchmarks/bench_writers.py``).
+
     The zip container is written to ``stream`` as rows arrive (each
     worksheet is one deflated zip member fed in ~64 KiB blocks of XML with
     inline strings); the workbook, styles and content types follow on
