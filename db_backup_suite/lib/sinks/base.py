@@ -53,7 +53,8 @@ PART_SUFFIX = ".part"
 class IncompleteWrite:
     """What an interrupted write left at a destination.
 
-    ``name``: the object name the write was for (``db/db_manual_....enc``);
+    ``name``: the object name the write was for
+    (``db/db_manual_20261130T020000Z.tar.zst.enc``);
     ``kind``: ``temp-file`` (local), ``part-file`` (SFTP) or
     ``multipart-upload`` (S3); ``ref``: the sink's own handle on it (a path,
     or ``key`` and upload id); ``modified``: its last activity (UTC; a live
