@@ -23,6 +23,9 @@
         "views/audit_export_menus.xml",
     ],
     "assets": {
+        "web.assets_backend": [
+            "audit_export/static/src/password_meter/*",
+        ],
         "web.assets_tests": [
             "audit_export/static/tests/tours/*.js",
         ],

@@ -24,6 +24,9 @@
         "views/gdpr_dsr_menus.xml",
     ],
     "assets": {
+        "web.assets_backend": [
+            "gdpr_dsr/static/src/**/*",
+        ],
         "web.assets_tests": [
             "gdpr_dsr/static/tests/tours/*.js",
         ],

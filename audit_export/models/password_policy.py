@@ -6,7 +6,7 @@ the password, and the reasons in the user's language.
 """
 
 from odoo import api, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 
 from ..lib import passwords
 
@@ -87,3 +87,30 @@ class AuditPasswordPolicy(models.AbstractModel):
             4: self.env._("Strong"),
         }[verdict.score]
         return summary
+
+    @api.model
+    def password_strength(self, password):
+        """The strength meter's verdict on ``password`` (the one widget of
+        the suite, ``audit_export/static/src/password_meter``).
+
+        Any internal user may ask (portal and public users may not): it
+        returns the score and the policy's words only, never the password
+        nor anything derived from the server's data beyond them; nothing is
+        logged, stored or changed.
+        """
+        if not self.env.user._is_internal():
+            raise AccessError(
+                self.env._("Only internal users may check password strength.")
+            )
+        if password is not None and not isinstance(password, str):
+            raise UserError(self.env._("A password is text."))
+        summary = self._strength(password)
+        return {
+            "ok": bool(summary["ok"]),
+            "score": int(summary["score"]),
+            "max_score": int(summary["max_score"]),
+            "min_length": int(summary["min_length"]),
+            "label": summary["label"],
+            "message": summary["message"],
+            "suggestions": [str(text) for text in summary["suggestions"]],
+        }

@@ -3,6 +3,7 @@ from . import (
     dsr_discovery_exclusion,
     dsr_erasure,
     dsr_leftover_scan,
+    dsr_package_job,
     dsr_request,
     dsr_request_line,
     ir_attachment,

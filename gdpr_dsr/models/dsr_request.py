@@ -225,6 +225,32 @@ class DsrRequest(models.Model):
     package_protected = fields.Boolean(
         string="Password protected", readonly=True, copy=False
     )
+    # the current officer's latest package job (live on the form, static/src)
+    package_job_id = fields.Many2one(
+        "dsr.package.job",
+        string="Package job",
+        compute="_compute_package_job",
+        groups="gdpr_dsr.dsr_group_officer",
+    )
+    package_job_state = fields.Selection(
+        [
+            ("queued", "Queued"),
+            ("running", "Running"),
+            ("done", "Package ready"),
+            ("failed", "Failed"),
+        ],
+        compute="_compute_package_job",
+        groups="gdpr_dsr.dsr_group_officer",
+    )
+    package_job_step = fields.Char(
+        compute="_compute_package_job", groups="gdpr_dsr.dsr_group_officer"
+    )
+    package_job_progress = fields.Float(
+        compute="_compute_package_job", groups="gdpr_dsr.dsr_group_officer"
+    )
+    package_job_error = fields.Text(
+        compute="_compute_package_job", groups="gdpr_dsr.dsr_group_officer"
+    )
     erased_on = fields.Datetime(readonly=True, copy=False)
     erasure_id = fields.Char(
         string="Erasure register id",
@@ -734,22 +760,59 @@ class DsrRequest(models.Model):
         }
 
     # -- export package ----------------------------------------------------------
-    def _generate_package(self, password=None):
+    def _queue_package(self, password=None):
+        """Queue the generation of the package for the current officer (the
+        cron builds it, ``dsr.package.job``); ``password`` is the checked
+        ZIP password, sealed until the job starts."""
+        self.ensure_one()
+        self._check_officer()
+        self._check_verified()
+        self._keyring()  # refuse at once when the package cannot be encrypted
+        return self.env["dsr.package.job"]._queue(self, password=password or None)
+
+    def _compute_package_job(self):
+        """The current officer's latest package job of each request (their
+        own jobs only: another officer's job is theirs)."""
+        jobs = self.env["dsr.package.job"]
+        if self.ids and self.env.user.has_group("gdpr_dsr.dsr_group_officer"):
+            jobs = jobs.search(
+                [("request_id", "in", self.ids), ("user_id", "=", self.env.uid)],
+                order="id desc",
+            )
+        for request in self:
+            job = jobs.filtered(lambda j, r=request: j.request_id == r)[:1]
+            request.package_job_id = job
+            request.package_job_state = job.state
+            request.package_job_step = job.step
+            request.package_job_progress = job.progress
+            request.package_job_error = job.error_message
+
+    def _generate_package(self, password=None, progress=None):
         """Build the export package (ZIP, optionally AES-256 with ``password``),
-        encrypt it with the server keyring and store it for 30 days."""
+        encrypt it with the server keyring and store it for 30 days.
+
+        Runs in the package job (``dsr.package.job``), as the officer who
+        asked for it; ``progress(step, percent, **counts)`` hears each step.
+        Nothing is stored unless everything succeeded (the package fields
+        are written last, in one write).
+        """
         self.ensure_one()
         self._check_officer()
         self._check_verified()
         if password is not None and not password:
             password = None
-        keyring = self._keyring()
+        progress = progress or (lambda step, percent, **counts: None)
+        _ = self.env._
         if not self.line_ids:
+            progress(_("Discovering the subject's records"), 2.0)
             self._run_discovery()
-        document, files = self._build_package_document()
+        document, files = self._build_package_document(progress=progress)
+        progress(_("Writing the archive (%(count)s files)", count=len(files) + 1), 85.0)
         payload = json.dumps(
             document, indent=2, ensure_ascii=False, sort_keys=True, default=str
         ).encode("utf-8")
         members = [("data.json", payload), *files]
+        keyring = self._keyring()
         buffer = io.BytesIO()
         writer = streamcrypt.EncryptingWriter(
             buffer,
@@ -764,6 +827,7 @@ class DsrRequest(models.Model):
             raise UserError(str(exc)) from exc
         writer.close()
         encrypted = buffer.getvalue()
+        progress(_("Storing the encrypted package"), 95.0)
         now = fields.Datetime.now()
         reference = _SAFE_NAME_RE.sub("-", self.name)
         self._server_write(
@@ -840,11 +904,13 @@ class DsrRequest(models.Model):
         self._audit("downloaded", size=len(data))
         return data
 
-    def _build_package_document(self):
+    def _build_package_document(self, progress=None):
         """Return ``(document, files)``: the JSON-ready document and the list
         of ``(arcname, bytes)`` attachment members. Runs as the officer:
-        records they may not read are listed under ``withheld``."""
+        records they may not read are listed under ``withheld``.
+        ``progress(step, percent, **counts)`` hears each model read."""
         self.ensure_one()
+        progress = progress or (lambda step, percent, **counts: None)
         by_model = defaultdict(list)
         withheld, withheld_fields = [], {}
         for line in self.line_ids:
@@ -861,7 +927,15 @@ class DsrRequest(models.Model):
         files, attachments_meta, secrets = [], [], set()
         Line = self.env["dsr.request.line"]
         exported_lines, withheld_lines = Line, Line
-        for (category, model_name), lines in sorted(by_model.items()):
+        groups = sorted(by_model.items())
+        counts = {
+            "models_done": 0,
+            "models_total": len(groups),
+            "records_done": 0,
+            "records_total": len(self.line_ids),
+        }
+        for (category, model_name), lines in groups:
+            self._report_model_progress(progress, model_name, counts, len(lines))
             if model_name not in self.env:
                 continue
             if model_name in SECRET_MODELS:
@@ -947,6 +1021,8 @@ class DsrRequest(models.Model):
                 sections["payment_information"].setdefault(model_name, []).extend(data)
             else:
                 sections["records"].setdefault(model_name, []).extend(data)
+        counts.update(models_done=len(groups), records_done=len(self.line_ids))
+        progress(self.env._("Preparing the document"), 80.0, **counts)
         exported_lines.sudo().write({"result": "exported"})
         withheld_lines.sudo().write({"result": "withheld"})
         document = {
@@ -972,6 +1048,21 @@ class DsrRequest(models.Model):
             "withheld_fields": withheld_fields,
         }
         return mask_document(document, secrets), files
+
+    def _report_model_progress(self, progress, model_name, counts, size):
+        """Report the model about to be read, then count it as done."""
+        model = (
+            self.env["ir.model"]._get(model_name) if model_name in self.env else None
+        )
+        label = model.sudo().name if model else model_name
+        total = counts["records_total"] or 1
+        progress(
+            self.env._("Reading %(model)s", model=label),
+            5.0 + 75.0 * counts["records_done"] / total,
+            **counts,
+        )
+        counts["models_done"] += 1
+        counts["records_done"] += size
 
     def _serialize_safely(self, records):
         """Serialise ``records`` with data_export_suite as the current user.

@@ -3,6 +3,7 @@ from . import (
     test_dsr_erasure,
     test_dsr_export,
     test_dsr_leftovers,
+    test_dsr_package_job,
     test_dsr_request,
     test_dsr_restore,
     test_dsr_tour,

@@ -207,6 +207,17 @@ def make_verified_request(env, request_type, email=SUBJECT_EMAIL):
     return request
 
 
+def run_package_jobs(env):
+    """Run the queued package jobs the way the cron does (as superuser; each
+    job runs as its officer); return the jobs that ran."""
+    Job = env["dsr.package.job"].sudo()
+    queued = Job.search([("state", "=", "queued")])
+    for _job in queued:
+        Job._cron_run_queued_jobs()
+    queued.invalidate_recordset()
+    return queued
+
+
 class DsrCase(TransactionCase):
     @classmethod
     def setUpClass(cls):

@@ -12,11 +12,11 @@ from odoo.tests import HttpCase, tagged
 
 from odoo.addons.audit_export.lib.sensitive import is_withheld
 
-from .common import BANK_ACCOUNT, DsrCase, make_verified_request
+from .common import BANK_ACCOUNT, DsrCase, make_verified_request, run_package_jobs
 
 
 @tagged("post_install", "-at_install")
-class TestDsrExport(DsrCase):
+class TestDsrExport(DsrCase, HttpCase):
     def _expected(self):
         s = self.subject
         profile = {s["partner"].id, s["invoice_address"].id, s["delivery_address"].id}
@@ -101,10 +101,21 @@ class TestDsrExport(DsrCase):
             }
         )
         action = wizard.action_generate()
-        self.assertEqual(action["url"], f"/gdpr_dsr/package/{request.id}")
-        # the password is used when the wizard is saved and stored nowhere
-        self.assertTrue(wizard.generated)
+        # the dialog stays open on the job's progress
+        self.assertEqual(
+            (action["res_model"], action["res_id"], action["target"]),
+            ("dsr.package.wizard", wizard.id, "new"),
+        )
+        # the password is checked when the wizard is saved and stored nowhere
+        # in clear (sealed on the job until it runs)
+        self.assertTrue(wizard.job_id)
         self.assertFalse(wizard.password)
+        self.assertFalse(request.package_generated_on)
+        self.assertEqual(run_package_jobs(self.env), wizard.job_id.sudo())
+        wizard.invalidate_recordset()
+        self.assertEqual(wizard.package_job_state, "done")
+        action = wizard.action_download()
+        self.assertEqual(action["url"], f"/gdpr_dsr/package/{request.id}")
         self.env.flush_all()
         self.env.cr.execute(
             "SELECT column_name FROM information_schema.columns "
@@ -182,7 +193,8 @@ class TestDsrExport(DsrCase):
             .mapped(lambda e: (e.details or {}).get("step"))
         )
         self.assertEqual(
-            sorted(steps), ["downloaded", "exported", "received", "verified"]
+            sorted(steps),
+            ["downloaded", "exported", "package_queued", "received", "verified"],
         )
 
     def test_package_with_password(self):

@@ -16,10 +16,11 @@ import pyzipper
 
 from odoo import Command
 from odoo.tests import HttpCase, new_test_user, tagged
+from odoo.tools import SQL
 
 from odoo.addons.audit_export.lib import streamcrypt
 
-from .common import SUBJECT_EMAIL, DsrCase, make_verified_request
+from .common import SUBJECT_EMAIL, DsrCase, make_verified_request, run_package_jobs
 
 OTHER_EMAIL = "carol.other-company@example.com"
 
@@ -488,16 +489,16 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
         self.assertFalse(request.erasure_id)
         self.assertFalse(request.discovered_on)
         # nothing downstream accepts the unverified request: a wizard whose
-        # "generated" flag came from the context still generates, and refuses
+        # job came from the context has none, queues one, and refuses
         reply = self.rpc(
             "dsr.package.wizard",
             "create",
             {"request_id": request.id},
-            context={"default_generated": True},
+            context={"default_job_id": 1},
         )
         self.assertNotIn("error", reply, reply)
         wizard = self.env["dsr.package.wizard"].browse(reply["result"])
-        self.assertFalse(wizard.generated)
+        self.assertFalse(wizard.job_id)
         self.assertRpcError(
             self.rpc("dsr.package.wizard", "action_generate", wizard.ids),
             "UserError",
@@ -632,17 +633,28 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
                 "password": password,
                 "password_confirm": password,
             },
-            specification={"password": {}, "generated": {}},
+            specification={"password": {}, "job_id": {}},
         )
         record = reply["result"][0]
         self.assertFalse(record["password"])
-        self.assertTrue(record["generated"])
-        action = self.rpc("dsr.package.wizard", "action_generate", [record["id"]])
-        self.assertEqual(action["result"]["url"], f"/gdpr_dsr/package/{request.id}")
+        self.assertTrue(record["job_id"])
+        reply = self.rpc("dsr.package.wizard", "action_generate", [record["id"]])
+        self.assertEqual(reply["result"]["res_id"], record["id"])
         self.env.flush_all()
-        self.env.cr.execute("SELECT * FROM dsr_package_wizard")
-        self.assertNotIn(password, repr(self.env.cr.fetchall()))
+        # queued: the password is sealed on the job, in clear nowhere
+        for table in ("dsr_package_wizard", "dsr_package_job"):
+            self.env.cr.execute(SQL("SELECT * FROM %s", SQL.identifier(table)))
+            rows = repr(self.env.cr.fetchall())
+            self.assertNotIn(password, rows)
+            self.assertNotIn(password.encode().hex(), rows)
+        job = self.env["dsr.package.job"].browse(record["job_id"]).sudo()
+        self.assertTrue(job.password_sealed)
+        self.assertEqual(run_package_jobs(self.env), job)
+        self.assertFalse(job.password_sealed)  # erased once used
+        request.invalidate_recordset()
         self.assertTrue(request.package_protected)
+        action = self.rpc("dsr.package.wizard", "action_download", [record["id"]])
+        self.assertEqual(action["result"]["url"], f"/gdpr_dsr/package/{request.id}")
         # a mismatch is refused when the wizard is saved, nothing generated
         other = make_verified_request(self.officer_env(), "access")
         self.assertRpcError(

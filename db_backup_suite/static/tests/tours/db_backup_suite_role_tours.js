@@ -193,7 +193,7 @@ registry.category("web_tour.tours").add("db_backup_suite_restore_tour", {
         },
         {
             content: "The meter says why it is refused",
-            trigger: ".modal .o_db_backup_password_verdict.text-danger:contains(too easy to guess)",
+            trigger: ".modal .o_audit_password_verdict.text-danger:contains(too easy to guess)",
         },
         {
             content: "Type several unrelated words",
@@ -202,7 +202,7 @@ registry.category("web_tour.tours").add("db_backup_suite_restore_tour", {
         },
         {
             content: "The meter accepts it",
-            trigger: ".modal .o_db_backup_password_verdict.text-success",
+            trigger: ".modal .o_audit_password_verdict.text-success",
         },
         {
             content: "Leave without downloading",

@@ -5,12 +5,13 @@ import { CharField, charField } from "@web/views/fields/char/char_field";
 import { useEffect, useState } from "@odoo/owl";
 
 /**
- * The download password with a strength meter: the server's verdict
- * (audit_export's password policy, the one every protected file of the
- * suite uses), so what the meter accepts, the download accepts.
+ * The suite's one password input with a strength meter (data exports,
+ * backup downloads, DSR packages). The strength is the server's verdict
+ * (audit.password.policy: length and zxcvbn), the very rule the protected
+ * file is checked against: what the meter accepts, the server accepts.
  */
-export class BackupPasswordField extends CharField {
-    static template = "db_backup_suite.BackupPasswordField";
+export class AuditPasswordMeterField extends CharField {
+    static template = "audit_export.PasswordMeterField";
 
     setup() {
         super.setup();
@@ -21,8 +22,8 @@ export class BackupPasswordField extends CharField {
                 Object.assign(this.meter, { score: null, label: "", message: "", ok: false });
                 return;
             }
-            const verdict = await this.orm.call(
-                "db.backup.download.wizard",
+            const verdict = await this.orm.silent.call(
+                "audit.password.policy",
                 "password_strength",
                 [value]
             );
@@ -53,9 +54,9 @@ export class BackupPasswordField extends CharField {
     }
 }
 
-registry.category("fields").add("db_backup_password_meter", {
+registry.category("fields").add("audit_password_meter", {
     ...charField,
-    component: BackupPasswordField,
+    component: AuditPasswordMeterField,
     extractProps: (fieldInfo, dynamicInfo) => ({
         ...charField.extractProps(fieldInfo, dynamicInfo),
         isPassword: true,
