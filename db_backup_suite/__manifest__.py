@@ -38,6 +38,7 @@
     "assets": {
         "web.assets_backend": [
             "db_backup_suite/static/src/backend/**/*",
+            "db_backup_suite/static/src/maintenance/**/*",
         ],
         "web.assets_tests": [
             "db_backup_suite/static/tests/tours/*.js",

@@ -44,7 +44,7 @@ from odoo import SUPERUSER_ID, api
 from odoo.modules.registry import Registry
 from odoo.tools import SQL
 
-from . import backup_engine
+from . import backup_engine, maintenance_guard
 
 _logger = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ class _Reporter:
         try:
             if self.registry is None:
                 self.registry = Registry(self.job["database"])
-            with self.registry.cursor() as cr:
+            with maintenance_guard.restore_writer_cursor(self.job["database"]) as cr:
                 env = api.Environment(cr, SUPERUSER_ID, {})
                 wizard = env["db.backup.restore.wizard"].browse(wizard_id).exists()
                 if wizard:
@@ -589,17 +589,99 @@ def _remove_upload(path):
         _logger.warning("Cannot remove the uploaded archive: %s", exc)
 
 
+def _job_pg(job):
+    from odoo.addons.db_backup_suite.lib import pgtools
+
+    db = job["db"]
+    return pgtools.PgParams(
+        host=db.get("host"),
+        port=db.get("port"),
+        user=db.get("user"),
+        password=db.get("password"),
+    )
+
+
+def _announce_maintenance(job, payload):
+    """Tell every open tab of the live database (bus ``broadcast``) that
+    the maintenance started or ended: the banner shows at once. Best
+    effort, through the restore's own cursor."""
+    try:
+        Registry(job["database"])
+        with maintenance_guard.restore_writer_cursor(job["database"]) as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            env["bus.bus"]._sendone(
+                "broadcast", maintenance_guard.BUS_MAINTENANCE, payload
+            )
+    except Exception as exc:
+        _logger.warning("Maintenance of %s not announced: %s", job["database"], exc)
+    finally:
+        odoo.sql_db.close_db(job["database"])
+
+
+def _enter_maintenance(job):
+    """The live database refuses writes until :func:`_leave_maintenance`
+    (``lib.maintenance``: marker, read-only setting, sessions terminated)."""
+    from odoo.addons.db_backup_suite.lib import maintenance
+
+    source = job.get("source") or {}
+    archive = (
+        job.get("archive_name")
+        or source.get("name")
+        or os.path.basename(source.get("path") or "")
+    )
+    marker = maintenance.enter(_job_pg(job), job["data_dir"], job["database"], archive)
+    _logger.info("Database %s in maintenance for the restore", job["database"])
+    started = maintenance.started_at(marker)
+    _announce_maintenance(
+        job,
+        {
+            "active": True,
+            "archive": marker["archive"],
+            "started": started.isoformat() if started else False,
+        },
+    )
+    return marker
+
+
+def _leave_maintenance(job, held):
+    """End the maintenance this job holds (no-op when it holds none);
+    never raises: a failure is logged (the next check clears the marker
+    once this process is gone). Returns ``{"started", "enforced_at",
+    "ended"}`` (epoch seconds) or None."""
+    if not held:
+        return None
+    from odoo.addons.db_backup_suite.lib import maintenance
+
+    try:
+        maintenance.leave(
+            _job_pg(job), job["data_dir"], job["database"], pid=held.get("pid")
+        )
+    except Exception:
+        _logger.exception("Could not end the maintenance of %s", job["database"])
+    _logger.info("Database %s out of maintenance", job["database"])
+    started = maintenance.started_at(held)
+    return {
+        "started": started.timestamp() if started else None,
+        "enforced_at": held.get("enforced_at"),
+        "ended": time.time(),
+    }
+
+
 def run_job(job):
     """Run a restore job to the end; ``{"ok": bool, "message": str, ...}``."""
     dbname = job["database"]
     target = job["target"]
     pre_restore = None
+    held = None  # the maintenance marker while this job holds the live database
+    maintenance_window = None
     report = _Reporter(job)
     try:
         _check_job(job)
         report.step("check")
         binding = _binding(job)
         if target == "production":
+            # from here to the swap the live database refuses writes
+            held = _enter_maintenance(job)
             report.step("pre_restore")
             pre_restore = _pre_restore_backup(job, on_event=report.engine_event)
             _logger.info("Pre-restore backup %s done", pre_restore.get("name"))
@@ -609,6 +691,10 @@ def run_job(job):
                 job, dbname, "production", binding, progress=report.bytes
             )
             restored = dbname
+            # swapped (sessions of the replaced database terminated): the
+            # safety copy and the restored database are writable again
+            maintenance_window = _leave_maintenance(job, held)
+            held = None
             # the live database is no sandbox, whatever the archive carried
             backup_engine.write_sandbox_marker(restored, None)
         else:
@@ -626,7 +712,10 @@ def run_job(job):
         # the user; the traceback goes to the log at warning level.
         _logger.warning("Restore of %s failed: %s", dbname, exc, exc_info=True)
         message = str(exc) or repr(exc)
+        left = _leave_maintenance(job, held)
         _record_failure(job, message)
+        if left:  # the open tabs drop their banner
+            _announce_maintenance(job, {"active": False})
         report.finish({"ok": False, "message": message})
         return {"ok": False, "message": message}
     info = result.restore_info()
@@ -679,6 +768,8 @@ def run_job(job):
         "message": message,
         "database": restored,
         "pre_restore": pre_restore,
+        # when the live database refused writes (production restores)
+        "maintenance": maintenance_window,
     }
     # a sandbox: its dialog shows the end (a production restore's dialog is
     # gone with the database it replaced: the restored one tells its opener)
