@@ -63,6 +63,7 @@ class DbBackupRun(models.Model):
             ("pre_restore", "Pre-restore"),
             ("found", "Found at destination"),
             ("sandbox_refresh", "Daily sandbox refresh"),
+            ("drill", "Restore drill"),
         ],
         required=True,
         default="manual",
@@ -1069,7 +1070,7 @@ class DbBackupRun(models.Model):
         last_ok = runs.search(
             [
                 ("state", "in", STORED_STATES + ("deleted",)),
-                ("kind", "!=", "sandbox_refresh"),
+                ("kind", "not in", ("sandbox_refresh", "drill")),
             ],
             limit=1,
         )

@@ -1,14 +1,16 @@
 import calendar
+import json
 import logging
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from odoo import api, fields, models
-from odoo.exceptions import ValidationError
+from odoo.exceptions import UserError, ValidationError
 
 from odoo.addons.base.models.res_partner import _tz_get
 
 from . import backup_engine
+from .restore_job import naive_utc
 
 _logger = logging.getLogger(__name__)
 
@@ -43,6 +45,20 @@ FREQUENCY_INTERVALS = {
     "monthly": timedelta(days=31),
 }
 DAY_STEPS = {"24h": 1, "3d": 3, "7d": 7, "15d": 15}
+DRILL_SERVER_FIELDS = (
+    "last_drill_at",
+    "last_drill_state",
+    "last_drill_message",
+    "next_drill_at",
+    "drill_database",
+)
+#: Restore drills: weekly unless a schedule says otherwise (0: off).
+DRILL_DEFAULT_DAYS = 7
+#: Where a drill's bar stands at each of its steps (restoring fills 5-75).
+DRILL_STEP_PROGRESS = {"cleanup": 2.0, "restore": 5.0, "count": 80.0, "drop": 95.0}
+#: A drill that started this long ago and whose process holds no work lock
+#: is dead (killed, server lost): its run is failed.
+DRILL_STALE_AFTER = timedelta(minutes=10)
 
 
 def _add_month(local_dt):
@@ -117,6 +133,11 @@ class DbBackupSchedule(models.Model):
         "run_ids",
         "last_proven_restorable",
         "sandbox_id",
+        "last_drill_at",
+        "last_drill_state",
+        "last_drill_message",
+        "next_drill_at",
+        "drill_database",
     )
 
     name = fields.Char(
@@ -136,7 +157,41 @@ class DbBackupSchedule(models.Model):
         readonly=True,
         copy=False,
         help="When an archive of this schedule's database was last restored "
-        "successfully (daily sandbox refresh).",
+        "successfully (daily sandbox refresh, or this schedule's restore drill).",
+    )
+    drill_interval_days = fields.Integer(
+        string="Restore drill every (days)",
+        default=DRILL_DEFAULT_DAYS,
+        help="Every this many days the newest archive of this schedule is "
+        "restored into a temporary database, its row counts checked against "
+        "its manifest, and the database dropped; a failure alerts like a failed "
+        "backup. 0 turns the drill off.",
+    )
+    next_drill_at = fields.Datetime(
+        string="Next restore drill", readonly=True, copy=False
+    )
+    last_drill_at = fields.Datetime(
+        string="Last restore drill", readonly=True, copy=False
+    )
+    last_drill_state = fields.Selection(
+        [("running", "Running"), ("ok", "Passed"), ("failed", "Failed")],
+        string="Last drill result",
+        readonly=True,
+        copy=False,
+    )
+    last_drill_message = fields.Text(
+        string="Last drill report", readonly=True, copy=False
+    )
+    drill_database = fields.Char(
+        readonly=True,
+        copy=False,
+        help="The temporary database of the running (or last killed) drill: "
+        "what the next drill removes if a killed one left it.",
+    )
+    drill_alarm = fields.Boolean(
+        compute="_compute_drill_alarm",
+        help="The last drill failed, or nothing proved an archive restorable "
+        "within two drill intervals.",
     )
     sandbox_id = fields.Many2one(
         "db.backup.sandbox",
@@ -216,6 +271,16 @@ class DbBackupSchedule(models.Model):
             if not 0 <= record.hour <= 23:
                 raise ValidationError(self.env._("The hour of day is 0 to 23."))
 
+    @api.constrains("drill_interval_days")
+    def _check_drill_interval(self):
+        for record in self:
+            if not 0 <= record.drill_interval_days <= 366:
+                raise ValidationError(
+                    self.env._(
+                        "A restore drill runs every 1 to 366 days (0 turns it off)."
+                    )
+                )
+
     @api.constrains("retention_days", "keep_daily", "keep_weekly", "keep_monthly")
     def _check_retention(self):
         for record in self:
@@ -244,6 +309,7 @@ class DbBackupSchedule(models.Model):
     def create(self, vals_list):
         records = super().create(vals_list)
         records._reschedule()
+        records._reschedule_drill()
         records._log_settings("create")
         return records
 
@@ -253,12 +319,15 @@ class DbBackupSchedule(models.Model):
             vals
         ):
             self._reschedule()
+        if {"drill_interval_days", "active", "kind"} & set(vals):
+            self._reschedule_drill()
         if not set(vals) <= {
             "last_run",
             "next_run",
             "late_alert_sent",
             "last_proven_restorable",
             "sandbox_id",
+            *DRILL_SERVER_FIELDS,
         }:
             self._log_settings("write", sorted(vals))
         return result
@@ -371,6 +440,7 @@ class DbBackupSchedule(models.Model):
                 [
                     ("schedule_id", "=", schedule.id),
                     ("state", "in", ("done", "partial", "deleted")),
+                    ("kind", "!=", "drill"),
                 ],
                 limit=1,
                 order="date desc",
@@ -407,6 +477,7 @@ class DbBackupSchedule(models.Model):
             [
                 ("schedule_id", "=", self.id),
                 ("state", "in", ("done", "partial", "deleted")),
+                ("kind", "!=", "drill"),
             ],
             limit=1,
             order="date desc",
@@ -426,20 +497,21 @@ class DbBackupSchedule(models.Model):
             runs |= schedule.sudo()._refresh_daily_sandbox(now)
         return runs
 
-    def _newest_archive(self):
+    def _newest_archive(self, own=False):
         """The newest stored run of this database and a stored copy of it
-        (at one of the schedule's destinations when it has some)."""
+        (at one of the schedule's destinations when it has some); ``own``:
+        only this schedule's runs (its restore drill)."""
         self.ensure_one()
         Run = self.env["db.backup.run"].sudo()
-        runs = Run.search(
-            [
-                ("state", "in", ("done", "partial")),
-                ("name", "!=", False),
-                ("kind", "!=", "sandbox_refresh"),
-                ("database", "=", self.env.cr.dbname),
-            ],
-            order="archive_created_at desc, id desc",
-        )
+        domain = [
+            ("state", "in", ("done", "partial")),
+            ("name", "!=", False),
+            ("kind", "not in", ("sandbox_refresh", "drill")),
+            ("database", "=", self.env.cr.dbname),
+        ]
+        if own:
+            domain.append(("schedule_id", "=", self.id))
+        runs = Run.search(domain, order="archive_created_at desc, id desc")
         for run in runs:
             copies = run.copy_ids.filtered(
                 lambda c: (
@@ -601,3 +673,426 @@ class DbBackupSchedule(models.Model):
             message="Daily sandbox refreshed from %s" % source_run.name,
         )
         return run
+
+    # ------------------------------------------------------------------
+    # Restore drill
+    # ------------------------------------------------------------------
+    def _drill_interval(self):
+        """How often this schedule proves an archive restorable (None: off):
+        a daily refresh every day, a backup schedule by its drill."""
+        self.ensure_one()
+        if self.kind == "sandbox_refresh":
+            return timedelta(days=1)
+        if self.drill_interval_days > 0:
+            return timedelta(days=self.drill_interval_days)
+        return None
+
+    def _drill_failed_last(self):
+        self.ensure_one()
+        if self.kind == "sandbox_refresh":
+            last = (
+                self.env["db.backup.run"]
+                .sudo()
+                .search(
+                    [("schedule_id", "=", self.id), ("kind", "=", "sandbox_refresh")],
+                    limit=1,
+                    order="id desc",
+                )
+            )
+            return last.state == "failed"
+        return self.last_drill_state == "failed"
+
+    def _is_drill_alarm(self, now=None):
+        """Red on the panel: the last drill failed, or nothing proved an
+        archive restorable within two intervals (counted from the schedule's
+        creation until a first proof)."""
+        self.ensure_one()
+        interval = self._drill_interval()
+        if not interval:
+            return False
+        if self._drill_failed_last():
+            return True
+        reference = self.last_proven_restorable or self.create_date
+        return bool(reference) and reference + 2 * interval < (
+            now or fields.Datetime.now()
+        )
+
+    @api.depends(
+        "kind", "drill_interval_days", "last_drill_state", "last_proven_restorable"
+    )
+    def _compute_drill_alarm(self):
+        now = fields.Datetime.now()
+        for record in self:
+            record.drill_alarm = bool(record.id) and record._is_drill_alarm(now)
+
+    def _reschedule_drill(self, now=None):
+        """The next drill: an interval after the last one (after now when
+        none ran yet); none when the drill is off."""
+        now = now or fields.Datetime.now()
+        for record in self:
+            interval = (
+                record._drill_interval()
+                if record.active and record.kind == "backup"
+                else None
+            )
+            super(DbBackupSchedule, record.sudo()).write(
+                {
+                    "next_drill_at": (record.last_drill_at or now) + interval
+                    if interval
+                    else False
+                }
+            )
+
+    @api.model
+    def _due_drills(self, now=None):
+        """Backup schedules whose restore drill is due."""
+        return self.sudo().search(
+            [
+                ("active", "=", True),
+                ("kind", "=", "backup"),
+                ("drill_interval_days", ">", 0),
+                ("next_drill_at", "<=", now or fields.Datetime.now()),
+            ],
+            order="next_drill_at, id",
+        )
+
+    @api.model
+    def _drill_busy_reason(self):
+        """Why no drill may start now (None: it may): another drill or a
+        restore of this database runs."""
+        Run = self.env["db.backup.run"].sudo()
+        if Run.search_count(
+            [("state", "in", ("queued", "running")), ("kind", "=", "drill")]
+        ):
+            return self.env._("A restore drill of this database is already running.")
+        if Run.search_count(
+            [("state", "in", ("queued", "running")), ("kind", "=", "pre_restore")]
+        ) or self.env["db.backup.restore.wizard"].sudo().search_count(
+            [
+                ("state", "=", "started"),
+                ("target", "=", "production"),
+                ("write_date", ">", fields.Datetime.now() - timedelta(hours=6)),
+            ]
+        ):
+            return self.env._("A restore of this database is running.")
+        from odoo.addons.db_backup_suite.lib import lock
+
+        # the engine's own word: a restore, verify or drill of this database
+        # holds its work lock (shared) while it works
+        with lock.work_lock(
+            backup_engine.pg_params(), self.env.cr.dbname, exclusive=True
+        ) as free:
+            if not free:
+                return self.env._(
+                    "A restore, verification or drill of this database is running."
+                )
+        return None
+
+    def action_run_drill(self):
+        """Run this schedule's restore drill now, in the background
+        (Settings administrators; refused while a drill or a restore of this
+        database runs)."""
+        self.ensure_one()
+        self.env["db.backup.run"]._check_admin_access()
+        self.check_access("write")
+        if self.kind != "backup":
+            raise UserError(
+                self.env._(
+                    "A daily sandbox refresh is its own restore drill: use Run now."
+                )
+            )
+        busy = self._drill_busy_reason()
+        if busy:
+            raise UserError(busy)
+        run = self.sudo()._start_drill(user=self.env.user)
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "title": self.env._("Restore drill: %(name)s", name=self.display_name),
+                "message": self.env._(
+                    "The drill runs in the background: Database Backups follows "
+                    "it until it ends."
+                )
+                if run.state == "running"
+                else run.error or "",
+                "type": "success" if run.state == "running" else "danger",
+                "sticky": run.state != "running",
+                "next": {"type": "ir.actions.client", "tag": "soft_reload"},
+            },
+        }
+
+    @api.model
+    def _cron_run_drills(self, now=None):
+        """Hourly: fail drills whose process died, remove what killed drills
+        left, then start the first due drill (one at a time per database,
+        each in the detached job process: a long drill never holds a cron
+        worker nor the backups)."""
+        now = now or fields.Datetime.now()
+        self._reap_dead_drills(now)
+        if self._drill_busy_reason():
+            return self.env["db.backup.run"]
+        self._clean_drill_leftovers()
+        due = self._due_drills(now)[:1]
+        if not due:
+            return self.env["db.backup.run"]
+        # the tests' transaction is never committed: they drill in-process
+        return due._start_drill(now=now, detach=not self.env.registry.in_test_mode())
+
+    @api.model
+    def _clean_drill_leftovers(self):
+        from odoo.addons.db_backup_suite.lib import drill
+
+        known = (
+            self.sudo()
+            .with_context(active_test=False)
+            .search([("drill_database", "!=", False)])
+        )
+        try:
+            result = drill.clean_drill_leftovers(
+                backup_engine.pg_params(),
+                self.env.cr.dbname,
+                data_dir=backup_engine.data_dir(),
+                known=known.mapped("drill_database"),
+            )
+        except Exception as exc:  # a cleanup never stops the drill cron
+            _logger.warning("Drill leftovers not cleaned: %s", exc)
+            return None
+        if result["removed"] or result["errors"]:
+            self.env["audit.event"].log_event(
+                "backup",
+                res_model=self._name,
+                result="failure" if result["errors"] else "success",
+                details={"operation": "drill_cleanup", **result},
+                message="Leftovers of killed restore drills: %s removed, %s failed"
+                % (len(result["removed"]), len(result["errors"])),
+            )
+        return result
+
+    @api.model
+    def _reap_dead_drills(self, now=None):
+        """A drill still running long after it started while nothing holds
+        this database's work lock died without a result: fail it (alerting)."""
+        now = now or fields.Datetime.now()
+        stale = (
+            self.env["db.backup.run"]
+            .sudo()
+            .search(
+                [
+                    ("kind", "=", "drill"),
+                    ("state", "in", ("queued", "running")),
+                    ("started_at", "<", now - DRILL_STALE_AFTER),
+                ]
+            )
+        )
+        if not stale:
+            return stale
+        from odoo.addons.db_backup_suite.lib import lock
+
+        with lock.work_lock(
+            backup_engine.pg_params(), self.env.cr.dbname, exclusive=True
+        ) as free:
+            if not free:
+                return stale.browse()
+        for run in stale:
+            run.schedule_id._drill_finished(
+                run,
+                False,
+                self.env._(
+                    "The drill process stopped without a result (killed, or the "
+                    "server restarted); its temporary database is removed by the "
+                    "next drill."
+                ),
+            )
+        return stale
+
+    def _start_drill(self, now=None, user=None, detach=True):
+        """Record a drill run and start the drill of this schedule's newest
+        archive: in the detached job process (``detach``), else here and
+        to the end (tests). Returns the run."""
+        self.ensure_one()
+        from odoo.addons.db_backup_suite.lib import safety
+
+        from . import restore_drill, restore_job
+
+        now = now or fields.Datetime.now()
+        dbname = self.env.cr.dbname
+        Run = self.env["db.backup.run"].sudo()
+        drill_db = safety.drill_name(dbname, now.strftime("%Y%m%d%H%M%S"))
+        known = (
+            self.sudo()
+            .with_context(active_test=False)
+            .search([("drill_database", "!=", False)])
+            .mapped("drill_database")
+        )
+        interval = self._drill_interval()
+        super(DbBackupSchedule, self.sudo()).write(
+            {
+                "last_drill_at": now,
+                "last_drill_state": "running",
+                "last_drill_message": False,
+                "drill_database": drill_db,
+                "next_drill_at": now + interval if interval else False,
+            }
+        )
+        run = Run.create(
+            {
+                "kind": "drill",
+                "label": "drill",
+                "schedule_id": self.id,
+                "state": "running",
+                "date": now,
+                "started_at": now,
+                "progress": 0.0,
+                "progress_message": self.env._("Starting"),
+                "requested_by_id": user.id if user else False,
+            }
+        )
+        source_run, copy = self._newest_archive(own=True)
+        if not copy:
+            self._drill_finished(
+                run,
+                False,
+                self.env._(
+                    "No stored archive of the schedule %(name)s to restore: nothing "
+                    "is proven restorable.",
+                    name=self.display_name,
+                ),
+            )
+            return run
+        manifest = json.loads(source_run.manifest_json or "{}")
+        job = {
+            "target": "drill",
+            "database": dbname,
+            "run_id": run.id,
+            "schedule_id": self.id,
+            "archive_name": source_run.name,
+            "stamp": now.strftime("%Y%m%d%H%M%S"),
+            "known_drills": [name for name in known if name != drill_db],
+            "db": backup_engine.db_params(dbname),
+            "data_dir": backup_engine.data_dir(),
+            "expected_uuid": self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("database.uuid"),
+            "expected_row_counts": manifest.get("row_counts") or None,
+            "expected_bytes": int((manifest.get("dump") or {}).get("size") or 0)
+            + int((manifest.get("filestore") or {}).get("bytes") or 0),
+        }
+        try:
+            job["source"] = {
+                "sink": copy.destination_id.sudo()._sink_config(),
+                "name": copy.object_name,
+            }
+        except Exception as exc:  # credentials unreadable: the drill says so
+            self._drill_finished(
+                run,
+                False,
+                self.env._(
+                    "The destination %(dest)s of %(file)s cannot be read: %(why)s",
+                    dest=copy.destination_id.name,
+                    file=source_run.name,
+                    why=exc,
+                ),
+            )
+            return run
+        if not detach:
+            # the job writes through its own cursors: nothing of ours may be
+            # flushed after it (it would overwrite its result)
+            self.env.flush_all()
+            restore_drill.run_drill_job(job)
+            self.invalidate_recordset()
+            run.invalidate_recordset()
+            return run
+        # the job process reads the run and the schedule from its own cursors
+        self.env.cr.commit()
+        try:
+            restore_job.spawn_detached(job)
+        except Exception as exc:
+            _logger.exception("Cannot start the restore drill of %s", dbname)
+            self._drill_finished(
+                run,
+                False,
+                self.env._("The drill process could not start: %(why)s", why=exc),
+            )
+        return run
+
+    def _drill_progress(self, run, step, done=0, total=0):
+        """The job process tells where the drill stands (its own cursor)."""
+        from .db_backup_run import human_size
+
+        labels = {
+            "cleanup": self.env._("Removing what earlier drills left"),
+            "restore": self.env._(
+                "Verifying the archive and restoring it into a temporary database"
+            ),
+            "count": self.env._("Counting the rows of every table"),
+            "drop": self.env._("Dropping the temporary database"),
+        }
+        message = labels.get(step, step)
+        if done:
+            message = "%s · %s" % (message, human_size(done))
+        # restoring takes most of the bar (by bytes when the size is known)
+        progress = DRILL_STEP_PROGRESS.get(step, run.progress)
+        if step == "restore" and done and total:
+            progress = 5.0 + 70.0 * min(done / total, 1.0)
+        run.write({"progress": progress, "progress_message": message[:200]})
+        run._send_progress()
+
+    def _drill_finished(self, run, ok, message, details=None):
+        """Record a drill's end: the run's state, the schedule's last drill
+        (and, when it passed, its last proven restorable date); an alert
+        mail with the reason when it failed; an audit event either way.
+        ``self`` may be empty (the schedule was deleted meanwhile)."""
+        details = details or {}
+        now = fields.Datetime.now()
+        if ok:
+            summary = self.env._(
+                "Restored %(file)s into a temporary database: %(tables)s tables, "
+                "%(rows)s rows match the manifest; dropped.",
+                file=details.get("archive") or details.get("archive_name") or "",
+                tables=details.get("tables", 0),
+                rows=details.get("rows", 0),
+            )
+            run.write(
+                {
+                    "state": "done",
+                    "finished_at": now,
+                    "progress": 100.0,
+                    "progress_message": summary[:200],
+                    "archive_created_at": naive_utc(details.get("archive_created_at")),
+                    "warning": "\n".join(details.get("warnings") or []) or False,
+                }
+            )
+        else:
+            summary = self.env._(
+                "Restore drill of %(file)s failed: %(reason)s",
+                file=details.get("archive") or self.env._("no archive"),
+                reason=message,
+            )
+            run.write(
+                {
+                    "state": "failed",
+                    "finished_at": now,
+                    "progress_message": False,
+                    "error": summary,
+                }
+            )
+        for schedule in self.sudo():
+            vals = {
+                "last_drill_state": "ok" if ok else "failed",
+                "last_drill_message": summary,
+                "drill_database": False,
+            }
+            if ok:
+                vals["last_proven_restorable"] = now
+            super(DbBackupSchedule, schedule).write(vals)
+        self.env["audit.event"].log_event(
+            "backup",
+            record=run,
+            result="success" if ok else "failure",
+            details={"operation": "restore_drill", **details},
+            message=summary[:500],
+        )
+        if not ok:
+            run._send_alert("drill_failed")
+        run._send_progress()

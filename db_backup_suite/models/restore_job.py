@@ -669,6 +669,10 @@ def _leave_maintenance(job, held):
 
 def run_job(job):
     """Run a restore job to the end; ``{"ok": bool, "message": str, ...}``."""
+    if job.get("target") == "drill":  # a schedule's restore drill
+        from . import restore_drill
+
+        return restore_drill.run_drill_job(job)
     dbname = job["database"]
     target = job["target"]
     pre_restore = None

@@ -9,6 +9,7 @@ from . import (
     test_incremental_backups,
     test_offsite,
     test_restore,
+    test_restore_drill,
     test_restore_hooks,
     test_restore_reapplies_erasures,
     test_retention,

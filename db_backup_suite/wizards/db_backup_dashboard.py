@@ -1,4 +1,7 @@
+from markupsafe import Markup, escape
+
 from odoo import api, fields, models
+from odoo.tools import format_datetime
 
 from ..models import backup_engine
 from ..models.db_backup_run import ACTIVE_STATES, BACKUP_KINDS
@@ -42,6 +45,15 @@ class DbBackupDashboard(models.TransientModel):
     last_proven_restorable = fields.Datetime(
         string="Last proven restorable", compute="_compute_status"
     )
+    drill_status = fields.Html(
+        string="Restore drills",
+        compute="_compute_drill_status",
+        sanitize=False,
+        help="Per schedule: when an archive was last proven restorable (restore "
+        "drill or daily sandbox refresh), red when its last drill failed or none "
+        "passed within two intervals.",
+    )
+    drill_alarm_count = fields.Integer(compute="_compute_drill_status")
     problem_count = fields.Integer(compute="_compute_status")
     # Two lists of runs: each its own relation name, or the ORM would keep
     # them equal as if they were one relation.
@@ -89,7 +101,8 @@ class DbBackupDashboard(models.TransientModel):
         ok, message = backup_engine.keyring_status()
         status = run_model._status_summary()
         runs = run_model.search([], limit=200)
-        latest = run_model.search([("kind", "in", BACKUP_KINDS)], limit=1)
+        # the latest job the page follows: a backup or a restore drill
+        latest = run_model.search([("kind", "in", (*BACKUP_KINDS, "drill"))], limit=1)
         payload = latest._progress_payload() if latest else {}
         has_destination = bool(
             self.env["db.backup.destination"]
@@ -124,6 +137,75 @@ class DbBackupDashboard(models.TransientModel):
             dashboard.live_progress = payload.get("progress", 0.0)
             dashboard.live_message = payload.get("message", False)
             dashboard.live_error = payload.get("error", False)
+
+    @api.depends_context("uid", "tz")
+    def _compute_drill_status(self):
+        """One line per schedule that proves its archives restorable (built
+        here, escaped: a Backup Operator reads no schedule itself)."""
+        self.env["db.backup.run"]._check_operator_access()
+        now = fields.Datetime.now()
+        schedules = (
+            self.env["db.backup.schedule"]
+            .sudo()
+            .search([("active", "=", True)])
+            .filtered(lambda s: s._drill_interval())
+        )
+        rows = []
+        alarms = 0
+        for schedule in schedules:
+            alarm = schedule._is_drill_alarm(now)
+            alarms += alarm
+            proven = schedule.last_proven_restorable
+            when = (
+                format_datetime(self.env, proven, tz=self.env.user.tz)
+                if proven
+                else self.env._("never")
+            )
+            detail = ""
+            if schedule.last_drill_state == "running":
+                detail = self.env._("a drill is running")
+            elif schedule.kind == "backup" and schedule.next_drill_at:
+                detail = self.env._(
+                    "next drill %(when)s",
+                    when=format_datetime(
+                        self.env, schedule.next_drill_at, tz=self.env.user.tz
+                    ),
+                )
+            failure = ""
+            if alarm and schedule.last_drill_state == "failed":
+                failure = (schedule.last_drill_message or "").strip().splitlines()[:1]
+                failure = failure[0][:300] if failure else ""
+            rows.append(
+                Markup(
+                    '<li class="%s" data-schedule="%s"><strong>%s</strong>: %s%s%s</li>'
+                )
+                % (
+                    "text-danger o_db_backup_drill_alarm"
+                    if alarm
+                    else "o_db_backup_drill_ok",
+                    schedule.id,
+                    schedule.display_name,
+                    self.env._("Last proven restorable: %(when)s", when=when),
+                    Markup(" <small class='text-muted'>(%s)</small>") % detail
+                    if detail
+                    else "",
+                    Markup("<br/><small>%s</small>") % failure if failure else "",
+                )
+            )
+        if rows:
+            html = Markup('<ul class="list-unstyled mb-0">%s</ul>') % Markup("").join(
+                rows
+            )
+        else:
+            html = Markup('<span class="text-muted">%s</span>') % escape(
+                self.env._(
+                    "No restore drill: an administrator sets one on a backup "
+                    "schedule (weekly by default)."
+                )
+            )
+        for dashboard in self:
+            dashboard.drill_status = html
+            dashboard.drill_alarm_count = alarms
 
     def action_backup_now(self):
         """Queue a backup; the page reloads in place (no new breadcrumb) and
