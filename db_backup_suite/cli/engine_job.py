@@ -3,9 +3,17 @@
 Started by ``models/backup_engine.py`` as ``python -m
 db_backup_suite.cli.engine_job``. It reads ONE JSON object on stdin (secrets
 included: never on argv, never in the environment of other processes) and
-writes JSON lines on stdout: ``{"event": "progress", "done", "total",
-"message"}``, then one ``{"event": "result", ...}`` or ``{"event": "error",
-"type", "message"}``. The exit code is 0 only with a result.
+writes JSON lines: ``{"event": "progress", "done", "total", "message"}``,
+then one ``{"event": "result", ...}`` or ``{"event": "error", "type",
+"message"}``. The exit code is 0 only with a result.
+
+The lines go to the job's event file (``events_path`` in the job: a 0600
+file in the private jobs folder that the parent made; appended, flushed,
+the final line fsync'ed) and to stdout as long as stdout can be written.
+The child runs in its own session and reports ITSELF: when the Odoo process
+that started it dies (restart, OOM, kill), a broken or closed stdout is
+ignored, the job goes on, and whoever follows the event file afterwards
+(the watchdog cron of ``db.backup.run``) reads its progress and result.
 
 Actions: ``backup``: one stream to every destination at once
 (``lib/fanout.py``), after removing what killed runs of the database left
@@ -18,6 +26,8 @@ destination stored it, the error event carries the same ``copies`` and
 
 import json
 import logging
+import os
+import signal
 import sys
 import time
 
@@ -27,9 +37,51 @@ from db_backup_suite.lib.pgtools import PgParams
 _logger = logging.getLogger("db_backup_suite.engine_job")
 
 
+#: where the events go: the job's event file (fd) and stdout while it works
+_SINKS = {"fd": None, "stdout": True}
+FINAL_EVENTS = ("result", "error")
+
+
+def open_event_file(path):
+    """Append to the job's event file (created 0600 if the parent did not);
+    never through a symbolic link."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    _SINKS["fd"] = fd
+    return fd
+
+
+def _drop_stdout():
+    """stdout is gone (the parent died): no more writes there, and none at
+    exit either (Python would flush it again and fail)."""
+    _SINKS["stdout"] = False
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def emit(**event):
-    sys.stdout.write(json.dumps(event, default=str) + "\n")
-    sys.stdout.flush()
+    """One event line to the event file (the job's own record, which
+    survives its parent) and to stdout while it can be written."""
+    line = json.dumps(event, default=str) + "\n"
+    fd = _SINKS["fd"]
+    if fd is not None:
+        data = line.encode("utf-8")
+        while data:  # O_APPEND: each line lands whole at the end
+            written = os.write(fd, data)
+            data = data[written:]
+        if event.get("event") in FINAL_EVENTS:
+            os.fsync(fd)
+    if _SINKS["stdout"]:
+        try:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            _drop_stdout()
 
 
 def _progress_emitter(prefix=""):
@@ -263,10 +315,21 @@ def _result(targets, ordered, results, state):
 ACTIONS = {"backup": do_backup}
 
 
+def _detach_signals():
+    """The parent's death must not end the job: a write to a closed pipe
+    raises (handled) instead of killing, a hang-up is ignored."""
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
 def main():
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.raiseExceptions = False  # a closed stderr must not end the job
+    _detach_signals()
     try:
         job = json.loads(sys.stdin.read())
+        if job.get("events_path"):
+            open_event_file(job["events_path"])
         action = ACTIONS[job["action"]]
         result = action(job)
     except Exception as exc:

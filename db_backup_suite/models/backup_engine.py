@@ -3,14 +3,19 @@
 Everything here is plain helpers, no model: where the keyring comes from,
 how to reach PostgreSQL and the filestore, and how to run an engine job in a
 child process whose secrets travel through its stdin (never its argv) and
-whose progress comes back as JSON lines on its stdout.
+whose progress and result come back as JSON lines in its own event file
+(private jobs folder), which outlives the process that started it.
 """
 
+import contextlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 from odoo.tools import config
@@ -127,36 +132,199 @@ def child_env():
     return env
 
 
-def spawn_job(payload):
+#: events that end a job (``cli/engine_job.py``)
+FINAL_EVENTS = ("result", "error")
+
+
+def job_events_path(kind, dbname, job_id):
+    """The event file of job ``job_id`` (a run id) of ``dbname``, in the
+    private jobs folder: the same name for the process that starts the job
+    and for the watchdog that finds it after a restart."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", dbname or "")[:80]
+    return os.path.join(jobs_dir(), "%s-%s-%d.events" % (kind, safe, int(job_id)))
+
+
+def _create_private(path):
+    """A new empty 0600 file at ``path`` (what was there is removed: a
+    leftover of an older job of the same name); returns its fd."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(path, flags, 0o600)
+
+
+def remove_job_files(events_path):
+    """Remove a job's event file and its stderr log (best effort)."""
+    if not events_path:
+        return
+    for path in (events_path, events_path + ".log"):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            _logger.warning("Cannot remove %s: %s", path, exc)
+
+
+def spawn_job(payload, events_path=None, head=None):
     """Start ``cli/engine_job.py`` with ``payload`` (secrets included) on stdin.
 
-    The child runs in its own session so a worker restart does not kill a
-    backup half-way; its stdout carries one JSON object per line.
+    The child runs in its own session and writes its events (progress,
+    result or error: JSON lines) to ``events_path`` (0600, in the private
+    jobs folder; a temporary name when None), its stderr to
+    ``<events_path>.log``: neither is a pipe to this process, so the job
+    goes on and reports its result when this process dies (a worker
+    restart, a kill) and whoever follows the file later finds it.
+    ``head``: an event written first (what the caller needs to record the
+    result after a restart; no secret). Returns the ``Popen`` with
+    ``events_path`` and ``log_path`` attributes.
     """
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "db_backup_suite.cli.engine_job"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=str(ADDONS_PARENT),
-        env=child_env(),
-        start_new_session=True,
-    )
-    proc.stdin.write(json.dumps(payload).encode())
-    proc.stdin.close()
+    if events_path is None:
+        fd, events_path = tempfile.mkstemp(
+            prefix="job-", suffix=".events", dir=jobs_dir()
+        )
+        os.fchmod(fd, 0o600)
+    else:
+        fd = _create_private(events_path)
+    with os.fdopen(fd, "w") as handle:
+        if head:
+            handle.write(json.dumps(head, default=str) + "\n")
+    log_path = events_path + ".log"
+    log_fd = _create_private(log_path)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "db_backup_suite.cli.engine_job"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=log_fd,
+            cwd=str(ADDONS_PARENT),
+            env=child_env(),
+            start_new_session=True,
+        )
+    finally:
+        os.close(log_fd)
+    proc.events_path = events_path
+    proc.log_path = log_path
+    try:
+        proc.stdin.write(json.dumps(dict(payload, events_path=events_path)).encode())
+    finally:
+        proc.stdin.close()
     return proc
 
 
-def iter_events(proc):
-    """Yield the JSON events of a job; a non-JSON line becomes a log event."""
-    for raw in proc.stdout:
-        line = raw.decode("utf-8", "replace").strip()
-        if not line:
-            continue
+def job_alive(pid):
+    """Whether the engine job ``pid`` still runs: not gone, not a zombie
+    (reaped here when it is this process's child) and, where ``/proc`` says,
+    still an engine job (a reused pid is not one)."""
+    if not pid:
+        return False
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False  # our own child, just ended
+    except ChildProcessError:
+        pass  # not our child (the usual case after a restart)
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # another user's process: not one of ours
+    proc_dir = "/proc/%d" % pid
+    if not os.path.isdir("/proc/self"):
+        return True
+    try:
+        with open(proc_dir + "/stat", "rb") as handle:
+            stat = handle.read().decode("utf-8", "replace")
+        if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
+            return False
+        with open(proc_dir + "/cmdline", "rb") as handle:
+            cmdline = handle.read()
+    except OSError:
+        return False
+    return b"db_backup_suite.cli.engine_job" in cmdline
+
+
+class EventFile:
+    """Reads a job's event file as it grows (complete lines only)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.offset = 0
+        self._partial = b""
+
+    def read_new(self):
+        """The events appended since the last call (a non-JSON line becomes
+        a ``log`` event); none when the file is absent."""
         try:
-            yield json.loads(line)
-        except ValueError:
-            yield {"event": "log", "message": line}
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (FileNotFoundError, OSError):
+            return []
+        with os.fdopen(fd, "rb") as handle:
+            handle.seek(self.offset)
+            data = handle.read()
+        self.offset += len(data)
+        data = self._partial + data
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        events = []
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").strip()
+            if not line:
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = {"event": "log", "message": line}
+            if not isinstance(event, dict):
+                event = {"event": "log", "message": line}
+            events.append(event)
+        return events
+
+    def follow(self, alive, until=None, poll=0.25):
+        """Yield the events until the final one, or until the job is gone
+        (``alive()`` false, the file read to its end), or past ``until``
+        (a ``time.monotonic()`` value)."""
+        while True:
+            events = self.read_new()
+            for event in events:
+                yield event
+                if event.get("event") in FINAL_EVENTS:
+                    return
+            if events:
+                continue
+            if not alive():
+                for event in self.read_new():  # written just before it ended
+                    yield event
+                    if event.get("event") in FINAL_EVENTS:
+                        return
+                return
+            if until is not None and time.monotonic() >= until:
+                return
+            time.sleep(poll)
+
+
+def read_events(path):
+    """Every event of the job file ``path`` written so far."""
+    return EventFile(path).read_new()
+
+
+def log_tail(events_path, limit=2000):
+    """The end of a job's stderr log (``<events_path>.log``)."""
+    try:
+        with open(events_path + ".log", "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(size - limit, 0))
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def iter_events(proc):
+    """Yield the events of a job started by :func:`spawn_job` until its end."""
+    yield from EventFile(proc.events_path).follow(lambda: proc.poll() is None)
 
 
 def run_job(payload, on_event=None):
@@ -176,11 +344,10 @@ def run_job(payload, on_event=None):
                 error = event
             if on_event:
                 on_event(event)
-    finally:
-        proc.stdout.close()
-        stderr = proc.stderr.read().decode("utf-8", "replace")
-        proc.stderr.close()
         returncode = proc.wait()
+        stderr = log_tail(proc.events_path)
+    finally:
+        remove_job_files(proc.events_path)
     if error:
         raise JobError(error.get("message") or "engine job failed", error)
     if result is None or returncode:

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import logging
 import os
@@ -6,7 +7,7 @@ from datetime import UTC, timedelta
 import psycopg2
 from markupsafe import Markup
 
-from odoo import SUPERUSER_ID, api, fields, models
+from odoo import SUPERUSER_ID, api, fields, models, sql_db
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL, format_datetime
 
@@ -23,6 +24,19 @@ BUS_PROGRESS = "db_backup_suite/progress"
 BACKUP_KINDS = ("scheduled", "manual", "pre_restore")
 PRE_RESTORE_KEEP_DAYS = 7
 STATUS_WINDOW = 30
+#: the watchdog cron (every minute): jobs whose supervising process died
+WATCHDOG_CRON = "db_backup_suite.ir_cron_db_backup_watchdog"
+#: a job claimed or a restore started this long ago without a process is dead
+WATCHDOG_GRACE = timedelta(minutes=2)
+#: seconds the watchdog follows a re-attached job per pass (then again at once)
+FOLLOW_SECONDS = 45
+#: queued runs one cron pass runs at most (one at a time per database)
+MAX_RUNS_PER_PASS = 20
+#: advisory lock namespace (int4) of the supervision locks: (namespace, run
+#: id) held by the process following a backup job; (namespace, 0) by the
+#: process running the daily sandbox refreshes
+SUPERVISION_LOCK = 0x64627375
+REFRESH_KEY = 0
 
 
 def human_size(size):
@@ -338,15 +352,26 @@ class DbBackupRun(models.Model):
     # ------------------------------------------------------------------
     @api.model
     def _cron_process(self):
-        self._reap_stale_runs()
-        self._queue_due_schedules()
-        if not self.env.registry.in_test_mode():
-            # The runs are updated from separate cursors while the child
-            # process works: they must be committed first.
-            self.env.cr.commit()
+        """The backup cron (and its "Run Manually"): due schedules, queued
+        runs, daily sandbox refreshes, late alerts.
+
+        It never commits its own transaction: ``ir.cron.method_direct_trigger``
+        ("Run Manually") locks the cron's row in it until it ends, and a
+        commit released that lock half-way, so the cron worker could run the
+        same job at the same time (a queued run executed twice) and the
+        manual trigger's last write then failed with "This cron task is
+        currently being executed". What other cursors and processes must see
+        is committed in cursors of its own instead: the queued runs, each
+        claim (``_claim_queued``), the progress (``_write_detached``)."""
+        self._watch_backup_runs()
+        with self.env.registry.cursor() as cr:
+            self.with_env(self.env(cr=cr))._queue_due_schedules()
         self._run_queued()
-        self.env["db.backup.schedule"]._run_due_refreshes()
-        self.env["db.backup.schedule"].search([("active", "=", True)])._check_late()
+        self._run_refreshes()
+        with self.env.registry.cursor() as cr:
+            # a fresh snapshot: the runs just recorded count
+            schedules = self.env(cr=cr)["db.backup.schedule"]
+            schedules.search([("active", "=", True)])._check_late()
 
     @api.model
     def _queue_due_schedules(self, now=None):
@@ -370,15 +395,60 @@ class DbBackupRun(models.Model):
 
     @api.model
     def _run_queued(self):
-        """Run the queued backups one after the other (in child processes)."""
-        queued = self.search(
-            [("state", "=", "queued"), ("kind", "in", BACKUP_KINDS)], order="id"
-        )
+        """Run the queued backups one after the other (in child processes).
+
+        Each is claimed first (``_claim_queued``, a row lock): a second cron
+        worker, "Run Manually" or a test running this at the same time gets
+        another run or none, never the same one."""
         cron = self.env["ir.cron"]
-        for done, run in enumerate(queued):
-            cron._notify_progress(done=done, remaining=len(queued) - done)
-            run._execute_backup()
-        return queued
+        executed = self.browse()
+        for done in range(MAX_RUNS_PER_PASS):
+            run = self._claim_queued()
+            if not run:
+                break
+            cron._notify_progress(done=done, remaining=1)
+            run._run_claimed()
+            executed |= run
+        return executed
+
+    @api.model
+    def _claim_queued(self, run_id=None):
+        """Take one queued backup (the oldest, or ``run_id``) for this
+        process: ``SELECT ... FOR UPDATE SKIP LOCKED``, then ``running``, in
+        a transaction of its own committed at once. A run that another
+        process is claiming (locked) or has claimed (no longer queued) is
+        not returned: however the cron is triggered (two workers, Run
+        Manually, Backup Now), a run executes once. Server side only."""
+        query = SQL(
+            "SELECT id FROM db_backup_run WHERE state = 'queued' AND kind IN %s "
+            "%s ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            BACKUP_KINDS,
+            SQL("AND id = %s", run_id) if run_id else SQL(),
+        )
+        try:
+            with self.env.registry.cursor() as cr:
+                cr.execute(query)
+                row = cr.fetchone()
+                if not row:
+                    return self.browse()
+                env = api.Environment(cr, SUPERUSER_ID, {})
+                claimed = env[self._name].browse(row[0])
+                claimed.write(
+                    {
+                        "state": "running",
+                        "started_at": fields.Datetime.now(),
+                        "pid": 0,
+                        "progress": 0,
+                        "progress_message": self.env._("Starting"),
+                    }
+                )
+                claimed._send_progress()
+        except psycopg2.errors.SerializationFailure:
+            # claimed and committed by another process since this snapshot
+            return self.browse()
+        run = self.browse(row[0])
+        run.invalidate_recordset()
+        return run
 
     def _record_refused(self, schedule):
         run = self.create(
@@ -397,20 +467,202 @@ class DbBackupRun(models.Model):
         return run
 
     def _reap_stale_runs(self):
-        """A run whose child process vanished (server restart) is failed."""
-        for run in self.search([("state", "=", "running")]):
-            if run.pid and not _pid_alive(run.pid):
-                run._write_detached(
-                    {
-                        "state": "failed",
-                        "error": self.env._(
-                            "The backup process (pid %(pid)s) stopped without a result "
-                            "(server restart?). No archive was kept.",
-                            pid=run.pid,
-                        ),
-                        "finished_at": fields.Datetime.now(),
-                    }
+        """Runs whose process vanished are failed, finished ones recorded
+        (``_watch_backup_runs``)."""
+        return self._watch_backup_runs(follow=0)
+
+    # ------------------------------------------------------------------
+    # Watchdog: jobs whose supervising process died
+    # ------------------------------------------------------------------
+    @api.model
+    def _cron_watchdog(self):
+        """Every minute (and at once after a server start, ``_register_hook``):
+        re-attach the backups whose supervising process is gone, record the
+        ones that ended, fail the ones whose process died; fail the restores
+        and sandboxes left "running" by a dead process. Two searches when
+        nothing runs."""
+        self._watch_backup_runs()
+        self._watch_restores()
+
+    def _register_hook(self):
+        """At registry load (a server start): something left running wakes
+        the watchdog now rather than at its next minute. One query."""
+        super()._register_hook()
+        cr = self.env.cr
+        try:
+            with cr.savepoint():
+                cr.execute(
+                    SQL(
+                        "SELECT EXISTS(SELECT 1 FROM db_backup_run "
+                        "WHERE state = 'running') OR EXISTS(SELECT 1 FROM "
+                        "db_backup_sandbox WHERE state = 'creating')"
+                    )
                 )
+                if cr.fetchone()[0]:
+                    cron = self.env.ref(WATCHDOG_CRON, raise_if_not_found=False)
+                    if cron:
+                        cron._trigger()
+        except Exception as exc:  # never a reason not to start
+            _logger.warning("Backup watchdog not woken at start: %s", exc)
+
+    @api.model
+    def _watch_backup_runs(self, follow=None):
+        """Each running backup nobody follows (its supervisor's lock is free):
+        follow it ``follow`` seconds more when its process lives (the
+        watchdog runs again at once if it is still running), record its
+        result when it ended, fail it when its process died without one.
+        Returns the runs recorded."""
+        follow = FOLLOW_SECONDS if follow is None else follow
+        recorded = self.browse()
+        pending = False
+        runs = self.search([("state", "=", "running"), ("kind", "in", BACKUP_KINDS)])
+        for run in runs:
+            outcome = run._reattach(follow)
+            if outcome is None:
+                pending = True
+            elif outcome:
+                recorded |= run
+        if pending:
+            self.env.ref(WATCHDOG_CRON)._trigger()
+        self._watch_refresh_runs()
+        return recorded
+
+    def _job_row(self):
+        """(state, pid, started_at) of this run, read in a fresh transaction
+        (the caller's snapshot may predate its end)."""
+        with self.env.registry.cursor() as cr:
+            cr.execute(
+                SQL(
+                    "SELECT state, pid, started_at FROM db_backup_run WHERE id = %s",
+                    self.id,
+                )
+            )
+            return cr.fetchone() or (None, 0, None)
+
+    def _reattach(self, follow=FOLLOW_SECONDS):
+        """Take over this running backup when its supervisor is gone.
+
+        True: its result (or its failure) is recorded; None: its process
+        still runs (followed ``follow`` seconds); False: nothing to do (its
+        supervisor lives, it is no longer running, or it is being started).
+        """
+        self.ensure_one()
+        with _supervision(self.env.cr.dbname, self.id) as mine:
+            if not mine:
+                return False  # its supervisor lives and follows it
+            state, pid, started_at = self._job_row()
+            if state != "running":
+                return False
+            path = self._events_path()
+            alive = backup_engine.job_alive(pid)
+            events = backup_engine.read_events(path)
+            ended = any(e.get("event") in backup_engine.FINAL_EVENTS for e in events)
+            if ended or alive:
+                until = _monotonic() + follow
+                return self._supervise(pid, until=until)
+            if (
+                not pid
+                and started_at
+                and (started_at > fields.Datetime.now() - WATCHDOG_GRACE)
+            ):
+                return False  # claimed a moment ago, its process not yet started
+            self._record_outcome(None, _unusable_of(events), pid=pid)
+            return True
+
+    @api.model
+    def _watch_refresh_runs(self):
+        """Daily sandbox refreshes run inside the cron's process, holding the
+        refresh lock: a refresh run still "running" while nobody holds it
+        died with its process."""
+        runs = self.search(
+            [
+                ("state", "=", "running"),
+                ("kind", "=", "sandbox_refresh"),
+                ("started_at", "<", fields.Datetime.now() - WATCHDOG_GRACE),
+            ]
+        )
+        if not runs:
+            return runs
+        with _supervision(self.env.cr.dbname, REFRESH_KEY) as free:
+            if not free:
+                return self.browse()
+            for run in runs:
+                if run._job_row()[0] != "running":
+                    continue
+                run._finish_failed(
+                    self.env._(
+                        "The daily sandbox refresh stopped without a result "
+                        "(server restart?). Yesterday's sandbox is kept."
+                    )
+                )
+        return runs
+
+    @api.model
+    def _run_refreshes(self):
+        """The daily sandbox refreshes: in a cursor of their own (they commit
+        for the restore's cursors), one process at a time, holding the
+        refresh lock that tells the watchdog their runs and sandboxes have a
+        living process."""
+        with _supervision(self.env.cr.dbname, REFRESH_KEY, wait=1) as mine:
+            if not mine:
+                return False
+            with self.env.registry.cursor() as cr:
+                self.env(cr=cr)["db.backup.schedule"]._run_due_refreshes()
+        return True
+
+    @api.model
+    def _watch_restores(self):
+        """Restores and sandboxes left "running" (restore dialog started,
+        sandbox creating) for ``WATCHDOG_GRACE`` while no restore job runs on
+        this server and no refresh holds its lock: their process died
+        (server restart, kill). They are failed, their opener told."""
+        limit = fields.Datetime.now() - WATCHDOG_GRACE
+        stale = [("write_date", "<", limit)]
+        Sandbox = self.env["db.backup.sandbox"].sudo()
+        Wizard = self.env["db.backup.restore.wizard"].sudo()
+        if not (
+            Sandbox.search_count([("state", "=", "creating"), *stale], limit=1)
+            or Wizard.search_count([("state", "=", "started"), *stale], limit=1)
+        ):
+            return 0
+        if _restore_processes():
+            return 0  # a restore job runs here: it may be theirs
+        with _supervision(self.env.cr.dbname, REFRESH_KEY) as free:
+            if not free:
+                return 0
+            # a fresh snapshot, after the process check: one that ended
+            # meanwhile is no longer creating or started
+            with self.env.registry.cursor() as cr:
+                return self.env(cr=cr)[self._name]._fail_dead_restores(stale)
+
+    @api.model
+    def _fail_dead_restores(self, stale):
+        message = self.env._(
+            "The restore process stopped without a result (server restart?). "
+            "This database is unchanged; start the restore again."
+        )
+        sandboxes = (
+            self.env["db.backup.sandbox"]
+            .sudo()
+            .search([("state", "=", "creating"), *stale])
+        )
+        for sandbox in sandboxes:
+            sandbox.write({"state": "failed", "error": message})
+            self.env["audit.event"].log_event(
+                "sandbox",
+                res_model=self._name,
+                result="failure",
+                details={"sandbox": sandbox.name, "archive": sandbox.archive_name},
+                message=message,
+            )
+        wizards = (
+            self.env["db.backup.restore.wizard"]
+            .sudo()
+            .search([("state", "=", "started"), *stale])
+        )
+        for wizard in wizards:
+            wizard._job_progress(result={"ok": False, "message": message})
+        return len(sandboxes) + len(wizards)
 
     def _write_detached(self, vals, then=None):
         """Write on this run in its own committed transaction, so progress is
@@ -530,97 +782,159 @@ class DbBackupRun(models.Model):
         return self.env["db.backup.destination"].search([("active", "=", True)])
 
     def _execute_backup(self):
-        """Run the engine for this queued run in a child process and record it."""
+        """Claim this queued run and run it (``_run_claimed``); False when
+        another process claimed it first, or when it failed."""
+        self.ensure_one()
+        run = self._claim_queued(self.id)
+        if not run:
+            return False
+        return run._run_claimed()
+
+    def _events_path(self):
+        """This run's job event file (``backup_engine.job_events_path``)."""
+        self.ensure_one()
+        return backup_engine.job_events_path("backup", self.env.cr.dbname, self.id)
+
+    def _run_claimed(self):
+        """Run the engine for this claimed run in a child process and follow
+        it to the end, holding the run's supervision lock.
+
+        The child reports to its own event file (``backup_engine.spawn_job``):
+        when this process dies, the job goes on, the lock dies with this
+        process and the watchdog (``_cron_watchdog``) takes over."""
+        self.ensure_one()
+        with _supervision(self.env.cr.dbname, self.id, wait=10) as mine:
+            if not mine:
+                _logger.info("Backup %s: another process follows it", self.id)
+                return False
+            proc = self._start_job()
+            if proc is None:
+                return False
+            return self._supervise(proc.pid, proc=proc)
+
+    def _start_job(self):
+        """Spawn the engine child of this claimed run (its pid recorded);
+        None when it could not start (the run is failed)."""
         self.ensure_one()
         try:
             payload = self._backup_payload()
             unusable = payload.pop("unusable", [])
         except UserError as exc:
             self._finish_failed(str(exc))
-            return False
-        self._write_detached(
-            {
-                "state": "running",
-                "started_at": fields.Datetime.now(),
-                "progress": 0,
-                "progress_message": self.env._("Starting"),
-            }
-        )
-        proc = None
+            return None
         try:
-            proc = backup_engine.spawn_job(payload)
+            # the head event carries what recording the result needs after a
+            # restart: the destinations that could not be used (no secret)
+            proc = backup_engine.spawn_job(
+                payload,
+                events_path=self._events_path(),
+                head={"event": "job", "run": self.id, "unusable": unusable},
+            )
             self._write_detached({"pid": proc.pid})
-            result, error, stderr = self._supervise(proc)
         except Exception as exc:
             _logger.exception("Backup %s: could not run the engine", self.id)
+            backup_engine.remove_job_files(self._events_path())
             self._finish_failed(str(exc))
-            return False
-        if error or not result:
-            message = (error or {}).get("message") or self.env._(
-                "The backup process failed: %(tail)s", tail=stderr[-1000:]
-            )
-            self._finish_failed(
-                message, copies=((error or {}).get("copies") or []) + unusable
-            )
-            return False
-        result["copies"] = list(result.get("copies") or []) + unusable
-        self._finish_done(result)
-        return True
+            return None
+        return proc
 
-    def _supervise(self, proc):
-        result = error = None
+    def _supervise(self, pid, proc=None, until=None):
+        """Follow this run's job event file: progress into the run (its own
+        committed transactions, the bus), then its result recorded.
+
+        ``proc``: the ``Popen`` when this process started the job, else its
+        ``pid`` tells whether it lives. Returns True (stored) or False
+        (failed) once recorded, None when ``until`` (monotonic) came first
+        and the job still runs."""
+        self.ensure_one()
+        if proc is not None:
+            alive = lambda: proc.poll() is None  # noqa: E731
+        else:
+            alive = lambda: backup_engine.job_alive(pid)  # noqa: E731
+        final = None
+        unusable = []
         last_write = 0.0
         expected = self._expected_size()
+        follower = backup_engine.EventFile(self._events_path())
+        for event in follower.follow(alive, until=until):
+            kind = event.get("event")
+            if kind == "progress":
+                now = _monotonic()
+                if now - last_write >= 2:
+                    last_write = now
+                    self._write_progress(event, expected)
+            elif kind == "job":
+                unusable = event.get("unusable") or []
+            elif kind in backup_engine.FINAL_EVENTS:
+                final = event
+            elif kind == "log":
+                _logger.info("backup job %s: %s", self.id, event.get("message"))
+        if final is None and alive():
+            return None  # still running: followed again later
+        returncode = proc.wait() if proc is not None else None
+        return self._record_outcome(final, unusable, pid=pid, returncode=returncode)
+
+    def _write_progress(self, event, expected):
+        done, total = event.get("done") or 0, event.get("total")
+        # The engine counts the archive's bytes written so far (no total:
+        # the compressed size is known at the end); the last archive's size
+        # gives an estimate, kept below 100 until the run is really done.
+        total = total or expected
+        step = (event.get("message") or "").strip()
+        self._write_detached(
+            {
+                "progress": min(100.0 * done / total, 99.0) if total else 0,
+                "progress_message": (
+                    "%s · %s" % (step, human_size(done))
+                    if done and step
+                    else step or human_size(done)
+                )[:200],
+            }
+        )
+        if total:
+            self.env["ir.cron"]._notify_progress(
+                done=int(done), remaining=max(int(total - done), 0)
+            )
+
+    def _record_outcome(self, final, unusable, pid=None, returncode=None):
+        """Record the job's final event (``result``: done or partial with its
+        copies; ``error``: failed with each destination's reason), or its
+        death without one; then remove its event file. True when stored."""
+        self.ensure_one()
+        path = self._events_path()
+        stderr = backup_engine.log_tail(path)
         try:
-            for event in backup_engine.iter_events(proc):
-                kind = event.get("event")
-                if kind == "progress":
-                    now = _monotonic()
-                    if now - last_write >= 2:
-                        last_write = now
-                        done, total = event.get("done") or 0, event.get("total")
-                        # The engine counts the archive's bytes written so far
-                        # (no total: the compressed size is known at the end);
-                        # the last archive's size gives an estimate, kept
-                        # below 100 until the run is really done.
-                        total = total or expected
-                        step = (event.get("message") or "").strip()
-                        self._write_detached(
-                            {
-                                "progress": min(100.0 * done / total, 99.0)
-                                if total
-                                else 0,
-                                "progress_message": (
-                                    "%s · %s" % (step, human_size(done))
-                                    if done and step
-                                    else step or human_size(done)
-                                )[:200],
-                            }
-                        )
-                        if total:
-                            self.env["ir.cron"]._notify_progress(
-                                done=int(done), remaining=max(int(total - done), 0)
-                            )
-                elif kind == "result":
-                    result = event
-                elif kind == "error":
-                    error = event
-                elif kind == "log":
-                    _logger.info("backup job %s: %s", self.id, event.get("message"))
-        finally:
-            proc.stdout.close()
-            stderr = proc.stderr.read().decode("utf-8", "replace")
-            proc.stderr.close()
-            returncode = proc.wait()
-        if returncode and not error:
-            error = {
-                "message": self.env._(
+            if final and final.get("event") == "result":
+                final["copies"] = list(final.get("copies") or []) + unusable
+                self._finish_done(final)
+                return bool(final.get("copies")) and any(
+                    c.get("ok") for c in final["copies"]
+                )
+            if final:
+                message = final.get("message") or self.env._(
+                    "The backup process failed: %(tail)s", tail=stderr[-1000:]
+                )
+                self._finish_failed(
+                    message, copies=(final.get("copies") or []) + unusable
+                )
+                return False
+            if returncode:
+                message = self.env._(
                     "The backup process exited with code %(code)s: %(tail)s",
                     code=returncode,
                     tail=stderr.strip()[-800:],
                 )
-            }
-        return result, error, stderr
+            else:
+                message = self.env._(
+                    "The backup process (pid %(pid)s) stopped without a result "
+                    "(server restart? killed?). No archive was kept; what it "
+                    "left at the destinations is removed by the next backup.",
+                    pid=pid or "?",
+                )
+            self._finish_failed(message, copies=unusable)
+            return False
+        finally:
+            backup_engine.remove_job_files(path)
 
     def _finish_failed(self, message, copies=None):
         if copies:  # no destination stored it: each one's reason
@@ -1214,6 +1528,74 @@ class _RetentionItem:
 
     def __init__(self, name, ok, run_id):
         self.name, self.ok, self.run_id = name, ok, run_id
+
+
+@contextlib.contextmanager
+def _supervision(dbname, key, wait=0):
+    """Hold the advisory lock ``(SUPERVISION_LOCK, key)`` of ``dbname`` for
+    the block, on a private connection; yields whether it was taken (after
+    waiting up to ``wait`` seconds). PostgreSQL releases it when the block
+    ends or when this process dies (its connection closes): a free lock is
+    how the watchdog tells a job whose supervisor died from one that is
+    followed."""
+    _name, info = sql_db.connection_info_for(dbname)
+    conn = psycopg2.connect(**info)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cr:
+            if wait:
+                query = SQL("SET lock_timeout = %s", "%dms" % int(wait * 1000))
+                cr.execute(query.code, query.params)
+                query = SQL("SELECT pg_advisory_lock(%s, %s)", SUPERVISION_LOCK, key)
+                try:
+                    cr.execute(query.code, query.params)
+                    taken = True
+                except psycopg2.errors.LockNotAvailable:
+                    taken = False
+            else:
+                query = SQL(
+                    "SELECT pg_try_advisory_lock(%s, %s)", SUPERVISION_LOCK, key
+                )
+                cr.execute(query.code, query.params)
+                taken = cr.fetchone()[0]
+        yield taken
+    finally:
+        conn.close()
+
+
+def _unusable_of(events):
+    """The unusable destinations the job's head event recorded."""
+    for event in events:
+        if event.get("event") == "job":
+            return event.get("unusable") or []
+    return []
+
+
+def _restore_processes():
+    """Pids of the restore jobs running for this server (``odoo db_backup
+    restore-job`` started by the restore dialog, ``db_backup restore``: their
+    arguments name this server's data dir); ``[-1]`` where processes cannot
+    be listed (then none is taken as dead)."""
+    if not os.path.isdir("/proc/self"):
+        return [-1]
+    where = backup_engine.data_dir()
+    dirs = {os.fsencode(where), os.fsencode(os.path.realpath(where))}
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as handle:
+                args = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if (
+            b"db_backup" in args
+            and (b"restore-job" in args or b"restore" in args)
+            and any(d in arg for arg in args for d in dirs)
+        ):
+            found.append(int(name))
+    return found
 
 
 def _pid_alive(pid):

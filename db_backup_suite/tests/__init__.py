@@ -5,6 +5,7 @@ from . import (
     test_daily_sandbox,
     test_destination,
     test_emergency_restore,
+    test_engine_supervision,
     test_key_rotation,
     test_incremental_backups,
     test_offsite,
