@@ -1,1 +1,1 @@
-from . import emergency, main
+from . import emergency, main, upload

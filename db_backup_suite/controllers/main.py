@@ -1,14 +1,20 @@
 import logging
+import os
 
 from odoo import fields, http
 from odoo.exceptions import AccessError
 from odoo.http import request
-from odoo.tools import SQL
+from odoo.tools import SQL, config
 
+from ..lib import downloads
+from ..models import backup_engine
 from ..wizards.db_backup_download_wizard import token_digest
 
 _logger = logging.getLogger(__name__)
-BLOCK = 1 << 20
+#: system parameter: the proxy location serving <data_dir>/db_backup_suite/
+#: downloads/ (internal), e.g. ``/db_backup_suite_downloads/``; with Odoo's
+#: ``x_sendfile`` option on, prepared downloads are handed to the proxy
+X_ACCEL_PARAM = "db_backup_suite.download_x_accel_prefix"
 
 
 class DbBackupController(http.Controller):
@@ -19,16 +25,24 @@ class DbBackupController(http.Controller):
         methods=["GET"],
     )
     def download(self, wizard_id, token=None, **kwargs):
-        """Stream an archive re-encrypted with the user's password.
+        """Send a prepared archive (re-encrypted with the user's password
+        by a detached process: ``lib/downloads.py``).
 
         The link's token is consumed by this request, atomically, whatever
         happens next: it is single use, bound to the user who asked for it
         and expires after a few minutes, so replaying a URL from an access
-        log finds nothing. The sealed password is taken out of the wizard in
-        the same statement and opened here.
+        log finds nothing.
 
-        Decrypt (server key, this database as tenant) -> encrypt (password,
-        scrypt) block by block in memory: no plaintext ever reaches the disk.
+        Nothing is decrypted, encrypted or read from a destination here: the
+        worker sends a local file in blocks (constant memory, and fast: it
+        does not wait on a destination). With Odoo's ``x_sendfile`` option
+        and the system parameter ``db_backup_suite.download_x_accel_prefix``
+        (an internal proxy location aliasing ``<data_dir>/db_backup_suite/
+        downloads/``), the proxy sends it and the worker is free at once:
+        only then is a download of any size and any client speed out of
+        reach of ``limit_time_real`` (a worker sending a file is still
+        killed at that limit). The file is removed once sent whole, or
+        after a day.
         """
         env = request.env
         env["db.backup.run"]._check_restore_access()
@@ -39,7 +53,7 @@ class DbBackupController(http.Controller):
             SQL(
                 """
                 WITH used AS (
-                    SELECT id, run_id, password_sealed
+                    SELECT id, run_id, prepare_id
                       FROM db_backup_download_wizard
                      WHERE id = %(id)s AND create_uid = %(uid)s
                        AND token_digest = %(digest)s AND token_expires > %(now)s
@@ -50,7 +64,7 @@ class DbBackupController(http.Controller):
                        password_sealed = NULL
                   FROM used
                  WHERE w.id = used.id
-             RETURNING used.run_id, used.password_sealed
+             RETURNING used.run_id, used.prepare_id
                 """,
                 id=wizard_id,
                 uid=env.uid,
@@ -61,39 +75,23 @@ class DbBackupController(http.Controller):
         row = env.cr.fetchone()
         if not row or not row[1]:
             raise invalid
-        run_id, sealed = row
-        wizard = env["db.backup.download.wizard"].browse(wizard_id)
-        wizard.invalidate_recordset()
+        run_id, prepare_id = row
+        env["db.backup.download.wizard"].browse(wizard_id).invalidate_recordset()
         # the token is gone for good, even if what follows fails
         env.cr.commit()
+        base = backup_engine.jobs_dir()
         try:
-            password = wizard._open_password(sealed)
+            path = downloads.file_path(base, prepare_id)
         except ValueError as exc:
             raise invalid from exc
+        if not os.path.isfile(path):
+            raise AccessError(
+                env._(
+                    "The prepared file is gone (sent, or a day old): prepare it again."
+                )
+            )
         run = env["db.backup.run"].sudo().browse(run_id)
-        if run.state not in ("done", "partial"):
-            raise AccessError(env._("Only a stored backup can be downloaded."))
-        copy = run.copy_ids.filtered(lambda c: c.state == "done" and c.destination_id)[
-            :1
-        ]
-        if not copy:
-            raise AccessError(env._("No stored copy of this backup is reachable."))
-        from odoo.addons.db_backup_suite.lib import crypto
-
-        from ..models import backup_engine
-
-        tenant = env["ir.config_parameter"].sudo().get_param("database.uuid", "")
-        keyring = backup_engine.load_keyring()
-        sink = copy.destination_id._make_sink()
-        raw = sink.open_read(copy.object_name)
-        try:
-            reader = crypto.open_archive(raw, keyring=keyring, tenant=tenant)
-        except Exception:
-            raw.close()
-            sink.close()
-            raise
-        content_type = reader.content_type or "tar+zstd"
-        ext = ".tar.zst.enc" if "zstd" in content_type else ".tar.gz.enc"
+        ext = ".tar.gz.enc" if ".tar.gz" in (run.name or "") else ".tar.zst.enc"
         filename = (run.name or "backup").rsplit("/", 1)[-1].split(".tar")[0] + (
             "-password" + ext
         )
@@ -104,50 +102,63 @@ class DbBackupController(http.Controller):
             message="Backup downloaded re-encrypted with a password",
         )
         env.cr.commit()
-
-        def generate():
-            out = _Buffer()
-            try:
-                writer = crypto.EncryptingWriter(
-                    out,
-                    password=password,
-                    tenant=tenant,
-                    purpose=crypto.PURPOSE,
-                    content_type=content_type,
-                )
-                while True:
-                    block = reader.read(BLOCK)
-                    if not block:
-                        break
-                    writer.write(block)
-                    if out.data:
-                        yield out.take()
-                writer.close()
-                if out.data:
-                    yield out.take()
-            finally:
-                raw.close()
-                sink.close()
-
-        headers = [
-            ("Content-Type", "application/octet-stream"),
-            ("Content-Disposition", http.content_disposition(filename)),
-            ("Cache-Control", "no-store"),
-        ]
-        return request.make_response(generate(), headers=headers)
+        return file_response(path, filename, lambda: downloads.remove(base, prepare_id))
 
 
-class _Buffer:
-    def __init__(self):
-        self.data = bytearray()
+def file_response(path, filename, on_sent):
+    """The response sending ``path`` (constant memory); ``on_sent`` is
+    called once the whole file went out. Handed to the proxy
+    (X-Accel-Redirect) when configured: then the daily cron removes it."""
+    size = os.path.getsize(path)
+    stream = http.Stream(
+        type="path",
+        path=path,
+        mimetype="application/octet-stream",
+        download_name=filename,
+        size=size,
+        conditional=False,
+        as_attachment=True,
+    )
+    prefix = request.env["ir.config_parameter"].sudo().get_param(X_ACCEL_PARAM)
+    if config["x_sendfile"] and prefix:
+        # the proxy sends the file: the worker is free at once
+        response = request.make_response(
+            b"",
+            headers=[
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Disposition", http.content_disposition(filename)),
+                (
+                    "X-Accel-Redirect",
+                    prefix.rstrip("/") + "/" + os.path.basename(path),
+                ),
+                ("Content-Length", "0"),
+            ],
+        )
+    else:
+        response = stream.get_response()
+        response.response = _CountingBody(response.response, size, on_sent)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
-    def write(self, data):
-        self.data += data
-        return len(data)
 
-    def flush(self):
-        return None
+class _CountingBody:
+    """A response body that calls ``on_sent`` once all ``size`` bytes were
+    handed to the server (a cut download keeps the file for another try)."""
 
-    def take(self):
-        data, self.data = bytes(self.data), bytearray()
-        return data
+    def __init__(self, body, size, on_sent):
+        self.body = body
+        self.size = size
+        self.on_sent = on_sent
+        self.sent = 0
+
+    def __iter__(self):
+        for block in self.body:
+            self.sent += len(block)
+            yield block
+        if self.sent >= self.size:
+            self.on_sent()
+
+    def close(self):
+        close = getattr(self.body, "close", None)
+        if close:
+            close()

@@ -576,15 +576,19 @@ def _check_job(job):
             )
 
 
-def _remove_upload(path):
-    """Remove the uploaded archive, only inside the private uploads folder."""
-    uploads = os.path.realpath(os.path.join(backup_engine.jobs_dir(), "uploads"))
-    real = os.path.realpath(path)
-    if os.path.dirname(real) != uploads or os.path.islink(path):
-        _logger.warning("Not removing %s: outside %s", path, uploads)
+def _remove_upload(job):
+    """Remove the job's uploaded archive (and its upload's facts) when the
+    restore ends, success or failure; only a file of the private uploads
+    folder (``lib/uploads.remove_path``), never a link or another path."""
+    from odoo.addons.db_backup_suite.lib import uploads
+
+    source = job.get("source") or {}
+    path = source.get("path")
+    if not (source.get("remove_after") and path):
         return
     try:
-        os.unlink(real)
+        if not uploads.remove_path(backup_engine.jobs_dir(), path):
+            _logger.warning("Not removing %s: not an upload of the suite", path)
     except OSError as exc:
         _logger.warning("Cannot remove the uploaded archive: %s", exc)
 
@@ -716,6 +720,7 @@ def run_job(job):
         # the user; the traceback goes to the log at warning level.
         _logger.warning("Restore of %s failed: %s", dbname, exc, exc_info=True)
         message = str(exc) or repr(exc)
+        _remove_upload(job)
         left = _leave_maintenance(job, held)
         _record_failure(job, message)
         if left:  # the open tabs drop their banner
@@ -759,9 +764,7 @@ def run_job(job):
         report.finish(outcome)
         return outcome
     finally:
-        source = job.get("source") or {}
-        if source.get("remove_after") and source.get("path"):
-            _remove_upload(source["path"])
+        _remove_upload(job)
     message = "Restored %s from %s" % (restored, job.get("archive_name"))
     if hook_failures:
         message += "; post-restore hooks failed: %s" % ", ".join(

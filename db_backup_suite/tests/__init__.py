@@ -2,6 +2,7 @@ from . import (
     test_access,
     test_backup_now,
     test_backup_screens,
+    test_chunked_upload,
     test_daily_sandbox,
     test_destination,
     test_emergency_restore,

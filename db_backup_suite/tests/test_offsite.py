@@ -7,6 +7,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from ..models import backup_engine
 from ..wizards.db_backup_download_wizard import password_problems
 from .common import KeyringMixin, drop_test_databases
+from .test_chunked_upload import prepared_download_action
 
 PASSWORD = "Correct-Horse-42-battery!"
 
@@ -67,7 +68,8 @@ class TestOffsiteCopies(KeyringMixin, HttpCase):
                 "password_confirm": PASSWORD,
             }
         )
-        action = wizard.action_download()
+        # prepared by a detached process, then a one-time link
+        action = prepared_download_action(wizard)
         response = self.url_open(action["url"], timeout=60)
         self.assertEqual(response.status_code, 200)
         content = response.content

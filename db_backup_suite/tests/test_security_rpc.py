@@ -25,6 +25,7 @@ from odoo.tools import SQL, config
 
 from ..models import backup_engine, restore_job
 from .common import KeyringMixin, drop_test_databases
+from .test_chunked_upload import rpc_prepared_download_action
 
 ACCESS = "odoo.exceptions.AccessError"
 USER = "odoo.exceptions.UserError"
@@ -770,14 +771,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
                 },
             )
         )
-        action = self.ok(
-            self.rpc(
-                "h_sec_restorer",
-                "db.backup.download.wizard",
-                "action_download",
-                [wizard_id],
-            )
-        )
+        action = rpc_prepared_download_action(self, "h_sec_restorer", wizard_id)
         url = action["url"]
         token = url.split("token=", 1)[1]
         self.env.cr.execute(
@@ -811,14 +805,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
                 {"password": PASSWORD, "password_confirm": PASSWORD},
             )
         )
-        action = self.ok(
-            self.rpc(
-                "h_sec_restorer",
-                "db.backup.download.wizard",
-                "action_download",
-                [wizard_id],
-            )
-        )
+        action = rpc_prepared_download_action(self, "h_sec_restorer", wizard_id)
         self.env.cr.execute(
             SQL(
                 "UPDATE db_backup_download_wizard SET token_expires = %s WHERE id = %s",

@@ -1,14 +1,23 @@
 import hashlib
+import json
+import os
 import secrets
+import subprocess
+import sys
+import tempfile
+import time
 
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
 
 from odoo.addons.audit_export.lib import passwords
 
+from ..lib import downloads
 from ..models import backup_engine
 
 TOKEN_TTL_SECONDS = 300
+# A preparation whose status file was not touched for this long is dead.
+STALLED = 300
 # The download password waits (sealed) between the form and the download.
 PASSWORD_PURPOSE = "db-backup-download-password"
 
@@ -34,10 +43,18 @@ class DbBackupDownloadWizard(models.TransientModel):
     The password is write-only: checked and sealed with the server keyring
     (purpose and tenant bound, and to this wizard and its user) in the
     request that receives it, never stored or returned in clear, and erased
-    by the download that uses it. The download link carries a one-time
-    token: only its digest is stored, it expires after a few minutes, it is
-    bound to the user, and the first request consumes it (an access-log
-    replay finds nothing).
+    when the preparation that uses it starts.
+
+    Download runs in two steps so that no web worker decrypts, re-encrypts
+    or waits on a destination (``lib/downloads.py``): the first
+    :meth:`action_download` starts a detached process that re-encrypts the
+    archive into a private file (0600) of the data dir, block by block
+    (constant memory); the dialog follows it (:meth:`download_status`);
+    once it is ready, :meth:`action_download` gives a link carrying a
+    one-time token: only its digest is stored, it expires after a few
+    minutes, it is bound to the user, and the first request consumes it (an
+    access-log replay finds nothing). The prepared file is removed once it
+    was sent whole, or after a day.
     """
 
     _name = "db.backup.download.wizard"
@@ -62,6 +79,26 @@ class DbBackupDownloadWizard(models.TransientModel):
     password_sealed = fields.Char(readonly=True, copy=False, groups="base.group_system")
     token_digest = fields.Char(readonly=True, copy=False, groups="base.group_system")
     token_expires = fields.Datetime(readonly=True, copy=False)
+    prepare_id = fields.Char(readonly=True, copy=False, groups="base.group_system")
+    prepare_state = fields.Selection(
+        [
+            ("none", "Not prepared"),
+            ("running", "Preparing"),
+            ("done", "Ready"),
+            ("failed", "Failed"),
+        ],
+        string="Preparation",
+        compute="_compute_prepare",
+    )
+    prepare_progress = fields.Float(compute="_compute_prepare")
+    prepare_error = fields.Char(compute="_compute_prepare")
+
+    def _compute_prepare(self):
+        for wizard in self:
+            status = wizard._prepare_status()
+            wizard.prepare_state = status["state"]
+            wizard.prepare_progress = status["percent"]
+            wizard.prepare_error = status["error"] or False
 
     def _compute_password(self):
         for wizard in self:
@@ -136,8 +173,17 @@ class DbBackupDownloadWizard(models.TransientModel):
             raise UserError(
                 self.env._("The server keyring is missing: %(r)s", r=exc)
             ) from exc
+        previous = self.sudo().prepare_id
+        if previous:
+            # a file encrypted with the previous password is no use any more
+            downloads.remove(backup_engine.jobs_dir(), previous)
         self.sudo().write(
-            {"password_sealed": sealed, "token_digest": False, "token_expires": False}
+            {
+                "password_sealed": sealed,
+                "token_digest": False,
+                "token_expires": False,
+                "prepare_id": False,
+            }
         )
 
     def _open_password(self, sealed):
@@ -155,15 +201,141 @@ class DbBackupDownloadWizard(models.TransientModel):
         self.env["db.backup.run"]._check_restore_access()
         return self.env["audit.password.policy"]._strength(password)
 
+    # -- the prepared file ---------------------------------------------------
+    def _prepare_status(self):
+        """``{"state", "done", "total", "percent", "error"}`` of this
+        wizard's preparation (read from its status file)."""
+        self.ensure_one()
+        prepare_id = self.sudo().prepare_id
+        status = {}
+        if prepare_id:
+            base = backup_engine.jobs_dir()
+            status = downloads.read_status(base, prepare_id)
+            if status.get("state") == "done" and not os.path.isfile(
+                downloads.file_path(base, prepare_id)
+            ):
+                status = {}  # sent (and removed) or expired
+        state = status.get("state") or "none"
+        if state == "running" and time.time() - (status.get("at") or 0) > STALLED:
+            # the process died (killed, server restarted) without a word
+            state = "failed"
+            status["error"] = self.env._("The preparation stopped; start it again.")
+        total = status.get("total") or 0
+        done = status.get("done") or 0
+        percent = 100.0 if state == "done" else (100.0 * done / total if total else 0)
+        return {
+            "state": state,
+            "done": done,
+            "total": total,
+            "percent": round(min(percent, 100.0), 1),
+            "error": status.get("error") or "",
+        }
+
+    def download_status(self):
+        """Where the preparation stands, for the dialog (its opener only)."""
+        self.ensure_one()
+        self.env["db.backup.run"]._check_restore_access()
+        self._check_own()
+        return self._prepare_status()
+
+    def _prepare_job(self):
+        """What the preparing process needs (the password inside)."""
+        self.ensure_one()
+        run = self.run_id.sudo()
+        copy = run.copy_ids.filtered(lambda c: c.state == "done" and c.destination_id)[
+            :1
+        ]
+        if not copy:
+            raise UserError(self.env._("No stored copy of this backup is reachable."))
+        sealed = self.sudo().password_sealed
+        try:
+            password = self._open_password(sealed)
+        except ValueError as exc:
+            raise UserError(self.env._("Type the password (twice) again.")) from exc
+        return {
+            "id": secrets.token_hex(16),
+            "base": backup_engine.jobs_dir(),
+            "sink": copy.destination_id._sink_config(),
+            "name": copy.object_name,
+            "tenant": self._this_uuid(),
+            "password": password,
+            "total": int(copy.size or 0),
+        }
+
+    def _start_prepare(self):
+        """Start the detached preparation (its own session: it outlives
+        this worker); the password leaves the wizard."""
+        self.ensure_one()
+        ok, reason = backup_engine.keyring_status()
+        if not ok:
+            raise UserError(
+                self.env._("The server keyring is missing: %(r)s", r=reason)
+            )
+        job = self._prepare_job()
+        base = job["base"]
+        fd, path = tempfile.mkstemp(prefix="download-", suffix=".json", dir=base)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(job, handle)
+        downloads.write_status(base, job["id"], state="running", done=0, total=0)
+        with open(path + ".log", "ab") as log:
+            subprocess.Popen(
+                [sys.executable, "-m", "db_backup_suite.lib.downloads"]
+                + ["--job-file", path],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env=backup_engine.child_env(),
+            )
+        previous = self.sudo().prepare_id
+        if previous:
+            downloads.remove(base, previous)
+        self.sudo().write(
+            {
+                "prepare_id": job["id"],
+                "password_sealed": False,
+                "token_digest": False,
+                "token_expires": False,
+            }
+        )
+        return job["id"]
+
+    @api.model
+    def _remove_stale_files(self):
+        """Prepared downloads a day old (never fetched, or served by the
+        proxy) are removed (daily cron)."""
+        return downloads.remove_stale(backup_engine.jobs_dir())
+
+    def _action_open(self):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "res_model": self._name,
+            "res_id": self.id,
+            "view_mode": "form",
+            "views": [(False, "form")],
+            "target": "new",
+            "name": self.env._("Download with a Password"),
+        }
+
     # -- actions ---------------------------------------------------------------
     def action_download(self):
+        """First the preparation (the dialog follows it), then, once the
+        file is ready, the one-time link to it."""
         self.ensure_one()
         self.env["db.backup.run"]._check_restore_access()
         self._check_own()
         if self.run_id.sudo().state not in ("done", "partial"):
             raise UserError(self.env._("Only a stored backup can be downloaded."))
-        if not self.sudo().password_sealed:
-            raise UserError(self.env._("Type the password (twice) first."))
+        state = self._prepare_status()["state"]
+        if state == "running":
+            return self._action_open()
+        if state != "done":
+            if not self.sudo().password_sealed:
+                raise UserError(self.env._("Type the password (twice) first."))
+            self._start_prepare()
+            return self._action_open()
         # One-time token: only its digest is kept; the controller consumes it.
         token = secrets.token_urlsafe(32)
         self.sudo().write(

@@ -1,4 +1,5 @@
 import base64
+import io
 import json
 import logging
 import os
@@ -10,18 +11,23 @@ from odoo import api, fields, models, release
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL, format_datetime, formatLang
 
+from ..lib import uploads
 from ..models import backup_engine, restore_job
 from ..models.db_backup_run import BUS_PROGRESS, human_size
 
 _logger = logging.getLogger(__name__)
 # The archive password waits (sealed) between the upload and the restore.
 PASSWORD_PURPOSE = "db-backup-upload-password"
+# An archive sent whole in ``upload_file`` (base64, over RPC: the one request
+# holds it) is accepted up to this size; the chunked upload
+# (controllers/upload.py) takes any size up to its limit.
+LEGACY_UPLOAD_MAX = 64 * 1024**2
 # What a user may send; everything else is the server's (archive facts,
 # compatibility, source database, state, sandbox).
 USER_CREATE_FIELDS = (
     "run_id",
     "source",
-    "upload_file",
+    "upload_id",
     "upload_filename",
     "upload_password",
     "target",
@@ -87,7 +93,13 @@ class DbBackupRestoreWizard(models.TransientModel):
         required=True,
         readonly=True,
     )
-    upload_file = fields.Binary(string="Archive file", attachment=False)
+    upload_id = fields.Char(
+        string="Uploaded archive",
+        copy=False,
+        help="The chunked upload holding the archive (a file of the server's "
+        "private uploads folder, opened by this user); removed when the "
+        "restore ends, or after a day if it never starts.",
+    )
     upload_filename = fields.Char()
     upload_password = fields.Char(
         string="Archive password",
@@ -266,6 +278,7 @@ class DbBackupRestoreWizard(models.TransientModel):
         passwords = []
         for vals in vals_list:
             passwords.append(vals.pop("upload_password", None))
+            self._take_upload(vals)
             if vals.get("run_id"):
                 run = self.env["db.backup.run"].browse(vals["run_id"]).exists()
                 if not run:
@@ -292,17 +305,103 @@ class DbBackupRestoreWizard(models.TransientModel):
                 raise UserError(self.env._("This restore has started already."))
         vals = dict(vals)
         password = vals.pop("upload_password", None)
-        if "upload_file" in vals or password:
+        self._take_upload(vals)
+        if "upload_id" in vals or password:
             # what was confirmed was about the previous archive
             vals.update(confirm_foreign=False, confirm_foreign_name=False)
+            replaced = [
+                w.upload_id for w in self if w.upload_id != vals.get("upload_id")
+            ]
         result = super().write(vals)
+        if "upload_id" in vals:
+            for upload_id in filter(None, replaced):
+                uploads.remove(backup_engine.jobs_dir(), upload_id)
         if password:
             for wizard in self:
                 wizard._seal_password(password)
-        if "upload_file" in vals or password:
+        if "upload_id" in vals or password:
             for wizard in self.filtered(lambda w: w.source == "upload"):
                 wizard._load_archive_info()
         return result
+
+    # -- the uploaded archive (chunked upload) -----------------------------
+    def _take_upload(self, vals):
+        """Check the ``upload_id`` a user gives (a finished upload of theirs
+        in this database) and fill its file name; turn a legacy
+        ``upload_file`` (the archive in base64, small ones only) into such
+        an upload. ``vals`` is changed in place."""
+        legacy = vals.pop("upload_file", None)
+        if legacy:
+            vals["upload_id"] = self._store_legacy_upload(
+                legacy, vals.get("upload_filename")
+            )
+        if not vals.get("upload_id"):
+            return
+        try:
+            meta = uploads.read_meta(
+                backup_engine.jobs_dir(),
+                vals["upload_id"],
+                database=self.env.cr.dbname,
+                uid=self.env.uid,
+            )
+        except uploads.UploadError as exc:
+            raise UserError(
+                self.env._("This upload does not exist (or is not yours).")
+            ) from exc
+        if not meta["finished"]:
+            raise UserError(
+                self.env._("The upload is not complete: send the rest of the file.")
+            )
+        vals["upload_filename"] = meta["filename"]
+
+    def _store_legacy_upload(self, content, filename):
+        """An archive sent whole (base64) as a finished upload; its id."""
+        if isinstance(content, str):
+            content = content.encode()
+        if len(content) > LEGACY_UPLOAD_MAX * 4 // 3 + 4:
+            raise UserError(
+                self.env._(
+                    "An archive sent in one request may hold at most %(max)s; "
+                    "use the upload of the restore dialog (in chunks) for a "
+                    "larger one.",
+                    max=human_size(LEGACY_UPLOAD_MAX),
+                )
+            )
+        data = base64.b64decode(content)
+        base = backup_engine.jobs_dir()
+        owner = {"database": self.env.cr.dbname, "uid": self.env.uid}
+        try:
+            meta = uploads.open_upload(base, size=len(data), filename=filename, **owner)
+            uploads.write_chunk(
+                base,
+                meta["id"],
+                offset=0,
+                stream=io.BytesIO(data),
+                length=len(data),
+                **owner,
+            )
+            uploads.finish(base, meta["id"], **owner)
+        except uploads.UploadError as exc:
+            raise UserError(
+                self.env._("This file cannot be stored: %(e)s", e=exc)
+            ) from exc
+        return meta["id"]
+
+    def _remove_upload(self):
+        """Remove this wizard's uploaded archive (the restore ended)."""
+        for wizard in self.filtered("upload_id"):
+            uploads.remove(backup_engine.jobs_dir(), wizard.upload_id)
+
+    @api.model
+    def _cron_remove_stale_uploads(self):
+        """Daily: uploads untouched for a day (abandoned, or whose restore
+        never started) and prepared downloads a day old are removed."""
+        base = backup_engine.jobs_dir()
+        removed = uploads.remove_stale(base)
+        if removed:
+            _logger.info("Removed %s abandoned upload(s)", len(removed))
+        self.env["db.backup.download.wizard"]._remove_stale_files()
+        return removed
 
     def _check_own(self):
         """A wizard is driven by the user who opened it (the record rule
@@ -385,7 +484,7 @@ class DbBackupRestoreWizard(models.TransientModel):
                 "archive_size": run.size_display,
                 "archive_encrypted": run.encryption != "plaintext",
             }
-        elif self.source == "upload" and self.upload_file:
+        elif self.source == "upload" and self.upload_id:
             path = self._upload_path()
             try:
                 described = restore_job.describe_file(path, self._unsealed_password())
@@ -405,8 +504,6 @@ class DbBackupRestoreWizard(models.TransientModel):
                         "This file cannot be read as a backup archive: %(e)s", e=exc
                     )
                 ) from exc
-            finally:
-                _remove_quietly(path)
             manifest = described.get("manifest") or {}
             owner = described.get("owner") or {}
             vals = {
@@ -618,21 +715,27 @@ class DbBackupRestoreWizard(models.TransientModel):
         return vals
 
     def _upload_path(self):
-        """The uploaded archive in a private file (0600) of the data dir.
+        """The uploaded archive: a private file (0600) of the data dir's
+        uploads folder (0700), finished, of this wizard's user and database.
 
         An archive is ciphertext (or, for a legacy plaintext one, already a
         file the user holds); it is removed when the restore ends.
         """
         self.ensure_one()
-        directory = os.path.join(backup_engine.jobs_dir(), "uploads")
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        path = os.path.join(
-            directory, "wizard-%s-%s.upload" % (self.env.cr.dbname, self.id)
-        )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(base64.b64decode(self.upload_file))
-        return path
+        try:
+            return uploads.finished_path(
+                backup_engine.jobs_dir(),
+                self.upload_id,
+                database=self.env.cr.dbname,
+                uid=self.create_uid.id,
+            )
+        except uploads.UploadError as exc:
+            raise UserError(
+                self.env._(
+                    "The uploaded archive is gone (removed after a day, or "
+                    "after its restore): upload it again."
+                )
+            ) from exc
 
     def _action_open(self):
         self.ensure_one()
@@ -686,7 +789,7 @@ class DbBackupRestoreWizard(models.TransientModel):
         if self.source == "run":
             if not self.run_id or self.run_id.sudo().state not in ("done", "partial"):
                 raise UserError(self.env._("Only a completed backup can be restored."))
-        elif not self.upload_file:
+        elif not self.upload_id:
             raise UserError(self.env._("Upload an archive first."))
         vals, _manifest = self._read_archive()
         shown = (self.source_db_uuid or "", bool(self.foreign))
@@ -769,7 +872,7 @@ class DbBackupRestoreWizard(models.TransientModel):
         else:
             path = self._upload_path()
             if restore_job.file_sha256(path) != self.upload_sha256:
-                _remove_quietly(path)
+                self._remove_upload()
                 raise UserError(
                     self.env._(
                         "The uploaded file is not the one that was checked; "
@@ -956,10 +1059,3 @@ class DbBackupRestoreWizard(models.TransientModel):
         self.ensure_one()
         self._check_own()
         return self.sandbox_id.action_open()
-
-
-def _remove_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError as exc:
-        _logger.warning("Cannot remove %s: %s", path, exc)

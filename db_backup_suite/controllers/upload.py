@@ -1,0 +1,253 @@
+"""Chunked, resumable archive uploads for the restore wizard.
+
+Routes (``POST``, a logged-in user of the **Backup Restore** group, checked
+here, not only by the menus; CSRF: the ``X-CSRF-Token`` header must carry
+the session's token, which a page of another site can neither read nor
+send, so the check is done by the route itself rather than with a
+``csrf_token`` parameter that would end in the access log of every chunk)::
+
+    /db_backup_suite/upload/open            {"size", "sha256"?, "filename"?}
+    /db_backup_suite/upload/<id>/chunk?offset=N   body: the chunk's bytes
+    /db_backup_suite/upload/<id>/status     where to resume
+    /db_backup_suite/upload/<id>/finish     size (and digest) checked
+
+Every answer is JSON: ``{"id", "offset", "size", "finished"}`` or, refused,
+``{"error": <translated text>, "code", "offset"?}`` with a 4xx status. The
+bytes go straight from the request body to the upload's file, one block at
+a time (``lib/uploads.py``): a worker never holds more than a block.
+"""
+
+import json
+import logging
+
+from odoo import http
+from odoo.exceptions import AccessError
+from odoo.http import request
+
+from ..lib import uploads
+from ..models import backup_engine
+
+_logger = logging.getLogger(__name__)
+MAX_SIZE_PARAM = "db_backup_suite.upload_max_bytes"
+#: what the browser sends per request (bytes)
+CHUNK_SIZE = 8 * 1024**2
+STATUS = {
+    "not_found": 404,
+    "too_large": 413,
+    "chunk_too_large": 413,
+    "disk_full": 507,
+    "gap": 409,
+    "overlap": 409,
+    "conflict": 409,
+    "incomplete": 409,
+    "finished": 409,
+    "digest": 422,
+    "bad_request": 400,
+}
+
+
+def human_bytes(value):
+    from ..models.db_backup_run import human_size
+
+    return human_size(value)
+
+
+def upload_error_text(env, exc):
+    """The translated sentence for an ``uploads.UploadError``."""
+    params = exc.params
+    texts = {
+        "not_found": lambda: env._("This upload does not exist (or is not yours)."),
+        "too_large": lambda: env._(
+            "The archive (%(size)s) is larger than the largest upload allowed "
+            "(%(max)s, system parameter %(param)s).",
+            size=human_bytes(params.get("size") or 0),
+            max=human_bytes(params.get("max_size") or 0),
+            param=MAX_SIZE_PARAM,
+        ),
+        "chunk_too_large": lambda: env._(
+            "A chunk may hold at most %(max)s.", max=human_bytes(uploads.MAX_CHUNK)
+        ),
+        "disk_full": lambda: env._(
+            "Not enough free disk space on the server for this archive "
+            "(%(size)s needed, %(free)s free).",
+            size=human_bytes(params.get("size") or 0),
+            free=human_bytes(params.get("free") or 0),
+        ),
+        "gap": lambda: env._(
+            "A chunk is missing before this one: resume at byte %(offset)s.",
+            offset=exc.offset,
+        ),
+        "overlap": lambda: env._(
+            "This chunk overlaps what is stored: resume at byte %(offset)s.",
+            offset=exc.offset,
+        ),
+        "conflict": lambda: env._(
+            "This chunk differs from the one stored at its offset; upload the "
+            "file again."
+        ),
+        "incomplete": lambda: env._(
+            "The upload is not complete: resume at byte %(offset)s.",
+            offset=exc.offset or 0,
+        ),
+        "finished": lambda: env._("This upload is complete already."),
+        "digest": lambda: env._(
+            "The file received differs from the one sent (SHA-256); it was "
+            "removed: upload it again."
+        ),
+    }
+    text = texts.get(exc.code)
+    return text() if text else env._("Invalid upload request: %(e)s", e=exc)
+
+
+def request_body(httprequest):
+    """The request body as werkzeug's stream (bounded by Content-Length and
+    Odoo's ``max_content_length``, read as it arrives). Odoo's request
+    wrapper does not expose it; a raw ``application/octet-stream`` body is
+    left unread by the form parsing that builds ``request.params``."""
+    return httprequest._HTTPRequest__wrapped.stream
+
+
+def owner():
+    return {"database": request.db, "uid": request.env.uid}
+
+
+class DbBackupUploadController(http.Controller):
+    def _answer(self, payload, status=200):
+        return request.make_json_response(
+            payload, status=status, headers=[("Cache-Control", "no-store")]
+        )
+
+    def _refuse(self, exc):
+        if isinstance(exc, uploads.UploadError):
+            payload = {"error": upload_error_text(request.env, exc), "code": exc.code}
+            if exc.offset is not None:
+                payload["offset"] = exc.offset
+            return self._answer(payload, STATUS.get(exc.code, 400))
+        return self._answer({"error": str(exc), "code": "access"}, 403)
+
+    def _guard(self):
+        """The Backup Restore group and the session's CSRF token (header)."""
+        env = request.env
+        env["db.backup.run"]._check_restore_access()
+        token = request.httprequest.headers.get("X-CSRF-Token")
+        if not request.validate_csrf(token):
+            raise AccessError(
+                env._("Session expired or invalid request: reload the page.")
+            )
+
+    def _json_body(self):
+        try:
+            data = json.loads(request.httprequest.get_data(cache=False) or b"{}")
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise uploads.UploadError("bad_request", "a JSON object is expected")
+        return data
+
+    @http.route(
+        "/db_backup_suite/upload/open",
+        type="http",
+        auth="user",
+        methods=["POST"],
+        csrf=False,  # checked by _guard (X-CSRF-Token header)
+    )
+    def upload_open(self, **kwargs):
+        try:
+            self._guard()
+            data = self._json_body()
+            max_size = uploads.max_size_of(
+                request.env["ir.config_parameter"].sudo().get_param(MAX_SIZE_PARAM)
+            )
+            meta = uploads.open_upload(
+                backup_engine.jobs_dir(),
+                size=data.get("size"),
+                sha256=data.get("sha256") or None,
+                filename=data.get("filename"),
+                max_size=max_size,
+                **owner(),
+            )
+        except (AccessError, uploads.UploadError) as exc:
+            return self._refuse(exc)
+        _logger.info(
+            "Upload %s opened by uid %s (%s bytes)",
+            meta["id"],
+            request.env.uid,
+            meta["size"],
+        )
+        return self._answer(
+            {
+                "id": meta["id"],
+                "offset": 0,
+                "size": meta["size"],
+                "finished": False,
+                "chunk_size": CHUNK_SIZE,
+            }
+        )
+
+    @http.route(
+        "/db_backup_suite/upload/<string:upload_id>/chunk",
+        type="http",
+        auth="user",
+        methods=["POST"],
+        csrf=False,  # checked by _guard (X-CSRF-Token header)
+    )
+    def upload_chunk(self, upload_id, offset=None, **kwargs):
+        httprequest = request.httprequest
+        try:
+            self._guard()
+            try:
+                offset = int(offset)
+                length = int(httprequest.headers.get("Content-Length"))
+            except (TypeError, ValueError):
+                raise uploads.UploadError(
+                    "bad_request", "offset and Content-Length are required"
+                ) from None
+            new_offset = uploads.write_chunk(
+                backup_engine.jobs_dir(),
+                upload_id,
+                offset=offset,
+                stream=request_body(httprequest),
+                length=length,
+                **owner(),
+            )
+        except (AccessError, uploads.UploadError) as exc:
+            return self._refuse(exc)
+        return self._answer({"id": upload_id, "offset": new_offset})
+
+    @http.route(
+        "/db_backup_suite/upload/<string:upload_id>/status",
+        type="http",
+        auth="user",
+        methods=["POST"],
+        csrf=False,  # checked by _guard (X-CSRF-Token header)
+    )
+    def upload_status(self, upload_id, **kwargs):
+        try:
+            self._guard()
+            state = uploads.status(backup_engine.jobs_dir(), upload_id, **owner())
+        except (AccessError, uploads.UploadError) as exc:
+            return self._refuse(exc)
+        return self._answer(state)
+
+    @http.route(
+        "/db_backup_suite/upload/<string:upload_id>/finish",
+        type="http",
+        auth="user",
+        methods=["POST"],
+        csrf=False,  # checked by _guard (X-CSRF-Token header)
+    )
+    def upload_finish(self, upload_id, **kwargs):
+        try:
+            self._guard()
+            meta = uploads.finish(backup_engine.jobs_dir(), upload_id, **owner())
+        except (AccessError, uploads.UploadError) as exc:
+            return self._refuse(exc)
+        return self._answer(
+            {
+                "id": upload_id,
+                "offset": meta["size"],
+                "size": meta["size"],
+                "finished": True,
+                "filename": meta["filename"],
+            }
+        )
