@@ -107,6 +107,19 @@ class TestKeyRotation(KeyringMixin, HttpCase):
         self.assertEqual(
             self.key_ids(), {"Rotation SFTP": "rot-a", "Rotation S3": "rot-a"}
         )
+        # passwords waiting for a job, sealed with A: an upload's password
+        # (restore dialog) and an export's ZIP password (export dialog)
+        upload = (
+            self.env["db.backup.restore.wizard"].sudo().create({"source": "upload"})
+        )
+        upload._seal_password("Upload-Password-42")
+        Job = self.env["data.export.job"].sudo()
+        export = (
+            self.env["data.export.wizard"]
+            .sudo()
+            .create({"model_name": "res.partner", "field_paths": "id"})
+        )
+        export.password_sealed = Job._seal_password("Export-Password-42")
         self.write_keyring(self.line_b, self.line_a)
         wizard = self.env["db.backup.key.rotation"].create({})
         self.assertIn("rot-b", wizard.active_key_id)
@@ -137,6 +150,13 @@ class TestKeyRotation(KeyringMixin, HttpCase):
         self.assertEqual(
             self.sftp_dest._read_secrets()["sftp_private_key"], self.sshd.private_key
         )
+        upload.invalidate_recordset()
+        export.invalidate_recordset()
+        self.assertEqual(upload._unsealed_password(), "Upload-Password-42")
+        self.assertEqual(
+            Job._open_sealed_password(export.password_sealed), "Export-Password-42"
+        )
+        self.assertEqual(event.details["passwords"], 2)
         result = self.sftp_dest.action_test_connection()
         self.assertEqual(result["params"]["type"], "success", result)
         # a backup to the local and the SFTP destination, with key B

@@ -43,6 +43,26 @@ _logger = logging.getLogger(__name__)
 
 #: Names shown per kind and key id in the report (the rest are counted).
 NAMES_SHOWN = 10
+#: Passwords the other addons keep sealed with the keyring (streamcrypt,
+#: tenant the database uuid) until a job uses them: ``(model, domain,
+#: field, purpose)``; a model whose addon is not installed is skipped.
+STREAM_SEALS = (
+    # data_export_suite: a queued export's ZIP password, and the dialog's
+    (
+        "data.export.job",
+        [("state", "=", "queued")],
+        "password_sealed",
+        "export-password",
+    ),
+    ("data.export.wizard", [], "password_sealed", "export-password"),
+    # gdpr_dsr: a queued export package's ZIP password
+    (
+        "dsr.package.job",
+        [("state", "=", "queued")],
+        "password_sealed",
+        "dsr-package-password",
+    ),
+)
 
 
 def _blob_key_id(blob):
@@ -238,17 +258,17 @@ class DbBackupKeyRotation(models.TransientModel):
                     _blob_key_id(record[field]),
                     self._engine_resealer(record, field, purpose, uuid),
                 )
-        if "data.export.job" not in self.env:
-            return
-        Job = self.env["data.export.job"].sudo()
-        for model, domain in (
-            ("data.export.job", [("state", "=", "queued")]),
-            ("data.export.wizard", []),
-        ):
+        for model, domain, field, purpose in STREAM_SEALS:
+            if model not in self.env or field not in self.env[model]._fields:
+                continue  # that addon is not installed
             records = self.env[model].sudo().search(domain)
-            for record in records.filtered("password_sealed"):
-                raw = io.BytesIO(base64.b64decode(record.password_sealed))
-                yield record, _stream_key_id(raw), self._export_resealer(Job, record)
+            for record in records.filtered(field):
+                raw = io.BytesIO(base64.b64decode(record[field]))
+                yield (
+                    record,
+                    _stream_key_id(raw),
+                    self._stream_resealer(record, field, purpose, uuid),
+                )
 
     @api.model
     def _engine_resealer(self, record, field, purpose, uuid):
@@ -260,10 +280,23 @@ class DbBackupKeyRotation(models.TransientModel):
         return reseal
 
     @api.model
-    def _export_resealer(self, Job, record):
+    def _stream_resealer(self, record, field, purpose, uuid):
         def reseal():
-            plain = Job._open_sealed_password(record.password_sealed)
-            record.write({"password_sealed": Job._seal_password(plain)})
+            keyring = backup_engine.load_keyring()
+            reader = streamcrypt.DecryptingReader(
+                io.BytesIO(base64.b64decode(record[field])),
+                keyring=keyring,
+                tenant=uuid,
+                purpose=purpose,
+            )
+            plain = reader.read()
+            sealed = io.BytesIO()
+            writer = streamcrypt.EncryptingWriter(
+                sealed, keyring=keyring, tenant=uuid, purpose=purpose
+            )
+            writer.write(plain)
+            writer.close()
+            record.write({field: base64.b64encode(sealed.getvalue())})
 
         return reseal
 
