@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from db_backup_suite.lib import crypto, lock, verify
+from db_backup_suite.lib import crypto, lock, scan
 from db_backup_suite.lib.pgtools import PgParams
 from db_backup_suite.lib.sinks import make_sink
 from tests.fixtures.odoo_db import (
@@ -148,9 +148,9 @@ def _assert_only_complete_archives(config, db, keyring):
         assert name.endswith(".tar.zst.enc"), name
         out = io.BytesIO()
         sink.get(name, out)
-        deep = verify.DeepCheck()
+        deep = scan.DeepCheck()
         try:
-            report = verify.scan_archive(
+            report = scan.scan_archive(
                 io.BytesIO(out.getvalue()),
                 keyring=keyring,
                 tenant=db.uuid,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from db_backup_suite.lib import backup, cleanup, crypto, fanout, verify
+from db_backup_suite.lib import backup, cleanup, crypto, fanout, scan
 from db_backup_suite.lib.errors import DestinationsFailedError, SinkError
 from db_backup_suite.lib.sinks import make_sink
 from db_backup_suite.lib.sinks.local import LocalSink, LocalWriter
@@ -63,9 +63,9 @@ def _archive_bytes(sink, name) -> bytes:
 def _check_complete(raw: bytes, db, keyring):
     """The archive decrypts to its end and matches its manifest (and its
     dump is read whole by pg_restore)."""
-    deep = verify.DeepCheck()
+    deep = scan.DeepCheck()
     try:
-        report = verify.scan_archive(
+        report = scan.scan_archive(
             io.BytesIO(raw), keyring=keyring, tenant=db.uuid, handler=deep
         )
     finally:

@@ -11,7 +11,7 @@ import tarfile
 import pytest
 import zstandard
 
-from db_backup_suite.lib import backup, crypto, payload, restore, verify
+from db_backup_suite.lib import backup, crypto, payload, restore, scan, verify
 from db_backup_suite.lib import manifest as mf
 from db_backup_suite.lib.errors import (
     ArchiveError,
@@ -308,7 +308,7 @@ def test_restore_failing_midway_leaves_live_unchanged(
     bad.write_bytes(_repack(_read(local_sink, result.name), keyring, edit))
     # the repacked archive is valid: it verifies
     with bad.open("rb") as fh:
-        verify.scan_archive(fh, keyring=keyring, tenant=db.uuid)
+        scan.scan_archive(fh, keyring=keyring, tenant=db.uuid)
     before = _state(db)
     with pytest.raises(error) as info:
         _restore(db, keyring, path=bad, jobs=jobs)

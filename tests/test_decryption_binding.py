@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from audit_export.lib import streamcrypt as sc
-from db_backup_suite.lib import crypto, verify
+from db_backup_suite.lib import crypto, scan
 from db_backup_suite.lib.errors import ArchiveFormatError, WrongKeyError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -260,10 +260,8 @@ def test_verify_archive_and_scan_archive_check_the_tenant():
             io.BytesIO(_blob(purpose="export")), keyring=RING, tenant=TENANT
         )
     with pytest.raises(WrongKeyError, match="belongs to"):
-        verify.scan_archive(
-            io.BytesIO(_blob(tenant=OTHER)), keyring=RING, tenant=TENANT
-        )
+        scan.scan_archive(io.BytesIO(_blob(tenant=OTHER)), keyring=RING, tenant=TENANT)
     with pytest.raises(ArchiveFormatError, match="not a 'backup'"):
-        verify.scan_archive(
+        scan.scan_archive(
             io.BytesIO(_blob(purpose="export")), keyring=RING, tenant=TENANT
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from db_backup_suite.lib import backup, crypto, restore, verify
+from db_backup_suite.lib import backup, crypto, restore, scan, verify
 from db_backup_suite.lib import repository as repo_mod
 from db_backup_suite.lib.errors import (
     ArchiveError,
@@ -207,16 +207,14 @@ def test_verify_and_export_of_a_snapshot_as_one_standard_archive(
     with open(out, "wb") as fh:
         off.get(zname, fh)
     with open(out, "rb") as fh:
-        report = verify.scan_archive(
-            fh, password="correct horse battery", tenant=db.uuid
-        )
+        report = scan.scan_archive(fh, password="correct horse battery", tenant=db.uuid)
     assert (
         report.manifest["filestore"]["digest"] == result.manifest["filestore"]["digest"]
     )
     assert report.header["content_type"] == "tar"
     assert out.stat().st_size == off.stat(zname).size
     with open(out, "rb") as fh, pytest.raises(WrongKeyError):
-        verify.scan_archive(fh, password="wrong password!!", tenant=db.uuid)
+        scan.scan_archive(fh, password="wrong password!!", tenant=db.uuid)
 
 
 # ---------------------------------------------------------------------------

@@ -840,7 +840,7 @@ def _open_payload(args, source):
 
 def cmd_decrypt(args):
     from .restore import open_source
-    from .verify import scan_archive
+    from .scan import scan_archive
 
     kwargs = _source_kwargs(args)
     with open_source(kwargs.get("sink"), kwargs.get("name"), kwargs.get("path")) as src:
@@ -962,7 +962,7 @@ def cmd_keygen(args):
 def cmd_export_odoo_zip(args):
     from . import odoozip
     from .restore import open_source
-    from .verify import scan_archive
+    from .scan import scan_archive
 
     kwargs = _source_kwargs(args)
     with open_source(kwargs.get("sink"), kwargs.get("name"), kwargs.get("path")) as src:

@@ -3,7 +3,7 @@ check, then swap by renaming.
 
 1. **Fetch**: a remote archive (S3, SFTP) is downloaded, still encrypted, to
    a private temp dir; a local one is read in place.
-2. **Verify** the whole archive (:func:`verify.scan_archive`): every chunk
+2. **Verify** the whole archive (:func:`scan.scan_archive`): every chunk
    authenticated, the manifest read, the dump and every filestore file
    hashed and compared. A wrong key, a truncated or tampered archive stops
    here, before any database is created or pg_restore started.
@@ -67,7 +67,7 @@ from .errors import (
     naming_missing_key,
 )
 from .pgtools import PgParams
-from .verify import ScanHandler, scan_archive
+from .scan import ScanHandler, scan_archive
 
 _logger = logging.getLogger(__name__)
 

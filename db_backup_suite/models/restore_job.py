@@ -64,9 +64,9 @@ def aware_utc(value):
 
 
 def _lib():
-    from odoo.addons.db_backup_suite.lib import crypto, pgtools, restore, verify
+    from odoo.addons.db_backup_suite.lib import crypto, pgtools, restore, scan
 
-    return crypto, pgtools, restore, verify
+    return crypto, pgtools, restore, scan
 
 
 def _owner_keyring(password):
@@ -110,7 +110,7 @@ def describe_file(path, password=None):
     this database's or a FOREIGN archive before anything restores it).
     Nothing is written to disk.
     """
-    crypto, _pg, _restore, verify = _lib()
+    crypto, _pg, _restore, scan = _lib()
     size = os.path.getsize(path)
     with open(path, "rb") as raw:
         owner = describe_owner(raw, password)
@@ -124,7 +124,7 @@ def describe_file(path, password=None):
         keyring = backup_engine.load_keyring()
     tenant = owner.get("tenant") if owner.get("encrypted") else crypto.ANY_TENANT
     with open(path, "rb") as raw:
-        report = verify.scan_archive(
+        report = scan.scan_archive(
             raw, keyring=keyring, password=password or None, tenant=tenant
         )
     manifest = report.manifest
@@ -260,7 +260,7 @@ def _pre_restore_backup(job, on_event=None):
 
 
 def _engine_restore(job, target_db, mode, binding, progress=None):
-    _crypto, pgtools, restore, _verify = _lib()
+    _crypto, pgtools, restore, _scan = _lib()
     source = job["source"]
     db = job["db"]
     pg = pgtools.PgParams(
