@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
+from odoo.tools import SQL
 
 from odoo.addons.base.models.res_partner import _tz_get
 
@@ -56,6 +57,8 @@ DRILL_SERVER_FIELDS = (
 DRILL_DEFAULT_DAYS = 7
 #: Where a drill's bar stands at each of its steps (restoring fills 5-75).
 DRILL_STEP_PROGRESS = {"cleanup": 2.0, "restore": 5.0, "count": 80.0, "drop": 95.0}
+#: The advisory key (in the database) of starting a drill: "DBSDRILL".
+DRILL_START_LOCK = int.from_bytes(b"DBSDRILL", "big", signed=True)
 #: A drill that started this long ago and whose process holds no work lock
 #: is dead (killed, server lost): its run is failed.
 DRILL_STALE_AFTER = timedelta(minutes=10)
@@ -757,9 +760,18 @@ class DbBackupSchedule(models.Model):
         )
 
     @api.model
-    def _drill_busy_reason(self):
+    def _drill_busy_reason(self, lock_start=False):
         """Why no drill may start now (None: it may): another drill or a
-        restore of this database runs."""
+        restore of this database runs. ``lock_start``: also take the
+        transaction's drill-start lock, so that two starts at the same
+        moment cannot both pass (the drill's run is committed before the
+        lock goes)."""
+        if lock_start:
+            self.env.cr.execute(
+                SQL("SELECT pg_try_advisory_xact_lock(%s)", DRILL_START_LOCK)
+            )
+            if not self.env.cr.fetchone()[0]:
+                return self.env._("A restore drill of this database is starting.")
         Run = self.env["db.backup.run"].sudo()
         if Run.search_count(
             [("state", "in", ("queued", "running")), ("kind", "=", "drill")]
@@ -801,7 +813,8 @@ class DbBackupSchedule(models.Model):
                     "A daily sandbox refresh is its own restore drill: use Run now."
                 )
             )
-        busy = self._drill_busy_reason()
+        self._reap_dead_drills()
+        busy = self._drill_busy_reason(lock_start=True)
         if busy:
             raise UserError(busy)
         run = self.sudo()._start_drill(user=self.env.user)
@@ -830,9 +843,19 @@ class DbBackupSchedule(models.Model):
         worker nor the backups)."""
         now = now or fields.Datetime.now()
         self._reap_dead_drills(now)
-        if self._drill_busy_reason():
+        if self._drill_busy_reason(lock_start=True):
             return self.env["db.backup.run"]
         self._clean_drill_leftovers()
+        # schedules that never planned a drill (made before drills existed):
+        # their first drill is due now
+        self.sudo().search(
+            [
+                ("active", "=", True),
+                ("kind", "=", "backup"),
+                ("drill_interval_days", ">", 0),
+                ("next_drill_at", "=", False),
+            ]
+        ).write({"next_drill_at": now})
         due = self._due_drills(now)[:1]
         if not due:
             return self.env["db.backup.run"]
