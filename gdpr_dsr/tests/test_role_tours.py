@@ -1,8 +1,14 @@
+import threading
+from unittest.mock import patch
+
 from lxml import etree
 
+from odoo import SUPERUSER_ID, api
 from odoo.tests import HttpCase, TransactionCase, new_test_user, tagged
 
 from odoo.addons.base.models.res_users import name_selection_groups
+
+from .common import DsrCase, make_verified_request
 
 
 @tagged("post_install", "-at_install")
@@ -54,6 +60,108 @@ class TestRoleTours(HttpCase):
             {"subject_email": "officer.tour@example.com"}
         )
         self.start_tour("/odoo", "gdpr_dsr_officer_tour", login=officer.login)
+
+
+@tagged("post_install", "-at_install")
+class TestOfficerPackageTour(DsrCase, HttpCase):
+    """The officer's main job in Chromium, followed live through the bus.
+
+    The bus in tests: websockets are off by default and a test cursor never
+    runs post-commit hooks, so the NOTIFY that wakes a websocket never
+    happens: the websocket is allowed and woken when a transaction that sent
+    bus messages commits. The package job, which the cron runs in
+    production, runs in a thread of the test process once the dialog showed
+    it queued (its cursors are the test's, taken in turn with the browser's).
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        from odoo.addons.bus.websocket import WebsocketConnectionHandler
+
+        cls.startClassPatcher(
+            patch.object(
+                WebsocketConnectionHandler, "websocket_allowed", return_value=True
+            )
+        )
+        bus_class = type(cls.env["bus.bus"])
+        send = bus_class._sendone
+
+        def sendone(bus, target, notification_type, message):
+            send(bus, target, notification_type, message)
+            bus.env.cr.precommit.add(wake_websockets)
+
+        cls.startClassPatcher(patch.object(bus_class, "_sendone", sendone))
+
+    def test_officer_generates_a_package_followed_to_ready(self):
+        request = make_verified_request(
+            self.officer_env(), "access", "package.tour@example.com"
+        )
+        Wizard = type(self.env["dsr.package.wizard"])
+        compute = Wizard._compute_job_view
+        shown = threading.Event()
+        threads = []
+
+        def compute_job_view(wizards):
+            compute(wizards)
+            if any(w.package_job_state == "queued" for w in wizards):
+                shown.set()  # the dialog shows the queued job
+
+        def trigger(cron, at=None):
+            if cron == self.env.ref("gdpr_dsr.dsr_package_job_cron"):
+                thread = JobThread(self.registry, shown)
+                threads.append(thread)
+                thread.start()
+
+        with (
+            patch.object(Wizard, "_compute_job_view", compute_job_view),
+            patch.object(type(self.env["ir.cron"]), "_trigger", trigger),
+        ):
+            self.start_tour(
+                "/odoo",
+                "gdpr_dsr_officer_package_tour",
+                login="dsr_officer",
+                timeout=180,
+            )
+        self.assertEqual(len(threads), 1, "Generate wakes the package cron once")
+        threads[0].join(60)
+        self.assertIsNone(threads[0].error)
+        self.env.invalidate_all()
+        job = self.env["dsr.package.job"].search([("request_id", "=", request.id)])
+        self.assertEqual(job.state, "done")
+        self.assertEqual(job.user_id, self.officer)
+        self.assertTrue(request.package_protected)
+        self.assertEqual(request.state, "done")
+
+
+class JobThread(threading.Thread):
+    """Runs the package cron in a thread once the dialog showed the job
+    queued, as the server's cron would; keeps its exception for the test."""
+
+    def __init__(self, registry, shown):
+        super().__init__(daemon=True)
+        self.registry = registry
+        self.shown = shown
+        self.error = None
+
+    def run(self):
+        try:
+            if not self.shown.wait(60):
+                raise TimeoutError("the dialog never showed the queued job")
+            with self.registry.cursor() as cr:
+                env = api.Environment(cr, SUPERUSER_ID, {})
+                env["dsr.package.job"]._cron_run_queued_jobs()
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+
+def wake_websockets():
+    """What the NOTIFY of a commit does: every websocket polls the bus."""
+    from odoo.addons.bus.models.bus import dispatch
+
+    for websockets in list(dispatch._channels_to_ws.values()):
+        for websocket in list(websockets):
+            websocket.trigger_notification_dispatching()
 
 
 @tagged("post_install", "-at_install")

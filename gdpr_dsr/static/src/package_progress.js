@@ -23,6 +23,9 @@ export class DsrPackageProgress extends Component {
         this.jobs = useService("gdpr_dsr.package_jobs");
         this.live = useState({ payload: null });
         this.reload = useDebounced(async () => {
+            if (await this.props.record.isDirty()) {
+                return; // never lose what the officer is typing: the bus payload shows
+            }
             await this.props.record.load();
             this.live.payload = null;
         }, 250);

@@ -128,3 +128,91 @@ registry.category("web_tour.tours").add("gdpr_dsr_officer_tour", {
         },
     ],
 });
+
+/**
+ * A Privacy Officer's main job, from the home menu: open a verified access
+ * request, generate its export package with a password (the suite's
+ * strength meter judges it as it is typed), follow the job in the dialog
+ * until "Package ready" with its Download button and the "your package is
+ * ready" notification, then find the result on the request's form.
+ */
+registry.category("web_tour.tours").add("gdpr_dsr_officer_package_tour", {
+    url: "/odoo",
+    steps: () => [
+        stepUtils.showAppsMenuItem(),
+        {
+            content: "Open Compliance",
+            trigger: '.o_app[data-menu-xmlid="gdpr_dsr.dsr_compliance_menu"]',
+            run: "click",
+        },
+        {
+            content: "Open the verified request",
+            trigger: ".o_list_view .o_data_row:contains(package.tour@example.com) td.o_data_cell",
+            run: "click",
+        },
+        {
+            content: "Generate its export package",
+            trigger: ".o_form_view button[name=action_open_package_wizard]",
+            run: "click",
+        },
+        {
+            content: "The dialog has a real title",
+            trigger: ".modal .modal-title:contains(Export Package)",
+        },
+        {
+            content: "Type a guessable password",
+            trigger: ".modal .o_field_widget[name=password] input",
+            run: "edit Password123!",
+        },
+        {
+            content: "The meter says why it is refused",
+            trigger: ".modal .o_audit_password_verdict.text-danger:contains(too easy to guess)",
+        },
+        {
+            content: "Type several unrelated words",
+            trigger: ".modal .o_field_widget[name=password] input",
+            run: "edit correct horse battery staple",
+        },
+        {
+            content: "The meter accepts it",
+            trigger: ".modal .o_audit_password_verdict.text-success",
+        },
+        {
+            content: "Confirm it",
+            trigger: ".modal .o_field_widget[name=password_confirm] input",
+            run: "edit correct horse battery staple",
+        },
+        {
+            content: "Generate",
+            trigger: ".modal-footer button[name=action_generate]",
+            run: "click",
+        },
+        {
+            content: "The dialog follows the job",
+            trigger: ".modal .o_dsr_package_progress",
+        },
+        {
+            content: "The job reaches the end: Package ready",
+            trigger: ".modal .o_dsr_package_progress[data-state=done] .o_dsr_package_state:contains(Package ready)",
+            timeout: 60000,
+        },
+        {
+            content: "with its Download button",
+            trigger: ".modal-footer button[name=action_download]",
+        },
+        {
+            content: "and the notification wherever the officer is",
+            trigger: ".o_notification:contains(Your package is ready):has(button:contains(Download))",
+        },
+        {
+            content: "Close the dialog",
+            trigger: ".modal-footer button:contains(Close)",
+            run: "click",
+        },
+        {
+            content: "The request shows the package ready and its download",
+            trigger:
+                "body:not(:has(.modal)) .o_form_view:has(.o_dsr_package_progress[data-state=done]) button[name=action_download_package]",
+        },
+    ],
+});
