@@ -9,6 +9,7 @@ from . import (
     test_engine_supervision,
     test_key_rotation,
     test_incremental_backups,
+    test_maintenance_mode,
     test_offsite,
     test_restore,
     test_restore_drill,

@@ -1,0 +1,519 @@
+"""Maintenance mode during a production restore, over real HTTP sessions.
+
+Before: a writer inserting every 50 ms during a production restore saw its
+rows end in the ``<db>_pre_restore_*`` safety copy, not in the restored
+database, with no sign to the user. Now, from the pre-restore backup to the
+swap, every write of a user is refused with a clear message (reads work),
+nothing lands in the safety copy after the maintenance started, and writes
+work again once the restore ended (done or failed).
+
+The test's own database cannot be swapped under its running transaction
+(nor made read-only: its transaction is the test's), so, like
+``test_restore.TestRestoreEndToEnd``, the test makes a second database
+from an archive of it, logs a normal user into that database over the
+test's HTTP server (the database is exposed by ``db_name`` for the test)
+and restores over it with the real job.
+"""
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import xmlrpc.client
+from unittest.mock import patch
+
+import psycopg2
+import requests
+
+from odoo import SUPERUSER_ID, api
+from odoo.modules.registry import Registry
+from odoo.tests import HttpCase, tagged
+from odoo.tools import config, mute_logger
+
+from ..models import backup_engine, maintenance_guard, restore_job
+from .common import KeyringMixin, drop_test_databases
+
+_logger = logging.getLogger(__name__)
+
+PASSWORD = "Maint-Mode-pw-2026"
+PREFIX = "MT writer"
+
+
+def _lib():
+    from odoo.addons.db_backup_suite.lib import maintenance
+
+    return maintenance
+
+
+@tagged("post_install", "-at_install")
+class TestMaintenanceMode(KeyringMixin, HttpCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_keyring()
+        cls.local_dir = os.path.join(cls.tmp_dir, "local-dest")
+        os.makedirs(cls.local_dir)
+        cls.local_dest = cls.env["db.backup.destination"].create(
+            {"name": "Local disk", "dest_type": "local", "local_path": cls.local_dir}
+        )
+        cls.second = "mt_%s" % uuid.uuid4().hex[:8]
+        cls.addClassCleanup(drop_test_databases, cls.second)
+        # the second database is served by this test's HTTP server
+        cls.startClassPatcher(
+            patch.dict(
+                config.options,
+                {"db_name": "%s,%s" % (config["db_name"], cls.second)},
+            )
+        )
+        base = cls._backup(cls.env.cr.dbname)
+        created = restore_job.run_job(
+            cls._job(
+                cls.second,
+                base,
+                target="sandbox",
+                sandbox_name=cls.second,
+                expected_uuid=backup_engine.config_parameter_of(
+                    cls.env.cr.dbname, "database.uuid"
+                ),
+            )
+        )
+        assert created["ok"], created["message"]
+
+        def prepare(env):
+            env["db.backup.destination"].create(
+                {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
+            )
+            user = (
+                env["res.users"]
+                .with_context(no_reset_password=True)
+                .create(
+                    {
+                        "name": "Maintenance User",
+                        "login": "mt_user",
+                        "password": PASSWORD,
+                        "groups_id": [
+                            (
+                                6,
+                                0,
+                                [
+                                    env.ref("base.group_user").id,
+                                    env.ref("base.group_partner_manager").id,
+                                ],
+                            )
+                        ],
+                    }
+                )
+            )
+            env["res.partner"].create({"name": "MT in the archive"})
+            return user.id
+
+        cls.user_id = cls._on(cls.second, prepare)
+        # the archive the production restores put back (the user is in it)
+        cls.archive = cls._backup(cls.second)
+
+    # helpers ---------------------------------------------------------------
+    @classmethod
+    def _backup(cls, dbname):
+        result = backup_engine.run_job(
+            {
+                "action": "backup",
+                "db": backup_engine.db_params(dbname),
+                "filestore": backup_engine.filestore_dir(dbname),
+                "archive_label": "manual",
+                "sinks": [
+                    {
+                        "destination_id": cls.local_dest.id,
+                        "config": cls.local_dest._sink_config(),
+                    }
+                ],
+            }
+        )
+        assert result["copies"][0]["ok"], result
+        return result
+
+    @classmethod
+    def _job(cls, dbname, archive, target="production", **extra):
+        job = {
+            "database": dbname,
+            "target": target,
+            "requested_by": "test",
+            "archive_name": archive["name"],
+            "archive_created_at": archive.get("created_at"),
+            "db": backup_engine.db_params(dbname),
+            "data_dir": config["data_dir"],
+            "pre_restore_sinks": [
+                {
+                    "destination_id": cls.local_dest.id,
+                    "config": cls.local_dest._sink_config(),
+                }
+            ],
+            "source": {"sink": cls.local_dest._sink_config(), "name": archive["name"]},
+        }
+        job.update(extra)
+        return job
+
+    @classmethod
+    def _on(cls, dbname, func):
+        with Registry(dbname).cursor() as cr:
+            return func(api.Environment(cr, SUPERUSER_ID, {}))
+
+    def _names(self, dbname, prefix=PREFIX):
+        """Partner names like ``prefix%`` in ``dbname`` (own connection)."""
+        params = backup_engine.db_params(dbname)
+        conn = psycopg2.connect(**{k: v for k, v in params.items() if v is not None})
+        try:
+            with conn.cursor() as cr:
+                cr.execute(
+                    "SELECT name FROM res_partner WHERE name LIKE %s", (prefix + "%",)
+                )
+                return {row[0] for row in cr.fetchall()}
+        finally:
+            conn.close()
+
+    def _login(self):
+        """A real session of the normal user on the second database; its
+        session id (the writer thread uses it from its own HTTP client)."""
+        result = self.make_jsonrpc_request(
+            "/web/session/authenticate",
+            {"db": self.second, "login": "mt_user", "password": PASSWORD},
+        )
+        self.assertEqual(result["uid"], self.user_id)
+        return self.opener.cookies["session_id"]
+
+    def _call(self, session_id, model, method, args, kwargs=None):
+        """JSON-RPC ``call_kw`` with this session: ``("ok", result)`` or
+        ``("error", message)``."""
+        response = requests.post(
+            "%s/web/dataset/call_kw/%s/%s" % (self.base_url(), model, method),
+            json={
+                "jsonrpc": "2.0",
+                "method": "call",
+                "id": 1,
+                "params": {
+                    "model": model,
+                    "method": method,
+                    "args": args,
+                    "kwargs": kwargs or {},
+                },
+            },
+            cookies={"session_id": session_id},
+            timeout=60,
+        )
+        data = response.json()
+        if "result" in data:
+            return "ok", data["result"]
+        return "error", data["error"]["data"]["message"]
+
+    def _assert_refused(self, outcome, archive):
+        status, message = outcome
+        self.assertEqual(status, "error")
+        self.assertIn("The database is being restored from %s since" % archive, message)
+        self.assertIn("changes are refused until it ends", message)
+
+    def _writable(self, dbname=None):
+        maintenance = _lib()
+        conn = psycopg2.connect(
+            **{
+                k: v
+                for k, v in backup_engine.db_params("postgres").items()
+                if v is not None
+            }
+        )
+        try:
+            with conn.cursor() as cr:
+                return not maintenance.read_only_setting(cr, dbname or self.second)
+        finally:
+            conn.close()
+
+    # maintenance held by a live process ------------------------------------
+    def test_writes_refused_reads_work(self):
+        maintenance = _lib()
+        sid = self._login()
+        before = self._names(self.second, "MT ")
+        held = maintenance.enter(
+            backup_engine.pg_params(), config["data_dir"], self.second, "x.dbbs"
+        )
+        try:
+            # reads work
+            status, rows = self._call(
+                sid,
+                "res.partner",
+                "search_read",
+                [[["name", "like", "MT "]]],
+                {"fields": ["name"]},
+            )
+            self.assertEqual(status, "ok")
+            self.assertEqual({row["name"] for row in rows}, before)
+            # the banner's data
+            info = self.make_jsonrpc_request("/web/session/get_session_info")
+            self.assertEqual(info["db_backup_maintenance"]["archive"], "x.dbbs")
+            self.assertIn("x.dbbs", info["db_backup_maintenance"]["message"])
+            # writes are refused with the message, whatever the call
+            self._assert_refused(
+                self._call(sid, "res.partner", "create", [{"name": "MT refused"}]),
+                "x.dbbs",
+            )
+            partner_id = min(
+                self._on(
+                    self.second,
+                    lambda env: (
+                        env["res.partner"]
+                        .search([("name", "=", "MT in the archive")])
+                        .ids
+                    ),
+                )
+            )
+            self._assert_refused(
+                self._call(
+                    sid, "res.partner", "write", [[partner_id], {"name": "MT renamed"}]
+                ),
+                "x.dbbs",
+            )
+            self._assert_refused(
+                self._call(sid, "res.partner", "unlink", [[partner_id]]), "x.dbbs"
+            )
+            # the external API too (its own cursor: held by the ORM guard)
+            proxy = xmlrpc.client.ServerProxy("%s/xmlrpc/2/object" % self.base_url())
+            with self.assertRaises(xmlrpc.client.Fault) as fault:
+                proxy.execute_kw(
+                    self.second,
+                    self.user_id,
+                    PASSWORD,
+                    "res.partner",
+                    "create",
+                    [{"name": "MT refused over XML-RPC"}],
+                )
+            self.assertIn(
+                "changes are refused until it ends", fault.exception.faultString
+            )
+            # nothing changed
+            self.assertEqual(self._names(self.second, "MT "), before)
+            self.assertFalse(self._writable())
+        finally:
+            maintenance.leave(
+                backup_engine.pg_params(), config["data_dir"], self.second
+            )
+        self.assertTrue(self._writable())
+        status, _id = self._call(sid, "res.partner", "create", [{"name": "MT after"}])
+        self.assertEqual(status, "ok")
+        self.assertIn("MT after", self._names(self.second, "MT "))
+        info = self.make_jsonrpc_request("/web/session/get_session_info")
+        self.assertFalse(info["db_backup_maintenance"])
+        self.assertEqual(held["archive"], "x.dbbs")
+
+    def test_stale_marker_cannot_lock_the_database(self):
+        """A restore process killed in maintenance: the next write clears its
+        marker and the database setting, and goes through."""
+        maintenance = _lib()
+        sid = self._login()
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        maintenance.enter(
+            backup_engine.pg_params(),
+            config["data_dir"],
+            self.second,
+            "killed.dbbs",
+            pid=dead.pid,
+        )
+        self.assertFalse(self._writable())
+        status, _id = self._call(sid, "res.partner", "create", [{"name": "MT stale"}])
+        self.assertEqual(status, "ok")
+        self.assertIn("MT stale", self._names(self.second, "MT "))
+        self.assertTrue(self._writable())
+        self.assertIsNone(maintenance.read(config["data_dir"], self.second))
+
+    def test_guard_lets_only_the_restore_cursor_write(self):
+        maintenance = _lib()
+        maintenance.enter(
+            backup_engine.pg_params(), config["data_dir"], self.second, "g.dbbs"
+        )
+        try:
+            with (
+                mute_logger("odoo.sql_db"),
+                self.assertRaises(Exception) as refused,
+                Registry(self.second).cursor() as cr,
+            ):
+                env = api.Environment(cr, SUPERUSER_ID, {})
+                env["res.partner"].create({"name": "MT server side"})
+            self.assertIn("changes are refused", str(refused.exception))
+            with maintenance_guard.restore_writer_cursor(self.second) as cr:
+                env = api.Environment(cr, SUPERUSER_ID, {})
+                env["res.partner"].create({"name": "MT restore's own"})
+        finally:
+            maintenance.leave(
+                backup_engine.pg_params(), config["data_dir"], self.second
+            )
+        self.assertEqual(
+            self._names(self.second, "MT ") & {"MT server side", "MT restore's own"},
+            {"MT restore's own"},
+        )
+
+    # real production restores with a concurrent writer ----------------------
+    def _run_with_writer(self, job, tag):
+        """Run ``job`` as the restore wizard does (a detached ``restore-job``
+        process) while a normal user's session creates a partner every 50
+        ms. Returns ``(returncode, output, log, window, sid)``: log entries
+        ``(status, name, t0, message)``; ``window``: when the maintenance
+        was enforced and when its marker went away, as seen from here."""
+        maintenance = _lib()
+        sid = self._login()
+        stop = threading.Event()
+        log = []
+        window = {}
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                name = "%s %s %04d" % (PREFIX, tag, i)
+                t0 = time.time()
+                try:
+                    status, message = self._call(
+                        sid, "res.partner", "create", [{"name": name}]
+                    )
+                except Exception as exc:  # the server swapping databases
+                    status, message = "error", str(exc)
+                log.append((status, name, t0, message))
+                i += 1
+                time.sleep(0.05)
+
+        def watcher(proc):
+            while proc.poll() is None:
+                marker = maintenance.read(config["data_dir"], self.second)
+                if marker and marker.get("enforced_at"):
+                    window.setdefault("enforced_at", marker["enforced_at"])
+                    window["pid"] = marker["pid"]
+                elif window.get("enforced_at") and "ended" not in window:
+                    window["ended"] = time.time()
+                time.sleep(0.01)
+
+        threads = [threading.Thread(target=writer, daemon=True)]
+        path = restore_job.write_job_file(job)
+        try:
+            threads[0].start()
+            time.sleep(1.0)  # a few writes before the restore starts
+            with mute_logger("odoo.http", "odoo.sql_db"):
+                proc = subprocess.Popen(
+                    restore_job.job_command("restore-job", "--job-file", path),
+                    env=backup_engine.child_env(),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+                threads.append(
+                    threading.Thread(target=watcher, args=(proc,), daemon=True)
+                )
+                threads[1].start()
+                output, _err = proc.communicate(timeout=900)
+                time.sleep(1.5)  # a few writes after it ended
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(60)
+        self.assertEqual(window.get("pid"), proc.pid, "the job held the marker")
+        before = [e for e in log if e[2] < window.get("enforced_at", 0)]
+        after = [e for e in log if e[2] > window.get("ended", time.time())]
+        _logger.info(
+            "writer (%s): %d writes before the maintenance (%d done), %d during "
+            "(%d refused with the message, %d other errors, %d done), %d after "
+            "(%d done); maintenance %.1f s",
+            tag,
+            len(before),
+            sum(e[0] == "ok" for e in before),
+            len(log) - len(before) - len(after),
+            sum(e[0] == "error" and "refused" in e[3] for e in log),
+            sum(
+                e[0] == "error" and "refused" not in e[3]
+                for e in log
+                if e not in before and e not in after
+            ),
+            sum(e[0] == "ok" for e in log if e not in before and e not in after),
+            len(after),
+            sum(e[0] == "ok" for e in after),
+            window.get("ended", 0) - window.get("enforced_at", 0),
+        )
+        return proc.returncode, output, log, window, sid
+
+    def test_production_restore_refuses_concurrent_writes(self):
+        code, output, log, window, sid = self._run_with_writer(
+            self._job(self.second, self.archive), "ok"
+        )
+        self.assertEqual(code, 0, output[-3000:])
+        self.assertTrue(window.get("enforced_at") and window.get("ended"), window)
+        restored = self._names(self.second)
+        safety = self._safety_copy()
+        self.assertTrue(safety)
+        in_safety = self._names(safety)
+        refused = [e for e in log if e[0] == "error" and "refused" in e[3]]
+        self.assertTrue(refused, "no write was tried during the maintenance")
+        for _status, _name, _t0, message in refused:
+            self.assertIn(self.archive["name"], message)
+        for status, name, t0, message in log:
+            if t0 >= window["enforced_at"]:
+                # nothing begun in the maintenance or after lands in the
+                # safety copy; a write that succeeded is in the restored db
+                self.assertNotIn(name, in_safety, (status, message))
+                if status == "ok":
+                    self.assertIn(name, restored, message)
+        # what was written before the maintenance is in the safety copy
+        # (and in the pre-restore backup), not silently lost
+        early = {e[1] for e in log if e[0] == "ok" and e[2] < window["enforced_at"]}
+        self.assertTrue(early)
+        self.assertLessEqual(early, in_safety)
+        # after the restore: nothing read-only, writes work
+        self.assertTrue(
+            [e for e in log if e[0] == "ok" and e[2] > window["ended"]],
+            "no write succeeded after the restore",
+        )
+        self.assertTrue(self._writable())
+        self.assertTrue(self._writable(safety))
+        self.assertIsNone(_lib().read(config["data_dir"], self.second))
+        status, _id = self._call(
+            sid, "res.partner", "create", [{"name": "%s ok after" % PREFIX}]
+        )
+        self.assertEqual(status, "ok", _id)
+        self.assertIn("%s ok after" % PREFIX, self._names(self.second))
+
+    def _safety_copy(self):
+        names = backup_engine.list_databases(self.second + "_pre_restore_")
+        return sorted(names)[-1] if names else None
+
+    def test_failed_restore_ends_the_maintenance(self):
+        # a damaged copy of the archive: the engine refuses it after the
+        # pre-restore backup, during the maintenance
+        folder, base = os.path.split(self.archive["name"])
+        damaged = os.path.join(folder, "damaged-" + base)
+        with open(os.path.join(self.local_dir, self.archive["name"]), "rb") as src:
+            data = bytearray(src.read())
+        data[len(data) // 2] ^= 0xFF
+        with open(os.path.join(self.local_dir, damaged), "wb") as dst:
+            dst.write(data)
+        before = self._names(self.second)
+        code, output, log, window, sid = self._run_with_writer(
+            self._job(self.second, {"name": damaged}), "failed"
+        )
+        self.assertEqual(code, 1, output[-3000:])
+        self.assertTrue(window.get("enforced_at") and window.get("ended"), window)
+        refused = [e for e in log if e[0] == "error" and "refused" in e[3]]
+        self.assertTrue(refused, "no write was tried during the maintenance")
+        live = self._names(self.second)
+        for status, name, _t0, message in log:
+            # the live database stays: every write that succeeded is in it,
+            # every refused one is not
+            if status == "ok":
+                self.assertIn(name, live, message)
+            elif "refused" in message:
+                self.assertNotIn(name, live)
+        self.assertLessEqual(before, live)
+        self.assertTrue(
+            [e for e in log if e[0] == "ok" and e[2] > window["ended"]],
+            "no write succeeded after the failed restore",
+        )
+        self.assertTrue(self._writable())
+        self.assertIsNone(_lib().read(config["data_dir"], self.second))
+        status, _id = self._call(
+            sid, "res.partner", "create", [{"name": "%s failed after" % PREFIX}]
+        )
+        self.assertEqual(status, "ok", _id)
