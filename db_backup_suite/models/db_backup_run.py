@@ -409,6 +409,8 @@ class DbBackupRun(models.Model):
             cron._notify_progress(done=done, remaining=1)
             run._run_claimed()
             executed |= run
+        if executed:  # all done: the cron runner need not call again
+            cron._notify_progress(done=len(executed), remaining=0)
         return executed
 
     @api.model
@@ -522,6 +524,8 @@ class DbBackupRun(models.Model):
                 pending = True
             elif outcome:
                 recorded |= run
+        if runs:  # the cron runner need not loop: a pending run is triggered
+            self.env["ir.cron"]._notify_progress(done=len(runs), remaining=0)
         if pending:
             self.env.ref(WATCHDOG_CRON)._trigger()
         self._watch_refresh_runs()

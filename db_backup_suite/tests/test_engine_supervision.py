@@ -399,3 +399,38 @@ class TestEngineSupervision(BackupCase):
                         SQL("DELETE FROM db_backup_run WHERE id IN %s", tuple(made))
                     )
             self.registry.test_cr = test_cr
+
+    def test_run_manually_while_a_worker_runs_it_says_so(self):
+        """A cron worker holds the backup cron's row (it is running it):
+        Run Manually tells so instead of "This cron task is currently being
+        executed", and starts nothing; users who may not write crons are
+        refused first."""
+        import psycopg2
+
+        from odoo import sql_db
+        from odoo.exceptions import AccessError
+
+        run = self.env["db.backup.run"]._queue_backup(kind="manual")
+        cron = self.env.ref("db_backup_suite.ir_cron_db_backup_process")
+        with self.assertRaises(AccessError):
+            cron.with_user(self.operator).method_direct_trigger()
+        _name, info = sql_db.connection_info_for(self.env.cr.dbname)
+        worker = psycopg2.connect(**info)
+        try:
+            with worker.cursor() as wcr:
+                wcr.execute(
+                    "SELECT id FROM ir_cron WHERE id = %s FOR NO KEY UPDATE",
+                    [cron.id],
+                )
+                action = cron.with_user(self.admin).method_direct_trigger()
+        finally:
+            worker.rollback()
+            worker.close()
+        self.assertEqual(action["tag"], "display_notification")
+        self.assertIn("running right now", action["params"]["message"])
+        run.invalidate_recordset()
+        self.assertEqual(run.state, "queued")
+        # the worker is done: Run Manually runs it
+        self.assertTrue(cron.with_user(self.admin).method_direct_trigger())
+        run.invalidate_recordset()
+        self.assertEqual(run.state, "done", run.error)
