@@ -1207,6 +1207,21 @@ class DataExportJob(models.Model):
             reader = streamcrypt.DecryptingReader(
                 raw, keyring=ring, tenant=self._tenant(), purpose="export"
             )
+        except suite_keyring.UnknownKeyError as exc:
+            raw.seek(0)
+            key_id = streamcrypt.read_header(raw).key_id
+            raw.close()
+            raise UserError(
+                self.env._(
+                    'Export "%(name)s" cannot be decrypted: the server key that '
+                    "encrypted it, %(key)s, is not in the server keyring (it holds: "
+                    "%(held)s). Add key %(key)s back to the keyring, or run the "
+                    "export again.",
+                    name=job.file_name,
+                    key=key_id,
+                    held=", ".join(ring.ids),
+                )
+            ) from exc
         except Exception:
             raw.close()
             raise

@@ -201,6 +201,36 @@ class TestKeyRotation(KeyringMixin, HttpCase):
         self.sftp_dest.invalidate_recordset()
         self.assertEqual(self.sftp_dest.sudo().secrets_encrypted, before)
 
+    def test_removed_key_names_the_export_and_the_report_keeps_it(self):
+        partner = self.env["res.partner"].create({"name": "Rotation export row"})
+        admin = self.env.ref("base.user_admin")
+        job = (
+            self.env["data.export.job"]
+            .with_user(admin)
+            .create(
+                {
+                    "model_name": "res.partner",
+                    "domain": repr([("id", "=", partner.id)]),
+                    "field_paths": "name",
+                }
+            )
+        )
+        job._launch()
+        self.assertEqual(job.state, "done", job.error_message)
+        self.write_keyring(self.line_b, self.line_a)
+        self.rotate()
+        # an export file cannot be re-encrypted in place: listed under A
+        usage = self.env["db.backup.key.rotation"]._key_usage()
+        self.assertIn(job.file_name, usage["rot-a"]["Export files"][1])
+        self.assertIn(b"Rotation export row", job._read_file())
+        self.write_keyring(self.line_b)
+        with self.assertRaises(UserError) as caught:
+            job._read_file()
+        message = str(caught.exception)
+        self.assertIn('Export "%s"' % job.file_name, message)
+        self.assertIn("rot-a", message)
+        self.assertNotIn("archive", message)
+
     # -- who may rotate ----------------------------------------------------
     def rpc(self, login, model, method, *args, **kwargs):
         self.authenticate(login, login)
