@@ -213,7 +213,14 @@ class _Reporter:
         try:
             if self.registry is None:
                 self.registry = Registry(self.job["database"])
-            with maintenance_guard.restore_writer_cursor(self.job["database"]) as cr:
+            # a production restore's live database refuses every write but
+            # the restore's own (maintenance mode); a sandbox's does not
+            production = self.job["target"] == "production"
+            with (
+                maintenance_guard.restore_writer_cursor(self.job["database"])
+                if production
+                else self.registry.cursor()
+            ) as cr:
                 env = api.Environment(cr, SUPERUSER_ID, {})
                 wizard = env["db.backup.restore.wizard"].browse(wizard_id).exists()
                 if wizard:
