@@ -235,11 +235,13 @@ class DsrPackageJob(models.Model):
             password, opening_error = None, exc
         else:
             opening_error = None
+        # the steps are the officer's to read: in their language
+        _ = job.with_user(owner).with_context(lang=owner.lang).env._
         job.write(
             {
                 "state": "running",
                 "started_at": fields.Datetime.now(),
-                "step": self.env._("Starting"),
+                "step": _("Starting"),
             }
         )
         job._send_update()
@@ -270,9 +272,7 @@ class DsrPackageJob(models.Model):
                 "state": "done",
                 "progress": 100.0,
                 "done_at": fields.Datetime.now(),
-                "step": job.with_user(owner)
-                .with_context(lang=owner.lang)
-                .env._("Package ready"),
+                "step": _("Package ready"),
                 "error_message": False,
             }
         )
