@@ -24,8 +24,18 @@ API (every function takes the data directory first; names are checked)::
 ``kind`` is one of :data:`KINDS` and the name must be one the suite derives
 from ``production_db`` for that kind (:mod:`.safety`, see
 :data:`KIND_NAMES`): a restore drill registers its temporary
-``<db>_verify_<stamp>`` (or a sandbox-named) database with kind ``drill``
-right after creating it and unregisters it right after dropping it.
+``<db>_drill_<stamp>`` (``safety.drill_name``) database with kind ``drill``
+right after creating it and unregisters it right after dropping it::
+
+    name = safety.drill_name(db, stamp)
+    ... restore into name ...
+    registry.register(data_dir, name, "drill", db, expires=now + 1 day)
+    try:
+        ... check row counts ...
+    finally:
+        safety.drop_database_if_suite_owned(pg, name, production_db=db,
+                                            data_dir=data_dir, kinds=("drill",))
+        registry.unregister(data_dir, name)
 ``exists`` for :func:`prune` is a callable ``name -> bool`` (e.g. a
 ``pg_database`` lookup); entries whose database is gone are removed.
 ``marker``, when given, is the token the suite wrote into the database; only
@@ -79,7 +89,7 @@ VERSION = 1
 KIND_NAMES = {
     "sandbox": ("sandbox",),  # <db>-sandbox-<day>[-n], <db>-sandbox-daily
     "safety_copy": ("safety",),  # <db>_pre_restore_<stamp>
-    "drill": ("scratch", "sandbox"),  # <db>_verify_<stamp> (or a sandbox name)
+    "drill": ("drill", "scratch"),  # <db>_drill_<stamp>, <db>_verify_<stamp>
     "staging": ("staging",),  # <db>_restoring_<stamp>
 }
 KINDS = tuple(KIND_NAMES)

@@ -1444,17 +1444,36 @@ class DbBackupRun(models.Model):
 
     @api.model
     def _on_database_restored(self, restore_info):
-        """The restored database's run table is the archive's; list again the
-        archives of this database found at the destinations (the pre-restore
-        copy and anything newer than the restored archive)."""
-        return self._sync_from_destinations()
+        """The restored database's run table is the archive's, as it was
+        while the archive was being made: its own run is still running (or
+        queued) there. Reconcile it with what the destinations hold:
+
+        - the archive's own run becomes done, with its name, size, copies
+          and manifest facts (one row for the archive, never a second);
+        - every other run the archive left queued or running is settled:
+          done when its archive is at a destination, else failed saying
+          why (never "process stopped without a result");
+        - archives of this database at the destinations that no row lists
+          (the pre-restore backup, anything newer than the archive) are
+          listed again.
+        """
+        listing = self._list_destinations()
+        settled = self._settle_archive_runs(restore_info, listing)
+        created = self._sync_from_destinations(listing)
+        return {
+            "settled": {
+                str(run_id): state for run_id, state in sorted(settled.items())
+            },
+            "listed": sorted(n for n in created.mapped("name") if n),
+        }
 
     @api.model
-    def _sync_from_destinations(self):
-        created = self.browse()
-        known = set(self.search([]).mapped("name"))
-        destinations = self.env["db.backup.destination"].search([("active", "=", True)])
+    def _list_destinations(self):
+        """``{archive name: [(destination, StoredObject, ArchiveName)]}`` of
+        this database at every active destination (one that cannot be
+        listed is skipped and logged)."""
         by_name = {}
+        destinations = self.env["db.backup.destination"].search([("active", "=", True)])
         for destination in destinations:
             try:
                 found = self._find_archives(destination)
@@ -1463,6 +1482,178 @@ class DbBackupRun(models.Model):
                 continue
             for name, (obj, info) in found.items():
                 by_name.setdefault(name, []).append((destination, obj, info))
+        return by_name
+
+    @api.model
+    def _restored_archive(self, restore_info):
+        """``(full name, ArchiveName or None, created_at naive UTC)`` of the
+        archive a restore came from (an uploaded file's bare name gets its
+        database folder, as the destinations name it)."""
+        from odoo.addons.db_backup_suite.lib import naming
+
+        name = restore_info.get("archive_name") or ""
+        parsed = naming.parse_archive_name(name)
+        if parsed is not None and "/" not in name:
+            name = "%s/%s" % (parsed.database, name)
+        created = _parse_dt(
+            restore_info.get("archive_created_at")
+            or (restore_info.get("manifest") or {}).get("created_at")
+        ) or (parsed.created_at.replace(tzinfo=None) if parsed else False)
+        return name, parsed, created
+
+    @api.model
+    def _settle_archive_runs(self, restore_info, listing):
+        """Settle the runs the archive left unfinished (see
+        :meth:`_on_database_restored`); ``{run id: new state}``."""
+        name, parsed, created = self._restored_archive(restore_info)
+        if not created:
+            return {}
+        # the archive's rows still queued/running, or settled by a reaper
+        # that ran in the restored database before this hook
+        open_runs = self.search(
+            [
+                "|",
+                ("state", "in", ACTIVE_STATES),
+                "&",
+                "&",
+                ("state", "=", "failed"),
+                ("name", "=", False),
+                ("finished_at", ">=", created),
+            ],
+            order="started_at, id",
+        )
+        known = set(self.search([("name", "!=", False)]).mapped("name"))
+        settled = {}
+        own = self.browse()
+        if name not in known:  # else a row names it already: no second one
+            own = self._archive_own_run(open_runs, name, parsed, created)
+        if own:
+            own._settle_as_archive(name, listing, restore_info)
+            known.add(name)
+            settled[own.id] = own.state
+        for run in open_runs - own:
+            match = run._archive_at_destinations(listing, known)
+            if match:
+                run._settle_as_archive(match, listing, {})
+                known.add(match)
+            else:
+                run.write(
+                    {
+                        "state": "failed",
+                        "finished_at": created,
+                        "pid": 0,
+                        "progress_message": False,
+                        "error": self.env._(
+                            "Not finished when the archive %(file)s (restored "
+                            "here) was taken, and no archive of it is at the "
+                            "destinations: its outcome is recorded in the "
+                            "database the restore replaced.",
+                            file=name,
+                        ),
+                    }
+                )
+            settled[run.id] = run.state
+        return settled
+
+    @api.model
+    def _archive_own_run(self, runs, name, parsed, created):
+        """The run that made the restored archive: a backup run of the same
+        archive label, started before the archive's date and the latest
+        such (one backup at a time: in practice the only one)."""
+        slack = timedelta(minutes=5)
+        candidates = runs.filtered(
+            lambda r: (
+                r.kind in BACKUP_KINDS
+                and (not r.name or r.name == name)
+                and (parsed is None or r._archive_label() == parsed.label)
+                and (not r.started_at or r.started_at <= created + slack)
+            )
+        )
+        return candidates.sorted(lambda r: (r.started_at or r.date, r.id))[-1:]
+
+    def _archive_at_destinations(self, listing, known):
+        """The name of an archive at the destinations this unfinished run
+        made (same label, dated from its start to a day later), or None."""
+        self.ensure_one()
+        if self.kind not in BACKUP_KINDS or not self.started_at:
+            return None
+        label = self._archive_label()
+        start = self.started_at - timedelta(minutes=1)
+        found = [
+            (info.created_at.replace(tzinfo=None), name)
+            for name, entries in listing.items()
+            for _dest, _obj, info in entries[:1]
+            if name not in known
+            and info.label == label
+            and start
+            <= info.created_at.replace(tzinfo=None)
+            <= self.started_at + timedelta(days=1)
+        ]
+        return min(found)[1] if found else None
+
+    def _settle_as_archive(self, name, listing, restore_info):
+        """This run made the archive ``name``: done, its size and copies
+        from the destinations that hold it now, its facts from the
+        manifest (when the restore read it)."""
+        self.ensure_one()
+        entries = listing.get(name) or []
+        manifest = restore_info.get("manifest") or {}
+        encryption = manifest.get("encryption") or {}
+        size = max(
+            [obj.size for _d, obj, _i in entries]
+            or [restore_info.get("archive_size") or self.size or 0]
+        )
+        _n, parsed, created = self._restored_archive({"archive_name": name})
+        vals = {
+            "name": name,
+            "state": "done",
+            "size": size,
+            "archive_created_at": _parse_dt(manifest.get("created_at")) or created,
+            "finished_at": self.finished_at or created,
+            "progress": 100.0,
+            "progress_message": False,
+            "pid": 0,
+            "error": False,
+            "warning": False
+            if entries
+            else self.env._(
+                "No destination holds this archive now (it was restored from a file)."
+            ),
+        }
+        if parsed is not None:
+            vals["encryption"] = "encrypted" if parsed.encrypted else "plaintext"
+        if manifest:
+            vals.update(
+                key_id=encryption.get("key_id") or False,
+                odoo_version=self.env[
+                    "db.backup.restore.wizard"
+                ]._manifest_odoo_version(manifest),
+                manifest_json=json.dumps(manifest, default=str),
+            )
+        self.write(vals)
+        self.copy_ids.unlink()
+        self.env["db.backup.copy"].create(
+            [
+                {
+                    "run_id": self.id,
+                    "destination_id": dest.id,
+                    "destination_name": dest.name,
+                    "dest_type": dest.dest_type,
+                    "state": "done",
+                    "object_name": name,
+                    "size": obj.size,
+                }
+                for dest, obj, _info in entries
+            ]
+        )
+
+    @api.model
+    def _sync_from_destinations(self, listing=None):
+        """A row for every archive of this database at the destinations that
+        no row names yet (one row per name, its copies at each)."""
+        created = self.browse()
+        known = set(self.search([("name", "!=", False)]).mapped("name"))
+        by_name = self._list_destinations() if listing is None else listing
         for name, entries in sorted(by_name.items()):
             if name in known:
                 continue
@@ -1500,6 +1691,7 @@ class DbBackupRun(models.Model):
                     for dest, o, _info in entries
                 ]
             )
+            known.add(name)
             created |= run
         return created
 

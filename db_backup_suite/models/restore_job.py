@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from markupsafe import escape
 
@@ -363,6 +363,8 @@ def _close_pool(dbname):
 def _post_restore(dbname, info, job, pre_restore):
     """In the restored database: signaling, hooks, audit, mail."""
     _close_pool(dbname)
+    safety_marker = _mark_safety_copy(dbname, info)
+    _note_archive_size(info, job)
     registry = Registry(dbname)
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
@@ -376,24 +378,15 @@ def _post_restore(dbname, info, job, pre_restore):
         )
         for (name,) in cr.fetchall():
             cr.execute(SQL("SELECT nextval(%s)", name))
+        if safety_marker:
+            # The engine keeps the replaced database under a safety name; it is
+            # listed with the sandboxes (before the hooks, which list again
+            # what the registry holds) and dropped by their expiry cron, which
+            # requires the marker written into it.
+            _list_safety_copy(env, info, job, safety_marker)
         hook_failures = []
         hook_results = {}
         call_restore_hooks(env, info, hook_failures, results=hook_results)
-        if info.get("safety_database"):
-            # The engine keeps the replaced database under a safety name; it is
-            # listed with the sandboxes and dropped by their expiry cron, which
-            # requires the marker written into it here.
-            safety_copy = env["db.backup.sandbox"].create(
-                {
-                    "name": info["safety_database"],
-                    "archive_name": "state before the restore of %s"
-                    % info["archive_name"],
-                    "state": "ready",
-                }
-            )
-            backup_engine.write_sandbox_marker(
-                info["safety_database"], safety_copy.marker
-            )
         event_action = "sandbox" if info["target"] == "sandbox" else "restore"
         env["audit.event"].log_event(
             event_action,
@@ -443,6 +436,92 @@ def _post_restore(dbname, info, job, pre_restore):
                 ),
             )
     return hook_failures
+
+
+def _mark_safety_copy(dbname, info):
+    """Mark the replaced database the engine kept (``safety_database``) as
+    made by the suite and register it (``lib.registry``, kind
+    ``safety_copy``, expiring with the pre-restore backups), before
+    anything else can fail: whatever the restored database lists, the
+    registry lists it. Returns the marker (None: no safety copy)."""
+    import secrets
+
+    name = info.get("safety_database")
+    if not name:
+        return None
+    from odoo.addons.db_backup_suite.lib import registry
+
+    from .db_backup_run import PRE_RESTORE_KEEP_DAYS
+
+    marker = secrets.token_hex(24)
+    backup_engine.write_sandbox_marker(name, marker)
+    info["safety_expires_at"] = datetime.now(UTC).replace(
+        tzinfo=None, microsecond=0
+    ) + timedelta(days=PRE_RESTORE_KEEP_DAYS)
+    try:
+        registry.register(
+            backup_engine.data_dir(),
+            name,
+            "safety_copy",
+            dbname,
+            expires=info["safety_expires_at"],
+            marker=marker,
+        )
+    except Exception as exc:  # listed anyway by its row; logged
+        _logger.warning("Safety copy %s not registered: %s", name, exc)
+    return marker
+
+
+def _list_safety_copy(env, info, job, marker):
+    """The safety copy's row in the restored database (one per name)."""
+    Sandbox = env["db.backup.sandbox"]
+    vals = {
+        "name": info["safety_database"],
+        "kind": "safety_copy",
+        "archive_name": "state before the restore of %s" % info["archive_name"],
+        "state": "ready",
+        "marker": marker,
+        "expires_at": info["safety_expires_at"],
+        "requested_by_id": env["res.users"]
+        .browse(job.get("requested_by_id") or [])
+        .exists()
+        .id
+        or False,
+        "drop_error": False,
+    }
+    row = Sandbox.search([("name", "=", info["safety_database"])])
+    if row:
+        row.write(vals)
+    else:
+        Sandbox.create(vals)
+
+
+def _note_archive_size(info, job):
+    """The restored archive's size when it was an uploaded file (the run
+    list reconciles the archive's own run with it)."""
+    path = (job.get("source") or {}).get("path")
+    if path and "archive_size" not in info and os.path.isfile(path):
+        info["archive_size"] = os.path.getsize(path)
+
+
+def _register_sandbox(job, name, marker):
+    """Register a sandbox the engine just made (``lib.registry``): only a
+    row's sandbox under a name the suite gives this database's sandboxes;
+    best effort (the row's ``ready`` registers it again)."""
+    if not (job.get("sandbox_id") and marker):
+        return
+    from odoo.addons.db_backup_suite.lib import registry
+
+    try:
+        registry.register(
+            backup_engine.data_dir(),
+            name,
+            "sandbox",
+            job["database"],
+            marker=marker,
+        )
+    except Exception as exc:
+        _logger.warning("Sandbox %s not registered: %s", name, exc)
 
 
 def _tell_requester(env, job, info, hook_failures):
@@ -720,6 +799,7 @@ def run_job(job):
                 job, restored, "sandbox", binding, progress=report.bytes
             )
             backup_engine.write_sandbox_marker(restored, marker)
+            _register_sandbox(job, restored, marker)
             report.step("neutralize")
             _neutralize(restored)
     except Exception as exc:
@@ -748,6 +828,8 @@ def run_job(job):
         # the witnessed audit head when the backup was taken (audit_export's
         # hook checks the restored chain against it)
         audit_head=(getattr(result, "manifest", None) or {}).get("audit_head"),
+        # the archive's manifest (the run list settles the archive's own run)
+        manifest=getattr(result, "manifest", None) or {},
     )
     try:
         if target == "sandbox":

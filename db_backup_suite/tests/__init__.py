@@ -15,6 +15,7 @@ from . import (
     test_restore_drill,
     test_restore_hooks,
     test_restore_reapplies_erasures,
+    test_restore_reconcile,
     test_retention,
     test_role_tours,
     test_run_states,
