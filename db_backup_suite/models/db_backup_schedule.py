@@ -361,7 +361,7 @@ class DbBackupSchedule(models.Model):
     def _reschedule(self, now=None):
         for record in self:
             # The scheduler's own field (sudo: a user may not set it).
-            super(DbBackupSchedule, record.sudo()).write(
+            record.sudo().write(
                 {"next_run": record._compute_next_run(now) if record.active else False}
             )
 
@@ -372,7 +372,7 @@ class DbBackupSchedule(models.Model):
     def _retention_policy(self):
         """The engine's retention policy for this schedule's archives."""
         self.ensure_one()
-        from odoo.addons.db_backup_suite.lib import retention
+        from ..lib import retention
 
         if self.retention_mode == "days":
             return retention.RetentionPolicy(
@@ -392,9 +392,7 @@ class DbBackupSchedule(models.Model):
         self.check_access("write")
         if self.kind == "sandbox_refresh":
             # a restore that takes a while: the backup cron runs it now
-            super(DbBackupSchedule, self.sudo()).write(
-                {"next_run": fields.Datetime.now()}
-            )
+            self.sudo().write({"next_run": fields.Datetime.now()})
             self.env.ref("db_backup_suite.ir_cron_db_backup_process").sudo()._trigger()
             return {
                 "type": "ir.actions.client",
@@ -538,8 +536,7 @@ class DbBackupSchedule(models.Model):
         ``<db>-sandbox-daily``. A failure leaves yesterday's sandbox, fails
         the run and alerts like a failed backup. Returns the run."""
         self.ensure_one()
-        from odoo.addons.db_backup_suite.lib import safety
-
+        from ..lib import safety
         from . import restore_job
 
         now = now or fields.Datetime.now()
@@ -599,7 +596,7 @@ class DbBackupSchedule(models.Model):
             }
             if not self.env.registry.in_test_mode():
                 # the restore reads the sandbox row from its own cursors
-                self.env.cr.commit()
+                self.env.cr.commit()  # pylint: disable=invalid-commit
             outcome = restore_job.run_job(job)
         except Exception as exc:
             _logger.exception("Daily sandbox refresh of %s failed", dbname)
@@ -738,7 +735,7 @@ class DbBackupSchedule(models.Model):
                 if record.active and record.kind == "backup"
                 else None
             )
-            super(DbBackupSchedule, record.sudo()).write(
+            record.sudo().write(
                 {
                     "next_drill_at": (record.last_drill_at or now) + interval
                     if interval
@@ -787,7 +784,7 @@ class DbBackupSchedule(models.Model):
             ]
         ):
             return self.env._("A restore of this database is running.")
-        from odoo.addons.db_backup_suite.lib import lock
+        from ..lib import lock
 
         # the engine's own word: a restore, verify or drill of this database
         # holds its work lock (shared) while it works
@@ -864,7 +861,7 @@ class DbBackupSchedule(models.Model):
 
     @api.model
     def _clean_drill_leftovers(self):
-        from odoo.addons.db_backup_suite.lib import drill
+        from ..lib import drill
 
         known = (
             self.sudo()
@@ -910,7 +907,7 @@ class DbBackupSchedule(models.Model):
         )
         if not stale:
             return stale
-        from odoo.addons.db_backup_suite.lib import lock
+        from ..lib import lock
 
         with lock.work_lock(
             backup_engine.pg_params(), self.env.cr.dbname, exclusive=True
@@ -934,8 +931,7 @@ class DbBackupSchedule(models.Model):
         archive: in the detached job process (``detach``), else here and
         to the end (tests). Returns the run."""
         self.ensure_one()
-        from odoo.addons.db_backup_suite.lib import safety
-
+        from ..lib import safety
         from . import restore_drill, restore_job
 
         now = now or fields.Datetime.now()
@@ -949,7 +945,7 @@ class DbBackupSchedule(models.Model):
             .mapped("drill_database")
         )
         interval = self._drill_interval()
-        super(DbBackupSchedule, self.sudo()).write(
+        self.sudo().write(
             {
                 "last_drill_at": now,
                 "last_drill_state": "running",
@@ -1027,7 +1023,7 @@ class DbBackupSchedule(models.Model):
             run.invalidate_recordset()
             return run
         # the job process reads the run and the schedule from its own cursors
-        self.env.cr.commit()
+        self.env.cr.commit()  # pylint: disable=invalid-commit
         try:
             restore_job.spawn_detached(job)
         except Exception as exc:
@@ -1108,7 +1104,7 @@ class DbBackupSchedule(models.Model):
             }
             if ok:
                 vals["last_proven_restorable"] = now
-            super(DbBackupSchedule, schedule).write(vals)
+            schedule.write(vals)
         self.env["audit.event"].log_event(
             "backup",
             record=run,

@@ -72,7 +72,7 @@ class _DrillReporter:
 
 def run_drill_job(job):
     """Run the drill of ``job`` to the end; ``{"ok": bool, "message": str}``."""
-    from odoo.addons.db_backup_suite.lib import drill, pgtools
+    from ..lib import drill, pgtools
 
     report = _DrillReporter(job)
     db = job["db"]

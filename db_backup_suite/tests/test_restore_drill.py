@@ -19,8 +19,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tests.common import JsonRpcException
 from odoo.tools import config, mute_logger
 
-from odoo.addons.db_backup_suite.lib import registry
-
+from ..lib import pgtools, registry, safety
 from ..models import backup_engine
 from .common import BackupCase, KeyringMixin, drop_test_databases
 
@@ -228,8 +227,6 @@ class TestRestoreDrill(BackupCase):
     def test_killed_drill_leftovers_are_removed(self):
         """What a killed drill left (its database, filestore and registry
         entry) goes at the next cron pass; a live database is never touched."""
-        from odoo.addons.db_backup_suite.lib import pgtools, safety
-
         dbname = self.env.cr.dbname
         left = safety.drill_name(dbname, "20261201030000")
         pg = backup_engine.pg_params()
