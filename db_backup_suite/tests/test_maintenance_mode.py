@@ -15,6 +15,7 @@ test's HTTP server (the database is exposed by ``db_name`` for the test)
 and restores over it with the real job.
 """
 
+import json
 import logging
 import os
 import subprocess
@@ -172,6 +173,28 @@ class TestMaintenanceMode(KeyringMixin, HttpCase):
                 return {row[0] for row in cr.fetchall()}
         finally:
             conn.close()
+
+    def _announced(self, dbname):
+        """The payloads of the maintenance messages broadcast on ``dbname``'s
+        bus (what open tabs receive), oldest first."""
+        params = backup_engine.db_params(dbname)
+        conn = psycopg2.connect(**{k: v for k, v in params.items() if v is not None})
+        try:
+            with conn.cursor() as cr:
+                # sent on the live database's broadcast channel (the name
+                # it had then)
+                cr.execute(
+                    "SELECT message FROM bus_bus WHERE channel = %s ORDER BY id",
+                    (json.dumps([self.second, "broadcast"], separators=(",", ":")),),
+                )
+                messages = [json.loads(row[0]) for row in cr.fetchall()]
+        finally:
+            conn.close()
+        return [
+            m["payload"]
+            for m in messages
+            if m.get("type") == maintenance_guard.BUS_MAINTENANCE
+        ]
 
     def _login(self):
         """A real session of the normal user on the second database; its
@@ -351,6 +374,51 @@ class TestMaintenanceMode(KeyringMixin, HttpCase):
             {"MT restore's own"},
         )
 
+    def test_crons_wait_for_the_end_of_the_restore(self):
+        """A scheduled action due during the maintenance does not run (its
+        changes would be diverted); it runs at the first pass after."""
+
+        def make_cron(env):
+            return (
+                env["ir.cron"]
+                .create(
+                    {
+                        "name": "MT cron",
+                        "model_id": env.ref("base.model_res_partner").id,
+                        "state": "code",
+                        "code": "model.create({'name': 'MT cron ran'})",
+                        "interval_number": 1,
+                        "interval_type": "days",
+                        "nextcall": "2020-01-01 00:00:00",
+                        "user_id": SUPERUSER_ID,
+                    }
+                )
+                .id
+            )
+
+        cron_id = self._on(self.second, make_cron)
+        maintenance = _lib()
+        thread = threading.current_thread()
+        saved = getattr(thread, "dbname", None)
+        IrCron = Registry(self.second)["ir.cron"]
+        try:
+            maintenance.enter(
+                backup_engine.pg_params(), config["data_dir"], self.second, "c.dbbs"
+            )
+            try:
+                IrCron._process_jobs(self.second)
+            finally:
+                maintenance.leave(
+                    backup_engine.pg_params(), config["data_dir"], self.second
+                )
+            self.assertNotIn("MT cron ran", self._names(self.second, "MT "))
+            IrCron._process_jobs(self.second)
+            self.assertIn("MT cron ran", self._names(self.second, "MT "))
+        finally:
+            if saved is not None:
+                thread.dbname = saved
+            self._on(self.second, lambda env: env["ir.cron"].browse(cron_id).unlink())
+
     # real production restores with a concurrent writer ----------------------
     def _run_with_writer(self, job, tag):
         """Run ``job`` as the restore wizard does (a detached ``restore-job``
@@ -469,6 +537,10 @@ class TestMaintenanceMode(KeyringMixin, HttpCase):
         )
         self.assertTrue(self._writable())
         self.assertTrue(self._writable(safety))
+        # the open tabs were told when it started (on the replaced database)
+        announced = self._announced(safety)
+        self.assertTrue(announced and announced[-1]["active"])
+        self.assertEqual(announced[-1]["archive"], self.archive["name"])
         self.assertIsNone(_lib().read(config["data_dir"], self.second))
         status, _id = self._call(
             sid, "res.partner", "create", [{"name": "%s ok after" % PREFIX}]
@@ -507,6 +579,10 @@ class TestMaintenanceMode(KeyringMixin, HttpCase):
             elif "refused" in message:
                 self.assertNotIn(name, live)
         self.assertLessEqual(before, live)
+        # the open tabs were told when it started and when it ended
+        announced = self._announced(self.second)
+        self.assertEqual([a["active"] for a in announced[-2:]], [True, False])
+        self.assertEqual(announced[-2]["archive"], damaged)
         self.assertTrue(
             [e for e in log if e[0] == "ok" and e[2] > window["ended"]],
             "no write succeeded after the failed restore",
