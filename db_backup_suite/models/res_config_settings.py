@@ -89,6 +89,22 @@ class ResConfigSettings(models.TransientModel):
                 message="Database Backups settings changed",
             )
 
+    # -- key rotation ------------------------------------------------------------
+    def action_open_key_rotation(self):
+        """Button of the Settings screen: the Rotate key dialog, made on the
+        server so that it opens with its report (Settings administrators)."""
+        self.env["db.backup.run"]._check_admin_access()
+        wizard = self.env["db.backup.key.rotation"].create({})
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Rotate key"),
+            "res_model": wizard._name,
+            "res_id": wizard.id,
+            "view_mode": "form",
+            "views": [(False, "form")],
+            "target": "new",
+        }
+
     # -- emergency destinations file ---------------------------------------
     @api.model
     def _emergency_destinations_document(self):

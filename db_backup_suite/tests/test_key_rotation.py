@@ -231,6 +231,22 @@ class TestKeyRotation(KeyringMixin, HttpCase):
         self.assertIn("rot-a", message)
         self.assertNotIn("archive", message)
 
+    def test_rotate_key_from_the_settings_screen(self):
+        new_test_user(
+            self.env,
+            login="h_rot_admin",
+            groups="base.group_user,base.group_system",
+        )
+        self.write_keyring(self.line_b, self.line_a)
+        self.start_tour(
+            "/odoo/action-db_backup_suite.db_backup_config_settings_action",
+            "db_backup_suite_key_rotation",
+            login="h_rot_admin",
+        )
+        self.assertEqual(
+            self.key_ids(), {"Rotation SFTP": "rot-b", "Rotation S3": "rot-b"}
+        )
+
     # -- who may rotate ----------------------------------------------------
     def rpc(self, login, model, method, *args, **kwargs):
         self.authenticate(login, login)

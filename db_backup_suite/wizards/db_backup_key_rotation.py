@@ -409,6 +409,7 @@ class DbBackupKeyRotation(models.TransientModel):
             "res_model": self._name,
             "res_id": wizard[:1].id,
             "view_mode": "form",
+            "views": [(False, "form")],
             "target": "new",
             "name": self.env._("Rotate key"),
         }
