@@ -29,8 +29,10 @@ from ..models import backup_engine
 
 _logger = logging.getLogger(__name__)
 MAX_SIZE_PARAM = "db_backup_suite.upload_max_bytes"
-#: what the browser sends per request (bytes)
+CHUNK_PARAM = "db_backup_suite.upload_chunk_bytes"
+#: what the browser sends per request (bytes), unless CHUNK_PARAM says
 CHUNK_SIZE = 8 * 1024**2
+MIN_CHUNK = 64 * 1024
 STATUS = {
     "not_found": 404,
     "too_large": 413,
@@ -107,6 +109,18 @@ def request_body(httprequest):
     return httprequest._HTTPRequest__wrapped.stream
 
 
+def chunk_size(env):
+    """The chunk size the browser is told to use (system parameter
+    ``db_backup_suite.upload_chunk_bytes``, kept within 64 KiB and the
+    largest chunk accepted)."""
+    value = env["ir.config_parameter"].sudo().get_param(CHUNK_PARAM)
+    try:
+        size = int(value) if value else CHUNK_SIZE
+    except ValueError:
+        size = CHUNK_SIZE
+    return min(max(size, MIN_CHUNK), uploads.MAX_CHUNK)
+
+
 def owner():
     return {"database": request.db, "uid": request.env.uid}
 
@@ -180,7 +194,7 @@ class DbBackupUploadController(http.Controller):
                 "offset": 0,
                 "size": meta["size"],
                 "finished": False,
-                "chunk_size": CHUNK_SIZE,
+                "chunk_size": chunk_size(request.env),
             }
         )
 

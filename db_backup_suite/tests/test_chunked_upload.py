@@ -409,3 +409,29 @@ class TestChunkedUpload(KeyringMixin, HttpCase):
         self.assertEqual(
             self.env["audit.event"].search_count([("action", "=", "download")]), 1
         )
+
+    # -- the dialog, in a browser -----------------------------------------
+    def test_upload_widget_sends_chunks_in_a_browser(self):
+        # headless Chrome under the test server sends a request body at about
+        # 150 KB/s (8 MiB: a minute): small chunks keep the tour short
+        self.env["ir.config_parameter"].set_param(
+            "db_backup_suite.upload_chunk_bytes", str(256 * 1024)
+        )
+        before = set(self.files())
+        self.start_tour(
+            "/odoo/action-db_backup_suite.db_backup_dashboard_action",
+            "db_backup_suite_chunked_upload",
+            login=self.restorer.login,
+            timeout=180,
+        )
+        new = sorted(set(self.files()) - before)
+        parts = [name for name in new if name.endswith(".part")]
+        self.assertEqual(len(parts), 1, new)
+        upload_id = parts[0][: -len(".part")]
+        meta = uploads.read_meta(
+            self.base, upload_id, database=self.env.cr.dbname, uid=self.restorer.id
+        )
+        self.assertTrue(meta["finished"])
+        self.assertEqual(meta["size"], 1024 * 1024 + 1000)
+        self.assertEqual(meta["filename"], "not-an-archive.tar.zst.enc")
+        uploads.remove(self.base, upload_id)

@@ -135,7 +135,9 @@ export class ChunkedUploadField extends Component {
             await this.props.record.update({ [this.props.name]: this.state.id });
             await this.props.record.save();
         } catch (error) {
-            this.state.error = error.message;
+            // an upload refused by its route, or the server's reading of the
+            // finished archive (a UserError of the wizard's save)
+            this.state.error = error.data?.message || error.message;
             if (error.answer?.code === "digest" || error.answer?.code === "not_found") {
                 remember(file, null);
                 this.state.id = null;
@@ -178,9 +180,12 @@ export class ChunkedUploadField extends Component {
             const offset = this.state.sent;
             const blob = file.slice(offset, Math.min(offset + chunkSize, file.size));
             try {
+                // the chunk's bytes (one chunk in memory at a time): a Blob
+                // body is sent very slowly by some browsers
+                const body = await blob.arrayBuffer();
                 const answer = await this.call(
                     `${BASE}/${this.state.id}/chunk?offset=${offset}`,
-                    { body: blob, contentType: "application/octet-stream" }
+                    { body, contentType: "application/octet-stream" }
                 );
                 this.state.sent = answer.offset;
                 failures = 0;
