@@ -312,6 +312,26 @@ class TestMaintenanceMode(KeyringMixin, HttpCase):
             self.assertIn(
                 "changes are refused until it ends", fault.exception.faultString
             )
+            # a login is a change too (last login, audit): refused with the
+            # message, the session already open keeps working
+            response = requests.post(
+                "%s/web/session/authenticate" % self.base_url(),
+                json={
+                    "jsonrpc": "2.0",
+                    "method": "call",
+                    "id": 1,
+                    "params": {
+                        "db": self.second,
+                        "login": "mt_user",
+                        "password": PASSWORD,
+                    },
+                },
+                timeout=60,
+            )
+            self.assertIn(
+                "changes are refused until it ends",
+                response.json()["error"]["data"]["message"],
+            )
             # nothing changed
             self.assertEqual(self._names(self.second, "MT "), before)
             self.assertFalse(self._writable())
