@@ -299,6 +299,11 @@ class TestKeyRotation(KeyringMixin, HttpCase):
                 self.assertAccessError(
                     self.rpc(login, "db.backup.destination", "_reseal_secrets", [])
                 )
+                self.assertAccessError(
+                    self.rpc(
+                        login, "res.config.settings", "action_open_key_rotation", []
+                    )
+                )
         self.assertEqual(self.key_ids(), before)
         self.assertEqual(admin_wizard.state, "draft")
         self.assertEqual(
