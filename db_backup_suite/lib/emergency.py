@@ -428,8 +428,7 @@ def destinations_document(entries, *, database=None, exported_by=None, now=None)
         f"as {DESTINATIONS_FILE_HINT}, owned by the user Odoo runs as, mode "
         "0600 (chmod 600), name it in odoo.conf (backup_emergency_destinations "
         f"= {DESTINATIONS_FILE_HINT}) and delete this downloaded copy.",
-        "See docs/emergency-restore.md. Export it again after changing a "
-        "destination.",
+        "See docs/emergency-restore.md. Export it again after changing a destination.",
     ]
     return json.dumps({"comment": comment, "destinations": destinations}, indent=2)
 
