@@ -24,6 +24,7 @@ destination stored it, the error event carries the same ``copies`` and
 ``state: "failed"``.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -56,12 +57,10 @@ def _drop_stdout():
     """stdout is gone (the parent died): no more writes there, and none at
     exit either (Python would flush it again and fail)."""
     _SINKS["stdout"] = False
-    try:
+    with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 def emit(**event):

@@ -9,7 +9,7 @@ from . import (
     db_backup_run,
     db_backup_sandbox,
     db_backup_schedule,
-    ir_cron_backup,
+    ir_cron,
     ir_http,
     maintenance_guard,
     res_config_settings,

@@ -161,7 +161,7 @@ def remove_job_files(events_path):
         try:
             os.unlink(path)
         except FileNotFoundError:
-            pass
+            continue  # already gone
         except OSError as exc:
             _logger.warning("Cannot remove %s: %s", path, exc)
 
@@ -218,13 +218,10 @@ def job_alive(pid):
     still an engine job (a reused pid is not one)."""
     if not pid:
         return False
-    try:
+    # ChildProcessError: not our child (the usual case after a restart)
+    with contextlib.suppress(OSError):
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False  # our own child, just ended
-    except ChildProcessError:
-        pass  # not our child (the usual case after a restart)
-    except OSError:
-        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -398,7 +395,7 @@ def odoo_args():
 
 
 def pg_params():
-    from odoo.addons.db_backup_suite.lib import pgtools
+    from ..lib import pgtools
 
     params = db_params("postgres")
     return pgtools.PgParams(
@@ -410,7 +407,7 @@ def pg_params():
 
 
 def database_exists(dbname):
-    from odoo.addons.db_backup_suite.lib import pgtools
+    from ..lib import pgtools
 
     return pgtools.database_exists(pg_params(), dbname)
 
@@ -428,7 +425,7 @@ def config_parameter_of(dbname, key):
     """``ir_config_parameter`` ``key`` of the database ``dbname`` (None: not
     set, no such table or no such database). A plain connection: no
     registry is loaded."""
-    from odoo.addons.db_backup_suite.lib import pgtools
+    from ..lib import pgtools
 
     params = pg_params()
     if not pgtools.database_exists(params, dbname):
@@ -493,7 +490,7 @@ def drop_sandbox_database(name, production_db, marker):
     """
     import hmac
 
-    from odoo.addons.db_backup_suite.lib import errors, safety
+    from ..lib import errors, safety
 
     safety.check_sandbox_name(name, production_db=production_db)
     safety.filestore_of(data_dir(), name)  # the path check, before anything
@@ -550,7 +547,7 @@ def audit_head(dbname):
 def rename_sandbox(old, new):
     """Rename the suite's sandbox ``old`` to ``new`` (both names the suite
     gives to this server's sandboxes), database and filestore."""
-    from odoo.addons.db_backup_suite.lib import pgtools, safety
+    from ..lib import pgtools, safety
 
     for name in (old, new):
         safety.check_sandbox_name(name)

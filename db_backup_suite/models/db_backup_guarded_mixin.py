@@ -61,7 +61,8 @@ class DbBackupGuardedMixin(models.AbstractModel):
         )
         if not owned:
             return self
-        return self.with_context(
+        # the whole context, minus defaults for server-owned fields
+        return self.with_context(  # pylint: disable=context-overridden
             {
                 key: value
                 for key, value in context.items()

@@ -33,14 +33,14 @@ KIND_OF_NAME = {
 
 
 def _registry():
-    from odoo.addons.db_backup_suite.lib import registry
+    from ..lib import registry
 
     return registry
 
 
 def kind_of_name(name):
     """The kind of a database the suite names ``name`` (sandbox default)."""
-    from odoo.addons.db_backup_suite.lib import safety
+    from ..lib import safety
 
     return KIND_OF_NAME.get(safety.suite_database_kind(name), "sandbox")
 
@@ -167,6 +167,8 @@ class DbBackupSandbox(models.Model):
             self.filtered(lambda s: s.state in DROPPABLE_STATES)._registry_register()
         return result
 
+    # A live sandbox's row is the suite's proof that the database is its own:
+    # deleting it is refused on purpose. pylint: disable=no-raise-unlink
     def unlink(self):
         if not self.env.su and any(
             sandbox.state not in ("dropped", "failed") for sandbox in self
@@ -178,6 +180,8 @@ class DbBackupSandbox(models.Model):
                 )
             )
         return super().unlink()
+
+    # pylint: enable=no-raise-unlink
 
     def action_open(self):
         self.ensure_one()
@@ -236,7 +240,7 @@ class DbBackupSandbox(models.Model):
         audit log even when the caller then raises. Returns
         ``[(sandbox, reason)]`` of those refused or failed.
         """
-        from odoo.addons.db_backup_suite.lib import errors
+        from ..lib import errors
 
         failures = []
         production = self.env.cr.dbname
@@ -280,7 +284,7 @@ class DbBackupSandbox(models.Model):
         directory. A row whose database and filestore are both gone is only
         marked dropped. Unregisters it after the drop."""
         self.ensure_one()
-        from odoo.addons.db_backup_suite.lib import errors, safety
+        from ..lib import errors, safety
 
         registry = _registry()
         name, data_dir = self.name, backup_engine.data_dir()
@@ -337,7 +341,7 @@ class DbBackupSandbox(models.Model):
         """Record these rows' databases in the registry when they exist and
         carry the row's marker (best effort: the registry is a list, a
         failure to write it is logged, never a failed restore)."""
-        from odoo.addons.db_backup_suite.lib import errors
+        from ..lib import errors
 
         registry = _registry()
         production = self.env.cr.dbname
@@ -545,10 +549,12 @@ class DbBackupSandbox(models.Model):
         enough for the engine's ``<name>_pre_restore_<stamp>`` to fit
         PostgreSQL's 63 bytes (a long database name is cut): the names
         ``lib.safety.check_sandbox_name`` accepts for ``dbname``."""
-        from odoo.addons.db_backup_suite.lib import safety
+        from ..lib import safety
 
         day = (today or fields.Date.today()).strftime("%Y%m%d")
-        known = set(self.sudo().search([]).mapped("name"))
+        known = set(
+            self.sudo().search([("name", "=like", f"{dbname}%")]).mapped("name")
+        )
         n = 1
         while True:
             name = safety.sandbox_name(dbname, day, n)

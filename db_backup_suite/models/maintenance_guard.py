@@ -43,7 +43,7 @@ BUS_MAINTENANCE = "db_backup_suite/maintenance"
 
 
 def _lib():
-    from odoo.addons.db_backup_suite.lib import maintenance
+    from ..lib import maintenance
 
     return maintenance
 
@@ -148,20 +148,3 @@ class Base(models.AbstractModel):
     def unlink(self):
         check_writable(self.env)
         return super().unlink()
-
-
-class IrCron(models.Model):
-    _inherit = "ir.cron"
-
-    @classmethod
-    def _process_job(cls, db, cron_cr, job):
-        """Postponed while the database is being restored: the job stays due
-        and runs at the first pass after the restore."""
-        if active_marker(cron_cr.dbname):
-            _logger.info(
-                "Cron job %s postponed: database %s is being restored",
-                job.get("cron_name") or job.get("id"),
-                cron_cr.dbname,
-            )
-            return
-        return super()._process_job(db, cron_cr, job)

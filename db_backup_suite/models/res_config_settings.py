@@ -74,7 +74,7 @@ class ResConfigSettings(models.TransientModel):
         before = {
             key: params.get_param(key) for key in (SANDBOX_URL_PARAM, ALERT_SIZE_PARAM)
         }
-        super().set_values()
+        res = super().set_values()
         changed = {
             key: {"old": old, "new": params.get_param(key)}
             for key, old in before.items()
@@ -88,6 +88,7 @@ class ResConfigSettings(models.TransientModel):
                 details={"fields": changed},
                 message="Database Backups settings changed",
             )
+        return res
 
     # -- key rotation ------------------------------------------------------------
     def action_open_key_rotation(self):
@@ -112,7 +113,7 @@ class ResConfigSettings(models.TransientModel):
         credentials included (``docs/emergency-restore.md``). Raises a
         :class:`UserError` naming a destination that cannot be used."""
         self.env["db.backup.run"]._check_admin_access()
-        dests = self.env["db.backup.destination"].sudo().search([])
+        dests = self.env["db.backup.destination"].sudo().search([("active", "=", True)])
         if not dests:
             raise UserError(
                 self.env._("There is no active backup destination to export.")

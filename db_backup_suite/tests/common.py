@@ -37,8 +37,7 @@ def manifest_of(env, **overrides):
 def drop_test_databases(prefix):
     """Drop the databases (and filestores) a test made, all named
     ``<prefix>...``: test clean-up, beside the suite's own guarded drop."""
-    from odoo.addons.db_backup_suite.lib import pgtools
-
+    from ..lib import pgtools
     from ..models import backup_engine
 
     assert len(prefix) >= 8, "a test prefix, not a pattern for everything"

@@ -363,7 +363,7 @@ class TestEngineSupervision(BackupCase):
                 barrier = threading.Barrier(2)
                 claims, errors = [], []
 
-                def claim(claims=claims, errors=errors, barrier=barrier):
+                def claim(claims, errors, barrier):
                     try:
                         with self.registry.cursor() as cr:
                             env = api.Environment(cr, SUPERUSER_ID, {})
@@ -372,7 +372,10 @@ class TestEngineSupervision(BackupCase):
                     except Exception as exc:  # told to the test below
                         errors.append(repr(exc))
 
-                threads = [threading.Thread(target=claim) for _i in range(2)]
+                threads = [
+                    threading.Thread(target=claim, args=(claims, errors, barrier))
+                    for _i in range(2)
+                ]
                 for thread in threads:
                     thread.start()
                 for thread in threads:

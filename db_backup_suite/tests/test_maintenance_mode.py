@@ -44,7 +44,7 @@ PREFIX = "MT writer"
 
 
 def _lib():
-    from odoo.addons.db_backup_suite.lib import maintenance
+    from ..lib import maintenance
 
     return maintenance
 

@@ -40,7 +40,7 @@ class TestOffsiteCopies(KeyringMixin, HttpCase):
         self.assertFalse(password_problems(PASSWORD))
 
     def test_download_and_upload_round_trip(self):
-        from odoo.addons.db_backup_suite.lib import crypto
+        from ..lib import crypto
 
         self.assertEqual(self.backup_run.state, "done", self.backup_run.error)
         self.authenticate("h7_off_restorer", "h7_off_restorer")

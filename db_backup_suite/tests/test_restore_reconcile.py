@@ -32,7 +32,7 @@ ACCESS = "odoo.exceptions.AccessError"
 
 
 def _registry():
-    from odoo.addons.db_backup_suite.lib import registry
+    from ..lib import registry
 
     return registry
 
@@ -344,7 +344,7 @@ class TestRestoreReconcile(KeyringMixin, HttpCase):
     def _real_safety_copy(self):
         """A database under this database's safety-copy name, marked and
         registered by the restore job's own step (``_mark_safety_copy``)."""
-        from odoo.addons.db_backup_suite.lib import safety
+        from ..lib import safety
 
         name = safety.derived_name(self.dbname, "pre_restore_20260101000000")
         made = restore_job.run_job(
@@ -435,7 +435,7 @@ class TestRestoreReconcile(KeyringMixin, HttpCase):
         """A database named like this database's safety copy but absent from
         the registry (a row forged in the table) is refused, and the
         registry's entry of another database lists nothing here."""
-        from odoo.addons.db_backup_suite.lib import pgtools, safety
+        from ..lib import pgtools, safety
 
         name = safety.derived_name(self.dbname, "pre_restore_20250101000000")
         self.addCleanup(drop_test_databases, name)

@@ -626,7 +626,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
 
     # -- drops -------------------------------------------------------------------
     def test_drop_refuses_what_the_suite_did_not_make(self):
-        from odoo.addons.db_backup_suite.lib import pgtools
+        from ..lib import pgtools
 
         pg = backup_engine.pg_params()
         # a database named exactly like one of our sandboxes, not made by us
@@ -757,7 +757,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
         )
 
     def test_download_token_single_use(self):
-        from odoo.addons.db_backup_suite.lib import crypto
+        from ..lib import crypto
 
         wizard_id = self.ok(
             self.rpc(

@@ -236,12 +236,12 @@ class DsrPackageJob(models.Model):
         else:
             opening_error = None
         # the steps are the officer's to read: in their language
-        _ = job.with_user(owner).with_context(lang=owner.lang).env._
+        owner_env = job.with_user(owner).with_context(lang=owner.lang).env
         job.write(
             {
                 "state": "running",
                 "started_at": fields.Datetime.now(),
-                "step": _("Starting"),
+                "step": owner_env._("Starting"),
             }
         )
         job._send_update()
@@ -265,14 +265,14 @@ class DsrPackageJob(models.Model):
         if not self._in_test():
             # the package is committed; the job row, updated by the progress
             # transactions meanwhile, is written in a new transaction
-            self.env.cr.commit()
+            self.env.cr.commit()  # pylint: disable=invalid-commit
         job.invalidate_recordset()  # the progress rows were written aside
         job.write(
             {
                 "state": "done",
                 "progress": 100.0,
                 "done_at": fields.Datetime.now(),
-                "step": _("Package ready"),
+                "step": owner_env._("Package ready"),
                 "error_message": False,
             }
         )
@@ -307,16 +307,16 @@ class DsrPackageJob(models.Model):
         """The final bus message, with the title and text of the officer's
         notification ("Package ready" with a Download button, or the error)."""
         job = self.sudo()
-        _ = job.with_user(job.user_id).with_context(lang=job.user_id.lang).env._
+        owner_env = job.with_user(job.user_id).with_context(lang=job.user_id.lang).env
         if job.state == "done":
-            title = _("Your package is ready")
-            message = _(
+            title = owner_env._("Your package is ready")
+            message = owner_env._(
                 "The export package of %(ref)s is ready to download.",
                 ref=job.request_id.name,
             )
         else:
-            title = _("Export package failed")
-            message = _(
+            title = owner_env._("Export package failed")
+            message = owner_env._(
                 "The export package of %(ref)s could not be generated: %(error)s",
                 ref=job.request_id.name,
                 error=job.error_message,
@@ -325,8 +325,10 @@ class DsrPackageJob(models.Model):
 
     @api.model
     def _commit(self):
+        # a background job: its "running" state must be visible to the
+        # officer's screens while it works (never inside tests)
         if not self._in_test():
-            self.env.cr.commit()
+            self.env.cr.commit()  # pylint: disable=invalid-commit
 
     @api.model
     def _reap_stale(self):

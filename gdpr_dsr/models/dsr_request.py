@@ -373,7 +373,7 @@ class DsrRequest(models.Model):
             # Context defaults never reach server-owned fields: Odoo applies
             # ``default_<field>`` after these checks (a ``default_state`` of
             # "verified" would otherwise skip identity verification).
-            self = self.with_context(
+            self = self.with_context(  # pylint: disable=context-overridden
                 {
                     key: value
                     for key, value in self.env.context.items()
@@ -802,12 +802,14 @@ class DsrRequest(models.Model):
         if password is not None and not password:
             password = None
         progress = progress or (lambda step, percent, **counts: None)
-        _ = self.env._
         if not self.line_ids:
-            progress(_("Discovering the subject's records"), 2.0)
+            progress(self.env._("Discovering the subject's records"), 2.0)
             self._run_discovery()
         document, files = self._build_package_document(progress=progress)
-        progress(_("Writing the archive (%(count)s files)", count=len(files) + 1), 85.0)
+        progress(
+            self.env._("Writing the archive (%(count)s files)", count=len(files) + 1),
+            85.0,
+        )
         payload = json.dumps(
             document, indent=2, ensure_ascii=False, sort_keys=True, default=str
         ).encode("utf-8")
@@ -827,7 +829,7 @@ class DsrRequest(models.Model):
             raise UserError(str(exc)) from exc
         writer.close()
         encrypted = buffer.getvalue()
-        progress(_("Storing the encrypted package"), 95.0)
+        progress(self.env._("Storing the encrypted package"), 95.0)
         now = fields.Datetime.now()
         reference = _SAFE_NAME_RE.sub("-", self.name)
         self._server_write(

@@ -96,12 +96,16 @@ class DsrRequestLine(models.Model):
             )
         return super().write(vals)
 
+    # Lines are the server's record of what discovery found: users never
+    # delete them. pylint: disable=no-raise-unlink
     def unlink(self):
         if not self.env.su:
             raise AccessError(
                 self.env._("Discovered records are removed by the discovery only.")
             )
         return super().unlink()
+
+    # pylint: enable=no-raise-unlink
 
     @api.depends("res_model")
     def _compute_model_description(self):

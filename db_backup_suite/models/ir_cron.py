@@ -1,5 +1,11 @@
+import logging
+
 from odoo import models
 from odoo.tools import SQL
+
+from .maintenance_guard import active_marker
+
+_logger = logging.getLogger(__name__)
 
 #: the suite's crons that run and follow backups: "Run Manually" on them
 #: while a cron worker runs them says so instead of failing
@@ -57,3 +63,16 @@ class IrCron(models.Model):
             )
         )
         return not self.env.cr.fetchone()
+
+    @classmethod
+    def _process_job(cls, db, cron_cr, job):
+        """Postponed while the database is being restored: the job stays due
+        and runs at the first pass after the restore."""
+        if active_marker(cron_cr.dbname):
+            _logger.info(
+                "Cron job %s postponed: database %s is being restored",
+                job.get("cron_name") or job.get("id"),
+                cron_cr.dbname,
+            )
+            return
+        return super()._process_job(db, cron_cr, job)
