@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from db_backup_suite.lib import backup, crypto, payload, pgtools, verify
+from db_backup_suite.lib import backup, crypto, pgtools, verify
 from db_backup_suite.lib import manifest as mf
 from db_backup_suite.lib.errors import VerificationError
+from db_backup_suite.lib.payload.reader import PayloadReader
+from db_backup_suite.lib.payload.writer import PayloadWriter
 from db_backup_suite.lib.sinks import make_sink
 
 PREFIX = "h12_dv_"
@@ -55,9 +57,7 @@ def rebuild(raw, keyring, tenant, *, cut_dump=None, damage_file=None) -> bytes:
     ``damage_file``, and a manifest recomputed to match: authentic,
     complete, consistent, and wrong."""
     reader = crypto.open_archive(io.BytesIO(raw), keyring=keyring, tenant=tenant)
-    members = [
-        (m.name, m.read()) for m in payload.PayloadReader(reader) if m.type == "file"
-    ]
+    members = [(m.name, m.read()) for m in PayloadReader(reader) if m.type == "file"]
     by_name = dict(members)
     head = mf.loads(by_name[mf.HEAD_MEMBER])
     final = mf.loads(by_name[mf.MANIFEST_MEMBER])
@@ -68,7 +68,7 @@ def rebuild(raw, keyring, tenant, *, cut_dump=None, damage_file=None) -> bytes:
         dump = dump[:cut_dump]
     out = io.BytesIO()
     enc = crypto.encrypting_writer(out, keyring=keyring, tenant=tenant)
-    pw = payload.PayloadWriter(enc, compression="zstd")
+    pw = PayloadWriter(enc, compression="zstd")
     pw.add_bytes(mf.HEAD_MEMBER, mf.dumps(head))
     info = pw.add_stream(mf.DUMP_MEMBER, io.BytesIO(dump))
     digest = mf.FilestoreDigest()
@@ -173,7 +173,7 @@ def _archived_files(raw, keyring, tenant) -> set[str]:
     reader = crypto.open_archive(io.BytesIO(raw), keyring=keyring, tenant=tenant)
     return {
         m.name[len(mf.FILESTORE_DIR) :]
-        for m in payload.PayloadReader(reader)
+        for m in PayloadReader(reader)
         if m.name.startswith(mf.FILESTORE_DIR) and m.type == "file"
     }
 

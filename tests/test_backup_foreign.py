@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from db_backup_suite.lib import backup, crypto, odoozip, payload, restore
+from db_backup_suite.lib import backup, crypto, odoozip, restore
 from db_backup_suite.lib.errors import ForeignArchiveError, RestoreError
+from db_backup_suite.lib.payload.reader import PayloadReader
 from db_backup_suite.lib.sinks import make_sink
 from tests.fixtures.odoo_db import (
     connect,
@@ -277,7 +278,7 @@ def test_odoo_zip_of_another_database_is_refused_in_staging(two_dbs, keyring, tm
     zip_path = tmp_path / "a.zip"
     with archive.open("rb") as fh, zip_path.open("wb") as out:
         reader = crypto.open_archive(fh, keyring=keyring, tenant=a.uuid)
-        odoozip.write_odoo_zip(payload.PayloadReader(reader), out)
+        odoozip.write_odoo_zip(PayloadReader(reader), out)
     before = _state(b)
     with pytest.raises(ForeignArchiveError) as info:
         restore.run_restore(

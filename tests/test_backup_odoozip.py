@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from db_backup_suite.lib import odoozip, payload
+from db_backup_suite.lib import odoozip
 from db_backup_suite.lib.errors import ArchiveError, ArchiveFormatError, RestoreError
+from db_backup_suite.lib.payload.reader import PayloadReader
+from db_backup_suite.lib.payload.writer import PayloadWriter
 from db_backup_suite.lib.pgtools import (
     PgParams,
     attachment_files,
@@ -54,7 +56,7 @@ def new_db(pg):
 def make_payload(db, pg, compression="zstd") -> bytes:
     """A payload laid out as the backup pipeline writes it."""
     buf = io.BytesIO()
-    writer = payload.PayloadWriter(buf, compression)
+    writer = PayloadWriter(buf, compression)
     conn = pg.connect(db.dbname)
     try:
         info = database_info(conn)
@@ -97,9 +99,7 @@ def test_write_then_import_round_trip(tmp_path, pg, source, new_db, compression)
     raw = make_payload(source, pg, compression)
     zip_path = tmp_path / "odoo.zip"
     with open(zip_path, "wb") as out:
-        result = odoozip.write_odoo_zip(
-            payload.PayloadReader(io.BytesIO(raw)), out, pg=pg
-        )
+        result = odoozip.write_odoo_zip(PayloadReader(io.BytesIO(raw)), out, pg=pg)
     expected_files = referenced_listing(source)
     assert result.filestore_files == len(expected_files) > 0
     assert result.dump_sql_bytes > 0
@@ -157,7 +157,7 @@ def test_streams_into_an_unseekable_writable(pg, source):
 
     raw = make_payload(source, pg)
     out = Pipe()
-    odoozip.write_odoo_zip(payload.PayloadReader(io.BytesIO(raw)), out, pg=pg)
+    odoozip.write_odoo_zip(PayloadReader(io.BytesIO(raw)), out, pg=pg)
     with zipfile.ZipFile(io.BytesIO(bytes(out.data))) as zf:
         assert zf.testzip() is None
         assert b"COPY public.res_partner" in zf.read("dump.sql")
@@ -276,12 +276,12 @@ def test_not_an_odoo_zip(tmp_path):
 
 def test_payload_that_is_not_ours(pg):
     buf = io.BytesIO()
-    w = payload.PayloadWriter(buf)
+    w = PayloadWriter(buf)
     w.add_bytes("something.txt", b"x")
     w.close()
     buf.seek(0)
     with pytest.raises(ArchiveFormatError, match="backup.json"):
-        odoozip.write_odoo_zip(payload.PayloadReader(buf), io.BytesIO(), pg=pg)
+        odoozip.write_odoo_zip(PayloadReader(buf), io.BytesIO(), pg=pg)
 
 
 def test_odoo_manifest_mapping():

@@ -12,16 +12,12 @@ import tracemalloc
 import pytest
 import zstandard
 
-from db_backup_suite.lib import payload
 from db_backup_suite.lib.errors import ArchiveError, ArchiveFormatError, DumpError
-from db_backup_suite.lib.payload import (
-    PayloadReader,
-    PayloadWriter,
-    compressed_format,
-    extract_member,
-    safe_member_path,
-    should_store,
-)
+from db_backup_suite.lib.payload.extract import extract_member, safe_member_path
+from db_backup_suite.lib.payload.reader import PayloadReader
+from db_backup_suite.lib.payload.sampling import compressed_format, should_store
+from db_backup_suite.lib.payload.tar import ZSTD_MAGIC
+from db_backup_suite.lib.payload.writer import PayloadWriter
 
 COMPRESSIONS = ["zstd", "gzip", "none"]
 
@@ -212,7 +208,7 @@ def test_zstd_frames_and_standard_tools(tmp_path):
     assert joined == _text(700_000)
     # several frames: compressed, raw (jpeg), compressed, raw (rand), ...
     data = out.read_bytes()
-    assert data.count(payload.ZSTD_MAGIC) >= 5
+    assert data.count(ZSTD_MAGIC) >= 5
     # and the python reader reads across all of them
     assert _read_all(io.BytesIO(data))["filestore/2/rand"] == rand
 
@@ -431,7 +427,7 @@ def test_truncated_or_garbage_payload_is_a_format_error():
     with pytest.raises(ArchiveFormatError):
         _read_all(io.BytesIO(data[: len(data) // 2]))
     with pytest.raises(ArchiveFormatError):
-        _read_all(io.BytesIO(payload.ZSTD_MAGIC + os.urandom(1000)))
+        _read_all(io.BytesIO(ZSTD_MAGIC + os.urandom(1000)))
     with pytest.raises(ArchiveFormatError, match="not gzip"):
         PayloadReader(io.BytesIO(data), "gzip")
 

@@ -5,14 +5,20 @@ import tarfile
 from hypothesis import given
 from hypothesis import strategies as st
 
-from db_backup_suite.lib import payload
 from db_backup_suite.lib.errors import ArchiveError
+from db_backup_suite.lib.payload.extract import _clean_parts, check_member_name
+from db_backup_suite.lib.payload.tar import (
+    _FAST_HEADER_OK,
+    _tarfile_header,
+    block_padding,
+    tar_header,
+)
 
 NAME_CHARS = st.characters(min_codepoint=32, max_codepoint=0x2FF)
 
 
 def test_fast_header_is_enabled_on_this_python():
-    assert payload._FAST_HEADER_OK
+    assert _FAST_HEADER_OK
 
 
 @given(
@@ -22,8 +28,8 @@ def test_fast_header_is_enabled_on_this_python():
     mode=st.sampled_from([0o644, 0o600, 0o755]),
 )
 def test_tar_header_matches_tarfile(name, size, mtime, mode):
-    expected = payload._tarfile_header(name, size, mtime, mode)
-    assert payload._tar_header(name, size, mtime, mode) == expected
+    expected = _tarfile_header(name, size, mtime, mode)
+    assert tar_header(name, size, mtime, mode) == expected
 
 
 def test_tar_header_reads_back_with_tarfile():
@@ -31,8 +37,8 @@ def test_tar_header_reads_back_with_tarfile():
 
     name = "filestore/ab/" + "c" * 40
     data = b"x" * 1000
-    raw = payload._tar_header(name, len(data), 1700000000.7) + data
-    raw += payload._padding(len(data)) + b"\0" * 1024
+    raw = tar_header(name, len(data), 1700000000.7) + data
+    raw += block_padding(len(data)) + b"\0" * 1024
     with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
         (info,) = tar.getmembers()
         assert (info.name, info.size, info.mtime, info.mode) == (
@@ -47,12 +53,12 @@ def test_tar_header_reads_back_with_tarfile():
 @given(st.text(st.sampled_from("ab./_-\\:\0"), min_size=1, max_size=12))
 def test_member_name_fast_path_refuses_what_the_full_check_refuses(name):
     try:
-        payload._clean_parts(name)
+        _clean_parts(name)
         full_ok = True
     except ArchiveError:
         full_ok = False
     try:
-        payload._check_member_name(name)
+        check_member_name(name)
         fast_ok = True
     except ArchiveError:
         fast_ok = False

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from db_backup_suite.lib import backup, crypto, lock, payload
+from db_backup_suite.lib import backup, crypto, lock
 from db_backup_suite.lib import manifest as mf
 from db_backup_suite.lib.errors import BackupLockedError, DumpError
+from db_backup_suite.lib.payload.reader import PayloadReader
 from db_backup_suite.lib.pgtools import PgParams
 from db_backup_suite.lib.sinks import make_sink
 from tests.fixtures.odoo_db import connect, referenced_files
@@ -42,7 +43,7 @@ def decrypt_members(raw: bytes, *, tenant, keyring=None, password=None) -> dict:
         io.BytesIO(raw), keyring=keyring, password=password, tenant=tenant
     )
     out = {}
-    for member in payload.PayloadReader(reader):
+    for member in PayloadReader(reader):
         if member.type == "file":
             out[member.name] = member.read()
     return out

@@ -11,7 +11,7 @@ import tarfile
 import pytest
 import zstandard
 
-from db_backup_suite.lib import backup, crypto, payload, restore, scan, verify
+from db_backup_suite.lib import backup, crypto, restore, scan, verify
 from db_backup_suite.lib import manifest as mf
 from db_backup_suite.lib.errors import (
     ArchiveError,
@@ -19,6 +19,8 @@ from db_backup_suite.lib.errors import (
     RestoreError,
     VerificationError,
 )
+from db_backup_suite.lib.payload.reader import PayloadReader
+from db_backup_suite.lib.payload.writer import PayloadWriter
 from db_backup_suite.lib.sinks import make_sink
 from tests.fixtures.odoo_db import (
     add_attachment,
@@ -234,13 +236,11 @@ def _repack(raw, keyring, edit):
     reader = crypto.open_archive(
         io.BytesIO(raw), keyring=keyring, tenant=crypto.ANY_TENANT
     )
-    members = [
-        (m.name, m.read()) for m in payload.PayloadReader(reader) if m.type == "file"
-    ]
+    members = [(m.name, m.read()) for m in PayloadReader(reader) if m.type == "file"]
     members = edit(members)
     out = io.BytesIO()
     enc = crypto.encrypting_writer(out, keyring=keyring, tenant=reader.header.tenant)
-    pw = payload.PayloadWriter(enc)
+    pw = PayloadWriter(enc)
     for name, data in members:
         pw.add_bytes(name, data)
     pw.close()
@@ -406,7 +406,7 @@ def test_members_escaping_the_target_are_refused(
     good = _read(local_sink, _backup(db, local_sink, keyring).name)
     reader = crypto.open_archive(io.BytesIO(good), keyring=keyring, tenant=db.uuid)
     members = []
-    for m in payload.PayloadReader(reader):
+    for m in PayloadReader(reader):
         data = m.read()
         info = tarfile.TarInfo(m.name)
         info.size = len(data)

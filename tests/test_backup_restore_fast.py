@@ -10,9 +10,11 @@ import uuid
 
 import pytest
 
-from db_backup_suite.lib import backup, crypto, payload, pgtools, restore
+from db_backup_suite.lib import backup, crypto, pgtools, restore
 from db_backup_suite.lib import manifest as mf
 from db_backup_suite.lib.errors import BackupSuiteError
+from db_backup_suite.lib.payload.reader import PayloadReader
+from db_backup_suite.lib.payload.writer import PayloadWriter
 from db_backup_suite.lib.sinks import make_sink
 from tests.fixtures.odoo_db import (
     connect,
@@ -117,12 +119,10 @@ def test_restore_skip_verify_streaming_keeps_the_locale(
 
 def _repack_manifests(raw, keyring, change):
     reader = crypto.open_archive(io.BytesIO(raw), keyring=keyring, tenant="")
-    members = [
-        (m.name, m.read()) for m in payload.PayloadReader(reader) if m.type == "file"
-    ]
+    members = [(m.name, m.read()) for m in PayloadReader(reader) if m.type == "file"]
     out = io.BytesIO()
     enc = crypto.encrypting_writer(out, keyring=keyring, tenant=reader.header.tenant)
-    pw = payload.PayloadWriter(enc)
+    pw = PayloadWriter(enc)
     for name, data in members:
         if name in (mf.HEAD_MEMBER, mf.MANIFEST_MEMBER):
             m = json.loads(data)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from db_backup_suite.lib import crypto, payload
+from db_backup_suite.lib import crypto
 from db_backup_suite.lib import manifest as mf
 from db_backup_suite.lib import repository as repo_mod
 from db_backup_suite.lib.errors import (
@@ -23,6 +23,7 @@ from db_backup_suite.lib.errors import (
     BackupSuiteError,
     WrongKeyError,
 )
+from db_backup_suite.lib.payload.reader import PayloadReader
 from db_backup_suite.lib.repository import format as fmt
 from db_backup_suite.lib.repository import incremental, layout
 from db_backup_suite.lib.repository.repo import KIND_SNAPSHOT, pack_path
@@ -285,7 +286,7 @@ def _read_back(repo, ref) -> tuple[bytes, dict]:
     snap = repo.load_snapshot(ref)
     tar = b"".join(bytes(p) for p in repo_mod.iter_payload(repo, snap))
     dump, files = b"", {}
-    for member in payload.PayloadReader(io.BytesIO(tar), "none"):
+    for member in PayloadReader(io.BytesIO(tar), "none"):
         data = member.read()
         if member.name.startswith(mf.FILESTORE_DIR):
             files[member.name[len(mf.FILESTORE_DIR) :]] = data

@@ -4,7 +4,7 @@ to an encrypted archive at a sink.
 ::
 
     pg_dump -Fc -Z0 --snapshot=S ----+  (prefetched while files are written)
-    filestore files listed in S -----+--> tar (payload.PayloadWriter)
+    filestore files listed in S -----+--> tar (payload.writer.PayloadWriter)
     backup.json / manifest.json -----+      --> zstd | gzip
                                             --> AES-256-GCM chunks (crypto)
                                             --> fan-out (fanout.FanOut)
@@ -45,10 +45,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from . import cleanup, crypto, fanout, naming, payload
+from . import cleanup, crypto, fanout, naming
 from . import manifest as mf
 from .errors import ArchiveError, BackupSuiteError, DumpError, SinkError
 from .lock import backup_lock
+from .payload.extract import safe_member_path
+from .payload.writer import PayloadWriter
 from .pgtools import PgParams, exported_snapshot, start_pg_dump
 
 _logger = logging.getLogger(__name__)
@@ -539,7 +541,7 @@ def _write_archive(req, sinks, name, head, dump, counter, files, filestore, warn
         chunk_size=req.chunk_size,
     )
     try:
-        pw = payload.PayloadWriter(
+        pw = PayloadWriter(
             enc, compression=req.compression, level=req.level, threads=req.threads
         )
         pw.add_bytes(mf.HEAD_MEMBER, mf.dumps(head))
@@ -617,7 +619,7 @@ class _FilestoreWriter:
     def _path(self, fname: str):
         if _ODOO_FNAME.fullmatch(fname):  # Odoo's own layout: nothing to check
             return self._root / fname
-        return payload.safe_member_path(self._root, fname)
+        return safe_member_path(self._root, fname)
 
     def add_next(self) -> bool:
         """Add the next file; False when there is none left."""

@@ -72,8 +72,11 @@ import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import backup, crypto, naming, payload, pgtools
+from . import backup, crypto, naming, pgtools
 from .errors import BackupSuiteError
+from .payload.extract import extract_member
+from .payload.reader import PayloadReader
+from .payload.tar import part_base
 from .pgtools import PgParams
 
 _logger = logging.getLogger("db_backup_suite.cli")
@@ -912,19 +915,17 @@ def _extract(args, src, root: Path, report):
             raise UsageError(f"{root} is not an empty directory") from None
     raw, reader = _open_payload(args, src)
     with raw:
-        preader = payload.PayloadReader(reader)
+        preader = PayloadReader(reader)
         dump = None
         for member in preader:
             if member.type != "file":
                 continue
-            if payload._part_base(member.name) == "database.dump":
+            if part_base(member.name) == "database.dump":
                 if dump is None:
                     dump = _create_private(root / "database.dump")
                 _copy(member, dump)
                 continue
-            payload.extract_member(
-                root, member, mode=PRIVATE_FILE, dir_mode=PRIVATE_DIR
-            )
+            extract_member(root, member, mode=PRIVATE_FILE, dir_mode=PRIVATE_DIR)
         if dump is not None:
             dump.close()
     if args.json:
@@ -977,7 +978,7 @@ def cmd_export_odoo_zip(args):
         with raw, _create_private(args.output) as out:
             try:
                 result = odoozip.write_odoo_zip(
-                    payload.PayloadReader(reader),
+                    PayloadReader(reader),
                     out,
                     pg=_pg(args),
                     progress=_progress(args),

@@ -389,9 +389,9 @@ def describe_archive_owner(raw_or_path, keyring=None, password=None) -> dict:
 def _head_manifest(reader, compression) -> dict | None:
     """The first member ``backup.json`` of a plaintext payload reader."""
     from . import manifest as mf
-    from . import payload
+    from .payload.reader import PayloadReader
 
-    for member in payload.PayloadReader(reader, compression):
+    for member in PayloadReader(reader, compression):
         if member.name == mf.HEAD_MEMBER and member.size <= mf.MAX_MANIFEST_BYTES:
             return mf.loads(member.read(), member.name)
         return None

@@ -33,9 +33,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from . import payload
 from .errors import ArchiveError, ArchiveFormatError, RestoreError
 from .naming import check_database_name
+from .payload.extract import clean_member_name, extract_stream
+from .payload.reader import PayloadReader
+from .payload.sampling import SAMPLE_SIZE, should_store
 from .pgtools import (
     PgParams,
     PgProcess,
@@ -149,7 +151,7 @@ def _set_level(info: zipfile.ZipInfo, level: int):
 
 
 def write_odoo_zip(
-    payload_reader: payload.PayloadReader,
+    payload_reader: PayloadReader,
     out_stream,
     *,
     pg: PgParams | None = None,
@@ -157,7 +159,7 @@ def write_odoo_zip(
     progress: Progress | None = None,
 ) -> OdooZipResult:
     """Write Odoo's backup zip of the payload read by ``payload_reader`` (a
-    :class:`payload.PayloadReader` on the decrypted archive, not yet
+    :class:`~.payload.reader.PayloadReader` on the decrypted archive, not yet
     iterated) into the binary writable ``out_stream`` (left open).
 
     The dump becomes ``dump.sql`` through ``pg_restore --no-owner
@@ -196,11 +198,9 @@ def write_odoo_zip(
                 seen_dump = True
             elif name.startswith(FILESTORE) and member.type == "file":
                 rel = name[len(FILESTORE) :]
-                payload.clean_member_name(rel)  # refuse unsafe names
-                head_bytes = member.read(payload.SAMPLE_SIZE)
-                info = _zipinfo(
-                    name, member.mtime, not payload.should_store(head_bytes)
-                )
+                clean_member_name(rel)  # refuse unsafe names
+                head_bytes = member.read(SAMPLE_SIZE)
+                info = _zipinfo(name, member.mtime, not should_store(head_bytes))
                 info.file_size = member.size
                 _set_level(info, compresslevel)
                 with zf.open(info, "w") as dest:
@@ -288,7 +288,7 @@ def _filestore_members(zf: zipfile.ZipFile):
                 "device entry in the zip)"
             )
         rel = info.filename[len(FILESTORE) :]
-        payload.clean_member_name(rel)
+        clean_member_name(rel)
         yield info, rel
 
 
@@ -388,7 +388,7 @@ def import_odoo_zip(
             with zipfile.ZipFile(path) as zf:
                 for zinfo, rel in _filestore_members(zf):
                     with zf.open(zinfo) as src:
-                        written.append(payload.extract_stream(target, rel, src))
+                        written.append(extract_stream(target, rel, src))
                     if progress is not None:
                         progress(len(written), info.filestore_files, "filestore")
     except BaseException as exc:

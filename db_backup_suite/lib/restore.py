@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import crypto, lock, payload, pgtools, safety
+from . import crypto, lock, pgtools, safety
 from . import manifest as mf
 from .cleanup import work_dir_name
 from .errors import (
@@ -66,6 +66,8 @@ from .errors import (
     VerificationError,
     naming_missing_key,
 )
+from .payload.extract import safe_member_path
+from .payload.reader import PayloadReader
 from .pgtools import PgParams
 from .scan import ScanHandler, scan_archive
 
@@ -285,7 +287,7 @@ class _Extractor(ScanHandler):
         if self.fs_root is None:
             return
         # members are "filestore/<xx>/<sha1>"; fs_root is the staging dir
-        path = payload.safe_member_path(self.fs_root, store_fname)
+        path = safe_member_path(self.fs_root, store_fname)
         path.parent.mkdir(parents=True, exist_ok=True)
         if stat_mod.S_ISLNK(os.lstat(path.parent).st_mode):
             raise ArchiveError(f"{path.parent} is a symlink; refusing to follow it")
@@ -761,7 +763,7 @@ def _head_of(source, req, tenant) -> dict | None:
         compression = (
             crypto.compression_of(reader.content_type) if reader.content_type else None
         )
-        for member in payload.PayloadReader(reader, compression):
+        for member in PayloadReader(reader, compression):
             if member.name == mf.HEAD_MEMBER and member.size <= mf.MAX_MANIFEST_BYTES:
                 return mf.loads(member.read(), member.name)
             return None

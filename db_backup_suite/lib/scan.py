@@ -22,9 +22,11 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from . import crypto, payload, pgtools
+from . import crypto, pgtools
 from . import manifest as mf
 from .errors import ArchiveFormatError, RestoreError, VerificationError
+from .payload.reader import PayloadReader
+from .payload.tar import PART_SUFFIX, part_base
 
 _logger = logging.getLogger(__name__)
 
@@ -225,7 +227,7 @@ def _check_dump_part(name, dump_parts, dump_done):
     """The dump's parts come together and numbered in order."""
     if dump_done:
         raise ArchiveFormatError(f"dump part {name!r} out of order")
-    expected = f"{mf.DUMP_MEMBER}{payload.PART_SUFFIX}{len(dump_parts) + 1:06d}"
+    expected = f"{mf.DUMP_MEMBER}{PART_SUFFIX}{len(dump_parts) + 1:06d}"
     if name != expected:
         raise ArchiveFormatError(
             f"dump part {name!r} found where {expected!r} was expected"
@@ -258,7 +260,7 @@ def scan_archive(
     compression = (
         crypto.compression_of(reader.content_type) if reader.content_type else None
     )
-    preader = payload.PayloadReader(reader, compression)
+    preader = PayloadReader(reader, compression)
     head = final = None
     dump_hash = hashlib.sha256()
     dump_size = 0
@@ -282,7 +284,7 @@ def scan_archive(
         if name == mf.MANIFEST_MEMBER:
             final = mf.loads(_read_small(member, name), name)
             continue
-        base = payload._part_base(name)
+        base = part_base(name)
         if base == mf.DUMP_MEMBER:
             _check_dump_part(name, dump_parts, dump_done)
             dump_parts.append(name)

@@ -393,7 +393,7 @@ def open_blob(enc_key, data, blob_id, btype, flags, raw_len, *, what) -> bytes:
 
 
 # zstd frames made of raw blocks (RFC 8878 3.1.1.2, Block_Type 0): the same
-# frame header as payload.py's stored members (no content size, no
+# frame header as payload/writer.py's stored members (no content size, no
 # checksum, 128 KiB window), so a blob stored as is joins a zstd stream
 # without being compressed again
 ZSTD_RAW_FRAME_HEADER = b"\x28\xb5\x2f\xfd\x00\x38"

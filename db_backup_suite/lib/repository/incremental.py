@@ -38,9 +38,16 @@ import zstandard
 
 from .. import backup as full
 from .. import manifest as mf
-from .. import naming, payload
+from .. import naming
 from ..errors import ArchiveError, DumpError, SinkError
 from ..lock import backup_lock
+from ..payload.extract import safe_member_path
+from ..payload.sampling import (
+    SAMPLE_MIN,
+    SAMPLE_MIN_SAVING,
+    SAMPLE_SIZE,
+    compressed_format,
+)
 from ..pgtools import exported_snapshot, start_pg_dump
 from . import format as fmt
 from . import layout
@@ -186,17 +193,18 @@ class _Pipeline:
         return cctx
 
     def incompressible(self, sample) -> bool:
-        """payload.looks_incompressible with this thread's compressor (the
-        payload module's sampler is one object, not safe across threads)."""
-        if len(sample) < payload.SAMPLE_MIN:
+        """payload.sampling.looks_incompressible with this thread's compressor
+        (the sampling module's sampler is one object, not safe across
+        threads)."""
+        if len(sample) < SAMPLE_MIN:
             return False
         packed = self._compressor().compress(sample)
-        return 1 - len(packed) / len(sample) < payload.SAMPLE_MIN_SAVING
+        return 1 - len(packed) / len(sample) < SAMPLE_MIN_SAVING
 
     def should_store(self, head) -> bool:
-        """payload.should_store, thread-safe: known compressed formats and
+        """payload.sampling.should_store, thread-safe: known compressed formats and
         samples that do not compress are stored as they are."""
-        return payload.compressed_format(bytes(head[:16])) is not None or (
+        return compressed_format(bytes(head[:16])) is not None or (
             self.incompressible(head)
         )
 
@@ -228,7 +236,7 @@ class _Pipeline:
         raw_len = len(data)
         flags, stored = 0, data
         if compress is None:
-            compress = not self.incompressible(data[: payload.SAMPLE_SIZE])
+            compress = not self.incompressible(data[:SAMPLE_SIZE])
         if compress and raw_len:
             packed = self._compressor().compress(data)
             if len(packed) <= raw_len * (1 - MIN_SAVING):
@@ -345,7 +353,7 @@ class _Files:
     def _path(self, fname: str) -> Path:
         if _ODOO_FNAME.fullmatch(fname):
             return self._root / fname
-        return payload.safe_member_path(self._root, fname)
+        return safe_member_path(self._root, fname)
 
     # Files are read, hashed, compressed and encrypted by ``WORKERS``
     # threads (hashlib, zstd, AES and file reads release the GIL), at most
@@ -441,7 +449,7 @@ class _Files:
             digest = hashlib.sha256(data).digest()
             whole_digest = digest
             if size:
-                compress = not pipe.should_store(data[: payload.SAMPLE_SIZE])
+                compress = not pipe.should_store(data[:SAMPLE_SIZE])
                 blob_id = pipe.store_digested(
                     fmt.BLOB_DATA, data, digest, "files", compress
                 )
@@ -456,7 +464,7 @@ class _Files:
             for chunk in chunker.cut_stream(fh):
                 data = chunk.data
                 if compress is None:
-                    compress = not pipe.should_store(data[: payload.SAMPLE_SIZE])
+                    compress = not pipe.should_store(data[:SAMPLE_SIZE])
                 whole.update(data)
                 total += len(data)
                 blob_id = pipe.store_blob(fmt.BLOB_DATA, data, "files", compress)

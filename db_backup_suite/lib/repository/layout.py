@@ -15,7 +15,7 @@ from __future__ import annotations
 import tarfile
 
 from .. import manifest as mf
-from .. import payload
+from ..payload import tar
 
 #: Dump part size of the reassembled payload. Parts exist because a tar
 #: header needs the size first; here the size is known, so the dump is one
@@ -31,7 +31,7 @@ def dump_parts(size: int) -> list[tuple[str, int]]:
     parts, left, index = [], size, 1
     while True:
         take = min(left, DUMP_PART_SIZE)
-        parts.append((f"{mf.DUMP_MEMBER}{payload.PART_SUFFIX}{index:06d}", take))
+        parts.append((f"{mf.DUMP_MEMBER}{tar.PART_SUFFIX}{index:06d}", take))
         left -= take
         index += 1
         if left <= 0:
@@ -39,7 +39,7 @@ def dump_parts(size: int) -> list[tuple[str, int]]:
 
 
 def tar_header(name: str, size: int, mtime: int) -> bytes:
-    return payload._tar_header(name, size, mtime)
+    return tar.tar_header(name, size, mtime)
 
 
 def padding(size: int) -> bytes:
