@@ -1,29 +1,23 @@
-import base64
 import contextlib
 import datetime as dt
 import hashlib
 import hmac
-import io
 import logging
-import os
 import secrets
 import uuid
 
-from odoo import api, fields, models, modules, tools
+from odoo import api, fields, models, modules
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 
-from odoo.addons.audit_export.lib import keyring as suite_keyring
-from odoo.addons.audit_export.lib import streamcrypt
 from odoo.addons.audit_export.lib.writers import open_writer
 
-from ..lib.serialize import CountingWriter, parse_field_paths, safe_filename
+from ..lib.serialize import parse_field_paths, safe_filename
 from ..lib.zipper import write_zip, zip_member_writer
 from .data_export_profile import FORMATS, MAX_JSON_DEPTH
 
 _logger = logging.getLogger(__name__)
 
-STORAGE_DIR = "data_export_suite"
 READ_CHUNK = 256 * 1024
 METADATA_FIELDS = ("create_date", "create_uid", "write_date", "write_uid")
 MIMETYPES = {
@@ -82,8 +76,6 @@ REQUEST_FIELDS = frozenset(
 )
 #: A download link works once, for the user who asked for it, this long.
 DOWNLOAD_TOKEN_TTL = dt.timedelta(minutes=5)
-#: Seals of ZIP passwords (wizard until the job exists, job until it ran).
-PASSWORD_PURPOSE = "export-password"
 #: Invoice PDFs: the report of the Invoicing app.
 INVOICE_REPORT = "account.account_invoices"
 #: Bytes per invoice PDF, for the size estimate (one page, fonts embedded).
@@ -122,7 +114,7 @@ class ExportTooLarge(UserError):
 class DataExportJob(models.Model):
     _name = "data.export.job"
     _description = "Data Export Job"
-    _inherit = ["mail.thread"]
+    _inherit = ["mail.thread", "data.export.file.store"]
     _order = "id desc"
 
     name = fields.Char(required=True, readonly=True)
@@ -472,29 +464,6 @@ class DataExportJob(models.Model):
                     paths.append(name)
         return paths
 
-    @api.model
-    def _seal_password(self, password):
-        """``password`` encrypted with the server keyring (base64), bound to
-        this database (tenant) and to ZIP passwords (purpose)."""
-        ring = self._load_keyring()
-        sealed = io.BytesIO()
-        writer = streamcrypt.EncryptingWriter(
-            sealed, keyring=ring, tenant=self._tenant(), purpose=PASSWORD_PURPOSE
-        )
-        writer.write(password.encode("utf-8"))
-        writer.close()
-        return base64.b64encode(sealed.getvalue())
-
-    @api.model
-    def _open_sealed_password(self, sealed):
-        reader = streamcrypt.DecryptingReader(
-            io.BytesIO(base64.b64decode(sealed)),
-            keyring=self._load_keyring(),
-            tenant=self._tenant(),
-            purpose=PASSWORD_PURPOSE,
-        )
-        return reader.read().decode("utf-8")
-
     def _set_password(self, password):
         """Seal the ZIP password with the server keyring until the job runs."""
         self.ensure_one()
@@ -619,52 +588,6 @@ class DataExportJob(models.Model):
         return self._get_int_param("data_export_suite.retention_days", 30)
 
     # ------------------------------------------------------------------
-    # Storage (ciphertext only)
-    # ------------------------------------------------------------------
-    def _tenant(self):
-        """The database uuid every seal and file of this database is bound to."""
-        tenant = self.env["ir.config_parameter"].sudo().get_param("database.uuid")
-        if not tenant:
-            raise UserError(
-                self.env._("This database has no uuid: exports cannot be encrypted.")
-            )
-        return tenant
-
-    def _load_keyring(self):
-        try:
-            return suite_keyring.Keyring.load(
-                config_path=tools.config.get("backup_keyring_file") or None
-            )
-        except suite_keyring.KeyringError as exc:
-            raise UserError(
-                self.env._(
-                    "Export files are stored encrypted with the server keyring, "
-                    "and it is not usable: %(error)s",
-                    error=str(exc),
-                )
-            ) from exc
-
-    def _storage_dir(self):
-        path = os.path.join(tools.config.filestore(self.env.cr.dbname), STORAGE_DIR)
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        if os.stat(path).st_mode & 0o777 != 0o700:
-            os.chmod(path, 0o700)  # made by an older version or another umask
-        return path
-
-    def _storage_path(self):
-        self.ensure_one()
-        name = self.sudo().storage_name
-        if not name or os.path.basename(name) != name:
-            return None
-        return os.path.join(self._storage_dir(), name)
-
-    def _delete_file(self):
-        path = self._storage_path()
-        if path and os.path.exists(path):
-            os.unlink(path)
-            _logger.info("Deleted export file %s of job %s", path, self.id)
-
-    # ------------------------------------------------------------------
     # Execution
     # ------------------------------------------------------------------
     def _execute(self, background):
@@ -755,7 +678,6 @@ class DataExportJob(models.Model):
         )
         total = Model.search_count(domain)
         password = self._unseal_password() if job.password_protected else None
-        ring = self._load_keyring()
         ext, mimetype = self._file_type(total)
         base = safe_filename(job.profile_id.name or job.model_name.replace(".", "_"))
         stamp = fields.Datetime.context_timestamp(
@@ -764,8 +686,6 @@ class DataExportJob(models.Model):
         file_name = f"{base}-{stamp}.{ext}"
         inner_name = f"{base}-{stamp}.{job.export_format}"
         storage_name = f"{uuid.uuid4().hex}.enc"
-        final_path = os.path.join(self._storage_dir(), storage_name)
-        tmp_path = final_path + ".part"
         done = 0
         batch_size = self._batch_size()
 
@@ -787,53 +707,35 @@ class DataExportJob(models.Model):
                 )
             self._report_progress(done, total, background)
 
-        try:
-            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as raw:
-                counter = CountingWriter(raw)
-                encrypted = streamcrypt.EncryptingWriter(
-                    counter,
-                    keyring=ring,
-                    tenant=self._tenant(),
-                    purpose="export",
-                    content_type=mimetype,
+        with self._write_stored_file(storage_name, mimetype) as (counter, encrypted):
+            if job.export_format == "pdf":
+                self._write_pdf(
+                    Profile,
+                    Model,
+                    domain,
+                    encrypted,
+                    password,
+                    total,
+                    batch_size,
+                    report,
                 )
-                if job.export_format == "pdf":
-                    self._write_pdf(
+            else:
+                with contextlib.ExitStack() as stack:
+                    payload = encrypted
+                    if password:
+                        payload = stack.enter_context(
+                            zip_member_writer(encrypted, inner_name, password)
+                        )
+                    self._write_table(
                         Profile,
                         Model,
                         domain,
-                        encrypted,
-                        password,
-                        total,
+                        columns,
+                        paths,
+                        payload,
                         batch_size,
                         report,
                     )
-                else:
-                    with contextlib.ExitStack() as stack:
-                        payload = encrypted
-                        if password:
-                            payload = stack.enter_context(
-                                zip_member_writer(encrypted, inner_name, password)
-                            )
-                        self._write_table(
-                            Profile,
-                            Model,
-                            domain,
-                            columns,
-                            paths,
-                            payload,
-                            batch_size,
-                            report,
-                        )
-                encrypted.close()
-                raw.flush()
-                os.fsync(raw.fileno())
-            os.replace(tmp_path, final_path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_path)
-            raise
         now = fields.Datetime.now()
         job.write(
             {
@@ -1092,26 +994,6 @@ class DataExportJob(models.Model):
         self.env["data.export.profile"]._setup_ready_made_profiles()
         return expired
 
-    def _purge_orphan_files(self, now):
-        """Files of the export folder no job references (crashed transactions)."""
-        folder = self._storage_dir()
-        self.env.cr.execute(
-            SQL(
-                "SELECT storage_name FROM data_export_job "
-                "WHERE storage_name IS NOT NULL"
-            )
-        )
-        known = {row[0] for row in self.env.cr.fetchall()}
-        limit = now.replace(tzinfo=dt.UTC).timestamp() - 86400
-        for entry in os.scandir(folder):
-            if (
-                entry.is_file()
-                and entry.name not in known
-                and entry.stat().st_mtime < limit
-            ):
-                os.unlink(entry.path)
-                _logger.info("Deleted orphan export file %s", entry.path)
-
     # ------------------------------------------------------------------
     # Download
     # ------------------------------------------------------------------
@@ -1198,34 +1080,7 @@ class DataExportJob(models.Model):
         self.ensure_one()
         self._check_downloadable()
         job = self.sudo()
-        path = self._storage_path()
-        if not path or not os.path.exists(path):
-            raise UserError(self.env._("The export file is missing on the server."))
-        ring = self._load_keyring()
-        raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
-        try:
-            reader = streamcrypt.DecryptingReader(
-                raw, keyring=ring, tenant=self._tenant(), purpose="export"
-            )
-        except suite_keyring.UnknownKeyError as exc:
-            raw.seek(0)
-            key_id = streamcrypt.read_header(raw).key_id
-            raw.close()
-            raise UserError(
-                self.env._(
-                    'Export "%(name)s" cannot be decrypted: the server key that '
-                    "encrypted it, %(key)s, is not in the server keyring (it holds: "
-                    "%(held)s). Add key %(key)s back to the keyring, or run the "
-                    "export again.",
-                    name=job.file_name,
-                    key=key_id,
-                    held=", ".join(ring.ids),
-                )
-            ) from exc
-        except Exception:
-            raw.close()
-            raise
-        reader.raw_file = raw
+        reader = self._open_stored_file()
         self.env["audit.event"].log_event(
             "download",
             record=job,
