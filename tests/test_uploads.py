@@ -282,3 +282,83 @@ def test_remove_path_only_inside_the_folder(tmp_path):
     assert outside.exists()
     assert uploads.remove_path(base, uploads.part_path(base, uid))
     assert not os.path.exists(uploads.part_path(base, uid))
+
+
+GIB = 1024**3
+
+
+def test_free_space_accounts_for_open_uploads_reservations(tmp_path):
+    """Five uploads of 50 GiB on 67 GiB free: only the first is accepted;
+    what an unfinished upload wrote no longer counts as reserved."""
+    base = str(tmp_path)
+    free = 67 * GIB
+    first = _open(base, 50 * GIB, free_bytes=free)
+    with pytest.raises(UploadError) as refused:
+        _open(base, 50 * GIB, free_bytes=free)
+    assert refused.value.code == "disk_full"
+    assert refused.value.params["free"] == 17 * GIB
+    # 16 GiB fit in what the first one leaves
+    second = _open(base, 16 * GIB, free_bytes=free)
+    assert len(os.listdir(uploads.upload_dir(base))) == 4
+    pending = uploads.open_uploads(base)
+    assert uploads.reserved_bytes(pending) == 66 * GIB
+    # the bytes written are on the disk (in free_bytes), no longer reserved
+    _chunk(base, second["id"], 0, b"x" * 1000)
+    assert uploads.reserved_bytes(uploads.open_uploads(base)) == 66 * GIB - 1000
+    # a finished upload reserves nothing
+    small = _open(base, 5, free_bytes=free - 1000)
+    _chunk(base, small["id"], 0, b"12345")
+    uploads.finish(base, small["id"], database=DB, uid=UID)
+    ids = {m["id"] for m in uploads.open_uploads(base)}
+    assert ids == {first["id"], second["id"]}
+
+
+def test_chunk_rechecks_free_space_nothing_written(tmp_path):
+    base = str(tmp_path)
+    meta = _open(base, 10)
+    with pytest.raises(UploadError) as refused:
+        _chunk(base, meta["id"], 0, b"0123456789", free_bytes=uploads.DISK_MARGIN)
+    assert refused.value.code == "disk_full"
+    assert refused.value.offset == 0
+    assert os.path.getsize(uploads.part_path(base, meta["id"])) == 0
+    assert _chunk(base, meta["id"], 0, b"01234", free_bytes=FREE) == 5
+    # a repeated chunk writes nothing: not refused for the space
+    assert _chunk(base, meta["id"], 0, b"01234", free_bytes=0) == 5
+
+
+def test_open_uploads_capped_per_user_and_in_all(tmp_path):
+    base = str(tmp_path)
+    mine = [_open(base, 10) for _ in range(uploads.MAX_OPEN_PER_USER)]
+    with pytest.raises(UploadError) as refused:
+        _open(base, 10)
+    assert (refused.value.code, refused.value.params["scope"]) == ("too_many", "user")
+    files = sorted(os.listdir(uploads.upload_dir(base)))
+    assert len(files) == 2 * uploads.MAX_OPEN_PER_USER
+    # finishing one frees a place
+    _chunk(base, mine[0]["id"], 0, b"0123456789")
+    uploads.finish(base, mine[0]["id"], database=DB, uid=UID)
+    _open(base, 10)
+    # the same user in another database, other users: their own count
+    uploads.open_upload(base, database="other", uid=UID, size=10, free_bytes=FREE)
+    uid = 100
+    while len(uploads.open_uploads(base)) < uploads.MAX_OPEN_TOTAL:
+        for _ in range(uploads.MAX_OPEN_PER_USER):
+            if len(uploads.open_uploads(base)) == uploads.MAX_OPEN_TOTAL:
+                break
+            uploads.open_upload(base, database=DB, uid=uid, size=10, free_bytes=FREE)
+        uid += 1
+    before = sorted(os.listdir(uploads.upload_dir(base)))
+    with pytest.raises(UploadError) as refused:
+        uploads.open_upload(base, database=DB, uid=999, size=10, free_bytes=FREE)
+    assert (refused.value.code, refused.value.params["scope"]) == ("too_many", "total")
+    assert sorted(os.listdir(uploads.upload_dir(base))) == before
+
+
+def test_remove_owned_only_removes_the_owners_upload(tmp_path):
+    base = str(tmp_path)
+    meta = _open(base, 10)
+    for owner in ({"database": DB, "uid": 8}, {"database": "other", "uid": UID}):
+        assert not uploads.remove_owned(base, meta["id"], **owner)
+        assert os.path.exists(uploads.part_path(base, meta["id"]))
+    assert uploads.remove_owned(base, meta["id"], database=DB, uid=UID)
+    assert os.listdir(uploads.upload_dir(base)) == []

@@ -45,6 +45,7 @@ STATUS = {
     "finished": 409,
     "digest": 422,
     "bad_request": 400,
+    "too_many": 429,
 }
 
 
@@ -90,6 +91,20 @@ def upload_error_text(env, exc):
         "incomplete": lambda: env._(
             "The upload is not complete: resume at byte %(offset)s.",
             offset=exc.offset or 0,
+        ),
+        "too_many": lambda: (
+            env._(
+                "You have %(limit)s unfinished uploads already: finish or wait "
+                "for them (abandoned ones are removed after a day) before "
+                "starting another.",
+                limit=params.get("limit"),
+            )
+            if params.get("scope") == "user"
+            else env._(
+                "The server holds %(limit)s unfinished uploads already: try "
+                "again once some are finished or removed.",
+                limit=params.get("limit"),
+            )
         ),
         "finished": lambda: env._("This upload is complete already."),
         "digest": lambda: env._(

@@ -13,7 +13,9 @@ upload's facts live beside it in ``<id>.json``:
               its offset or restore it (another user is told it does not
               exist, which is as much as they learn)
     size      the declared size (bytes), checked against a limit and the
-              free disk space when it is opened, and at every chunk
+              free disk space when it is opened (less the space the other
+              unfinished uploads still reserve: their declared size minus
+              what they wrote), and the free space again at every chunk
     sha256    the declared digest (or None), checked when it is finished
     filename  for display only (never a path)
     finished  set once size (and digest) matched; nothing is appended after
@@ -25,6 +27,10 @@ without writing; a gap (offset past the end) or an overlap (any other
 offset below the end) is refused with the offset to resume from. A chunk
 that does not arrive whole (connection cut) is cut off again, so the file
 always ends on a whole chunk and :func:`status` tells where to resume.
+
+At most :data:`MAX_OPEN_PER_USER` unfinished uploads per user and database
+and :data:`MAX_OPEN_TOTAL` in the folder are open at once (``too_many``):
+opening uploads cannot fill the folder with files.
 
 Folder 0700, files 0600. Uploads (finished or not) older than a day are
 removed by :func:`remove_stale` (a daily cron); a restore removes its
@@ -51,6 +57,10 @@ MAX_CHUNK = 64 * 1024**2
 DISK_MARGIN = 256 * 1024**2
 #: an upload untouched this long is abandoned (seconds)
 STALE_AFTER = 24 * 3600
+#: unfinished uploads one user may hold open in one database at once
+MAX_OPEN_PER_USER = 3
+#: unfinished uploads the folder holds at once (every database, every user)
+MAX_OPEN_TOTAL = 20
 BLOCK = 1 << 20
 
 
@@ -58,7 +68,8 @@ class UploadError(ValueError):
     """A refused upload operation. ``code`` names the reason for callers
     (``not_found``, ``too_large``, ``disk_full``, ``gap``, ``overlap``,
     ``conflict``, ``incomplete``, ``digest``, ``finished``, ``bad_request``,
-    ``chunk_too_large``); ``offset`` is where to resume when it applies."""
+    ``chunk_too_large``, ``too_many``); ``offset`` is where to resume when
+    it applies."""
 
     def __init__(self, code, message, offset=None, **params):
         super().__init__(message)
@@ -151,6 +162,81 @@ def free_space(base):
     return shutil.disk_usage(upload_dir(base)).free
 
 
+def open_uploads(base):
+    """The facts of every unfinished upload of the folder (all databases),
+    each with ``written``: the bytes its file holds so far."""
+    folder = upload_dir(base)
+    found = []
+    for name in sorted(os.listdir(folder)):
+        stem, _dot, ext = name.partition(".")
+        if ext != "json" or not ID_RE.match(stem):
+            continue
+        try:
+            with open(os.path.join(folder, name)) as handle:
+                meta = json.load(handle)
+            written = os.path.getsize(os.path.join(folder, stem + ".part"))
+        except (OSError, ValueError):
+            continue  # removed meanwhile, or half written
+        if not isinstance(meta, dict) or meta.get("finished"):
+            continue
+        meta["written"] = written
+        found.append(meta)
+    return found
+
+
+def reserved_bytes(pending):
+    """What the unfinished uploads ``pending`` (:func:`open_uploads`) will
+    still write: the sum of their declared sizes minus what they wrote."""
+    total = 0
+    for meta in pending:
+        size = meta.get("size")
+        if isinstance(size, int) and not isinstance(size, bool):
+            total += max(size - meta.get("written", 0), 0)
+    return total
+
+
+def check_open_count(
+    pending,
+    *,
+    database,
+    uid,
+    max_per_user=MAX_OPEN_PER_USER,
+    max_total=MAX_OPEN_TOTAL,
+):
+    """Refuse one more upload when ``uid`` holds ``max_per_user`` unfinished
+    uploads in ``database``, or the folder ``max_total`` (``too_many``)."""
+    mine = sum(
+        1 for m in pending if m.get("database") == database and m.get("uid") == uid
+    )
+    if mine >= max_per_user:
+        raise UploadError(
+            "too_many",
+            "too many unfinished uploads of this user",
+            scope="user",
+            limit=max_per_user,
+        )
+    if len(pending) >= max_total:
+        raise UploadError(
+            "too_many",
+            "too many unfinished uploads on the server",
+            scope="total",
+            limit=max_total,
+        )
+
+
+@contextlib.contextmanager
+def _folder_locked(base):
+    """The uploads folder locked (opens are counted and reserved one at a
+    time)."""
+    fd = os.open(upload_dir(base), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def open_upload(
     base,
     *,
@@ -161,16 +247,35 @@ def open_upload(
     filename=None,
     max_size=DEFAULT_MAX_SIZE,
     free_bytes=None,
+    max_per_user=MAX_OPEN_PER_USER,
+    max_total=MAX_OPEN_TOTAL,
 ):
-    """Create an empty upload; its facts (``dict``, with ``id``)."""
-    if free_bytes is None:
-        free_bytes = free_space(base)
-    check_size(size, max_size=max_size, free_bytes=free_bytes)
+    """Create an empty upload; its facts (``dict``, with ``id``).
+
+    Refused (UploadError) over the size limit, over the free disk space
+    less what the other unfinished uploads still reserve, or over the
+    number of unfinished uploads (:func:`check_open_count`)."""
     if sha256 is not None:
         sha256 = str(sha256).strip().lower()
         if not re.match(r"^[0-9a-f]{64}$", sha256):
             raise UploadError("bad_request", "the digest must be 64 hex digits")
     name = os.path.basename(str(filename or "archive"))[:200] or "archive"
+    with _folder_locked(base):
+        pending = open_uploads(base)
+        check_open_count(
+            pending,
+            database=database,
+            uid=uid,
+            max_per_user=max_per_user,
+            max_total=max_total,
+        )
+        free = free_space(base) if free_bytes is None else free_bytes
+        check_size(size, max_size=max_size, free_bytes=free - reserved_bytes(pending))
+        meta = _create(base, database, uid, size, sha256, name)
+    return meta
+
+
+def _create(base, database, uid, size, sha256, name):
     upload_id = secrets.token_hex(16)
     fd = os.open(
         part_path(base, upload_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
@@ -230,9 +335,14 @@ def _read_into(stream, length):
         yield block
 
 
-def write_chunk(base, upload_id, *, database, uid, offset, stream, length):
+def write_chunk(
+    base, upload_id, *, database, uid, offset, stream, length, free_bytes=None
+):
     """Append ``length`` bytes read from ``stream`` at ``offset``; the new
-    offset. See the module's rules (repeat, gap, overlap, cut chunk)."""
+    offset. See the module's rules (repeat, gap, overlap, cut chunk). A new
+    chunk is refused (``disk_full``) when the disk has not ``length`` bytes
+    free beyond :data:`DISK_MARGIN` (``free_bytes``: the free space, for
+    tests; measured otherwise)."""
     meta = read_meta(base, upload_id, database=database, uid=uid)
     if meta["finished"]:
         raise UploadError("finished", "this upload is finished already")
@@ -270,6 +380,15 @@ def write_chunk(base, upload_id, *, database, uid, offset, stream, length):
                     )
                 position += len(block)
             return current
+        free = free_space(base) if free_bytes is None else free_bytes
+        if length + DISK_MARGIN > free:
+            raise UploadError(
+                "disk_full",
+                "not enough free disk space for this chunk",
+                current,
+                size=length,
+                free=free,
+            )
         position = offset
         try:
             for block in _read_into(stream, length):
@@ -334,6 +453,17 @@ def remove(base, upload_id):
     for path in (part_path(base, upload_id), meta_path(base, upload_id)):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+def remove_owned(base, upload_id, *, database, uid):
+    """Remove the upload ``upload_id`` only if it is one of ``uid`` in
+    ``database`` (finished or not); True if it was removed."""
+    try:
+        read_meta(base, upload_id, database=database, uid=uid)
+    except UploadError:
+        return False
+    remove(base, upload_id)
+    return True
 
 
 def remove_path(base, path):
