@@ -25,6 +25,7 @@
     "assets": {
         "web.assets_backend": [
             "audit_export/static/src/password_meter/*",
+            "audit_export/static/src/job_progress/*",
         ],
         "web.assets_tests": [
             "audit_export/static/tests/tours/*.js",
