@@ -1,8 +1,5 @@
 import { registry } from "@web/core/registry";
-import { useBus, useService } from "@web/core/utils/hooks";
-import { useDebounced } from "@web/core/utils/timing";
-import { standardWidgetProps } from "@web/views/widgets/standard_widget_props";
-import { Component, useState } from "@odoo/owl";
+import { JobProgressWidget } from "@audit_export/job_progress/job_progress";
 
 /**
  * The latest backup on the Database Backups page, or the restore in its
@@ -11,89 +8,49 @@ import { Component, useState } from "@odoo/owl";
  *
  * It shows the record's live_* fields (computed by the server when the
  * record loads) and, between two loads, the bus updates of the same job
- * (or of a newer backup). A change of state or the end reloads the
- * record, so everything else on the page (the lists, the buttons) follows.
+ * (or of a newer backup): see JobProgressWidget.
  */
-export class LiveProgress extends Component {
-    static template = "db_backup_suite.LiveProgress";
-    static props = standardWidgetProps;
+export class LiveProgress extends JobProgressWidget {
+    static jobService = "db_backup_suite.progress";
+    static cardClass = "o_db_backup_live";
 
-    setup() {
-        this.progressService = useService("db_backup_suite.progress");
-        this.live = useState({ payload: null });
-        this.reload = useDebounced(async () => {
-            this.live.payload = null;
-            await this.props.record.load();
-        }, 250);
-        useBus(this.env.bus, "DB_BACKUP_PROGRESS", ({ detail }) => this.onUpdate(detail));
+    isSameJob(payload) {
+        return payload.model === this.data.live_res_model && payload.id === this.data.live_res_id;
     }
 
-    get data() {
-        return this.props.record.data;
-    }
-
-    onUpdate(payload) {
-        if (payload.model !== this.data.live_res_model) {
-            return;
-        }
-        const sameJob = payload.id === this.data.live_res_id;
+    isNewerJob(payload) {
         // the page follows the latest backup: a newer one takes its place
-        const newer = payload.model === "db.backup.run" && payload.id > this.data.live_res_id;
-        if (!sameJob && !newer) {
-            return;
-        }
-        const previous = this.live.payload?.state ?? this.data.live_state;
-        this.live.payload = payload;
-        if (payload.final || !sameJob || payload.state !== previous) {
-            this.reload();
-        }
+        return (
+            payload.model === this.data.live_res_model &&
+            payload.model === "db.backup.run" &&
+            payload.id > this.data.live_res_id
+        );
     }
 
-    get state() {
-        const payload = this.live.payload;
-        if (payload) {
-            return {
-                title: payload.name,
-                state: payload.state,
-                // translated here: the server sends one message to many users
-                label: this.progressService.stateLabel(payload.state),
-                progress: payload.progress || 0,
-                message: payload.message,
-                error: payload.error,
-            };
-        }
+    get recordState() {
+        return this.data.live_state;
+    }
+
+    cardFromPayload(payload) {
+        return {
+            title: payload.name,
+            state: payload.state,
+            // no label: the state's, in this user's language
+            progress: payload.progress,
+            detail: payload.message,
+            error: payload.error,
+        };
+    }
+
+    cardFromRecord() {
         return {
             title: this.data.live_title,
             state: this.data.live_state,
             label: this.data.live_state_label,
-            progress: this.data.live_progress || 0,
-            message: this.data.live_message,
+            progress: this.data.live_progress,
+            detail: this.data.live_message,
             error: this.data.live_error,
         };
-    }
-
-    get active() {
-        return ["queued", "running"].includes(this.state.state);
-    }
-
-    get barClass() {
-        const state = this.state.state;
-        if (state === "failed") {
-            return "bg-danger";
-        }
-        if (state === "done") {
-            return "bg-success";
-        }
-        return "progress-bar-striped progress-bar-animated";
-    }
-
-    get barWidth() {
-        const state = this.state;
-        if (state.state === "done" || state.state === "failed") {
-            return 100;
-        }
-        // no estimate yet: a moving bar, not a stuck one
-        return Math.max(Math.min(state.progress, 100), state.state === "running" ? 8 : 3);
     }
 }
 
