@@ -1,5 +1,6 @@
 import { _t } from "@web/core/l10n/translation";
 import { registry } from "@web/core/registry";
+import { jobProgressService } from "@audit_export/job_progress/job_progress_service";
 
 /**
  * Export jobs tell their owner's open tabs where they stand (bus type
@@ -8,58 +9,30 @@ import { registry } from "@web/core/registry";
  * background job shows "Your file is ready" with a Download button. The
  * button asks the server for a fresh single-use download link.
  */
-export const exportJobService = {
-    dependencies: ["bus_service", "notification", "orm", "action"],
-    start(env, { bus_service, notification, orm, action }) {
-        bus_service.subscribe("data_export_suite/job_update", (payload) => {
-            env.bus.trigger("DATA_EXPORT_JOB_UPDATE", payload);
-            if (!payload.final) {
-                return;
-            }
-            const done = payload.state === "done";
-            const close = notification.add(payload.message, {
-                title: payload.title,
-                type: done ? "success" : "danger",
-                sticky: true,
-                className: "o_data_export_job_notification",
-                buttons: [
-                    ...(done
-                        ? [
-                              {
-                                  name: _t("Download"),
-                                  icon: "fa-download",
-                                  primary: true,
-                                  onClick: async () => {
-                                      close();
-                                      const download = await orm.call(
-                                          "data.export.job",
-                                          "action_download",
-                                          [[payload.id]]
-                                      );
-                                      await action.doAction(download);
-                                  },
-                              },
-                          ]
-                        : []),
-                    {
-                        name: _t("Open"),
-                        onClick: () => {
-                            close();
-                            action.doAction({
-                                type: "ir.actions.act_window",
-                                name: _t("Export Job"),
-                                res_model: "data.export.job",
-                                res_id: payload.id,
-                                views: [[false, "form"]],
-                                target: "current",
-                            });
-                        },
-                    },
-                ],
-            });
-        });
-        bus_service.start();
+export const exportJobService = jobProgressService({
+    busType: "data_export_suite/job_update",
+    event: "DATA_EXPORT_JOB_UPDATE",
+    notify(payload, { orm }) {
+        return {
+            title: payload.title,
+            message: payload.message,
+            className: "o_data_export_job_notification",
+            download:
+                payload.state === "done" &&
+                (() => orm.call("data.export.job", "action_download", [[payload.id]])),
+            open: {
+                name: _t("Open"),
+                action: {
+                    type: "ir.actions.act_window",
+                    name: _t("Export Job"),
+                    res_model: "data.export.job",
+                    res_id: payload.id,
+                    views: [[false, "form"]],
+                    target: "current",
+                },
+            },
+        };
     },
-};
+});
 
 registry.category("services").add("data_export_suite.job_updates", exportJobService);
