@@ -1,5 +1,6 @@
 import { _t } from "@web/core/l10n/translation";
 import { registry } from "@web/core/registry";
+import { jobProgressService } from "@audit_export/job_progress/job_progress_service";
 
 /**
  * Export package jobs tell the officer who queued them where they stand
@@ -10,69 +11,30 @@ import { registry } from "@web/core/registry";
  * The download goes through the request's route: the server checks the
  * officer, the stored digest and decrypts for this request only.
  */
-export const dsrPackageJobService = {
-    dependencies: ["bus_service", "notification", "orm", "action"],
-    start(env, { bus_service, notification, orm, action }) {
-        bus_service.subscribe("gdpr_dsr/package_job", (payload) => {
-            env.bus.trigger("DSR_PACKAGE_JOB_UPDATE", payload);
-            if (!payload.final) {
-                return;
-            }
-            const done = payload.state === "done";
-            const close = notification.add(payload.message || payload.error, {
-                title: payload.title,
-                type: done ? "success" : "danger",
-                sticky: true,
-                className: "o_dsr_package_notification",
-                buttons: [
-                    ...(done
-                        ? [
-                              {
-                                  name: _t("Download"),
-                                  icon: "fa-download",
-                                  primary: true,
-                                  onClick: async () => {
-                                      close();
-                                      const download = await orm.call(
-                                          "dsr.request",
-                                          "action_download_package",
-                                          [[payload.request_id]]
-                                      );
-                                      await action.doAction(download);
-                                  },
-                              },
-                          ]
-                        : []),
-                    {
-                        name: _t("Open request"),
-                        onClick: () => {
-                            close();
-                            action.doAction({
-                                type: "ir.actions.act_window",
-                                res_model: "dsr.request",
-                                res_id: payload.request_id,
-                                views: [[false, "form"]],
-                                target: "current",
-                            });
-                        },
-                    },
-                ],
-            });
-        });
-        bus_service.start();
+export const dsrPackageJobService = jobProgressService({
+    busType: "gdpr_dsr/package_job",
+    event: "DSR_PACKAGE_JOB_UPDATE",
+    stateLabels: () => ({ done: _t("Package ready") }),
+    notify(payload, { orm }) {
         return {
-            stateLabel(state) {
-                return (
-                    {
-                        queued: _t("Queued"),
-                        running: _t("Running"),
-                        done: _t("Package ready"),
-                        failed: _t("Failed"),
-                    }[state] || state
-                );
+            title: payload.title,
+            message: payload.message || payload.error,
+            className: "o_dsr_package_notification",
+            download:
+                payload.state === "done" &&
+                (() => orm.call("dsr.request", "action_download_package", [[payload.request_id]])),
+            open: {
+                name: _t("Open request"),
+                action: {
+                    type: "ir.actions.act_window",
+                    res_model: "dsr.request",
+                    res_id: payload.request_id,
+                    views: [[false, "form"]],
+                    target: "current",
+                },
             },
         };
     },
-};
+});
 
 registry.category("services").add("gdpr_dsr.package_jobs", dsrPackageJobService);

@@ -1,9 +1,6 @@
 import { _t } from "@web/core/l10n/translation";
 import { registry } from "@web/core/registry";
-import { useBus, useService } from "@web/core/utils/hooks";
-import { useDebounced } from "@web/core/utils/timing";
-import { standardWidgetProps } from "@web/views/widgets/standard_widget_props";
-import { Component, useState } from "@odoo/owl";
+import { JobProgressWidget } from "@audit_export/job_progress/job_progress";
 
 /**
  * The officer's export package job, followed live in the package dialog
@@ -12,29 +9,12 @@ import { Component, useState } from "@odoo/owl";
  *
  * It shows the record's package_job_* fields (computed by the server when
  * the record loads) and, between two loads, the bus updates of the same
- * job; a change of state or the end reloads the record, so the buttons
- * (Download) follow.
+ * job or of a job queued for the request from another tab: see
+ * JobProgressWidget.
  */
-export class DsrPackageProgress extends Component {
-    static template = "gdpr_dsr.PackageProgress";
-    static props = standardWidgetProps;
-
-    setup() {
-        this.jobs = useService("gdpr_dsr.package_jobs");
-        this.live = useState({ payload: null });
-        this.reload = useDebounced(async () => {
-            if (await this.props.record.isDirty()) {
-                return; // never lose what the officer is typing: the bus payload shows
-            }
-            await this.props.record.load();
-            this.live.payload = null;
-        }, 250);
-        useBus(this.env.bus, "DSR_PACKAGE_JOB_UPDATE", ({ detail }) => this.onUpdate(detail));
-    }
-
-    get data() {
-        return this.props.record.data;
-    }
+export class DsrPackageProgress extends JobProgressWidget {
+    static jobService = "gdpr_dsr.package_jobs";
+    static cardClass = "o_dsr_package_progress";
 
     get jobId() {
         const value = this.data.package_job_id;
@@ -49,77 +29,49 @@ export class DsrPackageProgress extends Component {
         return Array.isArray(value) ? value[0] : value?.id || false;
     }
 
-    onUpdate(payload) {
-        const sameJob = payload.id === this.jobId;
-        // a job queued for this request from another tab takes its place
-        const newer = payload.request_id === this.requestId && payload.id > (this.jobId || 0);
-        if (!sameJob && !newer) {
-            return;
-        }
-        const previous = this.live.payload?.state ?? this.data.package_job_state;
-        this.live.payload = payload;
-        if (payload.final || !sameJob || payload.state !== previous) {
-            this.reload();
-        }
+    isSameJob(payload) {
+        return payload.id === this.jobId;
     }
 
-    get state() {
-        const payload = this.live.payload;
-        if (payload) {
-            return {
-                state: payload.state,
-                step: payload.step,
-                progress: payload.progress || 0,
-                error: payload.error,
-                models: [payload.models_done, payload.models_total],
-                records: [payload.records_done, payload.records_total],
-            };
-        }
-        return {
-            state: this.data.package_job_state,
-            step: this.data.package_job_step,
-            progress: this.data.package_job_progress || 0,
-            error: this.data.package_job_error,
-            models: [0, 0],
-            records: [0, 0],
-        };
+    isNewerJob(payload) {
+        return payload.request_id === this.requestId && payload.id > (this.jobId || 0);
     }
 
-    get label() {
-        return this.jobs.stateLabel(this.state.state);
+    get recordState() {
+        return this.data.package_job_state;
     }
 
-    get counts() {
-        const [modelsDone, modelsTotal] = this.state.models;
-        const [recordsDone, recordsTotal] = this.state.records;
-        if (!modelsTotal) {
+    counts(payload) {
+        if (!payload.models_total) {
             return "";
         }
         return _t("%(models)s of %(modelsTotal)s models, %(records)s of %(recordsTotal)s records", {
-            models: modelsDone,
-            modelsTotal,
-            records: recordsDone,
-            recordsTotal,
+            models: payload.models_done,
+            modelsTotal: payload.models_total,
+            records: payload.records_done,
+            recordsTotal: payload.records_total,
         });
     }
 
-    get barClass() {
-        const state = this.state.state;
-        if (state === "failed") {
-            return "bg-danger";
-        }
-        if (state === "done") {
-            return "bg-success";
-        }
-        return "progress-bar-striped progress-bar-animated";
+    cardFromPayload(payload) {
+        return {
+            title: _t("Export package"),
+            state: payload.state,
+            progress: payload.progress,
+            detail: payload.step,
+            counts: this.counts(payload),
+            error: payload.error,
+        };
     }
 
-    get barWidth() {
-        const state = this.state;
-        if (state.state === "done" || state.state === "failed") {
-            return 100;
-        }
-        return Math.max(Math.min(state.progress, 100), state.state === "running" ? 8 : 3);
+    cardFromRecord() {
+        return {
+            title: _t("Export package"),
+            state: this.data.package_job_state,
+            progress: this.data.package_job_progress,
+            detail: this.data.package_job_step,
+            error: this.data.package_job_error,
+        };
     }
 }
 

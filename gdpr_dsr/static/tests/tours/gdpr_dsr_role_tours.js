@@ -193,7 +193,7 @@ registry.category("web_tour.tours").add("gdpr_dsr_officer_package_tour", {
         },
         {
             content: "The job reaches the end: Package ready",
-            trigger: ".modal .o_dsr_package_progress[data-state=done] .o_dsr_package_state:contains(Package ready)",
+            trigger: ".modal .o_dsr_package_progress[data-state=done] .o_job_progress_state:contains(Package ready)",
             timeout: 60000,
         },
         {
