@@ -28,6 +28,7 @@
         "views/db_backup_schedule_views.xml",
         "views/db_backup_sandbox_views.xml",
         "wizards/db_backup_key_rotation_views.xml",
+        "wizards/db_backup_emergency_export_views.xml",
         "views/res_config_settings_views.xml",
         "views/emergency_templates.xml",
         "wizards/db_backup_dashboard_views.xml",

@@ -8,8 +8,6 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 from odoo.http import request
 
-from odoo.addons.base.models.res_users import check_identity
-
 from ..lib import emergency as emergency_lib
 
 SANDBOX_URL_PARAM = "db_backup_suite.sandbox_url_pattern"
@@ -125,18 +123,22 @@ class ResConfigSettings(models.TransientModel):
         )
 
     def action_export_emergency_destinations(self):
-        """Button of the Settings screen: after the password is asked again
-        (Odoo's identity check), download the emergency destinations file.
-        Settings administrators only."""
+        """Button of the Settings screen: the dialog that asks the password
+        (every time: no grace period) before the emergency destinations
+        file downloads (``db.backup.emergency.export``). Settings
+        administrators only."""
         self.env["db.backup.run"]._check_admin_access()
         # Fails here, before the password is asked, when a destination
         # cannot be exported (unconfirmed host key, unreadable credentials).
         self._emergency_destinations_document()
-        return self._export_emergency_destinations()
+        return self.env["db.backup.emergency.export"].create({})._reopen()
 
-    @check_identity
     def _export_emergency_destinations(self):
+        """The single-use download link of the file, in this session (the
+        export dialog calls it once the password was checked)."""
         self.env["db.backup.run"]._check_admin_access()
+        if not request:
+            raise UserError(self.env._("This can only be done in a web browser."))
         token = secrets.token_urlsafe(32)
         request.session[EMERGENCY_FILE_SESSION_KEY] = {
             "digest": hashlib.sha256(token.encode()).hexdigest(),

@@ -21,6 +21,7 @@ import shutil
 import stat
 import tempfile
 import threading
+import time
 import uuid
 from unittest.mock import patch
 
@@ -846,6 +847,7 @@ class TestEmergencyFiles(BaseCase):
 # ---------------------------------------------------------------------------
 ACCESS = "odoo.exceptions.AccessError"
 EXPORT_ROUTE = "/db_backup/emergency_destinations"
+WIZARD = "db.backup.emergency.export"
 
 
 def _rpc(case, model, method, *args, **kwargs):
@@ -950,41 +952,63 @@ class TestEmergencyDestinationsExport(KeyringMixin, HttpCase):
             [("res_name", "=", "Emergency destinations file")]
         )
 
-    def test_export_round_trips_through_the_loader(self):
-        self.authenticate("h_emx_admin", "h_emx_admin")
-        attachments = self.env["ir.attachment"].search_count([])
+    def _open_export_dialog(self):
+        """Settings → Export emergency destinations file, over HTTP: the
+        password dialog's id."""
         settings_id = _rpc(self, "res.config.settings", "create", {})["result"]
-        # the password is asked again first
         answer = _rpc(
             self,
             "res.config.settings",
             "action_export_emergency_destinations",
             [settings_id],
         )["result"]
-        self.assertEqual(answer["res_model"], "res.users.identitycheck")
-        check_id = answer["res_id"]
-        wrong = _rpc(
-            self,
-            "res.users.identitycheck",
-            "write",
-            [check_id],
-            {"password": "not-it"},
+        self.assertEqual(answer["type"], "ir.actions.act_window")
+        self.assertEqual(answer["res_model"], WIZARD)
+        self.assertEqual(answer["target"], "new")
+        return answer["res_id"]
+
+    def _download(self, wizard_id, password=None):
+        """The dialog's Download button (the web client saves the typed
+        password first): the action it answers."""
+        if password is not None:
+            saved = _rpc(self, WIZARD, "write", [wizard_id], {"password": password})
+            self.assertNotIn("error", saved)
+        return _rpc(self, WIZARD, "action_export", [wizard_id])["result"]
+
+    def assertAskedAgain(self, action, wizard_id, refusal):
+        """``action`` is the password dialog again, saying ``refusal``."""
+        self.assertEqual(action["type"], "ir.actions.act_window", action)
+        self.assertEqual((action["res_model"], action["res_id"]), (WIZARD, wizard_id))
+        shown = _rpc(self, WIZARD, "read", [wizard_id], ["refusal", "password"])
+        self.assertRegex(shown["result"][0]["refusal"], refusal)
+        self.assertFalse(shown["result"][0]["password"])
+
+    def _stored_passwords(self):
+        self.env.cr.execute(
+            "SELECT count(*) FROM db_backup_emergency_export "
+            "WHERE password IS NOT NULL AND password != ''"
         )
-        self.assertNotIn("error", wrong)
+        return self.env.cr.fetchone()[0]
+
+    def test_export_round_trips_through_the_loader(self):
+        self.authenticate("h_emx_admin", "h_emx_admin")
+        attachments = self.env["ir.attachment"].search_count([])
+        # the password is asked first; without it, or wrong, nothing is issued
+        wizard_id = self._open_export_dialog()
+        self.assertAskedAgain(self._download(wizard_id), wizard_id, "password")
+        with mute_logger("odoo.addons.base.models.res_users"):
+            refused = self._download(wizard_id, "not-it")
+        self.assertAskedAgain(refused, wizard_id, "Incorrect password")
         with mute_logger("odoo.http"):
-            refused = _rpc(self, "res.users.identitycheck", "run_check", [check_id])
-        self.assertIn("error", refused)
-        self.assertFalse(self._export_events())
-        _rpc(
-            self,
-            "res.users.identitycheck",
-            "write",
-            [check_id],
-            {"password": "h_emx_admin"},
-        )
-        action = _rpc(self, "res.users.identitycheck", "run_check", [check_id])[
-            "result"
-        ]
+            self.assertEqual(self.url_open(EXPORT_ROUTE + "?token=x").status_code, 403)
+        failure = self._export_events()
+        self.assertEqual(len(failure), 1)
+        self.assertEqual((failure.action, failure.result), ("export", "failure"))
+        self.assertEqual(failure.user_id, self.admin_user)
+        self.assertNotIn("not-it", json.dumps(failure.details))
+        self.assertEqual(self._stored_passwords(), 0)
+        action = self._download(wizard_id, "h_emx_admin")
+        self.assertEqual(self._stored_passwords(), 0, "the password is never stored")
         self.assertEqual(action["type"], "ir.actions.act_url")
         self.assertTrue(action["url"].startswith(EXPORT_ROUTE + "?token="))
         response = self.url_open(action["url"])
@@ -1023,9 +1047,9 @@ class TestEmergencyDestinationsExport(KeyringMixin, HttpCase):
         # the link works once; nothing stored; the download audited
         self.assertEqual(self.url_open(action["url"]).status_code, 403)
         self.assertEqual(self.env["ir.attachment"].search_count([]), attachments)
-        event = self._export_events()
+        event = self._export_events() - failure
         self.assertEqual(len(event), 1)
-        self.assertEqual(event.action, "export")
+        self.assertEqual((event.action, event.result), ("export", "success"))
         self.assertEqual(event.user_id, self.admin_user)
         self.assertEqual(
             sorted(event.details["destinations"]),
@@ -1033,6 +1057,55 @@ class TestEmergencyDestinationsExport(KeyringMixin, HttpCase):
         )
         self.assertNotIn("export-s3-secret", json.dumps(event.details))
         self.assertNotIn("export-s3-secret", event.message or "")
+        # the used dialog issues nothing more
+        self.assertAskedAgain(self._download(wizard_id), wizard_id, "password")
+
+    def test_every_export_asks_the_password(self):
+        """Odoo's identity check trusts a password typed in the last ten
+        minutes; this export asks it every time: a second export a minute
+        after the first (same session) gets nothing without it."""
+        self.authenticate("h_emx_admin", "h_emx_admin")
+        first = self._download(self._open_export_dialog(), "h_emx_admin")
+        self.assertEqual(first["type"], "ir.actions.act_url")
+        self.assertEqual(self.url_open(first["url"]).status_code, 200)
+        # a minute later, in the same session, the password typed a minute
+        # ago: Odoo's identity check would not ask it (ten minutes' grace)
+        self.session["identity-check-last"] = time.time() - 60
+        http.root.session_store.save(self.session)
+        wizard_id = self._open_export_dialog()
+        self.assertAskedAgain(self._download(wizard_id), wizard_id, "password")
+        with mute_logger("odoo.addons.base.models.res_users"):
+            refused = self._download(wizard_id, "h_emx_operator")
+        self.assertAskedAgain(refused, wizard_id, "Incorrect password")
+        with mute_logger("odoo.http"):
+            reused = self.url_open(first["url"])
+            self.assertEqual(reused.status_code, 403)
+            self.assertEqual(self.url_open(EXPORT_ROUTE).status_code, 403)
+        second = self._download(wizard_id, "h_emx_admin")
+        self.assertEqual(second["type"], "ir.actions.act_url")
+        self.assertNotEqual(second["url"], first["url"])
+        self.assertEqual(self.url_open(second["url"]).status_code, 200)
+        events = self._export_events()
+        self.assertEqual(
+            sorted(events.mapped("result")), ["failure", "success", "success"]
+        )
+
+    def test_wrong_passwords_cool_down(self):
+        """Wrong passwords count in Odoo's login cooldown: once it is on,
+        even the right password is refused (and audited) for a while."""
+        self.env["ir.config_parameter"].sudo().set_param(
+            "base.login_cooldown_after", "2"
+        )
+        self.authenticate("h_emx_admin", "h_emx_admin")
+        self.addCleanup(lambda: getattr(self.registry, "_login_failures", {}).clear())
+        wizard_id = self._open_export_dialog()
+        with mute_logger("odoo.addons.base.models.res_users"):
+            for guess in ("guess-1", "guess-2"):
+                refused = self._download(wizard_id, guess)
+                self.assertAskedAgain(refused, wizard_id, "Incorrect password")
+            refused = self._download(wizard_id, "h_emx_admin")
+        self.assertAskedAgain(refused, wizard_id, "Too many")
+        self.assertEqual(self._export_events().mapped("result"), ["failure"] * 3)
 
     def test_operator_gets_access_error(self):
         self.authenticate("h_emx_operator", "h_emx_operator")
@@ -1045,6 +1118,8 @@ class TestEmergencyDestinationsExport(KeyringMixin, HttpCase):
                 answer = _rpc(self, "res.config.settings", method, [])
                 self.assertIn("error", answer, method)
                 self.assertEqual(answer["error"]["data"]["name"], ACCESS, method)
+            answer = _rpc(self, WIZARD, "create", {"password": "h_emx_operator"})
+            self.assertEqual(answer["error"]["data"]["name"], ACCESS)
             response = self.url_open(EXPORT_ROUTE + "?token=guess")
         self.assertEqual(response.status_code, 403)
         self.assertNotIn("export-s3-secret", response.text)
@@ -1053,7 +1128,14 @@ class TestEmergencyDestinationsExport(KeyringMixin, HttpCase):
         self.authenticate("h_emx_admin", "h_emx_admin")
         with mute_logger("odoo.http"):
             response = self.url_open(EXPORT_ROUTE + "?token=guess")
-        self.assertEqual(response.status_code, 403)
+            self.assertEqual(response.status_code, 403)
+            # nor by the dialog's private steps
+            wizard_id = self._open_export_dialog()
+            for method in ("_verify_password", "_take_verification", "_reopen"):
+                answer = _rpc(self, WIZARD, method, [wizard_id], "h_emx_admin")
+                self.assertEqual(answer["error"]["data"]["name"], ACCESS, method)
+            # and the dialog issues nothing without the password
+            self.assertAskedAgain(self._download(wizard_id), wizard_id, "password")
         self.assertFalse(self._export_events())
 
     def test_unusable_destination_is_named_before_the_password(self):
