@@ -3,6 +3,7 @@
 from . import (
     data_export_field_access,
     data_export_file_store,
+    data_export_file_writer,
     data_export_ready_made,
     data_export_record_selection,
     data_export_values,
