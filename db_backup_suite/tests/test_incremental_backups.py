@@ -20,8 +20,9 @@ import hashlib
 import json
 import os
 
+from odoo import release
 from odoo.tests import tagged
-from odoo.tools import config, mute_logger
+from odoo.tools import SQL, config, mute_logger
 
 from ..models import backup_engine
 from .common import BackupCase, drop_test_databases
@@ -279,6 +280,67 @@ class TestIncrementalBackups(BackupCase):
             byte = handle.read(1)
             handle.seek(-1, os.SEEK_CUR)
             handle.write(bytes([byte[0] ^ 0x01]))
+
+    def test_relisted_snapshot_restores(self):
+        """After a production restore the run table is the archive's: the
+        backups made since are listed again from the destinations, without
+        a manifest of their own. A re-listed snapshot (and a re-listed full
+        archive) is read by the restore dialog like any run, and the
+        snapshot restores into a sandbox."""
+        schedule = self.env["db.backup.schedule"].create(
+            {
+                "frequency": "24h",
+                "destination_ids": (self.local_dest | self.incr_dest).ids,
+                "alert_size_mb": 10000,
+            }
+        )
+        run = self._run_schedule(schedule)
+        self.assertEqual(run.state, "done", run.error or run.warning)
+        names = {
+            "snapshot": self._copy(run, self.incr_dest).object_name,
+            "full": self._copy(run, self.local_dest).object_name,
+        }
+        self.assertIn("/repo-", names["snapshot"])
+        # the restored database does not have the run: as the restore hook
+        # does, the destinations' backups are listed again
+        self.env.cr.execute(SQL("DELETE FROM db_backup_run WHERE id = %s", run.id))
+        self.env.invalidate_all()
+        Run = self.env["db.backup.run"].sudo()
+        Run._sync_from_destinations()
+        version = self.env["db.backup.restore.wizard"]._series(release.version)
+        relisted = {}
+        for kind, name in names.items():
+            relisted[kind] = Run.search([("name", "=", name)])
+            self.assertEqual(len(relisted[kind]), 1, name)
+            self.assertFalse(relisted[kind].manifest_json, "a re-listed run")
+            wizard = (
+                self.env["db.backup.restore.wizard"]
+                .with_user(self.restorer)
+                .create({"run_id": relisted[kind].id, "target": "sandbox"})
+            )
+            self.assertTrue(wizard.compatible, (kind, wizard.incompatibility))
+            self.assertEqual(wizard._series(wizard.archive_odoo_version), version)
+            self.assertEqual(wizard.source_db_name, self.dbname, kind)
+            self.assertFalse(wizard.foreign, kind)
+        # the re-listed snapshot restores into a sandbox
+        wizard = (
+            self.env["db.backup.restore.wizard"]
+            .with_user(self.restorer)
+            .create({"run_id": relisted["snapshot"].id, "target": "sandbox"})
+        )
+        self.assertEqual(wizard._stored_copy().destination_id, self.incr_dest)
+        result = wizard._restore_now()
+        self.assertTrue(result["ok"], result["message"])
+        sandbox = wizard.sandbox_id.name
+        self.assertTrue(backup_engine.database_exists(sandbox))
+        partners = self._committed("SELECT count(*) FROM res_partner")[0][0]
+        conn = backup_engine.pg_params().connect(sandbox, autocommit=True)
+        try:
+            with conn.cursor() as cr:
+                cr.execute("SELECT count(*) FROM res_partner")
+                self.assertEqual(cr.fetchone()[0], partners)
+        finally:
+            conn.close()
 
     def test_mixed_schedule_and_mode_change(self):
         """One full and one incremental destination in one schedule; a
