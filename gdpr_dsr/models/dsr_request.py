@@ -893,6 +893,21 @@ class DsrRequest(models.Model):
                 purpose=PACKAGE_PURPOSE,
             )
             data = reader.read()
+        except suite_keyring.UnknownKeyError as exc:
+            ring = self._keyring()
+            key_id = streamcrypt.read_header(io.BytesIO(encrypted)).key_id
+            self._audit_independently("download_refused", reason="missing key")
+            raise UserError(
+                self.env._(
+                    "The export package of %(ref)s cannot be decrypted: the server "
+                    "key that encrypted it, %(key)s, is not in the server keyring "
+                    "(it holds: %(held)s). Add key %(key)s back to the keyring, or "
+                    "generate a new package.",
+                    ref=self.name,
+                    key=key_id,
+                    held=", ".join(ring.ids),
+                )
+            ) from exc
         except suite_keyring.StreamCryptError as exc:
             self._audit_independently("download_refused", reason=str(exc)[:200])
             raise DsrPackageRefused(

@@ -1,7 +1,9 @@
 import io
 import json
+import os
 import zipfile
 from datetime import timedelta
+from unittest.mock import patch
 
 import pyzipper
 from freezegun import freeze_time
@@ -10,6 +12,7 @@ from odoo import fields
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import HttpCase, tagged
 
+from odoo.addons.audit_export.lib import keyring as suite_keyring
 from odoo.addons.audit_export.lib.sensitive import is_withheld
 
 from .common import BANK_ACCOUNT, DsrCase, make_verified_request, run_package_jobs
@@ -196,6 +199,24 @@ class TestDsrExport(DsrCase, HttpCase):
             sorted(steps),
             ["downloaded", "exported", "package_queued", "received", "verified"],
         )
+
+    def test_package_whose_key_left_the_keyring_is_named(self):
+        """A package sealed under a key the keyring no longer holds: the
+        error names the request and the key id (not the crypto layer's
+        generic "the key that encrypted this archive"), and nothing is
+        served."""
+        request = self._generate()
+        first_key = suite_keyring.Keyring.load().active.key_id
+        other_ring = {suite_keyring.ENV_KEYRING: suite_keyring.generate_key_line()}
+        with (
+            patch.dict(os.environ, other_ring),
+            self.assertRaises(UserError) as caught,
+        ):
+            request._read_package()
+        message = str(caught.exception)
+        self.assertIn(request.name, message)
+        self.assertIn(first_key, message)
+        self.assertNotIn("add the key that encrypted this archive", message)
 
     def test_package_with_password(self):
         request = self._generate(password="correct horse battery")
