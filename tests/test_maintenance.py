@@ -11,8 +11,10 @@ read-only.
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -172,6 +174,38 @@ def test_dead_process_marker_is_cleared(pg, tmp_path, live):
     assert not _setting_on(live)
     assert maintenance.read(tmp_path, live) is None
     _insert(live, "writable again")
+
+
+def _state(pid):
+    data = Path(f"/proc/{pid}/stat").read_bytes()
+    return data[data.rfind(b")") + 2 :].split()[0]
+
+
+def test_zombie_restore_marker_is_cleared(pg, tmp_path, live):
+    """A restore killed by SIGKILL and not waited for by its parent (the
+    Odoo server that spawned it) is a zombie: ``kill(pid, 0)`` still
+    succeeds and its start time still matches, yet it holds nothing."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        maintenance.enter(pg, tmp_path, live, "a.dbbs", pid=child.pid)
+        assert not maintenance.is_stale(maintenance.read(tmp_path, live))
+        assert maintenance.current(pg, tmp_path, live) is not None
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _state(child.pid) != b"Z" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _state(child.pid) == b"Z"  # not waited for: a zombie
+        os.kill(child.pid, 0)  # what the old liveness check relied on
+        marker = maintenance.read(tmp_path, live)
+        assert marker["proc_start"] == maintenance._proc_start(child.pid)
+        assert maintenance.is_stale(marker)
+        assert maintenance.current(pg, tmp_path, live) is None
+        assert not _setting_on(live)
+        assert maintenance.read(tmp_path, live) is None
+        _insert(live, "writable after a zombie")
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_reused_pid_marker_is_stale(pg, tmp_path, live):

@@ -1,1 +1,1 @@
-from . import emergency, main, upload
+from . import emergency, main, rpc, upload

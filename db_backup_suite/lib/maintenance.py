@@ -23,10 +23,10 @@ users see afterwards, without a word. While a restore job holds it:
 
 The marker is written before the database setting and removed after it is
 reset, so a database left read-only by the suite always has a marker. A
-marker whose process is dead (or whose pid was reused by another process)
-is *stale*: :func:`current` clears it, with the database setting, the next
-time anyone checks. A restore killed half-way therefore cannot keep the
-database read-only.
+marker whose process is dead (or a zombie, or whose pid was reused by
+another process) is *stale*: :func:`current` clears it, with the database
+setting, the next time anyone checks. A restore killed half-way therefore
+cannot keep the database read-only.
 
 Pure Python: no Odoo import.
 """
@@ -63,32 +63,48 @@ def marker_path(data_dir, dbname: str) -> str:
     return os.path.join(marker_dir(data_dir), dbname + ".json")
 
 
-def _proc_start(pid: int) -> int | None:
-    """The start time (clock ticks since boot) of process ``pid``, or None
-    when it cannot be read (no /proc, no such process)."""
+def _proc_stat(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3,
+    the state, first), or None when it cannot be read (no /proc, no such
+    process)."""
     try:
         with open(f"/proc/{int(pid)}/stat", "rb") as handle:
             data = handle.read()
-    except OSError:
+    except (OSError, OverflowError, ValueError, TypeError):
         return None
     # the command name (field 2) is in parentheses and may hold spaces
-    fields = data[data.rfind(b")") + 2 :].split()
+    return data[data.rfind(b")") + 2 :].split()
+
+
+def _proc_start(pid: int) -> int | None:
+    """The start time (clock ticks since boot) of process ``pid``, or None
+    when it cannot be read (no /proc, no such process)."""
+    fields = _proc_stat(pid)
     try:
         return int(fields[19])  # field 22 of the whole line
-    except (IndexError, ValueError):
+    except (IndexError, TypeError, ValueError):
         return None
+
+
+# a process that ended but was not waited for yet (zombie) or is being
+# reaped: ``kill(pid, 0)`` still succeeds on it, it holds nothing any more
+DEAD_STATES = (b"Z", b"X", b"x")
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: it exists and, where /proc tells, is
+    neither a zombie nor being reaped (a restore killed by SIGKILL stays a
+    zombie as long as its parent, the Odoo server, does not wait for it)."""
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
-        return True
+        pass
     except (OverflowError, ValueError, TypeError):
         return False
-    return True
+    fields = _proc_stat(pid)
+    return not (fields and fields[0] in DEAD_STATES)
 
 
 def _write_marker(path: str, marker: dict) -> None:
@@ -135,9 +151,10 @@ def started_at(marker: dict) -> datetime | None:
 
 
 def is_stale(marker: dict, now: float | None = None) -> bool:
-    """True when the process that holds the marker is gone: a dead pid, a
-    pid now used by another process (its start time differs), a corrupt
-    marker, or a marker of another host older than ``FOREIGN_MAX_AGE``."""
+    """True when the process that holds the marker is gone: a dead pid (or
+    a zombie: ended, not waited for by its parent), a pid now used by
+    another process (its start time differs), a corrupt marker, or a
+    marker of another host older than ``FOREIGN_MAX_AGE``."""
     if marker.get("corrupt") or not marker.get("pid"):
         return True
     if marker.get("host") and marker["host"] != socket.gethostname():

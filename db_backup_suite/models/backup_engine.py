@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -153,6 +154,52 @@ def _create_private(path):
     return os.open(path, flags, 0o600)
 
 
+def reap_when_done(proc):
+    """Wait for the detached child ``proc`` in a daemon thread, so that it
+    never lingers as a zombie of this process once it ended (a job killed
+    by SIGKILL included): a zombie still answers ``kill(pid, 0)``, and the
+    maintenance of a production restore would look held by it. The
+    caller's own ``proc.poll()``/``proc.wait()`` keep working (``Popen``
+    serialises the waits); when this process ends first, the child is
+    reparented and reaped by init. Returns ``proc``."""
+    threading.Thread(
+        target=proc.wait, name="db_backup_suite-reap-%d" % proc.pid, daemon=True
+    ).start()
+    return proc
+
+
+def private_log(path):
+    """A new 0600 log file at ``path`` for a detached job's output (its
+    fd, to close once handed to the child)."""
+    return _create_private(path)
+
+
+def remove_stale_logs(directory=None, older_than=24 * 3600, now=None):
+    """Remove the output logs of detached restores and download
+    preparations (``restore-*.json.log``, ``download-*.json.log``) a day
+    old (daily cleanup): their job ended long ago. Returns the names."""
+    directory = directory or jobs_dir()
+    now = time.time() if now is None else now
+    removed = []
+    for name in os.listdir(directory):
+        if not (
+            name.endswith(".json.log") and name.startswith(("restore-", "download-"))
+        ):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            if now - os.lstat(path).st_mtime < older_than:
+                continue
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            _logger.warning("Cannot remove %s: %s", path, exc)
+            continue
+        removed.append(name)
+    return sorted(removed)
+
+
 def remove_job_files(events_path):
     """Remove a job's event file and its stderr log (best effort)."""
     if not events_path:
@@ -209,7 +256,7 @@ def spawn_job(payload, events_path=None, head=None):
         proc.stdin.write(json.dumps(dict(payload, events_path=events_path)).encode())
     finally:
         proc.stdin.close()
-    return proc
+    return reap_when_done(proc)
 
 
 def job_alive(pid):

@@ -82,18 +82,29 @@ def started_local(env, marker):
     return started.astimezone(tz).strftime("%H:%M")
 
 
+def _internal(env):
+    """Whether ``env``'s user is an internal user (the archive's name, an
+    uploaded file's client-chosen name, is shown to them only)."""
+    # the real user, not a sudo() a public route may use to write
+    return bool(env.uid) and env["res.users"].sudo().browse(env.uid)._is_internal()
+
+
 def maintenance_message(env, marker):
     """The clear, translated sentence a refused write shows."""
+    archive = marker.get("archive") if _internal(env) else None
     return env._(
         "The database is being restored from %(archive)s since %(time)s; changes "
         "are refused until it ends.",
-        archive=marker.get("archive") or env._("an archive"),
+        archive=archive or env._("an archive"),
         time=started_local(env, marker),
     )
 
 
 def maintenance_info(env):
-    """What the web client's banner shows (session info, bus, poll)."""
+    """What the web client's banner shows (session info, poll): internal
+    users only (False for portal and public users)."""
+    if not _internal(env):
+        return False
     marker = active_marker(env.cr.dbname)
     if not marker:
         return False

@@ -170,19 +170,25 @@ def job_command(*sub_args):
 
 
 def spawn_detached(job):
-    """Start the restore job in its own session; it outlives this worker."""
+    """Start the restore job in its own session; it outlives this worker
+    (and is reaped by this process when it ends first)."""
     path = write_job_file(job)
     cmd = job_command("restore-job", "--job-file", path)
     log_path = os.path.join(backup_engine.jobs_dir(), os.path.basename(path) + ".log")
-    with open(log_path, "ab") as log:
-        subprocess.Popen(
+    log_fd = backup_engine.private_log(log_path)  # 0600, removed after a day
+    try:
+        proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
+            stdout=log_fd,
+            stderr=log_fd,
             start_new_session=True,
             env=backup_engine.child_env(),
         )
+    finally:
+        os.close(log_fd)
+    # waited for: a killed job is no zombie that seems to hold the maintenance
+    backup_engine.reap_when_done(proc)
     return path
 
 
@@ -692,15 +698,18 @@ def _job_pg(job):
 
 
 def _announce_maintenance(job, payload):
-    """Tell every open tab of the live database (bus ``broadcast``) that
-    the maintenance started or ended: the banner shows at once. Best
-    effort, through the restore's own cursor."""
+    """Tell the open tabs of the live database's internal users (the bus
+    channel of ``base.group_user``: portal and public visitors never get
+    it) that the maintenance started or ended: the banner shows at once
+    and fetches the details itself (session info, internal users only).
+    ``payload`` carries no archive name. Best effort, through the
+    restore's own cursor."""
     try:
         Registry(job["database"])
         with maintenance_guard.restore_writer_cursor(job["database"]) as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
             env["bus.bus"]._sendone(
-                "broadcast", maintenance_guard.BUS_MAINTENANCE, payload
+                env.ref("base.group_user"), maintenance_guard.BUS_MAINTENANCE, payload
             )
     except Exception as exc:
         _logger.warning("Maintenance of %s not announced: %s", job["database"], exc)
@@ -724,11 +733,7 @@ def _enter_maintenance(job):
     started = maintenance.started_at(marker)
     _announce_maintenance(
         job,
-        {
-            "active": True,
-            "archive": marker["archive"],
-            "started": started.isoformat() if started else False,
-        },
+        {"active": True, "started": started.isoformat() if started else False},
     )
     return marker
 

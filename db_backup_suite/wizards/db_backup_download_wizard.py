@@ -278,16 +278,20 @@ class DbBackupDownloadWizard(models.TransientModel):
         with os.fdopen(fd, "w") as handle:
             json.dump(job, handle)
         downloads.write_status(base, job["id"], state="running", done=0, total=0)
-        with open(path + ".log", "ab") as log:
-            subprocess.Popen(
+        log_fd = backup_engine.private_log(path + ".log")  # 0600, a day
+        try:
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "db_backup_suite.lib.downloads"]
                 + ["--job-file", path],
                 stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
+                stdout=log_fd,
+                stderr=log_fd,
                 start_new_session=True,
                 env=backup_engine.child_env(),
             )
+        finally:
+            os.close(log_fd)
+        backup_engine.reap_when_done(proc)  # never left a zombie
         previous = self.sudo().prepare_id
         if previous:
             downloads.remove(base, previous)
@@ -304,7 +308,9 @@ class DbBackupDownloadWizard(models.TransientModel):
     @api.model
     def _remove_stale_files(self):
         """Prepared downloads a day old (never fetched, or served by the
-        proxy) are removed (daily cron)."""
+        proxy) are removed (daily cron), with the output logs of detached
+        preparations and restores a day old."""
+        backup_engine.remove_stale_logs()
         return downloads.remove_stale(backup_engine.jobs_dir())
 
     def _action_open(self):

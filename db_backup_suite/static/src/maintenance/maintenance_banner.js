@@ -14,7 +14,9 @@ const POLL_MS = 20000;
  * The banner every tab shows while a production restore holds the database
  * (maintenance mode: changes are refused). It knows from the session info
  * at load, from the restore job's bus message (type
- * "db_backup_suite/maintenance") at once, and while it is shown it asks the
+ * "db_backup_suite/maintenance", sent to internal users only, without the
+ * archive's name: the details are then asked from the session info) at
+ * once, and while it is shown it asks the
  * server every 20 s, so the end of the restore (or a restore that died)
  * is noticed even when the bus is gone with the replaced database.
  */
@@ -29,8 +31,10 @@ export class MaintenanceBanner extends Component {
         });
         this.timer = null;
         const bus = useService("bus_service");
+        // the bus message (internal users only) says that the maintenance
+        // started or ended, without details: they come from the session info
         const onNotification = (payload) =>
-            this.apply(payload && payload.active ? payload : false);
+            payload && payload.active ? this.poll() : this.apply(false);
         bus.subscribe("db_backup_suite/maintenance", onNotification);
         bus.start();
         this.schedule();
