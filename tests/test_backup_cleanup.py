@@ -3,7 +3,9 @@ servers: it removes exactly what killed runs of ONE database left (its own
 temp files, .part files, multipart uploads, staging / scratch databases,
 filestores and temp dirs), never a complete archive, a foreign file,
 another database's leftovers, a sandbox or a safety copy, and never what a
-live run (holding the backup lock or the work lock) is writing."""
+live run (holding the backup lock or the work lock) is writing. A database
+merely NAMED like a staging or scratch database (not in the suite's
+registry) is left alone by every cleanup path, with its data."""
 
 import json
 import os
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from db_backup_suite.lib import backup, cleanup, crypto, lock, safety
+from db_backup_suite.lib import backup, cleanup, crypto, lock, registry, safety
 from db_backup_suite.lib.pgtools import PgParams, create_database, drop_database
 from db_backup_suite.lib.sinks import make_sink
 from tests.fixtures.odoo_db import database_exists, list_databases
@@ -79,6 +81,40 @@ def _uploads(server, bucket) -> set[str]:
     return {u["Key"] for u in listed.get("Uploads", [])}
 
 
+def _made(pg, data_dir, name, kind, production, made_databases=None):
+    """A database as the suite makes it: registered, then created."""
+    registry.register(data_dir, name, kind, production)
+    if made_databases is not None:
+        create_database(pg, name)
+        made_databases.append(name)
+
+
+def _lookalike(pg, name, made_databases):
+    """A database someone else made under a suite-like name, with data."""
+    create_database(pg, name)
+    made_databases.append(name)
+    conn = pg.connect(name)
+    try:
+        with conn.cursor() as cr:
+            cr.execute("CREATE TABLE precious (v text)")
+            cr.execute("INSERT INTO precious VALUES ('keep me')")
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def _still_has_data(pg, name) -> bool:
+    if not database_exists(name):
+        return False
+    conn = pg.connect(name)
+    try:
+        with conn.cursor() as cr:
+            cr.execute("SELECT v FROM precious")
+            return cr.fetchall() == [("keep me",)]
+    finally:
+        conn.close()
+
+
 def _files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
@@ -132,12 +168,21 @@ def test_removes_only_its_own_leftovers_of_this_database(
     sandbox_staging = safety.derived_name(sandbox, f"restoring_{STAMP}")
     safety_copy = safety.derived_name(d, f"pre_restore_{STAMP}")
     others = safety.derived_name(e, f"restoring_{STAMP}")
+    _made(pg, db.data_dir, staging, "staging", d)
+    _made(pg, db.data_dir, scratch, "drill", d)
+    _made(pg, db.data_dir, sandbox_staging, "staging", sandbox)
+    _made(pg, db.data_dir, others, "staging", e)
     for name in (staging, scratch, sandbox, sandbox_staging, safety_copy, others):
         create_database(pg, name)
         made_databases.append(name)
+    # look-alikes: named like d's staging / scratch databases, not the suite's
+    fake_staging = safety.derived_name(d, "restoring_20250101000000")
+    fake_scratch = safety.derived_name(d, "verify_20250101000000")
+    for name in (fake_staging, fake_scratch):
+        _lookalike(pg, name, made_databases)
     # -- filestores
     fs = Path(db.data_dir) / "filestore"
-    for name in (staging, safety_copy, others, sandbox_staging):
+    for name in (staging, safety_copy, others, sandbox_staging, fake_staging):
         (fs / name / "ab").mkdir(parents=True)
         (fs / name / "ab" / "file").write_text("x")
     live_files = _files(fs / d)
@@ -162,7 +207,7 @@ def test_removes_only_its_own_leftovers_of_this_database(
         work_dir=work,
         dry_run=True,
     )
-    assert {i.action for i in dry.leftovers} == {"would remove"}
+    assert {i.action for i in dry.leftovers} == {"would remove", "left alone"}
     assert _files(local_root) == before_local and _files(sftp_root) == before_sftp
     assert database_exists(staging) and (work / f"dbbs-restore+{d}+abc123").exists()
 
@@ -189,6 +234,18 @@ def test_removes_only_its_own_leftovers_of_this_database(
         ("work-dir", f"dbbs-fetch+{sandbox}+q1"),
     }
     assert result.kept == [] and result.failed == []
+    assert sorted((i.kind, i.name) for i in result.left_alone) == [
+        ("scratch-database", fake_scratch),
+        ("staging-database", fake_staging),
+        ("staging-filestore", fake_staging),
+    ]
+    assert "not in its registry" in result.left_alone[0].reason
+    assert "left alone 3 not provably made by the suite" in result.summary()
+    assert _still_has_data(pg, fake_staging) and _still_has_data(pg, fake_scratch)
+    assert (fs / fake_staging / "ab" / "file").read_text() == "x"
+    # what was removed is forgotten; another database's entry stays
+    assert registry.entries_for(db.data_dir, d) == []
+    assert [x.name for x in registry.entries_for(db.data_dir, e)] == [others]
     # removed: exactly those
     assert not ours_local.exists() and not ours_part.exists()
     assert _files(local_root) == before_local - {
@@ -201,7 +258,9 @@ def test_removes_only_its_own_leftovers_of_this_database(
     # kept: everything else
     for name in (sandbox, safety_copy, others, d):
         assert database_exists(name)
-    assert sorted(p.name for p in fs.iterdir()) == sorted([d, safety_copy, others])
+    assert sorted(p.name for p in fs.iterdir()) == sorted(
+        [d, safety_copy, others, fake_staging]
+    )
     assert _files(fs / d) == live_files
     assert sorted(p.name for p in work.iterdir()) == sorted(
         [f"dbbs-restore+{e}+abc123", f"dbbs-restore-{d}-old", "unrelated"]
@@ -212,7 +271,7 @@ def test_removes_only_its_own_leftovers_of_this_database(
     again = cleanup.clean_leftovers(
         [local, s3_config, sftp_config], d, pg=pg, data_dir=db.data_dir, work_dir=work
     )
-    assert again.leftovers == []
+    assert {i.action for i in again.leftovers} == {"left alone"}
 
 
 def test_a_running_backup_keeps_its_uploads(odoo_db, tmp_path, pg):
@@ -234,14 +293,18 @@ def test_a_running_backup_keeps_its_uploads(odoo_db, tmp_path, pg):
 
 def test_a_running_restore_keeps_its_staging(odoo_db, tmp_path, pg, made_databases):
     staging = safety.derived_name(odoo_db.dbname, f"restoring_{STAMP}")
-    create_database(pg, staging)
-    made_databases.append(staging)
+    dd = odoo_db.data_dir
+    _made(pg, dd, staging, "staging", odoo_db.dbname, made_databases)
     with lock.work_lock(pg, odoo_db.dbname):  # what run_restore holds
-        result = cleanup.clean_leftovers([], odoo_db.dbname, pg=pg)
+        result = cleanup.clean_leftovers([], odoo_db.dbname, pg=pg, data_dir=dd)
         assert [(i.name, i.action) for i in result.leftovers] == [(staging, "kept")]
         assert "a restore or verify of" in result.leftovers[0].reason
         assert database_exists(staging)
+    # without the registry (no data dir) even a real leftover is only reported
     result = cleanup.clean_leftovers([], odoo_db.dbname, pg=pg)
+    assert [(i.name, i.action) for i in result.leftovers] == [(staging, "left alone")]
+    assert "no registry" in result.leftovers[0].reason
+    result = cleanup.clean_leftovers([], odoo_db.dbname, pg=pg, data_dir=dd)
     assert [(i.name, i.action) for i in result.leftovers] == [(staging, "removed")]
     assert not database_exists(staging)
 
@@ -280,13 +343,13 @@ def test_interrupted_swap_and_missing_target_are_kept_on_purpose(
     create_database(pg, safety_copy)
     made_databases.append(safety_copy)
     staging_fs = fs / safety.derived_name(d, f"restoring_{STAMP}")
+    _made(pg, odoo_db.data_dir, staging_fs.name, "staging", d)
     staging_fs.mkdir()
     # a staging database of a target that does not exist (a new-database
     # restore or a swap stopped before the rename)
     ghost = PREFIX + "ghost" + odoo_db.dbname[-6:]
     ghost_staging = safety.derived_name(ghost, f"restoring_{STAMP}")
-    create_database(pg, ghost_staging)
-    made_databases.append(ghost_staging)
+    _made(pg, odoo_db.data_dir, ghost_staging, "staging", ghost, made_databases)
 
     result = cleanup.clean_leftovers([], d, pg=pg, data_dir=odoo_db.data_dir)
     assert [(i.kind, i.action) for i in result.leftovers] == [
@@ -294,7 +357,7 @@ def test_interrupted_swap_and_missing_target_are_kept_on_purpose(
     ]
     assert "stopped in the middle of its swap" in result.leftovers[0].reason
     assert staging_fs.exists()
-    result = cleanup.clean_leftovers([], ghost, pg=pg)
+    result = cleanup.clean_leftovers([], ghost, pg=pg, data_dir=odoo_db.data_dir)
     assert [(i.name, i.action) for i in result.leftovers] == [(ghost_staging, "kept")]
     assert "does not exist" in result.leftovers[0].reason
     assert database_exists(ghost_staging)
@@ -345,20 +408,30 @@ def test_cli_cleanup_and_prune(odoo_db, tmp_path, pg, made_databases):
     d = odoo_db.dbname
     leftover = _temp_file(root, ARCHIVE.format(db=d))
     staging = safety.derived_name(d, f"verify_{STAMP}")
-    create_database(pg, staging)
-    made_databases.append(staging)
+    _made(pg, odoo_db.data_dir, staging, "drill", d, made_databases)
+    fake = safety.derived_name(d, "verify_20250101000000")
+    _lookalike(pg, fake, made_databases)
     dest = f"local:{root}"
-    out = _cli(["cleanup", "--database", d, "--from", dest, "--dry-run"])
+    dd = ["--data-dir", str(odoo_db.data_dir)]
+    out = _cli(["cleanup", "--database", d, "--from", dest, "--dry-run", *dd])
     assert out.returncode == 0, out.stderr
     assert f"would remove: temp-file {ARCHIVE.format(db=d)}" in out.stdout
     assert f"would remove: scratch-database {staging} at postgresql" in out.stdout
+    assert f"left alone: scratch-database {fake} at postgresql" in out.stdout
     assert leftover.exists() and database_exists(staging)
-    out = _cli(["cleanup", "--database", d, "--from", dest, "--json"])
+    # without --data-dir there is no registry: databases are only reported
+    out = _cli(["cleanup", "--database", d, "--json"])
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["removed"] == 0 and data["left_alone"] == 2
+    assert database_exists(staging) and _still_has_data(pg, fake)
+    out = _cli(["cleanup", "--database", d, "--from", dest, "--json", *dd])
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["removed"] == 2 and data["evidence"] == "backup lock"
+    assert data["left_alone"] == 1
     assert not leftover.exists() and not database_exists(staging)
-    assert list_databases(d + "_verify") == []
+    assert list_databases(d + "_verify") == [fake] and _still_has_data(pg, fake)
     # prune cleans the destination first
     leftover = _temp_file(root, ARCHIVE.format(db=d))
     out = _cli(["prune", "--from", dest, "--database", d, "--keep-last", "1", "--json"])

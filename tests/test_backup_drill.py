@@ -3,17 +3,25 @@ drill restores, counts and drops; a damaged archive or counts that disagree
 fail and leave nothing; what a killed drill left is removed only while no
 drill of the database is alive, and nothing else is ever touched."""
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from db_backup_suite.lib import backup, crypto, drill, lock, registry, safety
+from db_backup_suite.lib import backup, cleanup, crypto, drill, lock, registry, safety
 from db_backup_suite.lib.errors import BackupSuiteError, VerificationError
 from db_backup_suite.lib.pgtools import PgParams, create_database, drop_database
 from db_backup_suite.lib.sinks import make_sink
 from tests.fixtures.odoo_db import database_exists, list_databases
+from tests.fixtures.s3_server import wait_until
 
 PREFIX = "drill_t_"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -124,6 +132,7 @@ def test_killed_drill_leftovers_go_only_when_no_drill_is_alive(
     (work / f"dbbs-restore+{dead}+abc").mkdir()
     (work / f"dbbs-restore+{db.dbname}+abc").mkdir()  # a live restore's: kept
     registry.register(db.data_dir, dead, "drill", db.dbname)
+    registry.register(db.data_dir, staging, "staging", dead)
     try:
         # a drill of the database is alive: nothing is touched
         with lock.work_lock(pg, db.dbname):
@@ -156,8 +165,187 @@ def test_a_long_database_name_finds_its_cut_staging_through_the_record(pg, tmp_p
     assert staging[: len(dead)] != dead  # cut
     create_database(pg, staging)
     try:
+        # the record alone proves nothing: without the registry, left alone
         out = drill.clean_drill_leftovers(pg, database, known=[dead])
+        assert out["removed"] == [] and database_exists(staging)
+        assert [x.split(" ")[0] for x in out["left_alone"]] == [staging]
+        registry.register(tmp_path, dead, "drill", database)
+        registry.register(tmp_path, staging, "staging", dead)
+        out = drill.clean_drill_leftovers(pg, database, data_dir=tmp_path, known=[dead])
         assert staging in out["removed"]
         assert not database_exists(staging)
+        assert registry.entries_for(tmp_path, database) == []
     finally:
         drop_database(pg, staging)
+
+
+def _lookalike(pg, name):
+    create_database(pg, name)
+    conn = pg.connect(name)
+    try:
+        with conn.cursor() as cr:
+            cr.execute("CREATE TABLE precious (v text)")
+            cr.execute("INSERT INTO precious VALUES ('keep me')")
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def _has_data(pg, name) -> bool:
+    if not database_exists(name):
+        return False
+    conn = pg.connect(name)
+    try:
+        with conn.cursor() as cr:
+            cr.execute("SELECT v FROM precious")
+            return cr.fetchall() == [("keep me",)]
+    finally:
+        conn.close()
+
+
+def test_lookalikes_with_data_survive_every_cleanup(
+    odoo_db_factory, pg, tmp_path, keyring
+):
+    """Databases merely NAMED like the suite's (not in its registry) are
+    never dropped: not by the drill cleanup, nor the backup's cleanup at its
+    start, nor the command line's cleanup; they are reported."""
+    db = odoo_db_factory(prefix=PREFIX, partners=1, attachments=0)
+    d = db.dbname
+    fake_drill = safety.drill_name(d, "20250101000000")
+    fakes = [
+        fake_drill,
+        safety.derived_name(fake_drill, "restoring_20250101000001"),
+        safety.derived_name(d, "restoring_20250101000000"),
+        safety.derived_name(d, "verify_20250101000000"),
+    ]
+    try:
+        for name in fakes:
+            _lookalike(pg, name)
+        (db.data_dir / "filestore" / fake_drill).mkdir()
+        out = drill.clean_drill_leftovers(
+            pg, d, data_dir=db.data_dir, known=[fake_drill]
+        )
+        assert out["removed"] == [] and out["errors"] == []
+        assert sorted(x.split(" ")[0] for x in out["left_alone"]) == sorted(fakes[:2])
+        result = backup.run_backup(
+            backup.BackupRequest(
+                database=d,
+                sink=make_sink({"type": "local", "path": str(tmp_path / "d")}),
+                data_dir=db.data_dir,
+                keyring=keyring,
+            )
+        )
+        assert result.cleanup.removed == []
+        assert sorted(i.name for i in result.cleanup.left_alone) == sorted(fakes[2:])
+        out = subprocess.run(
+            [sys.executable, "-m", "db_backup_suite.lib", "cleanup"]
+            + ["--database", d, "--data-dir", str(db.data_dir), "--json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["left_alone"] == 2
+        for name in fakes:
+            assert _has_data(pg, name), name
+        assert (db.data_dir / "filestore" / fake_drill).is_dir()
+    finally:
+        for name in fakes:
+            drop_database(pg, name)
+
+
+_DRILL_SCRIPT = """
+import os, sys
+from db_backup_suite.lib import crypto, drill
+from db_backup_suite.lib.sinks import make_sink
+db, dest, name, data_dir, uuid = sys.argv[1:]
+drill.run_drill(drill.DrillRequest(
+    database=db, sink=make_sink({"type": "local", "path": dest}), name=name,
+    keyring=crypto.Keyring.parse(os.environ["TEST_KEY_LINE"]),
+    data_dir=data_dir, expected_uuid=uuid))
+"""
+
+
+def _kill_when(proc, prefix):
+    wait_until(
+        lambda: list_databases(prefix) or proc.poll() is not None,
+        120,
+        interval=0.01,
+        what=f"a database {prefix}*",
+    )
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list_databases(prefix), "the run ended before it could be killed"
+
+
+def _work_lock_free(pg, name):
+    with lock.work_lock(pg, name, exclusive=True) as ok:
+        return ok
+
+
+def test_sigkilled_drill_and_verify_leftovers_are_still_removed(
+    odoo_db_factory, pg, tmp_path
+):
+    """The real leftovers of a drill and a verify killed with SIGKILL are
+    registered (before they were created): the next cleanup removes them."""
+    line = crypto.generate_key_line()
+    db = odoo_db_factory(
+        prefix=PREFIX, partners=20_000, attachments=30, attachment_size=100_000
+    )
+    d = db.dbname
+    dest = tmp_path / "dest"
+    done = backup.run_backup(
+        backup.BackupRequest(
+            database=d,
+            sink=make_sink({"type": "local", "path": str(dest)}),
+            data_dir=db.data_dir,
+            keyring=crypto.Keyring.parse(line),
+        )
+    )
+    env = dict(os.environ, TEST_KEY_LINE=line)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _DRILL_SCRIPT, d, str(dest), done.name]
+        + [str(db.data_dir), db.uuid],
+        cwd=ROOT,
+        env=env,
+    )
+    _kill_when(proc, f"{d}_drill_")
+    wait_until(lambda: _work_lock_free(pg, d), 30, interval=0.05, what="no lock")
+    left = list_databases(f"{d}_drill_")
+    assert {e.name for e in registry.entries_for(db.data_dir, d)} and left
+    out = drill.clean_drill_leftovers(pg, d, data_dir=db.data_dir)
+    assert out["errors"] == [] and out["left_alone"] == []
+    assert set(left) <= set(out["removed"])
+    assert list_databases(f"{d}_drill_") == []
+    assert not [n for n in os.listdir(db.data_dir / "filestore") if "_drill_" in n]
+    assert registry.entries_for(db.data_dir, d) == []
+
+    keyring_file = tmp_path / "keyring"
+    keyring_file.write_text(line + "\n")
+    keyring_file.chmod(0o600)
+    env = dict(os.environ, DB_BACKUP_SUITE_KEYRING_FILE=str(keyring_file))
+    env.pop("DB_BACKUP_SUITE_KEYRING", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "db_backup_suite.lib", "verify", done.name]
+        + ["--from", f"local:{dest}", "--test-restore", "--no-deep"]
+        + ["--data-dir", str(db.data_dir)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _kill_when(proc, f"{d}_verify_")
+    left = list_databases(f"{d}_verify_")
+    for name in left:
+        wait_until(
+            lambda n=name: _work_lock_free(pg, n), 30, interval=0.05, what="no lock"
+        )
+    wait_until(lambda: _work_lock_free(pg, d), 30, interval=0.05, what="no lock")
+    result = cleanup.clean_leftovers(
+        [], d, pg=pg, data_dir=db.data_dir, work_dir=tempfile.gettempdir()
+    )
+    assert result.left_alone == [] and result.failed == [], result.as_dict()
+    assert set(left) <= {i.name for i in result.removed}
+    assert list_databases(f"{d}_verify_") == []
+    assert registry.entries_for(db.data_dir, d) == []

@@ -25,11 +25,19 @@ it, so the next run (and a daily cron) can find it::
   multipart naming) AND the object it was for is an archive name of this
   database (``<db>/<db>_<label>_<ts>.tar.*``, :mod:`.naming`); databases
   and directories only if :mod:`.safety` recognises a staging or scratch
-  name derived from this database (or from one of its sandboxes, whose
-  restores stage the same way). A complete archive, a foreign file,
-  another database's leftovers, a sandbox or a pre-restore safety copy are
-  never touched. Every removal goes through the sink's own
+  name derived from this database (or from one of its sandboxes or scratch
+  copies, whose restores stage the same way). A complete archive, a foreign
+  file, another database's leftovers, a sandbox or a pre-restore safety
+  copy are never touched. Every removal goes through the sink's own
   ``remove_incomplete`` or :mod:`.safety`'s guarded drop / rmtree.
+- **Only what the suite can prove it made.** A name is no proof (anyone
+  who may create a database can choose it): a staging or scratch database
+  or filestore is removed only when the suite's registry lists it for its
+  owner with the matching kind (:mod:`.provenance`; restores and verifies
+  register before creating). Anything else merely NAMED like one is
+  reported with the action ``left alone`` (logged, counted in
+  :attr:`CleanupResult.left_alone`), never dropped. Without a data
+  directory there is no registry: databases are only reported.
 - **Never a run that is still alive.** The evidence is PostgreSQL's
   advisory locks, which die with the process holding them:
 
@@ -78,7 +86,7 @@ from datetime import UTC, datetime
 
 import psycopg2
 
-from . import lock, naming, pgtools, safety
+from . import lock, naming, pgtools, provenance, registry, safety
 from .errors import BackupLockedError, BackupSuiteError, SafetyError
 
 _logger = logging.getLogger(__name__)
@@ -116,8 +124,10 @@ def work_dir_name(what: str, database: str) -> str:
 @dataclass
 class Leftover:
     """One thing a killed run left. ``action``: ``removed``, ``kept`` (its
-    run may be alive, or it is kept on purpose: ``reason``), ``failed``
-    (removal failed: ``reason``) or ``would remove`` (dry run)."""
+    run may be alive, or it is kept on purpose: ``reason``), ``left alone``
+    (a database or filestore merely NAMED like the suite's: the suite cannot
+    prove it made it, ``reason``), ``failed`` (removal failed: ``reason``)
+    or ``would remove`` (dry run)."""
 
     kind: str
     where: str
@@ -169,12 +179,17 @@ class CleanupResult:
     def failed(self) -> list[Leftover]:
         return self._with("failed")
 
+    @property
+    def left_alone(self) -> list[Leftover]:
+        return self._with("left alone")
+
     def as_dict(self) -> dict:
         return {
             "database": self.database,
             "removed": len(self.removed),
             "kept": len(self.kept),
             "failed": len(self.failed),
+            "left_alone": len(self.left_alone),
             "dry_run": self.dry_run,
             "evidence": self.evidence,
             "leftovers": [item.as_dict() for item in self.leftovers],
@@ -190,6 +205,10 @@ class CleanupResult:
             text += f", kept {len(self.kept)}"
         if self.failed:
             text += f", {len(self.failed)} could not be removed"
+        if self.left_alone:
+            text += (
+                f", left alone {len(self.left_alone)} not provably made by the suite"
+            )
         return text
 
 
@@ -286,7 +305,9 @@ def clean_leftovers(
             if own:
                 sink.close()
     for item in result.leftovers:
-        log = _logger.warning if item.action == "failed" else _logger.info
+        log = (
+            _logger.warning if item.action in ("failed", "left alone") else _logger.info
+        )
         log(
             "cleanup of %s: %s %s %s at %s%s",
             database,
@@ -366,10 +387,12 @@ def _clean_destination(sink, database, min_age, now, dry_run, result):
 # ---------------------------------------------------------------------------
 # PostgreSQL, filestores, temp dirs
 # ---------------------------------------------------------------------------
-def _owner_of(name: str, database: str):
+def _owner_of(name: str, database: str, scratches=()):
     """``(kind, owner)`` when ``name`` is a staging / scratch name derived
-    from ``database`` or from one of its sandboxes (the owner is the
-    database the restore or verify worked for), else None."""
+    from ``database`` or from one of its sandboxes or scratch copies (the
+    owner is the database the restore or verify worked for), else None.
+    ``scratches``: the registered scratch copies of ``database``, whose
+    staging names may be cut (:func:`.safety.derived_name`)."""
     kind = safety.suite_database_kind(name)
     if kind not in ("staging", "scratch"):
         return None
@@ -377,11 +400,14 @@ def _owner_of(name: str, database: str):
     candidates = [database]
     base = name[: -len(suffix)]
     if base != database:
-        candidates.append(base)  # a sandbox of database? (never shortened)
+        candidates.append(base)  # a sandbox or scratch of database?
+    candidates += [s for s in scratches if s not in candidates]
     for owner in candidates:
         if owner != database:
             try:
-                safety.check_suite_database_name(owner, ("sandbox",), database)
+                safety.check_suite_database_name(
+                    owner, ("sandbox", "scratch"), database
+                )
             except SafetyError:
                 continue
         try:
@@ -399,6 +425,22 @@ def _stamp_of(name: str) -> datetime | None:
         )
     except ValueError:
         return None
+
+
+def _registered_scratches(data_dir, database) -> list[str]:
+    """The scratch copies of ``database`` the registry lists (a verify
+    registers its scratch before restoring into it)."""
+    if data_dir is None:
+        return []
+    try:
+        entries = registry.entries_for(data_dir, database)
+    except (BackupSuiteError, OSError):
+        return []  # reported by the proof of each leftover
+    return [
+        e.name
+        for e in entries
+        if e.kind == "drill" and safety.suite_database_kind(e.name) == "scratch"
+    ]
 
 
 def _list_databases(pg) -> dict[str, bool]:
@@ -424,10 +466,11 @@ def _clean_local(pg, database, data_dir, work_dir, older_than, now, dry_run, res
             "filestores and temp directories were not examined"
         )
         return
+    scratches = _registered_scratches(data_dir, database)
     # owner -> [(kind, name, location)]
     groups: dict[str, list] = {}
     for name, is_template in databases.items():
-        found = _owner_of(name, database)
+        found = _owner_of(name, database, scratches)
         if found and not is_template:
             kind, owner = found
             groups.setdefault(owner, []).append((f"{kind}-database", name, None))
@@ -435,7 +478,7 @@ def _clean_local(pg, database, data_dir, work_dir, older_than, now, dry_run, res
     if data_dir is not None:
         fs_root = os.path.join(os.path.abspath(data_dir), safety.FILESTORE)
         for name in _list_dirs(fs_root):
-            found = _owner_of(name, database)
+            found = _owner_of(name, database, scratches)
             if found:
                 kind, owner = found
                 groups.setdefault(owner, []).append((f"{kind}-filestore", name, None))
@@ -484,12 +527,42 @@ def _clean_local(pg, database, data_dir, work_dir, older_than, now, dry_run, res
                     now=now,
                     dry_run=dry_run,
                 )
+    if scratches and not dry_run:
+        _forget_dead_scratches(pg, database, data_dir, scratches)
+
+
+def _forget_dead_scratches(pg, database, data_dir, scratches):
+    """Unregister the scratch copies of a dead verify that never got (or no
+    longer have) a database, a filestore or a staging copy of their own."""
+    with lock.work_lock(pg, database, exclusive=True) as granted:
+        if not granted:  # a verify of database is alive: its entry stays
+            return
+        left = _list_databases(pg)
+        fs_root = os.path.join(os.path.abspath(data_dir), safety.FILESTORE)
+        dirs = set(_list_dirs(fs_root))
+        for scratch in scratches:
+            if scratch in left or scratch in dirs:
+                continue
+            if any(
+                _owner_of(n, database, [scratch]) == ("staging", scratch)
+                for n in set(left) | dirs
+            ):
+                continue
+            provenance.unregister(data_dir, scratch)
 
 
 def _remove_local(
     leftover, *, pg, owner, data_dir, temp_root, databases, older_than, now, dry_run
 ):
     kind, name = leftover.kind, leftover.name
+    if kind != "work-dir":
+        # a name is no proof: the registry (and the marker) must say so
+        reason = provenance.unproven(
+            data_dir, name, "staging" if kind.startswith("staging") else "drill", owner
+        )
+        if reason:
+            leftover.action, leftover.reason = "left alone", reason
+            return
     if kind == "work-dir":
         path = os.path.join(temp_root, name)
         try:
@@ -520,10 +593,22 @@ def _remove_local(
             )
         else:
             _remove_work_dir(temp_root, name)
+        if kind != "work-dir":
+            _forget_if_gone(pg, data_dir, name)
     except (BackupSuiteError, OSError) as exc:
         leftover.action, leftover.reason = "failed", str(exc)
         return
     leftover.action = "removed"
+
+
+def _forget_if_gone(pg, data_dir, name):
+    """Unregister ``name`` once neither its database nor its filestore is
+    left (the registry is what proves the other one the suite's)."""
+    if pgtools.database_exists(pg, name):
+        return
+    if data_dir is not None and os.path.lexists(safety.filestore_of(data_dir, name)):
+        return
+    provenance.unregister(data_dir, name)
 
 
 def _keep_on_purpose(kind, name, owner, data_dir, databases) -> str | None:
@@ -531,7 +616,7 @@ def _keep_on_purpose(kind, name, owner, data_dir, databases) -> str | None:
     if (
         kind == "staging-database"
         and owner not in databases
-        and safety.suite_database_kind(owner) != "sandbox"
+        and safety.suite_database_kind(owner) not in ("sandbox", "scratch")
     ):
         return (
             f"{owner!r} does not exist: a restore stopped before or during "

@@ -23,8 +23,12 @@ suite gives, through :mod:`.safety`'s guarded drop and rmtree.
 With a data directory, the drill database is listed in the suite's
 registry (:mod:`.registry`, kind ``drill``, expiring a day later) from
 before it is created until it is dropped, so that it is known whatever
-database is restored meanwhile; the cleanup drops what the registry lists
-too, and forgets what it dropped.
+database is restored meanwhile (its staging copy too: :mod:`.restore`
+registers it, kind ``staging``). The cleanup drops ONLY what the registry
+lists (:mod:`.provenance`) and forgets what it dropped; a database merely
+named like a drill (or its staging copy), or only recorded by the caller
+(``known``), is left alone and reported (``left_alone``). A drill never
+drops a database it did not create (a name found taken is refused).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from . import lock, pgtools, registry, restore, safety
+from . import lock, pgtools, provenance, registry, restore, safety
 from . import manifest as mf
 from .cleanup import WORK_DIR_RE
 from .errors import BackupSuiteError, RestoreError, SafetyError, VerificationError
@@ -204,7 +208,11 @@ def run_drill(req: DrillRequest) -> DrillResult:
     drill = safety.drill_name(req.database, req.stamp or _stamp())
     started = time.monotonic()
     with lock.work_lock(pg, req.database):
-        failure = None
+        failure, made = None, False
+        if pgtools.database_exists(pg, drill):
+            raise RestoreError(
+                f"{drill} already exists (a drill started this second?); try again"
+            )
         _register(req.data_dir, req.database, drill)
         try:
             result = restore.run_restore(
@@ -223,6 +231,7 @@ def run_drill(req: DrillRequest) -> DrillResult:
                     progress=req.progress,
                 )
             )
+            made = True
             _step(req, "count")
             # the engine's exact count of every table of the restored copy
             # (before it took its own uuid, which may add a parameter row)
@@ -234,7 +243,10 @@ def run_drill(req: DrillRequest) -> DrillResult:
         finally:
             _step(req, "drop")
             try:
-                drop_drill(pg, req.database, drill, req.data_dir)
+                if made:
+                    drop_drill(pg, req.database, drill, req.data_dir)
+                else:  # never a database of that name someone else made
+                    provenance.unregister(req.data_dir, drill)
             except (BackupSuiteError, OSError) as exc:
                 _logger.warning("cannot drop the drill database %s: %s", drill, exc)
                 if failure is None:
@@ -289,12 +301,17 @@ def clean_drill_leftovers(
 ) -> dict:
     """Remove what killed drills of ``database`` left (see the module doc),
     only when no restore, verify or drill of ``database`` is alive (its
-    work lock, taken exclusively without waiting). ``known``: drill names
-    recorded by the caller (found even when only their staging copy is
-    left under a shortened name). Returns ``{"removed": [...], "errors":
-    [...], "skipped": reason or None}``; never raises for one leftover."""
+    work lock, taken exclusively without waiting), and only what the suite
+    can prove it made (:mod:`.provenance`): a drill the registry lists for
+    ``database``, a staging database registered for that drill and carrying
+    the suite's marker. A database merely NAMED like one (or a drill name
+    ``known`` to the caller but not registered) is left alone and reported.
+    ``known``: drill names recorded by the caller (found even when only
+    their staging copy is left under a shortened name). Returns
+    ``{"removed": [...], "left_alone": [...], "errors": [...], "skipped":
+    reason or None}``; never raises for one leftover."""
     safety.check_database_name(database)
-    out = {"removed": [], "errors": [], "skipped": None}
+    out = {"removed": [], "left_alone": [], "errors": [], "skipped": None}
     with lock.work_lock(pg, database, exclusive=True) as granted:
         if not granted:
             out["skipped"] = (
@@ -310,44 +327,59 @@ def clean_drill_leftovers(
         )
         dirs = _list_dirs(fs_root) if fs_root else set()
         temp_root = os.path.abspath(work_dir or tempfile.gettempdir())
-        known = set(known) | set(registered_drills(data_dir, database))
+        registered = set(registered_drills(data_dir, database))
+        known = set(known) | registered
         for drill in sorted(_drills_of(database, databases | dirs, known)):
-            _clean_one(pg, database, drill, databases, dirs, data_dir, temp_root, out)
+            found = (databases, dirs, temp_root)
+            _clean_one(pg, database, drill, registered, found, data_dir, out)
     for name in out["removed"]:
         _logger.info("drill leftovers of %s: removed %s", database, name)
+    for item in out["left_alone"]:
+        _logger.warning("drill leftovers of %s: left alone %s", database, item)
     return out
 
 
-def _clean_one(pg, database, drill, databases, dirs, data_dir, temp_root, out):
+def _clean_one(pg, database, drill, registered, found, data_dir, out):
+    databases, dirs, temp_root = found
+
     def attempt(label, action):
         try:
             action()
         except (BackupSuiteError, OSError) as exc:
             out["errors"].append(f"{label}: {exc}")
-        else:
-            out["removed"].append(label)
+            return False
+        out["removed"].append(label)
+        return True
 
-    for name in sorted(databases):
-        if _is_kind(name, "staging", drill):
-            attempt(
-                name,
-                lambda n=name: safety.drop_database_if_suite_owned(
-                    pg, n, production_db=drill, kinds=("staging",)
-                ),
-            )
-    for name in sorted(dirs):
-        if data_dir is not None and _is_kind(name, "staging", drill):
-            attempt(
-                f"filestore/{name}",
-                lambda n=name: safety.remove_filestore(
-                    data_dir, n, production_db=drill, kinds=("staging",)
-                ),
-            )
-    if drill in databases or drill in dirs:
+    stagings = sorted(n for n in databases | dirs if _is_kind(n, "staging", drill))
+    here = drill in databases or drill in dirs
+    if drill not in registered:
+        # named like a drill of database, but the suite cannot prove it made
+        # it: neither it nor what is named after it is touched
+        reason = provenance.unproven(data_dir, drill, "drill", database)
+        for name in stagings + ([drill] if here else []):
+            out["left_alone"].append(f"{name} ({reason})")
+        return
+    for name in stagings:
+        reason = provenance.unproven(data_dir, name, "staging", drill)
+        if reason:
+            out["left_alone"].append(f"{name} ({reason})")
+        elif attempt(
+            name,
+            lambda n=name: safety.drop_database_if_suite_owned(
+                pg, n, production_db=drill, kinds=("staging",), data_dir=data_dir
+            ),
+        ):
+            provenance.unregister(data_dir, name)
+    if here:
         attempt(drill, lambda: drop_drill(pg, database, drill, data_dir))
     elif data_dir is not None:  # listed, gone: forget it
         with contextlib.suppress(BackupSuiteError, OSError):
             registry.unregister(data_dir, drill)
+    _clean_work_dirs(drill, temp_root, attempt, out)
+
+
+def _clean_work_dirs(drill, temp_root, attempt, out):
     for entry in sorted(_list_dirs(temp_root)):
         match = WORK_DIR_RE.match(entry)
         if match is None or match["db"] != drill:

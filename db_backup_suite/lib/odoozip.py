@@ -349,6 +349,7 @@ def import_odoo_zip(
     filestore_dir=None,
     pg: PgParams | None = None,
     progress: Progress | None = None,
+    on_created=None,
 ) -> OdooZipImport:
     """Load the Odoo backup zip at ``path`` into the NEW database
     ``database`` and its filestore into ``filestore_dir`` (which must not
@@ -381,6 +382,8 @@ def import_odoo_zip(
             target.mkdir(parents=True)
             created_dir = True
     create_database(pg, database)
+    if on_created is not None:  # e.g. the restore marks its staging database
+        on_created(database)
     written: list[Path] = []
     try:
         _load_sql(path, database, pg, info.dump_size, progress)

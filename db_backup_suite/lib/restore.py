@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import crypto, lock, pgtools, safety
+from . import crypto, lock, pgtools, provenance, safety
 from . import manifest as mf
 from .cleanup import work_dir_name
 from .errors import (
@@ -489,11 +489,14 @@ def run_restore(req: RestoreRequest) -> RestoreResult:
         # a missing server key is named with the archive and its key id
         naming_missing_key("archive", shown, keyring=req.keyring),
     ):
-        return _run_restore(req, started)
+        ts = _stamp()
+        try:
+            return _run_restore(req, started, ts)
+        finally:
+            _settle_staging(req, _derived_name(req.target, f"restoring_{ts}"))
 
 
-def _run_restore(req: RestoreRequest, started) -> RestoreResult:
-    ts = _stamp()
+def _run_restore(req: RestoreRequest, started, ts) -> RestoreResult:
     staging = _derived_name(req.target, f"restoring_{ts}")
     safety_db = _derived_name(req.target, f"pre_restore_{ts}")
     live_exists = pgtools.database_exists(req.pg, req.target)
@@ -519,6 +522,9 @@ def _run_restore(req: RestoreRequest, started) -> RestoreResult:
                 f"{name} already exists (a restore of {req.target!r} started this "
                 "second?); try again"
             )
+    # registered BEFORE it exists: a run killed at any point leaves a
+    # staging database the next cleanup can prove the suite made
+    provenance.register(req.data_dir, staging, "staging", req.target)
     jobs = req.jobs if req.jobs is not None else _default_jobs()
     warnings: list[str] = []
 
@@ -742,6 +748,7 @@ def _create_staging_db(pg, staging, manifest, warnings):
             pgtools.create_database(
                 pg, staging, encoding=encoding, collate=collate, ctype=ctype
             )
+            _mark(pg, staging)
             return
         except RestoreError as exc:
             warnings.append(
@@ -750,6 +757,33 @@ def _create_staging_db(pg, staging, manifest, warnings):
                 f"with this server's default ({exc})"
             )
     pgtools.create_database(pg, staging)
+    _mark(pg, staging)
+
+
+#: staging databases this process created and has not settled yet
+_CREATED: set[str] = set()
+
+
+def _mark(pg, staging):
+    """Note that this process created ``staging`` (see _settle_staging)."""
+    _CREATED.add(staging)
+
+
+def _settle_staging(req, staging):
+    """After a restore: forget the staging name (:mod:`.provenance`) unless
+    a database THIS run created or a staging filestore is still left under
+    it (the next cleanup removes those); a database someone else created
+    under that name is never left registered."""
+    made = staging in _CREATED
+    _CREATED.discard(staging)
+    fs = Path(req.data_dir) / safety.FILESTORE / staging if req.data_dir else None
+    try:
+        left = made and pgtools.database_exists(req.pg, staging)
+    except Exception as exc:  # keep the entry: the next cleanup decides
+        _logger.warning("staging database %s not settled: %s", staging, exc)
+        return
+    if not left and not (fs is not None and os.path.lexists(fs)):
+        provenance.unregister(req.data_dir, staging)
 
 
 def _head_of(source, req, tenant) -> dict | None:
@@ -798,7 +832,12 @@ def _restore_odoo_zip(
                 shutil.copyfileobj(raw, out, 1024 * 1024)
         info = odoozip.read_odoo_zip(path)
         imported = odoozip.import_odoo_zip(
-            path, staging, filestore_dir=staging_fs, pg=req.pg, progress=req.progress
+            path,
+            staging,
+            filestore_dir=staging_fs,
+            pg=req.pg,
+            progress=req.progress,
+            on_created=lambda name: _mark(req.pg, name),
         )
         try:
             if staging_fs is not None:

@@ -28,7 +28,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-from . import lock, safety
+from . import lock, pgtools, provenance, safety
 from .cleanup import work_dir_name
 from .errors import VerificationError, naming_missing_key
 from .pgtools import PgParams
@@ -129,6 +129,15 @@ def run_verify(req: VerifyRequest) -> VerifyResult:
             tempfile.TemporaryDirectory(prefix=work_dir_name("verify", base)) as tmp,
         ):
             data_dir = req.data_dir or tmp
+            if pgtools.database_exists(pg, scratch):
+                raise VerificationError(
+                    f"{scratch} already exists (a verify started this second?); "
+                    "try again"
+                )
+            # registered before it exists (a killed verify leaves a provable
+            # leftover); a temp data dir holds no registry worth keeping
+            provenance.register(req.data_dir, scratch, "drill", base)
+            made = False
             try:
                 result = run_restore(
                     RestoreRequest(
@@ -146,6 +155,7 @@ def run_verify(req: VerifyRequest) -> VerifyResult:
                         skip_verify=True,  # just verified above
                     )
                 )
+                made = True
                 test = {
                     "database": scratch,
                     "row_counts_checked": len(result.row_counts),
@@ -154,7 +164,9 @@ def run_verify(req: VerifyRequest) -> VerifyResult:
                     "ok": True,
                 }
             finally:
-                safety.drop_database_if_suite_owned(
-                    pg, scratch, kinds=("scratch",), data_dir=data_dir
-                )
+                if made:  # never a database of that name someone else made
+                    safety.drop_database_if_suite_owned(
+                        pg, scratch, kinds=("scratch",), data_dir=data_dir
+                    )
+                provenance.unregister(req.data_dir, scratch)
     return VerifyResult(report=report, test_restore=test)

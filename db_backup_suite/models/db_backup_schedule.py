@@ -878,14 +878,19 @@ class DbBackupSchedule(models.Model):
         except Exception as exc:  # a cleanup never stops the drill cron
             _logger.warning("Drill leftovers not cleaned: %s", exc)
             return None
-        if result["removed"] or result["errors"]:
+        if result["removed"] or result["errors"] or result.get("left_alone"):
             self.env["audit.event"].log_event(
                 "backup",
                 res_model=self._name,
                 result="failure" if result["errors"] else "success",
                 details={"operation": "drill_cleanup", **result},
-                message="Leftovers of killed restore drills: %s removed, %s failed"
-                % (len(result["removed"]), len(result["errors"])),
+                message="Leftovers of killed restore drills: %s removed, %s failed, "
+                "%s look-alike(s) the suite did not make left alone"
+                % (
+                    len(result["removed"]),
+                    len(result["errors"]),
+                    len(result.get("left_alone") or ()),
+                ),
             )
         return result
 

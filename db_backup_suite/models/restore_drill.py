@@ -92,6 +92,7 @@ def run_drill_job(job):
             known=job.get("known_drills") or (),
         )
         details["leftovers_removed"] = leftovers["removed"]
+        details["leftovers_left_alone"] = leftovers.get("left_alone") or []
         report.step("restore")
         result = drill.run_drill(
             drill.DrillRequest(
