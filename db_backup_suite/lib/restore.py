@@ -117,7 +117,11 @@ def open_source(sink=None, name=None, path=None, work_dir=None, tag=None):
 
         sink = make_sink(sink)
     try:
-        if sink.kind == "local":
+        # a snapshot is read in place whatever the destination (only the
+        # blobs it needs are fetched; scan_archive reads its payload
+        # straight from the repository)
+        in_place = getattr(sink, "reads_in_place", None)
+        if sink.kind == "local" or (in_place is not None and in_place(name)):
             sink.stat(name)  # SinkObjectNotFound now, not in the middle
             yield Source(
                 lambda: sink.open_read(name), f"{sink.describe()}:{name}", name

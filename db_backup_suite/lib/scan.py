@@ -234,6 +234,20 @@ def _check_dump_part(name, dump_parts, dump_done):
         )
 
 
+def _open_payload(raw, *, keyring, password, tenant):
+    """The decrypting reader of the archive ``raw``; for a snapshot of an
+    incremental repository (``open_authenticated_payload``: see
+    repository/archive.py) its payload straight from the repository,
+    authenticated blob by blob, after the same tenant and key checks on
+    the archive header (no encryption and decryption in between)."""
+    fast = getattr(raw, "open_authenticated_payload", None)
+    if fast is not None:
+        reader = fast(keyring=keyring, password=password, tenant=tenant)
+        if reader is not None:
+            return reader
+    return crypto.open_archive(raw, keyring=keyring, password=password, tenant=tenant)
+
+
 def scan_archive(
     raw, *, keyring=None, password=None, tenant, handler=None
 ) -> ArchiveReport:
@@ -250,7 +264,7 @@ def scan_archive(
     """
     started = time.monotonic()
     handler = handler or ScanHandler()
-    reader = crypto.open_archive(raw, keyring=keyring, password=password, tenant=tenant)
+    reader = _open_payload(raw, keyring=keyring, password=password, tenant=tenant)
     warnings = []
     if not reader.encrypted:
         warnings.append(

@@ -11,6 +11,11 @@ suite's archive format (the same header and chunks as a full archive, key
 of the database, content type ``tar`` or ``tar+zstd``), so every reader of
 archives takes a snapshot unchanged: restore.run_restore, verify.run_verify,
 the CLI's decrypt, --extract and export-odoo-zip, and the Odoo screens.
+Restore and verify (scan.scan_archive) take the fast path instead:
+:meth:`SnapshotArchiveStream.open_authenticated_payload` checks the header
+the stream would send as the archive reader would, then hands out the
+payload in plaintext (:class:`SnapshotPayloadReader`), neither encrypted
+nor decrypted again.
 
 :class:`SnapshotArchiveSink` is the glue: a read-only sink over the real one
 whose objects are the snapshots, named like archives
@@ -200,6 +205,36 @@ def iter_zstd_payload(repo: Repository, snap: dict):
     yield from fmt.raw_frame(b"".join(loose))
 
 
+def iter_plain_payload(repo: Repository, snap: dict, sizes: dict):
+    """The payload of :func:`iter_payload` (plain tar, each blob
+    authenticated and unpacked), counting on the way the bytes
+    :func:`iter_zstd_payload` would have yielded: ``sizes["zstd"]`` once
+    the tar ended."""
+    loose = count = zstd = 0
+    for entry, data in _items(repo, snap):
+        if entry is None:
+            loose += len(data)
+            count += len(data)
+            yield data
+            continue
+        if loose:
+            zstd += fmt.raw_frame_size(loose)
+            loose = 0
+        if entry.flags & fmt.FLAG_ZSTD:
+            zstd += len(data)
+        else:
+            zstd += fmt.raw_frame_size(entry.raw)
+        data = fmt.unpack_blob(
+            data, entry.flags, entry.raw, what=f"blob {entry.blob_id.hex()}"
+        )
+        count += len(data)
+        yield data
+    _check_size(snap, count)
+    tail = layout.tail(count)
+    sizes["zstd"] = zstd + fmt.raw_frame_size(loose + len(tail))
+    yield tail
+
+
 def zstd_payload_size(repo: Repository, snap: dict) -> int:
     """Bytes :func:`iter_zstd_payload` yields (from the index alone)."""
     total = loose = count = 0
@@ -311,6 +346,9 @@ class SnapshotArchiveStream(io.RawIOBase):
             compression=compression,
             chunk_size=chunk_size,
         )
+        self._snap = snap
+        self._compression = compression
+        self._plain: SnapshotPayloadReader | None = None
         if compression == "zstd":
             self._payload = iter_zstd_payload(repo, snap)
         else:
@@ -322,6 +360,37 @@ class SnapshotArchiveStream(io.RawIOBase):
 
     def readable(self):
         return True
+
+    def open_authenticated_payload(self, *, keyring=None, password=None, tenant):
+        """The restore's and verify's fast path (scan.scan_archive): the
+        payload in plaintext straight from the repository, neither
+        encrypted into this stream nor decrypted again. The archive's own
+        checks are made first, on this stream's header (what a reader of
+        the stream would read): a snapshot of another tenant, a key the
+        keyring does not hold, a wrong password raise the errors
+        ``crypto.open_archive`` raises. Every blob is authenticated (pack
+        AEAD, its id as associated data) before a byte of it is handed
+        out, and the sizes are checked as :func:`iter_payload` does.
+
+        None when this stream was read already (the caller then reads it
+        as an archive); the stream is unusable as an archive afterwards.
+        """
+        used = self._served or self._failed or self._produced_all
+        if used or self._plain is not None:
+            return None
+        check = crypto.open_archive(
+            io.BytesIO(self._enc.header.raw),
+            keyring=keyring,
+            password=password,
+            tenant=tenant,
+        )
+        self._plain = SnapshotPayloadReader(self, check.header)
+        return self._plain
+
+    def _hold_lock(self):
+        if self._lock is None:
+            self._lock = self._repo.lock("shared", purpose="read", **self._lock_options)
+            self._lock.acquire()
 
     def _finish_output(self):
         self._enc.close()
@@ -384,7 +453,93 @@ class SnapshotArchiveStream(io.RawIOBase):
             if not self._produced_all:
                 self._abort()  # never finished: leave it detectably cut
             self._release()
+            self._plain = None
         super().close()
+
+
+class SnapshotPayloadReader(io.RawIOBase):
+    """The plaintext payload of a snapshot, read like the decrypting reader
+    of its archive stream (see
+    :meth:`SnapshotArchiveStream.open_authenticated_payload`): ``encrypted``,
+    ``header`` (the stream's, checked), ``content_type`` ``tar`` (the
+    payload is served uncompressed), ``plaintext_bytes`` (what the stream's
+    decryption would have counted: known at the end). Past the first
+    ``PROLOGUE`` bytes the stream holds the shared repository lock until
+    it ends or is closed; an error is raised again by every later read.
+    """
+
+    encrypted = True
+    legacy = False
+    content_type = crypto.content_type_for("none")
+
+    def __init__(self, stream: SnapshotArchiveStream, header):
+        super().__init__()
+        self.header = header
+        self.plaintext_bytes = 0
+        self._stream = stream
+        self._sizes: dict = {}
+        self._pieces = iter_plain_payload(stream._repo, stream._snap, self._sizes)
+        self._piece = b""
+        self._pos = 0
+        self._served = 0
+        self._eof = False
+        self._error: BaseException | None = None
+
+    def readable(self):
+        return True
+
+    def _next_piece(self) -> bool:
+        if self._error is not None:
+            raise self._error
+        if self._eof:
+            return False
+        stream = self._stream
+        try:
+            if self._served >= stream.PROLOGUE:
+                stream._hold_lock()
+            piece = next(self._pieces, None)
+        except BaseException as exc:
+            self._error = exc
+            stream._release()
+            raise
+        if piece is None:
+            self._eof = True
+            total = self._sizes["zstd"] if stream._compression == "zstd" else None
+            self.plaintext_bytes = self._served if total is None else total
+            stream._release()
+            return False
+        self._piece, self._pos = piece, 0
+        return True
+
+    def read(self, n=-1):
+        if n is None or n < 0:
+            return b"".join(iter(lambda: self.read(READ_ALL), b""))
+        while self._pos >= len(self._piece):
+            if not n or not self._next_piece():
+                return b""
+        piece, pos = self._piece, self._pos
+        if not pos and len(piece) <= n:
+            data = piece  # the whole blob: no copy
+        else:
+            data = bytes(memoryview(piece)[pos : pos + n])
+        self._pos = pos + len(data)
+        self._served += len(data)
+        return data
+
+    def readinto(self, buf) -> int:
+        view = memoryview(buf).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self):
+        if not self.closed:
+            self._stream._release()
+        super().close()
+
+
+#: what ``read()`` without a size takes at a time
+READ_ALL = 1024 * 1024
 
 
 # ---------------------------------------------------------------------------

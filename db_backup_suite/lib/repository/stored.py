@@ -156,6 +156,12 @@ class StoredBackupsSink(Sink):
         obj = self.sink.stat(name)
         return {"name": name, "size": obj.size, "kind": "archive"}
 
+    def reads_in_place(self, name) -> bool:
+        """True for a snapshot: restore.open_source opens it in place (it
+        is produced from the repository's packs on demand) instead of
+        downloading it first, whatever the destination below."""
+        return in_repository(name)
+
     def open_read(self, name):
         return self._route(name).open_read(name)
 
