@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 
 from zxcvbn import zxcvbn
 
+from .keyring import SuiteError
+
 #: Shortest password accepted.
 MIN_LENGTH = 12
 #: Longest password accepted (a pasted document is a mistake, not a password).
@@ -105,7 +107,7 @@ class Verdict:
         }
 
 
-class PasswordPolicyError(ValueError):
+class PasswordPolicyError(SuiteError, ValueError):
     """A password the policy refuses; ``verdict`` says why."""
 
     def __init__(self, verdict):

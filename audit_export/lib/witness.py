@@ -30,6 +30,8 @@ import os
 import re
 import stat
 
+from .keyring import SuiteError
+
 WITNESS_DIRNAME = "audit_witness"
 FORMAT_VERSION = 1
 HEAD = "head"
@@ -39,7 +41,7 @@ _DBNAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}\Z")
 HASHES_BATCH = 5000
 
 
-class WitnessError(Exception):
+class WitnessError(SuiteError):
     """The witness file cannot be used (not a regular file, unwritable)."""
 
 

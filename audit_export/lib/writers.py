@@ -62,6 +62,8 @@ from decimal import Decimal
 from xml.sax.saxutils import quoteattr
 from zoneinfo import ZoneInfo
 
+from .keyring import SuiteError
+
 __all__ = [
     "FORMATS",
     "CsvWriter",
@@ -113,7 +115,7 @@ _ONE_DAY = dt.timedelta(days=1)
 _BLOCK_CHARS = 64 * 1024  # sheet XML is handed to zipfile in blocks this big
 
 
-class WriterError(ValueError):
+class WriterError(SuiteError, ValueError):
     """Bad writer configuration or a row that does not fit the header."""
 
 

@@ -26,6 +26,11 @@ import ast
 import math
 import re
 
+if __name__.startswith("odoo.addons."):
+    from odoo.addons.audit_export.lib.keyring import SuiteError
+else:
+    from audit_export.lib.keyring import SuiteError
+
 #: Odoo 18's term operators (``odoo.osv.expression.TERM_OPERATORS``; an Odoo
 #: test pins the copy) and ``<>``, which Odoo reads as ``!=``.
 TERM_OPERATORS = (
@@ -111,7 +116,7 @@ MESSAGES = {
 }
 
 
-class DomainError(ValueError):
+class DomainError(SuiteError, ValueError):
     """A domain that is not literal data; ``code`` selects the message.
 
     ``part`` quotes the offending text, ``detail`` says more (the kind of

@@ -90,7 +90,7 @@ SFTP_PASSWORD_ENV = "DB_BACKUP_SUITE_SFTP_PASSWORD"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
-class UsageError(Exception):
+class UsageError(BackupSuiteError):
     """Bad command-line input: exit code 2."""
 
 
@@ -497,7 +497,7 @@ def cmd_restore(args):
     return None
 
 
-class ForeignArchiveRefused(Exception):
+class ForeignArchiveRefused(BackupSuiteError):
     """A restore refused because the archive is another database's: exit 1
     with the archive's source, uuid and date, and the flag that confirms."""
 

@@ -47,6 +47,8 @@ import secrets
 import shutil
 import time
 
+from .errors import BackupSuiteError
+
 DIRNAME = "uploads"
 ID_RE = re.compile(r"^[0-9a-f]{32}$")
 #: default largest archive accepted (bytes): 50 GiB
@@ -64,7 +66,7 @@ MAX_OPEN_TOTAL = 20
 BLOCK = 1 << 20
 
 
-class UploadError(ValueError):
+class UploadError(BackupSuiteError, ValueError):
     """A refused upload operation. ``code`` names the reason for callers
     (``not_found``, ``too_large``, ``disk_full``, ``gap``, ``overlap``,
     ``conflict``, ``incomplete``, ``digest``, ``finished``, ``bad_request``,

@@ -19,13 +19,18 @@ import os
 import uuid
 from datetime import UTC, datetime
 
+if __name__.startswith("odoo.addons."):
+    from odoo.addons.audit_export.lib.keyring import SuiteError
+else:
+    from audit_export.lib.keyring import SuiteError
+
 _logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 GENESIS = "0" * 64
 
 
-class ErasureRegisterError(Exception):
+class ErasureRegisterError(SuiteError):
     """The register cannot be read or written."""
 
 
