@@ -652,12 +652,43 @@ def _sandbox_marker(job):
 
 
 def _check_job(job):
-    """The job's own names, checked again where they are used."""
+    """The job's own names, checked again where they are used; and who may
+    restore the archive over production (before anything is touched).
+
+    A production restore a user asked for (``requested_by_id``; a job of
+    the command line has none) of an archive the server's keyring does not
+    authenticate as this database's (opened with a password, plaintext, an
+    Odoo zip, a keyring archive of another database: content a user could
+    have written) needs that user to be a Settings administrator, checked
+    now in the live database (not taken from the wizard)."""
     from odoo.addons.db_backup_suite.lib import safety
 
     if job["target"] not in ("production", "sandbox"):
         raise ValueError("unknown restore target %r" % job["target"])
     safety.check_database_name(job["database"])
+    if job["target"] == "production" and job.get("requested_by_id"):
+        owner = _source_owner(job)
+        live_uuid = job.get("expected_uuid") or backup_engine.config_parameter_of(
+            job["database"], "database.uuid"
+        )
+        trusted = (
+            not (job.get("source") or {}).get("password")
+            and owner.get("kind") == "suite"
+            and owner.get("encrypted")
+            and bool(live_uuid)
+            and owner.get("tenant") == live_uuid
+        )
+        if not trusted:
+            with Registry(job["database"]).cursor() as cr:
+                env = api.Environment(cr, SUPERUSER_ID, {})
+                user = env["res.users"].browse(job["requested_by_id"]).exists()
+                admin = bool(user) and user.has_group("base.group_system")
+            if not admin:
+                raise PermissionError(
+                    "this archive is not authenticated by the server's key: only "
+                    "a Settings administrator may restore it over %s; nothing "
+                    "was restored" % job["database"]
+                )
     if job["target"] == "sandbox":
         # a new database: the engine refuses a name that exists
         safety.check_database_name(job["sandbox_name"])

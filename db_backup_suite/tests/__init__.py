@@ -16,6 +16,7 @@ from . import (
     test_restore_hooks,
     test_restore_reapplies_erasures,
     test_restore_reconcile,
+    test_restore_upload_rights,
     test_retention,
     test_role_tours,
     test_run_states,

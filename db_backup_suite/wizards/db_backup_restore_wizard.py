@@ -11,6 +11,7 @@ from odoo import api, fields, models, release
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL, format_datetime, formatLang
 
+from ..controllers.upload import MAX_SIZE_PARAM, upload_error_text
 from ..lib import uploads
 from ..models import backup_engine, restore_job
 from ..models.db_backup_run import BUS_PROGRESS, human_size
@@ -22,6 +23,10 @@ PASSWORD_PURPOSE = "db-backup-upload-password"
 # holds it) is accepted up to this size; the chunked upload
 # (controllers/upload.py) takes any size up to its limit.
 LEGACY_UPLOAD_MAX = 64 * 1024**2
+# Who may restore over production an archive the server's keyring does not
+# authenticate (a password-mode, legacy plaintext or Odoo archive: content a
+# user could have written, e.g. a copy where they are administrators).
+UNTRUSTED_PRODUCTION_GROUP = "base.group_system"
 # What a user may send; everything else is the server's (archive facts,
 # compatibility, source database, state, sandbox).
 USER_CREATE_FIELDS = (
@@ -146,6 +151,16 @@ class DbBackupRestoreWizard(models.TransientModel):
         string="This database's uuid", compute="_compute_database_uuid"
     )
     # Whose archive: read from the archive itself (header and head manifest).
+    archive_trusted = fields.Boolean(
+        string="Authenticated by this server's key",
+        readonly=True,
+        help="A keyring-encrypted archive of this database: its header and "
+        "every chunk are authenticated by the server key no user sees. Any "
+        "other archive (password-encrypted, plaintext, another database's) "
+        "may hold content a user wrote: only a Settings administrator "
+        "restores it over this database.",
+    )
+    production_refusal = fields.Text(compute="_compute_production_refusal")
     source_db_name = fields.Char(string="Source database", readonly=True)
     source_db_uuid = fields.Char(string="Source database uuid", readonly=True)
     source_created_at = fields.Datetime(string="Source backup date", readonly=True)
@@ -250,6 +265,16 @@ class DbBackupRestoreWizard(models.TransientModel):
                 else self.env._("a sandbox of %(db)s", db=self.env.cr.dbname),
             )
 
+    @api.depends("archive_trusted", "archive_name", "target")
+    @api.depends_context("uid")
+    def _compute_production_refusal(self):
+        for wizard in self:
+            wizard.production_refusal = (
+                wizard._untrusted_production_text()
+                if wizard.archive_name and wizard._production_refused()
+                else False
+            )
+
     @api.depends(
         "confirm_name",
         "database_name",
@@ -258,12 +283,14 @@ class DbBackupRestoreWizard(models.TransientModel):
         "foreign",
         "confirm_foreign",
         "confirm_foreign_name",
+        "archive_trusted",
     )
     def _compute_name_matches(self):
         # For the view only: the restore checks everything again itself.
         for wizard in self:
             wizard.name_matches = (
                 bool(wizard.compatible)
+                and not (wizard.target == "production" and wizard._production_refused())
                 and (
                     wizard.target == "sandbox"
                     or (wizard.confirm_name or "") == self.env.cr.dbname
@@ -275,10 +302,30 @@ class DbBackupRestoreWizard(models.TransientModel):
     @api.model_create_multi
     def create(self, vals_list):
         self.env["db.backup.run"]._check_restore_access()
+        # An upload given as a context default is taken as given in vals
+        # (checked: a finished upload of this user), never applied unchecked.
+        context = dict(self.env.context)
+        default_upload = context.pop("default_upload_id", None)
+        model = self.with_context(context)  # pylint: disable=context-overridden
+        stored = []  # uploads made here from a legacy upload_file
+        try:
+            wizards = model._create_checked(vals_list, default_upload, stored)
+        except Exception:
+            for upload_id in stored:
+                uploads.remove(backup_engine.jobs_dir(), upload_id)
+            raise
+        return wizards
+
+    def _create_checked(self, vals_list, default_upload, stored):
         passwords = []
         for vals in vals_list:
+            if default_upload and "upload_id" not in vals:
+                vals["upload_id"] = default_upload
             passwords.append(vals.pop("upload_password", None))
+            legacy = bool(vals.get("upload_file"))
             self._take_upload(vals)
+            if legacy:
+                stored.append(vals["upload_id"])
             if vals.get("run_id"):
                 run = self.env["db.backup.run"].browse(vals["run_id"]).exists()
                 if not run:
@@ -305,23 +352,41 @@ class DbBackupRestoreWizard(models.TransientModel):
                 raise UserError(self.env._("This restore has started already."))
         vals = dict(vals)
         password = vals.pop("upload_password", None)
+        legacy = bool(vals.get("upload_file"))
         self._take_upload(vals)
+        try:
+            return self._write_checked(vals, password)
+        except Exception:
+            if legacy:  # stored for this write only
+                uploads.remove(backup_engine.jobs_dir(), vals["upload_id"])
+            raise
+
+    def _write_checked(self, vals, password):
         if "upload_id" in vals or password:
             # what was confirmed was about the previous archive
             vals.update(confirm_foreign=False, confirm_foreign_name=False)
             replaced = [
-                w.upload_id for w in self if w.upload_id != vals.get("upload_id")
+                (w.create_uid.id, w.upload_id)
+                for w in self
+                if w.upload_id and w.upload_id != vals.get("upload_id")
             ]
         result = super().write(vals)
-        if "upload_id" in vals:
-            for upload_id in filter(None, replaced):
-                uploads.remove(backup_engine.jobs_dir(), upload_id)
         if password:
             for wizard in self:
                 wizard._seal_password(password)
         if "upload_id" in vals or password:
             for wizard in self.filtered(lambda w: w.source == "upload"):
                 wizard._load_archive_info()
+        if "upload_id" in vals:
+            # the replaced upload, once the new one is read: only one of the
+            # wizard's user in this database (never another's file)
+            for wizard_uid, upload_id in replaced:
+                uploads.remove_owned(
+                    backup_engine.jobs_dir(),
+                    upload_id,
+                    database=self.env.cr.dbname,
+                    uid=wizard_uid,
+                )
         return result
 
     # -- the uploaded archive (chunked upload) -----------------------------
@@ -355,7 +420,12 @@ class DbBackupRestoreWizard(models.TransientModel):
         vals["upload_filename"] = meta["filename"]
 
     def _store_legacy_upload(self, content, filename):
-        """An archive sent whole (base64) as a finished upload; its id."""
+        """An archive sent whole (base64) as a finished upload; its id.
+
+        Held to the same limits as a chunked upload (the system parameter
+        ``db_backup_suite.upload_max_bytes``, the free disk space, the
+        number of unfinished uploads); a file that cannot be stored whole
+        is removed at once."""
         if isinstance(content, str):
             content = content.encode()
         if len(content) > LEGACY_UPLOAD_MAX * 4 // 3 + 4:
@@ -370,8 +440,20 @@ class DbBackupRestoreWizard(models.TransientModel):
         data = base64.b64decode(content)
         base = backup_engine.jobs_dir()
         owner = {"database": self.env.cr.dbname, "uid": self.env.uid}
+        max_size = uploads.max_size_of(
+            self.env["ir.config_parameter"].sudo().get_param(MAX_SIZE_PARAM)
+        )
         try:
-            meta = uploads.open_upload(base, size=len(data), filename=filename, **owner)
+            meta = uploads.open_upload(
+                base,
+                size=len(data),
+                filename=filename,
+                max_size=max_size,
+                **owner,
+            )
+        except uploads.UploadError as exc:
+            raise UserError(upload_error_text(self.env, exc)) from exc
+        try:
             uploads.write_chunk(
                 base,
                 meta["id"],
@@ -382,15 +464,22 @@ class DbBackupRestoreWizard(models.TransientModel):
             )
             uploads.finish(base, meta["id"], **owner)
         except uploads.UploadError as exc:
-            raise UserError(
-                self.env._("This file cannot be stored: %(e)s", e=exc)
-            ) from exc
+            uploads.remove(base, meta["id"])
+            raise UserError(upload_error_text(self.env, exc)) from exc
+        except BaseException:
+            uploads.remove(base, meta["id"])
+            raise
         return meta["id"]
 
     def _remove_upload(self):
         """Remove this wizard's uploaded archive (the restore ended)."""
         for wizard in self.filtered("upload_id"):
-            uploads.remove(backup_engine.jobs_dir(), wizard.upload_id)
+            uploads.remove_owned(
+                backup_engine.jobs_dir(),
+                wizard.upload_id,
+                database=self.env.cr.dbname,
+                uid=wizard.create_uid.id,
+            )
 
     @api.model
     def _cron_remove_stale_uploads(self):
@@ -478,26 +567,23 @@ class DbBackupRestoreWizard(models.TransientModel):
                 except Exception as exc:
                     # the run's manifest (the server's own record) stands in
                     _logger.warning("Cannot read %s: %s", copy.object_name, exc)
-            if not manifest and owner.get("manifest_read"):
-                # A run listed again from the destinations (after a restore,
-                # or Rescan) has no manifest of its own: the archive's or
-                # snapshot's head manifest, just read, says what it is.
-                manifest = {
-                    key: owner[key]
-                    for key in ("database", "uuid", "created_at", "label")
-                    if owner.get(key)
-                }
-                manifest["odoo_version"] = owner.get("odoo_version") or ""
             vals = {
                 "archive_name": run.name,
                 "archive_date": run.archive_created_at or run.date,
                 "archive_size": run.size_display,
                 "archive_encrypted": run.encryption != "plaintext",
             }
+            # the server's own backup, restored with the keyring: trusted
+            # unless it is plaintext (then anyone who could write it could
+            # have written it)
+            keyring_mode = run.encryption != "plaintext" and owner.get(
+                "encrypted", True
+            )
         elif self.source == "upload" and self.upload_id:
             path = self._upload_path()
+            password = self._unsealed_password()
             try:
-                described = restore_job.describe_file(path, self._unsealed_password())
+                described = restore_job.describe_file(path, password)
             except UserError:
                 raise
             except Exception as exc:
@@ -523,6 +609,9 @@ class DbBackupRestoreWizard(models.TransientModel):
                 "archive_encrypted": described.get("encrypted", False),
                 "upload_sha256": described.get("sha256"),
             }
+            # read (every chunk authenticated) with the server keyring, not
+            # with a password a user chose, nor plaintext
+            keyring_mode = bool(described.get("encrypted")) and not password
         else:
             return None, None
         source_uuid = owner.get("uuid") if owner.get("uuid") is not None else None
@@ -537,6 +626,9 @@ class DbBackupRestoreWizard(models.TransientModel):
             or False,
             foreign=source_uuid != self._this_uuid(),
         )
+        # this database's archive, authenticated by the server's key: what
+        # a Backup Restore user may restore over production
+        vals["archive_trusted"] = bool(keyring_mode) and not vals["foreign"]
         vals.update(self._compare_manifest(manifest))
         vals["data_summary"] = self._data_summary(manifest)
         return vals, manifest
@@ -838,11 +930,39 @@ class DbBackupRestoreWizard(models.TransientModel):
                     name=self._foreign_expected_name(),
                 )
             )
+        if (
+            self.target == "production"
+            and not vals["archive_trusted"]
+            and not self._may_restore_untrusted()
+        ):
+            raise AccessError(self._untrusted_production_text())
         ok, reason = backup_engine.keyring_status()
         if not ok:
             raise UserError(
                 self.env._("The server keyring is missing: %(r)s", r=reason)
             )
+
+    def _may_restore_untrusted(self):
+        """Whether this user may restore, over production, an archive the
+        server's keyring does not authenticate (a Settings administrator:
+        the Backup Restore group is below it)."""
+        return self.env.user.has_group(UNTRUSTED_PRODUCTION_GROUP)
+
+    def _production_refused(self):
+        """For the view: production is refused to this user for this
+        archive (``_check_ready`` decides, from the archive itself)."""
+        self.ensure_one()
+        return not self.archive_trusted and not self._may_restore_untrusted()
+
+    def _untrusted_production_text(self):
+        return self.env._(
+            "This archive is not authenticated by this server's key (it is "
+            "encrypted with a password, not encrypted, or a backup of another "
+            "database): its content may have been written by anyone who had "
+            "the file. Only a Settings administrator may restore it over "
+            "%(db)s; you may restore it to a sandbox.",
+            db=self.env.cr.dbname,
+        )
 
     def _build_job(self):
         self.ensure_one()
