@@ -239,6 +239,39 @@ class TestRestoreDrill(BackupCase):
         self.assertEqual(self._leftovers(), [])
         self.assertTrue(backup_engine.database_exists(dbname))
 
+    def test_lookalike_drill_databases_survive_the_cron(self):
+        """Databases someone else made under a drill name (and its staging
+        name), with data, not in the registry: the cron leaves them alone,
+        says so in the audit log, drops nothing."""
+        dbname = self.env.cr.dbname
+        fake = safety.drill_name(dbname, "20250101000000")
+        fake_staging = safety.derived_name(fake, "restoring_20250101000001")
+        pg = backup_engine.pg_params()
+        try:
+            for name in (fake, fake_staging):
+                pgtools.create_database(pg, name)
+                conn = pg.connect(name)
+                try:
+                    with conn.cursor() as cr:
+                        cr.execute("CREATE TABLE precious AS SELECT 1 AS v")
+                    conn.commit()
+                finally:
+                    conn.close()
+            with mute_logger("odoo.addons.db_backup_suite.lib.drill"):
+                result = self.env["db.backup.schedule"]._clean_drill_leftovers()
+            self.assertEqual(result["removed"], [])
+            self.assertEqual(
+                sorted(item.split(" ")[0] for item in result["left_alone"]),
+                sorted([fake, fake_staging]),
+            )
+            for name in (fake, fake_staging):
+                self.assertTrue(backup_engine.database_exists(name))
+            event = self.env["audit.event"].sudo().search([], order="id desc", limit=1)
+            self.assertIn("2 look-alike(s)", event.message)
+        finally:
+            for name in (fake, fake_staging):
+                pgtools.drop_database(pg, name)
+
 
 @tagged("post_install", "-at_install")
 class TestRestoreDrillRpc(KeyringMixin, HttpCase):
