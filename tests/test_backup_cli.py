@@ -246,12 +246,14 @@ def test_password_mode_from_env_and_file(odoo_db_factory, tmp_path):
     bad = _run(
         ["verify", name, "--from", dest, "--password-file", str(pw_file)], environ
     )
-    assert bad.returncode == 1
+    assert bad.returncode == cli.EXIT_WRONG_KEY == 5
     assert bad.stderr.startswith("error: ") and "password" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_error_exit_codes(odoo_db_factory, env, tmp_path):
+    """Each error family exits with its own code, through real runs; --help
+    prints the table."""
     # usage errors: 2
     assert _run([], env).returncode == 2
     assert _run(["backup", "x"], env).returncode == 2  # --to missing
@@ -259,28 +261,91 @@ def test_error_exit_codes(odoo_db_factory, env, tmp_path):
     assert bad_dest.returncode == 2 and "unknown destination" in bad_dest.stderr
     no_kh = _run(["list", "--from", "sftp://u@127.0.0.1/x"], env)
     assert no_kh.returncode == 2 and "known_hosts" in no_kh.stderr
-    # failures: 1, one line, and --json gives a machine-readable error
+    # pg_dump failed: 11, one line, and --json gives a machine-readable error
     dest = f"local:{tmp_path / 'dest'}"
     out = _run(["backup", "h3_cli_no_such_db", "--to", dest, "--json"], env)
-    assert out.returncode == 1
+    assert out.returncode == cli.EXIT_TOOL == 11
     assert json.loads(out.stdout)["type"] == "DumpError"
     assert "h3_cli_no_such_db" in out.stderr
     assert not (tmp_path / "dest").exists() or not any(
         (tmp_path / "dest").rglob("*.enc")
     )
+    # the archive is not there: 8
     out = _run(["verify", str(tmp_path / "missing.enc")], env)
-    assert out.returncode == 1 and out.stderr.startswith("error: ")
+    assert out.returncode == cli.EXIT_DESTINATION == 8
+    assert out.stderr.startswith("error: ")
+    out = _run(["verify", "nobody_x.tar.zst.enc", "--from", dest], env)
+    assert out.returncode == 8, out.stderr
+    # not an archive: 6, and nothing restored
     junk = tmp_path / "junk.tar.zst.enc"
     junk.write_bytes(b"this is not an archive at all")
     out = _run(["restore", str(junk), "--target", PREFIX + "never", "--sandbox"], env)
-    assert out.returncode == 1 and "not an archive" in out.stderr
+    assert out.returncode == cli.EXIT_DAMAGED == 6 and "not an archive" in out.stderr
     assert not database_exists(PREFIX + "never")
-    # no keyring configured: a clear message naming keygen
+    # a real archive, tampered with then truncated: 6; whole: 0
+    db = odoo_db_factory(prefix=PREFIX, partners=1, attachments=0)
+    out = _run(["backup", db.dbname, "--to", dest, "--no-filestore", "--json"], env)
+    assert out.returncode == 0, out.stderr
+    archive = next((tmp_path / "dest").rglob("*.enc"))
+    data = archive.read_bytes()
+    assert _run(["verify", str(archive)], env).returncode == 0
+    tampered = tmp_path / "tampered.tar.zst.enc"
+    tampered.write_bytes(
+        data[: len(data) // 2]
+        + bytes([data[len(data) // 2] ^ 1])
+        + data[len(data) // 2 + 1 :]
+    )
+    out = _run(["verify", str(tampered)], env)
+    assert out.returncode == 6, out.stderr
+    truncated = tmp_path / "truncated.tar.zst.enc"
+    truncated.write_bytes(data[: len(data) - 100])
+    assert _run(["verify", str(truncated)], env).returncode == 6
+    # another keyring: the archive's key is not in it: 4
+    other = tmp_path / "other.keyring"
+    _run(["keygen", "-o", str(other)], env, check=True)
+    out = _run(
+        ["verify", str(archive)], {**env, "DB_BACKUP_SUITE_KEYRING_FILE": str(other)}
+    )
+    assert out.returncode == cli.EXIT_KEYRING == 4, out.stderr
+    # no keyring configured: 4, with a clear message naming keygen
     environ = dict(env)
     environ.pop("DB_BACKUP_SUITE_KEYRING_FILE")
-    db = odoo_db_factory(prefix=PREFIX, partners=1, attachments=0)
     out = _run(["backup", db.dbname, "--to", dest], environ)
-    assert out.returncode == 1 and "keygen" in out.stderr
+    assert out.returncode == 4 and "keygen" in out.stderr
+    # the table, in --help
+    helped = _run(["--help"], env, check=True).stdout
+    assert "exit codes:" in helped
+    for code, meaning, _classes in cli.EXIT_CODES:
+        assert f"{code:>2}  {meaning}" in helped
+    assert len({code for code, _m, _c in cli.EXIT_CODES}) == len(cli.EXIT_CODES) == 12
+
+
+def test_exit_code_for_maps_the_most_specific_family():
+    from audit_export.lib import streamcrypt
+    from db_backup_suite.lib import errors
+
+    cases = {
+        cli.UsageError("x"): 2,
+        errors.MissingKeyError.__new__(errors.MissingKeyError): 4,
+        errors.KeyringError("x"): 4,
+        streamcrypt.WrongPasswordError("x"): 5,
+        streamcrypt.WrongKeyError("x"): 5,
+        streamcrypt.TamperedError("x"): 6,
+        streamcrypt.TruncatedError("x"): 6,
+        streamcrypt.FormatError("x"): 6,
+        errors.VerificationError("x"): 7,
+        errors.SinkUnreachableError("x"): 8,
+        errors.ArchiveNotFoundError("x"): 8,
+        errors.NotSuiteDatabaseError("x"): 9,
+        errors.InvalidDatabaseNameError("x"): 9,
+        errors.BackupLockedError("x"): 10,
+        errors.DumpError("x"): 11,
+        errors.RestoreError("x"): 11,
+        errors.BackupSuiteError("x"): 1,
+        ValueError("x"): 1,
+    }
+    for exc, code in cases.items():
+        assert cli.exit_code_for(exc) == code, type(exc).__name__
 
 
 def test_parse_destination():

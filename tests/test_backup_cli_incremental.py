@@ -302,13 +302,13 @@ def test_foreign_snapshot_refused_over_an_existing_database(
         a.dbname,
     ]
     out = _run(base, env)
-    assert out.returncode == 1
+    assert out.returncode == 9  # safety refusal
     assert f"a backup of database {b.dbname!r}" in out.stderr
     assert "nothing was restored" in out.stderr
     assert (_tables(a.dbname), filestore_listing(a.filestore)) == before
     # naming another source is refused too
     out = _run([*base, "--allow-foreign-archive", a.dbname], env)
-    assert out.returncode == 1 and "does not name" in out.stderr
+    assert out.returncode == 9 and "does not name" in out.stderr
     assert (_tables(a.dbname), filestore_listing(a.filestore)) == before
     # confirmed by the source's name: restored, the target keeps its uuid
     uuid_a = a.uuid
@@ -338,7 +338,7 @@ def test_damaged_repository_named_by_verify_and_refused_by_restore(
         ["verify", "--repository", "--from", dest, "--database", db.dbname, "--deep"],
         env,
     )
-    assert out.returncode == 1 and out.stdout.startswith("DAMAGED")
+    assert out.returncode == 6 and out.stdout.startswith("DAMAGED")
     assert victim.name in out.stdout
     target = f"{db.dbname}_new"
     out = _run(
@@ -356,7 +356,7 @@ def test_damaged_repository_named_by_verify_and_refused_by_restore(
         ],
         env,
     )
-    assert out.returncode == 1
+    assert out.returncode == 6  # damaged
     assert not database_exists(target)
     assert not filestore_path(db.data_dir, target).exists()
 

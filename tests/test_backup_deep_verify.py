@@ -220,10 +220,10 @@ def test_cli_verify_is_deep_by_default(made, keyring, key_line, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "deep check OK: pg_restore read the whole dump" in out.stdout
     out = cli(str(bad))
-    assert out.returncode == 1
+    assert out.returncode == 7  # verification failed
     assert "the database dump cannot be read to its end" in out.stderr
     out = cli(str(bad), "--no-deep")
     assert out.returncode == 0 and "deep check" not in out.stdout
     out = cli(str(bad), "--json")
-    assert out.returncode == 1
+    assert out.returncode == 7
     assert json.loads(out.stdout)["type"] == "VerificationError"

@@ -363,7 +363,7 @@ def test_cli_refuses_a_foreign_archive_unless_named(
     ]
     before = _state(b)
     out = _run(base, environ)
-    assert out.returncode == 1, out.stderr
+    assert out.returncode == 9, out.stderr  # safety refusal
     assert out.stderr.startswith("error: the archive is a backup of database")
     for shown in (a.dbname, a.uuid, result.manifest["created_at"], b.uuid):
         assert shown in out.stderr
@@ -371,7 +371,7 @@ def test_cli_refuses_a_foreign_archive_unless_named(
     assert _state(b) == before
     # a flag naming another database is not a confirmation
     out = _run([*base, "--allow-foreign-archive", b.dbname], environ)
-    assert out.returncode == 1 and "does not name" in out.stderr
+    assert out.returncode == 9 and "does not name" in out.stderr
     assert _state(b) == before
     # JSON output carries the facts
     out = _run([*base, "--json"], environ)

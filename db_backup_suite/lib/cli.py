@@ -32,7 +32,7 @@ plaintext file the command line writes is created 0600, folders 0700.
 Several destinations: ``backup --to A --to B`` writes ONE stream to all of
 them at once; a destination that fails or stalls is dropped and the others
 complete. Each destination's outcome is printed; a backup stored at some of
-them only exits with 3 (partial), at none with 1.
+them only exits with 3 (partial), at none with 8 (destination unreachable).
 
 Incremental backups (``backup --incremental --to DEST``, one destination,
 the keyring only: a password is refused) store a *snapshot* in a
@@ -55,8 +55,13 @@ at the start of every ``backup``, by ``prune`` and by ``cleanup`` (for a
 daily cron): only the suite's own names, only of the database named, never
 while a backup or restore of it runs (see ``cleanup --help``).
 
-Exit codes: 0 success, 1 failure (one ``error:`` line on stderr), 2 usage,
-3 partial (the backup is stored at some destinations, not all).
+Exit codes (:data:`EXIT_CODES`, also in ``--help``): 0 success, 1
+unexpected failure, 2 usage, 3 partial (the backup is stored at some
+destinations, not all), then one code per error family (4 keyring or missing
+key, 5 wrong key or password, 6 archive damaged, 7 verification mismatch, 8
+destination unreachable or object not found, 9 safety refusal, 10 lock busy,
+11 dump or restore tool failed); every failure prints one ``error:`` line on
+stderr.
 ``--json`` prints the result as JSON on stdout.
 """
 
@@ -72,7 +77,7 @@ import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import backup, crypto, naming, pgtools
+from . import backup, crypto, errors, naming, pgtools
 from .errors import BackupSuiteError
 from .payload.extract import extract_member
 from .payload.reader import PayloadReader
@@ -86,8 +91,10 @@ PASSWORD_ENV = "DB_BACKUP_SUITE_PASSWORD"
 DEFAULT_SAMPLE = 0.1
 SFTP_PASSWORD_ENV = "DB_BACKUP_SUITE_SFTP_PASSWORD"
 
-#: Exit codes (``main``): see the module docstring.
+#: Exit codes (``main``): see :data:`EXIT_CODES`.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_KEYRING, EXIT_WRONG_KEY, EXIT_DAMAGED, EXIT_MISMATCH = 4, 5, 6, 7
+EXIT_DESTINATION, EXIT_REFUSED, EXIT_LOCKED, EXIT_TOOL = 8, 9, 10, 11
 
 
 class UsageError(BackupSuiteError):
@@ -498,7 +505,7 @@ def cmd_restore(args):
 
 
 class ForeignArchiveRefused(BackupSuiteError):
-    """A restore refused because the archive is another database's: exit 1
+    """A restore refused because the archive is another database's: exit 9
     with the archive's source, uuid and date, and the flag that confirms."""
 
     def __init__(self, error, named):
@@ -565,7 +572,7 @@ def _verify_repository(args):
             deep=args.deep,
         )
     if any(not r.ok for r in reports.values()):
-        args.exit_code = EXIT_FAILED
+        args.exit_code = EXIT_DAMAGED
     if args.json:
         return {root: r.as_dict() for root, r in reports.items()}
     for root, r in reports.items():
@@ -1051,6 +1058,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m db_backup_suite.lib",
         description="Encrypted, consistent backups of Odoo databases and "
         "filestores; safe restores. Works without Odoo.",
+        epilog=exit_codes_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -1146,7 +1155,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Decrypt and check an archive (or a snapshot) of ANY "
         "database the keyring opens (read with streamcrypt.ANY_TENANT). With "
         "--repository --from DEST --database DB and no name: check the "
-        "database's whole incremental repository (exit 1 if damaged).",
+        "database's whole incremental repository (exit 6 if damaged).",
     )
     p.add_argument(
         "--test-restore",
@@ -1313,6 +1322,81 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit code of each error family, as ``--help`` prints it:
+#: ``(code, meaning, error classes)``. An error outside every family (and a
+#: ``ValueError`` / ``OSError`` of no family) exits 1.
+EXIT_CODES = (
+    (EXIT_OK, "success", ()),
+    (EXIT_FAILED, "unexpected failure (an error of no family below)", ()),
+    (EXIT_USAGE, "usage: bad arguments or options", (UsageError,)),
+    (EXIT_PARTIAL, "partial: stored at some destinations, not all", ()),
+    (
+        EXIT_KEYRING,
+        "no usable keyring, or the key the archive needs is not in it",
+        (errors.KeyringError,),
+    ),
+    (EXIT_WRONG_KEY, "wrong key or wrong password", (errors.WrongKeyError,)),
+    (
+        EXIT_DAMAGED,
+        "archive damaged, tampered with, truncated or not an archive",
+        (errors.ArchiveError,),
+    ),
+    (
+        EXIT_MISMATCH,
+        "verification failed: the contents do not match, or the dump cannot "
+        "be read to its end",
+        (errors.VerificationError,),
+    ),
+    (
+        EXIT_DESTINATION,
+        "destination unreachable, or the archive is not there",
+        (errors.SinkError, FileNotFoundError),
+    ),
+    (
+        EXIT_REFUSED,
+        "safety refusal: another database's archive, a refused name or path, "
+        "a database the suite did not make",
+        (ForeignArchiveRefused, errors.ForeignArchiveError, errors.SafetyError),
+    ),
+    (EXIT_LOCKED, "busy: a backup or restore of it runs", (errors.BackupLockedError,)),
+    (
+        EXIT_TOOL,
+        "pg_dump / pg_restore / psql failed",
+        (errors.DumpError, errors.RestoreError),
+    ),
+)
+#: the order :func:`exit_code_for` tries the families in, most specific first
+#: (a foreign archive is a RestoreError; a wrong key and a missing key are
+#: both errors of the crypto layer, like a damaged archive)
+_MATCH_ORDER = (
+    EXIT_USAGE,
+    EXIT_REFUSED,
+    EXIT_WRONG_KEY,
+    EXIT_KEYRING,
+    EXIT_DAMAGED,
+    EXIT_MISMATCH,
+    EXIT_LOCKED,
+    EXIT_DESTINATION,
+    EXIT_TOOL,
+)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code of an error (:data:`EXIT_CODES`, most specific first)."""
+    classes = {code: cls for code, _meaning, cls in EXIT_CODES}
+    for code in _MATCH_ORDER:
+        if isinstance(exc, classes[code]):
+            return code
+    return EXIT_FAILED
+
+
+def exit_codes_help() -> str:
+    """The exit-code table as ``--help`` prints it."""
+    lines = ["exit codes:"]
+    lines += [f"  {code:>2}  {meaning}" for code, meaning, _c in EXIT_CODES]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -1334,10 +1418,10 @@ def main(argv=None) -> int:
             print(json.dumps(exc.as_dict()))
         for i, line in enumerate(str(exc).splitlines()):
             print(f"error: {line}" if i == 0 else f"  {line}", file=sys.stderr)
-        return 1
+        return EXIT_REFUSED
     except (BackupSuiteError, ValueError, OSError) as exc:
         _fail(args, exc)
-        return 1
+        return exit_code_for(exc)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 1

@@ -192,6 +192,12 @@ class RestoreError(BackupSuiteError):
     """The restore failed; the live database and filestore are unchanged."""
 
 
+class ArchiveNotFoundError(RestoreError, SinkObjectNotFound):
+    """The archive file to read does not exist (a RestoreError for the
+    restore's handlers, a SinkObjectNotFound for the command line's exit
+    code: "not there", not "the restore failed")."""
+
+
 class VerificationError(BackupSuiteError):
     """A restored database does not match the archive's manifest."""
 

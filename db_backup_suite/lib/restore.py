@@ -60,6 +60,7 @@ from . import manifest as mf
 from .cleanup import work_dir_name
 from .errors import (
     ArchiveError,
+    ArchiveNotFoundError,
     ForeignArchiveError,
     RestoreError,
     SafetyError,
@@ -104,7 +105,7 @@ def open_source(sink=None, name=None, path=None, work_dir=None, tag=None):
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise RestoreError(f"{path}: no such archive file")
+            raise ArchiveNotFoundError(f"{path}: no such archive file")
         src = Source(lambda: path.open("rb"), str(path), path.name)
         src.path = path
         yield src
