@@ -6,8 +6,9 @@
     "category": "Administration",
     "license": "LGPL-3",
     "author": "Backup & Compliance Suite",
+    "development_status": "Beta",
     "depends": ["base", "web"],
-    "external_dependencies": {"python": ["openpyxl", "cryptography", "zxcvbn"]},
+    "external_dependencies": {"python": ["cryptography", "zxcvbn"]},
     "data": [
         "security/audit_export_groups.xml",
         "security/ir.model.access.csv",
@@ -31,6 +32,4 @@
             "audit_export/static/tests/tours/*.js",
         ],
     },
-    "installable": True,
-    "application": False,
 }

@@ -6,10 +6,9 @@
     "category": "Administration",
     "license": "LGPL-3",
     "author": "Backup & Compliance Suite",
+    "development_status": "Beta",
     "depends": ["audit_export", "mail", "bus"],
-    "external_dependencies": {
-        "python": ["openpyxl", "cryptography", "pyzipper", "zxcvbn"]
-    },
+    "external_dependencies": {"python": ["cryptography", "pyzipper", "zxcvbn"]},
     "data": [
         "security/data_export_suite_groups.xml",
         "security/ir.model.access.csv",
@@ -31,6 +30,5 @@
             "data_export_suite/static/tests/tours/**/*",
         ],
     },
-    "installable": True,
     "application": True,
 }

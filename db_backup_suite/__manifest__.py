@@ -6,6 +6,7 @@
     "category": "Administration",
     "license": "LGPL-3",
     "author": "Backup & Compliance Suite",
+    "development_status": "Beta",
     "depends": ["base", "mail", "bus", "audit_export"],
     "external_dependencies": {
         "python": [
@@ -45,6 +46,5 @@
             "db_backup_suite/static/tests/tours/*.js",
         ],
     },
-    "installable": True,
     "application": True,
 }

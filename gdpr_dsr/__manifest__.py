@@ -6,6 +6,7 @@
     "category": "Administration",
     "license": "LGPL-3",
     "author": "Backup & Compliance Suite",
+    "development_status": "Beta",
     "depends": ["mail", "audit_export", "data_export_suite"],
     "external_dependencies": {"python": ["cryptography"]},
     "data": [
@@ -31,6 +32,4 @@
             "gdpr_dsr/static/tests/tours/*.js",
         ],
     },
-    "installable": True,
-    "application": False,
 }

@@ -151,7 +151,6 @@ class DbBackupDestination(models.Model):
                 "full" if record.dest_type == "local" else "incremental"
             )
 
-
     def _compute_secrets(self):
         for record in self:
             record.s3_secret_key = False

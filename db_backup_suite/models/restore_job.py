@@ -843,8 +843,8 @@ def run_job(job):
         # the user; the traceback goes to the log at warning level.
         _logger.warning("Restore of %s failed: %s", dbname, exc, exc_info=True)
         message = str(exc) or repr(exc)
-        _remove_upload(job)
         left = _leave_maintenance(job, held)
+        _remove_upload(job)
         _record_failure(job, message)
         if left:  # the open tabs drop their banner
             _announce_maintenance(job, {"active": False})

@@ -567,6 +567,16 @@ class DbBackupRestoreWizard(models.TransientModel):
                 except Exception as exc:
                     # the run's manifest (the server's own record) stands in
                     _logger.warning("Cannot read %s: %s", copy.object_name, exc)
+            if not manifest and owner.get("manifest_read"):
+                # A run listed again from the destinations (after a restore,
+                # or Rescan) has no manifest of its own: the archive's or
+                # snapshot's head manifest, just read, says what it is.
+                manifest = {
+                    key: owner[key]
+                    for key in ("database", "uuid", "created_at", "label")
+                    if owner.get(key)
+                }
+                manifest["odoo_version"] = owner.get("odoo_version") or ""
             vals = {
                 "archive_name": run.name,
                 "archive_date": run.archive_created_at or run.date,
