@@ -8,4 +8,5 @@ from . import (
     test_audit_ui,
     test_dialog_ownership,
     test_security_rpc,
+    test_suite_errors,
 )

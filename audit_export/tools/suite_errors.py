@@ -1,0 +1,105 @@
+"""The translated message of an error of the suite's libraries.
+
+The libraries (``<addon>/lib``) know no Odoo and speak English; their errors
+share one root, ``SuiteError``. The Odoo layer shows them through
+:func:`suite_error_message`, which maps the error's class (most specific
+first) to a message in the user's language, filled from the error's own
+attributes. An error of no listed class keeps the library's message.
+"""
+
+from odoo.addons.audit_export.lib import keyring, passwords, streamcrypt, witness
+
+
+def _missing_key(env, exc):
+    name = getattr(exc, "object_name", None)
+    whats = {
+        "destination": lambda: env._(
+            "The credentials of destination %(name)s", name=name
+        ),
+        "archive": lambda: env._("Archive %(name)s", name=name),
+        "export": lambda: env._("Export %(name)s", name=name),
+    }
+    kind = getattr(exc, "kind", None)
+    what = whats[kind]() if name and kind in whats else env._("This data")
+    key_id = getattr(exc, "key_id", None)
+    if not key_id:
+        return env._(
+            "%(what)s cannot be decrypted: the server key that encrypted it is "
+            "not in the server keyring.",
+            what=what,
+        )
+    return env._(
+        "%(what)s cannot be decrypted: the server key that encrypted it, "
+        "%(key_id)s, is not in the server keyring. Add that key back to the "
+        "keyring (keep every key that encrypted something you may need).",
+        what=what,
+        key_id=key_id,
+    )
+
+
+#: (error class, message builder), most specific first: the first class the
+#: error is an instance of gives its message.
+MESSAGES = (
+    (
+        passwords.PasswordPolicyError,
+        lambda env, exc: env["audit.password.policy"]._message(exc.verdict),
+    ),
+    (
+        streamcrypt.WrongPasswordError,
+        lambda env, exc: env._(
+            "Wrong password: the archive cannot be decrypted with it. Nothing "
+            "was read from it."
+        ),
+    ),
+    (
+        streamcrypt.WrongKeyError,
+        lambda env, exc: env._(
+            "The archive cannot be decrypted with the server keyring's keys "
+            "(it was encrypted with another key or a password)."
+        ),
+    ),
+    (
+        streamcrypt.TamperedError,
+        lambda env, exc: env._(
+            "The archive was altered or damaged: it fails its authentication "
+            "check. Nothing from it was used."
+        ),
+    ),
+    (
+        streamcrypt.TruncatedError,
+        lambda env, exc: env._(
+            "The archive is incomplete: it ends before its last block (an "
+            "interrupted copy or upload?). Nothing from it was used."
+        ),
+    ),
+    (
+        streamcrypt.FormatError,
+        lambda env, exc: env._(
+            "This file is not an archive of the suite, or of a format version "
+            "this server does not read."
+        ),
+    ),
+    (keyring.UnknownKeyError, _missing_key),
+    (
+        keyring.KeyringError,
+        lambda env, exc: env._(
+            "The server keyring is missing or cannot be read: %(detail)s",
+            detail=str(exc),
+        ),
+    ),
+    (
+        witness.WitnessError,
+        lambda env, exc: env._(
+            "The audit witness file cannot be used: %(detail)s", detail=str(exc)
+        ),
+    ),
+)
+
+
+def suite_error_message(env, exc):
+    """The message of ``exc`` (an error of the suite's libraries) in the
+    language of ``env``; the library's own message for a class not listed."""
+    for cls, build in MESSAGES:
+        if isinstance(exc, cls):
+            return build(env, exc)
+    return str(exc)
