@@ -330,6 +330,8 @@ def test_swap_failing_halfway_is_undone(
     calls = []
 
     def rename(src, dst):
+        if str(dst).endswith("registry.json"):  # the registry's own update
+            return real_rename(src, dst)
         calls.append((str(src), str(dst)))
         if "_restoring_" in str(src):  # the second filestore move fails
             raise OSError(28, "No space left on device")

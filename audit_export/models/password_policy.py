@@ -30,31 +30,30 @@ class AuditPasswordPolicy(models.AbstractModel):
     @api.model
     def _message(self, verdict):
         """The policy's reason in the user's language."""
-        _ = self.env._
         params = verdict.params
         if verdict.code == "ok":
-            return _("Strong password.")
+            return self.env._("Strong password.")
         if verdict.code == "empty":
-            return _(
+            return self.env._(
                 "Enter a password of at least %(count)s characters.",
                 count=passwords.MIN_LENGTH,
             )
         if verdict.code == "too_short":
-            return _(
+            return self.env._(
                 "The password must have at least %(count)s characters "
                 "(it has %(length)s).",
                 count=params["min_length"],
                 length=params["length"],
             )
         if verdict.code == "too_long":
-            return _(
+            return self.env._(
                 "The password must have at most %(count)s characters.",
                 count=params["max_length"],
             )
         if verdict.code == "mismatch":
-            return _("The passwords do not match.")
+            return self.env._("The passwords do not match.")
         # zxcvbn's own hint stays in English (it has no translations).
-        return _(
+        return self.env._(
             "This password is too easy to guess: %(hint)s Use at least "
             "%(count)s characters: several unrelated words, or a mix "
             "nobody could link to you.",

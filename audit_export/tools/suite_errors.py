@@ -7,7 +7,7 @@ first) to a message in the user's language, filled from the error's own
 attributes. An error of no listed class keeps the library's message.
 """
 
-from odoo.addons.audit_export.lib import keyring, passwords, streamcrypt, witness
+from ..lib import keyring, passwords, streamcrypt, witness
 
 
 def _missing_key(env, exc):

@@ -29,6 +29,8 @@ Examples::
         verify --from /backups prod/prod_manual_20260101T020000Z.tar.zst.enc
 """
 
+# A command line answers on stdout. pylint: disable=print-used
+
 import json
 import logging
 import os
@@ -84,7 +86,7 @@ class DbBackup(Command):
 
     def _archives(self, sub_args):
         dbname = self._database()
-        from odoo.addons.db_backup_suite.lib import repository
+        from ..lib import repository
 
         env = self._env_of(dbname)
         try:
@@ -118,8 +120,8 @@ class DbBackup(Command):
 
         from odoo import fields
 
-        from odoo.addons.db_backup_suite.lib import errors, safety
-        from odoo.addons.db_backup_suite.models import backup_engine, restore_job
+        from ..lib import errors, safety
+        from ..models import backup_engine, restore_job
 
         parser = argparse.ArgumentParser(prog="db_backup restore")
         parser.add_argument("--archive", required=True, help="archive name")
@@ -216,8 +218,8 @@ class DbBackup(Command):
         unless ``named`` is its source database; the source uuid when it is
         foreign and confirmed, else None. Reads the header and head manifest
         only."""
-        from odoo.addons.db_backup_suite.lib import crypto, sinks
-        from odoo.addons.db_backup_suite.models import backup_engine
+        from ..lib import crypto, sinks
+        from ..models import backup_engine
 
         sink = sinks.make_sink(source["sink"])
         try:
@@ -249,7 +251,7 @@ class DbBackup(Command):
         )
 
     def _engine_env(self):
-        from odoo.addons.db_backup_suite.models import backup_engine
+        from ..models import backup_engine
 
         env = backup_engine.child_env()
         for key, option in (
@@ -265,7 +267,7 @@ class DbBackup(Command):
         """Run the engine CLI as a child with the Odoo configuration applied."""
         import subprocess
 
-        from odoo.addons.db_backup_suite.models import backup_engine
+        from ..models import backup_engine
 
         engine_args = list(engine_args)
         if (
@@ -283,7 +285,7 @@ class DbBackup(Command):
     def _restore_job(self, sub_args):
         import argparse
 
-        from odoo.addons.db_backup_suite.models import restore_job
+        from ..models import restore_job
 
         parser = argparse.ArgumentParser(prog="db_backup restore-job")
         parser.add_argument("--job-file", required=True)

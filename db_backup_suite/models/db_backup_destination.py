@@ -403,7 +403,7 @@ class DbBackupDestination(models.Model):
         return config
 
     def _make_sink(self):
-        from odoo.addons.db_backup_suite.lib import sinks
+        from ..lib import sinks
 
         return sinks.make_sink(self._sink_config())
 
@@ -456,7 +456,7 @@ class DbBackupDestination(models.Model):
         self.ensure_one()
         self.env["db.backup.run"]._check_admin_access()
         self.check_access("write")
-        from odoo.addons.db_backup_suite.lib.sinks import sftp
+        from ..lib.sinks import sftp
 
         try:
             line = sftp.fetch_host_key(self.sftp_host, self.sftp_port or 22)

@@ -1147,10 +1147,12 @@ class DbBackupRun(models.Model):
         incomplete uploads, staging databases), as every backup does at its
         start. Only names the suite itself makes, and only runs the locks
         prove dead (``lib/cleanup.py``). Returns the engine's summary."""
-        from odoo.addons.db_backup_suite.lib import cleanup
+        from ..lib import cleanup
 
         dbname = self.env.cr.dbname
-        destinations = self.env["db.backup.destination"].sudo().search([])
+        destinations = (
+            self.env["db.backup.destination"].sudo().search([("active", "=", True)])
+        )
         sinks = []
         errors = []
         for dest in destinations:
@@ -1189,7 +1191,7 @@ class DbBackupRun(models.Model):
         ``pre-restore`` copies after 7 days and never touches ``manual`` ones
         nor any name that is not one of this database's archives.
         """
-        from odoo.addons.db_backup_suite.lib import retention
+        from ..lib import retention
 
         now = fields.Datetime.now()
         runs = self.search([("state", "in", STORED_STATES), ("name", "!=", False)])
@@ -1200,7 +1202,8 @@ class DbBackupRun(models.Model):
                 labels=frozenset(), pre_restore_days=PRE_RESTORE_KEEP_DAYS
             )
         ]
-        for schedule in self.env["db.backup.schedule"].search([]):
+        schedules = self.env["db.backup.schedule"].search([("active", "=", True)])
+        for schedule in schedules:
             policies.append(schedule._retention_policy())
         for policy in policies:
             plan = retention.plan_retention(
@@ -1215,7 +1218,7 @@ class DbBackupRun(models.Model):
         """Delete each stored copy at its destination: a full archive is
         deleted, an incremental snapshot forgotten; then the repositories
         that lost snapshots are garbage-collected (``_collect_garbage``)."""
-        from odoo.addons.db_backup_suite.lib import repository
+        from ..lib import repository
 
         forgotten = self.env["db.backup.destination"]
         for run in self:
@@ -1260,7 +1263,7 @@ class DbBackupRun(models.Model):
         """Seconds a new pack is spared by the garbage collection (a backup
         that outlived its repository lock may still be writing it):
         ``db_backup_suite.repository_gc_grace_hours``, 6 by default."""
-        from odoo.addons.db_backup_suite.lib import repository
+        from ..lib import repository
 
         value = (
             self.env["ir.config_parameter"]
@@ -1283,7 +1286,7 @@ class DbBackupRun(models.Model):
         A repository in use (a backup or restore holds its lock) is left for
         the next retention: nothing is lost meanwhile. Returns destination
         id -> bytes freed (None: not collected)."""
-        from odoo.addons.db_backup_suite.lib import repository
+        from ..lib import repository
 
         freed = {}
         grace = self._gc_grace()
@@ -1363,6 +1366,8 @@ class DbBackupRun(models.Model):
             "target": "new",
         }
 
+    # A running backup's row is how its job reports: deleting it is refused
+    # on purpose. pylint: disable=no-raise-unlink
     def unlink(self):
         if any(run.state == "running" for run in self):
             raise UserError(self.env._("A running backup cannot be deleted."))
@@ -1371,6 +1376,8 @@ class DbBackupRun(models.Model):
                 "backup", record=run, details={"operation": "delete", "file": run.name}
             )
         return super().unlink()
+
+    # pylint: enable=no-raise-unlink
 
     def action_delete_archive(self):
         """Delete the archives at every destination, keep the row as deleted."""
@@ -1489,7 +1496,7 @@ class DbBackupRun(models.Model):
         """``(full name, ArchiveName or None, created_at naive UTC)`` of the
         archive a restore came from (an uploaded file's bare name gets its
         database folder, as the destinations name it)."""
-        from odoo.addons.db_backup_suite.lib import naming
+        from ..lib import naming
 
         name = restore_info.get("archive_name") or ""
         parsed = naming.parse_archive_name(name)
@@ -1703,7 +1710,7 @@ class DbBackupRun(models.Model):
 
     def _find_archives(self, destination):
         """Archives of this database at ``destination`` (name -> StoredObject)."""
-        from odoo.addons.db_backup_suite.lib import naming
+        from ..lib import naming
 
         sink = destination._make_sink()
         try:

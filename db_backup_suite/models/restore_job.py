@@ -64,7 +64,7 @@ def aware_utc(value):
 
 
 def _lib():
-    from odoo.addons.db_backup_suite.lib import crypto, pgtools, restore, scan
+    from ..lib import crypto, pgtools, restore, scan
 
     return crypto, pgtools, restore, scan
 
@@ -91,7 +91,7 @@ def describe_owner(raw, password=None):
 def describe_stored(sink_config, name):
     """:func:`describe_owner` of the archive ``name`` at a destination
     (reads its header and head member only)."""
-    from odoo.addons.db_backup_suite.lib import sinks
+    from ..lib import sinks
 
     sink = sinks.make_sink(sink_config)
     try:
@@ -338,7 +338,7 @@ def _binding(job):
             )
         return live_uuid or None, True
     if owner.get("uuid") is not None and owner.get("uuid") != live_uuid:
-        from odoo.addons.db_backup_suite.lib import errors
+        from ..lib import errors
 
         raise errors.ForeignArchiveError(
             source_name=owner.get("database"),
@@ -455,8 +455,7 @@ def _mark_safety_copy(dbname, info):
     name = info.get("safety_database")
     if not name:
         return None
-    from odoo.addons.db_backup_suite.lib import registry
-
+    from ..lib import registry
     from .db_backup_run import PRE_RESTORE_KEEP_DAYS
 
     marker = secrets.token_hex(24)
@@ -516,7 +515,7 @@ def _register_sandbox(job, name, marker):
     best effort (the row's ``ready`` registers it again)."""
     if not (job.get("sandbox_id") and marker):
         return
-    from odoo.addons.db_backup_suite.lib import registry
+    from ..lib import registry
 
     try:
         registry.register(
@@ -608,7 +607,8 @@ def _neutralize(dbname):
     _close_pool(dbname)
     with odoo.sql_db.db_connect(dbname).cursor() as cr:
         odoo.modules.neutralize.neutralize_database(cr)
-        cr.commit()
+        # the sandbox's own cursor, outside any request or cron transaction
+        cr.commit()  # pylint: disable=invalid-commit
 
 
 def _record_failure(job, message):
@@ -661,7 +661,7 @@ def _check_job(job):
     Odoo zip, a keyring archive of another database: content a user could
     have written) needs that user to be a Settings administrator, checked
     now in the live database (not taken from the wizard)."""
-    from odoo.addons.db_backup_suite.lib import safety
+    from ..lib import safety
 
     if job["target"] not in ("production", "sandbox"):
         raise ValueError("unknown restore target %r" % job["target"])
@@ -703,7 +703,7 @@ def _remove_upload(job):
     """Remove the job's uploaded archive (and its upload's facts) when the
     restore ends, success or failure; only a file of the private uploads
     folder (``lib/uploads.remove_path``), never a link or another path."""
-    from odoo.addons.db_backup_suite.lib import uploads
+    from ..lib import uploads
 
     source = job.get("source") or {}
     path = source.get("path")
@@ -717,7 +717,7 @@ def _remove_upload(job):
 
 
 def _job_pg(job):
-    from odoo.addons.db_backup_suite.lib import pgtools
+    from ..lib import pgtools
 
     db = job["db"]
     return pgtools.PgParams(
@@ -751,7 +751,7 @@ def _announce_maintenance(job, payload):
 def _enter_maintenance(job):
     """The live database refuses writes until :func:`_leave_maintenance`
     (``lib.maintenance``: marker, read-only setting, sessions terminated)."""
-    from odoo.addons.db_backup_suite.lib import maintenance
+    from ..lib import maintenance
 
     source = job.get("source") or {}
     archive = (
@@ -776,7 +776,7 @@ def _leave_maintenance(job, held):
     "ended"}`` (epoch seconds) or None."""
     if not held:
         return None
-    from odoo.addons.db_backup_suite.lib import maintenance
+    from ..lib import maintenance
 
     try:
         maintenance.leave(

@@ -112,7 +112,7 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
                     "AND r.gid = u.res_id ON CONFLICT DO NOTHING"
                 )
             )
-            cr.commit()
+            cr.commit()  # pylint: disable=invalid-commit
         odoo.sql_db.close_db(copy_db)
         out = os.path.join(cls.tmp_dir, "crafted")
         os.makedirs(out)

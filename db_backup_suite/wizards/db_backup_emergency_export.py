@@ -61,6 +61,8 @@ class DbBackupEmergencyExport(models.TransientModel):
                 wizard._verify_password(password)
         return res
 
+    # The dialog's own fields are written past write(), which takes the
+    # password out of the values: super().write on purpose below.
     def _verify_password(self, password):
         """Check ``password`` as the user's (Odoo's credential check, in its
         login cooldown); on success mark this dialog verified in the
@@ -82,7 +84,7 @@ class DbBackupEmergencyExport(models.TransientModel):
             reason = str(exc)
             if reason == str(AccessDenied()):
                 reason = self.env._("Incorrect password: type it again.")
-            super().write({"refusal": reason})
+            super().write({"refusal": reason})  # pylint: disable=super-method-mismatch
             self.env["audit.event"].log_event(
                 "export",
                 res_model="db.backup.destination",
@@ -95,7 +97,7 @@ class DbBackupEmergencyExport(models.TransientModel):
                 message="Emergency destinations file: password refused",
             )
             return False
-        super().write({"refusal": False})
+        super().write({"refusal": False})  # pylint: disable=super-method-mismatch
         request.session[VERIFIED_SESSION_KEY] = {
             "wizard": self.id,
             "uid": self.env.uid,
@@ -125,7 +127,7 @@ class DbBackupEmergencyExport(models.TransientModel):
         self.env["db.backup.run"]._check_admin_access()
         if not self._take_verification():
             if not self.refusal:
-                super().write({"refusal": self.env._("Type your password.")})
+                super().write({"refusal": self.env._("Type your password.")})  # pylint: disable=super-method-mismatch
             return self._reopen()
         return self.env["res.config.settings"]._export_emergency_destinations()
 

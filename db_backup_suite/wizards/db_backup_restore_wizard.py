@@ -309,14 +309,21 @@ class DbBackupRestoreWizard(models.TransientModel):
         model = self.with_context(context)  # pylint: disable=context-overridden
         stored = []  # uploads made here from a legacy upload_file
         try:
-            wizards = model._create_checked(vals_list, default_upload, stored)
+            passwords = model._check_create_vals(vals_list, default_upload, stored)
+            wizards = super(DbBackupRestoreWizard, model).create(vals_list)
+            for wizard, password in zip(wizards, passwords, strict=True):
+                if password:
+                    wizard._seal_password(password)
+                wizard._load_archive_info()
         except Exception:
             for upload_id in stored:
                 uploads.remove(backup_engine.jobs_dir(), upload_id)
             raise
         return wizards
 
-    def _create_checked(self, vals_list, default_upload, stored):
+    def _check_create_vals(self, vals_list, default_upload, stored):
+        """Check each wizard's values (upload, backup) before it is created;
+        the upload passwords, taken out of the values."""
         passwords = []
         for vals in vals_list:
             if default_upload and "upload_id" not in vals:
@@ -337,12 +344,7 @@ class DbBackupRestoreWizard(models.TransientModel):
                     )
                 if vals.get("source", "run") != "run":
                     raise UserError(self.env._("A backup is restored as a backup."))
-        wizards = super().create(vals_list)
-        for wizard, password in zip(wizards, passwords, strict=True):
-            if password:
-                wizard._seal_password(password)
-            wizard._load_archive_info()
-        return wizards
+        return passwords
 
     def write(self, vals):
         self.env["db.backup.run"]._check_restore_access()
@@ -354,14 +356,7 @@ class DbBackupRestoreWizard(models.TransientModel):
         password = vals.pop("upload_password", None)
         legacy = bool(vals.get("upload_file"))
         self._take_upload(vals)
-        try:
-            return self._write_checked(vals, password)
-        except Exception:
-            if legacy:  # stored for this write only
-                uploads.remove(backup_engine.jobs_dir(), vals["upload_id"])
-            raise
-
-    def _write_checked(self, vals, password):
+        replaced = []
         if "upload_id" in vals or password:
             # what was confirmed was about the previous archive
             vals.update(confirm_foreign=False, confirm_foreign_name=False)
@@ -370,13 +365,18 @@ class DbBackupRestoreWizard(models.TransientModel):
                 for w in self
                 if w.upload_id and w.upload_id != vals.get("upload_id")
             ]
-        result = super().write(vals)
-        if password:
-            for wizard in self:
-                wizard._seal_password(password)
-        if "upload_id" in vals or password:
-            for wizard in self.filtered(lambda w: w.source == "upload"):
-                wizard._load_archive_info()
+        try:
+            result = super().write(vals)
+            if password:
+                for wizard in self:
+                    wizard._seal_password(password)
+            if "upload_id" in vals or password:
+                for wizard in self.filtered(lambda w: w.source == "upload"):
+                    wizard._load_archive_info()
+        except Exception:
+            if legacy:  # stored for this write only
+                uploads.remove(backup_engine.jobs_dir(), vals["upload_id"])
+            raise
         if "upload_id" in vals:
             # the replaced upload, once the new one is read: only one of the
             # wizard's user in this database (never another's file)
@@ -389,7 +389,6 @@ class DbBackupRestoreWizard(models.TransientModel):
                 )
         return result
 
-    # -- the uploaded archive (chunked upload) -----------------------------
     def _take_upload(self, vals):
         """Check the ``upload_id`` a user gives (a finished upload of theirs
         in this database) and fill its file name; turn a legacy
@@ -813,7 +812,9 @@ class DbBackupRestoreWizard(models.TransientModel):
             .search([("state", "=", "installed")])
             .mapped("name")
         )
-        available = set(self.env["ir.module.module"].sudo().search([]).mapped("name"))
+        # every module this server knows (a few hundred rows)
+        modules = self.env["ir.module.module"].sudo()
+        available = set(modules.search([]).mapped("name"))  # pylint: disable=no-search-all
         vals["modules_missing"] = ", ".join(sorted(archived - available)) or False
         vals["modules_extra"] = ", ".join(sorted(installed - archived)) or False
         if vals["modules_missing"] and vals.get("compatible"):
@@ -1071,7 +1072,7 @@ class DbBackupRestoreWizard(models.TransientModel):
         self._erase_password()
         self._log_requested()
         # The detached process must see the sandbox row and the audit event.
-        self.env.cr.commit()
+        self.env.cr.commit()  # pylint: disable=invalid-commit
         restore_job.spawn_detached(job)
         self.sudo().write(
             {
