@@ -2,7 +2,7 @@ from odoo import http
 from odoo.exceptions import AccessError, UserError
 from odoo.http import request
 
-from ..models.dsr_request import DsrPackageRefused
+from ..models.dsr_package_builder import DsrPackageRefused
 
 
 class DsrPackageController(http.Controller):

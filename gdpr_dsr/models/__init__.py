@@ -1,3 +1,7 @@
+# Abstract models first: dsr.request inherits them.
+from . import dsr_package_builder, dsr_restore_hook
+
+# isort: split
 from . import (
     dsr_discovery,
     dsr_discovery_exclusion,

@@ -291,6 +291,16 @@ class DsrErasure(models.AbstractModel):
             return "retain", self._retention_reason(record)
         if record._name == "res.partner" and record.id in self._protected_partner_ids():
             return "retain", "contact of a system or administrator account"
+        planned = self._plan_subject_hit(record, category, subject_ids, retained)
+        if planned is not None:
+            return planned
+        return self._plan_record_hit(record, hit)
+
+    @api.model
+    def _plan_subject_hit(self, record, category, subject_ids, retained):
+        """Plan a hit of one of the categories the discovery finds on the
+        subject themself (contact, account, messages, files, mails,
+        followers); None for another category (a record linked to them)."""
         if category == "profile":
             if record.with_context(active_test=False).user_ids:
                 return "anonymize", (
@@ -330,6 +340,12 @@ class DsrErasure(models.AbstractModel):
             return "delete", "document attached to the subject's data"
         if category in ("mail", "follower"):
             return "delete", "communication data of the subject"
+        return None
+
+    @api.model
+    def _plan_record_hit(self, record, hit):
+        """Plan a hit on a record linked to the subject (any category but
+        the subject's own ones)."""
         if self._archives_instead_of_deleting(record):
             return "anonymize", (
                 "the application archives these records instead of deleting them: "

@@ -6,35 +6,27 @@ import io
 import json
 import logging
 import os
-import re
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.modules.registry import DummyRLock, Registry
-from odoo.tools import SQL, config
+from odoo.tools import config
 from odoo.tools.pdf import OdooPdfFileReader, OdooPdfFileWriter
 
 from odoo.addons.audit_export.lib import keyring as suite_keyring
-from odoo.addons.audit_export.lib import streamcrypt
-from odoo.addons.audit_export.lib.sensitive import SECRET_MODELS, is_withheld
-from odoo.addons.data_export_suite.lib import zipper
 
 from ..lib import certificate as certificate_lib
 from ..lib.erasure_register import ErasureRegister, digest, normalize_email
-from ..lib.masking import mask_document
+from ..lib.package import SAFE_NAME_RE
 from .dsr_erasure import ERASURE_CONTEXT
 
 _logger = logging.getLogger(__name__)
 
 DEADLINE_DAYS = {"gdpr": 30, "ccpa": 45}
-PACKAGE_VALIDITY_DAYS = 30
 REMINDER_DAYS_BEFORE = 7
 OPEN_STATES = ("received", "verified", "in_progress")
-_SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
-# What the package is sealed for: every read names it (with the tenant).
-PACKAGE_PURPOSE = "dsr-export"
 
 # Fields that gate a dangerous step: set by the server's own methods only
 # (they write them as superuser after their checks); a user, whatever their
@@ -95,11 +87,6 @@ RECEIVED_ONLY_FIELDS = frozenset(
 )
 
 
-class DsrPackageRefused(UserError):
-    """The stored package is not the one this server generated for the
-    request (or not an export package of this database): never served."""
-
-
 def gate_digest(email):
     """SHA-256 of an email typed at the erasure gate, normalised as the
     discovery compares emails (trimmed, case-insensitive)."""
@@ -115,7 +102,12 @@ def issuing_certificate(cr):
 class DsrRequest(models.Model):
     _name = "dsr.request"
     _description = "Data Subject Request"
-    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _inherit = [
+        "mail.thread",
+        "mail.activity.mixin",
+        "dsr.package.builder",
+        "dsr.restore.hook",
+    ]
     _order = "received_date desc, id desc"
 
     name = fields.Char(
@@ -303,7 +295,7 @@ class DsrRequest(models.Model):
     @api.depends("name")
     def _compute_certificate_filenames(self):
         for request in self:
-            base = _SAFE_NAME_RE.sub("-", request.name or "dsr")
+            base = SAFE_NAME_RE.sub("-", request.name or "dsr")
             request.certificate_html_filename = f"{base}-erasure-certificate.html"
             request.certificate_json_filename = f"{base}-erasure-certificate.json"
             request.certificate_pdf_filename = f"{base}-erasure-certificate.pdf"
@@ -567,21 +559,6 @@ class DsrRequest(models.Model):
         return self.env["ir.config_parameter"].sudo().get_param("database.uuid")
 
     @api.model
-    def _keyring(self):
-        try:
-            return suite_keyring.Keyring.load(
-                config_path=config.get("backup_keyring_file") or None
-            )
-        except suite_keyring.KeyringError as exc:
-            raise UserError(
-                self.env._(
-                    "The server keyring is not configured, so export packages cannot "
-                    "be encrypted at rest: %(error)s",
-                    error=str(exc),
-                )
-            ) from exc
-
-    @api.model
     def _erasure_register(self, database_uuid=None):
         """The register of erasures of this database, outside the database and
         its filestore: ``<data_dir>/gdpr_dsr/<database uuid>.jsonl``, or under
@@ -759,17 +736,7 @@ class DsrRequest(models.Model):
             "target": "download",
         }
 
-    # -- export package ----------------------------------------------------------
-    def _queue_package(self, password=None):
-        """Queue the generation of the package for the current officer (the
-        cron builds it, ``dsr.package.job``); ``password`` is the checked
-        ZIP password, sealed until the job starts."""
-        self.ensure_one()
-        self._check_officer()
-        self._check_verified()
-        self._keyring()  # refuse at once when the package cannot be encrypted
-        return self.env["dsr.package.job"]._queue(self, password=password or None)
-
+    # -- export package: the officer's jobs (dsr.package.builder builds it) ----
     def _compute_package_job(self):
         """The current officer's latest package job of each request (their
         own jobs only: another officer's job is theirs)."""
@@ -786,359 +753,6 @@ class DsrRequest(models.Model):
             request.package_job_step = job.step
             request.package_job_progress = job.progress
             request.package_job_error = job.error_message
-
-    def _generate_package(self, password=None, progress=None):
-        """Build the export package (ZIP, optionally AES-256 with ``password``),
-        encrypt it with the server keyring and store it for 30 days.
-
-        Runs in the package job (``dsr.package.job``), as the officer who
-        asked for it; ``progress(step, percent, **counts)`` hears each step.
-        Nothing is stored unless everything succeeded (the package fields
-        are written last, in one write).
-        """
-        self.ensure_one()
-        self._check_officer()
-        self._check_verified()
-        if password is not None and not password:
-            password = None
-        progress = progress or (lambda step, percent, **counts: None)
-        if not self.line_ids:
-            progress(self.env._("Discovering the subject's records"), 2.0)
-            self._run_discovery()
-        document, files = self._build_package_document(progress=progress)
-        progress(
-            self.env._("Writing the archive (%(count)s files)", count=len(files) + 1),
-            85.0,
-        )
-        payload = json.dumps(
-            document, indent=2, ensure_ascii=False, sort_keys=True, default=str
-        ).encode("utf-8")
-        members = [("data.json", payload), *files]
-        keyring = self._keyring()
-        buffer = io.BytesIO()
-        writer = streamcrypt.EncryptingWriter(
-            buffer,
-            keyring=keyring,
-            tenant=self._database_uuid(),
-            purpose=PACKAGE_PURPOSE,
-            content_type="application/zip",
-        )
-        try:
-            count = zipper.write_zip(writer, members, password=password)
-        except zipper.ZipperError as exc:
-            raise UserError(str(exc)) from exc
-        writer.close()
-        encrypted = buffer.getvalue()
-        progress(self.env._("Storing the encrypted package"), 95.0)
-        now = fields.Datetime.now()
-        reference = _SAFE_NAME_RE.sub("-", self.name)
-        self._server_write(
-            {
-                "package_file": base64.b64encode(encrypted),
-                "package_sha256": hashlib.sha256(encrypted).hexdigest(),
-                "package_filename": f"{reference}.zip",
-                "package_generated_on": now,
-                "package_expiry": now + timedelta(days=PACKAGE_VALIDITY_DAYS),
-                "package_protected": bool(password),
-                "state": "done" if self.request_type == "access" else self.state,
-            }
-        )
-        self._audit(
-            "exported",
-            members=count,
-            records=len(self.line_ids),
-            password_protected=bool(password),
-        )
-        return True
-
-    def _read_package(self):
-        """Return the decrypted ZIP bytes (raises when expired or missing).
-
-        Only the package this server generated for this request opens: the
-        stored bytes must have the digest recorded at generation, and the
-        decryption names this database (tenant) and the export-package
-        purpose, so a backup archive, a data export or another database's
-        blob is refused before any key is derived.
-        """
-        self.ensure_one()
-        self._check_officer()
-        stored = self.sudo().with_context(bin_size=False)
-        if not stored.package_generated_on or not stored.package_file:
-            raise UserError(self.env._("No export package is available."))
-        if stored.package_expiry and stored.package_expiry < fields.Datetime.now():
-            raise UserError(
-                self.env._(
-                    "The export package expired on %(date)s; generate a new one.",
-                    date=stored.package_expiry,
-                )
-            )
-        encrypted = base64.b64decode(stored.package_file)
-        expected = stored.package_sha256 or ""
-        if not hmac.compare_digest(hashlib.sha256(encrypted).hexdigest(), expected):
-            self._audit_independently(
-                "download_refused", reason="not the package the server stored"
-            )
-            raise DsrPackageRefused(
-                self.env._(
-                    "Request %(ref)s: the stored export package is not the one this "
-                    "server generated; download refused. Generate a new package.",
-                    ref=self.name,
-                )
-            )
-        try:
-            reader = streamcrypt.DecryptingReader(
-                io.BytesIO(encrypted),
-                keyring=self._keyring(),
-                tenant=self._database_uuid(),
-                purpose=PACKAGE_PURPOSE,
-            )
-            data = reader.read()
-        except suite_keyring.UnknownKeyError as exc:
-            ring = self._keyring()
-            key_id = streamcrypt.read_header(io.BytesIO(encrypted)).key_id
-            self._audit_independently("download_refused", reason="missing key")
-            raise UserError(
-                self.env._(
-                    "The export package of %(ref)s cannot be decrypted: the server "
-                    "key that encrypted it, %(key)s, is not in the server keyring "
-                    "(it holds: %(held)s). Add key %(key)s back to the keyring, or "
-                    "generate a new package.",
-                    ref=self.name,
-                    key=key_id,
-                    held=", ".join(ring.ids),
-                )
-            ) from exc
-        except suite_keyring.StreamCryptError as exc:
-            self._audit_independently("download_refused", reason=str(exc)[:200])
-            raise DsrPackageRefused(
-                self.env._(
-                    "Request %(ref)s: the stored file is not an export package of this "
-                    "database (%(error)s); download refused.",
-                    ref=self.name,
-                    error=str(exc),
-                )
-            ) from exc
-        self._audit("downloaded", size=len(data))
-        return data
-
-    def _build_package_document(self, progress=None):
-        """Return ``(document, files)``: the JSON-ready document and the list
-        of ``(arcname, bytes)`` attachment members. Runs as the officer:
-        records they may not read are listed under ``withheld``.
-        ``progress(step, percent, **counts)`` hears each model read."""
-        self.ensure_one()
-        progress = progress or (lambda step, percent, **counts: None)
-        by_model = defaultdict(list)
-        withheld, withheld_fields = [], {}
-        for line in self.line_ids:
-            by_model[(line.category, line.res_model)].append(line)
-        sections = {
-            "profile": [],
-            "related_contacts": [],
-            "users": [],
-            "communications": {"messages": [], "emails": [], "followers": []},
-            "invoices": {},
-            "payment_information": {},
-            "records": {},
-        }
-        files, attachments_meta, secrets = [], [], set()
-        Line = self.env["dsr.request.line"]
-        exported_lines, withheld_lines = Line, Line
-        groups = sorted(by_model.items())
-        counts = {
-            "models_done": 0,
-            "models_total": len(groups),
-            "records_done": 0,
-            "records_total": len(self.line_ids),
-        }
-        for (category, model_name), lines in groups:
-            self._report_model_progress(progress, model_name, counts, len(lines))
-            if model_name not in self.env:
-                continue
-            if model_name in SECRET_MODELS:
-                # credentials are never exported, whoever asks
-                for line in lines:
-                    withheld_lines |= line
-                    withheld.append(
-                        {
-                            "model": model_name,
-                            "id": line.res_id,
-                            "reason": "holds credentials (never exported)",
-                        }
-                    )
-                continue
-            records = (
-                self.env[model_name]
-                .with_context(active_test=False)
-                .browse([ln.res_id for ln in lines])
-                .exists()
-            )
-            readable = self._filtered_readable(records)
-            if category == "attachment":
-                readable = readable.filtered(
-                    lambda att: not self._attachment_withheld(att)
-                )
-            for line in lines:
-                if line.res_id in readable.ids:
-                    exported_lines |= line
-                else:
-                    withheld_lines |= line
-                    withheld.append(
-                        {
-                            "model": model_name,
-                            "id": line.res_id,
-                            "reason": "not readable by the officer, a secret, or no "
-                            "longer exists",
-                        }
-                    )
-            if model_name == "res.partner.bank":
-                for bank in records.sudo():
-                    secrets.update(
-                        filter(None, [bank.acc_number, bank.sanitized_acc_number])
-                    )
-            if not readable:
-                continue
-            if category == "attachment":
-                for attachment in readable:
-                    arcname = "attachments/%d-%s" % (
-                        attachment.id,
-                        _SAFE_NAME_RE.sub("_", attachment.name or "file")[:100],
-                    )
-                    files.append((arcname, attachment.raw or b""))
-                    attachments_meta.append(
-                        {
-                            "id": attachment.id,
-                            "name": attachment.name,
-                            "mimetype": attachment.mimetype,
-                            "file": arcname,
-                            "res_model": attachment.res_model,
-                            "res_id": attachment.res_id,
-                            "size": attachment.file_size,
-                        }
-                    )
-                continue
-            data, skipped = self._serialize_safely(readable)
-            if skipped:
-                withheld_fields[model_name] = skipped
-            if category == "profile":
-                sections["profile"].extend(data)
-            elif category == "related_partner":
-                sections["related_contacts"].extend(data)
-            elif category == "user":
-                sections["users"].extend(data)
-            elif category == "message":
-                sections["communications"]["messages"].extend(data)
-            elif category == "mail":
-                sections["communications"]["emails"].extend(data)
-            elif category == "follower":
-                sections["communications"]["followers"].extend(data)
-            elif category == "invoice":
-                sections["invoices"].setdefault(model_name, []).extend(data)
-            elif category == "payment":
-                sections["payment_information"].setdefault(model_name, []).extend(data)
-            else:
-                sections["records"].setdefault(model_name, []).extend(data)
-        counts.update(models_done=len(groups), records_done=len(self.line_ids))
-        progress(self.env._("Preparing the document"), 80.0, **counts)
-        exported_lines.sudo().write({"result": "exported"})
-        withheld_lines.sudo().write({"result": "withheld"})
-        document = {
-            "format": "gdpr_dsr.subject_access_package",
-            "version": 1,
-            "generated_at": datetime.now(UTC).isoformat(),
-            "request": {
-                "reference": self.name,
-                "regime": self.regime,
-                "type": self.request_type,
-                "received_date": fields.Date.to_string(self.received_date),
-            },
-            "subject": {
-                "email": self.subject_email,
-                "name": self.subject_name or None,
-                "phone": self.subject_phone or None,
-            },
-            **sections,
-            "attachments": attachments_meta,
-            "withheld": withheld,
-            # fields left out because the officer may not read what they are
-            # computed from (e.g. accounting statistics without accounting rights)
-            "withheld_fields": withheld_fields,
-        }
-        return mask_document(document, secrets), files
-
-    def _report_model_progress(self, progress, model_name, counts, size):
-        """Report the model about to be read, then count it as done."""
-        model = (
-            self.env["ir.model"]._get(model_name) if model_name in self.env else None
-        )
-        label = model.sudo().name if model else model_name
-        total = counts["records_total"] or 1
-        progress(
-            self.env._("Reading %(model)s", model=label),
-            5.0 + 75.0 * counts["records_done"] / total,
-            **counts,
-        )
-        counts["models_done"] += 1
-        counts["records_done"] += size
-
-    def _serialize_safely(self, records):
-        """Serialise ``records`` with data_export_suite as the current user.
-
-        A field may be readable yet computed from records the officer may not
-        read (e.g. sales statistics computed from invoices): such fields are
-        left out (and named) rather than failing the whole package.
-        """
-        profile = self.env["data.export.profile"]
-        fnames = [
-            fname
-            for fname in profile._exportable_fields(records._name)
-            if not self._field_withheld(records._fields[fname])
-        ]
-        try:
-            return profile._serialize_records(records, fnames, depth=0), []
-        except AccessError:
-            _logger.info(
-                "DSR %s: some %s fields are not readable by %s; serialising "
-                "field by field",
-                self.name,
-                records._name,
-                self.env.user.login,
-            )
-        # ("id" is never tried alone: with no other field, read() reads all)
-        kept, skipped = ["id"], []
-        for fname in fnames:
-            if fname == "id":
-                continue
-            try:
-                profile._serialize_records(records, ["id", fname], depth=0)
-            except AccessError:
-                skipped.append(fname)
-                records.invalidate_recordset([fname])
-            else:
-                kept.append(fname)
-        return profile._serialize_records(records, kept, depth=0), skipped
-
-    def _field_withheld(self, field):
-        """The suite's one rule for secrets, for the officer reading."""
-        if field.name == "id":
-            return False
-        return is_withheld(
-            field.model_name,
-            field.name,
-            field.type,
-            field.groups,
-            self.env.user.has_group,
-        )
-
-    def _attachment_withheld(self, attachment):
-        """A file of a credentials model or of a secret binary field."""
-        attachment = attachment.sudo()
-        if attachment.res_model in SECRET_MODELS:
-            return True
-        if attachment.res_field and attachment.res_model in self.env:
-            field = self.env[attachment.res_model]._fields.get(attachment.res_field)
-            return field is None or self._field_withheld(field)
-        return False
 
     # -- erasure -------------------------------------------------------------------
     def _erase(self, typed_email=None, typed_sha256=None):
@@ -1806,247 +1420,6 @@ class DsrRequest(models.Model):
         except suite_keyring.KeyringError:
             return False  # signed with a key this server no longer holds
         return certificate_lib.verify(document, key)
-
-    # -- restore hook (called by db_backup_suite, never by this addon) ------------
-    @api.model
-    def _on_database_restored(self, restore_info):
-        """Re-apply the erasures recorded after the archive was taken.
-
-        db_backup_suite calls this in the restored database after every
-        restore. Idempotent: what is already erased is not found again.
-        Returns one dict per erasure re-applied (``step``, ``erasure_id``,
-        ``archive_name``, ``records``, ``changed``, ``leftover_scan`` with the
-        scan's result and the audit events redacted, ``cleanup``): no
-        personal data, for the restore's own audit event.
-        """
-        created_at = restore_info.get("archive_created_at")
-        if isinstance(created_at, str):
-            created_at = datetime.fromisoformat(created_at)
-        register = self._erasure_register(
-            restore_info.get("archive_database_uuid") or self._database_uuid()
-        )
-        if created_at is None:
-            # Unknown age: re-applying every erasure is safe (idempotent).
-            _logger.warning("DSR: restore without archive date: re-applying all")
-            entries = register.entries()
-        else:
-            if created_at.tzinfo is None:
-                created_at = created_at.replace(tzinfo=UTC)
-            entries = register.entries_after(created_at)
-        applied = []
-        for entry in entries:
-            applied.append(self._reapply_erasure(entry, restore_info))
-        return applied
-
-    @api.model
-    def _reapply_erasure(self, entry, restore_info):
-        """Erase again, in a restored database, the subject of a register
-        entry, with everything an erasure does (side effects, earlier
-        requests, leftover scan, audit redaction, files). Returns what was
-        done (no personal data): the restore reports it."""
-        erasure = self.env["dsr.erasure"].sudo().with_context(**ERASURE_CONTEXT)
-        scanner = self.env["dsr.leftover.scan"].sudo().with_context(**ERASURE_CONTEXT)
-        label = entry.get("request_ref") or "erasure"
-        request = self.sudo().search([("name", "=", entry.get("request_ref"))], limit=1)
-        partner_ids = self._partners_matching_entry(entry)
-        subject_ids, hits = (
-            self.env["dsr.discovery"]
-            .sudo()
-            ._discover(None, extra_partner_ids=partner_ids)
-        )
-        partners = (
-            self.env["res.partner"]
-            .sudo()
-            .with_context(active_test=False)
-            .browse(subject_ids)
-            .exists()
-        )
-        user_ids = partners.with_context(active_test=False).user_ids.ids
-        identifiers = scanner._collect_identifiers(
-            partners.ids,
-            user_ids,
-            emails=[request.subject_email],
-            names=[request.subject_name],
-            phones=[request.subject_phone],
-        )
-        known = {(hit["res_model"], hit["res_id"]) for hit in hits}
-        category = {
-            "res.partner": "profile",
-            "res.users": "user",
-            "mail.message": "message",
-            "mail.mail": "mail",
-            "mail.followers": "follower",
-            "ir.attachment": "attachment",
-        }
-        for model_name, res_id, result in entry.get("records", []):
-            if (model_name, res_id) in known or result not in ("deleted", "anonymized"):
-                continue
-            if model_name == "res.partner" and res_id not in partner_ids:
-                # an id alone is not proof: the partner matched no fingerprint
-                continue
-            hits.append(
-                {
-                    "res_model": model_name,
-                    "res_id": res_id,
-                    "category": category.get(model_name, "record"),
-                    "source": "erasure register",
-                    "ref_fields": [],
-                }
-            )
-        erasure._plan(hits, subject_ids)
-        for hit in hits:
-            recorded = next(
-                (
-                    r
-                    for m, i, r in entry.get("records", [])
-                    if m == hit["res_model"] and i == hit["res_id"]
-                ),
-                None,
-            )
-            if recorded == "deleted" and hit["planned_action"] != "retain":
-                hit["planned_action"] = "delete"
-        with erasure._running(user_ids) as running:
-            erasure._execute(hits, subject_ids, label)
-            done = [h for h in hits if h.get("result") in ("deleted", "anonymized")]
-            if request and request.state != "done":
-                evidence = request.verification_attachment_ids.filtered(
-                    lambda att: (
-                        att.res_model == self._name
-                        and att.res_id == request.id
-                        and not att.res_field
-                    )
-                )
-                request.write(
-                    {
-                        "state": "done",
-                        "erased_on": fields.Datetime.now(),
-                        "erasure_id": entry.get("erasure_id"),
-                        "subject_email": False,
-                        "subject_name": False,
-                        "subject_phone": False,
-                        "verification_attachment_ids": [(5, 0, 0)],
-                    }
-                )
-                evidence.unlink()
-            if request:
-                request.line_ids.sudo().write({"res_name": False})
-            cleanup = self._leave_nothing_behind(
-                erasure, subject_ids, user_ids, identifiers, entry, request
-            )
-            scan = scanner._run(
-                identifiers,
-                {
-                    "label": label,
-                    "partner_ids": partners.ids,
-                    "user_ids": user_ids,
-                    "kept": {},
-                },
-            )
-            # what the steps above queued for the bus goes too
-            cleanup["bus_notifications"] += erasure._drop_buffered_notifications(
-                subject_ids, user_ids, identifiers
-            )
-            cleanup["files"] = erasure._purge_files(running["files"], label)
-        details = {
-            "step": "reapplied_after_restore",
-            "erasure_id": entry.get("erasure_id"),
-            "archive_name": restore_info.get("archive_name"),
-            "records": len(done),
-            "changed": [[h["res_model"], h["res_id"], h["result"]] for h in done],
-            "leftover_scan": self._scan_summary(scan),
-            "cleanup": {
-                "queued_emails": cleanup["queued_emails"],
-                "bus_notifications": cleanup["bus_notifications"],
-                "wizards": cleanup["wizards"],
-                "earlier_requests": len(cleanup["earlier_requests"]),
-                "files_scheduled": cleanup["files"]["scheduled"],
-            },
-        }
-        self.env["audit.event"].log_event(
-            "dsr",
-            res_model=self._name,
-            res_id=request.id or None,
-            res_name=entry.get("request_ref"),
-            details=details,
-            message=self.env._(
-                "Erasure %(ref)s re-applied after a database restore; leftover scan "
-                "and audit redaction re-run: %(result)s",
-                ref=entry.get("request_ref"),
-                result=scan["result"],
-            ),
-        )
-        if request and not request.has_certificate:
-            # the restored request predates its certificate: issue it again,
-            # saying it is a re-application
-            request._issue_certificate(
-                hits,
-                entry,
-                scan=scan,
-                cleanup=cleanup,
-                extra={
-                    "reapplied_after_restore": {
-                        "archive_name": restore_info.get("archive_name"),
-                        "archive_created_at": str(
-                            restore_info.get("archive_created_at") or ""
-                        ),
-                    }
-                },
-            )
-        if request:
-            request._message_log(
-                body=self.env._(
-                    "Erasure re-applied after the restore of %(archive)s: %(count)s "
-                    "records deleted or anonymised; leftover scan: %(result)s.",
-                    archive=restore_info.get("archive_name") or "?",
-                    count=len(done),
-                    result=scan["result"],
-                )
-            )
-        _logger.info(
-            "DSR %s re-applied after a restore: %s records, leftover scan: %s",
-            label,
-            len(done),
-            scan["result"],
-        )
-        return details
-
-    @api.model
-    def _partners_matching_entry(self, entry):
-        """Partner ids of the restored database that are the erased subject:
-        a recorded id whose email or name digest still matches, or any
-        partner whose normalised email digest equals the subject's."""
-        self.env.flush_all()
-        ids = set()
-        fingerprints = {p["id"]: p for p in entry.get("partners", [])}
-        if fingerprints:
-            self.env.cr.execute(
-                SQL(
-                    "SELECT id, email_normalized, email, name FROM res_partner "
-                    "WHERE id = ANY(%s)",
-                    list(fingerprints),
-                )
-            )
-            for pid, normalized, email, name in self.env.cr.fetchall():
-                print_ = fingerprints[pid]
-                email_digest = digest(normalized or normalize_email(email))
-                if (email_digest and email_digest == print_.get("email_sha256")) or (
-                    digest(name) and digest(name) == print_.get("name_sha256")
-                ):
-                    ids.add(pid)
-        if entry.get("email_sha256"):
-            self.env.cr.execute(
-                SQL(
-                    """SELECT id FROM res_partner
-                    WHERE encode(sha256(convert_to(
-                              lower(btrim(email_normalized)), 'UTF8')), 'hex') = %s
-                       OR encode(sha256(convert_to(
-                              lower(btrim(email)), 'UTF8')), 'hex') = %s""",
-                    entry["email_sha256"],
-                    entry["email_sha256"],
-                )
-            )
-            ids.update(row[0] for row in self.env.cr.fetchall())
-        return ids
 
     # -- crons -------------------------------------------------------------------------
     @api.model
