@@ -2,7 +2,7 @@
 
 Against the real PostgreSQL: the engine (``restore.run_restore``), the
 command line (``python -m db_backup_suite.lib restore``) and
-``crypto.describe_archive_owner``. Each refusal leaves the target exactly as
+``owner.describe_archive_owner``. Each refusal leaves the target exactly as
 it was (data checksum, filestore, list of databases); a confirmed restore
 keeps the target's own uuid and secret.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from db_backup_suite.lib import backup, crypto, odoozip, restore
+from db_backup_suite.lib import backup, crypto, odoozip, owner, restore
 from db_backup_suite.lib.errors import ForeignArchiveError, RestoreError
 from db_backup_suite.lib.payload.reader import PayloadReader
 from db_backup_suite.lib.sinks import make_sink
@@ -291,28 +291,28 @@ def test_odoo_zip_of_another_database_is_refused_in_staging(two_dbs, keyring, tm
 def test_describe_archive_owner(two_dbs, keyring, tmp_path):
     a, _b = two_dbs
     archive, result = _backup(a, keyring, tmp_path / "dest")
-    owner = crypto.describe_archive_owner(archive, keyring)
-    assert owner["kind"] == "suite" and owner["encrypted"] and owner["manifest_read"]
-    assert (owner["database"], owner["uuid"], owner["tenant"]) == (
+    facts = owner.describe_archive_owner(archive, keyring)
+    assert facts["kind"] == "suite" and facts["encrypted"] and facts["manifest_read"]
+    assert (facts["database"], facts["uuid"], facts["tenant"]) == (
         a.dbname,
         a.uuid,
         a.uuid,
     )
-    assert owner["created_at"] == result.manifest["created_at"]
-    assert owner["label"] == "manual" and owner["error"] is None
+    assert facts["created_at"] == result.manifest["created_at"]
+    assert facts["label"] == "manual" and facts["error"] is None
     # without a key: the header's tenant only, and why
-    bare = crypto.describe_archive_owner(str(archive))
+    bare = owner.describe_archive_owner(str(archive))
     assert bare["uuid"] == a.uuid and bare["database"] is None
     assert not bare["manifest_read"] and "no key" in bare["error"]
     # with a wrong key: the same, and the error says so
     other = crypto.Keyring.parse(crypto.generate_key_line())
     with archive.open("rb") as fh:
-        wrong = crypto.describe_archive_owner(fh, other)
+        wrong = owner.describe_archive_owner(fh, other)
     assert wrong["uuid"] == a.uuid and wrong["database"] is None and wrong["error"]
     # a legacy archive needs no key
     with archive.open("rb") as fh:
         plain = crypto.open_archive(fh, keyring=keyring, tenant=a.uuid).read()
-    legacy = crypto.describe_archive_owner(io.BytesIO(plain))
+    legacy = owner.describe_archive_owner(io.BytesIO(plain))
     assert legacy["legacy"] and (legacy["database"], legacy["uuid"]) == (
         a.dbname,
         a.uuid,

@@ -218,13 +218,14 @@ class DbBackup(Command):
         unless ``named`` is its source database; the source uuid when it is
         foreign and confirmed, else None. Reads the header and head manifest
         only."""
-        from ..lib import crypto, sinks
+        from ..lib import owner as owner_lib
+        from ..lib import sinks
         from ..models import backup_engine
 
         sink = sinks.make_sink(source["sink"])
         try:
             with sink.open_read(source["name"]) as raw:
-                owner = crypto.describe_archive_owner(
+                owner = owner_lib.describe_archive_owner(
                     raw, keyring=backup_engine.load_keyring()
                 )
         finally:

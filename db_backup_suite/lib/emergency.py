@@ -483,16 +483,16 @@ def list_archives(destinations, database, make_sink=None):
 
 def describe_stored(config, name, keyring, make_sink=None) -> dict:
     """Whose archive ``name`` at the destination ``config`` is
-    (:func:`crypto.describe_archive_owner`: its header and head manifest
+    (:func:`owner.describe_archive_owner`: its header and head manifest
     only; nothing is written)."""
-    from . import crypto
+    from . import owner
 
     if make_sink is None:
         from .sinks import make_sink
     sink = make_sink(config)
     try:
         with sink.open_read(name) as raw:
-            return crypto.describe_archive_owner(raw, keyring=keyring)
+            return owner.describe_archive_owner(raw, keyring=keyring)
     finally:
         sink.close()
 

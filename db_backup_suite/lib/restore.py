@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import crypto, lock, pgtools, provenance, safety
+from . import crypto, lock, owner, pgtools, provenance, safety
 from . import manifest as mf
 from .cleanup import work_dir_name
 from .errors import (
@@ -383,36 +383,36 @@ def _bind(req, source, live_exists) -> _Binding:
         )
     with source.open() as raw:
         kind = crypto.sniff(crypto.read_exact(raw, 512))
-    owner: dict = {}
+    facts: dict = {}
     source_uuid = None
     if kind == "encrypted":
         with source.open() as raw:
             source_uuid = crypto.describe_archive(raw)["tenant"]
     elif kind in ("zstd", "gzip", "none"):
         with source.open() as raw:  # plaintext: no key involved
-            owner = crypto.describe_archive_owner(raw)
-        source_uuid = owner.get("uuid") or ""
+            facts = owner.describe_archive_owner(raw)
+        source_uuid = facts.get("uuid") or ""
     elif kind == "zip":
         with source.open() as raw:
-            owner = crypto.describe_archive_owner(raw)
+            facts = owner.describe_archive_owner(raw)
     # an Odoo zip's uuid shows in the staging database (_settle_identity);
     # an unknown file fails when it is opened
     foreign = (
         expected is not None and source_uuid is not None and source_uuid != expected
     )
     if foreign and not req.allow_foreign:
-        if not owner:
+        if not facts:
             try:
                 with source.open() as raw:
-                    owner = crypto.describe_archive_owner(
+                    facts = owner.describe_archive_owner(
                         raw, keyring=req.keyring, password=req.password
                     )
             except ArchiveError as exc:
                 _logger.info("cannot read the foreign archive's manifest: %s", exc)
         raise ForeignArchiveError(
-            source_name=owner.get("database"),
+            source_name=facts.get("database"),
             source_uuid=source_uuid,
-            created_at=owner.get("created_at"),
+            created_at=facts.get("created_at"),
             expected_uuid=expected,
             target=req.target,
         )
@@ -420,9 +420,9 @@ def _bind(req, source, live_exists) -> _Binding:
     binding = _Binding(
         expected=expected,
         tenant=tenant,
-        source_name=owner.get("database"),
+        source_name=facts.get("database"),
         source_uuid=source_uuid,
-        created_at=owner.get("created_at"),
+        created_at=facts.get("created_at"),
         foreign=foreign,
         live_identity=live_identity,
     )

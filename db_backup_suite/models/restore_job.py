@@ -79,11 +79,12 @@ def _owner_keyring(password):
 
 
 def describe_owner(raw, password=None):
-    """Which database the archive ``raw`` is a backup of (``lib.crypto.
+    """Which database the archive ``raw`` is a backup of (``lib.owner.
     describe_archive_owner``: source name, uuid, date; only its head member
     is decrypted, nothing is written)."""
-    crypto = _lib()[0]
-    return crypto.describe_archive_owner(
+    from ..lib import owner
+
+    return owner.describe_archive_owner(
         raw, keyring=_owner_keyring(password), password=password or None
     )
 
