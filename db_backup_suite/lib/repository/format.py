@@ -4,7 +4,7 @@ Everything that is written to a destination goes through this module:
 sealed objects (config, index, snapshot, lock, pack header), encrypted
 blobs inside packs, and the binary records of index files, pack headers and
 list blobs. ``docs/repository-format.md`` documents the same layouts; keep
-the two in sync (``tests/test_repository_known_answers.py`` pins them).
+the two in sync (``tests/db_backup_suite/repository/test_known_answers.py`` pins them).
 
 All integers are unsigned big-endian.
 """

@@ -15,7 +15,7 @@ import pytest
 from db_backup_suite.lib.errors import SinkError, SinkObjectNotFound
 from db_backup_suite.lib.sinks import make_sink, open_download
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GiB = 1024**3
 NAME = "proddb/proddb_manual_20260101T000000Z.tar.zst.enc"
 #: (offset, bytes) written into the sparse file; the middle one straddles

@@ -21,7 +21,7 @@ from tests.fixtures.odoo_db import (
 )
 
 PREFIX = "h3_cli_"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from db_backup_suite.lib.sinks import make_sink
 from tests.fixtures.odoo_db import database_exists, list_databases
 
 PREFIX = "h12_cl_"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STAMP = "20260102030405"
 ARCHIVE = "{db}/{db}_manual_20260101T000000Z.tar.zst.enc"
 

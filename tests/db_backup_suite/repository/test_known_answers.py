@@ -21,7 +21,7 @@ from db_backup_suite.lib.errors import WrongKeyError
 from db_backup_suite.lib.repository import format as fmt
 from db_backup_suite.lib.sinks import make_sink
 
-KAT = Path(__file__).parent / "data" / "kat" / "repo-v1"
+KAT = Path(__file__).resolve().parents[2] / "data" / "kat" / "repo-v1"
 LINE = "kat-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # bytes 0..31
 MASTER = bytes(range(32))
 TENANT = "00000000-0000-4000-8000-00000000c0de"

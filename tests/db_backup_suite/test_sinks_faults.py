@@ -19,7 +19,7 @@ from db_backup_suite.lib.sinks.s3 import MiB
 from db_backup_suite.lib.sinks.sftp import fetch_host_key, known_hosts_fingerprint
 from tests.fixtures.s3_server import free_port, wait_until
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def s3_leftovers(server, bucket):

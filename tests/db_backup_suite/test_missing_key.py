@@ -21,7 +21,7 @@ from db_backup_suite.lib.sinks import make_sink
 from tests.fixtures.odoo_db import data_checksum, list_databases
 
 PREFIX = "h12_mk_"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_message_names_the_object_and_the_key_for_each_kind():

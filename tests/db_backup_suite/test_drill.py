@@ -21,7 +21,7 @@ from tests.fixtures.odoo_db import database_exists, list_databases
 from tests.fixtures.s3_server import wait_until
 
 PREFIX = "drill_t_"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from tests.fixtures.odoo_db import (
 )
 
 PREFIX = "h15_cli_"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(args, environ, check=False):

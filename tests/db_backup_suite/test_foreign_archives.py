@@ -30,7 +30,7 @@ from tests.fixtures.odoo_db import (
 )
 
 PREFIX = "h3_fa_"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from audit_export.lib.keyring import generate_key_line
 from db_backup_suite.lib import crypto, downloads
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PASSWORD = "Correct-Horse-42-battery!"
 TENANT = "tenant-uuid"
 NAME = "prod/prod_manual_20250101T000000Z.tar.zst.enc"

@@ -23,7 +23,7 @@ from db_backup_suite.lib.payload.writer import PayloadWriter
 from db_backup_suite.lib.sinks import make_sink
 
 PREFIX = "h12_dv_"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

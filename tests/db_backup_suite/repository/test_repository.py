@@ -38,7 +38,7 @@ from tests.fixtures.odoo_db import (
 )
 
 PREFIX = "h15_rp_"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 SMALL_PACK = 256 * 1024
 
 

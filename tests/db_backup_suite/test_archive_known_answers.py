@@ -16,7 +16,7 @@ import pytest
 from audit_export.lib import keyring as keyring_lib
 from audit_export.lib import streamcrypt
 
-KAT = Path(__file__).parent / "data" / "kat"
+KAT = Path(__file__).resolve().parents[1] / "data" / "kat"
 MATERIAL = bytes(range(32))
 KEY_LINE = "kat-1:" + base64.b64encode(MATERIAL).decode()
 TENANT = "00000000-0000-4000-8000-00000000c0de"

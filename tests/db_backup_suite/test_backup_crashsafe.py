@@ -33,7 +33,7 @@ from tests.fixtures.odoo_db import (
 from tests.fixtures.s3_server import wait_until
 
 PREFIX = "h12_cs_"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: Each example is bounded: a killed run and a complete one.
 RUN_TIMEOUT = 120
 #: A little more than the archive of ``crash_db`` (about 7.5 MB): offsets

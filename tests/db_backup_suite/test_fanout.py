@@ -23,7 +23,7 @@ from db_backup_suite.lib.sinks.local import LocalSink, LocalWriter
 from tests.fixtures.s3_server import wait_until
 
 PREFIX = "h12_fo_"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAST_S3 = {
     "part_size": 5 * 1024 * 1024,
     "part_attempts": 2,
