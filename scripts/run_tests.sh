@@ -14,6 +14,9 @@ echo "== lint: ruff"
 ruff check . || status=1
 ruff format --check . || status=1
 
+echo "== lint: pylint-odoo (OCA's mandatory checks, .pylintrc)"
+python3 -m pylint --rcfile=.pylintrc audit_export data_export_suite db_backup_suite gdpr_dsr || status=1
+
 echo "== tier 1: pytest"
 # pytest-odoo, where installed, would try to load an Odoo registry for this
 # plain tier: its plugin is disabled here (the Odoo tier runs through Odoo).

@@ -137,7 +137,10 @@ class DbBackupDestination(models.Model):
         # Destinations that existed before the storage mode keep writing
         # full archives (what they hold and what their administrator chose);
         # new S3 and SFTP destinations default to incremental snapshots.
-        if not sql.column_exists(self.env.cr, self._table, "storage_mode"):
+        # (On a fresh install there is no table yet: nothing to keep.)
+        if sql.table_exists(self.env.cr, self._table) and not sql.column_exists(
+            self.env.cr, self._table, "storage_mode"
+        ):
             sql.create_column(self.env.cr, self._table, "storage_mode", "varchar")
             self.env.cr.execute(
                 SQL("UPDATE %s SET storage_mode = 'full'", SQL.identifier(self._table))
