@@ -552,9 +552,10 @@ class DbBackupSandbox(models.Model):
         from ..lib import safety
 
         day = (today or fields.Date.today()).strftime("%Y%m%d")
-        known = set(
-            self.sudo().search([("name", "=like", f"{dbname}%")]).mapped("name")
-        )
+        # every row: a long database name is cut in its sandboxes' names, so
+        # no prefix of ``dbname`` finds them (a handful of rows)
+        rows = self.sudo().search([])  # pylint: disable=no-search-all
+        known = set(rows.mapped("name"))
         n = 1
         while True:
             name = safety.sandbox_name(dbname, day, n)
