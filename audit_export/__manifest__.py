@@ -8,7 +8,7 @@
     "author": "Backup & Compliance Suite",
     "development_status": "Beta",
     "depends": ["base", "web"],
-    "external_dependencies": {"python": ["cryptography", "zxcvbn"]},
+    "external_dependencies": {"python": ["suite_core", "cryptography", "zxcvbn"]},
     "data": [
         "security/audit_export_groups.xml",
         "security/ir.model.access.csv",

@@ -838,7 +838,7 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the raw figures to this file")
     args = parser.parse_args(argv)
 
-    from audit_export.lib.keyring import generate_key_line
+    from suite_core.keyring import generate_key_line
 
     env = Env(args)
     env.keyring_line = generate_key_line("bench")

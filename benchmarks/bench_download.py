@@ -152,8 +152,8 @@ def main():
     parser.add_argument("--size-mb", type=int, default=1536)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    from audit_export.lib.keyring import generate_key_line
     from db_backup_suite.lib import crypto, downloads
+    from suite_core.keyring import generate_key_line
 
     scratch = tempfile.mkdtemp(prefix="bench_download_")
     try:
@@ -174,9 +174,7 @@ def main():
         )
         base = os.path.join(scratch, "private")
         os.makedirs(base, mode=0o700)
-        env = dict(
-            os.environ, PYTHONPATH=ROOT, DB_BACKUP_SUITE_KEYRING_FILE=keyring_file
-        )
+        env = dict(os.environ, PYTHONPATH=ROOT, SUITE_KEYRING_FILE=keyring_file)
         rows = []
 
         # 2. prepare (the detached process of the download wizard)

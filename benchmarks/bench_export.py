@@ -397,13 +397,11 @@ def main(argv=None):
         child(args)
         return 0
 
-    if not os.environ.get("DB_BACKUP_SUITE_KEYRING") and not os.environ.get(
-        "DB_BACKUP_SUITE_KEYRING_FILE"
-    ):
+    if not os.environ.get("SUITE_KEYRING") and not os.environ.get("SUITE_KEYRING_FILE"):
         sys.path.insert(0, str(REPO))
-        from audit_export.lib.keyring import generate_key_line
+        from suite_core.keyring import generate_key_line
 
-        os.environ["DB_BACKUP_SUITE_KEYRING"] = generate_key_line("bench")
+        os.environ["SUITE_KEYRING"] = generate_key_line("bench")
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
     methods = [m for m in args.methods.split(",") if m]
     unknown = set(methods) - set(ALL_METHODS)

@@ -324,7 +324,7 @@ def restic_backup(repo: Path, db: str, filestore: Path) -> float:
 # The run
 # ---------------------------------------------------------------------------
 def measure(args, work: Path) -> dict:
-    from audit_export.lib.keyring import generate_key_line
+    from suite_core.keyring import generate_key_line
 
     keyring = generate_key_line("bench")
     row: dict = {"scale": args.scale}

@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from audit_export.lib.writers import CsvWriter, XlsxWriter  # noqa: E402
+from suite_core.writers import CsvWriter, XlsxWriter  # noqa: E402
 
 HEADER = ["id", "name", "phone", "amount", "when", "flag", "day"]
 

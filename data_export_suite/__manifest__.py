@@ -8,7 +8,9 @@
     "author": "Backup & Compliance Suite",
     "development_status": "Beta",
     "depends": ["audit_export", "mail", "bus"],
-    "external_dependencies": {"python": ["cryptography", "pyzipper", "zxcvbn"]},
+    "external_dependencies": {
+        "python": ["suite_core", "cryptography", "pyzipper", "zxcvbn"]
+    },
     "data": [
         "security/data_export_suite_groups.xml",
         "security/ir.model.access.csv",

@@ -10,6 +10,7 @@
     "depends": ["base", "mail", "bus", "audit_export"],
     "external_dependencies": {
         "python": [
+            "suite_core",
             "boto3",
             "cryptography",
             "paramiko",

@@ -8,7 +8,7 @@
     "author": "Backup & Compliance Suite",
     "development_status": "Beta",
     "depends": ["mail", "audit_export", "data_export_suite"],
-    "external_dependencies": {"python": ["cryptography"]},
+    "external_dependencies": {"python": ["suite_core", "cryptography"]},
     "data": [
         "security/gdpr_dsr_groups.xml",
         "security/ir.model.access.csv",

@@ -120,7 +120,14 @@ def main(argv=None):
     )
     print(f"odoo tier: Odoo from {root}, log in {log_path}", flush=True)
     started = time.monotonic()
-    proc = subprocess.run(cmd, cwd=REPO, check=False)
+    # the addons import the shared core by its one name, ``suite_core``: the
+    # repository root goes first on Odoo's Python path (as ``pip install .``
+    # would put it in site-packages)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), env.get("PYTHONPATH")) if p
+    )
+    proc = subprocess.run(cmd, cwd=REPO, check=False, env=env)
     elapsed = time.monotonic() - started
     failed = errors = ran = skipped = 0
     bad_lines = []

@@ -8,7 +8,7 @@
 #                                            # holds filestore/DBNAME
 #
 # PostgreSQL: the usual PGHOST/PGPORT/PGUSER/PGPASSWORD (default here:
-# 127.0.0.1:5432). Keyring: DB_BACKUP_SUITE_KEYRING_FILE if set, otherwise a
+# 127.0.0.1:5432). Keyring: SUITE_KEYRING_FILE if set, otherwise a
 # throwaway one is generated in the work dir (QUICKSTART_DIR, default
 # /tmp/db-backup-suite-quickstart). Idempotent: rerunning starts afresh. The
 # demo database and the restored copy are dropped at the end (KEEP=1 keeps
@@ -75,12 +75,12 @@ else
 fi
 
 echo "== 3/6 keyring"
-if [ -z "${DB_BACKUP_SUITE_KEYRING_FILE:-}" ] && [ -z "${DB_BACKUP_SUITE_KEYRING:-}" ]; then
-    export DB_BACKUP_SUITE_KEYRING_FILE="$WORK/keyring"
-    if [ ! -f "$DB_BACKUP_SUITE_KEYRING_FILE" ]; then
-        "${CLI[@]}" keygen -o "$DB_BACKUP_SUITE_KEYRING_FILE" 2>/dev/null
+if [ -z "${SUITE_KEYRING_FILE:-}" ] && [ -z "${SUITE_KEYRING:-}" ]; then
+    export SUITE_KEYRING_FILE="$WORK/keyring"
+    if [ ! -f "$SUITE_KEYRING_FILE" ]; then
+        "${CLI[@]}" keygen -o "$SUITE_KEYRING_FILE" 2>/dev/null
     fi
-    echo "throwaway keyring $DB_BACKUP_SUITE_KEYRING_FILE (set DB_BACKUP_SUITE_KEYRING_FILE to use yours)"
+    echo "throwaway keyring $SUITE_KEYRING_FILE (set SUITE_KEYRING_FILE to use yours)"
 else
     echo "using the configured keyring"
 fi

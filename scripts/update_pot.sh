@@ -5,6 +5,8 @@
 #   scripts/update_pot.sh [addon ...]        (default: every addon)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the addons import the shared core, suite_core, from the repository root
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 addons=("$@")
 if [ ${#addons[@]} -eq 0 ]; then
     for manifest in */__manifest__.py; do addons+=("$(dirname "$manifest")"); done

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from audit_export.lib import streamcrypt as sc
 from db_backup_suite.lib import crypto, scan
-from db_backup_suite.lib.errors import ArchiveFormatError, WrongKeyError
+from db_backup_suite.lib.errors import FormatError, WrongKeyError
+from suite_core import streamcrypt as sc
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP_DIRS = {".git", "__pycache__", "node_modules", ".venv", "venv", ".ruff_cache"}
@@ -35,8 +35,7 @@ REQUIRED = {
 }
 #: modules whose ``verify`` is streamcrypt's
 VERIFY_MODULES = {
-    "audit_export.lib.streamcrypt",
-    "odoo.addons.audit_export.lib.streamcrypt",
+    "suite_core.streamcrypt",
     "db_backup_suite.lib.crypto",
     "odoo.addons.db_backup_suite.lib.crypto",
 }
@@ -143,8 +142,8 @@ def test_the_checker_catches_what_it_must(tmp_path, monkeypatch):
     bad = tmp_path / "pkg" / "bad.py"
     bad.parent.mkdir()
     bad.write_text(
-        "from audit_export.lib import streamcrypt as sc\n"
-        "from audit_export.lib.streamcrypt import verify as check\n"
+        "from suite_core import streamcrypt as sc\n"
+        "from suite_core.streamcrypt import verify as check\n"
         "from db_backup_suite.lib import crypto\n"
         "sc.DecryptingReader(raw, keyring=k, tenant=t)\n"
         "sc.verify(raw, keyring=k, purpose='backup')\n"
@@ -211,7 +210,7 @@ def test_reader_accepts_its_own_tenant_and_purpose(read):
 
 @pytest.mark.parametrize("read", READERS)
 def test_reader_refuses_another_purpose(read):
-    with pytest.raises(ArchiveFormatError, match="'export' archive, not a 'backup'"):
+    with pytest.raises(FormatError, match="'export' archive, not a 'backup'"):
         read(_blob(purpose="export"), TENANT, crypto.PURPOSE)
 
 
@@ -237,7 +236,7 @@ def test_reader_without_tenant_or_purpose_is_a_type_error(read):
 
 def test_open_archive_fixes_the_backup_purpose_and_checks_the_tenant():
     assert crypto.open_archive(io.BytesIO(_blob()), keyring=RING, tenant=TENANT).read()
-    with pytest.raises(ArchiveFormatError, match="not a 'backup'"):
+    with pytest.raises(FormatError, match="not a 'backup'"):
         crypto.open_archive(
             io.BytesIO(_blob(purpose="export")), keyring=RING, tenant=TENANT
         )
@@ -255,13 +254,13 @@ def test_verify_archive_and_scan_archive_check_the_tenant():
         crypto.verify_archive(
             io.BytesIO(_blob(tenant=OTHER)), keyring=RING, tenant=TENANT
         )
-    with pytest.raises(ArchiveFormatError, match="not a 'backup'"):
+    with pytest.raises(FormatError, match="not a 'backup'"):
         crypto.verify_archive(
             io.BytesIO(_blob(purpose="export")), keyring=RING, tenant=TENANT
         )
     with pytest.raises(WrongKeyError, match="belongs to"):
         scan.scan_archive(io.BytesIO(_blob(tenant=OTHER)), keyring=RING, tenant=TENANT)
-    with pytest.raises(ArchiveFormatError, match="not a 'backup'"):
+    with pytest.raises(FormatError, match="not a 'backup'"):
         scan.scan_archive(
             io.BytesIO(_blob(purpose="export")), keyring=RING, tenant=TENANT
         )

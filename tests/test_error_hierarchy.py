@@ -1,13 +1,12 @@
-"""One error hierarchy: every error class a ``<addon>/lib`` module defines
-on purpose derives from the suite's one root, ``SuiteError``
-(``audit_export.lib.keyring``; ``db_backup_suite.lib.errors`` calls it
-``BackupSuiteError``), so one ``except SuiteError`` catches every error the
-engine raises deliberately, the CLI maps each family to its exit code and
-the Odoo layer to a translated message.
+"""One error hierarchy: every error class the shared core (``suite_core``)
+or a ``<addon>/lib`` module defines on purpose derives from the suite's one
+root, ``suite_core.keyring.SuiteError``, so one ``except SuiteError``
+catches every error the engine raises deliberately, the CLI maps each
+family to its exit code and the Odoo layer to a translated message.
 
-The test imports every module of every ``lib`` (outside Odoo, as the CLI
-does: the shared core is ``audit_export.lib``) and checks every Exception
-subclass defined there. Classes that keep a second base (``ValueError``,
+The test imports every module of ``suite_core`` and of every ``lib``
+(outside Odoo, as the CLI does) and checks every Exception subclass defined
+there. Classes that keep a second base (``ValueError``,
 ``OSError``...) for existing handlers still pass: only the root is checked.
 """
 
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from audit_export.lib.keyring import SuiteError
+from suite_core.keyring import SuiteError
 
 REPO = Path(__file__).resolve().parent.parent
 ADDONS = sorted(
@@ -31,8 +30,7 @@ OUTSIDE = {}
 
 
 def _lib_modules():
-    for addon in ADDONS:
-        lib = REPO / addon / "lib"
+    for lib in [REPO / "suite_core"] + [REPO / addon / "lib" for addon in ADDONS]:
         for path in sorted(lib.rglob("*.py")):
             if path.name == "__main__.py":  # runs the CLI when imported
                 continue
@@ -59,6 +57,7 @@ def test_every_lib_module_is_walked():
     assert "db_backup_suite.lib.cli" in MODULES
     assert "db_backup_suite.lib.repository.repo" in MODULES
     assert "gdpr_dsr.lib.erasure_register" in MODULES
+    assert "suite_core.streamcrypt" in MODULES
     assert len(MODULES) > 40
 
 
@@ -89,10 +88,10 @@ def test_the_check_sees_a_stray_error():
 
 
 def test_second_bases_are_kept_for_existing_handlers():
-    from audit_export.lib.passwords import PasswordPolicyError
-    from audit_export.lib.writers import WriterError
     from data_export_suite.lib.domain import DomainError
     from data_export_suite.lib.zipper import ZipperError
+    from suite_core.passwords import PasswordPolicyError
+    from suite_core.writers import WriterError
 
     for cls in (PasswordPolicyError, WriterError, DomainError, ZipperError):
         assert issubclass(cls, SuiteError)

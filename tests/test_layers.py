@@ -1,13 +1,17 @@
 """The layers of the code, checked on its source (an import-linter of our
 own, no Odoo needed):
 
+- ``suite_core`` (the shared core: keyring, streaming encryption, writers,
+  password and secret rules, witness) is the bottom layer: it imports
+  neither ``odoo`` nor any addon, and every addon reaches it by that one
+  name;
 - every ``<addon>/lib`` is pure Python: no module imports ``odoo`` (also not
   inside a function), so the engine runs and is tested without Odoo;
-- ``audit_export/lib`` is the shared core: it imports no other addon;
-- another addon's ``lib`` reaches another addon's code only through that
-  addon's ``lib`` (never its models, wizards or controllers);
-- within a ``lib``, the import graph has no cycle (function-level imports
-  count: a cycle hidden inside a function is still a cycle).
+- a ``lib`` reaches another addon's code only through that addon's ``lib``
+  (never its models, wizards or controllers);
+- within ``suite_core`` and within each ``lib``, the import graph has no
+  cycle (function-level imports count: a cycle hidden inside a function is
+  still a cycle).
 """
 
 import ast
@@ -21,8 +25,12 @@ ADDONS = sorted(
 )
 
 
+#: the pure-Python packages: the shared core, then each addon's ``lib``
+PACKAGES = ["suite_core", *ADDONS]
+
+
 def _lib_modules(addon):
-    lib = REPO / addon / "lib"
+    lib = REPO / addon if addon == "suite_core" else REPO / addon / "lib"
     for path in sorted(lib.rglob("*.py")):
         parts = path.relative_to(REPO).with_suffix("").parts
         if parts[-1] == "__init__":
@@ -52,26 +60,12 @@ def _imports(module, path):
     return found
 
 
-def _strip_odoo_addons(name):
-    return name[len("odoo.addons.") :] if name.startswith("odoo.addons.") else name
-
-
 def _is_odoo(name):
-    """An import of Odoo itself. ``odoo.addons.<suite addon>.lib`` is not:
-    it is how a lib reaches the shared core's modules under one identity
-    when Odoo loaded them (``db_backup_suite/lib/crypto.py``)."""
-    if name != "odoo" and not name.startswith("odoo."):
-        return False
-    parts = name.split(".")
-    return not (
-        len(parts) >= 4
-        and parts[1] == "addons"
-        and parts[2] in ADDONS
-        and parts[3] == "lib"
-    )
+    """An import of Odoo itself, or of any addon through ``odoo.addons``."""
+    return name == "odoo" or name.startswith("odoo.")
 
 
-@pytest.mark.parametrize("addon", ADDONS)
+@pytest.mark.parametrize("addon", PACKAGES)
 def test_lib_never_imports_odoo(addon):
     offenders = [
         f"{module} imports {name}"
@@ -82,21 +76,47 @@ def test_lib_never_imports_odoo(addon):
     assert offenders == []
 
 
-@pytest.mark.parametrize("addon", ADDONS)
-def test_lib_reaches_other_addons_only_through_their_lib(addon):
-    offenders = []
-    for module, path in _lib_modules(addon):
-        for name in map(_strip_odoo_addons, _imports(module, path)):
-            head = name.split(".")[0]
-            if head in ADDONS and head != addon:
-                if addon == "audit_export":
-                    offenders.append(f"{module} (shared core) imports {name}")
-                elif not name.startswith(f"{head}.lib"):
-                    offenders.append(f"{module} imports {name}")
+def test_suite_core_imports_no_addon():
+    offenders = [
+        f"{module} imports {name}"
+        for module, path in _lib_modules("suite_core")
+        for name in _imports(module, path)
+        if name.split(".")[0] in ADDONS
+    ]
     assert offenders == []
 
 
 @pytest.mark.parametrize("addon", ADDONS)
+def test_lib_reaches_other_addons_only_through_their_lib(addon):
+    offenders = []
+    for module, path in _lib_modules(addon):
+        for name in _imports(module, path):
+            head = name.split(".")[0]
+            if head in ADDONS and head != addon and not name.startswith(f"{head}.lib"):
+                offenders.append(f"{module} imports {name}")
+    assert offenders == []
+
+
+def test_the_addons_reach_the_core_by_one_name():
+    """No module anywhere imports the core through another addon's path or
+    switches its import on ``__name__`` (the old two-name layout)."""
+    offenders = []
+    core_modules = [p.stem for p in (REPO / "suite_core").glob("*.py")]
+    for path in sorted(REPO.glob("*/**/*.py")):
+        if path.parts[len(REPO.parts)] in {"docker", ".git"}:
+            continue
+        text = path.read_text()
+        for old in (".".join(("audit_export", "lib", m)) for m in core_modules):
+            if old in text:
+                offenders.append(f"{path.relative_to(REPO)} names {old}")
+    for package in PACKAGES:
+        for module, path in _lib_modules(package):
+            if '__name__.startswith("odoo.addons.")' in path.read_text():
+                offenders.append(f"{module} switches its imports on __name__")
+    assert offenders == []
+
+
+@pytest.mark.parametrize("addon", PACKAGES)
 def test_lib_import_graph_has_no_cycle(addon):
     modules = dict(_lib_modules(addon))
     graph = {

@@ -916,7 +916,7 @@ def verify_log(store, key_for, *, keyring, checkpoints, witness=None):
             head, walker
         )
     if problem is None and witness is not None:
-        from . import witness as witness_lib
+        from suite_core import witness as witness_lib
 
         problem, summary = witness_lib.check(
             witness["records"],

@@ -8,7 +8,9 @@ from odoo import api, fields, models, tools
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
-from ..lib import chain, witness
+from suite_core import witness
+
+from ..lib import chain
 
 _logger = logging.getLogger(__name__)
 

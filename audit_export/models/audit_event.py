@@ -6,7 +6,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import os
 import re
 import uuid
 
@@ -15,7 +14,9 @@ from odoo.exceptions import AccessError, UserError
 from odoo.http import request
 from odoo.tools import SQL
 
-from ..lib import chain, witness
+from suite_core import witness
+
+from ..lib import chain
 from .audit_checkpoint import in_test_mode
 
 _logger = logging.getLogger(__name__)
@@ -631,16 +632,11 @@ class AuditEvent(models.Model):
         A configured but unusable keyring raises: silently falling back to
         the weaker database key would hide a misconfiguration.
         """
-        from ..lib import keyring as keyring_lib
+        from suite_core import keyring as keyring_lib
 
-        config_path = tools.config.get(keyring_lib.CONFIG_OPTION)
-        configured = config_path or any(
-            (os.environ.get(name) or "").strip()
-            for name in (keyring_lib.ENV_KEYRING_FILE, keyring_lib.ENV_KEYRING)
-        )
-        if not configured:
+        if not keyring_lib.is_configured(tools.config):
             return None
-        return keyring_lib.Keyring.load(config_path=config_path)
+        return keyring_lib.Keyring.from_config(tools.config)
 
     @api.model
     def _database_key(self):

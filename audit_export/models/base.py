@@ -24,8 +24,9 @@ read past ``groups=``). Which fields are withheld is decided once per model
 
 from odoo import api, models
 
+from suite_core.sensitive import is_withheld
+
 from ..lib import chain
-from ..lib.sensitive import is_withheld
 from .audit_rule import NEVER_AUDITED
 
 # Field types whose content is never logged whatever the field (size and

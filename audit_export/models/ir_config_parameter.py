@@ -11,7 +11,7 @@ read by the capture, and recorded as changed.
 
 from odoo import models
 
-from ..lib.sensitive import is_secret_field
+from suite_core.sensitive import is_secret_field
 
 # The fields judged by key (below) instead of by the whole-model rule.
 KEYED_FIELDS = frozenset({"key", "value"})

@@ -8,7 +8,7 @@ the password, and the reasons in the user's language.
 from odoo import api, models
 from odoo.exceptions import AccessError, UserError
 
-from ..lib import passwords
+from suite_core import passwords
 
 
 class AuditPasswordPolicy(models.AbstractModel):

@@ -19,7 +19,9 @@ from odoo.exceptions import UserError
 from odoo.tests import HttpCase, TransactionCase, new_test_user, tagged
 from odoo.tools import SQL, config, mute_logger
 
-from odoo.addons.audit_export.lib import chain, keyring, witness
+from odoo.addons.audit_export.lib import chain
+
+from suite_core import keyring, witness
 
 SUBJECT_EMAIL = "jane.roe@example.com"
 SUBJECT_NAME = "Jane Roe"

@@ -5,7 +5,9 @@ from unittest.mock import patch
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import SQL
 
-from odoo.addons.audit_export.lib import chain, keyring
+from odoo.addons.audit_export.lib import chain
+
+from suite_core import keyring
 
 
 def commitments(row):

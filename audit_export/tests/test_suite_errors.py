@@ -1,7 +1,8 @@
 from odoo.tests import TransactionCase, tagged
 
-from odoo.addons.audit_export.lib import keyring, passwords, streamcrypt, witness
 from odoo.addons.audit_export.tools.suite_errors import MESSAGES, suite_error_message
+
+from suite_core import keyring, passwords, streamcrypt, witness
 
 
 @tagged("post_install", "-at_install")

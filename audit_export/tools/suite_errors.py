@@ -7,7 +7,7 @@ first) to a message in the user's language, filled from the error's own
 attributes. An error of no listed class keeps the library's message.
 """
 
-from ..lib import keyring, passwords, streamcrypt, witness
+from suite_core import keyring, passwords, streamcrypt, witness
 
 
 def _missing_key(env, exc):

@@ -5,7 +5,9 @@ import datetime as dt
 from odoo import _lt, api, fields, models
 from odoo.exceptions import UserError
 
-from ..lib import chain, writers
+from suite_core import writers
+
+from ..lib import chain
 
 BATCH_SIZE = 1000
 DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}

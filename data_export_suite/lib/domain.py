@@ -26,10 +26,7 @@ import ast
 import math
 import re
 
-if __name__.startswith("odoo.addons."):
-    from odoo.addons.audit_export.lib.keyring import SuiteError
-else:
-    from audit_export.lib.keyring import SuiteError
+from suite_core.keyring import SuiteError
 
 #: Odoo 18's term operators (``odoo.osv.expression.TERM_OPERATORS``; an Odoo
 #: test pins the copy) and ``<>``, which Odoo reads as ``!=``.

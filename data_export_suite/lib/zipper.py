@@ -17,10 +17,7 @@ try:
 except ImportError:  # pragma: no cover - declared in external_dependencies
     pyzipper = None
 
-if __name__.startswith("odoo.addons."):
-    from odoo.addons.audit_export.lib.keyring import SuiteError
-else:
-    from audit_export.lib.keyring import SuiteError
+from suite_core.keyring import SuiteError
 
 CHUNK_SIZE = 1024 * 1024
 MIN_PASSWORD_LENGTH = 8

@@ -1,6 +1,6 @@
 """Field access: what the CURRENT user may export.
 
-Field groups, the suite's secret rule (``audit_export.lib.sensitive``),
+Field groups, the suite's secret rule (``suite_core.sensitive``),
 readable comodels and computations the user can run decide which fields a
 user may export or filter on, and what the export wizard offers (business
 models, the field tree). Inherited by ``data.export.profile``.
@@ -13,7 +13,7 @@ from odoo import api, models, tools
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 
-from odoo.addons.audit_export.lib.sensitive import SECRET_MODELS, is_withheld
+from suite_core.sensitive import SECRET_MODELS, is_withheld
 
 from ..lib.serialize import check_path_syntax
 

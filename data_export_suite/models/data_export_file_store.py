@@ -1,6 +1,6 @@
 """Export file store: where export files live, encrypted, and their keys.
 
-Export files are stored as ciphertext only (``audit_export.lib.streamcrypt``
+Export files are stored as ciphertext only (``suite_core.streamcrypt``
 with the server keyring, bound to this database's uuid) in the filestore's
 ``data_export_suite`` folder, written atomically; ZIP passwords are sealed
 with the same keyring until the job used them. Inherited by
@@ -18,8 +18,8 @@ from odoo import api, models, tools
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
-from odoo.addons.audit_export.lib import keyring as suite_keyring
-from odoo.addons.audit_export.lib import streamcrypt
+from suite_core import keyring as suite_keyring
+from suite_core import streamcrypt
 
 from ..lib.serialize import CountingWriter
 
@@ -45,9 +45,7 @@ class DataExportFileStore(models.AbstractModel):
 
     def _load_keyring(self):
         try:
-            return suite_keyring.Keyring.load(
-                config_path=tools.config.get("backup_keyring_file") or None
-            )
+            return suite_keyring.Keyring.from_config(tools.config)
         except suite_keyring.KeyringError as exc:
             raise UserError(
                 self.env._(

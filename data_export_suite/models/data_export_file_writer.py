@@ -1,6 +1,6 @@
 """Export file writer: an export job's file in its format.
 
-CSV, Excel and JSON through ``audit_export.lib.writers`` (the header row:
+CSV, Excel and JSON through ``suite_core.writers`` (the header row:
 technical names or labels as on screen), invoices as the Invoicing app's PDF
 report (one PDF, or a ZIP of them). The bytes go to an encrypted file of the
 store (``data.export.file.store``). Inherited by ``data.export.job``: reads
@@ -11,7 +11,7 @@ import logging
 
 from odoo import api, models
 
-from odoo.addons.audit_export.lib.writers import open_writer
+from suite_core.writers import open_writer
 
 from ..lib.serialize import safe_filename
 from ..lib.zipper import write_zip

@@ -4,7 +4,7 @@ from unittest.mock import patch
 from odoo.tests import new_test_user
 from odoo.tests.common import TransactionCase
 
-from odoo.addons.audit_export.lib.keyring import generate_key_line
+from suite_core.keyring import generate_key_line
 
 
 class ExportCase(TransactionCase):
@@ -15,12 +15,8 @@ class ExportCase(TransactionCase):
         super().setUpClass()
         # A real keyring through the documented environment variable: the
         # files are really encrypted with AES-256-GCM in these tests.
-        environ = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("DB_BACKUP_SUITE_KEYRING")
-        }
-        environ["DB_BACKUP_SUITE_KEYRING"] = generate_key_line("h6test")
+        environ = {k: v for k, v in os.environ.items() if "SUITE_KEYRING" not in k}
+        environ["SUITE_KEYRING"] = generate_key_line("h6test")
         cls.startClassPatcher(patch.dict(os.environ, environ, clear=True))
         cls.company = cls.env.company
         cls.exporter = new_test_user(

@@ -16,7 +16,7 @@ from odoo import Command
 from odoo.exceptions import AccessError
 from odoo.tests import HttpCase, new_test_user, tagged
 
-from odoo.addons.audit_export.lib.keyring import generate_key_line
+from suite_core.keyring import generate_key_line
 
 from .common import ExportCase
 
@@ -268,12 +268,8 @@ class TestExportInvoicePdf(HttpCase):
         super().setUpClass()
         if "account.move" not in cls.env:
             raise SkipTest("the Invoicing app (account) is not installed")
-        environ = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("DB_BACKUP_SUITE_KEYRING")
-        }
-        environ["DB_BACKUP_SUITE_KEYRING"] = generate_key_line("h12pdf")
+        environ = {k: v for k, v in os.environ.items() if "SUITE_KEYRING" not in k}
+        environ["SUITE_KEYRING"] = generate_key_line("h12pdf")
         cls.startClassPatcher(patch.dict(os.environ, environ, clear=True))
         cls.exporter = new_test_user(
             cls.env,

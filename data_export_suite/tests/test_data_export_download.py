@@ -3,18 +3,14 @@ from unittest.mock import patch
 
 from odoo.tests import HttpCase, new_test_user, tagged
 
-from odoo.addons.audit_export.lib.keyring import generate_key_line
+from suite_core.keyring import generate_key_line
 
 
 @tagged("post_install", "-at_install")
 class TestExportDownload(HttpCase):
     def test_download_round_trip_over_http(self):
-        environ = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("DB_BACKUP_SUITE_KEYRING")
-        }
-        environ["DB_BACKUP_SUITE_KEYRING"] = generate_key_line("h6http")
+        environ = {k: v for k, v in os.environ.items() if "SUITE_KEYRING" not in k}
+        environ["SUITE_KEYRING"] = generate_key_line("h6http")
         self.startPatcher(patch.dict(os.environ, environ, clear=True))
         groups = "base.group_user,data_export_suite.export_group_user"
         owner = new_test_user(

@@ -9,7 +9,7 @@ import openpyxl
 from odoo.exceptions import AccessError
 from odoo.tests import tagged
 
-from odoo.addons.audit_export.lib.writers import neutralize
+from suite_core.writers import neutralize
 
 from .common import ExportCase
 

@@ -14,7 +14,7 @@ from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.osv import expression
 from odoo.tests import new_test_user, tagged
 
-from odoo.addons.audit_export.lib import streamcrypt
+from suite_core import streamcrypt
 
 from ..lib import domain as domain_lib
 from .common import ExportCase

@@ -8,7 +8,7 @@ from unittest.mock import patch
 
 from odoo.tests import HttpCase, new_test_user, tagged
 
-from odoo.addons.audit_export.lib.keyring import generate_key_line
+from suite_core.keyring import generate_key_line
 
 EXPORT_GROUP = "data_export_suite.export_group_user"
 
@@ -18,12 +18,8 @@ class TestExportWizardRpc(HttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        environ = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("DB_BACKUP_SUITE_KEYRING")
-        }
-        environ["DB_BACKUP_SUITE_KEYRING"] = generate_key_line("wizardrpc")
+        environ = {k: v for k, v in os.environ.items() if "SUITE_KEYRING" not in k}
+        environ["SUITE_KEYRING"] = generate_key_line("wizardrpc")
         cls.startClassPatcher(patch.dict(os.environ, environ, clear=True))
 
         def user(login, groups):

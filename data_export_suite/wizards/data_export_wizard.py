@@ -1,8 +1,8 @@
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
 
-from odoo.addons.audit_export.lib import passwords
-from odoo.addons.audit_export.lib.sensitive import SECRET_MODELS
+from suite_core import passwords
+from suite_core.sensitive import SECRET_MODELS
 
 from ..lib.serialize import parse_field_paths
 from ..models.data_export_job import HEADER_STYLES, human_size

@@ -45,9 +45,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from suite_core.keyring import KEYGEN_HINT
+
 from . import cleanup, crypto, fanout, naming
 from . import manifest as mf
-from .errors import ArchiveError, BackupSuiteError, DumpError, SinkError
+from .errors import DumpError, KeyringError, SinkError, StreamCryptError, SuiteError
 from .lock import backup_lock
 from .payload.extract import safe_member_path
 from .payload.writer import PayloadWriter
@@ -114,7 +116,7 @@ class BackupRequest:
     fanout_depth: int = fanout.DEFAULT_DEPTH
     stall_timeout: float = fanout.DEFAULT_STALL_TIMEOUT
     #: the audit chain's witnessed head when the backup starts
-    #: (``audit_export.lib.witness.latest_head``), kept in the manifest so a
+    #: (``suite_core.witness.latest_head``), kept in the manifest so a
     #: restore can check the restored chain against it; None: not recorded
     audit_head: dict | None = None
 
@@ -332,9 +334,9 @@ def _resolve_sinks(req) -> tuple[list, list]:
 
 def _check_encryption(req: BackupRequest):
     if (req.keyring is None) == (req.password is None):
-        raise crypto.KeyringError(
+        raise KeyringError(
             "a backup needs exactly one of a server keyring or a password; "
-            "no keyring configured? " + crypto.keyring.KEYGEN_HINT
+            "no keyring configured? " + KEYGEN_HINT
         )
     if req.compression not in EXTENSIONS:
         raise ValueError(
@@ -629,7 +631,7 @@ class _FilestoreWriter:
         fname = entry["store_fname"]
         try:
             path = self._path(fname)
-        except ArchiveError as exc:
+        except StreamCryptError as exc:
             self.missing.append({"store_fname": fname, "reason": f"unsafe name: {exc}"})
             return True
         try:
@@ -668,4 +670,4 @@ class _FilestoreWriter:
         }
 
 
-__all__ = ["BackupRequest", "BackupResult", "BackupSuiteError", "run_backup"]
+__all__ = ["BackupRequest", "BackupResult", "SuiteError", "run_backup"]

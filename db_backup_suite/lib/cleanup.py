@@ -87,7 +87,7 @@ from datetime import UTC, datetime
 import psycopg2
 
 from . import lock, naming, pgtools, provenance, registry, safety
-from .errors import BackupLockedError, BackupSuiteError, SafetyError
+from .errors import BackupLockedError, SafetyError, SuiteError
 
 _logger = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ def _resolve(sinks):
         if isinstance(item, dict):
             try:
                 out.append((make_sink(item), True, None))
-            except BackupSuiteError as exc:
+            except SuiteError as exc:
                 out.append((None, False, f"{item.get('type')} destination: {exc}"))
         else:
             out.append((item, False, None))
@@ -294,7 +294,7 @@ def clean_leftovers(
                 _clean_local(
                     pg, database, data_dir, work_dir, older_than, now, dry_run, result
                 )
-            except (BackupSuiteError, psycopg2.Error, OSError) as exc:
+            except (SuiteError, psycopg2.Error, OSError) as exc:
                 # a cleanup never fails the run that asked for it
                 _logger.warning("cleanup of %s stopped: %s", database, exc)
                 result.errors.append(
@@ -338,7 +338,7 @@ def _destination_evidence(stack, result, database, pg, locked, older_than):
             )
             result.evidence = "backup lock (held by a running backup)"
             return None
-        except BackupSuiteError as exc:
+        except SuiteError as exc:
             result.errors.append(
                 f"cannot take the backup lock of {database!r} ({exc}); only "
                 f"leftovers idle for {UNLOCKED_MIN_AGE:.0f}s or more are removed"
@@ -376,7 +376,7 @@ def _clean_destination(sink, database, min_age, now, dry_run, result):
             continue
         try:
             gone = sink.remove_incomplete(item)
-        except (BackupSuiteError, OSError) as exc:
+        except (SuiteError, OSError) as exc:
             leftover.action, leftover.reason = "failed", str(exc)
             continue
         leftover.action = "removed"
@@ -434,7 +434,7 @@ def _registered_scratches(data_dir, database) -> list[str]:
         return []
     try:
         entries = registry.entries_for(data_dir, database)
-    except (BackupSuiteError, OSError):
+    except (SuiteError, OSError):
         return []  # reported by the proof of each leftover
     return [
         e.name
@@ -460,7 +460,7 @@ def _list_dirs(base) -> list[str]:
 def _clean_local(pg, database, data_dir, work_dir, older_than, now, dry_run, result):
     try:
         databases = _list_databases(pg)
-    except BackupSuiteError as exc:
+    except SuiteError as exc:
         result.errors.append(
             f"cannot list the databases ({exc}): staging and scratch databases, "
             "filestores and temp directories were not examined"
@@ -595,7 +595,7 @@ def _remove_local(
             _remove_work_dir(temp_root, name)
         if kind != "work-dir":
             _forget_if_gone(pg, data_dir, name)
-    except (BackupSuiteError, OSError) as exc:
+    except (SuiteError, OSError) as exc:
         leftover.action, leftover.reason = "failed", str(exc)
         return
     leftover.action = "removed"

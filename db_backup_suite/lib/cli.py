@@ -18,8 +18,8 @@ Secrets never go on the command line: S3 keys from ``AWS_ACCESS_KEY_ID`` /
 ``DB_BACKUP_SUITE_SFTP_PASSWORD``, the PostgreSQL password from
 ``PGPASSWORD`` or ``~/.pgpass``, an archive password from a file
 (``--password-file``) or an environment variable (``--password-env``), the
-keyring from ``--keyring FILE`` or ``DB_BACKUP_SUITE_KEYRING_FILE`` /
-``DB_BACKUP_SUITE_KEYRING``. A JSON config file may hold secrets; keep it
+keyring from ``--keyring FILE`` or ``SUITE_KEYRING_FILE`` /
+``SUITE_KEYRING``. A JSON config file may hold secrets; keep it
 ``chmod 600``.
 
 Whose archives: the command line is the operator's, who holds the keyring,
@@ -77,8 +77,10 @@ import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 
+from suite_core.keyring import write_new_keyring
+
 from . import backup, crypto, errors, naming, pgtools
-from .errors import BackupSuiteError
+from .errors import SuiteError
 from .payload.extract import extract_member
 from .payload.reader import PayloadReader
 from .payload.tar import part_base
@@ -97,7 +99,7 @@ EXIT_KEYRING, EXIT_WRONG_KEY, EXIT_DAMAGED, EXIT_MISMATCH = 4, 5, 6, 7
 EXIT_DESTINATION, EXIT_REFUSED, EXIT_LOCKED, EXIT_TOOL = 8, 9, 10, 11
 
 
-class UsageError(BackupSuiteError):
+class UsageError(SuiteError):
     """Bad command-line input: exit code 2."""
 
 
@@ -226,7 +228,7 @@ def _password(args) -> str | None:
 def _keyring(args, required: bool):
     try:
         return crypto.load_keyring(getattr(args, "keyring", None))
-    except crypto.KeyringError:
+    except errors.KeyringError:
         if required:
             raise
         return None
@@ -504,7 +506,7 @@ def cmd_restore(args):
     return None
 
 
-class ForeignArchiveRefused(BackupSuiteError):
+class ForeignArchiveRefused(SuiteError):
     """A restore refused because the archive is another database's: exit 9
     with the archive's source, uuid and date, and the flag that confirms."""
 
@@ -697,7 +699,7 @@ def _list_snapshots(args, sink, prefix, warnings) -> list[dict]:
     if keyring is None:
         warnings.append(
             "this destination holds incremental repositories: give the keyring "
-            "(--keyring or $DB_BACKUP_SUITE_KEYRING_FILE) to list their snapshots"
+            "(--keyring or $SUITE_KEYRING_FILE) to list their snapshots"
         )
         return []
     vs = repository.SnapshotArchiveSink(sink, keyring)
@@ -946,14 +948,8 @@ def _extract(args, src, root: Path, report):
 
 
 def cmd_keygen(args):
-    line = crypto.generate_key_line(args.key_id)
     if args.output:
-        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(
-                "# db_backup_suite keyring: the first key encrypts\n" + line + "\n"
-            )
-        key_id = line.split(":", 1)[0]
+        key_id = write_new_keyring(args.output, args.key_id)
         if args.json:
             return {"key_id": key_id, "file": args.output}
         print(
@@ -963,7 +959,7 @@ def cmd_keygen(args):
             file=sys.stderr,
         )
         return None
-    print(line)
+    print(crypto.generate_key_line(args.key_id))
     return None
 
 
@@ -1339,7 +1335,7 @@ EXIT_CODES = (
     (
         EXIT_DAMAGED,
         "archive damaged, tampered with, truncated or not an archive",
-        (errors.ArchiveError,),
+        (errors.StreamCryptError,),
     ),
     (
         EXIT_MISMATCH,
@@ -1419,7 +1415,7 @@ def main(argv=None) -> int:
         for i, line in enumerate(str(exc).splitlines()):
             print(f"error: {line}" if i == 0 else f"  {line}", file=sys.stderr)
         return EXIT_REFUSED
-    except (BackupSuiteError, ValueError, OSError) as exc:
+    except (SuiteError, ValueError, OSError) as exc:
         _fail(args, exc)
         return exit_code_for(exc)
     except KeyboardInterrupt:

@@ -1,13 +1,13 @@
 """Archive encryption for backups: the engine's single door to the crypto layer.
 
-The keyring and the streaming format live in ``audit_export.lib`` (shared with
-exports stored at rest); this module imports them under the right package
-name (``odoo.addons.audit_export.lib`` inside Odoo, ``audit_export.lib``
-otherwise, so exception classes are the same objects as the ones in
-:mod:`.errors`), re-exports what the engine needs, and adds what is specific
-to backups: the ``backup`` purpose, the payload content types, and reading
-legacy unencrypted archives (a zstd or gzip tar written before encryption
-existed, or with encryption turned off), which still restore but say so.
+The keyring and the streaming format are the shared core's
+(``suite_core.keyring``, ``suite_core.streamcrypt``; exports stored at rest
+use them too). This module re-exports, under their own names, what the
+engine needs of them (their errors are in :mod:`.errors`), and adds what is
+specific to backups: the ``backup`` purpose, the payload content types, and
+reading legacy unencrypted archives (a zstd or gzip tar written before
+encryption existed, or with encryption turned off), which still restore but
+say so.
 
 Format description: ``docs/archive-format.md``.
 """
@@ -16,43 +16,55 @@ import hashlib
 import io
 from dataclasses import dataclass
 
-if __name__.startswith("odoo.addons."):
-    from odoo.addons.audit_export.lib import keyring, streamcrypt
-else:
-    from audit_export.lib import keyring, streamcrypt
+from suite_core.keyring import (
+    CONFIG_OPTION,
+    ENV_KEYRING,
+    ENV_KEYRING_FILE,
+    Key,
+    Keyring,
+    generate_key_id,
+    generate_key_line,
+)
+from suite_core.streamcrypt import (
+    # Explicitly accept an archive of any tenant (only after the user
+    # confirmed a foreign archive, or for the operator's command line).
+    ANY_TENANT,
+    DEFAULT_CHUNK_SIZE,
+    FORMAT_VERSION,
+    MAGIC,
+    MIN_PASSWORD_LENGTH,
+    DecryptingReader,
+    EncryptingWriter,
+    FormatError,
+    Header,
+    TruncatedError,
+    VerifyReport,
+    read_exact,
+    read_header,
+    verify,
+)
 
-# Re-exports -----------------------------------------------------------------
-Key = keyring.Key
-Keyring = keyring.Keyring
-generate_key_id = keyring.generate_key_id
-generate_key_line = keyring.generate_key_line
-ENV_KEYRING = keyring.ENV_KEYRING
-ENV_KEYRING_FILE = keyring.ENV_KEYRING_FILE
-CONFIG_OPTION = keyring.CONFIG_OPTION
-
-EncryptingWriter = streamcrypt.EncryptingWriter
-DecryptingReader = streamcrypt.DecryptingReader
-Header = streamcrypt.Header
-VerifyReport = streamcrypt.VerifyReport
-read_header = streamcrypt.read_header
-verify = streamcrypt.verify
-read_exact = streamcrypt.read_exact
-#: Explicitly accept an archive of any tenant (only after the user confirmed
-#: a foreign archive, or for the operator's command line).
-ANY_TENANT = streamcrypt.ANY_TENANT
-MAGIC = streamcrypt.MAGIC
-FORMAT_VERSION = streamcrypt.FORMAT_VERSION
-DEFAULT_CHUNK_SIZE = streamcrypt.DEFAULT_CHUNK_SIZE
-MIN_PASSWORD_LENGTH = streamcrypt.MIN_PASSWORD_LENGTH
-
-StreamCryptError = streamcrypt.StreamCryptError
-KeyringError = streamcrypt.KeyringError
-UnknownKeyError = streamcrypt.UnknownKeyError
-FormatError = streamcrypt.FormatError
-TruncatedError = streamcrypt.TruncatedError
-TamperedError = streamcrypt.TamperedError
-WrongKeyError = streamcrypt.WrongKeyError
-WrongPasswordError = streamcrypt.WrongPasswordError
+__all__ = [
+    "ANY_TENANT",
+    "CONFIG_OPTION",
+    "DEFAULT_CHUNK_SIZE",
+    "ENV_KEYRING",
+    "ENV_KEYRING_FILE",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "MIN_PASSWORD_LENGTH",
+    "DecryptingReader",
+    "EncryptingWriter",
+    "Header",
+    "Key",
+    "Keyring",
+    "VerifyReport",
+    "generate_key_id",
+    "generate_key_line",
+    "read_exact",
+    "read_header",
+    "verify",
+]
 
 # Backup specifics -------------------------------------------------------------
 PURPOSE = "backup"

@@ -46,7 +46,7 @@ from datetime import UTC, datetime, timedelta
 from . import lock, pgtools, provenance, registry, restore, safety
 from . import manifest as mf
 from .cleanup import WORK_DIR_RE
-from .errors import BackupSuiteError, RestoreError, SafetyError, VerificationError
+from .errors import RestoreError, SafetyError, SuiteError, VerificationError
 from .pgtools import PgParams
 
 _logger = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ def _register(data_dir, database, drill):
             expires=datetime.now(UTC) + timedelta(days=1),
             creator="restore drill",
         )
-    except (BackupSuiteError, OSError) as exc:  # a list, not a permission
+    except (SuiteError, OSError) as exc:  # a list, not a permission
         _logger.warning("drill database %s not registered: %s", drill, exc)
 
 
@@ -172,7 +172,7 @@ def drop_drill(pg, database: str, drill: str, data_dir=None) -> None:
     if data_dir is not None:
         try:
             registry.unregister(data_dir, drill)
-        except (BackupSuiteError, OSError) as exc:
+        except (SuiteError, OSError) as exc:
             _logger.warning("drill database %s not unregistered: %s", drill, exc)
 
 
@@ -182,7 +182,7 @@ def registered_drills(data_dir, database: str) -> list[str]:
         return []
     try:
         entries = registry.entries_for(data_dir, database)
-    except (BackupSuiteError, OSError) as exc:
+    except (SuiteError, OSError) as exc:
         _logger.warning("registry not read: %s", exc)
         return []
     return [e.name for e in entries if e.kind == "drill"]
@@ -247,7 +247,7 @@ def run_drill(req: DrillRequest) -> DrillResult:
                     drop_drill(pg, req.database, drill, req.data_dir)
                 else:  # never a database of that name someone else made
                     provenance.unregister(req.data_dir, drill)
-            except (BackupSuiteError, OSError) as exc:
+            except (SuiteError, OSError) as exc:
                 _logger.warning("cannot drop the drill database %s: %s", drill, exc)
                 if failure is None:
                     raise RestoreError(
@@ -345,7 +345,7 @@ def _clean_one(pg, database, drill, registered, found, data_dir, out):
     def attempt(label, action):
         try:
             action()
-        except (BackupSuiteError, OSError) as exc:
+        except (SuiteError, OSError) as exc:
             out["errors"].append(f"{label}: {exc}")
             return False
         out["removed"].append(label)
@@ -374,7 +374,7 @@ def _clean_one(pg, database, drill, registered, found, data_dir, out):
     if here:
         attempt(drill, lambda: drop_drill(pg, database, drill, data_dir))
     elif data_dir is not None:  # listed, gone: forget it
-        with contextlib.suppress(BackupSuiteError, OSError):
+        with contextlib.suppress(SuiteError, OSError):
             registry.unregister(data_dir, drill)
     _clean_work_dirs(drill, temp_root, attempt, out)
 

@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import naming
-from .errors import BackupSuiteError
+from .errors import SuiteError
 
 #: odoo.conf option switching the page on (off when absent).
 ENABLE_OPTION = "backup_emergency_restore"
@@ -98,7 +98,7 @@ SINK_TYPES = ("local", "s3", "sftp")
 _STEP_RE = re.compile(r"^[a-z]{1,16}$")
 
 
-class EmergencyConfigError(BackupSuiteError):
+class EmergencyConfigError(SuiteError):
     """The emergency restore configuration is missing or unusable."""
 
 

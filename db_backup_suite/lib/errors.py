@@ -4,31 +4,47 @@ Every error a user can cause (a wrong key, a damaged archive, an unreachable
 server, a full disk) is one of these, with a message that says what happened
 and what to do; none of them leaves a partial archive or a changed database.
 
-The archive and keyring errors ARE the classes of the suite's crypto layer
-(``audit_export.lib.keyring`` / ``streamcrypt``), not copies: an error raised
-while decrypting is caught by ``except ArchiveTamperedError`` here and by
-``except streamcrypt.TamperedError`` alike, and ``BackupSuiteError`` is the
-crypto layer's root ``SuiteError``, so it catches all of them too.
+The root of every error is the shared core's ``SuiteError``; the keyring
+and archive errors are the core's own classes (``suite_core.keyring``,
+``suite_core.streamcrypt``), imported here under their one name so the
+engine's code finds every error it raises in this module. The engine's own
+errors below derive from ``SuiteError`` too.
 """
 
 import contextlib
 import re
 
-if __name__.startswith("odoo.addons."):
-    from odoo.addons.audit_export.lib import keyring as _keyring
-    from odoo.addons.audit_export.lib import streamcrypt as _streamcrypt
-else:
-    from audit_export.lib import keyring as _keyring
-    from audit_export.lib import streamcrypt as _streamcrypt
+# The core's errors, re-exported under their own names: SuiteError (root),
+# KeyringError (keyring missing or malformed), UnknownKeyError (the archive
+# names a key id the keyring does not hold), StreamCryptError (the archive
+# cannot be read or trusted: base of the next four), FormatError (not an
+# archive of this suite, or an unknown format version), TruncatedError (ends
+# before its last chunk), TamperedError (a header or chunk altered or
+# reordered), WrongKeyError / WrongPasswordError (the key or password does
+# not open it).
+from suite_core.keyring import KeyringError, SuiteError, UnknownKeyError
+from suite_core.streamcrypt import (
+    FormatError,
+    StreamCryptError,
+    TamperedError,
+    TruncatedError,
+    WrongKeyError,
+    WrongPasswordError,
+)
 
-#: Base class of every error the engine raises on purpose.
-BackupSuiteError = _keyring.SuiteError
+__all__ = [
+    "FormatError",
+    "KeyringError",
+    "StreamCryptError",
+    "SuiteError",
+    "TamperedError",
+    "TruncatedError",
+    "UnknownKeyError",
+    "WrongKeyError",
+    "WrongPasswordError",
+]
 
 # Keys -----------------------------------------------------------------------
-#: The server keyring is missing or malformed.
-KeyringError = _keyring.KeyringError
-#: The archive names a key id the keyring does not hold (a KeyringError).
-UnknownKeyError = _keyring.UnknownKeyError
 
 
 class MissingKeyError(UnknownKeyError):
@@ -131,23 +147,8 @@ def naming_missing_key(kind: str, name=None, *, key_id=None, keyring=None):
         ) from exc
 
 
-# Archives -------------------------------------------------------------------
-#: The archive cannot be read or is not trustworthy (base of the below).
-ArchiveError = _streamcrypt.StreamCryptError
-#: Not an archive of this suite, or of a format version we do not know.
-ArchiveFormatError = _streamcrypt.FormatError
-#: The archive ends before its last chunk.
-ArchiveTruncatedError = _streamcrypt.TruncatedError
-#: Authentication failed: a header or chunk was altered or reordered.
-ArchiveTamperedError = _streamcrypt.TamperedError
-#: The key (or password) does not open this archive.
-WrongKeyError = _streamcrypt.WrongKeyError
-#: The password does not open this archive (a WrongKeyError).
-WrongPasswordError = _streamcrypt.WrongPasswordError
-
-
 # Storage --------------------------------------------------------------------
-class SinkError(BackupSuiteError):
+class SinkError(SuiteError):
     """A storage destination failed (unreachable, refused, full, ...)."""
 
 
@@ -180,15 +181,15 @@ class DestinationsFailedError(SinkError):
 
 
 # Pipelines ------------------------------------------------------------------
-class BackupLockedError(BackupSuiteError):
+class BackupLockedError(SuiteError):
     """Another backup of the same database is running."""
 
 
-class DumpError(BackupSuiteError):
+class DumpError(SuiteError):
     """pg_dump (or reading the filestore) failed; no archive was produced."""
 
 
-class RestoreError(BackupSuiteError):
+class RestoreError(SuiteError):
     """The restore failed; the live database and filestore are unchanged."""
 
 
@@ -198,7 +199,7 @@ class ArchiveNotFoundError(RestoreError, SinkObjectNotFound):
     code: "not there", not "the restore failed")."""
 
 
-class VerificationError(BackupSuiteError):
+class VerificationError(SuiteError):
     """A restored database does not match the archive's manifest."""
 
 
@@ -241,7 +242,7 @@ class ForeignArchiveError(RestoreError):
 
 
 # Safety of destructive operations ---------------------------------------------
-class SafetyError(BackupSuiteError):
+class SafetyError(SuiteError):
     """Refused a destructive operation (drop, rmtree) on something the suite
     did not create; nothing was changed."""
 

@@ -41,7 +41,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .errors import ArchiveError, DestinationsFailedError, SinkError
+from .errors import DestinationsFailedError, SinkError, StreamCryptError
 
 _logger = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ class _Branch(threading.Thread):
                 self.sink.delete(self.object_name)
             except SinkError as exc:
                 _logger.error("could not delete %s: %s", self.object_name, exc)
-            raise ArchiveError(
+            raise StreamCryptError(
                 f"{self.object_name}: the destination stored {stored.size} "
                 f"bytes, {self.written} were written; the archive was deleted"
             )

@@ -18,7 +18,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
-from .errors import ArchiveFormatError, VerificationError
+from .errors import FormatError, VerificationError
 
 KIND = "db_backup_suite.backup"
 #: Version of the payload layout (members and manifest fields).
@@ -54,12 +54,12 @@ def loads(data: bytes, what: str = MANIFEST_MEMBER) -> dict:
     try:
         manifest = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ArchiveFormatError(f"{what} is not valid JSON: {exc}") from exc
+        raise FormatError(f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
-        raise ArchiveFormatError(f"{what} is not a manifest of this suite")
+        raise FormatError(f"{what} is not a manifest of this suite")
     layout = manifest.get("layout")
     if not isinstance(layout, int) or layout > LAYOUT_VERSION:
-        raise ArchiveFormatError(
+        raise FormatError(
             f"{what} has payload layout {layout!r}; this version reads up to "
             f"{LAYOUT_VERSION}: upgrade the suite to restore it"
         )

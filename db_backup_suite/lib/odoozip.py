@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .errors import ArchiveError, ArchiveFormatError, RestoreError
+from .errors import FormatError, RestoreError, StreamCryptError
 from .naming import check_database_name
 from .payload.extract import clean_member_name, extract_stream
 from .payload.reader import PayloadReader
@@ -166,7 +166,7 @@ def write_odoo_zip(
     --no-privileges --file=-`` (portable to a server with other roles; no
     database connection is made); the filestore is copied (already
     compressed files stored, not deflated); ``manifest.json`` is Odoo's.
-    Raises ArchiveFormatError when the payload has no dump or no manifest.
+    Raises FormatError when the payload has no dump or no manifest.
     """
     started = time.monotonic()
     pg = pg or PgParams.from_env()
@@ -186,7 +186,7 @@ def write_odoo_zip(
                     json.dumps(result.manifest, indent=4),
                 )
             elif result is None:
-                raise ArchiveFormatError(
+                raise FormatError(
                     f"the payload does not start with {OUR_HEAD} (found {name!r}): "
                     "not an archive of this suite"
                 )
@@ -216,9 +216,9 @@ def write_odoo_zip(
             else:
                 result.skipped.append(name)
         if result is None:
-            raise ArchiveFormatError(f"the payload has no {OUR_HEAD}: nothing to do")
+            raise FormatError(f"the payload has no {OUR_HEAD}: nothing to do")
         if not seen_dump:
-            raise ArchiveFormatError("the payload holds no database dump")
+            raise FormatError("the payload holds no database dump")
     result.duration = time.monotonic() - started
     return result
 
@@ -237,7 +237,7 @@ def _write_dump_sql(zf, member, pg, compresslevel, progress, done) -> int:
         pg,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        error_class=ArchiveError,
+        error_class=StreamCryptError,
         what="pg_restore --file=-",
     ) as proc:
         pump = _Pump(member.stream, proc.stdin)
@@ -277,13 +277,13 @@ class OdooZipInfo:
 
 def _filestore_members(zf: zipfile.ZipFile):
     """``(zipinfo, relative name)`` of every file under ``filestore/``;
-    unsafe names and links raise ArchiveError."""
+    unsafe names and links raise StreamCryptError."""
     for info in zf.infolist():
         if not info.filename.startswith(FILESTORE) or info.is_dir():
             continue
         mode = info.external_attr >> 16
         if mode and (mode & 0o170000) not in (0, 0o100000):
-            raise ArchiveError(
+            raise StreamCryptError(
                 f"refusing {info.filename!r}: not a regular file (a link or "
                 "device entry in the zip)"
             )
@@ -295,17 +295,17 @@ def _filestore_members(zf: zipfile.ZipFile):
 def read_odoo_zip(path) -> OdooZipInfo:
     """Inspect an Odoo backup zip: manifest, dump size, filestore size.
 
-    Raises ArchiveFormatError when it is not a zip or has no ``dump.sql``,
-    ArchiveError when a member name would escape the filestore.
+    Raises FormatError when it is not a zip or has no ``dump.sql``,
+    StreamCryptError when a member name would escape the filestore.
     """
     path = str(path)
     if not zipfile.is_zipfile(path):
-        raise ArchiveFormatError(f"{path} is not a zip file")
+        raise FormatError(f"{path} is not a zip file")
     with zipfile.ZipFile(path) as zf:
         try:
             dump = zf.getinfo(DUMP_SQL)
         except KeyError:
-            raise ArchiveFormatError(
+            raise FormatError(
                 f"{path} has no {DUMP_SQL}: not an Odoo backup zip"
             ) from None
         manifest = None
@@ -313,11 +313,9 @@ def read_odoo_zip(path) -> OdooZipInfo:
             try:
                 manifest = json.loads(zf.read(MANIFEST).decode("utf-8"))
             except (UnicodeDecodeError, ValueError) as exc:
-                raise ArchiveFormatError(
-                    f"{MANIFEST} is not valid JSON: {exc}"
-                ) from exc
+                raise FormatError(f"{MANIFEST} is not valid JSON: {exc}") from exc
             if not isinstance(manifest, dict):
-                raise ArchiveFormatError(f"{MANIFEST} is not a JSON object")
+                raise FormatError(f"{MANIFEST} is not a JSON object")
         files = list(_filestore_members(zf))
     manifest_ = manifest or {}
     return OdooZipInfo(
@@ -401,7 +399,7 @@ def import_odoo_zip(
         except RestoreError as drop_exc:
             _logger.error("could not drop %s after the failure: %s", database, drop_exc)
         _remove_written(target, written, created_dir)
-        if isinstance(exc, RestoreError | ArchiveError):
+        if isinstance(exc, RestoreError | StreamCryptError):
             raise
         if isinstance(exc, zipfile.BadZipFile | OSError):
             raise RestoreError(f"import of {path} failed: {exc}") from exc

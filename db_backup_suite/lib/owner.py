@@ -14,18 +14,17 @@ import zipfile
 from . import manifest as mf
 from .crypto import (
     _SNIFF_SIZE,
+    ANY_TENANT,
     PURPOSE,
     DecryptingReader,
     FormatError,
-    KeyringError,
     PrefixedReader,
-    WrongKeyError,
     compression_of,
     read_exact,
     read_header,
     sniff,
-    streamcrypt,
 )
+from .errors import KeyringError, WrongKeyError
 from .payload.reader import PayloadReader
 
 #: Keys of :func:`describe_archive_owner`'s answer.
@@ -89,7 +88,7 @@ def describe_archive_owner(raw_or_path, keyring=None, password=None) -> dict:
                 stream,
                 keyring=keyring,
                 password=password,
-                tenant=streamcrypt.ANY_TENANT,
+                tenant=ANY_TENANT,
                 purpose=PURPOSE,
                 header=header,
             )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 
 from . import registry
-from .errors import BackupSuiteError
+from .errors import SuiteError
 
 _logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def register(data_dir, name: str, kind: str, production_db: str) -> bool:
         return False
     try:
         registry.register(data_dir, name, kind, production_db, creator="engine")
-    except (BackupSuiteError, OSError) as exc:
+    except (SuiteError, OSError) as exc:
         _logger.warning("%s not registered: %s", name, exc)
         return False
     return True
@@ -50,7 +50,7 @@ def unregister(data_dir, name: str) -> None:
         return
     try:
         registry.unregister(data_dir, name)
-    except (BackupSuiteError, OSError) as exc:
+    except (SuiteError, OSError) as exc:
         _logger.warning("%s not unregistered: %s", name, exc)
 
 
@@ -62,7 +62,7 @@ def unproven(data_dir, name: str, kind: str, production_db: str) -> str | None:
         return "no registry (no data directory): the suite cannot prove it made it"
     try:
         entry = registry.get(data_dir, name)
-    except (BackupSuiteError, OSError) as exc:
+    except (SuiteError, OSError) as exc:
         return f"the registry cannot be read ({exc})"
     if entry is None or entry.kind != kind or entry.production_db != production_db:
         return (

@@ -75,7 +75,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from . import safety
-from .errors import BackupSuiteError, SafetyError
+from .errors import SafetyError, SuiteError
 
 _logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ KIND_NAMES = {
 KINDS = tuple(KIND_NAMES)
 
 
-class RegistryError(BackupSuiteError):
+class RegistryError(SuiteError):
     """The registry cannot be used as asked."""
 
 

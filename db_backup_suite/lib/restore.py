@@ -59,11 +59,11 @@ from . import crypto, lock, owner, pgtools, provenance, safety
 from . import manifest as mf
 from .cleanup import work_dir_name
 from .errors import (
-    ArchiveError,
     ArchiveNotFoundError,
     ForeignArchiveError,
     RestoreError,
     SafetyError,
+    StreamCryptError,
     VerificationError,
     naming_missing_key,
 )
@@ -295,12 +295,14 @@ class _Extractor(ScanHandler):
         path = safe_member_path(self.fs_root, store_fname)
         path.parent.mkdir(parents=True, exist_ok=True)
         if stat_mod.S_ISLNK(os.lstat(path.parent).st_mode):
-            raise ArchiveError(f"{path.parent} is a symlink; refusing to follow it")
+            raise StreamCryptError(f"{path.parent} is a symlink; refusing to follow it")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         try:
             fd = os.open(path, flags, 0o644)
         except FileExistsError:
-            raise ArchiveError(f"duplicate filestore member {store_fname!r}") from None
+            raise StreamCryptError(
+                f"duplicate filestore member {store_fname!r}"
+            ) from None
         self._fh = os.fdopen(fd, "wb")
         self.files += 1
 
@@ -407,7 +409,7 @@ def _bind(req, source, live_exists) -> _Binding:
                     facts = owner.describe_archive_owner(
                         raw, keyring=req.keyring, password=req.password
                     )
-            except ArchiveError as exc:
+            except StreamCryptError as exc:
                 _logger.info("cannot read the foreign archive's manifest: %s", exc)
         raise ForeignArchiveError(
             source_name=facts.get("database"),

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from . import crypto, pgtools
 from . import manifest as mf
-from .errors import ArchiveFormatError, RestoreError, VerificationError
+from .errors import FormatError, RestoreError, VerificationError
 from .payload.reader import PayloadReader
 from .payload.tar import PART_SUFFIX, part_base
 
@@ -198,7 +198,7 @@ class ArchiveReport:
 
 def _read_small(member, what: str) -> bytes:
     if member.size > mf.MAX_MANIFEST_BYTES:
-        raise ArchiveFormatError(f"{what} is too large ({member.size} bytes)")
+        raise FormatError(f"{what} is too large ({member.size} bytes)")
     return member.read()
 
 
@@ -226,12 +226,10 @@ def _pump(member, hasher, sink):
 def _check_dump_part(name, dump_parts, dump_done):
     """The dump's parts come together and numbered in order."""
     if dump_done:
-        raise ArchiveFormatError(f"dump part {name!r} out of order")
+        raise FormatError(f"dump part {name!r} out of order")
     expected = f"{mf.DUMP_MEMBER}{PART_SUFFIX}{len(dump_parts) + 1:06d}"
     if name != expected:
-        raise ArchiveFormatError(
-            f"dump part {name!r} found where {expected!r} was expected"
-        )
+        raise FormatError(f"dump part {name!r} found where {expected!r} was expected")
 
 
 def _open_payload(raw, *, keyring, password, tenant):
@@ -259,7 +257,7 @@ def scan_archive(
     tenant raises ``WrongKeyError`` before any key is derived.
 
     Raises the crypto layer's errors (wrong key, tampered, truncated, ...),
-    :class:`ArchiveFormatError` (not a complete archive of this suite) or
+    :class:`FormatError` (not a complete archive of this suite) or
     :class:`VerificationError` (a member does not match the manifest).
     """
     started = time.monotonic()
@@ -286,7 +284,7 @@ def scan_archive(
         members += 1
         name = member.name
         if final is not None:
-            raise ArchiveFormatError(
+            raise FormatError(
                 f"member {name!r} follows the final manifest: not an archive "
                 "written by this suite"
             )
@@ -321,7 +319,7 @@ def scan_archive(
         handler.dump_end()
     _drain(reader)
     if final is None:
-        raise ArchiveFormatError(
+        raise FormatError(
             "the archive has no final manifest.json: it is incomplete or was not "
             "written by this suite"
         )

@@ -47,7 +47,7 @@ import secrets
 import shutil
 import time
 
-from .errors import BackupSuiteError
+from .errors import SuiteError
 
 DIRNAME = "uploads"
 ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -66,7 +66,7 @@ MAX_OPEN_TOTAL = 20
 BLOCK = 1 << 20
 
 
-class UploadError(BackupSuiteError, ValueError):
+class UploadError(SuiteError, ValueError):
     """A refused upload operation. ``code`` names the reason for callers
     (``not_found``, ``too_large``, ``disk_full``, ``gap``, ``overlap``,
     ``conflict``, ``incomplete``, ``digest``, ``finished``, ``bad_request``,

@@ -25,8 +25,6 @@ _logger = logging.getLogger(__name__)
 
 ADDON_DIR = Path(__file__).resolve().parent.parent
 ADDONS_PARENT = ADDON_DIR.parent
-KEYRING_ENV_FILE = "DB_BACKUP_SUITE_KEYRING_FILE"
-KEYRING_ENV_INLINE = "DB_BACKUP_SUITE_KEYRING"
 #: ``ir_config_parameter`` key the suite writes into each sandbox and
 #: pre-restore safety copy it makes; a drop checks it first.
 SANDBOX_MARKER_KEY = "db_backup_suite.sandbox_marker"
@@ -38,17 +36,17 @@ class KeyringUnavailable(Exception):
 
 
 def keyring_path():
-    return config.get("backup_keyring_file") or os.environ.get(KEYRING_ENV_FILE)
+    from suite_core import keyring as keyring_lib
+
+    return keyring_lib.keyring_file_path(config)
 
 
 def load_keyring():
     """Return the server keyring or raise ``KeyringUnavailable``."""
-    from odoo.addons.audit_export.lib import keyring as keyring_lib
+    from suite_core import keyring as keyring_lib
 
     try:
-        return keyring_lib.Keyring.load(
-            config_path=config.get("backup_keyring_file") or None, environ=os.environ
-        )
+        return keyring_lib.Keyring.from_config(config)
     except Exception as exc:  # KeyringError, OSError, malformed text
         raise KeyringUnavailable(str(exc)) from exc
 
@@ -120,14 +118,19 @@ def filestore_dir(dbname):
 
 def child_env():
     """Environment of an engine child: keyring location, PYTHONPATH, PGPASSWORD."""
+    import suite_core
+    from suite_core import keyring as keyring_lib
+
     env = dict(os.environ)
     path = keyring_path()
     if path:
-        env[KEYRING_ENV_FILE] = os.path.abspath(path)
-    pythonpath = [str(ADDONS_PARENT)]
+        env[keyring_lib.ENV_KEYRING_FILE] = os.path.abspath(path)
+    # the child imports ``db_backup_suite.lib`` and ``suite_core`` by their
+    # plain names: the folders holding them come first on its path
+    pythonpath = [str(ADDONS_PARENT), str(Path(suite_core.__file__).parent.parent)]
     if env.get("PYTHONPATH"):
         pythonpath.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(pythonpath)
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(pythonpath))
     if config.get("db_password") and not env.get("PGPASSWORD"):
         env["PGPASSWORD"] = config["db_password"]
     return env
@@ -578,7 +581,7 @@ def list_databases(prefix):
 def audit_head(dbname):
     """The audit chain's newest witnessed head of ``dbname`` (a dict) or None:
     backups keep it in their manifest, restores check the chain against it."""
-    from odoo.addons.audit_export.lib import witness
+    from suite_core import witness
 
     try:
         return witness.latest_head(

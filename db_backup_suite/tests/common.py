@@ -2,7 +2,7 @@
 
 The tests run the real engine in child processes against the real test
 database; the keyring is a throw-away file configured through Odoo's
-``backup_keyring_file`` option for the duration of a test class.
+``suite_keyring_file`` option for the duration of a test class.
 """
 
 import json
@@ -50,7 +50,7 @@ def drop_test_databases(prefix):
 
 
 def make_keyring_file(directory):
-    from odoo.addons.audit_export.lib import keyring
+    from suite_core import keyring
 
     path = os.path.join(directory, "keyring")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -64,16 +64,16 @@ class KeyringMixin:
     def setup_keyring(cls):
         cls.tmp_dir = tempfile.mkdtemp(prefix="dbbs_")
         cls.keyring_path = make_keyring_file(cls.tmp_dir)
-        cls._saved_keyring = config.get("backup_keyring_file")
-        config["backup_keyring_file"] = cls.keyring_path
+        cls._saved_keyring = config.get("suite_keyring_file")
+        config["suite_keyring_file"] = cls.keyring_path
         cls.addClassCleanup(cls._restore_keyring_option)
 
     @classmethod
     def _restore_keyring_option(cls):
         if cls._saved_keyring:
-            config["backup_keyring_file"] = cls._saved_keyring
+            config["suite_keyring_file"] = cls._saved_keyring
         else:
-            config.options.pop("backup_keyring_file", None)
+            config.options.pop("suite_keyring_file", None)
         shutil.rmtree(cls.tmp_dir, ignore_errors=True)
 
 

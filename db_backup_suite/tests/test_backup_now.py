@@ -239,12 +239,12 @@ class TestBackupNow(BackupCase):
                     "alert_partner_ids": partner.ids,
                 }
             )
-        config["backup_keyring_file"] = os.path.join(self.tmp_dir, "absent")
+        config["suite_keyring_file"] = os.path.join(self.tmp_dir, "absent")
         try:
             with freeze_time("2026-02-01 11:00:00"):
                 self.assertFalse(self.env["db.backup.run"]._queue_due_schedules())
         finally:
-            config["backup_keyring_file"] = self.keyring_path
+            config["suite_keyring_file"] = self.keyring_path
         run = self.env["db.backup.run"].search([("schedule_id", "=", schedule.id)])
         self.assertEqual(run.state, "failed")
         self.assertIn("keyring", run.error)
@@ -255,7 +255,7 @@ class TestBackupNow(BackupCase):
     def test_missing_keyring_refuses_backups(self):
         from odoo.tools import config
 
-        config["backup_keyring_file"] = os.path.join(self.tmp_dir, "absent")
+        config["suite_keyring_file"] = os.path.join(self.tmp_dir, "absent")
         try:
             with self.assertRaisesRegex(Exception, "keyring"):
                 self.env["db.backup.run"].with_user(self.operator).action_backup_now()
@@ -264,6 +264,6 @@ class TestBackupNow(BackupCase):
             )
             self.assertFalse(dashboard.keyring_ok)
         finally:
-            config["backup_keyring_file"] = self.keyring_path
+            config["suite_keyring_file"] = self.keyring_path
         dashboard = self.env["db.backup.dashboard"].with_user(self.operator).create({})
         self.assertTrue(dashboard.keyring_ok)

@@ -481,7 +481,7 @@ class TestBackupScreens(KeyringMixin, HttpCase):
         self.assertEqual(wizard_field.string, "Backup")
         from odoo.tools import config
 
-        config["backup_keyring_file"] = os.path.join(self.tmp_dir, "absent")
+        config["suite_keyring_file"] = os.path.join(self.tmp_dir, "absent")
         try:
             dashboard = (
                 self.env["db.backup.dashboard"].with_user(self.operator).create({})
@@ -489,9 +489,9 @@ class TestBackupScreens(KeyringMixin, HttpCase):
             self.assertFalse(dashboard.keyring_ok)
             # the file that is missing is named once, not the whole how-to again
             self.assertIn("absent", dashboard.keyring_problem)
-            config.options.pop("backup_keyring_file")
+            config.options.pop("suite_keyring_file")
             dashboard.invalidate_recordset()
             if not dashboard.keyring_ok:  # no keyring from the environment either
                 self.assertFalse(dashboard.keyring_problem)
         finally:
-            config["backup_keyring_file"] = self.keyring_path
+            config["suite_keyring_file"] = self.keyring_path

@@ -16,7 +16,7 @@ from odoo.exceptions import UserError
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
-from odoo.addons.audit_export.lib import keyring as keyring_lib
+from suite_core import keyring as keyring_lib
 
 from .common import KeyringMixin
 

@@ -40,7 +40,7 @@ class TestOffsiteCopies(KeyringMixin, HttpCase):
         self.assertFalse(password_problems(PASSWORD))
 
     def test_download_and_upload_round_trip(self):
-        from ..lib import crypto
+        from ..lib import crypto, errors
 
         self.assertEqual(self.backup_run.state, "done", self.backup_run.error)
         self.authenticate("h7_off_restorer", "h7_off_restorer")
@@ -88,7 +88,7 @@ class TestOffsiteCopies(KeyringMixin, HttpCase):
         self.assertTrue(check.encrypted)
         # bound to this database: the header names it
         self.assertEqual(check.header.tenant, uuid)
-        with self.assertRaises(crypto.StreamCryptError):
+        with self.assertRaises(errors.StreamCryptError):
             crypto.verify_archive(
                 io.BytesIO(content), password=PASSWORD + "x", tenant=uuid
             )

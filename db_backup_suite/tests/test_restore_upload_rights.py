@@ -121,8 +121,8 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
             handle.write(PASSWORD)
         params = backup_engine.db_params(copy_db)
         env = dict(os.environ, PYTHONPATH=ADDONS)
-        env.pop("DB_BACKUP_SUITE_KEYRING_FILE", None)
-        env.pop("DB_BACKUP_SUITE_KEYRING", None)
+        env.pop("SUITE_KEYRING_FILE", None)
+        env.pop("SUITE_KEYRING", None)
         if params.get("password"):
             env["PGPASSWORD"] = params["password"]
         command = [sys.executable, "-m", "db_backup_suite.lib", "backup", copy_db]

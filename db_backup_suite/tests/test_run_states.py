@@ -27,7 +27,7 @@ class TestRunStates(BackupCase):
         return run
 
     def test_manifest_carries_the_witnessed_audit_head(self):
-        from odoo.addons.audit_export.lib import witness
+        from suite_core import witness
 
         directory = tempfile.mkdtemp(prefix="h_daily_witness_")
         self.addCleanup(shutil.rmtree, directory, True)

@@ -10,7 +10,7 @@ import time
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
 
-from odoo.addons.audit_export.lib import passwords
+from suite_core import passwords
 
 from ..lib import downloads
 from ..models import backup_engine

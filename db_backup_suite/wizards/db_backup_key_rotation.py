@@ -34,7 +34,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
-from odoo.addons.audit_export.lib import streamcrypt
+from suite_core import streamcrypt
 
 from ..models import backup_engine
 from . import db_backup_download_wizard, db_backup_restore_wizard

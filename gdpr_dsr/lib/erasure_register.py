@@ -19,10 +19,7 @@ import os
 import uuid
 from datetime import UTC, datetime
 
-if __name__.startswith("odoo.addons."):
-    from odoo.addons.audit_export.lib.keyring import SuiteError
-else:
-    from audit_export.lib.keyring import SuiteError
+from suite_core.keyring import SuiteError
 
 _logger = logging.getLogger(__name__)
 

@@ -21,10 +21,11 @@ from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import config
 
-from odoo.addons.audit_export.lib import keyring as suite_keyring
-from odoo.addons.audit_export.lib import streamcrypt
-from odoo.addons.audit_export.lib.sensitive import SECRET_MODELS, is_withheld
 from odoo.addons.data_export_suite.lib import zipper
+
+from suite_core import keyring as suite_keyring
+from suite_core import streamcrypt
+from suite_core.sensitive import SECRET_MODELS, is_withheld
 
 from ..lib.masking import mask_document
 from ..lib.package import SAFE_NAME_RE, add_to_section, attachment_arcname, new_sections
@@ -48,9 +49,7 @@ class DsrPackageBuilder(models.AbstractModel):
     @api.model
     def _keyring(self):
         try:
-            return suite_keyring.Keyring.load(
-                config_path=config.get("backup_keyring_file") or None
-            )
+            return suite_keyring.Keyring.from_config(config)
         except suite_keyring.KeyringError as exc:
             raise UserError(
                 self.env._(

@@ -21,8 +21,8 @@ from odoo import api, fields, models, modules
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 
-from odoo.addons.audit_export.lib import keyring as suite_keyring
-from odoo.addons.audit_export.lib import streamcrypt
+from suite_core import keyring as suite_keyring
+from suite_core import streamcrypt
 
 _logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from odoo.modules.registry import DummyRLock, Registry
 from odoo.tools import config
 from odoo.tools.pdf import OdooPdfFileReader, OdooPdfFileWriter
 
-from odoo.addons.audit_export.lib import keyring as suite_keyring
+from suite_core import keyring as suite_keyring
 
 from ..lib import certificate as certificate_lib
 from ..lib.erasure_register import ErasureRegister, digest, normalize_email
@@ -1173,9 +1173,7 @@ class DsrRequest(models.Model):
         (purpose ``dsr-certificate``, this database) of the server keyring's
         key ``key_id`` (default: the active key), else the database secret."""
         try:
-            keyring = suite_keyring.Keyring.load(
-                config_path=config.get("backup_keyring_file") or None
-            )
+            keyring = suite_keyring.Keyring.from_config(config)
         except suite_keyring.KeyringError as exc:
             _logger.warning(
                 "DSR certificate signed with the database secret (no keyring: %s)",

@@ -7,7 +7,7 @@ from unittest.mock import patch
 from odoo.tests import TransactionCase, new_test_user
 from odoo.tools import SQL, config
 
-from odoo.addons.audit_export.lib import keyring as suite_keyring
+from suite_core import keyring as suite_keyring
 
 SUBJECT_EMAIL = "Jane.Subject@Example.com"
 BANK_ACCOUNT = "BE31001723456755"
@@ -237,7 +237,7 @@ class DsrCase(TransactionCase):
                 config.options,
                 {
                     "dsr_erasure_register_dir": cls.register_dir,
-                    "backup_keyring_file": False,
+                    "suite_keyring_file": False,
                 },
             )
         )

@@ -12,8 +12,8 @@ from odoo import fields
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import HttpCase, tagged
 
-from odoo.addons.audit_export.lib import keyring as suite_keyring
-from odoo.addons.audit_export.lib.sensitive import is_withheld
+from suite_core import keyring as suite_keyring
+from suite_core.sensitive import is_withheld
 
 from .common import BANK_ACCOUNT, DsrCase, make_verified_request, run_package_jobs
 

@@ -14,8 +14,9 @@ from odoo.exceptions import UserError
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import SQL
 
-from odoo.addons.audit_export.lib import keyring as suite_keyring
 from odoo.addons.bus.models.bus import channel_with_db, json_dump
+
+from suite_core import keyring as suite_keyring
 
 from ..models.dsr_package_job import BUS_PACKAGE
 from .common import DsrCase, make_verified_request, run_package_jobs

@@ -13,7 +13,7 @@ from odoo.modules.registry import Registry
 from odoo.tests import BaseCase, new_test_user, tagged
 from odoo.tools import config
 
-from odoo.addons.audit_export.lib import keyring as suite_keyring
+from suite_core import keyring as suite_keyring
 
 from .common import (
     SUBJECT_EMAIL,

@@ -18,7 +18,7 @@ from odoo import Command
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import SQL
 
-from odoo.addons.audit_export.lib import streamcrypt
+from suite_core import streamcrypt
 
 from .common import SUBJECT_EMAIL, DsrCase, make_verified_request, run_package_jobs
 

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from audit_export.lib import chain, witness
+from audit_export.lib import chain
+from suite_core import witness
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text()
 json_values = st.recursive(

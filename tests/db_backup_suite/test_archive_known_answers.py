@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from audit_export.lib import keyring as keyring_lib
-from audit_export.lib import streamcrypt
+from suite_core import keyring as keyring_lib
+from suite_core import streamcrypt
 
 KAT = Path(__file__).resolve().parents[1] / "data" / "kat"
 MATERIAL = bytes(range(32))

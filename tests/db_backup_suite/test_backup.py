@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from db_backup_suite.lib import backup, crypto, lock
+from db_backup_suite.lib import backup, crypto, errors, lock
 from db_backup_suite.lib import manifest as mf
 from db_backup_suite.lib.errors import BackupLockedError, DumpError
 from db_backup_suite.lib.payload.reader import PayloadReader
@@ -166,7 +166,7 @@ def test_password_mode_and_gzip(odoo_db_factory, sink):
 
 def test_no_key_is_refused_before_anything(odoo_db_factory, sink):
     db = odoo_db_factory(prefix=PREFIX, partners=5, attachments=1)
-    with pytest.raises(crypto.KeyringError, match="keygen"):
+    with pytest.raises(errors.KeyringError, match="keygen"):
         backup.run_backup(backup.BackupRequest(database=db.dbname, sink=sink))
     assert sink.list() == []
 

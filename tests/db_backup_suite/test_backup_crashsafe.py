@@ -52,8 +52,8 @@ def env(tmp_path, keyring_line):
     path.write_text(keyring_line + "\n")
     path.chmod(0o600)
     environ = os.environ.copy()
-    environ["DB_BACKUP_SUITE_KEYRING_FILE"] = str(path)
-    environ.pop("DB_BACKUP_SUITE_KEYRING", None)
+    environ["SUITE_KEYRING_FILE"] = str(path)
+    environ.pop("SUITE_KEYRING", None)
     return environ
 
 

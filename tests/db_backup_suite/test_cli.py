@@ -31,8 +31,8 @@ def env(tmp_path):
     assert out.returncode == 0, out.stderr
     assert keyring.stat().st_mode & 0o777 == 0o600
     environ = os.environ.copy()
-    environ["DB_BACKUP_SUITE_KEYRING_FILE"] = str(keyring)
-    environ.pop("DB_BACKUP_SUITE_KEYRING", None)
+    environ["SUITE_KEYRING_FILE"] = str(keyring)
+    environ.pop("SUITE_KEYRING", None)
     return environ
 
 
@@ -216,8 +216,8 @@ def test_odoo_zip_export_and_import(odoo_db_factory, env, tmp_path):
 def test_password_mode_from_env_and_file(odoo_db_factory, tmp_path):
     db = odoo_db_factory(prefix=PREFIX, partners=10, attachments=1)
     environ = os.environ.copy()
-    environ.pop("DB_BACKUP_SUITE_KEYRING_FILE", None)
-    environ.pop("DB_BACKUP_SUITE_KEYRING", None)
+    environ.pop("SUITE_KEYRING_FILE", None)
+    environ.pop("SUITE_KEYRING", None)
     environ["BACKUP_PW"] = "a long offsite password"
     dest = f"local:{tmp_path / 'dest'}"
     out = _run(
@@ -303,13 +303,11 @@ def test_error_exit_codes(odoo_db_factory, env, tmp_path):
     # another keyring: the archive's key is not in it: 4
     other = tmp_path / "other.keyring"
     _run(["keygen", "-o", str(other)], env, check=True)
-    out = _run(
-        ["verify", str(archive)], {**env, "DB_BACKUP_SUITE_KEYRING_FILE": str(other)}
-    )
+    out = _run(["verify", str(archive)], {**env, "SUITE_KEYRING_FILE": str(other)})
     assert out.returncode == cli.EXIT_KEYRING == 4, out.stderr
     # no keyring configured: 4, with a clear message naming keygen
     environ = dict(env)
-    environ.pop("DB_BACKUP_SUITE_KEYRING_FILE")
+    environ.pop("SUITE_KEYRING_FILE")
     out = _run(["backup", db.dbname, "--to", dest], environ)
     assert out.returncode == 4 and "keygen" in out.stderr
     # the table, in --help
@@ -321,8 +319,8 @@ def test_error_exit_codes(odoo_db_factory, env, tmp_path):
 
 
 def test_exit_code_for_maps_the_most_specific_family():
-    from audit_export.lib import streamcrypt
     from db_backup_suite.lib import errors
+    from suite_core import streamcrypt
 
     cases = {
         cli.UsageError("x"): 2,
@@ -341,7 +339,7 @@ def test_exit_code_for_maps_the_most_specific_family():
         errors.BackupLockedError("x"): 10,
         errors.DumpError("x"): 11,
         errors.RestoreError("x"): 11,
-        errors.BackupSuiteError("x"): 1,
+        errors.SuiteError("x"): 1,
         ValueError("x"): 1,
     }
     for exc, code in cases.items():

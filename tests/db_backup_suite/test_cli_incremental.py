@@ -47,8 +47,8 @@ def env(tmp_path):
     out = _run(["keygen", "-o", str(keyring)], os.environ.copy())
     assert out.returncode == 0, out.stderr
     environ = os.environ.copy()
-    environ["DB_BACKUP_SUITE_KEYRING_FILE"] = str(keyring)
-    environ.pop("DB_BACKUP_SUITE_KEYRING", None)
+    environ["SUITE_KEYRING_FILE"] = str(keyring)
+    environ.pop("SUITE_KEYRING", None)
     return environ
 
 
@@ -147,7 +147,7 @@ def test_incremental_backup_list_restore_verify_decrypt_export(
     line = next(x for x in text.stdout.splitlines() if x.startswith(second["name"]))
     assert f"new data {snaps[1]['new_data']:,} bytes" in line
     # without the keyring: archives only, and a warning that snapshots exist
-    bare = {k: v for k, v in env.items() if k != "DB_BACKUP_SUITE_KEYRING_FILE"}
+    bare = {k: v for k, v in env.items() if k != "SUITE_KEYRING_FILE"}
     out = _run(["list", "--from", dest, "--database", db.dbname, "--json"], bare)
     assert out.returncode == 0 and "give the keyring" in out.stderr
     assert [r["name"] for r in json.loads(out.stdout)] == [full_name]

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from audit_export.lib.keyring import generate_key_line
-from db_backup_suite.lib import crypto, downloads
+from db_backup_suite.lib import crypto, downloads, errors
+from suite_core.keyring import generate_key_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PASSWORD = "Correct-Horse-42-battery!"
@@ -64,7 +64,7 @@ def _run(setup, job_file):
     env = dict(
         os.environ,
         PYTHONPATH=ROOT,
-        DB_BACKUP_SUITE_KEYRING_FILE=setup["keyring_file"],
+        SUITE_KEYRING_FILE=setup["keyring_file"],
     )
     return subprocess.run(
         [sys.executable, "-m", "db_backup_suite.lib.downloads", "--job-file", job_file],
@@ -92,10 +92,10 @@ def test_prepared_in_a_separate_process_with_the_password_only(setup):
     with open(path, "rb") as raw:
         reader = crypto.open_archive(raw, password=PASSWORD, tenant=TENANT)
         assert reader.read() == setup["payload"]
-    with open(path, "rb") as raw, pytest.raises(crypto.StreamCryptError):
+    with open(path, "rb") as raw, pytest.raises(errors.StreamCryptError):
         crypto.verify_archive(raw, password=PASSWORD + "x", tenant=TENANT)
     keyring = crypto.load_keyring(setup["keyring_file"])
-    with open(path, "rb") as raw, pytest.raises(crypto.StreamCryptError):
+    with open(path, "rb") as raw, pytest.raises(errors.StreamCryptError):
         crypto.verify_archive(raw, keyring=keyring, tenant=TENANT)
     downloads.remove(setup["base"], download_id)
     assert os.listdir(os.path.join(setup["base"], "downloads")) == []

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from db_backup_suite.lib import backup, cleanup, crypto, drill, lock, registry, safety
-from db_backup_suite.lib.errors import BackupSuiteError, VerificationError
+from db_backup_suite.lib.errors import SuiteError, VerificationError
 from db_backup_suite.lib.pgtools import PgParams, create_database, drop_database
 from db_backup_suite.lib.sinks import make_sink
 from tests.fixtures.odoo_db import database_exists, list_databases
@@ -110,7 +110,7 @@ def test_truncated_archive_fails_and_leaves_nothing(archive, local_sink, keyring
     path = os.path.join(local_sink.root, result.name)
     with open(path, "r+b") as handle:
         handle.truncate(os.path.getsize(path) // 2)
-    with pytest.raises(BackupSuiteError):
+    with pytest.raises(SuiteError):
         drill.run_drill(_request(db, result, local_sink, keyring))
     assert _leftovers(db) == []
 
@@ -324,8 +324,8 @@ def test_sigkilled_drill_and_verify_leftovers_are_still_removed(
     keyring_file = tmp_path / "keyring"
     keyring_file.write_text(line + "\n")
     keyring_file.chmod(0o600)
-    env = dict(os.environ, DB_BACKUP_SUITE_KEYRING_FILE=str(keyring_file))
-    env.pop("DB_BACKUP_SUITE_KEYRING", None)
+    env = dict(os.environ, SUITE_KEYRING_FILE=str(keyring_file))
+    env.pop("SUITE_KEYRING", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "db_backup_suite.lib", "verify", done.name]
         + ["--from", f"local:{dest}", "--test-restore", "--no-deep"]

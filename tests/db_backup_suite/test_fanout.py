@@ -390,8 +390,8 @@ def cli_env(tmp_path):
     keyring.write_text(crypto.generate_key_line() + "\n")
     keyring.chmod(0o600)
     environ = os.environ.copy()
-    environ["DB_BACKUP_SUITE_KEYRING_FILE"] = str(keyring)
-    environ.pop("DB_BACKUP_SUITE_KEYRING", None)
+    environ["SUITE_KEYRING_FILE"] = str(keyring)
+    environ.pop("SUITE_KEYRING", None)
     return environ
 
 

@@ -328,8 +328,8 @@ def _env(tmp_path, key_line):
     with os.fdopen(fd, "w") as fh:
         fh.write(key_line + "\n")
     environ = os.environ.copy()
-    environ["DB_BACKUP_SUITE_KEYRING_FILE"] = str(path)
-    environ.pop("DB_BACKUP_SUITE_KEYRING", None)
+    environ["SUITE_KEYRING_FILE"] = str(path)
+    environ.pop("SUITE_KEYRING", None)
     return environ
 
 

@@ -125,8 +125,8 @@ def test_cli_says_which_archive_needs_which_key(old_archive, tmp_path):
     keyfile = tmp_path / "keyring"
     keyfile.write_text(new_line + "\n")
     keyfile.chmod(0o600)
-    environ = dict(os.environ, DB_BACKUP_SUITE_KEYRING_FILE=str(keyfile))
-    environ.pop("DB_BACKUP_SUITE_KEYRING", None)
+    environ = dict(os.environ, SUITE_KEYRING_FILE=str(keyfile))
+    environ.pop("SUITE_KEYRING", None)
     out = subprocess.run(
         [
             sys.executable,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from db_backup_suite.lib import odoozip
-from db_backup_suite.lib.errors import ArchiveError, ArchiveFormatError, RestoreError
+from db_backup_suite.lib.errors import FormatError, RestoreError, StreamCryptError
 from db_backup_suite.lib.payload.reader import PayloadReader
 from db_backup_suite.lib.payload.writer import PayloadWriter
 from db_backup_suite.lib.pgtools import (
@@ -242,7 +242,7 @@ def test_zip_escapes_are_refused_before_anything_is_created(tmp_path, pg, evil):
         zf.writestr("dump.sql", "CREATE TABLE t (id int);\n")
         zf.writestr(evil, "boom")
     before = list_databases(PREFIX)
-    with pytest.raises(ArchiveError):
+    with pytest.raises(StreamCryptError):
         odoozip.import_odoo_zip(
             zip_path, f"{PREFIX}evil", filestore_dir=tmp_path / "fs", pg=pg
         )
@@ -258,7 +258,7 @@ def test_zip_symlink_entries_are_refused(tmp_path, pg):
         link = zipfile.ZipInfo("filestore/ab/link")
         link.external_attr = 0o120777 << 16  # S_IFLNK
         zf.writestr(link, "/etc/passwd")
-    with pytest.raises(ArchiveError, match="not a regular file"):
+    with pytest.raises(StreamCryptError, match="not a regular file"):
         odoozip.read_odoo_zip(zip_path)
 
 
@@ -266,11 +266,11 @@ def test_not_an_odoo_zip(tmp_path):
     path = tmp_path / "other.zip"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("hello.txt", "hi")
-    with pytest.raises(ArchiveFormatError, match="no dump.sql"):
+    with pytest.raises(FormatError, match="no dump.sql"):
         odoozip.read_odoo_zip(path)
     text = tmp_path / "text.zip"
     text.write_text("not a zip")
-    with pytest.raises(ArchiveFormatError, match="not a zip"):
+    with pytest.raises(FormatError, match="not a zip"):
         odoozip.read_odoo_zip(text)
 
 
@@ -280,7 +280,7 @@ def test_payload_that_is_not_ours(pg):
     w.add_bytes("something.txt", b"x")
     w.close()
     buf.seek(0)
-    with pytest.raises(ArchiveFormatError, match="backup.json"):
+    with pytest.raises(FormatError, match="backup.json"):
         odoozip.write_odoo_zip(PayloadReader(buf), io.BytesIO(), pg=pg)
 
 

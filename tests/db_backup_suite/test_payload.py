@@ -12,7 +12,7 @@ import tracemalloc
 import pytest
 import zstandard
 
-from db_backup_suite.lib.errors import ArchiveError, ArchiveFormatError, DumpError
+from db_backup_suite.lib.errors import DumpError, FormatError, StreamCryptError
 from db_backup_suite.lib.payload.extract import extract_member, safe_member_path
 from db_backup_suite.lib.payload.reader import PayloadReader
 from db_backup_suite.lib.payload.sampling import compressed_format, should_store
@@ -330,7 +330,7 @@ def test_add_file_refuses_symlinks_and_missing_files(tmp_path):
 
 @pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/../../b", "a\\b", ""])
 def test_writer_refuses_unsafe_names(name):
-    with pytest.raises(ArchiveError):
+    with pytest.raises(StreamCryptError):
         PayloadWriter(io.BytesIO()).add_bytes(name, b"x")
 
 
@@ -375,7 +375,7 @@ def test_reader_rejects_escapes_and_links(tmp_path, kind):
     root = tmp_path / "root"
     root.mkdir()
     reader = PayloadReader(io.BytesIO(_evil_tar(kind)))
-    with pytest.raises(ArchiveError) as exc:
+    with pytest.raises(StreamCryptError) as exc:
         reader.extract_all(root)
     assert str(exc.value)
     # the safe member before the bad one was extracted, nothing else anywhere
@@ -388,10 +388,10 @@ def test_safe_member_path(tmp_path):
     assert safe_member_path(root, "a/b/c") == root / "a/b/c"
     assert safe_member_path(root, "./a") == root / "a"
     for bad in ["../a", "/a", "a\0b", "a\\b", "C:/x", "a/..", ".", ""]:
-        with pytest.raises(ArchiveError):
+        with pytest.raises(StreamCryptError):
             safe_member_path(root, bad)
     (root / "evil").symlink_to(tmp_path)
-    with pytest.raises(ArchiveError, match="symlink"):
+    with pytest.raises(StreamCryptError, match="symlink"):
         safe_member_path(root, "evil/x")
 
 
@@ -411,7 +411,7 @@ def test_extraction_never_follows_symlinks_or_overwrites(tmp_path):
     for name in ("d/x", "existing", "lnk"):
         buf.seek(0)
         member = next(m for m in PayloadReader(buf) if m.name == name)
-        with pytest.raises(ArchiveError):
+        with pytest.raises(StreamCryptError):
             extract_member(root, member)
     assert list(outside.iterdir()) == []
     assert (root / "existing").read_bytes() == b"keep"
@@ -424,11 +424,11 @@ def test_truncated_or_garbage_payload_is_a_format_error():
     w.add_bytes("b", os.urandom(100_000))
     w.close()
     data = buf.getvalue()
-    with pytest.raises(ArchiveFormatError):
+    with pytest.raises(FormatError):
         _read_all(io.BytesIO(data[: len(data) // 2]))
-    with pytest.raises(ArchiveFormatError):
+    with pytest.raises(FormatError):
         _read_all(io.BytesIO(ZSTD_MAGIC + os.urandom(1000)))
-    with pytest.raises(ArchiveFormatError, match="not gzip"):
+    with pytest.raises(FormatError, match="not gzip"):
         PayloadReader(io.BytesIO(data), "gzip")
 
 

@@ -14,9 +14,9 @@ import zstandard
 from db_backup_suite.lib import backup, crypto, restore, scan, verify
 from db_backup_suite.lib import manifest as mf
 from db_backup_suite.lib.errors import (
-    ArchiveError,
-    BackupSuiteError,
     RestoreError,
+    StreamCryptError,
+    SuiteError,
     VerificationError,
 )
 from db_backup_suite.lib.payload.reader import PayloadReader
@@ -374,7 +374,7 @@ def test_bad_archive_refused_before_touching_any_database(
     _mutate(db)
     before = _state(db)
     all_dbs = list_databases(PREFIX)
-    with pytest.raises(BackupSuiteError):
+    with pytest.raises(SuiteError):
         _restore(db, use_keyring, path=path)
     assert _state(db) == before and list_databases(PREFIX) == all_dbs
 
@@ -426,7 +426,7 @@ def test_members_escaping_the_target_are_refused(
     path = tmp_path / "evil.tar.zst.enc"
     path.write_bytes(_hand_made_archive(keyring, members, tenant=db.uuid))
     before = _state(db)
-    with pytest.raises(ArchiveError):
+    with pytest.raises(StreamCryptError):
         _restore(db, keyring, path=path)
     assert _state(db) == before
     assert not (tmp_path / "escaped.txt").exists()

@@ -12,7 +12,7 @@ import pytest
 
 from db_backup_suite.lib import backup, crypto, pgtools, restore
 from db_backup_suite.lib import manifest as mf
-from db_backup_suite.lib.errors import BackupSuiteError
+from db_backup_suite.lib.errors import SuiteError
 from db_backup_suite.lib.payload.reader import PayloadReader
 from db_backup_suite.lib.payload.writer import PayloadWriter
 from db_backup_suite.lib.sinks import make_sink
@@ -214,7 +214,7 @@ def test_parallel_restore_of_a_bad_archive_creates_no_database(
     work.mkdir()
     data_dir = tmp_path / "data"
     target = f"{c_collated_db}_bad"
-    with pytest.raises(BackupSuiteError):
+    with pytest.raises(SuiteError):
         restore.run_restore(
             _request(
                 target=target,
@@ -255,7 +255,7 @@ def test_pg_restore_sessions_commit_asynchronously(monkeypatch):
                 break
         assert b"PGOPTIONS=-c synchronous_commit=off\0" in environ
         proc.stdin.close()
-        with pytest.raises(BackupSuiteError):
+        with pytest.raises(SuiteError):
             proc.check(timeout=30)
 
 

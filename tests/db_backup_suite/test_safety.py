@@ -14,10 +14,10 @@ from psycopg2 import sql
 
 from db_backup_suite.lib import restore, safety
 from db_backup_suite.lib.errors import (
-    BackupSuiteError,
     InvalidDatabaseNameError,
     NotSuiteDatabaseError,
     SafetyError,
+    SuiteError,
     UnsafePathError,
 )
 from db_backup_suite.lib.pgtools import PgParams
@@ -143,7 +143,7 @@ def test_the_suites_own_names_are_sandbox_names():
 def test_refused_sandbox_names(name, error):
     with pytest.raises(error):
         safety.check_sandbox_name(name, production_db="prod")
-    assert issubclass(error, SafetyError) and issubclass(error, BackupSuiteError)
+    assert issubclass(error, SafetyError) and issubclass(error, SuiteError)
 
 
 def test_the_daily_sandbox_name():

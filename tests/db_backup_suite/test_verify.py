@@ -199,8 +199,8 @@ def test_cli_verify_is_deep_by_default(made, keyring, key_line, tmp_path):
     keyfile = tmp_path / "keyring"
     keyfile.write_text(key_line + "\n")
     keyfile.chmod(0o600)
-    environ = dict(os.environ, DB_BACKUP_SUITE_KEYRING_FILE=str(keyfile))
-    environ.pop("DB_BACKUP_SUITE_KEYRING", None)
+    environ = dict(os.environ, SUITE_KEYRING_FILE=str(keyfile))
+    environ.pop("SUITE_KEYRING", None)
     bad = tmp_path / "cut.tar.zst.enc"
     bad.write_bytes(rebuild(raw, keyring, db.uuid, cut_dump=5000))
     good = tmp_path / "good.tar.zst.enc"

@@ -11,7 +11,7 @@ import stat as stat_mod
 import tarfile
 from pathlib import Path, PurePosixPath
 
-from ..errors import ArchiveError
+from ..errors import StreamCryptError
 from .tar import BLOCK
 
 #: Names made of plain components (no ``..``, no leading dot or dash):
@@ -21,55 +21,55 @@ _PLAIN_NAME = re.compile(rf"{_PLAIN_PART}(?:/{_PLAIN_PART})*")
 
 
 def check_member_name(name: str) -> str:
-    """``name`` if a member may be written under it; ArchiveError for an
+    """``name`` if a member may be written under it; StreamCryptError for an
     empty or unsafe name (what :func:`clean_member_name` refuses)."""
     if not isinstance(name, str) or not name:
-        raise ArchiveError("a payload member needs a non-empty name")
+        raise StreamCryptError("a payload member needs a non-empty name")
     if _PLAIN_NAME.fullmatch(name):
         return name
     try:
         _clean_parts(name)
-    except ArchiveError as exc:
-        raise ArchiveError(f"refusing to write member {name!r}: {exc}") from None
+    except StreamCryptError as exc:
+        raise StreamCryptError(f"refusing to write member {name!r}: {exc}") from None
     return name
 
 
 def check_member_type(info: tarfile.TarInfo):
-    """Raise ArchiveError unless ``info`` is a regular file or a directory."""
+    """Raise StreamCryptError unless ``info`` is a regular file or a directory."""
     if info.issym() or info.islnk():
-        raise ArchiveError(
+        raise StreamCryptError(
             f"refusing link member {info.name!r} -> {info.linkname!r}: "
             "archives of this suite never contain links"
         )
     if info.ischr() or info.isblk() or info.isfifo():
-        raise ArchiveError(f"refusing device or FIFO member {info.name!r}")
+        raise StreamCryptError(f"refusing device or FIFO member {info.name!r}")
     if info.issparse():
-        raise ArchiveError(f"refusing sparse member {info.name!r}")
+        raise StreamCryptError(f"refusing sparse member {info.name!r}")
     if not (info.isreg() or info.isdir()):
-        raise ArchiveError(f"refusing member {info.name!r} of type {info.type!r}")
+        raise StreamCryptError(f"refusing member {info.name!r} of type {info.type!r}")
 
 
 def _clean_parts(name: str, what="name") -> list[str]:
     if not name:
-        raise ArchiveError(f"empty {what} name")
+        raise StreamCryptError(f"empty {what} name")
     if "\0" in name:
-        raise ArchiveError(f"{what} name {name!r} contains a NUL byte")
+        raise StreamCryptError(f"{what} name {name!r} contains a NUL byte")
     if "\\" in name:
-        raise ArchiveError(f"{what} name {name!r} contains a backslash")
+        raise StreamCryptError(f"{what} name {name!r} contains a backslash")
     if name.startswith("/"):
-        raise ArchiveError(f"{what} name {name!r} is an absolute path")
+        raise StreamCryptError(f"{what} name {name!r} is an absolute path")
     if len(name) >= 2 and name[1] == ":" and name[0].isalpha():
-        raise ArchiveError(f"{what} name {name!r} starts with a drive letter")
+        raise StreamCryptError(f"{what} name {name!r} starts with a drive letter")
     parts = [p for p in PurePosixPath(name).parts if p not in ("", ".")]
     if any(p == ".." for p in name.split("/")):
-        raise ArchiveError(f"{what} name {name!r} contains '..'")
+        raise StreamCryptError(f"{what} name {name!r} contains '..'")
     if not parts:
-        raise ArchiveError(f"{what} name {name!r} names no file")
+        raise StreamCryptError(f"{what} name {name!r} names no file")
     return parts
 
 
 def clean_member_name(name: str) -> list[str]:
-    """The components of the relative member name ``name``; ArchiveError for
+    """The components of the relative member name ``name``; StreamCryptError for
     an absolute path, ``..``, a backslash, a NUL byte or a drive letter."""
     return _clean_parts(name, what="member")
 
@@ -77,7 +77,7 @@ def clean_member_name(name: str) -> list[str]:
 def safe_member_path(root, name: str) -> Path:
     """The path under ``root`` where member ``name`` goes.
 
-    Raises ArchiveError for absolute paths, ``..``, backslashes, NUL bytes,
+    Raises StreamCryptError for absolute paths, ``..``, backslashes, NUL bytes,
     drive letters, and when an existing component under ``root`` is a
     symlink (the file would land outside ``root``).
     """
@@ -92,7 +92,7 @@ def safe_member_path(root, name: str) -> Path:
         except FileNotFoundError:
             break
         if stat_mod.S_ISLNK(st.st_mode):
-            raise ArchiveError(
+            raise StreamCryptError(
                 f"member {name!r}: {current} is a symlink; refusing to follow it"
             )
     return path
@@ -107,7 +107,9 @@ def _make_dirs(root: Path, parts: list[str], mode: int = 0o755):
         except FileExistsError:
             st = os.lstat(current)
             if not stat_mod.S_ISDIR(st.st_mode):
-                raise ArchiveError(f"{current} exists and is not a directory") from None
+                raise StreamCryptError(
+                    f"{current} exists and is not a directory"
+                ) from None
 
 
 def extract_member(root, member, mode: int = 0o644, dir_mode: int = 0o755) -> Path:
@@ -140,7 +142,9 @@ def extract_stream(
     try:
         fd = os.open(path, flags, mode)
     except FileExistsError:
-        raise ArchiveError(f"{path} already exists; refusing to overwrite it") from None
+        raise StreamCryptError(
+            f"{path} already exists; refusing to overwrite it"
+        ) from None
     with os.fdopen(fd, "wb") as fh:
         while True:
             chunk = stream.read(BLOCK)

@@ -15,7 +15,7 @@ from pathlib import Path
 import zstandard
 
 from ..crypto import read_exact
-from ..errors import ArchiveFormatError
+from ..errors import FormatError
 from .extract import check_member_type, clean_member_name, extract_member
 from .tar import BLOCK, COMPRESSIONS, GZIP_MAGIC, ZSTD_MAGIC, part_base
 
@@ -78,7 +78,7 @@ class PayloadReader:
     ``compression``: ``"zstd"``, ``"gzip"``, ``"none"`` or None to detect it
     from the magic bytes. Reads across zstd frames and gzip members. Any
     member that is a link, device, FIFO or sparse file, or whose name is not
-    a safe relative path, raises ArchiveError.
+    a safe relative path, raises StreamCryptError.
     """
 
     def __init__(self, inp, compression=None):
@@ -89,7 +89,7 @@ class PayloadReader:
         elif compression not in COMPRESSIONS:
             raise ValueError(f"unknown compression {compression!r}")
         elif compression != "none" and detected != compression:
-            raise ArchiveFormatError(
+            raise FormatError(
                 f"the payload is not {compression}-compressed "
                 f"(it looks like {detected})"
             )
@@ -111,16 +111,14 @@ class PayloadReader:
                 fileobj=self._stream, mode="r|", bufsize=BLOCK, encoding="utf-8"
             )
         except (tarfile.TarError, zstandard.ZstdError, OSError, EOFError) as exc:
-            raise ArchiveFormatError(
-                f"the payload is not a readable tar: {exc}"
-            ) from exc
+            raise FormatError(f"the payload is not a readable tar: {exc}") from exc
 
     def __iter__(self) -> Iterator[PayloadMember]:
         while True:
             try:
                 info = self._tar.next()
             except (tarfile.TarError, zstandard.ZstdError, OSError, EOFError) as exc:
-                raise ArchiveFormatError(f"damaged payload: {exc}") from exc
+                raise FormatError(f"damaged payload: {exc}") from exc
             if info is None:
                 return
             yield self._member(info)
@@ -193,7 +191,7 @@ class _GuardedReader(io.RawIOBase):
         try:
             data = self._f.read(n)
         except (tarfile.TarError, zstandard.ZstdError, OSError, EOFError) as exc:
-            raise ArchiveFormatError(f"damaged payload in {self._name}: {exc}") from exc
+            raise FormatError(f"damaged payload in {self._name}: {exc}") from exc
         return data
 
     def readinto(self, buf):

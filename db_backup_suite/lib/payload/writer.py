@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import zstandard
 
-from ..errors import ArchiveError, DumpError
+from ..errors import DumpError, StreamCryptError
 from .extract import check_member_name
 from .sampling import SAMPLE_SIZE, should_store
 from .tar import (
@@ -158,7 +158,7 @@ class _ZstdLayer:
             if pieces:
                 self._out.write(b"".join(pieces))
         if remaining != 0:
-            raise ArchiveError(
+            raise StreamCryptError(
                 f"internal error: stored frame announced {total} bytes, "
                 f"{total - remaining} written"
             )

@@ -38,7 +38,7 @@ from datetime import UTC
 
 from .. import crypto, naming
 from .. import manifest as mf
-from ..errors import ArchiveTamperedError, SinkError, SinkObjectNotFound
+from ..errors import SinkError, SinkObjectNotFound, TamperedError
 from ..sinks.base import Sink, StoredObject
 from . import format as fmt
 from . import layout
@@ -78,7 +78,7 @@ def _fetch(repo: Repository, refs, dry: bool = False):
                 "the data it holds is lost"
             )
         if loc.entry.raw != raw:
-            raise ArchiveTamperedError(
+            raise TamperedError(
                 f"blob {blob_id.hex()}: {loc.entry.raw} bytes in the index, "
                 f"{raw} in the snapshot"
             )
@@ -129,16 +129,14 @@ def _items(repo: Repository, snap: dict, dry: bool = False):
     size = snap["dump"]["size"]
     parts = layout.dump_parts(size)
     if len(parts) != 1 or [parts[0][0]] != snap["manifest"]["dump"].get("parts"):
-        raise ArchiveTamperedError("the snapshot's dump parts do not match its size")
+        raise TamperedError("the snapshot's dump parts do not match its size")
     yield None, layout.tar_header(parts[0][0], size, stamp)
     total = 0
     for entry, stored in _fetch(repo, repo.iter_list(snap["dump"]["lists"]), dry):
         total += entry.raw
         yield entry, stored
     if total != size:
-        raise ArchiveTamperedError(
-            f"the snapshot's dump has {total} bytes, {size} recorded"
-        )
+        raise TamperedError(f"the snapshot's dump has {total} bytes, {size} recorded")
     yield None, layout.padding(size)
     # the filestore, one blob stream over all files (reads stay batched)
     records, for_blobs = itertools.tee(repo.iter_list(snap["filestore"]["lists"]))
@@ -155,7 +153,7 @@ def _items(repo: Repository, snap: dict, dry: bool = False):
 
 def _check_size(snap, count):
     if count + len(layout.tail(count)) != snap["tar_size"]:
-        raise ArchiveTamperedError(
+        raise TamperedError(
             f"the snapshot's payload has {count + len(layout.tail(count))} "
             f"bytes, {snap['tar_size']} recorded"
         )
@@ -195,7 +193,7 @@ def iter_zstd_payload(repo: Repository, snap: dict):
             yield data
         else:
             if len(data) != entry.raw:
-                raise ArchiveTamperedError(
+                raise TamperedError(
                     f"blob {entry.blob_id.hex()}: {len(data)} bytes where the "
                     f"index says {entry.raw}"
                 )

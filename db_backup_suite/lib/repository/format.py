@@ -26,11 +26,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
-from ..crypto import streamcrypt
 from ..errors import (
-    ArchiveFormatError,
-    ArchiveTamperedError,
-    ArchiveTruncatedError,
+    FormatError,
+    KeyringError,
+    TamperedError,
+    TruncatedError,
     WrongKeyError,
 )
 
@@ -146,7 +146,7 @@ class RepoKeys:
 
     def __init__(self, keyring, tenant: str, salt: bytes = b"", id_key_id=None):
         if keyring is None:
-            raise streamcrypt.KeyringError(
+            raise KeyringError(
                 "the incremental repository needs the server keyring "
                 "(password mode is for single-archive downloads only)"
             )
@@ -231,27 +231,27 @@ def object_key_id(data: bytes) -> str:
 def _parse_prefix(data: bytes, otype: bytes | None, what: str):
     if len(data) < 7 or not data.startswith(OBJECT_MAGIC):
         if OBJECT_MAGIC.startswith(bytes(data[:4])) and len(data) < 7:
-            raise ArchiveTruncatedError(f"{what}: the object is truncated")
-        raise ArchiveFormatError(f"{what}: not an object of a suite repository")
+            raise TruncatedError(f"{what}: the object is truncated")
+        raise FormatError(f"{what}: not an object of a suite repository")
     found = bytes(data[4:5])
     if otype is not None and found != otype:
-        raise ArchiveFormatError(
+        raise FormatError(
             f"{what}: object of type {found!r} where a {PURPOSES[otype]} object "
             "was expected"
         )
     if data[5] != FORMAT_VERSION:
-        raise ArchiveFormatError(
+        raise FormatError(
             f"{what}: repository format version {data[5]} is not supported by "
             "this version of the suite: upgrade it"
         )
     klen = data[6]
     end = 7 + klen + NONCE_SIZE
     if not 1 <= klen <= 32 or len(data) < end + COMMIT_SIZE + TAG_SIZE:
-        raise ArchiveTruncatedError(f"{what}: the object is truncated")
+        raise TruncatedError(f"{what}: the object is truncated")
     try:
         key_id = bytes(data[7 : 7 + klen]).decode("ascii")
     except UnicodeDecodeError:
-        raise ArchiveFormatError(f"{what}: malformed key id") from None
+        raise FormatError(f"{what}: malformed key id") from None
     return end, key_id
 
 
@@ -275,7 +275,7 @@ def open_sealed(
     if tenant != keys.tenant:
         raise WrongKeyError(f"{what}: keys of tenant {keys.tenant!r}, not {tenant!r}")
     if purpose != PURPOSES.get(otype):
-        raise ArchiveFormatError(f"{what}: purpose {purpose!r} is not {otype!r}'s")
+        raise FormatError(f"{what}: purpose {purpose!r} is not {otype!r}'s")
     end, key_id = _parse_prefix(data, otype, what)
     enc_key, commit_key = keys.purpose_key(purpose, key_id, salt)
     prefix = bytes(data[:end])
@@ -293,7 +293,7 @@ def open_sealed(
             prefix[-NONCE_SIZE:], bytes(data[end + COMMIT_SIZE :]), prefix + commit
         )
     except InvalidTag:
-        raise ArchiveTamperedError(
+        raise TamperedError(
             f"{what}: authentication failed: the object was altered"
         ) from None
     try:
@@ -301,7 +301,7 @@ def open_sealed(
             body, max_output_size=MAX_OBJECT_SIZE
         )
     except zstandard.ZstdError as exc:  # authenticated: a writer bug
-        raise ArchiveFormatError(f"{what}: malformed content: {exc}") from exc
+        raise FormatError(f"{what}: malformed content: {exc}") from exc
 
 
 def seal_json(keys, otype, value: dict, *, salt=None) -> bytes:
@@ -315,9 +315,9 @@ def open_json(keys, data, otype, *, tenant, purpose, what, salt=None) -> dict:
     try:
         value = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ArchiveFormatError(f"{what}: malformed JSON: {exc}") from exc
+        raise FormatError(f"{what}: malformed JSON: {exc}") from exc
     if not isinstance(value, dict):
-        raise ArchiveFormatError(f"{what}: malformed content")
+        raise FormatError(f"{what}: malformed content")
     return value
 
 
@@ -354,7 +354,7 @@ def decrypt_blob(enc_key, data, blob_id, btype, flags, *, what) -> bytes:
     """Authenticate and decrypt one stored blob (nonce || ct || tag): its
     stored form (a zstd frame when ``flags & FLAG_ZSTD``)."""
     if len(data) < BLOB_OVERHEAD:
-        raise ArchiveTruncatedError(f"{what}: the blob is truncated")
+        raise TruncatedError(f"{what}: the blob is truncated")
     view = memoryview(data)
     try:
         return AESGCM(enc_key).decrypt(
@@ -363,7 +363,7 @@ def decrypt_blob(enc_key, data, blob_id, btype, flags, *, what) -> bytes:
             blob_aad(blob_id, btype, flags),
         )
     except InvalidTag:
-        raise ArchiveTamperedError(
+        raise TamperedError(
             f"{what}: authentication failed: the blob was altered, moved or "
             "swapped with another"
         ) from None
@@ -378,9 +378,9 @@ def unpack_blob(stored: bytes, flags: int, raw_len: int, *, what) -> bytes:
                 stored, max_output_size=MAX_BLOB_SIZE
             )
         except zstandard.ZstdError as exc:
-            raise ArchiveFormatError(f"{what}: malformed compression: {exc}") from exc
+            raise FormatError(f"{what}: malformed compression: {exc}") from exc
     if len(plain) != raw_len:
-        raise ArchiveTamperedError(
+        raise TamperedError(
             f"{what}: {len(plain)} bytes where the index says {raw_len}"
         )
     return plain
@@ -445,14 +445,14 @@ class Entry:
 def _unpack_entries(data, pos, count, what):
     end = pos + count * ENTRY_SIZE
     if end > len(data):
-        raise ArchiveFormatError(f"{what}: truncated entry table")
+        raise FormatError(f"{what}: truncated entry table")
     out = []
     for i in range(count):
         bid, btype, flags, off, stored, raw = ENTRY.unpack_from(
             data, pos + i * ENTRY_SIZE
         )
         if btype not in BLOB_TYPES or raw > MAX_BLOB_SIZE or stored < BLOB_OVERHEAD:
-            raise ArchiveFormatError(f"{what}: malformed entry {i}")
+            raise FormatError(f"{what}: malformed entry {i}")
         out.append(Entry(bid, btype, flags, off, stored, raw))
     return out, end
 
@@ -467,11 +467,11 @@ def encode_pack_header(entries: list[Entry]) -> bytes:
 
 def decode_pack_header(data: bytes, what: str) -> list[Entry]:
     if not data.startswith(PACK_HEADER_MAGIC) or len(data) < 8:
-        raise ArchiveFormatError(f"{what}: malformed pack header")
+        raise FormatError(f"{what}: malformed pack header")
     (count,) = struct.unpack_from(">I", data, 4)
     entries, end = _unpack_entries(data, 8, count, what)
     if end != len(data):
-        raise ArchiveFormatError(f"{what}: trailing bytes in the pack header")
+        raise FormatError(f"{what}: trailing bytes in the pack header")
     return entries
 
 
@@ -498,7 +498,7 @@ def encode_index(packs: list[PackRecord]) -> bytes:
 
 def decode_index(data: bytes, what: str) -> list[PackRecord]:
     if not data.startswith(INDEX_MAGIC) or len(data) < 8:
-        raise ArchiveFormatError(f"{what}: malformed index")
+        raise FormatError(f"{what}: malformed index")
     (count,) = struct.unpack_from(">I", data, 4)
     pos = 8
     packs = []
@@ -513,9 +513,9 @@ def decode_index(data: bytes, what: str) -> list[PackRecord]:
             entries, pos = _unpack_entries(data, pos + 4, n, what)
             packs.append(PackRecord(name, size, key_id, entries))
     except (struct.error, UnicodeDecodeError) as exc:
-        raise ArchiveFormatError(f"{what}: malformed index: {exc}") from exc
+        raise FormatError(f"{what}: malformed index: {exc}") from exc
     if pos != len(data):
-        raise ArchiveFormatError(f"{what}: trailing bytes in the index")
+        raise FormatError(f"{what}: trailing bytes in the index")
     return packs
 
 
@@ -568,7 +568,7 @@ def decode_list(data: bytes, what: str):
     """(kind, records): dump records are (blob id, raw), file records
     :class:`FileRecord`."""
     if not data.startswith(LIST_MAGIC) or len(data) < 9:
-        raise ArchiveFormatError(f"{what}: malformed list")
+        raise FormatError(f"{what}: malformed list")
     kind = bytes(data[4:5])
     (count,) = struct.unpack_from(">I", data, 5)
     pos = 9
@@ -590,14 +590,14 @@ def decode_list(data: bytes, what: str):
                     blobs.append(_DUMP_RECORD.unpack_from(data, pos))
                     pos += _DUMP_RECORD.size
                 if sum(b[1] for b in blobs) != size:
-                    raise ArchiveFormatError(f"{what}: {name}: blob sizes differ")
+                    raise FormatError(f"{what}: {name}: blob sizes differ")
                 out.append(FileRecord(name, size, mtime, sha, tuple(blobs)))
         else:
-            raise ArchiveFormatError(f"{what}: unknown list kind {kind!r}")
+            raise FormatError(f"{what}: unknown list kind {kind!r}")
     except (struct.error, UnicodeDecodeError) as exc:
-        raise ArchiveFormatError(f"{what}: malformed list: {exc}") from exc
+        raise FormatError(f"{what}: malformed list: {exc}") from exc
     if pos != len(data):
-        raise ArchiveFormatError(f"{what}: trailing bytes in the list")
+        raise FormatError(f"{what}: trailing bytes in the list")
     return kind, out
 
 

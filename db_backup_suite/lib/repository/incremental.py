@@ -39,7 +39,7 @@ import zstandard
 from .. import backup as full
 from .. import manifest as mf
 from .. import naming
-from ..errors import ArchiveError, DumpError, SinkError
+from ..errors import DumpError, KeyringError, SinkError, StreamCryptError
 from ..lock import backup_lock
 from ..payload.extract import safe_member_path
 from ..payload.sampling import (
@@ -319,7 +319,7 @@ class _DumpThread(threading.Thread):
     def result(self):
         self.join()
         if self.error is not None:
-            if isinstance(self.error, DumpError | ArchiveError):
+            if isinstance(self.error, DumpError | StreamCryptError):
                 raise self.error
             raise DumpError(f"reading pg_dump's output: {self.error}") from self.error
         return self.size, self.sha256.hexdigest(), self.list.ids
@@ -405,7 +405,7 @@ class _Files:
         fname = entry["store_fname"]
         try:
             path = self._path(fname)
-        except ArchiveError as exc:
+        except StreamCryptError as exc:
             return {"store_fname": fname, "reason": f"unsafe name: {exc}"}
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
         try:
@@ -527,7 +527,7 @@ def run_incremental_backup(
     """
     started = time.monotonic()
     if req.keyring is None or req.password is not None:
-        raise full.crypto.KeyringError(
+        raise KeyringError(
             "an incremental backup needs the server keyring (not a password); "
             + full.crypto.keyring.KEYGEN_HINT
         )

@@ -38,7 +38,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import manifest as mf
-from ..errors import ArchiveTamperedError, BackupSuiteError, SinkObjectNotFound
+from ..errors import SinkObjectNotFound, SuiteError, TamperedError
 from ..retention import RetentionPolicy, plan_retention
 from . import format as fmt
 from .archive import SnapshotArchiveSink, check_snapshot
@@ -85,7 +85,7 @@ def _stored_plain(repo: Repository, rec: fmt.PackRecord, entry: fmt.Entry, data)
             fmt.blob_aad(entry.blob_id, entry.btype, entry.flags),
         )
     except InvalidTag:
-        raise ArchiveTamperedError(
+        raise TamperedError(
             f"pack {rec.name}, blob {entry.blob_id.hex()}: authentication failed"
         ) from None
 
@@ -353,7 +353,7 @@ def verify_repository(
         for ref in refs:
             try:
                 snap = repo.load_snapshot(ref)
-            except (BackupSuiteError, SinkObjectNotFound) as exc:
+            except (SuiteError, SinkObjectNotFound) as exc:
                 damaged[ref.rel] = [str(exc)]
                 problems.append(f"snapshot {ref.rel}: {exc}")
                 continue
@@ -365,7 +365,7 @@ def verify_repository(
                     loc = repo.index.locate(blob_id)
                     if loc is not None:
                         users.setdefault(loc.pack, []).append(ref.rel)
-            except (BackupSuiteError, SinkObjectNotFound) as exc:
+            except (SuiteError, SinkObjectNotFound) as exc:
                 damaged.setdefault(ref.rel, []).append(str(exc))
         candidates = sorted(n for n in repo.index.packs if n in listed)
         if deep:
@@ -379,7 +379,7 @@ def verify_repository(
             size = listed[name].size
             try:
                 data = repo.store.read_range(pack_path(name), 0, size)
-            except (BackupSuiteError, SinkObjectNotFound) as exc:
+            except (SuiteError, SinkObjectNotFound) as exc:
                 problems.append(f"pack {name}: {exc}")
                 continue
             bytes_read += len(data)
@@ -419,20 +419,20 @@ def _check_pack(repo: Repository, rec: fmt.PackRecord, data: bytes) -> list[str]
         _kid, header = repo.read_pack_header(rec.name, len(data), data)
         if header != rec.entries:
             out.append(f"pack {rec.name}: its header differs from the index")
-    except (BackupSuiteError, ValueError) as exc:
+    except (SuiteError, ValueError) as exc:
         out.append(f"pack {rec.name}: header unreadable: {exc}")
     view = memoryview(data)
     for entry in rec.entries:
         what = f"blob {entry.blob_id.hex()} in pack {rec.name}"
         try:
             if entry.offset + entry.stored > len(data):
-                raise ArchiveTamperedError(f"{what}: beyond the end of the pack")
+                raise TamperedError(f"{what}: beyond the end of the pack")
             plain = repo.open_located(
                 _Loc(rec.name, rec.key_id, entry),
                 view[entry.offset : entry.offset + entry.stored],
             )
             repo.verify_blob_id(entry, plain, what)
-        except BackupSuiteError as exc:
+        except SuiteError as exc:
             out.append(str(exc) if what in str(exc) else f"{what}: {exc}")
     return out
 
@@ -453,7 +453,7 @@ def rebuild_index(repo: Repository, *, lock_options: dict | None = None) -> dict
         for name, obj in sorted(repo.list_packs().items()):
             try:
                 key_id, entries = repo.read_pack_header(name, obj.size)
-            except (BackupSuiteError, SinkObjectNotFound, ValueError) as exc:
+            except (SuiteError, SinkObjectNotFound, ValueError) as exc:
                 problems.append(f"pack {name}: {exc}")
                 continue
             records.append(fmt.PackRecord(name, obj.size, key_id, entries))

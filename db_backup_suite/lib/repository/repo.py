@@ -26,12 +26,12 @@ from datetime import UTC, datetime
 from .. import manifest as mf
 from .. import naming
 from ..errors import (
-    ArchiveFormatError,
-    ArchiveTamperedError,
-    ArchiveTruncatedError,
     BackupLockedError,
-    BackupSuiteError,
+    FormatError,
     SinkObjectNotFound,
+    SuiteError,
+    TamperedError,
+    TruncatedError,
 )
 from . import format as fmt
 from .store import RepoStore
@@ -59,7 +59,7 @@ class RepositoryLockedError(BackupLockedError):
     """Another process holds a conflicting lock on the repository."""
 
 
-class RepositoryDamagedError(ArchiveTamperedError):
+class RepositoryDamagedError(TamperedError):
     """Data a snapshot needs is missing or does not match at the destination."""
 
 
@@ -211,9 +211,9 @@ class Repository:
             salt=b"",
         )
         if config.get("kind") != KIND_CONFIG or config.get("tenant") != tenant:
-            raise ArchiveFormatError(f"{store.root}/config: not this tenant's config")
+            raise FormatError(f"{store.root}/config: not this tenant's config")
         if config.get("version") != fmt.FORMAT_VERSION:
-            raise ArchiveFormatError(
+            raise FormatError(
                 f"{store.root}: repository version {config.get('version')!r} is "
                 "not supported by this version of the suite"
             )
@@ -273,7 +273,7 @@ class Repository:
                 for rec in self.read_index_file(obj.name):
                     self.index.add_pack(rec)
                 self.index.files.append(obj.name)
-            except (BackupSuiteError, SinkObjectNotFound) as exc:
+            except (SuiteError, SinkObjectNotFound) as exc:
                 if strict:
                     raise
                 problems.append(f"{obj.name}: {exc}")
@@ -367,7 +367,7 @@ class Repository:
                 f"pack {pack} is missing at {self.store.describe()}"
             ) from exc
         if len(data) != length:
-            raise ArchiveTruncatedError(
+            raise TruncatedError(
                 f"pack {pack} is truncated: {offset + len(data)} bytes where "
                 f"{offset + length} are needed"
             )
@@ -378,7 +378,7 @@ class Repository:
         tail = self.read_pack_range(pack, size - 4, 4) if data is None else data[-4:]
         (hlen,) = fmt.PACK_TRAILER.unpack(tail)
         if hlen + 4 > size:
-            raise ArchiveTamperedError(f"pack {pack}: malformed header length")
+            raise TamperedError(f"pack {pack}: malformed header length")
         if data is None:
             sealed = self.read_pack_range(pack, size - 4 - hlen, hlen)
         else:
@@ -396,7 +396,7 @@ class Repository:
     def verify_blob_id(self, entry: fmt.Entry, plain: bytes, what: str):
         expected = self.keys.blob_id(entry.btype, hashlib.sha256(plain).digest())
         if expected != entry.blob_id:
-            raise ArchiveTamperedError(f"{what}: content does not match its id")
+            raise TamperedError(f"{what}: content does not match its id")
 
     # -- snapshots ------------------------------------------------------------------
     def list_snapshots(self) -> list[SnapshotRef]:
@@ -421,13 +421,13 @@ class Repository:
             what=ref.rel,
         )
         if snap.get("kind") != KIND_SNAPSHOT or snap.get("tenant") != self.tenant:
-            raise ArchiveFormatError(f"{ref.rel}: not a snapshot of this database")
+            raise FormatError(f"{ref.rel}: not a snapshot of this database")
         created = mf.parse_iso(snap["created_at"])
         if (
             created.strftime(naming.TIMESTAMP_FORMAT) != ref.stamp
             or snap.get("label") != ref.label
         ):
-            raise ArchiveTamperedError(
+            raise TamperedError(
                 f"{ref.rel}: the name says {ref.label} {ref.stamp}, the content "
                 f"{snap.get('label')} {snap.get('created_at')}: it was renamed"
             )
@@ -470,7 +470,7 @@ class Repository:
 def _check_named_hash(rel: str, data: bytes, expected: str | None = None):
     expected = expected or rel.rsplit("/", 1)[-1]
     if hashlib.sha256(data).hexdigest() != expected:
-        raise ArchiveTamperedError(
+        raise TamperedError(
             f"{rel}: its content does not match its name (altered, truncated "
             "or swapped)"
         )
@@ -653,7 +653,7 @@ class RepoLock:
                 )
             except SinkObjectNotFound:
                 continue  # released meanwhile
-            except BackupSuiteError as exc:
+            except SuiteError as exc:
                 self.warnings.append(f"ignored unreadable lock {obj.name}: {exc}")
                 info = None
             out.append((obj.name, info))

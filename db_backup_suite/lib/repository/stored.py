@@ -18,7 +18,7 @@ anything else (a full archive) go to the destination unchanged.
 The keyring that opens the repositories is loaded when a repository is
 first met (a destination without one never needs it): the ``keyring``
 given, else ``keyring_file``, else the environment
-(``DB_BACKUP_SUITE_KEYRING_FILE`` / ``DB_BACKUP_SUITE_KEYRING``). A
+(``SUITE_KEYRING_FILE`` / ``SUITE_KEYRING``). A
 repository that cannot be opened (no keyring, another server's keys) does
 not hide the destination's archives: it is reported in :attr:`warnings`.
 """

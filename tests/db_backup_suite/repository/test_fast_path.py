@@ -14,7 +14,7 @@ import pytest
 
 from db_backup_suite.lib import backup, crypto, scan
 from db_backup_suite.lib import repository as repo_mod
-from db_backup_suite.lib.errors import BackupSuiteError, WrongKeyError
+from db_backup_suite.lib.errors import SuiteError, WrongKeyError
 from db_backup_suite.lib.repository.archive import SnapshotPayloadReader
 from db_backup_suite.lib.repository.repo import pack_path
 from db_backup_suite.lib.repository.stored import StoredBackupsSink
@@ -51,7 +51,7 @@ def _scan(vsink, name, *, standard, tenant, **kw):
         raw = io.BufferedReader(stream) if standard else stream
         try:
             report = scan.scan_archive(raw, tenant=tenant, **kw)
-        except BackupSuiteError as exc:
+        except SuiteError as exc:
             report = exc
         return report, stream._plain is not None
 
@@ -114,7 +114,7 @@ def test_fast_path_refuses_what_the_archive_header_refuses(snapshot, keyring):
     for kw in cases:
         fast, _ = _scan(vsink, name, standard=False, **kw)
         slow, _ = _scan(vsink, name, standard=True, **kw)
-        assert isinstance(fast, BackupSuiteError), kw
+        assert isinstance(fast, SuiteError), kw
         assert _same(fast) == _same(slow), kw
     fast, _ = _scan(vsink, name, standard=False, keyring=keyring, tenant=OTHER_UUID)
     assert isinstance(fast, WrongKeyError)
@@ -139,7 +139,7 @@ def test_fast_path_refuses_a_tampered_pack_as_the_archive_stream_does(
     )
     assert used
     slow, _ = _scan(vsink, result.name, standard=True, keyring=keyring, tenant=db.uuid)
-    assert isinstance(fast, BackupSuiteError)
+    assert isinstance(fast, SuiteError)
     assert _same(fast) == _same(slow)
     assert loc.entry.blob_id.hex() in str(fast)
 

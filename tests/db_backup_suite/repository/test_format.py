@@ -18,9 +18,9 @@ from db_backup_suite.lib import crypto
 from db_backup_suite.lib import manifest as mf
 from db_backup_suite.lib import repository as repo_mod
 from db_backup_suite.lib.errors import (
-    ArchiveError,
-    ArchiveTamperedError,
-    BackupSuiteError,
+    StreamCryptError,
+    SuiteError,
+    TamperedError,
     WrongKeyError,
 )
 from db_backup_suite.lib.payload.reader import PayloadReader
@@ -162,7 +162,7 @@ def test_a_sealed_object_with_any_bit_flipped_is_refused(pos, bit):
     keys = _keys()
     sealed = bytearray(fmt.seal_json(keys, fmt.TYPE_SNAPSHOT, {"a": "b" * 100}))
     sealed[pos % len(sealed)] ^= 1 << bit
-    with pytest.raises(BackupSuiteError):
+    with pytest.raises(SuiteError):
         fmt.open_json(
             keys,
             bytes(sealed),
@@ -189,7 +189,7 @@ def test_sealed_objects_name_tenant_and_purpose():
             purpose="repo-index",
             what="x",
         )
-    with pytest.raises(ArchiveError):  # an index is not a snapshot
+    with pytest.raises(StreamCryptError):  # an index is not a snapshot
         fmt.open_json(
             keys,
             sealed,
@@ -214,9 +214,9 @@ def test_a_blob_opens_only_under_its_own_id():
     n = fmt.BlobSealer(key).seal_into(memoryview(buf), blob_id, 0, 0, plain)
     stored = bytes(buf[:n])
     assert fmt.open_blob(key, stored, blob_id, 0, 0, len(plain), what="b") == plain
-    with pytest.raises(ArchiveTamperedError):
+    with pytest.raises(TamperedError):
         fmt.open_blob(key, stored, other_id, 0, 0, len(plain), what="b")
-    with pytest.raises(ArchiveTamperedError):  # the compression flag is bound
+    with pytest.raises(TamperedError):  # the compression flag is bound
         fmt.open_blob(key, stored, blob_id, 0, fmt.FLAG_ZSTD, len(plain), what="b")
     # ids are keyed: another tenant names the same content differently
     assert _keys(tenant="t2").blob_id(0, hashlib.sha256(plain).digest()) != blob_id

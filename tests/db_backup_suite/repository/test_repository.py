@@ -17,8 +17,8 @@ import pytest
 from db_backup_suite.lib import backup, crypto, restore, scan, verify
 from db_backup_suite.lib import repository as repo_mod
 from db_backup_suite.lib.errors import (
-    ArchiveError,
-    BackupSuiteError,
+    StreamCryptError,
+    SuiteError,
     UnknownKeyError,
     WrongKeyError,
 )
@@ -389,7 +389,7 @@ def test_damaged_pack_is_named_by_verify_and_refused_by_restore(
         sorted(os.listdir(db.data_dir / "filestore")),
     )
     vsink = repo_mod.SnapshotArchiveSink(sink, keyring)
-    with pytest.raises(ArchiveError) as info:
+    with pytest.raises(StreamCryptError) as info:
         restore.run_restore(
             restore.RestoreRequest(
                 target=db.dbname,
@@ -422,7 +422,7 @@ def test_renamed_snapshot_and_altered_index_are_refused(
     newer = ref.rel.replace(ref.stamp, "20991231T000000Z")
     (root / ref.rel).rename(root / newer)
     (fake,) = repo.list_snapshots()
-    with pytest.raises(ArchiveError, match="renamed"):
+    with pytest.raises(StreamCryptError, match="renamed"):
         repo.load_snapshot(fake)
     (root / newer).rename(root / ref.rel)
     # an index file with one byte changed
@@ -430,7 +430,7 @@ def test_renamed_snapshot_and_altered_index_are_refused(
     data = bytearray(index_file.read_bytes())
     data[-5] ^= 0x80
     index_file.write_bytes(bytes(data))
-    with pytest.raises(ArchiveError, match="does not match its name"):
+    with pytest.raises(StreamCryptError, match="does not match its name"):
         repo.load_index()
     report = repo_mod.verify_repository(repo, deep=True)
     assert any(index_file.name in p for p in report.problems)
@@ -559,7 +559,7 @@ def test_two_databases_with_different_keys_share_no_blob(tmp_path, odoo_db_facto
     with pytest.raises(WrongKeyError):
         repo_mod.Repository.open(sink, db_b.dbname, db_b.uuid, impostor)
     # nor does the right key under the other tenant
-    with pytest.raises((WrongKeyError, BackupSuiteError)):
+    with pytest.raises((WrongKeyError, SuiteError)):
         repo_mod.Repository.open(sink, db_b.dbname, db_a.uuid, ring_b)
     # a snapshot object copied into the other repository is refused
     ref_b = repo_b.list_snapshots()[0]

@@ -15,9 +15,9 @@ import unicodedata
 import pytest
 import zstandard
 
-from audit_export.lib import streamcrypt as sc
-from audit_export.lib.keyring import Keyring, generate_key_line
 from db_backup_suite.lib import crypto, errors
+from suite_core import streamcrypt as sc
+from suite_core.keyring import Keyring, generate_key_line
 
 CS = sc.MIN_CHUNK_SIZE  # 64 KiB chunks keep multi-chunk archives small
 FRAME = sc.CHUNK_PREFIX_SIZE + CS + sc.TAG_SIZE  # one full chunk on disk
@@ -626,18 +626,17 @@ def test_failed_destination_breaks_the_writer(ring):
 
 # Errors shared with the backup engine -----------------------------------------------
 def test_engine_errors_are_the_crypto_classes():
-    assert errors.ArchiveError is sc.StreamCryptError
-    assert errors.ArchiveFormatError is sc.FormatError
-    assert errors.ArchiveTruncatedError is sc.TruncatedError
-    assert errors.ArchiveTamperedError is sc.TamperedError
+    assert errors.StreamCryptError is sc.StreamCryptError
+    assert errors.FormatError is sc.FormatError
+    assert errors.TruncatedError is sc.TruncatedError
+    assert errors.TamperedError is sc.TamperedError
     assert errors.WrongKeyError is sc.WrongKeyError
     assert errors.WrongPasswordError is sc.WrongPasswordError
     assert errors.KeyringError is sc.KeyringError
     assert errors.UnknownKeyError is sc.UnknownKeyError
-    assert crypto.TamperedError is sc.TamperedError
     for cls in (sc.TamperedError, sc.KeyringError, errors.SinkError):
-        assert issubclass(cls, errors.BackupSuiteError)
-    with pytest.raises(errors.BackupSuiteError):
+        assert issubclass(cls, errors.SuiteError)
+    with pytest.raises(errors.SuiteError):
         decrypt(b"not an archive")
 
 

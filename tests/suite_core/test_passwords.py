@@ -1,9 +1,9 @@
-"""audit_export.lib.passwords: the suite's one policy for file passwords."""
+"""suite_core.passwords: the suite's one policy for file passwords."""
 
 import pytest
 
-from audit_export.lib import passwords
-from audit_export.lib.passwords import (
+from suite_core import passwords
+from suite_core.passwords import (
     MIN_LENGTH,
     PasswordPolicyError,
     check_new_password,

@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from audit_export.lib import keyring as kr
-from audit_export.lib.keyring import Keyring, KeyringError, UnknownKeyError
+from suite_core import keyring as kr
+from suite_core.keyring import Keyring, KeyringError, UnknownKeyError
 
 MATERIAL_A = bytes(range(32))
 MATERIAL_B = bytes(range(100, 132))
@@ -230,11 +230,58 @@ def test_load_order_path_config_env_file_env_inline(tmp_path):
     assert "environment variable" in Keyring.load(None, environ).source
 
 
+def test_earlier_names_are_read_after_the_new_ones(tmp_path):
+    new_file = _write(tmp_path / "new", f"new:{B64_A}")
+    old_file = _write(tmp_path / "old", f"old:{B64_A}")
+    assert kr.ENV_KEYRING_FILE == "SUITE_KEYRING_FILE"
+    assert kr.CONFIG_OPTION == "suite_keyring_file"
+    legacy = {
+        "DB_BACKUP_SUITE_KEYRING_FILE": str(old_file),
+        "DB_BACKUP_SUITE_KEYRING": f"oldinline:{B64_A}",
+    }
+    assert Keyring.load(None, legacy).ids == ("old",)
+    assert Keyring.load(None, {**legacy, "SUITE_KEYRING_FILE": str(new_file)}).ids == (
+        "new",
+    )
+    del legacy["DB_BACKUP_SUITE_KEYRING_FILE"]
+    assert Keyring.load(None, legacy).ids == ("oldinline",)
+    assert Keyring.load(
+        None, {**legacy, "SUITE_KEYRING": f"newinline:{B64_A}"}
+    ).ids == ("newinline",)
+    # the Odoo option: the new name first, the old one as a fallback
+    old_config = {"backup_keyring_file": str(old_file)}
+    assert kr.config_keyring_path(old_config) == str(old_file)
+    assert Keyring.from_config(old_config, environ={}).ids == ("old",)
+    both = {**old_config, "suite_keyring_file": str(new_file)}
+    assert Keyring.from_config(both, environ={}).ids == ("new",)
+    assert kr.keyring_file_path({}, {"DB_BACKUP_SUITE_KEYRING_FILE": "/k"}) == "/k"
+    assert not kr.is_configured({}, {"SUITE_KEYRING": "  "})
+    assert kr.is_configured({}, {"DB_BACKUP_SUITE_KEYRING": f"a:{B64_A}"})
+    assert kr.is_configured(old_config, {})
+
+
+def test_keygen_command_writes_a_private_keyring_once(tmp_path, capsys):
+    from suite_core.__main__ import main
+
+    path = tmp_path / "server.keys"
+    assert main(["keygen", "--key-id", "first", "-o", str(path)]) == 0
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert Keyring.from_file(path).ids == ("first",)
+    before = path.read_bytes()
+    assert main(["keygen", "-o", str(path)]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    assert main(["keygen", "--key-id", "bad id"]) == 1
+    assert "invalid key id" in capsys.readouterr().err
+    assert main(["keygen"]) == 0
+    assert Keyring.parse(capsys.readouterr().out).active
+
+
 def test_load_with_nothing_configured_says_what_to_set():
     with pytest.raises(KeyringError) as info:
         Keyring.load(environ={kr.ENV_KEYRING: "  "})
     message = str(info.value)
-    for name in ("backup_keyring_file", kr.ENV_KEYRING_FILE, kr.ENV_KEYRING, "keygen"):
+    for name in ("suite_keyring_file", kr.ENV_KEYRING_FILE, kr.ENV_KEYRING, "keygen"):
         assert name in message
 
 

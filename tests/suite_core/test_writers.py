@@ -1,4 +1,4 @@
-"""Tier 1: audit_export/lib/writers.py, parsed back with csv, json and openpyxl."""
+"""Tier 1: suite_core/writers.py, parsed back with csv, json and openpyxl."""
 
 import csv
 import datetime as dt
@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 import openpyxl
 import pytest
 
-from audit_export.lib import writers
-from audit_export.lib.writers import (
+from suite_core import writers
+from suite_core.writers import (
     CsvWriter,
     JsonArrayWriter,
     WriterError,

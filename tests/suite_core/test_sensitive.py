@@ -1,8 +1,8 @@
-"""audit_export.lib.sensitive: the suite's one rule for secrets."""
+"""suite_core.sensitive: the suite's one rule for secrets."""
 
 import pytest
 
-from audit_export.lib.sensitive import groups_withhold, is_secret_field, is_withheld
+from suite_core.sensitive import groups_withhold, is_secret_field, is_withheld
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit_export.lib import streamcrypt as sc
-from audit_export.lib.keyring import Keyring, KeyringError, generate_key_line
+from suite_core import streamcrypt as sc
+from suite_core.keyring import Keyring, KeyringError, generate_key_line
 
 CS = sc.MIN_CHUNK_SIZE
 FRAME = sc.CHUNK_PREFIX_SIZE + CS + sc.TAG_SIZE

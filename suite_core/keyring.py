@@ -3,10 +3,15 @@
 Keys never live in the database. They come from (first match wins):
 
 1. an explicit ``path`` given by the caller (command line ``--keyring``);
-2. the Odoo configuration option ``backup_keyring_file`` (a path), which the
-   Odoo layer passes in as ``config_path``;
-3. the environment variable ``DB_BACKUP_SUITE_KEYRING_FILE`` (a path);
-4. the environment variable ``DB_BACKUP_SUITE_KEYRING`` (the keys inline).
+2. the Odoo configuration option ``suite_keyring_file`` (a path), which the
+   Odoo layer passes in as ``config_path`` (:func:`config_keyring_path`);
+3. the environment variable ``SUITE_KEYRING_FILE`` (a path);
+4. the environment variable ``SUITE_KEYRING`` (the keys inline).
+
+The names the suite used before its core was shared (``backup_keyring_file``,
+``DB_BACKUP_SUITE_KEYRING_FILE``, ``DB_BACKUP_SUITE_KEYRING``) are read as
+fallbacks, each right after its new name, so existing configurations keep
+working.
 
 Text format, in a file or inline::
 
@@ -46,9 +51,15 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 _logger = logging.getLogger(__name__)
 
 KEY_BYTES = 32
-ENV_KEYRING_FILE = "DB_BACKUP_SUITE_KEYRING_FILE"
-ENV_KEYRING = "DB_BACKUP_SUITE_KEYRING"
-CONFIG_OPTION = "backup_keyring_file"
+ENV_KEYRING_FILE = "SUITE_KEYRING_FILE"
+ENV_KEYRING = "SUITE_KEYRING"
+CONFIG_OPTION = "suite_keyring_file"
+#: the earlier names, still read after the new ones (new name -> old name)
+LEGACY_NAMES = {
+    ENV_KEYRING_FILE: "DB_BACKUP_SUITE_KEYRING_FILE",
+    ENV_KEYRING: "DB_BACKUP_SUITE_KEYRING",
+    CONFIG_OPTION: "backup_keyring_file",
+}
 HKDF_INFO_PREFIX = b"odoo-suite/"
 MAX_KEYRING_FILE_BYTES = 1 << 20
 
@@ -58,7 +69,35 @@ KEY_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,32}\Z")
 PURPOSE_RE = re.compile(r"[a-z0-9._-]{1,64}\Z")
 _B64_RE = re.compile(r"[A-Za-z0-9+/_-]+={0,2}\Z")
 
-KEYGEN_HINT = "generate one with: python -m db_backup_suite.lib keygen"
+KEYGEN_HINT = "generate one with: python -m suite_core keygen"
+
+
+def _setting(options: Mapping, name: str):
+    """``options[name]``, else the value under its earlier name."""
+    return options.get(name) or options.get(LEGACY_NAMES[name]) or None
+
+
+def config_keyring_path(options: Mapping):
+    """The keyring path an Odoo configuration names (``suite_keyring_file``,
+    else the earlier ``backup_keyring_file``), or None."""
+    return _setting(options, CONFIG_OPTION)
+
+
+def is_configured(options: Mapping, environ: Mapping | None = None) -> bool:
+    """Whether the configuration or the environment names any keyring."""
+    environ = os.environ if environ is None else environ
+    return bool(
+        config_keyring_path(options)
+        or (_setting(environ, ENV_KEYRING_FILE) or "").strip()
+        or (_setting(environ, ENV_KEYRING) or "").strip()
+    )
+
+
+def keyring_file_path(options: Mapping, environ: Mapping | None = None):
+    """The keyring FILE the configuration or the environment names, or None
+    (an inline keyring has no file): what a child process is pointed at."""
+    environ = os.environ if environ is None else environ
+    return config_keyring_path(options) or _setting(environ, ENV_KEYRING_FILE)
 
 
 # Errors ---------------------------------------------------------------------
@@ -67,8 +106,8 @@ KEYGEN_HINT = "generate one with: python -m db_backup_suite.lib keygen"
 class SuiteError(Exception):
     """Root of every error the suite's libraries raise on purpose.
 
-    ``db_backup_suite.lib.errors.BackupSuiteError`` is this very class, so an
-    ``except BackupSuiteError`` also catches archive and keyring errors.
+    ``db_backup_suite.lib.errors.SuiteError`` is this very class, so an
+    ``except SuiteError`` also catches archive and keyring errors.
     """
 
 
@@ -271,7 +310,7 @@ class Keyring:
         """Load the keyring from the first configured source.
 
         ``path``: explicit path (command line); ``config_path``: the Odoo
-        option ``backup_keyring_file``; then the environment (``environ``
+        option ``suite_keyring_file``; then the environment (``environ``
         defaults to ``os.environ``). Raises :class:`KeyringError` when nothing
         is configured or the source is unusable (never falls through to the
         next source after a configured one fails).
@@ -282,18 +321,25 @@ class Keyring:
             return cls.from_file(path)
         if config_path:
             return cls.from_file(config_path)
-        env_path = (environ.get(ENV_KEYRING_FILE) or "").strip()
+        env_path = (_setting(environ, ENV_KEYRING_FILE) or "").strip()
         if env_path:
             return cls.from_file(env_path)
-        inline = environ.get(ENV_KEYRING) or ""
-        if inline.strip():
-            return cls.parse(inline, source=f"environment variable {ENV_KEYRING}")
+        for name in (ENV_KEYRING, LEGACY_NAMES[ENV_KEYRING]):
+            inline = environ.get(name) or ""
+            if inline.strip():
+                return cls.parse(inline, source=f"environment variable {name}")
         raise KeyringError(
             "no keyring configured: set the Odoo option "
             f"{CONFIG_OPTION} (path to a keyring file) or the environment "
             f"variable {ENV_KEYRING_FILE} (path) or {ENV_KEYRING} "
             f"('key_id:base64key,...'); {KEYGEN_HINT}"
         )
+
+    @classmethod
+    def from_config(cls, options: Mapping, environ=None) -> "Keyring":
+        """:meth:`load` from an Odoo configuration (``odoo.tools.config`` or
+        any mapping of its options), then the environment."""
+        return cls.load(config_path=config_keyring_path(options), environ=environ)
 
     # Access -----------------------------------------------------------------
     @property
@@ -360,3 +406,13 @@ def generate_key_line(key_id: str | None = None) -> str:
         )
     material = base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode("ascii")
     return f"{key_id}:{material}"
+
+
+def write_new_keyring(path, key_id: str | None = None) -> str:
+    """Create the keyring file ``path`` (mode 600, never over an existing
+    file) holding one new key; return the key's id."""
+    line = generate_key_line(key_id)
+    fd = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("# server keyring: the first key encrypts\n" + line + "\n")
+    return line.split(":", 1)[0]
