@@ -323,6 +323,85 @@ def restic_backup(repo: Path, db: str, filestore: Path) -> float:
 # ---------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------
+def _start_s3(args, work: Path):
+    """A SeaweedFS S3 server and the sink config of a new bucket on it, or
+    (None, None) with ``--no-s3`` or when none starts (the S3 row says
+    n/a)."""
+    if args.no_s3:
+        return None, None
+    try:
+        from tests.fixtures.s3_server import start_seaweedfs
+
+        s3 = start_seaweedfs(workdir=work / "weed")
+        return s3, s3.sink_config(s3.new_bucket())
+    except Exception as exc:  # the S3 row says n/a
+        log(f"no S3 server: {exc}")
+        return None, None
+
+
+def _first_backup_rounds(args, work: Path, common: dict, logfile: Path) -> dict:
+    """A first backup is measured ``--repeat`` times: ``repeat - 1`` extra
+    rounds into scratch destinations (an empty repository each time), the
+    order of full / incremental swapped every round, then the real day-1
+    runs; the medians are printed. Returns kind -> the extra rounds'
+    seconds."""
+    first: dict[str, list] = {"full": [], "incr": []}
+    for round_no in range(max(1, args.repeat) - 1):
+        order = ("incr", "full") if round_no % 2 == 0 else ("full", "incr")
+        for kind in order:
+            scratch = work / f"scratch_{kind}"
+            log(f"day 1 extra round {round_no + 1}: {kind}")
+            res = run_worker(
+                {
+                    **common,
+                    "op": f"{kind}_backup",
+                    "sink": {"type": "local", "path": str(scratch)},
+                    "label": "daily",
+                },
+                logfile,
+            )
+            shutil.rmtree(scratch, ignore_errors=True)
+            first[kind].append(res["seconds"])
+    return first
+
+
+def _restore_rounds(
+    args, common: dict, local: dict, data_dir: Path, uuid: str, row: dict, logfile
+):
+    """The newest full archive and snapshot restored into sandboxes,
+    alternating full / incremental (the order swapped every round),
+    ``--repeat`` times (medians)."""
+    runs: dict[str, list] = {"full": [], "incr": []}
+    for round_no in range(max(1, args.repeat)):
+        order = ("full", "incr") if round_no % 2 == 0 else ("incr", "full")
+        for kind in order:
+            log(f"restore ({kind}, {round_no + 1}/{max(1, args.repeat)})")
+            target = f"{args.prefix}{kind}_restored"
+            drop_db(target)
+            shutil.rmtree(data_dir / "filestore" / target, ignore_errors=True)
+            spec = {
+                **common,
+                "op": f"{kind}_restore",
+                "target": target,
+                "uuid": uuid,
+                "path": row["full2_path"],
+                "sink": local,
+                "name": row["incr2_name"],
+            }
+            try:
+                res = run_worker(spec, logfile)
+            finally:
+                drop_db(target)
+                shutil.rmtree(data_dir / "filestore" / target, ignore_errors=True)
+            runs[kind].append(res["seconds"])
+            row[f"restore_{kind}_rss"] = max(
+                res["peak_rss_mb"], row.get(f"restore_{kind}_rss") or 0
+            )
+    for kind, values in runs.items():
+        row[f"restore_{kind}_s"] = statistics.median(values)
+        row[f"restore_{kind}_runs"] = values
+
+
 def measure(args, work: Path) -> dict:
     from suite_core.keyring import generate_key_line
 
@@ -347,16 +426,7 @@ def measure(args, work: Path) -> dict:
     full = {"type": "local", "path": str(work / "full")}
     restic_repo = work / "restic"
     common = {"keyring": keyring, "db": db, "data_dir": str(data_dir)}
-    s3 = None
-    if not args.no_s3:
-        try:
-            from tests.fixtures.s3_server import start_seaweedfs
-
-            s3 = start_seaweedfs(workdir=work / "weed")
-            s3_cfg = s3.sink_config(s3.new_bucket())
-        except Exception as exc:  # the S3 row says n/a
-            log(f"no S3 server: {exc}")
-            s3 = None
+    s3, s3_cfg = _start_s3(args, work)
     restic(restic_repo, "init")
     # warm the page cache once for everyone
     subprocess.run(
@@ -380,27 +450,7 @@ def measure(args, work: Path) -> dict:
         return total
 
     try:
-        # A first backup is measured ``--repeat`` times: ``repeat - 1`` extra
-        # rounds into scratch destinations (an empty repository each time),
-        # the order of full / incremental swapped every round, then the
-        # real day-1 runs below; the medians are printed.
-        first: dict[str, list] = {"full": [], "incr": []}
-        for round_no in range(max(1, args.repeat) - 1):
-            order = ("incr", "full") if round_no % 2 == 0 else ("full", "incr")
-            for kind in order:
-                scratch = work / f"scratch_{kind}"
-                log(f"day 1 extra round {round_no + 1}: {kind}")
-                res = run_worker(
-                    {
-                        **common,
-                        "op": f"{kind}_backup",
-                        "sink": {"type": "local", "path": str(scratch)},
-                        "label": "daily",
-                    },
-                    logfile,
-                )
-                shutil.rmtree(scratch, ignore_errors=True)
-                first[kind].append(res["seconds"])
+        first = _first_backup_rounds(args, work, common, logfile)
         for day in (1, 2):
             if day == 2:
                 log("changing 1 % of the data")
@@ -449,37 +499,7 @@ def measure(args, work: Path) -> dict:
                 row[f"s3{day}_sent"] = res["sent"]
                 row[f"s3{day}_growth"] = s3_bytes() - before
                 row[f"s3{day}_rss"] = res["peak_rss_mb"]
-        # restores alternate full / incremental (the order swapped every
-        # round), ``--repeat`` times (medians)
-        runs: dict[str, list] = {"full": [], "incr": []}
-        for round_no in range(max(1, args.repeat)):
-            order = ("full", "incr") if round_no % 2 == 0 else ("incr", "full")
-            for kind in order:
-                log(f"restore ({kind}, {round_no + 1}/{max(1, args.repeat)})")
-                target = f"{args.prefix}{kind}_restored"
-                drop_db(target)
-                shutil.rmtree(data_dir / "filestore" / target, ignore_errors=True)
-                spec = {
-                    **common,
-                    "op": f"{kind}_restore",
-                    "target": target,
-                    "uuid": uuid,
-                    "path": row["full2_path"],
-                    "sink": local,
-                    "name": row["incr2_name"],
-                }
-                try:
-                    res = run_worker(spec, logfile)
-                finally:
-                    drop_db(target)
-                    shutil.rmtree(data_dir / "filestore" / target, ignore_errors=True)
-                runs[kind].append(res["seconds"])
-                row[f"restore_{kind}_rss"] = max(
-                    res["peak_rss_mb"], row.get(f"restore_{kind}_rss") or 0
-                )
-        for kind, values in runs.items():
-            row[f"restore_{kind}_s"] = statistics.median(values)
-            row[f"restore_{kind}_runs"] = values
+        _restore_rounds(args, common, local, data_dir, uuid, row, logfile)
         log("gc (day-1 snapshot forgotten)")
         res = run_worker(
             {**common, "op": "gc", "sink": local, "name": row["incr1_name"]}, logfile

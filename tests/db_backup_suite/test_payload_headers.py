@@ -11,6 +11,7 @@ from db_backup_suite.lib.payload.tar import (
     _FAST_HEADER_OK,
     _tarfile_header,
     block_padding,
+    end_of_archive,
     tar_header,
 )
 
@@ -48,6 +49,26 @@ def test_tar_header_reads_back_with_tarfile():
             0o644,
         )
         assert tar.extractfile(info).read() == data
+
+
+@given(sizes=st.lists(st.integers(0, 30_000), max_size=6))
+def test_members_padding_and_end_are_what_tarfile_writes(sizes):
+    """Headers, block padding and the end of the archive, put together,
+    give the bytes tarfile writes for the same members."""
+    import io
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for i, size in enumerate(sizes):
+            info = tarfile.TarInfo(f"m{i}")
+            info.size, info.mtime, info.mode = size, 1700000000, 0o644
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(b"%d" % i * size))
+    ours = b"".join(
+        tar_header(f"m{i}", size, 1700000000) + b"%d" % i * size + block_padding(size)
+        for i, size in enumerate(sizes)
+    )
+    assert ours + end_of_archive(len(ours)) == out.getvalue()
 
 
 @given(st.text(st.sampled_from("ab./_-\\:\0"), min_size=1, max_size=12))

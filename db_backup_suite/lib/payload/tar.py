@@ -1,10 +1,11 @@
 """What the payload's tar stream is made of: the constants its writer and
-readers share, the 512-byte member headers and the ``.part-NNNNNN`` names
-of a stream cut into members.
+readers share, the 512-byte member headers, the padding after member data,
+the end of the archive and the ``.part-NNNNNN`` names of a stream cut into
+members.
 
-The repository (``repository/layout.py``) builds the same headers to
-reassemble a snapshot's payload, so a header written here is byte for byte
-what a full archive holds.
+The repository (``repository/archive.py``, sized by
+``repository/layout.py``) reassembles a snapshot's payload with these same
+functions, so what it yields is byte for byte what a full archive holds.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ def record_padding(tar_bytes: int) -> bytes:
     """The zero bytes that pad a ``tar_bytes`` stream to a 10 KiB record,
     like tar(1) does, so strict readers are happy."""
     return b"\0" * (-tar_bytes % tarfile.RECORDSIZE)
+
+
+def end_of_archive(tar_bytes: int) -> bytes:
+    """What follows ``tar_bytes`` bytes of members: the two zero blocks that
+    end a tar, then the padding of the whole to a 10 KiB record."""
+    end = b"\0" * (2 * TAR_BLOCK)
+    return end + record_padding(tar_bytes + len(end))
 
 
 def _tarfile_header(name: str, size: int, mtime: int, mode: int) -> bytes:

@@ -39,10 +39,9 @@ from .tar import (
     BLOCK,
     COMPRESSIONS,
     PART_SUFFIX,
-    TAR_BLOCK,
     ZSTD_MAGIC,
     block_padding,
-    record_padding,
+    end_of_archive,
     tar_header,
 )
 
@@ -387,8 +386,7 @@ class PayloadWriter:
         """Write the tar end blocks and finish compression; ``out`` stays open."""
         if self._closed:
             return self._stats
-        self._write(b"\0" * (2 * TAR_BLOCK))
-        self._write(record_padding(self._tar_bytes))
+        self._write(end_of_archive(self._tar_bytes))
         self._layer.close()
         self._out.flush()
         self._closed = True

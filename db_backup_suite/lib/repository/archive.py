@@ -1,10 +1,11 @@
 """Snapshots read back as standard archives.
 
 :func:`iter_payload` rebuilds the tar payload a full archive would hold
-(layout.py) from a snapshot's blobs, streamed, in constant memory: blobs
-are fetched in order, adjacent ones of one pack in a single ranged read,
-each authenticated (AES-GCM with its id as associated data) before a byte
-of it is handed out.
+(layout.py; headers, padding and end from payload/tar.py) from a
+snapshot's blobs, streamed, in constant memory: blobs are fetched in
+order, adjacent ones of one pack in a single ranged read, each
+authenticated (AES-GCM with its id as associated data) before a byte of it
+is handed out.
 
 :class:`SnapshotArchiveStream` encrypts that payload on the fly into the
 suite's archive format (the same header and chunks as a full archive, key
@@ -39,6 +40,7 @@ from datetime import UTC
 from .. import crypto, naming
 from .. import manifest as mf
 from ..errors import SinkError, SinkObjectNotFound, TamperedError
+from ..payload import tar
 from ..sinks.base import Sink, StoredObject
 from . import format as fmt
 from . import layout
@@ -124,37 +126,37 @@ def _items(repo: Repository, snap: dict, dry: bool = False):
     head = mf.dumps(snap["head"])
     final = mf.dumps(snap["manifest"])
     stamp = int(mf.parse_iso(snap["created_at"]).timestamp())
-    yield None, layout.tar_header(mf.HEAD_MEMBER, len(head), stamp) + head
-    yield None, layout.padding(len(head))
+    yield None, tar.tar_header(mf.HEAD_MEMBER, len(head), stamp) + head
+    yield None, tar.block_padding(len(head))
     size = snap["dump"]["size"]
     parts = layout.dump_parts(size)
     if len(parts) != 1 or [parts[0][0]] != snap["manifest"]["dump"].get("parts"):
         raise TamperedError("the snapshot's dump parts do not match its size")
-    yield None, layout.tar_header(parts[0][0], size, stamp)
+    yield None, tar.tar_header(parts[0][0], size, stamp)
     total = 0
     for entry, stored in _fetch(repo, repo.iter_list(snap["dump"]["lists"]), dry):
         total += entry.raw
         yield entry, stored
     if total != size:
         raise TamperedError(f"the snapshot's dump has {total} bytes, {size} recorded")
-    yield None, layout.padding(size)
+    yield None, tar.block_padding(size)
     # the filestore, one blob stream over all files (reads stay batched)
     records, for_blobs = itertools.tee(repo.iter_list(snap["filestore"]["lists"]))
     blobs = _fetch(repo, (ref for rec in for_blobs for ref in rec.blobs), dry)
     for rec in records:
         name = mf.filestore_member(rec.store_fname)
-        yield None, layout.tar_header(name, rec.size, rec.mtime_ns // 10**9)
+        yield None, tar.tar_header(name, rec.size, rec.mtime_ns // 10**9)
         for _ref in rec.blobs:
             yield next(blobs)
-        yield None, layout.padding(rec.size)
-    yield None, layout.tar_header(mf.MANIFEST_MEMBER, len(final), stamp) + final
-    yield None, layout.padding(len(final))
+        yield None, tar.block_padding(rec.size)
+    yield None, tar.tar_header(mf.MANIFEST_MEMBER, len(final), stamp) + final
+    yield None, tar.block_padding(len(final))
 
 
 def _check_size(snap, count):
-    if count + len(layout.tail(count)) != snap["tar_size"]:
+    if count + len(tar.end_of_archive(count)) != snap["tar_size"]:
         raise TamperedError(
-            f"the snapshot's payload has {count + len(layout.tail(count))} "
+            f"the snapshot's payload has {count + len(tar.end_of_archive(count))} "
             f"bytes, {snap['tar_size']} recorded"
         )
 
@@ -170,7 +172,7 @@ def iter_payload(repo: Repository, snap: dict):
         count += len(data)
         yield data
     _check_size(snap, count)
-    yield layout.tail(count)
+    yield tar.end_of_archive(count)
 
 
 def iter_zstd_payload(repo: Repository, snap: dict):
@@ -199,7 +201,7 @@ def iter_zstd_payload(repo: Repository, snap: dict):
                 )
             yield from fmt.raw_frame(data)
     _check_size(snap, count)
-    loose.append(layout.tail(count))
+    loose.append(tar.end_of_archive(count))
     yield from fmt.raw_frame(b"".join(loose))
 
 
@@ -228,7 +230,7 @@ def iter_plain_payload(repo: Repository, snap: dict, sizes: dict):
         count += len(data)
         yield data
     _check_size(snap, count)
-    tail = layout.tail(count)
+    tail = tar.end_of_archive(count)
     sizes["zstd"] = zstd + fmt.raw_frame_size(loose + len(tail))
     yield tail
 
@@ -249,7 +251,7 @@ def zstd_payload_size(repo: Repository, snap: dict) -> int:
             total += entry.stored - fmt.BLOB_OVERHEAD
         else:
             total += fmt.raw_frame_size(entry.raw)
-    return total + fmt.raw_frame_size(loose + len(layout.tail(count)))
+    return total + fmt.raw_frame_size(loose + len(tar.end_of_archive(count)))
 
 
 # ---------------------------------------------------------------------------

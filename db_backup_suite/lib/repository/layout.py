@@ -12,8 +12,6 @@ the manifest) before anything is read back.
 
 from __future__ import annotations
 
-import tarfile
-
 from .. import manifest as mf
 from ..payload import tar
 
@@ -23,7 +21,6 @@ from ..payload import tar
 #: record): a blob never straddles two members, which lets a stored zstd
 #: frame pass through unchanged (archive.py).
 DUMP_PART_SIZE = 1 << 62
-TAR_BLOCK = 512
 
 
 def dump_parts(size: int) -> list[tuple[str, int]]:
@@ -38,23 +35,11 @@ def dump_parts(size: int) -> list[tuple[str, int]]:
             return parts
 
 
-def tar_header(name: str, size: int, mtime: int) -> bytes:
-    return tar.tar_header(name, size, mtime)
-
-
-def padding(size: int) -> bytes:
-    return b"\0" * (-size % TAR_BLOCK)
-
-
 def member_size(name: str, size: int, mtime: int) -> int:
-    return len(tar_header(name, size, mtime)) + size + len(padding(size))
-
-
-def tail(tar_bytes: int) -> bytes:
-    """End blocks and record padding after ``tar_bytes`` of members."""
-    end = b"\0" * (2 * TAR_BLOCK)
-    total = tar_bytes + len(end)
-    return end + b"\0" * (-total % tarfile.RECORDSIZE)
+    """Bytes a regular-file member takes in the payload: header, data and
+    padding (``payload/tar.py``, as the payload writer and
+    ``archive.iter_payload`` write them)."""
+    return len(tar.tar_header(name, size, mtime)) + size + len(tar.block_padding(size))
 
 
 class SizeCounter:
@@ -67,4 +52,4 @@ class SizeCounter:
         self.total += member_size(name, size, mtime)
 
     def finish(self) -> int:
-        return self.total + len(tail(self.total))
+        return self.total + len(tar.end_of_archive(self.total))
