@@ -3,7 +3,6 @@ from . import db_backup_guarded_mixin
 
 # isort: split
 from . import (
-    backup_engine,
     db_backup_copy,
     db_backup_destination,
     db_backup_run,

@@ -11,7 +11,7 @@ from odoo import SUPERUSER_ID, api, fields, models, sql_db
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL, format_datetime
 
-from . import backup_engine
+from ..service import backup_engine
 
 _logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from odoo.tools import SQL
 
 from odoo.addons.base.models.res_partner import _tz_get
 
-from . import backup_engine
-from .restore_job import naive_utc
+from ..service import backup_engine
+from ..service.restore_job import naive_utc
 
 _logger = logging.getLogger(__name__)
 
@@ -537,7 +537,7 @@ class DbBackupSchedule(models.Model):
         the run and alerts like a failed backup. Returns the run."""
         self.ensure_one()
         from ..lib import safety
-        from . import restore_job
+        from ..service import restore_job
 
         now = now or fields.Datetime.now()
         dbname = self.env.cr.dbname
@@ -937,7 +937,7 @@ class DbBackupSchedule(models.Model):
         to the end (tests). Returns the run."""
         self.ensure_one()
         from ..lib import safety
-        from . import restore_drill, restore_job
+        from ..service import restore_drill, restore_job
 
         now = now or fields.Datetime.now()
         dbname = self.env.cr.dbname

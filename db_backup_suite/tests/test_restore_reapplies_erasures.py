@@ -19,7 +19,7 @@ from odoo.modules.registry import Registry
 from odoo.tests import new_test_user, tagged
 from odoo.tools import config
 
-from ..models import backup_engine, restore_job
+from ..service import backup_engine, restore_job
 from .common import BackupCase, drop_test_databases
 
 SUBJECT_EMAIL = "H13.Subject@Example.com"

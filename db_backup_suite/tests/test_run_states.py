@@ -8,7 +8,7 @@ from unittest.mock import patch
 from odoo.tests import tagged
 from odoo.tools import config
 
-from ..models import restore_job
+from ..service import restore_job
 from .common import BackupCase
 
 

@@ -13,8 +13,8 @@ from odoo.tools import SQL, format_datetime, formatLang
 
 from ..controllers.upload import MAX_SIZE_PARAM, upload_error_text
 from ..lib import uploads
-from ..models import backup_engine, restore_job
 from ..models.db_backup_run import BUS_PROGRESS, human_size
+from ..service import backup_engine, restore_job
 
 _logger = logging.getLogger(__name__)
 # The archive password waits (sealed) between the upload and the restore.

@@ -29,6 +29,12 @@ ADDONS_PARENT = ADDON_DIR.parent
 #: pre-restore safety copy it makes; a drop checks it first.
 SANDBOX_MARKER_KEY = "db_backup_suite.sandbox_marker"
 SEAL_VERSION = "v1"
+#: the engine job's child process: ``python -m <ENGINE_JOB_MODULE>``
+ENGINE_JOB_MODULE = "db_backup_suite.service.engine_job"
+#: what an engine job's command line names: the module, and its former name
+#: (``cli.engine_job``) for a job started before an upgrade moved it, which
+#: still runs and reports through its event file
+ENGINE_JOB_MODULES = (ENGINE_JOB_MODULE, "db_backup_suite.cli.engine_job")
 
 
 class KeyringUnavailable(Exception):
@@ -136,7 +142,7 @@ def child_env():
     return env
 
 
-#: events that end a job (``cli/engine_job.py``)
+#: events that end a job (``service/engine_job.py``)
 FINAL_EVENTS = ("result", "error")
 
 
@@ -217,7 +223,7 @@ def remove_job_files(events_path):
 
 
 def spawn_job(payload, events_path=None, head=None):
-    """Start ``cli/engine_job.py`` with ``payload`` (secrets included) on stdin.
+    """Start ``service/engine_job.py`` with ``payload`` (secrets included) on stdin.
 
     The child runs in its own session and writes its events (progress,
     result or error: JSON lines) to ``events_path`` (0600, in the private
@@ -243,7 +249,7 @@ def spawn_job(payload, events_path=None, head=None):
     log_fd = _create_private(log_path)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "db_backup_suite.cli.engine_job"],
+            [sys.executable, "-m", ENGINE_JOB_MODULE],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=log_fd,
@@ -290,7 +296,7 @@ def job_alive(pid):
             cmdline = handle.read()
     except OSError:
         return False
-    return b"db_backup_suite.cli.engine_job" in cmdline
+    return any(name.encode() in cmdline for name in ENGINE_JOB_MODULES)
 
 
 class EventFile:
@@ -377,7 +383,8 @@ def iter_events(proc):
 def run_job(payload, on_event=None):
     """Run a job to completion; return its final ``result`` event.
 
-    Raises ``RuntimeError`` with the child's own error message when it fails.
+    Raises :class:`JobError` with the child's own error message when it
+    fails.
     """
     proc = spawn_job(payload)
     result = None
