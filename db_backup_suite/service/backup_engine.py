@@ -21,6 +21,8 @@ from pathlib import Path
 
 from odoo.tools import config
 
+from suite_core.keyring import SuiteError
+
 _logger = logging.getLogger(__name__)
 
 ADDON_DIR = Path(__file__).resolve().parent.parent
@@ -37,7 +39,7 @@ ENGINE_JOB_MODULE = "db_backup_suite.service.engine_job"
 ENGINE_JOB_MODULES = (ENGINE_JOB_MODULE, "db_backup_suite.cli.engine_job")
 
 
-class KeyringUnavailable(Exception):
+class KeyringUnavailable(SuiteError):
     """No usable server keyring: backups must not run."""
 
 
@@ -415,7 +417,10 @@ def run_job(payload, on_event=None):
     return result
 
 
-class JobError(Exception):
+class JobError(SuiteError):
+    """An engine job ended without a result: its error event (``event``:
+    ``type``, ``message``...) or ``{"type": "Crash"}`` when it died."""
+
     def __init__(self, message, event):
         super().__init__(message)
         self.event = event
