@@ -11,7 +11,6 @@ from odoo.tools import SQL
 from odoo.addons.base.models.res_partner import _tz_get
 
 from ..service import backup_engine
-from ..service.restore_job import naive_utc
 
 _logger = logging.getLogger(__name__)
 
@@ -1083,7 +1082,9 @@ class DbBackupSchedule(models.Model):
                     "finished_at": now,
                     "progress": 100.0,
                     "progress_message": summary[:200],
-                    "archive_created_at": naive_utc(details.get("archive_created_at")),
+                    "archive_created_at": backup_engine.naive_utc(
+                        details.get("archive_created_at")
+                    ),
                     "warning": "\n".join(details.get("warnings") or []) or False,
                 }
             )

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from odoo.tools import config
@@ -37,6 +38,25 @@ ENGINE_JOB_MODULE = "db_backup_suite.service.engine_job"
 #: (``cli.engine_job``) for a job started before an upgrade moved it, which
 #: still runs and reports through its event file
 ENGINE_JOB_MODULES = (ENGINE_JOB_MODULE, "db_backup_suite.cli.engine_job")
+
+
+def naive_utc(value):
+    """``value`` (an ISO 8601 string, as the engine's manifests and events
+    carry it, or a datetime) as a naive UTC datetime, the form of Odoo's
+    ``Datetime`` fields; an aware value is converted to UTC, a naive one is
+    taken as UTC already. ``False`` when ``value`` is empty."""
+    if not value:
+        return False
+    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if dt.tzinfo:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt
+
+
+def aware_utc(value):
+    """``value`` as :func:`naive_utc` reads it, tagged UTC; None when empty."""
+    dt = naive_utc(value)
+    return dt.replace(tzinfo=UTC) if dt else None
 
 
 class KeyringUnavailable(SuiteError):

@@ -50,20 +50,6 @@ from . import backup_engine
 _logger = logging.getLogger(__name__)
 
 
-def naive_utc(value):
-    if not value:
-        return False
-    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if dt.tzinfo:
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
-    return dt
-
-
-def aware_utc(value):
-    dt = naive_utc(value)
-    return dt.replace(tzinfo=UTC) if dt else None
-
-
 def _lib():
     from ..lib import crypto, pgtools, restore, scan
 
@@ -859,7 +845,7 @@ def run_job(job):
         foreign=bool(getattr(result, "foreign", False)),
         archive_name=job.get("archive_name") or info.get("archive_name"),
         archive_created_at=info.get("archive_created_at")
-        or aware_utc(job.get("archive_created_at")),
+        or backup_engine.aware_utc(job.get("archive_created_at")),
         target=target,
         database=restored,
         safety_database=result.safety_database,

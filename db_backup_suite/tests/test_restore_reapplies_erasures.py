@@ -325,7 +325,7 @@ class TestRestoreReappliesErasures(BackupCase):
         # 6. running every hook again changes nothing
         snapshot = self._on(self._snapshot)
         info = {
-            "archive_created_at": restore_job.aware_utc(created_at),
+            "archive_created_at": backup_engine.aware_utc(created_at),
             "archive_name": archive["name"],
             "target": "production",
             "database": self.second,
