@@ -123,7 +123,7 @@ def next_run_after(frequency, hour, tz_name, now, last_run=None):
 
 class DbBackupSchedule(models.Model):
     _name = "db.backup.schedule"
-    _inherit = ["db.backup.guarded.mixin"]
+    _inherit = ["db.backup.guarded.mixin", "db.backup.settings.audit.mixin"]
     _description = "Backup Schedule"
     _order = "sequence, id"
     # When the next backup runs and whether the late alert went out are the
@@ -338,14 +338,9 @@ class DbBackupSchedule(models.Model):
         self._log_settings("delete")
         return super().unlink()
 
-    def _log_settings(self, operation, field_names=None):
-        for record in self:
-            self.env["audit.event"].log_event(
-                "settings",
-                record=record,
-                details={"operation": operation, "fields": field_names or []},
-                message="Backup schedule %s: %s" % (record._label(), operation),
-            )
+    def _settings_audit_label(self):
+        self.ensure_one()
+        return "Backup schedule %s" % self._label()
 
     def _compute_next_run(self, now=None):
         self.ensure_one()
