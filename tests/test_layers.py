@@ -11,10 +11,15 @@ own, no Odoo needed):
   (never its models, wizards or controllers);
 - within ``suite_core`` and within each ``lib``, the import graph has no
   cycle (function-level imports count: a cycle hidden inside a function is
-  still a cycle).
+  still a cycle);
+- the engine's child process (``db_backup_suite/service/engine_job.py``)
+  runs as plain Python: it and its package import no Odoo.
 """
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,3 +157,55 @@ def test_lib_import_graph_has_no_cycle(addon):
         if module not in state:
             visit(module, [])
     assert cycles == []
+
+
+#: what ``python -m db_backup_suite.service.engine_job`` (the engine's child
+#: process, started without Odoo) imports of the addon beside ``lib``
+ENGINE_CHILD = [
+    "db_backup_suite/service/__init__.py",
+    "db_backup_suite/service/engine_job.py",
+]
+
+
+def test_engine_child_never_imports_odoo():
+    """The engine's child process runs as plain Python: neither its module
+    nor the ``service`` package around it imports Odoo, or a module of the
+    addon's Odoo layer (``service`` holds its own modules that do)."""
+    offenders = []
+    for relative in ENGINE_CHILD:
+        path = REPO / relative
+        module = ".".join(Path(relative).with_suffix("").parts)
+        module = module.removesuffix(".__init__")
+        for name in _imports(module, path):
+            inside = name.startswith("db_backup_suite.") and not name.startswith(
+                "db_backup_suite.lib"
+            )
+            if _is_odoo(name) or (inside and name != module):
+                offenders.append(f"{relative} imports {name}")
+    assert offenders == []
+
+
+def test_engine_child_starts_without_odoo():
+    """The child starts where ``odoo`` cannot be imported and answers an
+    unknown action with its error event (exit code 1)."""
+    boot = (
+        "import runpy, sys; sys.modules['odoo'] = None; "
+        "runpy.run_module('db_backup_suite.service.engine_job', run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", boot],
+        input=json.dumps({"action": "no-such-action"}),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    lines = done.stdout.splitlines()
+    assert lines, done.stderr  # an import error: a traceback, no event
+    assert done.returncode == 1, done.stderr
+    assert json.loads(lines[-1]) == {
+        "event": "error",
+        "type": "KeyError",
+        "message": "'no-such-action'",
+    }

@@ -1,4 +1,4 @@
-# ``engine_job`` runs as a plain-Python child process (no Odoo); the Odoo
-# command (``odoo-bin db_backup``) loads only when Odoo imports the addon.
+# The Odoo command (``odoo-bin db_backup``) loads only when Odoo imports the
+# addon (the engine's child process lives in ``service/engine_job.py``).
 if __name__.startswith("odoo.addons."):
     from . import db_backup

@@ -121,7 +121,7 @@ class DbBackup(Command):
         from odoo import fields
 
         from ..lib import errors, safety
-        from ..models import backup_engine, restore_job
+        from ..service import backup_engine, restore_job
 
         parser = argparse.ArgumentParser(prog="db_backup restore")
         parser.add_argument("--archive", required=True, help="archive name")
@@ -220,7 +220,7 @@ class DbBackup(Command):
         only."""
         from ..lib import owner as owner_lib
         from ..lib import sinks
-        from ..models import backup_engine
+        from ..service import backup_engine
 
         sink = sinks.make_sink(source["sink"])
         try:
@@ -252,7 +252,7 @@ class DbBackup(Command):
         )
 
     def _engine_env(self):
-        from ..models import backup_engine
+        from ..service import backup_engine
 
         env = backup_engine.child_env()
         for key, option in (
@@ -268,7 +268,7 @@ class DbBackup(Command):
         """Run the engine CLI as a child with the Odoo configuration applied."""
         import subprocess
 
-        from ..models import backup_engine
+        from ..service import backup_engine
 
         engine_args = list(engine_args)
         if (
@@ -286,7 +286,7 @@ class DbBackup(Command):
     def _restore_job(self, sub_args):
         import argparse
 
-        from ..models import restore_job
+        from ..service import restore_job
 
         parser = argparse.ArgumentParser(prog="db_backup restore-job")
         parser.add_argument("--job-file", required=True)

@@ -62,7 +62,7 @@ from odoo.addons.web.controllers.database import Database
 from odoo.addons.web.controllers.home import Home
 
 from ..lib import emergency as em
-from ..models import backup_engine
+from ..service import backup_engine
 
 _logger = logging.getLogger(__name__)
 
@@ -407,7 +407,7 @@ def run_child(job_path):
 
 def _run_job(job, status):
     from ..lib import pgtools, restore
-    from ..models import restore_job
+    from ..service import restore_job
 
     log = attempt_log(job["state_dir"])
     dbname, archive = job["database"], job["archive"]

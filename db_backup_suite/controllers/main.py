@@ -7,7 +7,7 @@ from odoo.http import request
 from odoo.tools import SQL, config
 
 from ..lib import downloads
-from ..models import backup_engine
+from ..service import backup_engine
 from ..wizards.db_backup_download_wizard import token_digest
 
 _logger = logging.getLogger(__name__)

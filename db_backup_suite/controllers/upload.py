@@ -25,7 +25,7 @@ from odoo.exceptions import AccessError
 from odoo.http import request
 
 from ..lib import uploads
-from ..models import backup_engine
+from ..service import backup_engine
 
 _logger = logging.getLogger(__name__)
 MAX_SIZE_PARAM = "db_backup_suite.upload_max_bytes"

@@ -1,9 +1,8 @@
-# The mixin first: the models below inherit it.
-from . import db_backup_guarded_mixin
+# The mixins first: the models below inherit them.
+from . import db_backup_guarded_mixin, db_backup_settings_audit_mixin
 
 # isort: split
 from . import (
-    backup_engine,
     db_backup_copy,
     db_backup_destination,
     db_backup_run,

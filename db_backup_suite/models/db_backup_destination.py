@@ -9,7 +9,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL, sql
 
-from . import backup_engine
+from ..service import backup_engine
 
 _logger = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ SECRET_AAD = b"db.backup.destination/v1"
 
 class DbBackupDestination(models.Model):
     _name = "db.backup.destination"
-    _inherit = ["db.backup.guarded.mixin"]
+    _inherit = ["db.backup.guarded.mixin", "db.backup.settings.audit.mixin"]
     _description = "Backup Destination"
     _order = "sequence, id"
     # The confirmed host key is trusted for every connection: it is set only
@@ -333,16 +333,9 @@ class DbBackupDestination(models.Model):
         self._log_settings("delete")
         return super().unlink()
 
-    def _log_settings(self, operation, field_names=None):
-        audit = self.env["audit.event"]
-        for record in self:
-            # Field names only: never the values (they may be secrets).
-            audit.log_event(
-                "settings",
-                record=record,
-                details={"operation": operation, "fields": field_names or []},
-                message="Backup destination %s: %s" % (record.name, operation),
-            )
+    def _settings_audit_label(self):
+        self.ensure_one()
+        return "Backup destination %s" % self.name
 
     # -- engine configuration ----------------------------------------------
     def _sink_config(self):

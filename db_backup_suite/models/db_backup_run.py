@@ -2,7 +2,7 @@ import contextlib
 import json
 import logging
 import os
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 import psycopg2
 from markupsafe import Markup
@@ -11,7 +11,7 @@ from odoo import SUPERUSER_ID, api, fields, models, sql_db
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL, format_datetime
 
-from . import backup_engine
+from ..service import backup_engine
 
 _logger = logging.getLogger(__name__)
 
@@ -982,7 +982,7 @@ class DbBackupRun(models.Model):
             "size": result.get("size") or 0,
             "encryption": "encrypted" if result.get("encrypted", True) else "plaintext",
             "key_id": result.get("key_id"),
-            "archive_created_at": _parse_dt(result.get("created_at")),
+            "archive_created_at": backup_engine.naive_utc(result.get("created_at")),
             "odoo_version": self.env["db.backup.restore.wizard"]._manifest_odoo_version(
                 manifest
             ),
@@ -1502,7 +1502,7 @@ class DbBackupRun(models.Model):
         parsed = naming.parse_archive_name(name)
         if parsed is not None and "/" not in name:
             name = "%s/%s" % (parsed.database, name)
-        created = _parse_dt(
+        created = backup_engine.naive_utc(
             restore_info.get("archive_created_at")
             or (restore_info.get("manifest") or {}).get("created_at")
         ) or (parsed.created_at.replace(tzinfo=None) if parsed else False)
@@ -1611,11 +1611,12 @@ class DbBackupRun(models.Model):
             or [restore_info.get("archive_size") or self.size or 0]
         )
         _n, parsed, created = self._restored_archive({"archive_name": name})
+        stamped = backup_engine.naive_utc(manifest.get("created_at"))
         vals = {
             "name": name,
             "state": "done",
             "size": size,
-            "archive_created_at": _parse_dt(manifest.get("created_at")) or created,
+            "archive_created_at": stamped or created,
             "finished_at": self.finished_at or created,
             "progress": 100.0,
             "progress_message": False,
@@ -1815,14 +1816,3 @@ def _monotonic():
     import time
 
     return time.monotonic()
-
-
-def _parse_dt(value):
-    if not value:
-        return False
-    from datetime import datetime
-
-    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if dt.tzinfo:
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
-    return dt

@@ -7,7 +7,7 @@ from urllib.parse import quote as url_quote
 from odoo import SUPERUSER_ID, api, fields, models
 from odoo.exceptions import AccessError, UserError
 
-from . import backup_engine
+from ..service import backup_engine
 
 _logger = logging.getLogger(__name__)
 # PostgreSQL names hold 63 bytes; the engine checks that its staging and

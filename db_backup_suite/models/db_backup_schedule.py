@@ -10,8 +10,7 @@ from odoo.tools import SQL
 
 from odoo.addons.base.models.res_partner import _tz_get
 
-from . import backup_engine
-from .restore_job import naive_utc
+from ..service import backup_engine
 
 _logger = logging.getLogger(__name__)
 
@@ -124,7 +123,7 @@ def next_run_after(frequency, hour, tz_name, now, last_run=None):
 
 class DbBackupSchedule(models.Model):
     _name = "db.backup.schedule"
-    _inherit = ["db.backup.guarded.mixin"]
+    _inherit = ["db.backup.guarded.mixin", "db.backup.settings.audit.mixin"]
     _description = "Backup Schedule"
     _order = "sequence, id"
     # When the next backup runs and whether the late alert went out are the
@@ -339,14 +338,9 @@ class DbBackupSchedule(models.Model):
         self._log_settings("delete")
         return super().unlink()
 
-    def _log_settings(self, operation, field_names=None):
-        for record in self:
-            self.env["audit.event"].log_event(
-                "settings",
-                record=record,
-                details={"operation": operation, "fields": field_names or []},
-                message="Backup schedule %s: %s" % (record._label(), operation),
-            )
+    def _settings_audit_label(self):
+        self.ensure_one()
+        return "Backup schedule %s" % self._label()
 
     def _compute_next_run(self, now=None):
         self.ensure_one()
@@ -537,7 +531,7 @@ class DbBackupSchedule(models.Model):
         the run and alerts like a failed backup. Returns the run."""
         self.ensure_one()
         from ..lib import safety
-        from . import restore_job
+        from ..service import restore_job
 
         now = now or fields.Datetime.now()
         dbname = self.env.cr.dbname
@@ -937,7 +931,7 @@ class DbBackupSchedule(models.Model):
         to the end (tests). Returns the run."""
         self.ensure_one()
         from ..lib import safety
-        from . import restore_drill, restore_job
+        from ..service import restore_drill, restore_job
 
         now = now or fields.Datetime.now()
         dbname = self.env.cr.dbname
@@ -1083,7 +1077,9 @@ class DbBackupSchedule(models.Model):
                     "finished_at": now,
                     "progress": 100.0,
                     "progress_message": summary[:200],
-                    "archive_created_at": naive_utc(details.get("archive_created_at")),
+                    "archive_created_at": backup_engine.naive_utc(
+                        details.get("archive_created_at")
+                    ),
                     "warning": "\n".join(details.get("warnings") or []) or False,
                 }
             )

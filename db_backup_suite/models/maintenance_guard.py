@@ -33,7 +33,7 @@ import odoo
 from odoo import api, models
 from odoo.exceptions import UserError
 
-from . import backup_engine
+from ..service import backup_engine
 
 _logger = logging.getLogger(__name__)
 

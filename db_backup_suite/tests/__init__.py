@@ -22,5 +22,6 @@ from . import (
     test_run_states,
     test_schedule,
     test_security_rpc,
+    test_service_errors,
     test_tour,
 )

@@ -38,7 +38,7 @@ def drop_test_databases(prefix):
     """Drop the databases (and filestores) a test made, all named
     ``<prefix>...``: test clean-up, beside the suite's own guarded drop."""
     from ..lib import pgtools
-    from ..models import backup_engine
+    from ..service import backup_engine
 
     assert len(prefix) >= 8, "a test prefix, not a pattern for everything"
     for name in backup_engine.list_databases(prefix):

@@ -16,8 +16,8 @@ from odoo.tools import mute_logger
 from odoo.addons.base.models.res_users import name_selection_groups
 from odoo.addons.bus.models.bus import channel_with_db, json_dump
 
-from ..models import restore_job
 from ..models.db_backup_run import BUS_PROGRESS
+from ..service import restore_job
 from .common import KeyringMixin, manifest_of
 
 OPERATOR = "db_backup_suite.backup_group_operator"

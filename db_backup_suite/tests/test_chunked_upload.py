@@ -28,7 +28,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
 from ..lib import crypto, downloads, uploads
-from ..models import backup_engine, restore_job
+from ..service import backup_engine, restore_job
 from .common import KeyringMixin, drop_test_databases
 
 PASSWORD = "Correct-Horse-42-battery!"
@@ -247,7 +247,7 @@ class TestChunkedUpload(KeyringMixin, HttpCase):
             "db": backup_engine.db_params(self.env.cr.dbname),
             "data_dir": backup_engine.data_dir(),
         }
-        with mute_logger("odoo.addons.db_backup_suite.models.restore_job"):
+        with mute_logger("odoo.addons.db_backup_suite.service.restore_job"):
             result = restore_job.run_job(job)
         self.assertFalse(result["ok"])
         self.assertFalse(os.path.exists(path), "removed after a failed restore")

@@ -16,7 +16,7 @@ from odoo.tests import tagged
 
 from odoo.addons.db_backup_suite.lib import safety
 
-from ..models import backup_engine
+from ..service import backup_engine
 from .common import BackupCase, drop_test_databases
 
 KEY = "db_backup_suite.test_daily_sandbox_value"

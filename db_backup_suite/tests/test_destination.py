@@ -51,3 +51,6 @@ class TestDestination(BackupCase):
             ]
         )
         self.assertEqual(len(events), 2)  # create + rename
+        renamed = events.sorted("id")[-1]
+        self.assertEqual(renamed.message, "Backup destination Renamed: write")
+        self.assertEqual(renamed.details, {"operation": "write", "fields": ["name"]})

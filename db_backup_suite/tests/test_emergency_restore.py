@@ -34,7 +34,7 @@ from odoo.tools.config import crypt_context
 from ..controllers import emergency as page
 from ..lib import emergency as em
 from ..lib import pgtools
-from ..models import backup_engine, restore_job
+from ..service import backup_engine, restore_job
 from .common import KeyringMixin, drop_test_databases
 
 BASE = page.BASE

@@ -21,8 +21,8 @@ from odoo import SUPERUSER_ID, api, fields
 from odoo.tests import tagged
 from odoo.tools import SQL, mute_logger
 
-from ..models import backup_engine
 from ..models import db_backup_run as run_module
+from ..service import backup_engine
 from .common import BackupCase
 
 RUN_LOGGER = "odoo.addons.db_backup_suite.models.db_backup_run"
@@ -186,7 +186,7 @@ class TestEngineSupervision(BackupCase):
         self.addCleanup(backup_engine.remove_job_files, path)
         payload["events_path"] = path
         proc = subprocess.Popen(
-            [sys.executable, "-m", "db_backup_suite.cli.engine_job"],
+            [sys.executable, "-m", "db_backup_suite.service.engine_job"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -217,6 +217,21 @@ class TestEngineSupervision(BackupCase):
         run.invalidate_recordset()
         self.assertEqual(run.state, "failed")
         self.assertIn(str(proc.pid), run.error)
+
+    def test_job_started_under_the_former_module_name_is_alive(self):
+        # a job started before an upgrade moved the child (``cli.engine_job``)
+        # still runs and reports: the watchdog must not fail its run
+        former = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import time; time.sleep(30)",
+                "db_backup_suite.cli.engine_job",
+            ]
+        )
+        self.addCleanup(former.wait)
+        self.addCleanup(former.kill)
+        self.assertTrue(backup_engine.job_alive(former.pid))
 
     def test_pid_of_another_program_is_not_the_job(self):
         # a pid reused by something else after a restart is not the job

@@ -24,7 +24,7 @@ from odoo import release
 from odoo.tests import tagged
 from odoo.tools import SQL, config, mute_logger
 
-from ..models import backup_engine
+from ..service import backup_engine
 from .common import BackupCase, drop_test_databases
 
 MB = 1024 * 1024
@@ -222,7 +222,7 @@ class TestIncrementalBackups(BackupCase):
         # the copy tried is the first stored one: the tampered local folder
         self.assertEqual(other._stored_copy().destination_id, self.incr_dest)
         with mute_logger(
-            "odoo.addons.db_backup_suite.models.restore_job",
+            "odoo.addons.db_backup_suite.service.restore_job",
             "odoo.addons.db_backup_suite.lib.restore",
         ):
             refused = other._restore_now()

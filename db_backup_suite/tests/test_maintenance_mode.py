@@ -35,7 +35,8 @@ from odoo.modules.registry import Registry
 from odoo.tests import HttpCase, tagged
 from odoo.tools import config, mute_logger
 
-from ..models import backup_engine, maintenance_guard, restore_job
+from ..models import maintenance_guard
+from ..service import backup_engine, restore_job
 from .common import KeyringMixin, drop_test_databases
 
 _logger = logging.getLogger(__name__)

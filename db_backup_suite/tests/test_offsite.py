@@ -4,7 +4,7 @@ import io
 from odoo.exceptions import UserError
 from odoo.tests import HttpCase, new_test_user, tagged
 
-from ..models import backup_engine
+from ..service import backup_engine
 from ..wizards.db_backup_download_wizard import password_problems
 from .common import KeyringMixin, drop_test_databases
 from .test_chunked_upload import prepared_download_action

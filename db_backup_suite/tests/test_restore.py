@@ -14,7 +14,7 @@ from odoo.modules.registry import Registry
 from odoo.tests import tagged
 from odoo.tools import config
 
-from ..models import backup_engine, restore_job
+from ..service import backup_engine, restore_job
 from .common import BackupCase, drop_test_databases
 
 

@@ -20,7 +20,7 @@ from odoo.tests.common import JsonRpcException
 from odoo.tools import config, mute_logger
 
 from ..lib import pgtools, registry, safety
-from ..models import backup_engine
+from ..service import backup_engine
 from .common import BackupCase, KeyringMixin, drop_test_databases
 
 ACCESS = "odoo.exceptions.AccessError"
@@ -146,7 +146,7 @@ class TestRestoreDrill(BackupCase):
         with open(path, "r+b") as handle:
             handle.truncate(os.path.getsize(path) // 2)
         mails_before = self._drill_mails()
-        with mute_logger("odoo.addons.db_backup_suite.models.restore_drill"):
+        with mute_logger("odoo.addons.db_backup_suite.service.restore_drill"):
             drill = schedule._start_drill(detach=False)
         schedule.invalidate_recordset()
         self.assertEqual(drill.state, "failed")
@@ -183,7 +183,7 @@ class TestRestoreDrill(BackupCase):
         backup.sudo().manifest_json = json.dumps(manifest)
         with (
             freeze_time("2026-12-20 03:00:00", tick=True),
-            mute_logger("odoo.addons.db_backup_suite.models.restore_drill"),
+            mute_logger("odoo.addons.db_backup_suite.service.restore_drill"),
         ):
             drill = schedule._start_drill(detach=False)
         schedule.invalidate_recordset()

@@ -5,7 +5,7 @@ from unittest.mock import patch
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import SQL, mute_logger
 
-from ..models import restore_job
+from ..service import restore_job
 
 
 @tagged("post_install", "-at_install")

@@ -19,7 +19,7 @@ from odoo.modules.registry import Registry
 from odoo.tests import new_test_user, tagged
 from odoo.tools import config
 
-from ..models import backup_engine, restore_job
+from ..service import backup_engine, restore_job
 from .common import BackupCase, drop_test_databases
 
 SUBJECT_EMAIL = "H13.Subject@Example.com"
@@ -325,7 +325,7 @@ class TestRestoreReappliesErasures(BackupCase):
         # 6. running every hook again changes nothing
         snapshot = self._on(self._snapshot)
         info = {
-            "archive_created_at": restore_job.aware_utc(created_at),
+            "archive_created_at": backup_engine.aware_utc(created_at),
             "archive_name": archive["name"],
             "target": "production",
             "database": self.second,

@@ -25,7 +25,7 @@ from odoo.modules.registry import Registry
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import SQL, config, mute_logger
 
-from ..models import backup_engine, restore_job
+from ..service import backup_engine, restore_job
 from .common import KeyringMixin, drop_test_databases
 
 ACCESS = "odoo.exceptions.AccessError"

@@ -30,7 +30,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import SQL, mute_logger
 
 from ..lib import uploads
-from ..models import backup_engine, restore_job
+from ..service import backup_engine, restore_job
 from .common import KeyringMixin, drop_test_databases
 
 ACCESS = "odoo.exceptions.AccessError"

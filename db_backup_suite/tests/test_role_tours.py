@@ -18,7 +18,7 @@ from odoo import SUPERUSER_ID, api
 from odoo.tests import HttpCase, new_test_user, tagged
 
 from ..lib import safety
-from ..models import restore_job
+from ..service import restore_job
 from .common import KeyringMixin, drop_test_databases
 
 

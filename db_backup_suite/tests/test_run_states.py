@@ -3,12 +3,13 @@ import os
 import shutil
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta, timezone
 from unittest.mock import patch
 
-from odoo.tests import tagged
+from odoo.tests import BaseCase, tagged
 from odoo.tools import config
 
-from ..models import restore_job
+from ..service import backup_engine, restore_job
 from .common import BackupCase
 
 
@@ -170,3 +171,30 @@ class TestRunStates(BackupCase):
             )
         self.assertEqual(results["res.partner"], {"seen_head": 7})
         self.assertFalse(failures)
+
+
+@tagged("post_install", "-at_install")
+class TestArchiveDates(BaseCase):
+    """The engine's ISO dates as the runs, restores and drills record them
+    (``backup_engine.naive_utc``: Odoo's naive UTC; ``aware_utc``)."""
+
+    def test_naive_utc(self):
+        naive_utc = backup_engine.naive_utc
+        expected = datetime(2026, 1, 1, 0, 30)
+        self.assertEqual(naive_utc("2026-01-01T00:30:00Z"), expected)
+        self.assertEqual(naive_utc("2026-01-01T01:30:00+01:00"), expected)
+        self.assertEqual(naive_utc("2026-01-01T00:30:00"), expected)
+        brussels = timezone(timedelta(hours=1))
+        self.assertEqual(
+            naive_utc(datetime(2026, 1, 1, 1, 30, tzinfo=brussels)), expected
+        )
+        self.assertEqual(naive_utc(expected), expected)
+        self.assertIs(naive_utc(None), False)
+        self.assertIs(naive_utc(""), False)
+
+    def test_aware_utc(self):
+        self.assertEqual(
+            backup_engine.aware_utc("2026-01-01T01:30:00+01:00"),
+            datetime(2026, 1, 1, 0, 30, tzinfo=UTC),
+        )
+        self.assertIsNone(backup_engine.aware_utc(False))

@@ -74,6 +74,46 @@ class TestNextRun(BackupCase):
                 }
             )
 
+    def test_settings_changes_are_audited(self):
+        """Create, change and delete: one ``settings`` event each, naming
+        the schedule and the fields changed (never their values); what the
+        scheduler writes itself is not a settings change."""
+        schedule = self.env["db.backup.schedule"].create(
+            {
+                "name": "Nightly",
+                "frequency": "24h",
+                "destination_ids": self.local_dest.ids,
+            }
+        )
+        schedule.write({"retention_days": 14, "hour": 3})
+        schedule._reschedule()
+        schedule_id = schedule.id
+        schedule.unlink()
+        events = self.env["audit.event"].search(
+            [
+                ("action", "=", "settings"),
+                ("res_model", "=", "db.backup.schedule"),
+                ("res_id", "=", schedule_id),
+            ],
+            order="id",
+        )
+        self.assertEqual(
+            events.mapped("message"),
+            [
+                "Backup schedule Nightly: create",
+                "Backup schedule Nightly: write",
+                "Backup schedule Nightly: delete",
+            ],
+        )
+        self.assertEqual(
+            events.mapped("details"),
+            [
+                {"operation": "create", "fields": []},
+                {"operation": "write", "fields": ["hour", "retention_days"]},
+                {"operation": "delete", "fields": []},
+            ],
+        )
+
     def test_default_retention_is_seven_days(self):
         schedule = self.env["db.backup.schedule"].create(
             {"frequency": "24h", "destination_ids": self.local_dest.ids}

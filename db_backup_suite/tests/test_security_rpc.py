@@ -23,7 +23,7 @@ from odoo.modules.registry import Registry
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import SQL, config
 
-from ..models import backup_engine, restore_job
+from ..service import backup_engine, restore_job
 from .common import KeyringMixin, drop_test_databases
 from .test_chunked_upload import rpc_prepared_download_action
 

@@ -3,8 +3,8 @@ from markupsafe import Markup, escape
 from odoo import api, fields, models
 from odoo.tools import format_datetime
 
-from ..models import backup_engine
 from ..models.db_backup_run import ACTIVE_STATES, BACKUP_KINDS
+from ..service import backup_engine
 
 #: the keyring error that only says none is configured (the banner says it)
 NO_KEYRING = "no keyring configured"

@@ -13,7 +13,7 @@ from odoo.exceptions import AccessError, UserError
 from suite_core import passwords
 
 from ..lib import downloads
-from ..models import backup_engine
+from ..service import backup_engine
 
 TOKEN_TTL_SECONDS = 300
 # A preparation whose status file was not touched for this long is dead.

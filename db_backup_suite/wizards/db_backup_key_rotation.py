@@ -36,7 +36,7 @@ from odoo.tools import SQL
 
 from suite_core import streamcrypt
 
-from ..models import backup_engine
+from ..service import backup_engine
 from . import db_backup_download_wizard, db_backup_restore_wizard
 
 _logger = logging.getLogger(__name__)

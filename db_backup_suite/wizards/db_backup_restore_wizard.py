@@ -13,8 +13,8 @@ from odoo.tools import SQL, format_datetime, formatLang
 
 from ..controllers.upload import MAX_SIZE_PARAM, upload_error_text
 from ..lib import uploads
-from ..models import backup_engine, restore_job
 from ..models.db_backup_run import BUS_PROGRESS, human_size
+from ..service import backup_engine, restore_job
 
 _logger = logging.getLogger(__name__)
 # The archive password waits (sealed) between the upload and the restore.
@@ -613,7 +613,7 @@ class DbBackupRestoreWizard(models.TransientModel):
             owner = described.get("owner") or {}
             vals = {
                 "archive_name": self.upload_filename or os.path.basename(path),
-                "archive_date": restore_job.naive_utc(manifest.get("created_at")),
+                "archive_date": backup_engine.naive_utc(manifest.get("created_at")),
                 "archive_size": described.get("size_display"),
                 "archive_encrypted": described.get("encrypted", False),
                 "upload_sha256": described.get("sha256"),
@@ -630,7 +630,7 @@ class DbBackupRestoreWizard(models.TransientModel):
         vals.update(
             source_db_name=owner.get("database") or manifest.get("database") or False,
             source_db_uuid=source_uuid or False,
-            source_created_at=restore_job.naive_utc(created)
+            source_created_at=backup_engine.naive_utc(created)
             or vals.get("archive_date")
             or False,
             foreign=source_uuid != self._this_uuid(),

@@ -44,23 +44,10 @@ from odoo import SUPERUSER_ID, api
 from odoo.modules.registry import Registry
 from odoo.tools import SQL
 
-from . import backup_engine, maintenance_guard
+from ..models import maintenance_guard
+from . import backup_engine
 
 _logger = logging.getLogger(__name__)
-
-
-def naive_utc(value):
-    if not value:
-        return False
-    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if dt.tzinfo:
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
-    return dt
-
-
-def aware_utc(value):
-    dt = naive_utc(value)
-    return dt.replace(tzinfo=UTC) if dt else None
 
 
 def _lib():
@@ -129,7 +116,7 @@ def describe_file(path, password=None):
             raw, keyring=keyring, password=password or None, tenant=tenant
         )
     manifest = report.manifest
-    from .db_backup_run import human_size
+    from ..models.db_backup_run import human_size
 
     return {
         "encrypted": owner.get("encrypted", False),
@@ -457,7 +444,7 @@ def _mark_safety_copy(dbname, info):
     if not name:
         return None
     from ..lib import registry
-    from .db_backup_run import PRE_RESTORE_KEEP_DAYS
+    from ..models.db_backup_run import PRE_RESTORE_KEEP_DAYS
 
     marker = secrets.token_hex(24)
     backup_engine.write_sandbox_marker(name, marker)
@@ -533,7 +520,7 @@ def _register_sandbox(job, name, marker):
 def _tell_requester(env, job, info, hook_failures):
     """The restored database tells the user who asked (bus, best effort:
     their tabs reconnect to it after the swap)."""
-    from .db_backup_run import BUS_PROGRESS
+    from ..models.db_backup_run import BUS_PROGRESS
 
     user = env["res.users"].browse(job.get("requested_by_id") or []).exists()
     if not user:
@@ -858,7 +845,7 @@ def run_job(job):
         foreign=bool(getattr(result, "foreign", False)),
         archive_name=job.get("archive_name") or info.get("archive_name"),
         archive_created_at=info.get("archive_created_at")
-        or aware_utc(job.get("archive_created_at")),
+        or backup_engine.aware_utc(job.get("archive_created_at")),
         target=target,
         database=restored,
         safety_database=result.safety_database,

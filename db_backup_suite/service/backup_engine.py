@@ -17,9 +17,12 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from odoo.tools import config
+
+from suite_core.keyring import SuiteError
 
 _logger = logging.getLogger(__name__)
 
@@ -29,9 +32,34 @@ ADDONS_PARENT = ADDON_DIR.parent
 #: pre-restore safety copy it makes; a drop checks it first.
 SANDBOX_MARKER_KEY = "db_backup_suite.sandbox_marker"
 SEAL_VERSION = "v1"
+#: the engine job's child process: ``python -m <ENGINE_JOB_MODULE>``
+ENGINE_JOB_MODULE = "db_backup_suite.service.engine_job"
+#: what an engine job's command line names: the module, and its former name
+#: (``cli.engine_job``) for a job started before an upgrade moved it, which
+#: still runs and reports through its event file
+ENGINE_JOB_MODULES = (ENGINE_JOB_MODULE, "db_backup_suite.cli.engine_job")
 
 
-class KeyringUnavailable(Exception):
+def naive_utc(value):
+    """``value`` (an ISO 8601 string, as the engine's manifests and events
+    carry it, or a datetime) as a naive UTC datetime, the form of Odoo's
+    ``Datetime`` fields; an aware value is converted to UTC, a naive one is
+    taken as UTC already. ``False`` when ``value`` is empty."""
+    if not value:
+        return False
+    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if dt.tzinfo:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt
+
+
+def aware_utc(value):
+    """``value`` as :func:`naive_utc` reads it, tagged UTC; None when empty."""
+    dt = naive_utc(value)
+    return dt.replace(tzinfo=UTC) if dt else None
+
+
+class KeyringUnavailable(SuiteError):
     """No usable server keyring: backups must not run."""
 
 
@@ -136,7 +164,7 @@ def child_env():
     return env
 
 
-#: events that end a job (``cli/engine_job.py``)
+#: events that end a job (``service/engine_job.py``)
 FINAL_EVENTS = ("result", "error")
 
 
@@ -217,7 +245,7 @@ def remove_job_files(events_path):
 
 
 def spawn_job(payload, events_path=None, head=None):
-    """Start ``cli/engine_job.py`` with ``payload`` (secrets included) on stdin.
+    """Start ``service/engine_job.py`` with ``payload`` (secrets included) on stdin.
 
     The child runs in its own session and writes its events (progress,
     result or error: JSON lines) to ``events_path`` (0600, in the private
@@ -243,7 +271,7 @@ def spawn_job(payload, events_path=None, head=None):
     log_fd = _create_private(log_path)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "db_backup_suite.cli.engine_job"],
+            [sys.executable, "-m", ENGINE_JOB_MODULE],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=log_fd,
@@ -290,7 +318,7 @@ def job_alive(pid):
             cmdline = handle.read()
     except OSError:
         return False
-    return b"db_backup_suite.cli.engine_job" in cmdline
+    return any(name.encode() in cmdline for name in ENGINE_JOB_MODULES)
 
 
 class EventFile:
@@ -377,7 +405,8 @@ def iter_events(proc):
 def run_job(payload, on_event=None):
     """Run a job to completion; return its final ``result`` event.
 
-    Raises ``RuntimeError`` with the child's own error message when it fails.
+    Raises :class:`JobError` with the child's own error message when it
+    fails.
     """
     proc = spawn_job(payload)
     result = None
@@ -408,7 +437,10 @@ def run_job(payload, on_event=None):
     return result
 
 
-class JobError(Exception):
+class JobError(SuiteError):
+    """An engine job ended without a result: its error event (``event``:
+    ``type``, ``message``...) or ``{"type": "Crash"}`` when it died."""
+
     def __init__(self, message, event):
         super().__init__(message)
         self.event = event

@@ -1,11 +1,12 @@
 """Child process running one engine job for the Odoo layer (no Odoo import).
 
-Started by ``models/backup_engine.py`` as ``python -m
-db_backup_suite.cli.engine_job``. It reads ONE JSON object on stdin (secrets
-included: never on argv, never in the environment of other processes) and
-writes JSON lines: ``{"event": "progress", "done", "total", "message"}``,
-then one ``{"event": "result", ...}`` or ``{"event": "error", "type",
-"message"}``. The exit code is 0 only with a result.
+Started by ``service/backup_engine.py`` as ``python -m
+db_backup_suite.service.engine_job`` (plain Python: this module, the
+``service`` package and ``lib`` import no Odoo). It reads ONE JSON object on
+stdin (secrets included: never on argv, never in the environment of other
+processes) and writes JSON lines: ``{"event": "progress", "done", "total",
+"message"}``, then one ``{"event": "result", ...}`` or ``{"event": "error",
+"type", "message"}``. The exit code is 0 only with a result.
 
 The lines go to the job's event file (``events_path`` in the job: a 0600
 file in the private jobs folder that the parent made; appended, flushed,
@@ -32,8 +33,8 @@ import signal
 import sys
 import time
 
-from db_backup_suite.lib import backup, crypto
-from db_backup_suite.lib.pgtools import PgParams
+from ..lib import backup, crypto
+from ..lib.pgtools import PgParams
 
 _logger = logging.getLogger("db_backup_suite.engine_job")
 
@@ -135,8 +136,8 @@ def _request(job, keyring, **dest):
 
 def _failed(target, exc):
     """The outcome of a destination its backup never reached (or failed)."""
-    from db_backup_suite.lib import sinks
-    from db_backup_suite.lib.fanout import DestinationOutcome
+    from ..lib import sinks
+    from ..lib.fanout import DestinationOutcome
 
     try:
         sink = sinks.make_sink(sinks.split_storage(target["config"])[0])
@@ -186,8 +187,8 @@ def _incremental_backup(job, keyring, target, progress):
     ``data`` None when it failed. ``data["size"]`` is the snapshot's size
     as an archive (what a restore or download reads), ``new_data`` what
     this run added at the destination."""
-    from db_backup_suite.lib import repository, sinks
-    from db_backup_suite.lib.fanout import DestinationOutcome
+    from ..lib import repository, sinks
+    from ..lib.fanout import DestinationOutcome
 
     started = time.monotonic()
     try:
@@ -232,7 +233,7 @@ def do_backup(job):
     Each copy says what it cost at its destination (``new_data``: the
     archive's size, or the bytes the snapshot added) and its
     ``logical_size`` (dump + filestore)."""
-    from db_backup_suite.lib import errors, fanout, sinks
+    from ..lib import errors, fanout, sinks
 
     keyring = crypto.load_keyring()
     targets = job["sinks"]
