@@ -37,16 +37,41 @@ def manifest_of(env, **overrides):
 def drop_test_databases(prefix):
     """Drop the databases (and filestores) a test made, all named
     ``<prefix>...``: test clean-up, beside the suite's own guarded drop."""
-    from ..lib import pgtools
+    assert len(prefix) >= 8, "a test prefix, not a pattern for everything"
+    for name in backup_engine_module().list_databases(prefix):
+        _drop(name)
+
+
+def drop_derived_databases(production_db, kinds=("sandbox", "safety")):
+    """Drop the sandboxes and safety copies (``kinds``) the engine named
+    after ``production_db``, with their filestores: test clean-up. Matched
+    by the engine's own naming rule, so the names it cut to fit a long
+    ``production_db`` (CI's test databases) are found too."""
+    from ..lib import safety
+
+    # a cut name keeps at least its first 12 characters (a sandbox's
+    # ``-sandbox-<day>-<n>`` leaves 15 or more of 36); _derives_from then
+    # applies the naming rule itself
+    for name in backup_engine_module().list_databases(production_db[:12]):
+        if any(safety._derives_from(name, kind, production_db) for kind in kinds):
+            _drop(name)
+
+
+def backup_engine_module():
     from ..service import backup_engine
 
-    assert len(prefix) >= 8, "a test prefix, not a pattern for everything"
-    for name in backup_engine.list_databases(prefix):
-        backup_engine._close_database(name)
-        pgtools.drop_database(backup_engine.pg_params(), name)
-        shutil.rmtree(
-            os.path.join(config["data_dir"], "filestore", name), ignore_errors=True
-        )
+    return backup_engine
+
+
+def _drop(name):
+    from ..lib import pgtools
+
+    engine = backup_engine_module()
+    engine._close_database(name)
+    pgtools.drop_database(engine.pg_params(), name)
+    shutil.rmtree(
+        os.path.join(config["data_dir"], "filestore", name), ignore_errors=True
+    )
 
 
 def make_keyring_file(directory):

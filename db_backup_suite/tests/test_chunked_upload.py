@@ -29,7 +29,7 @@ from odoo.tools import mute_logger
 
 from ..lib import crypto, downloads, uploads
 from ..service import backup_engine, restore_job
-from .common import KeyringMixin, drop_test_databases
+from .common import KeyringMixin, drop_derived_databases
 
 PASSWORD = "Correct-Horse-42-battery!"
 DOWNLOAD = "db.backup.download.wizard"
@@ -96,7 +96,7 @@ class TestChunkedUpload(KeyringMixin, HttpCase):
             cls.archive = handle.read()
         cls.base = backup_engine.jobs_dir()
         cls.folder = uploads.upload_dir(cls.base)
-        cls.addClassCleanup(drop_test_databases, cls.env.cr.dbname + "-sandbox-")
+        cls.addClassCleanup(drop_derived_databases, cls.env.cr.dbname)
 
     # -- helpers ---------------------------------------------------------
     def login(self, user):

@@ -25,7 +25,7 @@ from odoo.tests import tagged
 from odoo.tools import SQL, config, mute_logger
 
 from ..service import backup_engine
-from .common import BackupCase, drop_test_databases
+from .common import BackupCase, drop_derived_databases
 
 MB = 1024 * 1024
 BIG_FILE_SIZE = 12 * MB
@@ -85,7 +85,7 @@ class TestIncrementalBackups(BackupCase):
             }
         )
         cls.dbname = cls.env.cr.dbname
-        cls.addClassCleanup(drop_test_databases, "%s-sandbox-" % cls.dbname)
+        cls.addClassCleanup(drop_derived_databases, cls.dbname)
 
     # helpers -------------------------------------------------------------------
     def _run_schedule(self, schedule):

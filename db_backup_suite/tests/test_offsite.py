@@ -6,7 +6,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 
 from ..service import backup_engine
 from ..wizards.db_backup_download_wizard import password_problems
-from .common import KeyringMixin, drop_test_databases
+from .common import KeyringMixin, drop_derived_databases
 from .test_chunked_upload import prepared_download_action
 
 PASSWORD = "Correct-Horse-42-battery!"
@@ -31,7 +31,7 @@ class TestOffsiteCopies(KeyringMixin, HttpCase):
         cls.backup_run = cls.env["db.backup.run"]._queue_backup(kind="manual")
         cls.env["db.backup.run"]._run_queued()
         cls.backup_run.invalidate_recordset()
-        cls.addClassCleanup(drop_test_databases, cls.env.cr.dbname + "-sandbox-")
+        cls.addClassCleanup(drop_derived_databases, cls.env.cr.dbname)
 
     def test_password_strength(self):
         self.assertTrue(password_problems("short"))

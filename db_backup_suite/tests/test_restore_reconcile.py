@@ -26,7 +26,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import SQL, config, mute_logger
 
 from ..service import backup_engine, restore_job
-from .common import KeyringMixin, drop_test_databases
+from .common import KeyringMixin, drop_derived_databases, drop_test_databases
 
 ACCESS = "odoo.exceptions.AccessError"
 
@@ -63,8 +63,7 @@ class TestRestoreReconcile(KeyringMixin, HttpCase):
         )
         cls.second = "rcn_%s" % uuid.uuid4().hex[:8]
         cls.addClassCleanup(drop_test_databases, cls.second)
-        cls.addClassCleanup(drop_test_databases, cls.dbname + "-sandbox-")
-        cls.addClassCleanup(drop_test_databases, cls.dbname + "_pre_restore_")
+        cls.addClassCleanup(drop_derived_databases, cls.dbname)
         cls.addClassCleanup(cls._prune_registry)
         # an archive of the test database (engine, child process)
         cls.base = backup_engine.run_job(

@@ -31,7 +31,7 @@ from odoo.tools import SQL, mute_logger
 
 from ..lib import uploads
 from ..service import backup_engine, restore_job
-from .common import KeyringMixin, drop_test_databases
+from .common import KeyringMixin, drop_derived_databases, drop_test_databases
 
 ACCESS = "odoo.exceptions.AccessError"
 USER = "odoo.exceptions.UserError"
@@ -65,7 +65,7 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
         cls.backup_run.invalidate_recordset()
         assert cls.backup_run.state == "done", cls.backup_run.error
         cls.keyring_path_of_run = os.path.join(cls.local_dir, cls.backup_run.name)
-        cls.addClassCleanup(drop_test_databases, cls.dbname + "-sandbox-")
+        cls.addClassCleanup(drop_derived_databases, cls.dbname)
         cls.crafted = cls._craft_admin_copy()
         cls.base = backup_engine.jobs_dir()
         cls.folder = uploads.upload_dir(cls.base)

@@ -19,7 +19,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 
 from ..lib import safety
 from ..service import restore_job
-from .common import KeyringMixin, drop_test_databases
+from .common import KeyringMixin, drop_derived_databases
 
 
 class JobThread(threading.Thread):
@@ -149,7 +149,7 @@ class TestRestoreTour(LiveBusMixin, KeyringMixin, HttpCase):
         super().setUpClass()
         cls.setup_keyring()
         cls.enable_live_bus()
-        cls.addClassCleanup(drop_test_databases, cls.env.cr.dbname + "-sandbox-")
+        cls.addClassCleanup(drop_derived_databases, cls.env.cr.dbname)
         cls.local_dir = os.path.join(cls.tmp_dir, "dest")
         os.makedirs(cls.local_dir)
         cls.env["db.backup.destination"].create(

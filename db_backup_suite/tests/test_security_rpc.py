@@ -24,7 +24,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import SQL, config
 
 from ..service import backup_engine, restore_job
-from .common import KeyringMixin, drop_test_databases
+from .common import KeyringMixin, drop_derived_databases, drop_test_databases
 from .test_chunked_upload import rpc_prepared_download_action
 
 ACCESS = "odoo.exceptions.AccessError"
@@ -74,7 +74,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
         # Another database, made from it: a sandbox has its own uuid.
         cls.victim = "h_sec_%s" % uuid.uuid4().hex[:8]
         cls.addClassCleanup(drop_test_databases, cls.victim)
-        cls.addClassCleanup(drop_test_databases, cls.dbname + "-sandbox-")
+        cls.addClassCleanup(drop_derived_databases, cls.dbname)
         made = restore_job.run_job(
             cls._job(cls.victim, cls.backup_run.name, "sandbox", expected_uuid=cls.uuid)
         )
