@@ -39,6 +39,19 @@ class TestSuiteErrorMessages(TransactionCase):
         self.assertIn("altered or damaged", msg(streamcrypt.TamperedError(secret)))
         self.assertIn("incomplete", msg(streamcrypt.TruncatedError(secret)))
         self.assertIn("not an archive", msg(streamcrypt.FormatError(secret)))
+        # what the header says (another database's, another kind of archive)
+        # stays in the wrong-key and format messages
+        self.assertEqual(
+            msg(streamcrypt.FormatError("a 'backup' archive")),
+            "This file is not an archive of the suite, or of a format version "
+            "this server does not read (a 'backup' archive).",
+        )
+        self.assertEqual(
+            msg(streamcrypt.WrongKeyError("made for database 'other'")),
+            "The archive cannot be decrypted with the server keyring's keys: it "
+            "was encrypted with another key or a password (made for database "
+            "'other').",
+        )
         for exc in (
             streamcrypt.WrongPasswordError(secret),
             streamcrypt.TamperedError(secret),

@@ -59,8 +59,9 @@ MESSAGES = [
     (
         streamcrypt.WrongKeyError,
         lambda env, exc: env._(
-            "The archive cannot be decrypted with the server keyring's keys "
-            "(it was encrypted with another key or a password)."
+            "The archive cannot be decrypted with the server keyring's keys: it "
+            "was encrypted with another key or a password (%(detail)s).",
+            detail=str(exc),
         ),
     ),
     (
@@ -81,7 +82,8 @@ MESSAGES = [
         streamcrypt.FormatError,
         lambda env, exc: env._(
             "This file is not an archive of the suite, or of a format version "
-            "this server does not read."
+            "this server does not read (%(detail)s).",
+            detail=str(exc),
         ),
     ),
     (keyring.UnknownKeyError, _missing_key),
