@@ -17,7 +17,7 @@ from .common import translated_terms
 ADDONS_ROOT = Path(__file__).resolve().parents[2]
 SUITE_ADDONS = ("audit_export", "data_export_suite", "db_backup_suite", "gdpr_dsr")
 #: the Odoo layer of an addon (its ``lib/`` and tests are not)
-ODOO_LAYER = ("models", "wizards", "controllers", "report")
+ODOO_LAYER = ("models", "wizards", "controllers", "report", "service")
 #: an Odoo exception built from a caught error's own (English) text
 RAW_ERROR_TEXT = re.compile(
     r"\b(UserError|ValidationError|AccessError|RedirectWarning)\(\s*str\(exc\)"
