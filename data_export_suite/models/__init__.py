@@ -11,7 +11,3 @@ from . import (
 
 # isort: split
 from . import data_export_job, data_export_profile, res_partner
-
-# isort: split
-# the translated messages of the library's errors (audit_export's table)
-from . import error_messages

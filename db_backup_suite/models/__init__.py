@@ -14,7 +14,3 @@ from . import (
     maintenance_guard,
     res_config_settings,
 )
-
-# isort: split
-# the translated messages of the engine's errors (audit_export's table)
-from . import error_messages

@@ -14,7 +14,3 @@ from . import (
     ir_binary,
     res_users,
 )
-
-# isort: split
-# the translated messages of the library's errors (audit_export's table)
-from . import error_messages
