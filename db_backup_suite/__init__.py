@@ -4,4 +4,4 @@
 # without Odoo. ``service`` is imported by the models, wizards and
 # controllers that use it.
 if __name__.startswith("odoo.addons."):
-    from . import cli, controllers, models, wizards
+    from . import cli, controllers, models, tools, wizards

@@ -5,9 +5,13 @@ share one root, ``SuiteError``. The Odoo layer shows them through
 :func:`suite_error_message`, which maps the error's class (most specific
 first) to a message in the user's language, filled from the error's own
 attributes. An error of no listed class keeps the library's message.
+
+This addon is the base of the suite and imports no other addon: the addons
+that depend on it list their own libraries' error classes with
+:func:`register` when Odoo imports them.
 """
 
-from suite_core import keyring, passwords, streamcrypt, witness
+from suite_core import keyring, passwords, streamcrypt, witness, writers
 
 
 def _missing_key(env, exc):
@@ -38,8 +42,9 @@ def _missing_key(env, exc):
 
 
 #: (error class, message builder), most specific first: the first class the
-#: error is an instance of gives its message.
-MESSAGES = (
+#: error is an instance of gives its message. A builder takes ``(env, exc)``
+#: and returns the message in the language of ``env``.
+MESSAGES = [
     (
         passwords.PasswordPolicyError,
         lambda env, exc: env["audit.password.policy"]._message(exc.verdict),
@@ -54,8 +59,9 @@ MESSAGES = (
     (
         streamcrypt.WrongKeyError,
         lambda env, exc: env._(
-            "The archive cannot be decrypted with the server keyring's keys "
-            "(it was encrypted with another key or a password)."
+            "The archive cannot be decrypted with the server keyring's keys: it "
+            "was encrypted with another key or a password (%(detail)s).",
+            detail=str(exc),
         ),
     ),
     (
@@ -76,7 +82,8 @@ MESSAGES = (
         streamcrypt.FormatError,
         lambda env, exc: env._(
             "This file is not an archive of the suite, or of a format version "
-            "this server does not read."
+            "this server does not read (%(detail)s).",
+            detail=str(exc),
         ),
     ),
     (keyring.UnknownKeyError, _missing_key),
@@ -93,7 +100,32 @@ MESSAGES = (
             "The audit witness file cannot be used: %(detail)s", detail=str(exc)
         ),
     ),
-)
+    (
+        writers.WriterError,
+        lambda env, exc: env._(
+            "The export file cannot be written (%(detail)s). Check the export's "
+            "settings (CSV delimiter, time zone), then run it again.",
+            detail=str(exc),
+        ),
+    ),
+]
+
+
+def register(cls, build):
+    """List ``cls`` (an error class of an addon's library) with its message
+    builder ``build(env, exc)``; called by the addons at import. It goes
+    before the first listed class it derives from, so the most specific
+    class still gives the message; registering a listed class again
+    replaces its builder."""
+    for index, (listed, _build) in enumerate(MESSAGES):
+        if listed is cls:
+            MESSAGES[index] = (cls, build)
+            return
+    for index, (listed, _build) in enumerate(MESSAGES):
+        if issubclass(cls, listed):
+            MESSAGES.insert(index, (cls, build))
+            return
+    MESSAGES.append((cls, build))
 
 
 def suite_error_message(env, exc):

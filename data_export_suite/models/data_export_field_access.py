@@ -308,7 +308,9 @@ class DataExportFieldAccess(models.AbstractModel):
             try:
                 parts = check_path_syntax(path)
             except ValueError as exc:
-                raise UserError(str(exc)) from exc
+                raise UserError(
+                    self.env._("Invalid field path: %(path)s", path=repr(path))
+                ) from exc
             Model = root
             chain = []
             labels = []

@@ -18,6 +18,8 @@ from odoo import api, models, tools
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
+from odoo.addons.audit_export.tools.suite_errors import suite_error_message
+
 from suite_core import keyring as suite_keyring
 from suite_core import streamcrypt
 
@@ -51,7 +53,7 @@ class DataExportFileStore(models.AbstractModel):
                 self.env._(
                     "Export files are stored encrypted with the server keyring, "
                     "and it is not usable: %(error)s",
-                    error=str(exc),
+                    error=suite_error_message(self.env, exc),
                 )
             ) from exc
 

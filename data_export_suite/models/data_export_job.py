@@ -10,6 +10,8 @@ from odoo import api, fields, models, modules
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 
+from odoo.addons.audit_export.tools.suite_errors import suite_error_message
+
 from ..lib.serialize import parse_field_paths, safe_filename
 from ..lib.zipper import zip_member_writer
 from .data_export_profile import FORMATS, MAX_JSON_DEPTH
@@ -608,8 +610,14 @@ class DataExportJob(models.Model):
             if not background:
                 raise
             _logger.exception("Export job %s failed", self.id)
+            # the owner reads it: in their language, the library's errors
+            # translated
             job.write(
-                {"state": "failed", "error_message": str(exc), "password_sealed": False}
+                {
+                    "state": "failed",
+                    "error_message": suite_error_message(self._owner_env(), exc),
+                    "password_sealed": False,
+                }
             )
             self.env["audit.event"].log_event(
                 "export",

@@ -137,7 +137,9 @@ class DataExportProfile(models.Model):
                 try:
                     check_path_syntax(path)
                 except ValueError as exc:
-                    raise ValidationError(str(exc)) from exc
+                    raise ValidationError(
+                        self.env._("Invalid field path: %(path)s", path=repr(path))
+                    ) from exc
             self._parse_domain(profile.domain, profile.model_name)
 
     @api.constrains("csv_delimiter")

@@ -7,5 +7,6 @@ from . import (
     test_data_export_security,
     test_data_export_wizard_rpc,
     test_dialog_ownership,
+    test_error_messages,
     test_security_rpc,
 )

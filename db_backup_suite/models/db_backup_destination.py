@@ -9,6 +9,8 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL, sql
 
+from odoo.addons.audit_export.tools.suite_errors import suite_error_message
+
 from ..service import backup_engine
 
 _logger = logging.getLogger(__name__)
@@ -198,7 +200,7 @@ class DbBackupDestination(models.Model):
                 self.env._(
                     "The server keyring is not configured, so credentials cannot be "
                     "stored encrypted: %(reason)s",
-                    reason=exc,
+                    reason=suite_error_message(self.env, exc.__cause__ or exc),
                 )
             ) from exc
 
@@ -418,14 +420,17 @@ class DbBackupDestination(models.Model):
             # The error is shown to the administrator and kept on the record;
             # it never contains the secrets (the engine does not echo them).
             _logger.info("Backup destination %s: test failed: %s", self.name, exc)
+            message = suite_error_message(self.env, exc)
             self.sudo().write(
                 {
                     "last_test_date": fields.Datetime.now(),
                     "last_test_ok": False,
-                    "last_test_result": str(exc)[:500],
+                    "last_test_result": message[:500],
                 }
             )
-            return self._notify(self.env._("Connection failed: %(e)s", e=exc), "danger")
+            return self._notify(
+                self.env._("Connection failed: %(e)s", e=message), "danger"
+            )
         self.sudo().write(
             {
                 "last_test_date": fields.Datetime.now(),
@@ -462,7 +467,7 @@ class DbBackupDestination(models.Model):
                 self.env._(
                     "Could not read the host key of %(h)s: %(e)s",
                     h=self.sftp_host,
-                    e=exc,
+                    e=suite_error_message(self.env, exc),
                 )
             ) from exc
         self.sudo().write(

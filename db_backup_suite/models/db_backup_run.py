@@ -11,6 +11,8 @@ from odoo import SUPERUSER_ID, api, fields, models, sql_db
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL, format_datetime
 
+from odoo.addons.audit_export.tools.suite_errors import suite_error_message
+
 from ..service import backup_engine
 
 _logger = logging.getLogger(__name__)
@@ -750,7 +752,7 @@ class DbBackupRun(models.Model):
                         "ok": False,
                         "name": None,
                         "size": 0,
-                        "error": str(exc) or repr(exc),
+                        "error": suite_error_message(self.env, exc) or repr(exc),
                     }
                 )
                 continue
@@ -1244,7 +1246,9 @@ class DbBackupRun(models.Model):
                         dest.name,
                         exc,
                     )
-                    errors.append("%s: %s" % (dest.name, exc))
+                    errors.append(
+                        "%s: %s" % (dest.name, suite_error_message(self.env, exc))
+                    )
             if errors:
                 run.warning = "\n".join(errors)
             else:

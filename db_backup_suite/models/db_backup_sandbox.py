@@ -7,6 +7,8 @@ from urllib.parse import quote as url_quote
 from odoo import SUPERUSER_ID, api, fields, models
 from odoo.exceptions import AccessError, UserError
 
+from odoo.addons.audit_export.tools.suite_errors import suite_error_message
+
 from ..service import backup_engine
 
 _logger = logging.getLogger(__name__)
@@ -249,10 +251,10 @@ class DbBackupSandbox(models.Model):
             try:
                 report = sandbox._drop_registered(production)
             except errors.SafetyError as exc:
-                reason = str(exc)
+                reason = suite_error_message(self.env, exc)
                 _logger.warning("Refused to drop %r: %s", name, reason)
             except Exception as exc:
-                reason = str(exc) or repr(exc)
+                reason = suite_error_message(self.env, exc) or repr(exc)
                 _logger.warning("Cannot drop sandbox %r: %s", name, reason)
             else:
                 sandbox._record_drop(

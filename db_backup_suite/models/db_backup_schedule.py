@@ -8,6 +8,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 from odoo.tools import SQL
 
+from odoo.addons.audit_export.tools.suite_errors import suite_error_message
 from odoo.addons.base.models.res_partner import _tz_get
 
 from ..service import backup_engine
@@ -594,7 +595,10 @@ class DbBackupSchedule(models.Model):
             outcome = restore_job.run_job(job)
         except Exception as exc:
             _logger.exception("Daily sandbox refresh of %s failed", dbname)
-            outcome = {"ok": False, "message": str(exc) or repr(exc)}
+            outcome = {
+                "ok": False,
+                "message": suite_error_message(self.env, exc) or repr(exc),
+            }
         sandbox.invalidate_recordset()
         if not outcome.get("ok"):
             run._finish_failed(
@@ -633,7 +637,7 @@ class DbBackupSchedule(models.Model):
                     self.env._(
                         "Today's sandbox kept its name %(new)s: %(why)s",
                         new=sandbox.name,
-                        why=exc,
+                        why=suite_error_message(self.env, exc),
                     )
                 )
         self.sudo().write({"last_proven_restorable": now, "sandbox_id": sandbox.id})
@@ -1009,7 +1013,7 @@ class DbBackupSchedule(models.Model):
                     "The destination %(dest)s of %(file)s cannot be read: %(why)s",
                     dest=copy.destination_id.name,
                     file=source_run.name,
-                    why=exc,
+                    why=suite_error_message(self.env, exc),
                 ),
             )
             return run

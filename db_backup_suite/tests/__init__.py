@@ -7,6 +7,7 @@ from . import (
     test_destination,
     test_emergency_restore,
     test_engine_supervision,
+    test_error_messages,
     test_incremental_backups,
     test_key_rotation,
     test_maintenance_mode,

@@ -10,6 +10,8 @@ import time
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
 
+from odoo.addons.audit_export.tools.suite_errors import suite_error_message
+
 from suite_core import passwords
 
 from ..lib import downloads
@@ -171,7 +173,10 @@ class DbBackupDownloadWizard(models.TransientModel):
             )
         except backup_engine.KeyringUnavailable as exc:
             raise UserError(
-                self.env._("The server keyring is missing: %(r)s", r=exc)
+                self.env._(
+                    "The server keyring is missing: %(r)s",
+                    r=suite_error_message(self.env, exc.__cause__ or exc),
+                )
             ) from exc
         previous = self.sudo().prepare_id
         if previous:

@@ -34,6 +34,8 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
+from odoo.addons.audit_export.tools.suite_errors import suite_error_message
+
 from suite_core import streamcrypt
 
 from ..service import backup_engine
@@ -115,7 +117,7 @@ class DbBackupKeyRotation(models.TransientModel):
         except backup_engine.KeyringUnavailable as exc:
             self.active_key_id = False
             self.keyring_ids = False
-            self.keyring_problem = str(exc)
+            self.keyring_problem = suite_error_message(self.env, exc.__cause__ or exc)
             return
         for wizard in self:
             wizard.active_key_id = "%s (%s)" % (
@@ -359,7 +361,10 @@ class DbBackupKeyRotation(models.TransientModel):
             keyring = backup_engine.load_keyring()
         except backup_engine.KeyringUnavailable as exc:
             raise UserError(
-                self.env._("The server keyring cannot be read: %(reason)s", reason=exc)
+                self.env._(
+                    "The server keyring cannot be read: %(reason)s",
+                    reason=suite_error_message(self.env, exc.__cause__ or exc),
+                )
             ) from exc
         active = keyring.active.key_id
         # Nobody changes the credentials while they are sealed again.

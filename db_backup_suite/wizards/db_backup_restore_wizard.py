@@ -11,6 +11,8 @@ from odoo import api, fields, models, release
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL, format_datetime, formatLang
 
+from odoo.addons.audit_export.tools.suite_errors import suite_error_message
+
 from ..controllers.upload import MAX_SIZE_PARAM, upload_error_text
 from ..lib import uploads
 from ..models.db_backup_run import BUS_PROGRESS, human_size
@@ -519,7 +521,7 @@ class DbBackupRestoreWizard(models.TransientModel):
                 self.env._(
                     "The server keyring is needed to keep the archive password "
                     "until the restore starts: %(reason)s",
-                    reason=exc,
+                    reason=suite_error_message(self.env, exc.__cause__ or exc),
                 )
             ) from exc
         self.sudo().write({"upload_password_sealed": sealed})
@@ -606,7 +608,8 @@ class DbBackupRestoreWizard(models.TransientModel):
                 )
                 raise UserError(
                     self.env._(
-                        "This file cannot be read as a backup archive: %(e)s", e=exc
+                        "This file cannot be read as a backup archive: %(e)s",
+                        e=suite_error_message(self.env, exc),
                     )
                 ) from exc
             manifest = described.get("manifest") or {}

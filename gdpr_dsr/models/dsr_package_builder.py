@@ -21,6 +21,7 @@ from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import config
 
+from odoo.addons.audit_export.tools.suite_errors import suite_error_message
 from odoo.addons.data_export_suite.lib import zipper
 
 from suite_core import keyring as suite_keyring
@@ -55,7 +56,7 @@ class DsrPackageBuilder(models.AbstractModel):
                 self.env._(
                     "The server keyring is not configured, so export packages cannot "
                     "be encrypted at rest: %(error)s",
-                    error=str(exc),
+                    error=suite_error_message(self.env, exc),
                 )
             ) from exc
 
@@ -108,7 +109,7 @@ class DsrPackageBuilder(models.AbstractModel):
         try:
             count = zipper.write_zip(writer, members, password=password)
         except zipper.ZipperError as exc:
-            raise UserError(str(exc)) from exc
+            raise UserError(suite_error_message(self.env, exc)) from exc
         writer.close()
         encrypted = buffer.getvalue()
         progress(self.env._("Storing the encrypted package"), 95.0)
@@ -197,7 +198,7 @@ class DsrPackageBuilder(models.AbstractModel):
                     "Request %(ref)s: the stored file is not an export package of this "
                     "database (%(error)s); download refused.",
                     ref=self.name,
-                    error=str(exc),
+                    error=suite_error_message(self.env, exc),
                 )
             ) from exc
         self._audit("downloaded", size=len(data))

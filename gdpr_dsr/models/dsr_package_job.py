@@ -21,6 +21,8 @@ from odoo import api, fields, models, modules
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 
+from odoo.addons.audit_export.tools.suite_errors import suite_error_message
+
 from suite_core import keyring as suite_keyring
 from suite_core import streamcrypt
 
@@ -118,7 +120,7 @@ class DsrPackageJob(models.Model):
             raise UserError(
                 self.env._(
                     "The password of this package cannot be opened: %(error)s",
-                    error=str(exc),
+                    error=suite_error_message(self.env, exc),
                 )
             ) from exc
 
@@ -286,7 +288,8 @@ class DsrPackageJob(models.Model):
         else:
             _logger.exception("DSR package job %s failed", job.id)
             error = self.env._(
-                "The package could not be generated: %(error)s", error=exc
+                "The package could not be generated: %(error)s",
+                error=suite_error_message(self.env, exc),
             )
         if not self._in_test():
             # nothing of the build stays; the job row is written afresh

@@ -15,10 +15,17 @@ from odoo.modules.registry import DummyRLock, Registry
 from odoo.tools import config
 from odoo.tools.pdf import OdooPdfFileReader, OdooPdfFileWriter
 
+from odoo.addons.audit_export.tools.suite_errors import suite_error_message
+
 from suite_core import keyring as suite_keyring
 
 from ..lib import certificate as certificate_lib
-from ..lib.erasure_register import ErasureRegister, digest, normalize_email
+from ..lib.erasure_register import (
+    ErasureRegister,
+    ErasureRegisterError,
+    digest,
+    normalize_email,
+)
 from ..lib.package import SAFE_NAME_RE
 from .dsr_erasure import ERASURE_CONTEXT
 
@@ -827,14 +834,18 @@ class DsrRequest(models.Model):
                         "res_name": False,
                     }
                 )
-            entry = self._erasure_register().append(
-                request_ref=self.name,
-                email_sha256=self.subject_email_sha256,
-                partners=fingerprints,
-                records=[
-                    (hit["res_model"], hit["res_id"], hit["result"]) for hit in hits
-                ],
-            )
+            try:
+                entry = self._erasure_register().append(
+                    request_ref=self.name,
+                    email_sha256=self.subject_email_sha256,
+                    partners=fingerprints,
+                    records=[
+                        (hit["res_model"], hit["res_id"], hit["result"]) for hit in hits
+                    ],
+                )
+            except ErasureRegisterError as exc:
+                # the erasure is rolled back with this transaction
+                raise UserError(suite_error_message(self.env, exc)) from exc
             # The evidence of identity is personal data too: it goes with the
             # rest (only files of this request: nothing else is deleted on its
             # account).

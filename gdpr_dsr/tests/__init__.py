@@ -7,6 +7,7 @@ from . import (
     test_dsr_request,
     test_dsr_restore,
     test_dsr_tour,
+    test_error_messages,
     test_role_tours,
     test_security_rpc,
 )
