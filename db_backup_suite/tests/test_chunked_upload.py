@@ -56,17 +56,21 @@ def prepared_download_action(wizard, timeout=120):
 
 
 def rpc_prepared_download_action(test, login, wizard_id, timeout=120):
-    """The same over JSON-RPC as ``login`` (``test.rpc`` / ``test.ok``)."""
-    test.ok(test.rpc(login, DOWNLOAD, "action_download", [wizard_id]))
+    """The same over JSON-RPC as ``login`` (``test.rpc_as`` / ``test.assertRpcOk``)."""
+    test.assertRpcOk(test.rpc_as(login, DOWNLOAD, "action_download", [wizard_id]))
     deadline = time.monotonic() + timeout
     while True:
-        status = test.ok(test.rpc(login, DOWNLOAD, "download_status", [wizard_id]))
+        status = test.assertRpcOk(
+            test.rpc_as(login, DOWNLOAD, "download_status", [wizard_id])
+        )
         if status["state"] != "running" or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     if status["state"] != "done":
         raise AssertionError("download not prepared: %s" % status)
-    return test.ok(test.rpc(login, DOWNLOAD, "action_download", [wizard_id]))
+    return test.assertRpcOk(
+        test.rpc_as(login, DOWNLOAD, "action_download", [wizard_id])
+    )
 
 
 @tagged("post_install", "-at_install")
