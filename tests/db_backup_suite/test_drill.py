@@ -17,8 +17,8 @@ from db_backup_suite.lib import backup, cleanup, crypto, drill, lock, registry, 
 from db_backup_suite.lib.errors import SuiteError, VerificationError
 from db_backup_suite.lib.pgtools import PgParams, create_database, drop_database
 from db_backup_suite.lib.sinks import make_sink
+from tests.fixtures import wait_until
 from tests.fixtures.odoo_db import database_exists, list_databases
-from tests.fixtures.s3_server import wait_until
 
 PREFIX = "drill_t_"
 ROOT = Path(__file__).resolve().parents[2]

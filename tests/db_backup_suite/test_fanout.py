@@ -20,7 +20,7 @@ from db_backup_suite.lib import backup, cleanup, crypto, fanout, scan
 from db_backup_suite.lib.errors import DestinationsFailedError, SinkError
 from db_backup_suite.lib.sinks import make_sink
 from db_backup_suite.lib.sinks.local import LocalSink, LocalWriter
-from tests.fixtures.s3_server import wait_until
+from tests.fixtures import wait_until
 
 PREFIX = "h12_fo_"
 ROOT = Path(__file__).resolve().parents[2]
