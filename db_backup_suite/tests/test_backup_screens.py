@@ -31,11 +31,7 @@ class TestBackupScreens(RpcMixin, KeyringMixin, HttpCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.setup_keyring()
-        cls.local_dir = os.path.join(cls.tmp_dir, "dest")
-        os.makedirs(cls.local_dir)
-        cls.destination = cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
-        )
+        cls.destination = cls.setup_local_destination()
         cls.env["db.backup.destination"].search(
             [("id", "!=", cls.destination.id)]
         ).active = False

@@ -79,11 +79,7 @@ class TestChunkedUpload(KeyringMixin, HttpCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.setup_keyring()
-        cls.local_dir = os.path.join(cls.tmp_dir, "dest")
-        os.makedirs(cls.local_dir)
-        cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
-        )
+        cls.setup_local_destination()
         groups = "base.group_user,db_backup_suite.backup_group_restore"
         cls.restorer = new_test_user(cls.env, login="h6_up_restorer", groups=groups)
         cls.restorer2 = new_test_user(cls.env, login="h6_up_restorer2", groups=groups)

@@ -279,11 +279,7 @@ class TestRestoreDrillRpc(KeyringMixin, HttpCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.setup_keyring()
-        dest_dir = os.path.join(cls.tmp_dir, "dest")
-        os.makedirs(dest_dir)
-        dest = cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": dest_dir}
-        )
+        dest = cls.setup_local_destination()
         cls.schedule = cls.env["db.backup.schedule"].create(
             {"name": "Nightly", "destination_ids": dest.ids}
         )

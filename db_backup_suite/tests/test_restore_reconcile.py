@@ -45,11 +45,7 @@ class TestRestoreReconcile(RpcMixin, KeyringMixin, HttpCase):
         super().setUpClass()
         cls.setup_keyring()
         cls.dbname = cls.env.cr.dbname
-        cls.local_dir = os.path.join(cls.tmp_dir, "dest")
-        os.makedirs(cls.local_dir)
-        cls.dest = cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
-        )
+        cls.dest = cls.setup_local_destination()
         groups = "base.group_user,db_backup_suite.backup_group_"
         cls.operator = new_test_user(
             cls.env, login="rcn_operator", groups=groups + "operator"

@@ -51,11 +51,7 @@ class TestRestoreUploadRights(RpcMixin, KeyringMixin, HttpCase):
         cls.setup_keyring()
         cls.dbname = cls.env.cr.dbname
         cls.uuid = cls.env["ir.config_parameter"].get_param("database.uuid")
-        cls.local_dir = os.path.join(cls.tmp_dir, "dest")
-        os.makedirs(cls.local_dir)
-        cls.dest = cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
-        )
+        cls.dest = cls.setup_local_destination()
         restore = "base.group_user,db_backup_suite.backup_group_restore"
         cls.restorer = new_test_user(cls.env, login="fx1_restorer", groups=restore)
         cls.restorer2 = new_test_user(cls.env, login="fx1_restorer2", groups=restore)

@@ -24,11 +24,7 @@ class TestOperatorTour(LiveBusMixin, KeyringMixin, HttpCase):
         super().setUpClass()
         cls.setup_keyring()
         cls.enable_live_bus()
-        cls.local_dir = os.path.join(cls.tmp_dir, "dest")
-        os.makedirs(cls.local_dir)
-        cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
-        )
+        cls.setup_local_destination()
         cls.env["db.backup.run"].search([]).sudo().unlink()
         new_test_user(
             cls.env,
@@ -90,11 +86,7 @@ class TestRestoreTour(LiveBusMixin, KeyringMixin, HttpCase):
         cls.setup_keyring()
         cls.enable_live_bus()
         cls.addClassCleanup(drop_test_databases, cls.env.cr.dbname + "-sandbox-")
-        cls.local_dir = os.path.join(cls.tmp_dir, "dest")
-        os.makedirs(cls.local_dir)
-        cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
-        )
+        cls.setup_local_destination()
         cls.env["db.backup.run"].search([]).sudo().unlink()
         # A real backup of this database (engine, child process).
         cls.backup_run = cls.env["db.backup.run"]._queue_backup(kind="manual")
