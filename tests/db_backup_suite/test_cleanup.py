@@ -9,8 +9,6 @@ registry) is left alone by every cleanup path, with its data."""
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pytest
 from db_backup_suite.lib import backup, cleanup, crypto, lock, registry, safety
 from db_backup_suite.lib.pgtools import PgParams, create_database, drop_database
 from db_backup_suite.lib.sinks import make_sink
+from tests.db_backup_suite.cli_runner import run_cli
 from tests.fixtures.odoo_db import (
     create_lookalike,
     database_exists,
@@ -27,7 +26,6 @@ from tests.fixtures.odoo_db import (
 )
 
 PREFIX = "h12_cl_"
-ROOT = Path(__file__).resolve().parents[2]
 STAMP = "20260102030405"
 ARCHIVE = "{db}/{db}_manual_20260101T000000Z.tar.zst.enc"
 
@@ -378,16 +376,6 @@ def test_invalid_database_name_is_refused(tmp_path):
         cleanup.clean_leftovers([], "../etc")
 
 
-def _cli(args):
-    return subprocess.run(
-        [sys.executable, "-m", "db_backup_suite.lib", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_cli_cleanup_and_prune(odoo_db, tmp_path, pg, made_databases):
     root = tmp_path / "dest"
     d = odoo_db.dbname
@@ -398,19 +386,19 @@ def test_cli_cleanup_and_prune(odoo_db, tmp_path, pg, made_databases):
     _lookalike(fake, made_databases)
     dest = f"local:{root}"
     dd = ["--data-dir", str(odoo_db.data_dir)]
-    out = _cli(["cleanup", "--database", d, "--from", dest, "--dry-run", *dd])
+    out = run_cli(["cleanup", "--database", d, "--from", dest, "--dry-run", *dd])
     assert out.returncode == 0, out.stderr
     assert f"would remove: temp-file {ARCHIVE.format(db=d)}" in out.stdout
     assert f"would remove: scratch-database {staging} at postgresql" in out.stdout
     assert f"left alone: scratch-database {fake} at postgresql" in out.stdout
     assert leftover.exists() and database_exists(staging)
     # without --data-dir there is no registry: databases are only reported
-    out = _cli(["cleanup", "--database", d, "--json"])
+    out = run_cli(["cleanup", "--database", d, "--json"])
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["removed"] == 0 and data["left_alone"] == 2
     assert database_exists(staging) and lookalike_intact(fake)
-    out = _cli(["cleanup", "--database", d, "--from", dest, "--json", *dd])
+    out = run_cli(["cleanup", "--database", d, "--from", dest, "--json", *dd])
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["removed"] == 2 and data["evidence"] == "backup lock"
@@ -419,12 +407,14 @@ def test_cli_cleanup_and_prune(odoo_db, tmp_path, pg, made_databases):
     assert list_databases(d + "_verify") == [fake] and lookalike_intact(fake)
     # prune cleans the destination first
     leftover = _temp_file(root, ARCHIVE.format(db=d))
-    out = _cli(["prune", "--from", dest, "--database", d, "--keep-last", "1", "--json"])
+    out = run_cli(
+        ["prune", "--from", dest, "--database", d, "--keep-last", "1", "--json"]
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["cleanup"]["removed"] == 1
     assert not leftover.exists()
     # an unreachable destination: exit 1, said on stderr
-    out = _cli(
+    out = run_cli(
         [
             "cleanup",
             "--database",
