@@ -182,20 +182,7 @@ class TestDsrPackageJob(RpcMixin, DsrCase, HttpCase):
         self.assertEqual(final["title"], "Export package failed")
         self.assertIn("keyring", final["error"])
         self.assertIn("keyring", final["message"])
-        failed = (
-            self.env["audit.event"]
-            .sudo()
-            .search(
-                [
-                    ("res_model", "=", "dsr.request"),
-                    ("res_id", "=", request.id),
-                    ("result", "=", "failure"),
-                ]
-            )
-        )
-        self.assertEqual(
-            [(e.details or {}).get("step") for e in failed], ["package_failed"]
-        )
+        self.assertEqual(self.failure_steps(request), ["package_failed"])
         # the form and the dialog show the error; the officer may try again
         wizard.invalidate_recordset()
         self.assertEqual(wizard.package_job_state, "failed")

@@ -574,21 +574,7 @@ class TestDsrSecurityRpc(RpcMixin, DsrCase, HttpCase):
                 self.assertIn("not an export package of this database", response.text)
                 self.assertIn(expected, response.text)
                 self.assertNotIn(b"backup payload", response.content)
-        refused = (
-            self.env["audit.event"]
-            .sudo()
-            .search(
-                [
-                    ("res_model", "=", "dsr.request"),
-                    ("res_id", "=", request.id),
-                    ("result", "=", "failure"),
-                ]
-            )
-        )
-        self.assertEqual(
-            [(e.details or {}).get("step") for e in refused],
-            ["download_refused"] * 4,
-        )
+        self.assertEqual(self.failure_steps(request), ["download_refused"] * 4)
 
     def test_package_password_never_stored(self):
         request = make_verified_request(self.officer_env(), "access")
