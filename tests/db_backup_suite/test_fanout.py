@@ -19,7 +19,7 @@ from db_backup_suite.lib.errors import DestinationsFailedError, SinkError
 from db_backup_suite.lib.sinks import make_sink
 from db_backup_suite.lib.sinks.local import LocalSink, LocalWriter
 from tests.db_backup_suite.cli_runner import keyring_environ, run_cli
-from tests.fixtures import wait_until
+from tests.fixtures import live_children, wait_until
 
 PREFIX = "h12_fo_"
 FAST_S3 = {
@@ -241,7 +241,7 @@ def test_every_destination_failing_raises_with_each_reason(
     assert "Unknown destination type 'ftp'" in outcomes[1].error
     assert "no destination stored the archive (2 failed)" in str(info.value)
     # pg_dump was stopped and reaped, the backup lock released
-    assert _children("pg_dump") == []
+    assert live_children("pg_dump") == []
     backup.run_backup(
         _request(db, keyring, [{"type": "local", "path": str(tmp_path / "ok")}])
     )
@@ -424,19 +424,3 @@ def test_cli_backup_to_two_destinations_prints_each_and_exits_3_when_partial(
     out = run_cli(["backup", db.dbname, "--to", bad, "--json", *data_dir], cli_env)
     assert out.returncode == 8  # destination unreachable
     assert "NOT match known_hosts" in out.stderr
-
-
-def _children(name: str) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if comm == name and int(fields[1]) == os.getpid() and fields[0] != "Z":
-            pids.append(int(entry))
-    return pids
