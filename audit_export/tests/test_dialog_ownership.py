@@ -3,11 +3,13 @@ change, run nor delete it (over a real HTTP JSON-RPC session)."""
 
 from odoo.tests import HttpCase, new_test_user, tagged
 
+from .common import RpcMixin
+
 AUDITOR = "base.group_user,audit_export.audit_group_auditor"
 
 
 @tagged("post_install", "-at_install")
-class TestAuditDialogOwnership(HttpCase):
+class TestAuditDialogOwnership(RpcMixin, HttpCase):
     def test_another_auditor_cannot_touch_my_dialog(self):
         owner = new_test_user(self.env, login="adlg_owner", groups=AUDITOR)
         new_test_user(self.env, login="adlg_other", groups=AUDITOR)
@@ -22,16 +24,6 @@ class TestAuditDialogOwnership(HttpCase):
             ("unlink", [wizard.ids]),
         ):
             with self.subTest(method=method):
-                with self.assertRaises(Exception) as caught:
-                    self.make_jsonrpc_request(
-                        f"/web/dataset/call_kw/audit.export.wizard/{method}",
-                        {
-                            "model": "audit.export.wizard",
-                            "method": method,
-                            "args": args,
-                            "kwargs": {},
-                        },
-                    )
-                self.assertIn("AccessError", str(caught.exception))
+                self.assertRpcError(self.rpc("audit.export.wizard", method, *args))
         self.assertTrue(wizard.sudo().exists())
         self.assertEqual(wizard.sudo().read(fields), before)

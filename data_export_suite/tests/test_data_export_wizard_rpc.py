@@ -8,13 +8,15 @@ from unittest.mock import patch
 
 from odoo.tests import HttpCase, new_test_user, tagged
 
+from odoo.addons.audit_export.tests.common import RpcMixin
+
 from suite_core.keyring import generate_key_line
 
 EXPORT_GROUP = "data_export_suite.export_group_user"
 
 
 @tagged("post_install", "-at_install")
-class TestExportWizardRpc(HttpCase):
+class TestExportWizardRpc(RpcMixin, HttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -47,37 +49,18 @@ class TestExportWizardRpc(HttpCase):
         )
         cls.domain = repr([("id", "in", cls.partners.ids)])
 
+    def rpc_password(self, login):
+        return f"{login}-Pw-2025"
+
     def call(self, user, method, *args, model="data.export.wizard", **kwargs):
-        self.authenticate(user.login, f"{user.login}-Pw-2025")
-        return self.make_jsonrpc_request(
-            f"/web/dataset/call_kw/{model}/{method}",
-            {"model": model, "method": method, "args": list(args), "kwargs": kwargs},
-        )
+        """``model.method`` as ``user``; its result."""
+        return self.assertRpcOk(self.rpc_as(user.login, model, method, *args, **kwargs))
 
     def refused(self, error, user, method, *args, **kwargs):
-        self.authenticate(user.login, f"{user.login}-Pw-2025")
+        """``model.method`` as ``user`` fails with ``error``; its message."""
         model = kwargs.pop("model", "data.export.wizard")
-        response = self.url_open(
-            f"/web/dataset/call_kw/{model}/{method}",
-            data=json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "method": "call",
-                    "id": 1,
-                    "params": {
-                        "model": model,
-                        "method": method,
-                        "args": list(args),
-                        "kwargs": kwargs,
-                    },
-                }
-            ),
-            headers={"Content-Type": "application/json"},
-        )
-        result = response.json()
-        self.assertIn("error", result, result)
-        self.assertEqual(result["error"]["data"]["name"], f"odoo.exceptions.{error}")
-        return result["error"]["data"]["message"]
+        reply = self.rpc_as(user.login, model, method, *args, **kwargs)
+        return self.assertRpcError(reply, error)
 
     def test_business_models_by_their_name(self):
         models = {

@@ -3,11 +3,13 @@ change, run nor delete it (over a real HTTP JSON-RPC session)."""
 
 from odoo.tests import HttpCase, new_test_user, tagged
 
+from odoo.addons.audit_export.tests.common import RpcMixin
+
 EXPORTER = "base.group_user,data_export_suite.export_group_user"
 
 
 @tagged("post_install", "-at_install")
-class TestExportDialogOwnership(HttpCase):
+class TestExportDialogOwnership(RpcMixin, HttpCase):
     def test_another_exporter_cannot_touch_my_dialog(self):
         owner = new_test_user(self.env, login="dlg_owner", groups=EXPORTER)
         new_test_user(self.env, login="dlg_other", groups=EXPORTER)
@@ -32,17 +34,7 @@ class TestExportDialogOwnership(HttpCase):
             ("unlink", [wizard.ids]),
         ):
             with self.subTest(method=method):
-                with self.assertRaises(Exception) as caught:
-                    self.make_jsonrpc_request(
-                        f"/web/dataset/call_kw/data.export.wizard/{method}",
-                        {
-                            "model": "data.export.wizard",
-                            "method": method,
-                            "args": args,
-                            "kwargs": {},
-                        },
-                    )
-                self.assertIn("AccessError", str(caught.exception))
+                self.assertRpcError(self.rpc("data.export.wizard", method, *args))
         self.assertTrue(wizard.sudo().exists())
         self.assertEqual(
             wizard.sudo().read(["model_name", "field_paths", "domain"]), before

@@ -9,7 +9,6 @@ database and the files as they were.
 """
 
 import hashlib
-import json
 import os
 import uuid
 from unittest import SkipTest
@@ -17,13 +16,15 @@ from unittest.mock import patch
 
 from odoo.tests import HttpCase, new_test_user, tagged
 
+from odoo.addons.audit_export.tests.common import RpcMixin
+
 from suite_core.keyring import generate_key_line
 
 EXPORT_GROUP = "data_export_suite.export_group_user"
 
 
 @tagged("post_install", "-at_install")
-class TestExportSecurityRpc(HttpCase):
+class TestExportSecurityRpc(RpcMixin, HttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -73,48 +74,26 @@ class TestExportSecurityRpc(HttpCase):
         }
 
     # -- helpers ----------------------------------------------------------------
+    def rpc_password(self, login):
+        return f"{login}-Pw-2025"
+
     def login(self, user):
         if getattr(self, "_logged_in", None) != user.login:
-            self.authenticate(user.login, f"{user.login}-Pw-2025")
+            self.authenticate(user.login, self.rpc_password(user.login))
             self._logged_in = user.login
 
     def call(self, user, model, method, *args, **kwargs):
         """call_kw as ``user``: the JSON-RPC response (result or error)."""
         self.login(user)
-        payload = {
-            "jsonrpc": "2.0",
-            "method": "call",
-            "id": 1,
-            "params": {
-                "model": model,
-                "method": method,
-                "args": list(args),
-                "kwargs": kwargs,
-            },
-        }
-        response = self.url_open(
-            f"/web/dataset/call_kw/{model}/{method}",
-            data=json.dumps(payload),
-            headers={"Content-Type": "application/json"},
-        )
-        self.assertEqual(response.status_code, 200)
-        return response.json()
+        return self.rpc(model, method, *args, **kwargs)
 
     def refused(self, error, user, model, method, *args, **kwargs):
         """Assert the call fails with ``error``; return the message."""
         result = self.call(user, model, method, *args, **kwargs)
-        self.assertIn("error", result, f"{user.login} {model}.{method}: {result}")
-        self.assertEqual(
-            result["error"]["data"]["name"],
-            f"odoo.exceptions.{error}",
-            result["error"]["data"]["message"],
-        )
-        return result["error"]["data"]["message"]
+        return self.assertRpcError(result, error)
 
     def ok(self, user, model, method, *args, **kwargs):
-        result = self.call(user, model, method, *args, **kwargs)
-        self.assertNotIn("error", result, result.get("error"))
-        return result["result"]
+        return self.assertRpcOk(self.call(user, model, method, *args, **kwargs))
 
     def snapshot(self):
         """What an attack must not change."""

@@ -17,6 +17,7 @@ bytes go straight from the request body to the upload's file, one block at
 a time (``lib/uploads.py``): a worker never holds more than a block.
 """
 
+import functools
 import json
 import logging
 
@@ -140,6 +141,31 @@ def owner():
     return {"database": request.db, "uid": request.env.uid}
 
 
+def upload_route(path):
+    """A route of the upload protocol: ``POST`` by a logged-in user, checked
+    by the controller's ``_guard`` (the Backup Restore group, the
+    ``X-CSRF-Token`` header) before the method runs. The method returns the
+    JSON payload of the answer; an ``AccessError`` or ``UploadError`` it
+    raises is answered as the refusal (``_refuse``)."""
+
+    def decorator(method):
+        @functools.wraps(method)
+        def answer(self, *args, **kwargs):
+            try:
+                self._guard()
+                payload = method(self, *args, **kwargs)
+            except (AccessError, uploads.UploadError) as exc:
+                return self._refuse(exc)
+            return self._answer(payload)
+
+        # csrf: checked by _guard (X-CSRF-Token header)
+        return http.route(path, type="http", auth="user", methods=["POST"], csrf=False)(
+            answer
+        )
+
+    return decorator
+
+
 class DbBackupUploadController(http.Controller):
     def _answer(self, payload, status=200):
         return request.make_json_response(
@@ -173,110 +199,65 @@ class DbBackupUploadController(http.Controller):
             raise uploads.UploadError("bad_request", "a JSON object is expected")
         return data
 
-    @http.route(
-        "/db_backup_suite/upload/open",
-        type="http",
-        auth="user",
-        methods=["POST"],
-        csrf=False,  # checked by _guard (X-CSRF-Token header)
-    )
+    @upload_route("/db_backup_suite/upload/open")
     def upload_open(self, **kwargs):
-        try:
-            self._guard()
-            data = self._json_body()
-            max_size = uploads.max_size_of(
-                request.env["ir.config_parameter"].sudo().get_param(MAX_SIZE_PARAM)
-            )
-            meta = uploads.open_upload(
-                backup_engine.jobs_dir(),
-                size=data.get("size"),
-                sha256=data.get("sha256") or None,
-                filename=data.get("filename"),
-                max_size=max_size,
-                **owner(),
-            )
-        except (AccessError, uploads.UploadError) as exc:
-            return self._refuse(exc)
+        data = self._json_body()
+        max_size = uploads.max_size_of(
+            request.env["ir.config_parameter"].sudo().get_param(MAX_SIZE_PARAM)
+        )
+        meta = uploads.open_upload(
+            backup_engine.jobs_dir(),
+            size=data.get("size"),
+            sha256=data.get("sha256") or None,
+            filename=data.get("filename"),
+            max_size=max_size,
+            **owner(),
+        )
         _logger.info(
             "Upload %s opened by uid %s (%s bytes)",
             meta["id"],
             request.env.uid,
             meta["size"],
         )
-        return self._answer(
-            {
-                "id": meta["id"],
-                "offset": 0,
-                "size": meta["size"],
-                "finished": False,
-                "chunk_size": chunk_size(request.env),
-            }
-        )
+        return {
+            "id": meta["id"],
+            "offset": 0,
+            "size": meta["size"],
+            "finished": False,
+            "chunk_size": chunk_size(request.env),
+        }
 
-    @http.route(
-        "/db_backup_suite/upload/<string:upload_id>/chunk",
-        type="http",
-        auth="user",
-        methods=["POST"],
-        csrf=False,  # checked by _guard (X-CSRF-Token header)
-    )
+    @upload_route("/db_backup_suite/upload/<string:upload_id>/chunk")
     def upload_chunk(self, upload_id, offset=None, **kwargs):
         httprequest = request.httprequest
         try:
-            self._guard()
-            try:
-                offset = int(offset)
-                length = int(httprequest.headers.get("Content-Length"))
-            except (TypeError, ValueError):
-                raise uploads.UploadError(
-                    "bad_request", "offset and Content-Length are required"
-                ) from None
-            new_offset = uploads.write_chunk(
-                backup_engine.jobs_dir(),
-                upload_id,
-                offset=offset,
-                stream=request_body(httprequest),
-                length=length,
-                **owner(),
-            )
-        except (AccessError, uploads.UploadError) as exc:
-            return self._refuse(exc)
-        return self._answer({"id": upload_id, "offset": new_offset})
-
-    @http.route(
-        "/db_backup_suite/upload/<string:upload_id>/status",
-        type="http",
-        auth="user",
-        methods=["POST"],
-        csrf=False,  # checked by _guard (X-CSRF-Token header)
-    )
-    def upload_status(self, upload_id, **kwargs):
-        try:
-            self._guard()
-            state = uploads.status(backup_engine.jobs_dir(), upload_id, **owner())
-        except (AccessError, uploads.UploadError) as exc:
-            return self._refuse(exc)
-        return self._answer(state)
-
-    @http.route(
-        "/db_backup_suite/upload/<string:upload_id>/finish",
-        type="http",
-        auth="user",
-        methods=["POST"],
-        csrf=False,  # checked by _guard (X-CSRF-Token header)
-    )
-    def upload_finish(self, upload_id, **kwargs):
-        try:
-            self._guard()
-            meta = uploads.finish(backup_engine.jobs_dir(), upload_id, **owner())
-        except (AccessError, uploads.UploadError) as exc:
-            return self._refuse(exc)
-        return self._answer(
-            {
-                "id": upload_id,
-                "offset": meta["size"],
-                "size": meta["size"],
-                "finished": True,
-                "filename": meta["filename"],
-            }
+            offset = int(offset)
+            length = int(httprequest.headers.get("Content-Length"))
+        except (TypeError, ValueError):
+            raise uploads.UploadError(
+                "bad_request", "offset and Content-Length are required"
+            ) from None
+        new_offset = uploads.write_chunk(
+            backup_engine.jobs_dir(),
+            upload_id,
+            offset=offset,
+            stream=request_body(httprequest),
+            length=length,
+            **owner(),
         )
+        return {"id": upload_id, "offset": new_offset}
+
+    @upload_route("/db_backup_suite/upload/<string:upload_id>/status")
+    def upload_status(self, upload_id, **kwargs):
+        return uploads.status(backup_engine.jobs_dir(), upload_id, **owner())
+
+    @upload_route("/db_backup_suite/upload/<string:upload_id>/finish")
+    def upload_finish(self, upload_id, **kwargs):
+        meta = uploads.finish(backup_engine.jobs_dir(), upload_id, **owner())
+        return {
+            "id": upload_id,
+            "offset": meta["size"],
+            "size": meta["size"],
+            "finished": True,
+            "filename": meta["filename"],
+        }

@@ -94,6 +94,16 @@ class KeyringMixin:
         cls.addClassCleanup(cls._restore_keyring_option)
 
     @classmethod
+    def setup_local_destination(cls):
+        """A local destination in a new directory of the class's temporary
+        one (``cls.local_dir``); the record."""
+        cls.local_dir = os.path.join(cls.tmp_dir, "dest")
+        os.makedirs(cls.local_dir)
+        return cls.env["db.backup.destination"].create(
+            {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
+        )
+
+    @classmethod
     def _restore_keyring_option(cls):
         if cls._saved_keyring:
             config["suite_keyring_file"] = cls._saved_keyring

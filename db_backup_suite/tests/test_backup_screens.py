@@ -13,6 +13,7 @@ from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
+from odoo.addons.audit_export.tests.common import RpcMixin
 from odoo.addons.base.models.res_users import name_selection_groups
 from odoo.addons.bus.models.bus import channel_with_db, json_dump
 
@@ -25,16 +26,12 @@ RESTORE = "db_backup_suite.backup_group_restore"
 
 
 @tagged("post_install", "-at_install")
-class TestBackupScreens(KeyringMixin, HttpCase):
+class TestBackupScreens(RpcMixin, KeyringMixin, HttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.setup_keyring()
-        cls.local_dir = os.path.join(cls.tmp_dir, "dest")
-        os.makedirs(cls.local_dir)
-        cls.destination = cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
-        )
+        cls.destination = cls.setup_local_destination()
         cls.env["db.backup.destination"].search(
             [("id", "!=", cls.destination.id)]
         ).active = False
@@ -56,26 +53,9 @@ class TestBackupScreens(KeyringMixin, HttpCase):
     def call_button(self, login, model, method, args):
         """``/web/dataset/call_button`` as the web client calls a button."""
         self.authenticate(login, login)
-        response = self.url_open(
-            f"/web/dataset/call_button/{model}/{method}",
-            data=json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "method": "call",
-                    "id": 1,
-                    "params": {
-                        "model": model,
-                        "method": method,
-                        "args": args,
-                        "kwargs": {"context": {"lang": "en_US"}},
-                    },
-                }
-            ),
-            headers={"Content-Type": "application/json"},
-            timeout=60,
+        return self.call_kw(
+            model, method, args, {"context": {"lang": "en_US"}}, route="call_button"
         )
-        self.assertEqual(response.status_code, 200)
-        return response.json()
 
     def bus_payloads(self, target):
         """Progress payloads sent (so far) on ``target``'s bus channel."""

@@ -56,17 +56,21 @@ def prepared_download_action(wizard, timeout=120):
 
 
 def rpc_prepared_download_action(test, login, wizard_id, timeout=120):
-    """The same over JSON-RPC as ``login`` (``test.rpc`` / ``test.ok``)."""
-    test.ok(test.rpc(login, DOWNLOAD, "action_download", [wizard_id]))
+    """The same over JSON-RPC as ``login`` (``test.rpc_as`` / ``test.assertRpcOk``)."""
+    test.assertRpcOk(test.rpc_as(login, DOWNLOAD, "action_download", [wizard_id]))
     deadline = time.monotonic() + timeout
     while True:
-        status = test.ok(test.rpc(login, DOWNLOAD, "download_status", [wizard_id]))
+        status = test.assertRpcOk(
+            test.rpc_as(login, DOWNLOAD, "download_status", [wizard_id])
+        )
         if status["state"] != "running" or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     if status["state"] != "done":
         raise AssertionError("download not prepared: %s" % status)
-    return test.ok(test.rpc(login, DOWNLOAD, "action_download", [wizard_id]))
+    return test.assertRpcOk(
+        test.rpc_as(login, DOWNLOAD, "action_download", [wizard_id])
+    )
 
 
 @tagged("post_install", "-at_install")
@@ -75,11 +79,7 @@ class TestChunkedUpload(KeyringMixin, HttpCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.setup_keyring()
-        cls.local_dir = os.path.join(cls.tmp_dir, "dest")
-        os.makedirs(cls.local_dir)
-        cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
-        )
+        cls.setup_local_destination()
         groups = "base.group_user,db_backup_suite.backup_group_restore"
         cls.restorer = new_test_user(cls.env, login="h6_up_restorer", groups=groups)
         cls.restorer2 = new_test_user(cls.env, login="h6_up_restorer2", groups=groups)

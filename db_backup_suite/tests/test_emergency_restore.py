@@ -31,6 +31,8 @@ from odoo.tests import BaseCase, HttpCase, new_test_user, tagged
 from odoo.tools import config, file_open, mute_logger
 from odoo.tools.config import crypt_context
 
+from odoo.addons.audit_export.tests.common import RpcMixin
+
 from ..controllers import emergency as page
 from ..lib import emergency as em
 from ..lib import pgtools
@@ -850,32 +852,8 @@ EXPORT_ROUTE = "/db_backup/emergency_destinations"
 WIZARD = "db.backup.emergency.export"
 
 
-def _rpc(case, model, method, *args, **kwargs):
-    """JSON-RPC ``call_kw`` in ``case``'s HTTP session; the decoded answer."""
-    response = case.url_open(
-        "/web/dataset/call_kw/%s/%s" % (model, method),
-        data=json.dumps(
-            {
-                "jsonrpc": "2.0",
-                "method": "call",
-                "id": 1,
-                "params": {
-                    "model": model,
-                    "method": method,
-                    "args": list(args),
-                    "kwargs": kwargs,
-                },
-            }
-        ),
-        headers={"Content-Type": "application/json"},
-        timeout=60,
-    )
-    case.assertEqual(response.status_code, 200)
-    return response.json()
-
-
 @tagged("post_install", "-at_install")
-class TestEmergencyDestinationsExport(KeyringMixin, HttpCase):
+class TestEmergencyDestinationsExport(RpcMixin, KeyringMixin, HttpCase):
     """Settings → Export emergency destinations file: Settings
     administrators only, after the password is asked again, downloaded once
     (no attachment), audited, and read back by the emergency page's own
@@ -955,9 +933,8 @@ class TestEmergencyDestinationsExport(KeyringMixin, HttpCase):
     def _open_export_dialog(self):
         """Settings → Export emergency destinations file, over HTTP: the
         password dialog's id."""
-        settings_id = _rpc(self, "res.config.settings", "create", {})["result"]
-        answer = _rpc(
-            self,
+        settings_id = self.rpc("res.config.settings", "create", {})["result"]
+        answer = self.rpc(
             "res.config.settings",
             "action_export_emergency_destinations",
             [settings_id],
@@ -971,15 +948,15 @@ class TestEmergencyDestinationsExport(KeyringMixin, HttpCase):
         """The dialog's Download button (the web client saves the typed
         password first): the action it answers."""
         if password is not None:
-            saved = _rpc(self, WIZARD, "write", [wizard_id], {"password": password})
+            saved = self.rpc(WIZARD, "write", [wizard_id], {"password": password})
             self.assertNotIn("error", saved)
-        return _rpc(self, WIZARD, "action_export", [wizard_id])["result"]
+        return self.rpc(WIZARD, "action_export", [wizard_id])["result"]
 
     def assertAskedAgain(self, action, wizard_id, refusal):
         """``action`` is the password dialog again, saying ``refusal``."""
         self.assertEqual(action["type"], "ir.actions.act_window", action)
         self.assertEqual((action["res_model"], action["res_id"]), (WIZARD, wizard_id))
-        shown = _rpc(self, WIZARD, "read", [wizard_id], ["refusal", "password"])
+        shown = self.rpc(WIZARD, "read", [wizard_id], ["refusal", "password"])
         self.assertRegex(shown["result"][0]["refusal"], refusal)
         self.assertFalse(shown["result"][0]["password"])
 
@@ -1115,10 +1092,10 @@ class TestEmergencyDestinationsExport(KeyringMixin, HttpCase):
                 "_export_emergency_destinations",
                 "_emergency_destinations_document",
             ):
-                answer = _rpc(self, "res.config.settings", method, [])
+                answer = self.rpc("res.config.settings", method, [])
                 self.assertIn("error", answer, method)
                 self.assertEqual(answer["error"]["data"]["name"], ACCESS, method)
-            answer = _rpc(self, WIZARD, "create", {"password": "h_emx_operator"})
+            answer = self.rpc(WIZARD, "create", {"password": "h_emx_operator"})
             self.assertEqual(answer["error"]["data"]["name"], ACCESS)
             response = self.url_open(EXPORT_ROUTE + "?token=guess")
         self.assertEqual(response.status_code, 403)
@@ -1132,7 +1109,7 @@ class TestEmergencyDestinationsExport(KeyringMixin, HttpCase):
             # nor by the dialog's private steps
             wizard_id = self._open_export_dialog()
             for method in ("_verify_password", "_take_verification", "_reopen"):
-                answer = _rpc(self, WIZARD, method, [wizard_id], "h_emx_admin")
+                answer = self.rpc(WIZARD, method, [wizard_id], "h_emx_admin")
                 self.assertEqual(answer["error"]["data"]["name"], ACCESS, method)
             # and the dialog issues nothing without the password
             self.assertAskedAgain(self._download(wizard_id), wizard_id, "password")

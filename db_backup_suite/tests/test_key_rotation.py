@@ -16,16 +16,17 @@ from odoo.exceptions import UserError
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
+from odoo.addons.audit_export.tests.common import RpcMixin
+
 from suite_core import keyring as keyring_lib
 
 from .common import KeyringMixin
 
-ACCESS = "odoo.exceptions.AccessError"
 S3_SECRET = "s3-secret-of-the-rotation-test"
 
 
 @tagged("post_install", "-at_install")
-class TestKeyRotation(KeyringMixin, HttpCase):
+class TestKeyRotation(RpcMixin, KeyringMixin, HttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -248,33 +249,6 @@ class TestKeyRotation(KeyringMixin, HttpCase):
         )
 
     # -- who may rotate ----------------------------------------------------
-    def rpc(self, login, model, method, *args, **kwargs):
-        self.authenticate(login, login)
-        response = self.url_open(
-            "/web/dataset/call_kw/%s/%s" % (model, method),
-            data=json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "method": "call",
-                    "id": 1,
-                    "params": {
-                        "model": model,
-                        "method": method,
-                        "args": list(args),
-                        "kwargs": kwargs,
-                    },
-                }
-            ),
-            headers={"Content-Type": "application/json"},
-            timeout=60,
-        )
-        self.assertEqual(response.status_code, 200)
-        return response.json()
-
-    def assertAccessError(self, response):
-        self.assertIn("error", response, "the call succeeded: %s" % response)
-        self.assertEqual(response["error"]["data"]["name"], ACCESS)
-
     def test_only_settings_administrators_rotate(self):
         self.write_keyring(self.line_b, self.line_a)
         before = self.key_ids()
@@ -282,13 +256,13 @@ class TestKeyRotation(KeyringMixin, HttpCase):
         model = "db.backup.key.rotation"
         for login in ("h_rot_operator", "h_rot_plain"):
             with self.subTest(login=login), mute_logger("odoo.http"):
-                self.assertAccessError(self.rpc(login, model, "create", {}))
-                self.assertAccessError(self.rpc(login, model, "action_rotate", []))
-                self.assertAccessError(
-                    self.rpc(login, model, "action_rotate", [admin_wizard.id])
+                self.assertRpcError(self.rpc_as(login, model, "create", {}))
+                self.assertRpcError(self.rpc_as(login, model, "action_rotate", []))
+                self.assertRpcError(
+                    self.rpc_as(login, model, "action_rotate", [admin_wizard.id])
                 )
-                self.assertAccessError(
-                    self.rpc(
+                self.assertRpcError(
+                    self.rpc_as(
                         login,
                         model,
                         "web_read",
@@ -296,11 +270,11 @@ class TestKeyRotation(KeyringMixin, HttpCase):
                         {"usage_html": {}, "state": {}},
                     )
                 )
-                self.assertAccessError(
-                    self.rpc(login, "db.backup.destination", "_reseal_secrets", [])
+                self.assertRpcError(
+                    self.rpc_as(login, "db.backup.destination", "_reseal_secrets", [])
                 )
-                self.assertAccessError(
-                    self.rpc(
+                self.assertRpcError(
+                    self.rpc_as(
                         login, "res.config.settings", "action_open_key_rotation", []
                     )
                 )

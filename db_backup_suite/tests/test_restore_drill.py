@@ -16,14 +16,13 @@ from freezegun import freeze_time
 
 from odoo.exceptions import UserError
 from odoo.tests import HttpCase, new_test_user, tagged
-from odoo.tests.common import JsonRpcException
 from odoo.tools import config, mute_logger
+
+from odoo.addons.audit_export.tests.common import RpcMixin
 
 from ..lib import pgtools, registry, safety
 from ..service import backup_engine
 from .common import BackupCase, KeyringMixin, drop_test_databases
-
-ACCESS = "odoo.exceptions.AccessError"
 
 
 def drill_prefix(dbname):
@@ -274,16 +273,12 @@ class TestRestoreDrill(BackupCase):
 
 
 @tagged("post_install", "-at_install")
-class TestRestoreDrillRpc(KeyringMixin, HttpCase):
+class TestRestoreDrillRpc(RpcMixin, KeyringMixin, HttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.setup_keyring()
-        dest_dir = os.path.join(cls.tmp_dir, "dest")
-        os.makedirs(dest_dir)
-        dest = cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": dest_dir}
-        )
+        dest = cls.setup_local_destination()
         cls.schedule = cls.env["db.backup.schedule"].create(
             {"name": "Nightly", "destination_ids": dest.ids}
         )
@@ -293,18 +288,6 @@ class TestRestoreDrillRpc(KeyringMixin, HttpCase):
         )
         cls.restorer = new_test_user(
             cls.env, login="drill_restorer", groups=groups + "restore"
-        )
-
-    def _rpc(self, login, method, *args):
-        self.authenticate(login, login)
-        return self.make_jsonrpc_request(
-            "/web/dataset/call_kw/db.backup.schedule/%s" % method,
-            {
-                "model": "db.backup.schedule",
-                "method": method,
-                "args": list(args),
-                "kwargs": {},
-            },
         )
 
     def test_operator_and_restorer_cannot_run_a_drill(self):
@@ -317,13 +300,10 @@ class TestRestoreDrillRpc(KeyringMixin, HttpCase):
         for login in ("drill_operator", "drill_restorer"):
             for method in ("action_run_drill", "_start_drill", "_cron_run_drills"):
                 args = [] if method == "_cron_run_drills" else [[self.schedule.id]]
-                with (
-                    self.subTest(login=login, method=method),
-                    mute_logger("odoo.http"),
-                    self.assertRaises(JsonRpcException) as caught,
-                ):
-                    self._rpc(login, method, *args)
-                self.assertEqual(str(caught.exception), ACCESS)
+                with self.subTest(login=login, method=method), mute_logger("odoo.http"):
+                    self.assertRpcError(
+                        self.rpc_as(login, "db.backup.schedule", method, *args)
+                    )
         self.schedule.invalidate_recordset()
         self.assertEqual(
             (

@@ -15,7 +15,6 @@ Restore user drops a sandbox but not a safety copy, an administrator
 drops the safety copy.
 """
 
-import json
 import os
 import uuid
 
@@ -25,10 +24,10 @@ from odoo.modules.registry import Registry
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import SQL, config, mute_logger
 
+from odoo.addons.audit_export.tests.common import RpcMixin
+
 from ..service import backup_engine, restore_job
 from .common import KeyringMixin, drop_derived_databases, drop_test_databases
-
-ACCESS = "odoo.exceptions.AccessError"
 
 
 def _registry():
@@ -38,17 +37,15 @@ def _registry():
 
 
 @tagged("post_install", "-at_install")
-class TestRestoreReconcile(KeyringMixin, HttpCase):
+class TestRestoreReconcile(RpcMixin, KeyringMixin, HttpCase):
+    rpc_timeout = 180  # a DROP DATABASE waits for a checkpoint
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.setup_keyring()
         cls.dbname = cls.env.cr.dbname
-        cls.local_dir = os.path.join(cls.tmp_dir, "dest")
-        os.makedirs(cls.local_dir)
-        cls.dest = cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
-        )
+        cls.dest = cls.setup_local_destination()
         groups = "base.group_user,db_backup_suite.backup_group_"
         cls.operator = new_test_user(
             cls.env, login="rcn_operator", groups=groups + "operator"
@@ -106,32 +103,6 @@ class TestRestoreReconcile(KeyringMixin, HttpCase):
 
     def _uuid(self, dbname):
         return backup_engine.config_parameter_of(dbname, "database.uuid")
-
-    def rpc(self, login, model, method, *args):
-        self.authenticate(login, login)
-        response = self.url_open(
-            "/web/dataset/call_kw/%s/%s" % (model, method),
-            data=json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "method": "call",
-                    "id": 1,
-                    "params": {
-                        "model": model,
-                        "method": method,
-                        "args": list(args),
-                        "kwargs": {},
-                    },
-                }
-            ),
-            headers={"Content-Type": "application/json"},
-            timeout=180,  # a DROP DATABASE waits for a checkpoint
-        )
-        return response.json()
-
-    def assertRpcError(self, response, name=ACCESS):
-        self.assertIn("error", response, response)
-        self.assertEqual(response["error"]["data"]["name"], name, response)
 
     # the restore ---------------------------------------------------------------
     def test_production_restore_reconciles_runs_and_sandboxes(self):
@@ -386,16 +357,18 @@ class TestRestoreReconcile(KeyringMixin, HttpCase):
         # a Backup Operator cannot drop either; nothing changes
         for row in rows:
             self.assertRpcError(
-                self.rpc("rcn_operator", "db.backup.sandbox", "action_drop", [row.id])
+                self.rpc_as(
+                    "rcn_operator", "db.backup.sandbox", "action_drop", [row.id]
+                )
             )
         # a Backup Restore user cannot drop the safety copy (administrators)
         self.assertRpcError(
-            self.rpc(
+            self.rpc_as(
                 "rcn_restorer", "db.backup.sandbox", "action_drop", [safety_copy.id]
             )
         )
         self.assertRpcError(
-            self.rpc(
+            self.rpc_as(
                 "rcn_restorer",
                 "db.backup.sandbox",
                 "action_drop",
@@ -416,11 +389,11 @@ class TestRestoreReconcile(KeyringMixin, HttpCase):
             },
         )
         # the restorer drops the sandbox, an administrator the safety copy
-        response = self.rpc(
+        response = self.rpc_as(
             "rcn_restorer", "db.backup.sandbox", "action_drop", [sandbox.id]
         )
         self.assertTrue(response.get("result"), response)
-        response = self.rpc(
+        response = self.rpc_as(
             "rcn_admin", "db.backup.sandbox", "action_drop", [safety_copy.id]
         )
         self.assertTrue(response.get("result"), response)

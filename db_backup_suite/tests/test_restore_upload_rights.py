@@ -29,11 +29,12 @@ import odoo
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import SQL, mute_logger
 
+from odoo.addons.audit_export.tests.common import RpcMixin
+
 from ..lib import uploads
 from ..service import backup_engine, restore_job
 from .common import KeyringMixin, drop_derived_databases, drop_test_databases
 
-ACCESS = "odoo.exceptions.AccessError"
 USER = "odoo.exceptions.UserError"
 PASSWORD = "Crafted-Copy-42-horse!"
 WIZARD = "db.backup.restore.wizard"
@@ -41,18 +42,16 @@ ADDONS = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
 
 @tagged("post_install", "-at_install")
-class TestRestoreUploadRights(KeyringMixin, HttpCase):
+class TestRestoreUploadRights(RpcMixin, KeyringMixin, HttpCase):
+    rpc_timeout = 300
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.setup_keyring()
         cls.dbname = cls.env.cr.dbname
         cls.uuid = cls.env["ir.config_parameter"].get_param("database.uuid")
-        cls.local_dir = os.path.join(cls.tmp_dir, "dest")
-        os.makedirs(cls.local_dir)
-        cls.dest = cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
-        )
+        cls.dest = cls.setup_local_destination()
         restore = "base.group_user,db_backup_suite.backup_group_restore"
         cls.restorer = new_test_user(cls.env, login="fx1_restorer", groups=restore)
         cls.restorer2 = new_test_user(cls.env, login="fx1_restorer2", groups=restore)
@@ -199,39 +198,11 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
         self.assertEqual(answer.status_code, 200, answer.text)
         return upload_id
 
-    def rpc(self, user, method, *args, context=None, **kwargs):
-        self.authenticate(user.login, user.login)
+    def rpc_wizard(self, user, method, *args, context=None, **kwargs):
+        """``WIZARD.method`` over JSON-RPC as ``user``; the decoded reply."""
         if context is not None:
             kwargs["context"] = context
-        response = self.url_open(
-            "/web/dataset/call_kw/%s/%s" % (WIZARD, method),
-            data=json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "method": "call",
-                    "id": 1,
-                    "params": {
-                        "model": WIZARD,
-                        "method": method,
-                        "args": list(args),
-                        "kwargs": kwargs,
-                    },
-                }
-            ),
-            headers={"Content-Type": "application/json"},
-            timeout=300,
-        )
-        self.assertEqual(response.status_code, 200)
-        return response.json()
-
-    def ok(self, response):
-        self.assertNotIn("error", response, response.get("error"))
-        return response["result"]
-
-    def refused(self, response, *names):
-        self.assertIn("error", response, "the call succeeded: %s" % response)
-        self.assertIn(response["error"]["data"]["name"], names or (ACCESS,))
-        return response["error"]["data"]["message"]
+        return self.rpc_as(user.login, WIZARD, method, *args, **kwargs)
 
     def restore_requests(self):
         return self.env["audit.event"].search_count(
@@ -243,8 +214,8 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
 
     def crafted_wizard(self, user, target="production"):
         upload_id = self.upload(user, self.crafted)
-        wizard_id = self.ok(
-            self.rpc(
+        wizard_id = self.assertRpcOk(
+            self.rpc_wizard(
                 user,
                 "create",
                 {
@@ -262,8 +233,8 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
         admins = self.system_users()
         before = self.restore_requests()
         upload_id, wizard_id = self.crafted_wizard(self.restorer)
-        shown = self.ok(
-            self.rpc(
+        shown = self.assertRpcOk(
+            self.rpc_wizard(
                 self.restorer,
                 "read",
                 [wizard_id],
@@ -276,13 +247,19 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
         self.assertFalse(shown["archive_trusted"])
         self.assertIn("Only a Settings administrator", shown["production_refusal"])
         # the server-owned flag cannot be set by the user
-        self.refused(
-            self.rpc(self.restorer, "write", [wizard_id], {"archive_trusted": True})
+        self.assertRpcError(
+            self.rpc_wizard(
+                self.restorer, "write", [wizard_id], {"archive_trusted": True}
+            )
         )
-        self.ok(
-            self.rpc(self.restorer, "write", [wizard_id], {"confirm_name": self.dbname})
+        self.assertRpcOk(
+            self.rpc_wizard(
+                self.restorer, "write", [wizard_id], {"confirm_name": self.dbname}
+            )
         )
-        message = self.refused(self.rpc(self.restorer, "action_restore", [wizard_id]))
+        message = self.assertRpcError(
+            self.rpc_wizard(self.restorer, "action_restore", [wizard_id])
+        )
         self.assertIn("Only a Settings administrator", message)
         # nothing changed: no job, no request, the user is no administrator
         self.assertEqual(self.spawned, [])
@@ -298,8 +275,10 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
         self.assertIn(upload_id + ".part", self.files())
 
         # the same archive into a sandbox: allowed, and it is restored
-        self.ok(self.rpc(self.restorer, "write", [wizard_id], {"target": "sandbox"}))
-        self.ok(self.rpc(self.restorer, "action_restore", [wizard_id]))
+        self.assertRpcOk(
+            self.rpc_wizard(self.restorer, "write", [wizard_id], {"target": "sandbox"})
+        )
+        self.assertRpcOk(self.rpc_wizard(self.restorer, "action_restore", [wizard_id]))
         (job,) = self.spawned
         self.assertEqual(job["target"], "sandbox")
         result = restore_job.run_job(job)
@@ -316,10 +295,12 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
         Restore user, is refused before anything; by an administrator, or of
         a keyring archive of this database, it passes the check."""
         upload_id, wizard_id = self.crafted_wizard(self.admin)
-        self.ok(
-            self.rpc(self.admin, "write", [wizard_id], {"confirm_name": self.dbname})
+        self.assertRpcOk(
+            self.rpc_wizard(
+                self.admin, "write", [wizard_id], {"confirm_name": self.dbname}
+            )
         )
-        self.ok(self.rpc(self.admin, "action_restore", [wizard_id]))
+        self.assertRpcOk(self.rpc_wizard(self.admin, "action_restore", [wizard_id]))
         (job,) = self.spawned
         self.assertEqual(job["target"], "production")
         self.assertEqual(job["requested_by_id"], self.admin.id)
@@ -339,8 +320,8 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
     def test_admin_may_restore_own_archive_over_production(self):
         before = self.restore_requests()
         _upload_id, wizard_id = self.crafted_wizard(self.admin)
-        shown = self.ok(
-            self.rpc(
+        shown = self.assertRpcOk(
+            self.rpc_wizard(
                 self.admin,
                 "read",
                 [wizard_id],
@@ -349,10 +330,12 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
         )[0]
         self.assertFalse(shown["archive_trusted"])
         self.assertFalse(shown["production_refusal"])
-        self.ok(
-            self.rpc(self.admin, "write", [wizard_id], {"confirm_name": self.dbname})
+        self.assertRpcOk(
+            self.rpc_wizard(
+                self.admin, "write", [wizard_id], {"confirm_name": self.dbname}
+            )
         )
-        self.ok(self.rpc(self.admin, "action_restore", [wizard_id]))
+        self.assertRpcOk(self.rpc_wizard(self.admin, "action_restore", [wizard_id]))
         self.assertEqual(len(self.spawned), 1)
         self.assertEqual(self.spawned[0]["target"], "production")
         self.assertEqual(self.restore_requests(), before + 1)
@@ -362,15 +345,15 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
         with open(self.keyring_path_of_run, "rb") as handle:
             data = handle.read()
         upload_id = self.upload(self.restorer, data)
-        wizard_id = self.ok(
-            self.rpc(
+        wizard_id = self.assertRpcOk(
+            self.rpc_wizard(
                 self.restorer,
                 "create",
                 {"source": "upload", "upload_id": upload_id, "target": "production"},
             )
         )
-        shown = self.ok(
-            self.rpc(
+        shown = self.assertRpcOk(
+            self.rpc_wizard(
                 self.restorer,
                 "read",
                 [wizard_id],
@@ -379,10 +362,12 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
         )[0]
         self.assertTrue(shown["archive_trusted"])
         self.assertFalse(shown["production_refusal"])
-        self.ok(
-            self.rpc(self.restorer, "write", [wizard_id], {"confirm_name": self.dbname})
+        self.assertRpcOk(
+            self.rpc_wizard(
+                self.restorer, "write", [wizard_id], {"confirm_name": self.dbname}
+            )
         )
-        self.ok(self.rpc(self.restorer, "action_restore", [wizard_id]))
+        self.assertRpcOk(self.rpc_wizard(self.restorer, "action_restore", [wizard_id]))
         (job,) = self.spawned
         self.assertEqual(job["target"], "production")
         restore_job._check_job(job)
@@ -394,8 +379,8 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
         self.assertLessEqual(victim_files, set(self.files()))
         # through a context default: refused, nothing created
         count = self.env[WIZARD].sudo().search_count([])
-        message = self.refused(
-            self.rpc(
+        message = self.assertRpcError(
+            self.rpc_wizard(
                 self.restorer,
                 "create",
                 {"run_id": self.backup_run.id, "target": "sandbox"},
@@ -408,8 +393,8 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
         self.assertLessEqual(victim_files, set(self.files()))
         # a wizard that holds it anyway (written behind the server's back):
         # replacing it removes nothing of another user
-        wizard_id = self.ok(
-            self.rpc(
+        wizard_id = self.assertRpcOk(
+            self.rpc_wizard(
                 self.restorer,
                 "create",
                 {"run_id": self.backup_run.id, "target": "sandbox"},
@@ -423,7 +408,9 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
             )
         )
         self.env.invalidate_all()
-        self.ok(self.rpc(self.restorer, "write", [wizard_id], {"upload_id": False}))
+        self.assertRpcOk(
+            self.rpc_wizard(self.restorer, "write", [wizard_id], {"upload_id": False})
+        )
         self.assertLessEqual(victim_files, set(self.files()))
         meta = uploads.read_meta(
             self.base, victim, database=self.dbname, uid=self.restorer2.id
@@ -439,7 +426,9 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
             )
         )
         self.env.invalidate_all()
-        self.ok(self.rpc(self.restorer, "write", [wizard_id], {"upload_id": False}))
+        self.assertRpcOk(
+            self.rpc_wizard(self.restorer, "write", [wizard_id], {"upload_id": False})
+        )
         self.assertNotIn(mine + ".part", self.files())
 
     # -- F5: limits -------------------------------------------------------------
@@ -465,8 +454,8 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
             "db_backup_suite.upload_max_bytes", "1000"
         )
         before = self.files()
-        message = self.refused(
-            self.rpc(
+        message = self.assertRpcError(
+            self.rpc_wizard(
                 self.restorer,
                 "create",
                 {
@@ -484,8 +473,8 @@ class TestRestoreUploadRights(KeyringMixin, HttpCase):
         with mute_logger(
             "odoo.addons.db_backup_suite.wizards.db_backup_restore_wizard"
         ):
-            message = self.refused(
-                self.rpc(
+            message = self.assertRpcError(
+                self.rpc_wizard(
                     self.restorer,
                     "create",
                     {

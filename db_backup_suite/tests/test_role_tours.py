@@ -1,80 +1,20 @@
 """Each backup role's main job in Chromium, from the home menu, by clicking
-menus only, with the page following the job live through Odoo's bus.
-
-The bus in tests: websockets are off by default and a test cursor never
-runs post-commit hooks, so the NOTIFY that wakes a websocket in production
-never happens. ``LiveBusMixin`` lets the websocket connect and wakes every
-one when a transaction that sent bus messages commits (they then poll, as
-after a NOTIFY). The work that a cron or a detached process does in
-production runs here in a thread of the test process (``JobThread``): its
-cursors are the test's, taken in turn with the browser's requests.
+menus only, with the page following the job live through Odoo's bus
+(``LiveBusMixin``; the work of a cron or a detached process runs in a
+``JobThread`` of the test process: see ``audit_export/tests/live_bus.py``).
 """
 
 import os
 import threading
 from unittest.mock import patch
 
-from odoo import SUPERUSER_ID, api
 from odoo.tests import HttpCase, new_test_user, tagged
+
+from odoo.addons.audit_export.tests.live_bus import JobThread, LiveBusMixin
 
 from ..lib import safety
 from ..service import restore_job
 from .common import KeyringMixin, drop_derived_databases
-
-
-class JobThread(threading.Thread):
-    """Runs ``target(env)`` (or ``target()``) in a thread, as the server's
-    cron or detached job process would; keeps its exception for the test."""
-
-    def __init__(self, registry, target, *, wait_for=None, with_env=True):
-        super().__init__(daemon=True)
-        self.registry = registry
-        self.target = target
-        self.wait_for = wait_for
-        self.with_env = with_env
-        self.error = None
-
-    def run(self):
-        try:
-            if self.wait_for is not None and not self.wait_for.wait(60):
-                raise TimeoutError("the page never showed the queued backup")
-            if not self.with_env:
-                self.target()
-                return
-            with self.registry.cursor() as cr:
-                self.target(api.Environment(cr, SUPERUSER_ID, {}))
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-
-
-class LiveBusMixin:
-    @classmethod
-    def enable_live_bus(cls):
-        from odoo.addons.bus.websocket import WebsocketConnectionHandler
-
-        cls.startClassPatcher(
-            patch.object(
-                WebsocketConnectionHandler, "websocket_allowed", return_value=True
-            )
-        )
-        bus_class = type(cls.env["bus.bus"])
-        send = bus_class._sendone
-
-        def sendone(bus, target, notification_type, message):
-            send(bus, target, notification_type, message)
-            bus.env.cr.precommit.add(wake_websockets)
-
-        cls.startClassPatcher(patch.object(bus_class, "_sendone", sendone))
-
-
-def wake_websockets():
-    """What the NOTIFY of a commit does: every websocket polls the bus (it
-    waits for the test cursor until the transaction is over)."""
-    from odoo.addons.bus.models.bus import dispatch
-
-    for websockets in list(dispatch._channels_to_ws.values()):
-        for websocket in list(websockets):
-            websocket.trigger_notification_dispatching()
 
 
 @tagged("post_install", "-at_install")
@@ -84,11 +24,7 @@ class TestOperatorTour(LiveBusMixin, KeyringMixin, HttpCase):
         super().setUpClass()
         cls.setup_keyring()
         cls.enable_live_bus()
-        cls.local_dir = os.path.join(cls.tmp_dir, "dest")
-        os.makedirs(cls.local_dir)
-        cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
-        )
+        cls.setup_local_destination()
         cls.env["db.backup.run"].search([]).sudo().unlink()
         new_test_user(
             cls.env,
@@ -150,11 +86,7 @@ class TestRestoreTour(LiveBusMixin, KeyringMixin, HttpCase):
         cls.setup_keyring()
         cls.enable_live_bus()
         cls.addClassCleanup(drop_derived_databases, cls.env.cr.dbname)
-        cls.local_dir = os.path.join(cls.tmp_dir, "dest")
-        os.makedirs(cls.local_dir)
-        cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
-        )
+        cls.setup_local_destination()
         cls.env["db.backup.run"].search([]).sudo().unlink()
         # A real backup of this database (engine, child process).
         cls.backup_run = cls.env["db.backup.run"]._queue_backup(kind="manual")

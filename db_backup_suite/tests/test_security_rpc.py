@@ -23,11 +23,12 @@ from odoo.modules.registry import Registry
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import SQL, config
 
+from odoo.addons.audit_export.tests.common import RpcMixin
+
 from ..service import backup_engine, restore_job
 from .common import KeyringMixin, drop_derived_databases, drop_test_databases
 from .test_chunked_upload import rpc_prepared_download_action
 
-ACCESS = "odoo.exceptions.AccessError"
 USER = "odoo.exceptions.UserError"
 VALIDATION = "odoo.exceptions.ValidationError"
 PASSWORD = "Tr0ub4dor&3-Horse-Staple"
@@ -35,18 +36,16 @@ VICTIM_PARTNER = "H-SEC victim data"
 
 
 @tagged("post_install", "-at_install")
-class TestSecurityRpc(KeyringMixin, HttpCase):
+class TestSecurityRpc(RpcMixin, KeyringMixin, HttpCase):
+    rpc_timeout = 120
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.setup_keyring()
         cls.dbname = cls.env.cr.dbname
         cls.uuid = cls.env["ir.config_parameter"].get_param("database.uuid")
-        cls.local_dir = os.path.join(cls.tmp_dir, "dest")
-        os.makedirs(cls.local_dir)
-        cls.dest = cls.env["db.backup.destination"].create(
-            {"name": "Local", "dest_type": "local", "local_path": cls.local_dir}
-        )
+        cls.dest = cls.setup_local_destination()
         groups = "base.group_user,db_backup_suite.backup_group_"
         cls.operator = new_test_user(
             cls.env, login="h_sec_operator", groups=groups + "operator"
@@ -145,40 +144,6 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
         return job
 
     # -- helpers -------------------------------------------------------------
-    def rpc(self, login, model, method, *args, **kwargs):
-        """JSON-RPC ``call_kw`` as ``login``; the decoded response."""
-        self.authenticate(login, login)
-        response = self.url_open(
-            "/web/dataset/call_kw/%s/%s" % (model, method),
-            data=json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "method": "call",
-                    "id": 1,
-                    "params": {
-                        "model": model,
-                        "method": method,
-                        "args": list(args),
-                        "kwargs": kwargs,
-                    },
-                }
-            ),
-            headers={"Content-Type": "application/json"},
-            timeout=120,
-        )
-        self.assertEqual(response.status_code, 200)
-        return response.json()
-
-    def assertRpcError(self, response, *names):
-        """The call failed with one of ``names`` (default: AccessError)."""
-        self.assertIn("error", response, "the call succeeded: %s" % response)
-        self.assertIn(response["error"]["data"]["name"], names or (ACCESS,))
-        return response["error"]["data"]["message"]
-
-    def ok(self, response):
-        self.assertNotIn("error", response, response.get("error"))
-        return response["result"]
-
     def forge_sandbox(self, name, **vals):
         """A sandbox row pointing at ``name``, as if rewritten in the database
         behind the server's back (a user cannot: see the write tests)."""
@@ -209,11 +174,13 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
         run_id = self.backup_run.id
         for login in ("h_sec_plain", "h_sec_portal"):
             self.assertRpcError(
-                self.rpc(login, "db.backup.run", "search_read", [], ["name"])
+                self.rpc_as(login, "db.backup.run", "search_read", [], ["name"])
             )
-            self.assertRpcError(self.rpc(login, "db.backup.run", "action_backup_now"))
             self.assertRpcError(
-                self.rpc(
+                self.rpc_as(login, "db.backup.run", "action_backup_now")
+            )
+            self.assertRpcError(
+                self.rpc_as(
                     login,
                     "db.backup.restore.wizard",
                     "create",
@@ -221,11 +188,13 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
                 )
             )
             self.assertRpcError(
-                self.rpc(login, "db.backup.sandbox", "action_drop", [1])
+                self.rpc_as(login, "db.backup.sandbox", "action_drop", [1])
             )
         # the operator: the list and Backup Now, nothing else
         self.assertTrue(
-            self.ok(self.rpc("h_sec_operator", "db.backup.run", "search_read", []))
+            self.assertRpcOk(
+                self.rpc_as("h_sec_operator", "db.backup.run", "search_read", [])
+            )
         )
         for model, method, args in (
             ("db.backup.run", "action_open_restore_wizard", [[run_id]]),
@@ -237,10 +206,10 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
             ("db.backup.sandbox", "action_drop", [[1]]),
             ("db.backup.schedule", "search_read", [[]]),
         ):
-            self.assertRpcError(self.rpc("h_sec_operator", model, method, *args))
+            self.assertRpcError(self.rpc_as("h_sec_operator", model, method, *args))
         # the restorer cannot delete archives nor rescan (administrators)
         self.assertRpcError(
-            self.rpc(
+            self.rpc_as(
                 "h_sec_restorer", "db.backup.run", "action_delete_archive", [run_id]
             )
         )
@@ -249,8 +218,8 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
             os.path.exists(os.path.join(self.local_dir, self.backup_run.name))
         )
         # helpers are private: no RPC reaches them, whoever calls
-        wizard_id = self.ok(
-            self.rpc(
+        wizard_id = self.assertRpcOk(
+            self.rpc_as(
                 "h_sec_restorer",
                 "db.backup.restore.wizard",
                 "create",
@@ -266,7 +235,9 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
             ("db.backup.run", "_delete_archives", [[run_id]]),
             ("db.backup.run", "init", []),
         ):
-            message = self.assertRpcError(self.rpc("h_sec_admin", model, method, *args))
+            message = self.assertRpcError(
+                self.rpc_as("h_sec_admin", model, method, *args)
+            )
             self.assertIn("Private methods", message)
         self.assertFalse(self.env["db.backup.sandbox"].search([]))
 
@@ -282,7 +253,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
         for login in ("h_sec_admin", "h_sec_restorer"):
             # runs and copies: created and written by the server only
             self.assertRpcError(
-                self.rpc(
+                self.rpc_as(
                     login,
                     "db.backup.run",
                     "create",
@@ -290,12 +261,12 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
                 )
             )
             self.assertRpcError(
-                self.rpc(
+                self.rpc_as(
                     login, "db.backup.run", "write", [failed.id], {"state": "done"}
                 )
             )
             self.assertRpcError(
-                self.rpc(
+                self.rpc_as(
                     login,
                     "db.backup.copy",
                     "write",
@@ -311,10 +282,10 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
                 {"expires_at": "2000-01-01 00:00:00"},
             ):
                 self.assertRpcError(
-                    self.rpc(login, "db.backup.sandbox", "write", [sandbox.id], vals)
+                    self.rpc_as(login, "db.backup.sandbox", "write", [sandbox.id], vals)
                 )
             self.assertRpcError(
-                self.rpc(
+                self.rpc_as(
                     login,
                     "db.backup.sandbox",
                     "create",
@@ -323,7 +294,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
             )
             # a context default cannot smuggle a value in either
             self.assertRpcError(
-                self.rpc(
+                self.rpc_as(
                     login,
                     "db.backup.sandbox",
                     "create",
@@ -332,7 +303,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
                 )
             )
             self.assertRpcError(
-                self.rpc(login, "db.backup.run", "copy", [self.backup_run.id])
+                self.rpc_as(login, "db.backup.run", "copy", [self.backup_run.id])
             )
         # administrators' settings: the scheduler's and the host key's fields
         schedule = self.env["db.backup.schedule"].create(
@@ -340,7 +311,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
         )
         next_run = schedule.next_run
         self.assertRpcError(
-            self.rpc(
+            self.rpc_as(
                 "h_sec_admin",
                 "db.backup.schedule",
                 "write",
@@ -349,7 +320,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
             )
         )
         self.assertRpcError(
-            self.rpc(
+            self.rpc_as(
                 "h_sec_admin",
                 "db.backup.destination",
                 "write",
@@ -373,8 +344,8 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
         self.assertFalse(self.dest.sftp_known_hosts)
 
     def test_restore_wizard_flags_are_the_servers(self):
-        wizard_id = self.ok(
-            self.rpc(
+        wizard_id = self.assertRpcOk(
+            self.rpc_as(
                 "h_sec_restorer",
                 "db.backup.restore.wizard",
                 "create",
@@ -389,7 +360,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
             {"run_id": self.backup_run.id},
         ):
             self.assertRpcError(
-                self.rpc(
+                self.rpc_as(
                     "h_sec_restorer",
                     "db.backup.restore.wizard",
                     "write",
@@ -399,7 +370,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
             )
         # a wizard is its opener's
         self.assertRpcError(
-            self.rpc(
+            self.rpc_as(
                 "h_sec_restorer2",
                 "db.backup.restore.wizard",
                 "write",
@@ -408,7 +379,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
             )
         )
         self.assertRpcError(
-            self.rpc(
+            self.rpc_as(
                 "h_sec_restorer2",
                 "db.backup.restore.wizard",
                 "action_restore",
@@ -420,7 +391,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
             {"kind": "manual", "state": "failed", "label": "manual"}
         )
         self.assertRpcError(
-            self.rpc(
+            self.rpc_as(
                 "h_sec_restorer",
                 "db.backup.restore.wizard",
                 "create",
@@ -437,16 +408,16 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
     # -- foreign archives -----------------------------------------------------
     def test_foreign_archive_needs_its_own_confirmation(self):
         before = self.restore_requests()
-        wizard_id = self.ok(
-            self.rpc(
+        wizard_id = self.assertRpcOk(
+            self.rpc_as(
                 "h_sec_restorer",
                 "db.backup.restore.wizard",
                 "create",
                 {"run_id": self.foreign_run.id, "confirm_name": self.dbname},
             )
         )
-        shown = self.ok(
-            self.rpc(
+        shown = self.assertRpcOk(
+            self.rpc_as(
                 "h_sec_restorer",
                 "db.backup.restore.wizard",
                 "read",
@@ -461,7 +432,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
         self.assertIn(self.dbname, shown["foreign_warning"])
         # the database name alone does not restore another database's archive
         message = self.assertRpcError(
-            self.rpc(
+            self.rpc_as(
                 "h_sec_restorer",
                 "db.backup.restore.wizard",
                 "action_restore",
@@ -476,8 +447,8 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
             {"confirm_foreign": True, "confirm_foreign_name": self.dbname},
             {"confirm_foreign": False, "confirm_foreign_name": self.victim},
         ):
-            self.ok(
-                self.rpc(
+            self.assertRpcOk(
+                self.rpc_as(
                     "h_sec_restorer",
                     "db.backup.restore.wizard",
                     "write",
@@ -486,7 +457,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
                 )
             )
             self.assertRpcError(
-                self.rpc(
+                self.rpc_as(
                     "h_sec_restorer",
                     "db.backup.restore.wizard",
                     "action_restore",
@@ -495,8 +466,8 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
                 USER,
             )
         # a sandbox of it too
-        self.ok(
-            self.rpc(
+        self.assertRpcOk(
+            self.rpc_as(
                 "h_sec_restorer",
                 "db.backup.restore.wizard",
                 "write",
@@ -505,7 +476,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
             )
         )
         self.assertRpcError(
-            self.rpc(
+            self.rpc_as(
                 "h_sec_restorer",
                 "db.backup.restore.wizard",
                 "action_restore",
@@ -524,8 +495,8 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
         with open(os.path.join(self.local_dir, self.foreign["name"]), "rb") as handle:
             content = base64.b64encode(handle.read()).decode()
         before = self.restore_requests()
-        wizard_id = self.ok(
-            self.rpc(
+        wizard_id = self.assertRpcOk(
+            self.rpc_as(
                 "h_sec_restorer",
                 "db.backup.restore.wizard",
                 "create",
@@ -542,7 +513,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
         self.assertTrue(wizard.foreign)
         self.assertEqual(wizard.source_db_uuid, self.victim_uuid)
         self.assertRpcError(
-            self.rpc(
+            self.rpc_as(
                 "h_sec_restorer",
                 "db.backup.restore.wizard",
                 "action_restore",
@@ -614,8 +585,10 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
         )
         self.assertTrue(event)
         # the restorer drops it over RPC: the one legitimate drop
-        self.ok(
-            self.rpc("h_sec_restorer", "db.backup.sandbox", "action_drop", [sandbox.id])
+        self.assertRpcOk(
+            self.rpc_as(
+                "h_sec_restorer", "db.backup.sandbox", "action_drop", [sandbox.id]
+            )
         )
         sandbox.invalidate_recordset()
         self.assertEqual(sandbox.state, "dropped")
@@ -666,7 +639,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
         self.env.cr.execute(SQL("UPDATE db_backup_sandbox SET drop_error = NULL"))
         for name, row in rows.items():
             message = self.assertRpcError(
-                self.rpc(
+                self.rpc_as(
                     "h_sec_restorer", "db.backup.sandbox", "action_drop", [row.id]
                 ),
                 USER,
@@ -685,8 +658,8 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
 
     # -- download password and token -----------------------------------------
     def test_download_password_never_readable(self):
-        wizard_id = self.ok(
-            self.rpc(
+        wizard_id = self.assertRpcOk(
+            self.rpc_as(
                 "h_sec_restorer",
                 "db.backup.download.wizard",
                 "create",
@@ -697,7 +670,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
                 },
             )
         )
-        read = self.rpc(
+        read = self.rpc_as(
             "h_sec_restorer",
             "db.backup.download.wizard",
             "read",
@@ -705,7 +678,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
             ["password", "password_confirm", "password_set"],
         )
         self.assertEqual(
-            self.ok(read)[0],
+            self.assertRpcOk(read)[0],
             {
                 "id": wizard_id,
                 "password": False,
@@ -713,13 +686,13 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
                 "password_set": True,
             },
         )
-        every = self.rpc(
+        every = self.rpc_as(
             "h_sec_restorer", "db.backup.download.wizard", "search_read", []
         )
-        self.assertNotIn(PASSWORD, json.dumps(self.ok(every)))
+        self.assertNotIn(PASSWORD, json.dumps(self.assertRpcOk(every)))
         for field in ("password_sealed", "token_digest"):
             self.assertRpcError(
-                self.rpc(
+                self.rpc_as(
                     "h_sec_restorer",
                     "db.backup.download.wizard",
                     "read",
@@ -729,7 +702,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
             )
         # another restore user does not even see the wizard
         self.assertRpcError(
-            self.rpc(
+            self.rpc_as(
                 "h_sec_restorer2",
                 "db.backup.download.wizard",
                 "read",
@@ -747,7 +720,7 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
             self.assertNotIn(PASSWORD, row)
         # and not writable as a sealed blob or token by the user
         self.assertRpcError(
-            self.rpc(
+            self.rpc_as(
                 "h_sec_restorer",
                 "db.backup.download.wizard",
                 "write",
@@ -759,8 +732,8 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
     def test_download_token_single_use(self):
         from ..lib import crypto
 
-        wizard_id = self.ok(
-            self.rpc(
+        wizard_id = self.assertRpcOk(
+            self.rpc_as(
                 "h_sec_restorer",
                 "db.backup.download.wizard",
                 "create",
@@ -796,8 +769,8 @@ class TestSecurityRpc(KeyringMixin, HttpCase):
         downloads = self.env["audit.event"].search_count([("action", "=", "download")])
         self.assertEqual(downloads, 1)
         # an expired link fails too
-        self.ok(
-            self.rpc(
+        self.assertRpcOk(
+            self.rpc_as(
                 "h_sec_restorer",
                 "db.backup.download.wizard",
                 "write",

@@ -262,6 +262,21 @@ class DsrCase(TransactionCase):
     def officer_env(self):
         return self.env(user=self.officer)
 
+    def failure_steps(self, request):
+        """The steps of the failures the audit log holds for ``request``."""
+        events = (
+            self.env["audit.event"]
+            .sudo()
+            .search(
+                [
+                    ("res_model", "=", "dsr.request"),
+                    ("res_id", "=", request.id),
+                    ("result", "=", "failure"),
+                ]
+            )
+        )
+        return [(e.details or {}).get("step") for e in events]
+
     @staticmethod
     def b64(value):
         return base64.b64decode(value)

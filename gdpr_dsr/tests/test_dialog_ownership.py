@@ -3,13 +3,15 @@ can neither read, change, run nor delete them (over real HTTP JSON-RPC)."""
 
 from odoo.tests import HttpCase, new_test_user, tagged
 
+from odoo.addons.audit_export.tests.common import RpcMixin
+
 from .common import DsrCase, make_verified_request
 
 OFFICER = "base.group_user,gdpr_dsr.dsr_group_officer"
 
 
 @tagged("post_install", "-at_install")
-class TestDsrDialogOwnership(HttpCase, DsrCase):
+class TestDsrDialogOwnership(RpcMixin, HttpCase, DsrCase):
     def test_another_officer_cannot_touch_my_dialogs(self):
         owner = new_test_user(self.env, login="ddlg_owner", groups=OFFICER)
         new_test_user(self.env, login="ddlg_other", groups=OFFICER)
@@ -27,17 +29,7 @@ class TestDsrDialogOwnership(HttpCase, DsrCase):
                 ("unlink", [wizard.ids]),
             ):
                 with self.subTest(model=wizard._name, method=method):
-                    with self.assertRaises(Exception) as caught:
-                        self.make_jsonrpc_request(
-                            f"/web/dataset/call_kw/{wizard._name}/{method}",
-                            {
-                                "model": wizard._name,
-                                "method": method,
-                                "args": args,
-                                "kwargs": {},
-                            },
-                        )
-                    self.assertIn("AccessError", str(caught.exception))
+                    self.assertRpcError(self.rpc(wizard._name, method, *args))
             self.assertTrue(wizard.sudo().exists())
         self.assertEqual(package.sudo().request_id, access)
         self.assertEqual(erase.sudo().request_id, erasure)

@@ -40,20 +40,6 @@ class TestDsrErasure(DsrCase):
             return str(exc)
         self.fail("the erasure was not refused")
 
-    def _refusal_steps(self, request):
-        return [
-            (e.details or {}).get("step")
-            for e in self.env["audit.event"]
-            .sudo()
-            .search(
-                [
-                    ("res_model", "=", "dsr.request"),
-                    ("res_id", "=", request.id),
-                    ("result", "=", "failure"),
-                ]
-            )
-        ]
-
     def _package_document(self, request):
         request._generate_package()
         with zipfile.ZipFile(io.BytesIO(request._read_package())) as archive:
@@ -82,20 +68,7 @@ class TestDsrErasure(DsrCase):
             self.fail("the erasure gate accepted a different email")
         # the refusal is in the audit trail even though the transaction of
         # the refused call is rolled back (it is logged on its own cursor)
-        refused = (
-            self.env["audit.event"]
-            .sudo()
-            .search(
-                [
-                    ("res_model", "=", "dsr.request"),
-                    ("res_id", "=", request.id),
-                    ("result", "=", "failure"),
-                ]
-            )
-        )
-        self.assertEqual(
-            [(e.details or {}).get("step") for e in refused], ["erasure_refused"]
-        )
+        self.assertEqual(self.failure_steps(request), ["erasure_refused"])
         self.assertTrue(self.subject["partner"].exists())
         self.assertEqual(self.subject["partner"].name, "Jane Subject")
         self.assertEqual(request.state, "in_progress")
@@ -422,7 +395,7 @@ class TestDsrErasure(DsrCase):
         self.assertEqual(self.subject["partner"].name, "Jane Subject")
         self.assertTrue(self.subject["invoice_address"].exists())
         self.assertEqual(request.state, "in_progress")
-        self.assertEqual(self._refusal_steps(request), ["erasure_refused"])
+        self.assertEqual(self.failure_steps(request), ["erasure_refused"])
         # after a new discovery the officer reviewed them: the erasure runs
         request.action_discover()
         request._erase(SUBJECT_EMAIL)
@@ -449,7 +422,7 @@ class TestDsrErasure(DsrCase):
         message = self._refused(request)
         self.assertIn(f"ir.attachment #{passport.id}", message)
         self.assertIn("plan changed", message)
-        self.assertEqual(self._refusal_steps(request), ["erasure_refused"])
+        self.assertEqual(self.failure_steps(request), ["erasure_refused"])
         self.assertEqual(self.subject["bank"].acc_number, BANK_ACCOUNT)
         self.assertEqual(passport.raw, b"%PDF-1.4 Jane's passport scan")
         self.assertEqual(self.subject["partner"].name, "Jane Subject")

@@ -24,6 +24,7 @@ from odoo.exceptions import AccessError
 from odoo.tests import Form, HttpCase, new_test_user, tagged
 from odoo.tools.pdf import OdooPdfFileReader
 
+from odoo.addons.audit_export.tests.common import RpcMixin
 from odoo.addons.bus.models.bus import json_dump
 
 from .common import (
@@ -46,7 +47,7 @@ VAT = "BE0123321456"
 
 
 @tagged("post_install", "-at_install")
-class TestErasureLeavesNothing(DsrCase, HttpCase):
+class TestErasureLeavesNothing(RpcMixin, DsrCase, HttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -526,34 +527,6 @@ class TestErasureLeavesNothing(DsrCase, HttpCase):
         self.assertIn(scan["result"], stored_html)
 
     # -- the certificate files ------------------------------------------------
-    def rpc(self, model, method, *args, **kwargs):
-        payload = {
-            "jsonrpc": "2.0",
-            "method": "call",
-            "id": 1,
-            "params": {
-                "model": model,
-                "method": method,
-                "args": list(args),
-                "kwargs": kwargs,
-            },
-        }
-        response = self.url_open(
-            f"/web/dataset/call_kw/{model}/{method}",
-            data=json.dumps(payload),
-            headers={"Content-Type": "application/json"},
-        )
-        self.assertEqual(response.status_code, 200, response.text[:500])
-        return response.json()
-
-    def assertRpcError(self, reply, error):
-        self.assertNotIn("result", reply, f"the server accepted: {reply}")
-        self.assertEqual(
-            reply["error"]["data"]["name"],
-            f"odoo.exceptions.{error}",
-            reply["error"]["data"].get("message"),
-        )
-
     def _downloads(self, request):
         return (
             self.env["audit.event"]

@@ -14,6 +14,7 @@ from odoo.exceptions import UserError
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import SQL
 
+from odoo.addons.audit_export.tests.common import RpcMixin
 from odoo.addons.bus.models.bus import channel_with_db, json_dump
 
 from suite_core import keyring as suite_keyring
@@ -26,7 +27,7 @@ OFFICER = "base.group_user,gdpr_dsr.dsr_group_officer"
 
 
 @tagged("post_install", "-at_install")
-class TestDsrPackageJob(DsrCase, HttpCase):
+class TestDsrPackageJob(RpcMixin, DsrCase, HttpCase):
     def bus_payloads(self, user, since=0):
         """Package job payloads sent on ``user``'s own bus channel."""
         self.env.cr.flush()  # the bus writes its rows before the commit
@@ -181,20 +182,7 @@ class TestDsrPackageJob(DsrCase, HttpCase):
         self.assertEqual(final["title"], "Export package failed")
         self.assertIn("keyring", final["error"])
         self.assertIn("keyring", final["message"])
-        failed = (
-            self.env["audit.event"]
-            .sudo()
-            .search(
-                [
-                    ("res_model", "=", "dsr.request"),
-                    ("res_id", "=", request.id),
-                    ("result", "=", "failure"),
-                ]
-            )
-        )
-        self.assertEqual(
-            [(e.details or {}).get("step") for e in failed], ["package_failed"]
-        )
+        self.assertEqual(self.failure_steps(request), ["package_failed"])
         # the form and the dialog show the error; the officer may try again
         wizard.invalidate_recordset()
         self.assertEqual(wizard.package_job_state, "failed")
@@ -241,38 +229,30 @@ class TestDsrPackageJob(DsrCase, HttpCase):
             self.authenticate(login, login)
             for model, method, args in attempts:
                 with self.subTest(login=login, method=method):
-                    reply = self.make_jsonrpc(model, method, args)
+                    reply = self.call_kw(model, method, args)
                     if method == "search_read" and "error" not in reply:
                         # another officer searches their own jobs: none
                         self.assertEqual(reply["result"], [], login)
                         continue
-                    self.assertIn("error", reply, f"{login} {method}: {reply}")
-                    self.assertEqual(
-                        reply["error"]["data"]["name"],
-                        "odoo.exceptions.AccessError",
-                        reply["error"]["data"]["message"],
-                    )
+                    self.assertRpcError(reply)
             # the request form of another officer shows no job of mine
             if login == "pj_officer_b":
-                reply = self.make_jsonrpc(
+                reply = self.call_kw(
                     "dsr.request", "read", [request.ids, ["package_job_id"]]
                 )
                 self.assertFalse(reply["result"][0]["package_job_id"])
         # an administrator may not read another's job either (nor its seal)
         self.authenticate("pj_admin", "pj_admin")
-        reply = self.make_jsonrpc("dsr.package.job", "read", [job.ids, ["state"]])
-        self.assertEqual(
-            reply["error"]["data"]["name"], "odoo.exceptions.AccessError", reply
+        self.assertRpcError(
+            self.call_kw("dsr.package.job", "read", [job.ids, ["state"]])
         )
         # the officer reads their own job, never its seal
         self.authenticate("dsr_officer", "dsr_officer")
-        reply = self.make_jsonrpc("dsr.package.job", "read", [job.ids, ["state"]])
+        reply = self.call_kw("dsr.package.job", "read", [job.ids, ["state"]])
         self.assertEqual(reply["result"][0]["state"], "queued")
-        reply = self.make_jsonrpc(
-            "dsr.package.job", "read", [job.ids, ["password_sealed"]]
-        )
+        reply = self.call_kw("dsr.package.job", "read", [job.ids, ["password_sealed"]])
         self.assertIn("error", reply)
-        reply = self.make_jsonrpc("dsr.package.job", "read", [job.ids, []])
+        reply = self.call_kw("dsr.package.job", "read", [job.ids, []])
         self.assertNotIn("password_sealed", reply["result"][0])
         # nothing changed, nothing ran
         self.env.flush_all()
@@ -280,52 +260,15 @@ class TestDsrPackageJob(DsrCase, HttpCase):
         self.assertEqual(self.env.cr.fetchall(), before)
         self.assertFalse(request.package_generated_on)
 
-    def make_jsonrpc(self, model, method, args, kwargs=None):
-        response = self.url_open(
-            f"/web/dataset/call_kw/{model}/{method}",
-            data=json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "method": "call",
-                    "id": 1,
-                    "params": {
-                        "model": model,
-                        "method": method,
-                        "args": args,
-                        "kwargs": kwargs or {},
-                    },
-                }
-            ),
-            headers={"Content-Type": "application/json"},
-        )
-        self.assertEqual(response.status_code, 200, response.text[:300])
-        return response.json()
-
 
 @tagged("post_install", "-at_install")
-class TestPasswordStrengthRpc(DsrCase, HttpCase):
+class TestPasswordStrengthRpc(RpcMixin, DsrCase, HttpCase):
     """The strength meter's one server method (audit.password.policy)."""
 
     def call(self, login, password):
-        self.authenticate(login, login)
-        response = self.url_open(
-            "/web/dataset/call_kw/audit.password.policy/password_strength",
-            data=json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "method": "call",
-                    "id": 1,
-                    "params": {
-                        "model": "audit.password.policy",
-                        "method": "password_strength",
-                        "args": [password],
-                        "kwargs": {},
-                    },
-                }
-            ),
-            headers={"Content-Type": "application/json"},
+        return self.rpc_as(
+            login, "audit.password.policy", "password_strength", password
         )
-        return response.json()
 
     def test_internal_users_get_the_score_only(self):
         for login in ("dsr_outsider", "dsr_officer", "dsr_auditor"):
@@ -356,12 +299,8 @@ class TestPasswordStrengthRpc(DsrCase, HttpCase):
                 # the user's own login counts as a known word
                 self.assertFalse(self.call(login, f"{login}2025")["result"]["ok"])
         # not a string: a clear error
-        reply = self.call("dsr_officer", {"not": "text"})
-        self.assertEqual(reply["error"]["data"]["name"], "odoo.exceptions.UserError")
+        self.assertRpcError(self.call("dsr_officer", {"not": "text"}), "UserError")
 
     def test_portal_users_refused(self):
         new_test_user(self.env, login="pj_portal", groups="base.group_portal")
-        reply = self.call("pj_portal", PASSWORD)
-        self.assertEqual(
-            reply["error"]["data"]["name"], "odoo.exceptions.AccessError", reply
-        )
+        self.assertRpcError(self.call("pj_portal", PASSWORD))

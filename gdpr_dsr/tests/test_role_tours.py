@@ -3,9 +3,9 @@ from unittest.mock import patch
 
 from lxml import etree
 
-from odoo import SUPERUSER_ID, api
 from odoo.tests import HttpCase, TransactionCase, new_test_user, tagged
 
+from odoo.addons.audit_export.tests.live_bus import JobThread, LiveBusMixin
 from odoo.addons.base.models.res_users import name_selection_groups
 
 from .common import DsrCase, make_verified_request
@@ -63,7 +63,7 @@ class TestRoleTours(HttpCase):
 
 
 @tagged("post_install", "-at_install")
-class TestOfficerPackageTour(DsrCase, HttpCase):
+class TestOfficerPackageTour(LiveBusMixin, DsrCase, HttpCase):
     """The officer's main job in Chromium, followed live through the bus.
 
     The bus in tests: websockets are off by default and a test cursor never
@@ -77,21 +77,7 @@ class TestOfficerPackageTour(DsrCase, HttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        from odoo.addons.bus.websocket import WebsocketConnectionHandler
-
-        cls.startClassPatcher(
-            patch.object(
-                WebsocketConnectionHandler, "websocket_allowed", return_value=True
-            )
-        )
-        bus_class = type(cls.env["bus.bus"])
-        send = bus_class._sendone
-
-        def sendone(bus, target, notification_type, message):
-            send(bus, target, notification_type, message)
-            bus.env.cr.precommit.add(wake_websockets)
-
-        cls.startClassPatcher(patch.object(bus_class, "_sendone", sendone))
+        cls.enable_live_bus()
 
     def test_officer_generates_a_package_followed_to_ready(self):
         request = make_verified_request(
@@ -109,7 +95,11 @@ class TestOfficerPackageTour(DsrCase, HttpCase):
 
         def trigger(cron, at=None):
             if cron == self.env.ref("gdpr_dsr.dsr_package_job_cron"):
-                thread = JobThread(self.registry, shown)
+                thread = JobThread(
+                    self.registry,
+                    lambda env: env["dsr.package.job"]._cron_run_queued_jobs(),
+                    wait_for=shown,
+                )
                 threads.append(thread)
                 thread.start()
 
@@ -132,36 +122,6 @@ class TestOfficerPackageTour(DsrCase, HttpCase):
         self.assertEqual(job.user_id, self.officer)
         self.assertTrue(request.package_protected)
         self.assertEqual(request.state, "done")
-
-
-class JobThread(threading.Thread):
-    """Runs the package cron in a thread once the dialog showed the job
-    queued, as the server's cron would; keeps its exception for the test."""
-
-    def __init__(self, registry, shown):
-        super().__init__(daemon=True)
-        self.registry = registry
-        self.shown = shown
-        self.error = None
-
-    def run(self):
-        try:
-            if not self.shown.wait(60):
-                raise TimeoutError("the dialog never showed the queued job")
-            with self.registry.cursor() as cr:
-                env = api.Environment(cr, SUPERUSER_ID, {})
-                env["dsr.package.job"]._cron_run_queued_jobs()
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-
-
-def wake_websockets():
-    """What the NOTIFY of a commit does: every websocket polls the bus."""
-    from odoo.addons.bus.models.bus import dispatch
-
-    for websockets in list(dispatch._channels_to_ws.values()):
-        for websocket in list(websockets):
-            websocket.trigger_notification_dispatching()
 
 
 @tagged("post_install", "-at_install")

@@ -18,6 +18,8 @@ from odoo import Command
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import SQL
 
+from odoo.addons.audit_export.tests.common import RpcMixin
+
 from suite_core import streamcrypt
 
 from .common import SUBJECT_EMAIL, DsrCase, make_verified_request, run_package_jobs
@@ -26,7 +28,7 @@ OTHER_EMAIL = "carol.other-company@example.com"
 
 
 @tagged("post_install", "-at_install")
-class TestDsrSecurityRpc(DsrCase, HttpCase):
+class TestDsrSecurityRpc(RpcMixin, DsrCase, HttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -48,37 +50,6 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
         cls.admin = cls.env.ref("base.user_admin")
 
     # -- helpers -------------------------------------------------------------------
-    def rpc(self, model, method, *args, **kwargs):
-        payload = {
-            "jsonrpc": "2.0",
-            "method": "call",
-            "id": 1,
-            "params": {
-                "model": model,
-                "method": method,
-                "args": list(args),
-                "kwargs": kwargs,
-            },
-        }
-        response = self.url_open(
-            f"/web/dataset/call_kw/{model}/{method}",
-            data=json.dumps(payload),
-            headers={"Content-Type": "application/json"},
-        )
-        self.assertEqual(response.status_code, 200, response.text[:500])
-        return response.json()
-
-    def assertRpcError(self, reply, error):
-        """Assert the JSON-RPC reply is the exception ``error`` (class name);
-        return its message."""
-        self.assertNotIn("result", reply, f"the server accepted: {reply}")
-        self.assertEqual(
-            reply["error"]["data"]["name"],
-            f"odoo.exceptions.{error}",
-            reply["error"]["data"].get("message"),
-        )
-        return reply["error"]["data"]["message"]
-
     def rule_snapshot(self):
         rule = self.rule.sudo().with_context(active_test=False)
         self.assertTrue(rule.exists())
@@ -603,21 +574,7 @@ class TestDsrSecurityRpc(DsrCase, HttpCase):
                 self.assertIn("not an export package of this database", response.text)
                 self.assertIn(expected, response.text)
                 self.assertNotIn(b"backup payload", response.content)
-        refused = (
-            self.env["audit.event"]
-            .sudo()
-            .search(
-                [
-                    ("res_model", "=", "dsr.request"),
-                    ("res_id", "=", request.id),
-                    ("result", "=", "failure"),
-                ]
-            )
-        )
-        self.assertEqual(
-            [(e.details or {}).get("step") for e in refused],
-            ["download_refused"] * 4,
-        )
+        self.assertEqual(self.failure_steps(request), ["download_refused"] * 4)
 
     def test_package_password_never_stored(self):
         request = make_verified_request(self.officer_env(), "access")

@@ -6,7 +6,6 @@ import os
 import subprocess
 import tarfile
 import threading
-from pathlib import Path
 
 import pytest
 import zstandard
@@ -17,6 +16,7 @@ from db_backup_suite.lib.errors import BackupLockedError, DumpError
 from db_backup_suite.lib.payload.reader import PayloadReader
 from db_backup_suite.lib.pgtools import PgParams
 from db_backup_suite.lib.sinks import make_sink
+from tests.fixtures import live_children
 from tests.fixtures.odoo_db import connect, referenced_files
 
 PREFIX = "h3_pl_"
@@ -47,23 +47,6 @@ def decrypt_members(raw: bytes, *, tenant, keyring=None, password=None) -> dict:
         if member.type == "file":
             out[member.name] = member.read()
     return out
-
-
-def _children(name: str) -> list[int]:
-    """Live child processes of this process called ``name``."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if comm == name and int(fields[1]) == os.getpid() and fields[0] != "Z":
-            pids.append(int(entry))
-    return pids
 
 
 def test_backup_writes_complete_manifest_and_members(odoo_db_factory, sink, keyring):
@@ -241,7 +224,7 @@ def test_failed_pg_dump_yields_no_archive(
 
             backend = _wait_for(waiting_dump)[0]
             if how == "sigkill":
-                (pid,) = _children("pg_dump")
+                (pid,) = live_children("pg_dump")
                 os.kill(pid, 9)
             else:
                 cr.execute("SELECT pg_terminate_backend(%s)", (backend,))
@@ -256,7 +239,7 @@ def test_failed_pg_dump_yields_no_archive(
         assert "signal 9" in str(errors[0])
     assert sink.list() == []
     assert list((tmp_path / "dest").rglob("*.enc")) == []
-    assert _children("pg_dump") == []
+    assert live_children("pg_dump") == []
 
 
 def test_exception_mid_run_aborts_and_reaps(odoo_db_factory, sink, keyring, tmp_path):
@@ -283,7 +266,7 @@ def test_exception_mid_run_aborts_and_reaps(odoo_db_factory, sink, keyring, tmp_
         )
     assert sink.list() == []
     assert [p for p in (tmp_path / "dest").rglob("*") if p.is_file()] == []
-    assert _children("pg_dump") == []
+    assert live_children("pg_dump") == []
 
 
 def test_two_concurrent_backups_one_is_locked(odoo_db_factory, sink, keyring):

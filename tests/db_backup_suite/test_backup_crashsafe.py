@@ -24,13 +24,13 @@ from hypothesis import strategies as st
 from db_backup_suite.lib import crypto, lock, scan
 from db_backup_suite.lib.pgtools import PgParams
 from db_backup_suite.lib.sinks import make_sink
+from tests.fixtures import wait_until
 from tests.fixtures.odoo_db import (
     connect,
     data_checksum,
     filestore_listing,
     list_databases,
 )
-from tests.fixtures.s3_server import wait_until
 
 PREFIX = "h12_cs_"
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,6 @@ registry) is left alone by every cleanup path, with its data."""
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,10 +17,15 @@ import pytest
 from db_backup_suite.lib import backup, cleanup, crypto, lock, registry, safety
 from db_backup_suite.lib.pgtools import PgParams, create_database, drop_database
 from db_backup_suite.lib.sinks import make_sink
-from tests.fixtures.odoo_db import database_exists, list_databases
+from tests.db_backup_suite.cli_runner import run_cli
+from tests.fixtures.odoo_db import (
+    create_lookalike,
+    database_exists,
+    list_databases,
+    lookalike_intact,
+)
 
 PREFIX = "h12_cl_"
-ROOT = Path(__file__).resolve().parents[2]
 STAMP = "20260102030405"
 ARCHIVE = "{db}/{db}_manual_20260101T000000Z.tar.zst.enc"
 
@@ -89,30 +92,10 @@ def _made(pg, data_dir, name, kind, production, made_databases=None):
         made_databases.append(name)
 
 
-def _lookalike(pg, name, made_databases):
+def _lookalike(name, made_databases):
     """A database someone else made under a suite-like name, with data."""
-    create_database(pg, name)
+    create_lookalike(name)
     made_databases.append(name)
-    conn = pg.connect(name)
-    try:
-        with conn.cursor() as cr:
-            cr.execute("CREATE TABLE precious (v text)")
-            cr.execute("INSERT INTO precious VALUES ('keep me')")
-        conn.commit()
-    finally:
-        conn.close()
-
-
-def _still_has_data(pg, name) -> bool:
-    if not database_exists(name):
-        return False
-    conn = pg.connect(name)
-    try:
-        with conn.cursor() as cr:
-            cr.execute("SELECT v FROM precious")
-            return cr.fetchall() == [("keep me",)]
-    finally:
-        conn.close()
 
 
 def _files(root: Path) -> set[str]:
@@ -179,7 +162,7 @@ def test_removes_only_its_own_leftovers_of_this_database(
     fake_staging = safety.derived_name(d, "restoring_20250101000000")
     fake_scratch = safety.derived_name(d, "verify_20250101000000")
     for name in (fake_staging, fake_scratch):
-        _lookalike(pg, name, made_databases)
+        _lookalike(name, made_databases)
     # -- filestores
     fs = Path(db.data_dir) / "filestore"
     for name in (staging, safety_copy, others, sandbox_staging, fake_staging):
@@ -241,7 +224,7 @@ def test_removes_only_its_own_leftovers_of_this_database(
     ]
     assert "not in its registry" in result.left_alone[0].reason
     assert "left alone 3 not provably made by the suite" in result.summary()
-    assert _still_has_data(pg, fake_staging) and _still_has_data(pg, fake_scratch)
+    assert lookalike_intact(fake_staging) and lookalike_intact(fake_scratch)
     assert (fs / fake_staging / "ab" / "file").read_text() == "x"
     # what was removed is forgotten; another database's entry stays
     assert registry.entries_for(db.data_dir, d) == []
@@ -393,16 +376,6 @@ def test_invalid_database_name_is_refused(tmp_path):
         cleanup.clean_leftovers([], "../etc")
 
 
-def _cli(args):
-    return subprocess.run(
-        [sys.executable, "-m", "db_backup_suite.lib", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_cli_cleanup_and_prune(odoo_db, tmp_path, pg, made_databases):
     root = tmp_path / "dest"
     d = odoo_db.dbname
@@ -410,36 +383,38 @@ def test_cli_cleanup_and_prune(odoo_db, tmp_path, pg, made_databases):
     staging = safety.derived_name(d, f"verify_{STAMP}")
     _made(pg, odoo_db.data_dir, staging, "drill", d, made_databases)
     fake = safety.derived_name(d, "verify_20250101000000")
-    _lookalike(pg, fake, made_databases)
+    _lookalike(fake, made_databases)
     dest = f"local:{root}"
     dd = ["--data-dir", str(odoo_db.data_dir)]
-    out = _cli(["cleanup", "--database", d, "--from", dest, "--dry-run", *dd])
+    out = run_cli(["cleanup", "--database", d, "--from", dest, "--dry-run", *dd])
     assert out.returncode == 0, out.stderr
     assert f"would remove: temp-file {ARCHIVE.format(db=d)}" in out.stdout
     assert f"would remove: scratch-database {staging} at postgresql" in out.stdout
     assert f"left alone: scratch-database {fake} at postgresql" in out.stdout
     assert leftover.exists() and database_exists(staging)
     # without --data-dir there is no registry: databases are only reported
-    out = _cli(["cleanup", "--database", d, "--json"])
+    out = run_cli(["cleanup", "--database", d, "--json"])
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["removed"] == 0 and data["left_alone"] == 2
-    assert database_exists(staging) and _still_has_data(pg, fake)
-    out = _cli(["cleanup", "--database", d, "--from", dest, "--json", *dd])
+    assert database_exists(staging) and lookalike_intact(fake)
+    out = run_cli(["cleanup", "--database", d, "--from", dest, "--json", *dd])
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["removed"] == 2 and data["evidence"] == "backup lock"
     assert data["left_alone"] == 1
     assert not leftover.exists() and not database_exists(staging)
-    assert list_databases(d + "_verify") == [fake] and _still_has_data(pg, fake)
+    assert list_databases(d + "_verify") == [fake] and lookalike_intact(fake)
     # prune cleans the destination first
     leftover = _temp_file(root, ARCHIVE.format(db=d))
-    out = _cli(["prune", "--from", dest, "--database", d, "--keep-last", "1", "--json"])
+    out = run_cli(
+        ["prune", "--from", dest, "--database", d, "--keep-last", "1", "--json"]
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["cleanup"]["removed"] == 1
     assert not leftover.exists()
     # an unreachable destination: exit 1, said on stderr
-    out = _cli(
+    out = run_cli(
         [
             "cleanup",
             "--database",

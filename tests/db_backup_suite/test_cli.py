@@ -4,13 +4,12 @@ against the real PostgreSQL: happy paths and error exit codes."""
 import json
 import os
 import subprocess
-import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
 from db_backup_suite.lib import cli
+from tests.db_backup_suite.cli_runner import keyring_environ, run_cli
 from tests.fixtures.odoo_db import (
     connect,
     data_checksum,
@@ -21,19 +20,15 @@ from tests.fixtures.odoo_db import (
 )
 
 PREFIX = "h3_cli_"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def env(tmp_path):
     keyring = tmp_path / "keyring"
-    out = _run(["keygen", "-o", str(keyring)], os.environ.copy())
+    out = run_cli(["keygen", "-o", str(keyring)], os.environ.copy())
     assert out.returncode == 0, out.stderr
     assert keyring.stat().st_mode & 0o777 == 0o600
-    environ = os.environ.copy()
-    environ["SUITE_KEYRING_FILE"] = str(keyring)
-    environ.pop("SUITE_KEYRING", None)
-    return environ
+    return keyring_environ(keyring)
 
 
 def _param(dbname, key):
@@ -45,24 +40,10 @@ def _param(dbname, key):
     return row[0] if row else None
 
 
-def _run(args, environ, check=False):
-    proc = subprocess.run(
-        [sys.executable, "-m", "db_backup_suite.lib", *args],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
-
-
 def test_backup_list_verify_restore_decrypt(odoo_db_factory, env, tmp_path):
     db = odoo_db_factory(prefix=PREFIX, partners=200, attachments=5)
     dest = f"local:{tmp_path / 'dest'}"
-    out = _run(
+    out = run_cli(
         ["backup", db.dbname, "--to", dest, "--data-dir", str(db.data_dir), "--json"],
         env,
         check=True,
@@ -73,11 +54,11 @@ def test_backup_list_verify_restore_decrypt(odoo_db_factory, env, tmp_path):
     original = (data_checksum(db.dbname), filestore_listing(db.filestore))
 
     listed = json.loads(
-        _run(["list", "--from", dest, "--json"], env, check=True).stdout
+        run_cli(["list", "--from", dest, "--json"], env, check=True).stdout
     )
     assert [r["name"] for r in listed] == [name] and listed[0]["label"] == "manual"
 
-    out = _run(["verify", name, "--from", dest, "--test-restore"], env, check=True)
+    out = run_cli(["verify", name, "--from", dest, "--test-restore"], env, check=True)
     assert (
         out.stdout.startswith("OK: encrypted archive")
         and "test restore OK" in out.stdout
@@ -87,7 +68,7 @@ def test_backup_list_verify_restore_decrypt(odoo_db_factory, env, tmp_path):
     with conn.cursor() as cr:
         cr.execute("DELETE FROM mail_message")
     conn.close()
-    refused = _run(
+    refused = run_cli(
         [
             "restore",
             name,
@@ -101,7 +82,7 @@ def test_backup_list_verify_restore_decrypt(odoo_db_factory, env, tmp_path):
         env,
     )
     assert refused.returncode == 2 and "--confirm" in refused.stderr
-    typo = _run(
+    typo = run_cli(
         [
             "restore",
             name,
@@ -117,7 +98,7 @@ def test_backup_list_verify_restore_decrypt(odoo_db_factory, env, tmp_path):
         env,
     )
     assert typo.returncode == 2 and "does not match" in typo.stderr
-    out = _run(
+    out = run_cli(
         [
             "restore",
             name,
@@ -140,7 +121,9 @@ def test_backup_list_verify_restore_decrypt(odoo_db_factory, env, tmp_path):
     assert set(filestore_listing(db.filestore)) == referenced_files(db.dbname)
 
     extract = tmp_path / "x"
-    _run(["decrypt", name, "--from", dest, "--extract", str(extract)], env, check=True)
+    run_cli(
+        ["decrypt", name, "--from", dest, "--extract", str(extract)], env, check=True
+    )
     assert json.loads((extract / "manifest.json").read_text())["complete"] is True
     listing = subprocess.run(
         ["pg_restore", "--list", str(extract / "database.dump")],
@@ -152,7 +135,7 @@ def test_backup_list_verify_restore_decrypt(odoo_db_factory, env, tmp_path):
     assert len([p for p in (extract / "filestore").rglob("*") if p.is_file()]) == 5
 
     plain_tar = tmp_path / "payload.tar"
-    _run(
+    run_cli(
         ["decrypt", name, "--from", dest, "--tar", "-o", str(plain_tar)],
         env,
         check=True,
@@ -167,7 +150,7 @@ def test_odoo_zip_export_and_import(odoo_db_factory, env, tmp_path):
     db = odoo_db_factory(prefix=PREFIX, partners=50, attachments=3)
     dest = f"local:{tmp_path / 'dest'}"
     name = json.loads(
-        _run(
+        run_cli(
             [
                 "backup",
                 db.dbname,
@@ -182,7 +165,7 @@ def test_odoo_zip_export_and_import(odoo_db_factory, env, tmp_path):
         ).stdout
     )["name"]
     zip_path = tmp_path / "odoo.zip"
-    _run(
+    run_cli(
         ["export-odoo-zip", name, "--from", dest, "-o", str(zip_path)], env, check=True
     )
     with zipfile.ZipFile(zip_path) as zf:
@@ -190,7 +173,7 @@ def test_odoo_zip_export_and_import(odoo_db_factory, env, tmp_path):
         manifest = json.loads(zf.read("manifest.json"))
     assert "dump.sql" in names and manifest["db_name"] == db.dbname
     target = db.dbname + "_z"
-    _run(
+    run_cli(
         [
             "restore",
             str(zip_path),
@@ -220,7 +203,7 @@ def test_password_mode_from_env_and_file(odoo_db_factory, tmp_path):
     environ.pop("SUITE_KEYRING", None)
     environ["BACKUP_PW"] = "a long offsite password"
     dest = f"local:{tmp_path / 'dest'}"
-    out = _run(
+    out = run_cli(
         [
             "backup",
             db.dbname,
@@ -237,13 +220,13 @@ def test_password_mode_from_env_and_file(odoo_db_factory, tmp_path):
     name = json.loads(out.stdout)["name"]
     pw_file = tmp_path / "pw"
     pw_file.write_text("a long offsite password\n")
-    _run(
+    run_cli(
         ["verify", name, "--from", dest, "--password-file", str(pw_file)],
         environ,
         check=True,
     )
     pw_file.write_text("not the password\n")
-    bad = _run(
+    bad = run_cli(
         ["verify", name, "--from", dest, "--password-file", str(pw_file)], environ
     )
     assert bad.returncode == cli.EXIT_WRONG_KEY == 5
@@ -255,15 +238,15 @@ def test_error_exit_codes(odoo_db_factory, env, tmp_path):
     """Each error family exits with its own code, through real runs; --help
     prints the table."""
     # usage errors: 2
-    assert _run([], env).returncode == 2
-    assert _run(["backup", "x"], env).returncode == 2  # --to missing
-    bad_dest = _run(["backup", "x", "--to", "ftp://nowhere"], env)
+    assert run_cli([], env).returncode == 2
+    assert run_cli(["backup", "x"], env).returncode == 2  # --to missing
+    bad_dest = run_cli(["backup", "x", "--to", "ftp://nowhere"], env)
     assert bad_dest.returncode == 2 and "unknown destination" in bad_dest.stderr
-    no_kh = _run(["list", "--from", "sftp://u@127.0.0.1/x"], env)
+    no_kh = run_cli(["list", "--from", "sftp://u@127.0.0.1/x"], env)
     assert no_kh.returncode == 2 and "known_hosts" in no_kh.stderr
     # pg_dump failed: 11, one line, and --json gives a machine-readable error
     dest = f"local:{tmp_path / 'dest'}"
-    out = _run(["backup", "h3_cli_no_such_db", "--to", dest, "--json"], env)
+    out = run_cli(["backup", "h3_cli_no_such_db", "--to", dest, "--json"], env)
     assert out.returncode == cli.EXIT_TOOL == 11
     assert json.loads(out.stdout)["type"] == "DumpError"
     assert "h3_cli_no_such_db" in out.stderr
@@ -271,47 +254,49 @@ def test_error_exit_codes(odoo_db_factory, env, tmp_path):
         (tmp_path / "dest").rglob("*.enc")
     )
     # the archive is not there: 8
-    out = _run(["verify", str(tmp_path / "missing.enc")], env)
+    out = run_cli(["verify", str(tmp_path / "missing.enc")], env)
     assert out.returncode == cli.EXIT_DESTINATION == 8
     assert out.stderr.startswith("error: ")
-    out = _run(["verify", "nobody_x.tar.zst.enc", "--from", dest], env)
+    out = run_cli(["verify", "nobody_x.tar.zst.enc", "--from", dest], env)
     assert out.returncode == 8, out.stderr
     # not an archive: 6, and nothing restored
     junk = tmp_path / "junk.tar.zst.enc"
     junk.write_bytes(b"this is not an archive at all")
-    out = _run(["restore", str(junk), "--target", PREFIX + "never", "--sandbox"], env)
+    out = run_cli(
+        ["restore", str(junk), "--target", PREFIX + "never", "--sandbox"], env
+    )
     assert out.returncode == cli.EXIT_DAMAGED == 6 and "not an archive" in out.stderr
     assert not database_exists(PREFIX + "never")
     # a real archive, tampered with then truncated: 6; whole: 0
     db = odoo_db_factory(prefix=PREFIX, partners=1, attachments=0)
-    out = _run(["backup", db.dbname, "--to", dest, "--no-filestore", "--json"], env)
+    out = run_cli(["backup", db.dbname, "--to", dest, "--no-filestore", "--json"], env)
     assert out.returncode == 0, out.stderr
     archive = next((tmp_path / "dest").rglob("*.enc"))
     data = archive.read_bytes()
-    assert _run(["verify", str(archive)], env).returncode == 0
+    assert run_cli(["verify", str(archive)], env).returncode == 0
     tampered = tmp_path / "tampered.tar.zst.enc"
     tampered.write_bytes(
         data[: len(data) // 2]
         + bytes([data[len(data) // 2] ^ 1])
         + data[len(data) // 2 + 1 :]
     )
-    out = _run(["verify", str(tampered)], env)
+    out = run_cli(["verify", str(tampered)], env)
     assert out.returncode == 6, out.stderr
     truncated = tmp_path / "truncated.tar.zst.enc"
     truncated.write_bytes(data[: len(data) - 100])
-    assert _run(["verify", str(truncated)], env).returncode == 6
+    assert run_cli(["verify", str(truncated)], env).returncode == 6
     # another keyring: the archive's key is not in it: 4
     other = tmp_path / "other.keyring"
-    _run(["keygen", "-o", str(other)], env, check=True)
-    out = _run(["verify", str(archive)], {**env, "SUITE_KEYRING_FILE": str(other)})
+    run_cli(["keygen", "-o", str(other)], env, check=True)
+    out = run_cli(["verify", str(archive)], {**env, "SUITE_KEYRING_FILE": str(other)})
     assert out.returncode == cli.EXIT_KEYRING == 4, out.stderr
     # no keyring configured: 4, with a clear message naming keygen
     environ = dict(env)
     environ.pop("SUITE_KEYRING_FILE")
-    out = _run(["backup", db.dbname, "--to", dest], environ)
+    out = run_cli(["backup", db.dbname, "--to", dest], environ)
     assert out.returncode == 4 and "keygen" in out.stderr
     # the table, in --help
-    helped = _run(["--help"], env, check=True).stdout
+    helped = run_cli(["--help"], env, check=True).stdout
     assert "exit codes:" in helped
     for code, meaning, _classes in cli.EXIT_CODES:
         assert f"{code:>2}  {meaning}" in helped

@@ -6,13 +6,11 @@ security properties as archives."""
 
 import json
 import os
-import subprocess
-import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
+from tests.db_backup_suite.cli_runner import keyring_environ, run_cli
 from tests.fixtures.odoo_db import (
     add_attachment,
     connect,
@@ -24,32 +22,14 @@ from tests.fixtures.odoo_db import (
 )
 
 PREFIX = "h15_cli_"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(args, environ, check=False):
-    proc = subprocess.run(
-        [sys.executable, "-m", "db_backup_suite.lib", *args],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 @pytest.fixture
 def env(tmp_path):
     keyring = tmp_path / "keyring"
-    out = _run(["keygen", "-o", str(keyring)], os.environ.copy())
+    out = run_cli(["keygen", "-o", str(keyring)], os.environ.copy())
     assert out.returncode == 0, out.stderr
-    environ = os.environ.copy()
-    environ["SUITE_KEYRING_FILE"] = str(keyring)
-    environ.pop("SUITE_KEYRING", None)
-    return environ
+    return keyring_environ(keyring)
 
 
 def _tables(dbname):
@@ -77,7 +57,7 @@ def _change(db):
 
 
 def _backup(db, dest, env, *extra):
-    out = _run(
+    out = run_cli(
         [
             "backup",
             db.dbname,
@@ -98,7 +78,7 @@ def _backup(db, dest, env, *extra):
 
 
 def _list(dest, env, database):
-    out = _run(["list", "--from", dest, "--database", database, "--json"], env)
+    out = run_cli(["list", "--from", dest, "--database", database, "--json"], env)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -124,7 +104,7 @@ def test_incremental_backup_list_restore_verify_decrypt_export(
     assert 0 < second["size"] < first["size"] / 3
 
     # a full archive at the same destination is listed beside the snapshots
-    full = _run(
+    full = run_cli(
         ["backup", db.dbname, "--to", dest, "--data-dir", str(db.data_dir), "--json"],
         env,
         check=True,
@@ -143,18 +123,18 @@ def test_incremental_backup_list_restore_verify_decrypt_export(
     assert snaps[1]["new_data"] < snaps[0]["new_data"] / 3
     assert snaps[1]["logical_size"] == second["logical_size"]
     # the text listing says "new data" for snapshots
-    text = _run(["list", "--from", dest, "--database", db.dbname], env, check=True)
+    text = run_cli(["list", "--from", dest, "--database", db.dbname], env, check=True)
     line = next(x for x in text.stdout.splitlines() if x.startswith(second["name"]))
     assert f"new data {snaps[1]['new_data']:,} bytes" in line
     # without the keyring: archives only, and a warning that snapshots exist
     bare = {k: v for k, v in env.items() if k != "SUITE_KEYRING_FILE"}
-    out = _run(["list", "--from", dest, "--database", db.dbname, "--json"], bare)
+    out = run_cli(["list", "--from", dest, "--database", db.dbname, "--json"], bare)
     assert out.returncode == 0 and "give the keyring" in out.stderr
     assert [r["name"] for r in json.loads(out.stdout)] == [full_name]
 
     # restore of the FIRST snapshot into a new database matches its data
     target = f"{db.dbname}_new"
-    out = _run(
+    out = run_cli(
         [
             "restore",
             first["name"],
@@ -179,10 +159,10 @@ def test_incremental_backup_list_restore_verify_decrypt_export(
     assert filestore_listing(filestore_path(db.data_dir, target)) == state1[1]
 
     # verify a snapshot as an archive (deep by default), then the repository
-    out = _run(["verify", second["name"], "--from", dest], env, check=True)
+    out = run_cli(["verify", second["name"], "--from", dest], env, check=True)
     assert out.stdout.startswith("OK: encrypted archive")
     assert "deep check OK" in out.stdout
-    out = _run(
+    out = run_cli(
         ["verify", "--repository", "--from", dest, "--database", db.dbname, "--deep"],
         env,
         check=True,
@@ -191,7 +171,7 @@ def test_incremental_backup_list_restore_verify_decrypt_export(
 
     # decrypt --extract and export-odoo-zip: private outputs
     ext = tmp_path / "ext"
-    _run(
+    run_cli(
         ["decrypt", second["name"], "--from", dest, "--extract", str(ext)],
         env,
         check=True,
@@ -201,14 +181,14 @@ def test_incremental_backup_list_restore_verify_decrypt_export(
     manifest = json.loads((ext / "manifest.json").read_text())
     assert manifest["rows"] == second["manifest"]["rows"]
     payload = tmp_path / "payload.tar"
-    _run(
+    run_cli(
         ["decrypt", second["name"], "--from", dest, "--tar", "-o", str(payload)],
         env,
         check=True,
     )
     assert payload.stat().st_mode & 0o777 == 0o600
     zpath = tmp_path / "odoo.zip"
-    _run(
+    run_cli(
         ["export-odoo-zip", second["name"], "--from", dest, "-o", str(zpath)],
         env,
         check=True,
@@ -220,7 +200,7 @@ def test_incremental_backup_list_restore_verify_decrypt_export(
     # a password is refused for snapshots (keyring only), nothing written
     pw = tmp_path / "pw"
     pw.write_text("correct horse battery staple 42")
-    refused = _run(
+    refused = run_cli(
         [
             "decrypt",
             second["name"],
@@ -244,7 +224,7 @@ def test_incremental_backup_refuses_a_password_and_several_destinations(
     pw = tmp_path / "pw"
     pw.write_text("correct horse battery staple 42")
     dest = tmp_path / "dest"
-    out = _run(
+    out = run_cli(
         [
             "backup",
             db.dbname,
@@ -257,7 +237,7 @@ def test_incremental_backup_refuses_a_password_and_several_destinations(
         env,
     )
     assert out.returncode == 2 and "server keyring only" in out.stderr
-    out = _run(
+    out = run_cli(
         [
             "backup",
             db.dbname,
@@ -272,12 +252,12 @@ def test_incremental_backup_refuses_a_password_and_several_destinations(
     assert out.returncode == 2 and "ONE destination" in out.stderr
     assert not dest.exists() and not (tmp_path / "other").exists()
     # the options are documented
-    helptext = _run(["backup", "--help"], env, check=True).stdout
+    helptext = run_cli(["backup", "--help"], env, check=True).stdout
     assert "--incremental" in helptext
-    assert "--repository" in _run(["restore", "--help"], env, check=True).stdout
-    verify_help = _run(["verify", "--help"], env, check=True).stdout
+    assert "--repository" in run_cli(["restore", "--help"], env, check=True).stdout
+    verify_help = run_cli(["verify", "--help"], env, check=True).stdout
     assert "--sample" in verify_help and "--deep" in verify_help
-    assert "--repository" in _run(["prune", "--help"], env, check=True).stdout
+    assert "--repository" in run_cli(["prune", "--help"], env, check=True).stdout
 
 
 def test_foreign_snapshot_refused_over_an_existing_database(
@@ -301,18 +281,18 @@ def test_foreign_snapshot_refused_over_an_existing_database(
         "--confirm",
         a.dbname,
     ]
-    out = _run(base, env)
+    out = run_cli(base, env)
     assert out.returncode == 9  # safety refusal
     assert f"a backup of database {b.dbname!r}" in out.stderr
     assert "nothing was restored" in out.stderr
     assert (_tables(a.dbname), filestore_listing(a.filestore)) == before
     # naming another source is refused too
-    out = _run([*base, "--allow-foreign-archive", a.dbname], env)
+    out = run_cli([*base, "--allow-foreign-archive", a.dbname], env)
     assert out.returncode == 9 and "does not name" in out.stderr
     assert (_tables(a.dbname), filestore_listing(a.filestore)) == before
     # confirmed by the source's name: restored, the target keeps its uuid
     uuid_a = a.uuid
-    out = _run([*base, "--allow-foreign-archive", b.dbname], env, check=True)
+    out = run_cli([*base, "--allow-foreign-archive", b.dbname], env, check=True)
     assert _tables(a.dbname) == _tables(b.dbname)
     conn = connect(a.dbname)
     with conn.cursor() as cr:
@@ -334,14 +314,14 @@ def test_damaged_repository_named_by_verify_and_refused_by_restore(
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
-    out = _run(
+    out = run_cli(
         ["verify", "--repository", "--from", dest, "--database", db.dbname, "--deep"],
         env,
     )
     assert out.returncode == 6 and out.stdout.startswith("DAMAGED")
     assert victim.name in out.stdout
     target = f"{db.dbname}_new"
-    out = _run(
+    out = run_cli(
         [
             "restore",
             snap["name"],
@@ -378,17 +358,17 @@ def test_prune_repository_forgets_snapshots_and_collects_garbage(
         "1",
         "--json",
     ]
-    dry = json.loads(_run([*base, "--dry-run"], env, check=True).stdout)
+    dry = json.loads(run_cli([*base, "--dry-run"], env, check=True).stdout)
     assert dry["delete"] == [first["name"]] and dry["deleted"] == []
     assert [r["name"] for r in _list(dest, env, db.dbname)] == [
         first["name"],
         second["name"],
     ]
-    done = json.loads(_run(base, env, check=True).stdout)
+    done = json.loads(run_cli(base, env, check=True).stdout)
     assert done["deleted"] == [first["name"]] and len(done["gc"]) == 1
     assert [r["name"] for r in _list(dest, env, db.dbname)] == [second["name"]]
     # the kept snapshot still verifies completely
-    _run(
+    run_cli(
         ["verify", "--repository", "--from", dest, "--database", db.dbname, "--deep"],
         env,
         check=True,
@@ -410,7 +390,7 @@ def test_incremental_through_s3(odoo_db_factory, env, tmp_path, s3_config):
     assert [r["name"] for r in rows] == [first["name"], second["name"]]
     assert rows[1]["new_data"] < rows[0]["new_data"]
     target = f"{db.dbname}_s3"
-    _run(
+    run_cli(
         [
             "restore",
             first["name"],

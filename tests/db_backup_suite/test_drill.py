@@ -17,8 +17,13 @@ from db_backup_suite.lib import backup, cleanup, crypto, drill, lock, registry, 
 from db_backup_suite.lib.errors import SuiteError, VerificationError
 from db_backup_suite.lib.pgtools import PgParams, create_database, drop_database
 from db_backup_suite.lib.sinks import make_sink
-from tests.fixtures.odoo_db import database_exists, list_databases
-from tests.fixtures.s3_server import wait_until
+from tests.fixtures import wait_until
+from tests.fixtures.odoo_db import (
+    create_lookalike,
+    database_exists,
+    list_databases,
+    lookalike_intact,
+)
 
 PREFIX = "drill_t_"
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,30 +184,6 @@ def test_a_long_database_name_finds_its_cut_staging_through_the_record(pg, tmp_p
         drop_database(pg, staging)
 
 
-def _lookalike(pg, name):
-    create_database(pg, name)
-    conn = pg.connect(name)
-    try:
-        with conn.cursor() as cr:
-            cr.execute("CREATE TABLE precious (v text)")
-            cr.execute("INSERT INTO precious VALUES ('keep me')")
-        conn.commit()
-    finally:
-        conn.close()
-
-
-def _has_data(pg, name) -> bool:
-    if not database_exists(name):
-        return False
-    conn = pg.connect(name)
-    try:
-        with conn.cursor() as cr:
-            cr.execute("SELECT v FROM precious")
-            return cr.fetchall() == [("keep me",)]
-    finally:
-        conn.close()
-
-
 def test_lookalikes_with_data_survive_every_cleanup(
     odoo_db_factory, pg, tmp_path, keyring
 ):
@@ -220,7 +201,7 @@ def test_lookalikes_with_data_survive_every_cleanup(
     ]
     try:
         for name in fakes:
-            _lookalike(pg, name)
+            create_lookalike(name)
         (db.data_dir / "filestore" / fake_drill).mkdir()
         out = drill.clean_drill_leftovers(
             pg, d, data_dir=db.data_dir, known=[fake_drill]
@@ -248,7 +229,7 @@ def test_lookalikes_with_data_survive_every_cleanup(
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["left_alone"] == 2
         for name in fakes:
-            assert _has_data(pg, name), name
+            assert lookalike_intact(name), name
         assert (db.data_dir / "filestore" / fake_drill).is_dir()
     finally:
         for name in fakes:

@@ -8,8 +8,6 @@ import hashlib
 import io
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,10 +18,10 @@ from db_backup_suite.lib import backup, cleanup, crypto, fanout, scan
 from db_backup_suite.lib.errors import DestinationsFailedError, SinkError
 from db_backup_suite.lib.sinks import make_sink
 from db_backup_suite.lib.sinks.local import LocalSink, LocalWriter
-from tests.fixtures.s3_server import wait_until
+from tests.db_backup_suite.cli_runner import keyring_environ, run_cli
+from tests.fixtures import live_children, wait_until
 
 PREFIX = "h12_fo_"
-ROOT = Path(__file__).resolve().parents[2]
 FAST_S3 = {
     "part_size": 5 * 1024 * 1024,
     "part_attempts": 2,
@@ -243,7 +241,7 @@ def test_every_destination_failing_raises_with_each_reason(
     assert "Unknown destination type 'ftp'" in outcomes[1].error
     assert "no destination stored the archive (2 failed)" in str(info.value)
     # pg_dump was stopped and reaped, the backup lock released
-    assert _children("pg_dump") == []
+    assert live_children("pg_dump") == []
     backup.run_backup(
         _request(db, keyring, [{"type": "local", "path": str(tmp_path / "ok")}])
     )
@@ -373,26 +371,12 @@ def test_overall_state():
 # ---------------------------------------------------------------------------
 # the command line
 # ---------------------------------------------------------------------------
-def _cli(args, environ):
-    return subprocess.run(
-        [sys.executable, "-m", "db_backup_suite.lib", *args],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.fixture
 def cli_env(tmp_path):
     keyring = tmp_path / "keyring"
     keyring.write_text(crypto.generate_key_line() + "\n")
     keyring.chmod(0o600)
-    environ = os.environ.copy()
-    environ["SUITE_KEYRING_FILE"] = str(keyring)
-    environ.pop("SUITE_KEYRING", None)
-    return environ
+    return keyring_environ(keyring)
 
 
 def test_cli_backup_to_two_destinations_prints_each_and_exits_3_when_partial(
@@ -412,14 +396,14 @@ def test_cli_backup_to_two_destinations_prints_each_and_exits_3_when_partial(
         f"{sftp_config['path']}?known_hosts={wrong_known}&private_key_file={key}"
     )
     data_dir = ["--data-dir", str(db.data_dir)]
-    out = _cli(["backup", db.dbname, "--to", good, "--to", bad, *data_dir], cli_env)
+    out = run_cli(["backup", db.dbname, "--to", good, "--to", bad, *data_dir], cli_env)
     assert out.returncode == 3, out.stderr
     assert "backup partial:" in out.stdout
     assert f"  {good}: stored" in out.stdout
     assert f"  {bad}: FAILED: SFTP host" in out.stdout
     assert "NOT match known_hosts" in out.stdout
 
-    out = _cli(
+    out = run_cli(
         [
             "backup",
             db.dbname,
@@ -437,22 +421,6 @@ def test_cli_backup_to_two_destinations_prints_each_and_exits_3_when_partial(
     assert data["state"] == "done"
     assert [d["state"] for d in data["destinations"]] == ["done", "done"]
 
-    out = _cli(["backup", db.dbname, "--to", bad, "--json", *data_dir], cli_env)
+    out = run_cli(["backup", db.dbname, "--to", bad, "--json", *data_dir], cli_env)
     assert out.returncode == 8  # destination unreachable
     assert "NOT match known_hosts" in out.stderr
-
-
-def _children(name: str) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if comm == name and int(fields[1]) == os.getpid() and fields[0] != "Z":
-            pids.append(int(entry))
-    return pids

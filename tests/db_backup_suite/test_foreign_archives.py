@@ -11,8 +11,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from db_backup_suite.lib import backup, crypto, odoozip, owner, restore
 from db_backup_suite.lib.errors import ForeignArchiveError, RestoreError
 from db_backup_suite.lib.payload.reader import PayloadReader
 from db_backup_suite.lib.sinks import make_sink
+from tests.db_backup_suite.cli_runner import keyring_environ, run_cli
 from tests.fixtures.odoo_db import (
     connect,
     data_checksum,
@@ -30,7 +29,6 @@ from tests.fixtures.odoo_db import (
 )
 
 PREFIX = "h3_fa_"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -327,22 +325,7 @@ def _env(tmp_path, key_line):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(key_line + "\n")
-    environ = os.environ.copy()
-    environ["SUITE_KEYRING_FILE"] = str(path)
-    environ.pop("SUITE_KEYRING", None)
-    return environ
-
-
-def _run(args, environ, umask=None):
-    return subprocess.run(
-        [sys.executable, "-m", "db_backup_suite.lib", *args],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
-    )
+    return keyring_environ(path)
 
 
 def test_cli_refuses_a_foreign_archive_unless_named(
@@ -362,7 +345,7 @@ def test_cli_refuses_a_foreign_archive_unless_named(
         str(b.data_dir),
     ]
     before = _state(b)
-    out = _run(base, environ)
+    out = run_cli(base, environ)
     assert out.returncode == 9, out.stderr  # safety refusal
     assert out.stderr.startswith("error: the archive is a backup of database")
     for shown in (a.dbname, a.uuid, result.manifest["created_at"], b.uuid):
@@ -370,11 +353,11 @@ def test_cli_refuses_a_foreign_archive_unless_named(
     assert f"--allow-foreign-archive {a.dbname}" in out.stderr
     assert _state(b) == before
     # a flag naming another database is not a confirmation
-    out = _run([*base, "--allow-foreign-archive", b.dbname], environ)
+    out = run_cli([*base, "--allow-foreign-archive", b.dbname], environ)
     assert out.returncode == 9 and "does not name" in out.stderr
     assert _state(b) == before
     # JSON output carries the facts
-    out = _run([*base, "--json"], environ)
+    out = run_cli([*base, "--json"], environ)
     error = json.loads(out.stdout)
     assert error["type"] == "ForeignArchiveError"
     assert (error["source_name"], error["source_uuid"], error["expected_uuid"]) == (
@@ -384,7 +367,7 @@ def test_cli_refuses_a_foreign_archive_unless_named(
     )
     assert _state(b) == before
     # named: restored, B keeps its uuid and secret
-    out = _run([*base, "--allow-foreign-archive", a.dbname, "--json"], environ)
+    out = run_cli([*base, "--allow-foreign-archive", a.dbname, "--json"], environ)
     assert out.returncode == 0, out.stderr
     restored = json.loads(out.stdout)
     assert restored["foreign"] and restored["uuid"] == b.uuid
@@ -409,7 +392,7 @@ def test_cli_plaintext_outputs_are_private(two_dbs, key_line, keyring, tmp_path)
     }
     for what, args in runs.items():
         # a permissive umask: the modes come from how the files are created
-        out = _run(args, environ, umask=0)
+        out = run_cli(args, environ, umask=0)
         assert out.returncode == 0, (what, out.stderr)
     written = [out_dir / "payload", out_dir / "p.tar", out_dir / "a.zip"]
     folders = [out_dir / "x"]
@@ -421,5 +404,5 @@ def test_cli_plaintext_outputs_are_private(two_dbs, key_line, keyring, tmp_path)
     for path in folders:
         assert path.stat().st_mode & 0o777 == 0o700, path
     # and the help says whose archives the command line reads
-    help_text = _run(["decrypt", "--help"], environ).stdout
+    help_text = run_cli(["decrypt", "--help"], environ).stdout
     assert "ANY_TENANT" in help_text and "0600" in help_text

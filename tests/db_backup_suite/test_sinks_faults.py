@@ -17,7 +17,7 @@ from db_backup_suite.lib.errors import SinkError, SinkUnreachableError
 from db_backup_suite.lib.sinks import make_sink
 from db_backup_suite.lib.sinks.s3 import MiB
 from db_backup_suite.lib.sinks.sftp import fetch_host_key, known_hosts_fingerprint
-from tests.fixtures.s3_server import free_port, wait_until
+from tests.fixtures import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
