@@ -61,6 +61,8 @@ from odoo.addons.base.models.ir_qweb import render as qweb_render
 from odoo.addons.web.controllers.database import Database
 from odoo.addons.web.controllers.home import Home
 
+from suite_core.keyring import SuiteError
+
 from ..lib import emergency as em
 from ..service import backup_engine
 
@@ -115,7 +117,7 @@ CHILD_BOOT = (
 )
 
 
-class EmergencyRefused(Exception):
+class EmergencyRefused(SuiteError):
     """A gate of the emergency restore refused: nothing was changed."""
 
 

@@ -94,3 +94,10 @@ class TestServiceErrors(BaseCase):
         self.assertEqual(error.event["event"], "error")
         self.assertEqual(error.event["type"], "KeyError")
         self.assertIn("no-such-action", str(error))
+
+    def test_the_emergency_page_refusal_is_a_suite_error(self):
+        """The one error class of the Odoo layer outside ``service`` that is
+        not an Odoo ``UserError`` (the emergency restore page's refusal)."""
+        from ..controllers.emergency import EmergencyRefused
+
+        self.assertTrue(issubclass(EmergencyRefused, SuiteError))
