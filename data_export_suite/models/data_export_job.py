@@ -429,6 +429,9 @@ class DataExportJob(models.Model):
             # Its name ends up in the file name: only a profile the owner reads.
             self.profile_id.with_env(env).check_access("read")
         Profile = env["data.export.profile"]
+        if self.export_format == "csv":
+            # refused now, not by the CSV writer when the export runs
+            Profile._check_delimiter(self.csv_delimiter or ",")
         if self.export_format == "pdf" and (
             self.model_name != "account.move" or "account.move" not in env
         ):

@@ -145,11 +145,18 @@ class DataExportProfile(models.Model):
     @api.constrains("csv_delimiter")
     def _check_csv_delimiter(self):
         for profile in self:
-            delimiter = profile.csv_delimiter or ""
-            if len(delimiter) != 1 or delimiter in '"\r\n' or delimiter.isalnum():
-                raise ValidationError(
-                    self.env._("The CSV delimiter must be one punctuation character.")
-                )
+            self._check_delimiter(profile.csv_delimiter)
+
+    @api.model
+    def _check_delimiter(self, delimiter):
+        """Refuse a CSV delimiter the CSV writer cannot use (one character,
+        not a quote, a line break, a letter or a digit): the rule of
+        profiles and of export requests alike."""
+        delimiter = delimiter or ""
+        if len(delimiter) != 1 or delimiter in '"\r\n' or delimiter.isalnum():
+            raise ValidationError(
+                self.env._("The CSV delimiter must be one punctuation character.")
+            )
 
     # ------------------------------------------------------------------
     # CRUD

@@ -196,6 +196,71 @@ class TestExportWizardRpc(RpcMixin, HttpCase):
         )
         self.assertEqual(job.state, "queued")
 
+    def test_unusable_csv_delimiter_refused_when_requested(self):
+        """A delimiter the CSV writer cannot use is refused with the suite's
+        message when the export is requested, small or large: never the
+        writer's raw error (an Odoo server error and its traceback) nor a
+        job queued only to fail in the background."""
+        Job = self.env["data.export.job"].sudo()
+        Profile = self.env["data.export.profile"].sudo()
+        before = (Job.search_count([]), Profile.search_count([]))
+        for limit in ("1000", "1"):  # run at once / queued for the cron
+            self.env["ir.config_parameter"].sudo().set_param(
+                "data_export_suite.sync_record_limit", limit
+            )
+            for delimiter in ('"', "\n", "a"):
+                for save_profile in (False, True):
+                    wizard_id = self.call(
+                        self.exporter,
+                        "create",
+                        {
+                            "model_name": "res.partner",
+                            "domain": self.domain,
+                            "field_paths": "id\nname",
+                            "csv_delimiter": delimiter,
+                            "save_profile": save_profile,
+                            "profile_name": "Bad delimiter",
+                        },
+                    )
+                    message = self.refused(
+                        "ValidationError", self.exporter, "action_run", [wizard_id]
+                    )
+                    self.assertEqual(
+                        message,
+                        "The CSV delimiter must be one punctuation character.",
+                    )
+                # straight to the job model: the same refusal
+                message = self.refused(
+                    "ValidationError",
+                    self.exporter,
+                    "create",
+                    {
+                        "model_name": "res.partner",
+                        "domain": self.domain,
+                        "field_paths": "id",
+                        "csv_delimiter": delimiter,
+                    },
+                    model="data.export.job",
+                )
+                self.assertEqual(
+                    message, "The CSV delimiter must be one punctuation character."
+                )
+        self.assertEqual((Job.search_count([]), Profile.search_count([])), before)
+        # another format does not use it: not checked there
+        job_id = self.call(
+            self.exporter,
+            "create",
+            {
+                "model_name": "res.partner",
+                "domain": self.domain,
+                "field_paths": "id",
+                "export_format": "json",
+                "csv_delimiter": '"',
+            },
+            model="data.export.job",
+        )
+        self.assertTrue(Job.browse(job_id).exists())
+
     def test_password_policy_and_meter(self):
         weak = self.call(self.exporter, "password_strength", "abcdefghijkl")
         self.assertFalse(weak["ok"])
