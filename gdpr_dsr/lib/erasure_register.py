@@ -78,8 +78,16 @@ class ErasureRegister:
         recorded_at = recorded_at or datetime.now(UTC)
         if recorded_at.tzinfo is None:
             raise ErasureRegisterError("recorded_at must be timezone-aware")
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            # a missing or read-only folder is a server setting to fix: the
+            # caller refuses the erasure (nothing erased without its entry)
+            raise ErasureRegisterError(
+                f"the erasure register {self.path} cannot be written: "
+                f"{exc.strerror or exc}"
+            ) from exc
         try:
             os.fchmod(fd, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -107,8 +115,14 @@ class ErasureRegister:
                 "prev": previous,
             }
             line = json.dumps(entry, sort_keys=True, separators=(",", ":"))
-            os.write(fd, line.encode("utf-8") + b"\n")
-            os.fsync(fd)
+            try:
+                os.write(fd, line.encode("utf-8") + b"\n")
+                os.fsync(fd)
+            except OSError as exc:  # a full disk, a failing device
+                raise ErasureRegisterError(
+                    f"the erasure register {self.path} cannot be written: "
+                    f"{exc.strerror or exc}"
+                ) from exc
         finally:
             os.close(fd)  # closing the descriptor releases the lock
         return entry

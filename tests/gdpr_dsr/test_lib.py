@@ -133,6 +133,19 @@ def test_register_rejects_bad_input(tmp_path):
         )
 
 
+def test_register_folder_not_writable_is_a_register_error(tmp_path):
+    """A register folder Odoo cannot create or write is the register's own
+    error (the erasure is refused with a clear message), never a bare
+    OSError; nothing is written."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    register = ErasureRegister(blocker / "gdpr_dsr", "uuid-5")
+    with pytest.raises(ErasureRegisterError, match="cannot be written"):
+        register.append(request_ref="DSR/1", email_sha256="e", partners=[], records=[])
+    assert blocker.read_text() == ""
+    assert register.entries() == []
+
+
 def test_certificate_sign_and_verify():
     doc = {"request": "DSR/0001", "records": [{"model": "res.partner", "id": 1}]}
     signed = certificate.sign(doc, b"k" * 32, key_id="main")
