@@ -1,7 +1,7 @@
 """Key rotation: seal the suite's stored secrets again under the keyring's
 active key, and say which key ids the archives and files still need.
 
-The server keyring (``audit_export/lib/keyring.py``) lives outside the
+The server keyring (``suite_core/keyring.py``) lives outside the
 database; its first key encrypts everything new, the others only decrypt.
 After a new key was added at the top of the keyring, "Rotate key" (Settings,
 Database Backups; Settings administrators only) does, in one transaction:
