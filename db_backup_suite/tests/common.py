@@ -115,6 +115,22 @@ class KeyringMixin:
 class BackupCase(KeyringMixin, TransactionCase):
     """Keyring, a local destination, an operator, a restore user, a plain user."""
 
+    def unreachable_sftp_destination(self):
+        """An SFTP destination whose server never answers (port 1 of the
+        loopback), its host key confirmed: a connection test fails fast."""
+        return self.env["db.backup.destination"].create(
+            {
+                "name": "Nowhere",
+                "dest_type": "sftp",
+                "sftp_host": "127.0.0.1",
+                "sftp_port": 1,
+                "sftp_username": "nobody",
+                "sftp_password": "pw-123456789",
+                "sftp_known_hosts": "[127.0.0.1]:1 ssh-ed25519 "
+                "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+            }
+        )
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()

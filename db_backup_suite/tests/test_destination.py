@@ -11,18 +11,7 @@ class TestDestination(BackupCase):
         self.assertTrue(self.local_dest.last_test_ok)
 
     def test_unreachable_sftp_reports_failure(self):
-        dest = self.env["db.backup.destination"].create(
-            {
-                "name": "Nowhere",
-                "dest_type": "sftp",
-                "sftp_host": "127.0.0.1",
-                "sftp_port": 1,
-                "sftp_username": "nobody",
-                "sftp_password": "pw-123456789",
-                "sftp_known_hosts": "[127.0.0.1]:1 ssh-ed25519 "
-                "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
-            }
-        )
+        dest = self.unreachable_sftp_destination()
         action = dest.action_test_connection()
         self.assertEqual(action["params"]["type"], "danger")
         self.assertFalse(dest.last_test_ok)

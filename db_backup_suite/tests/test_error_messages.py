@@ -129,22 +129,8 @@ class TestEngineErrorMessages(BackupCase):
         self.assertIn("The credentials of destination Cloud", self.msg(missing))
         self.assertIn("k1", self.msg(missing))
 
-    def _unreachable_destination(self):
-        return self.env["db.backup.destination"].create(
-            {
-                "name": "Nowhere",
-                "dest_type": "sftp",
-                "sftp_host": "127.0.0.1",
-                "sftp_port": 1,
-                "sftp_username": "nobody",
-                "sftp_password": "pw-123456789",
-                "sftp_known_hosts": "[127.0.0.1]:1 ssh-ed25519 "
-                "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
-            }
-        )
-
     def test_a_failed_connection_test_shows_the_translated_message(self):
-        dest = self._unreachable_destination()
+        dest = self.unreachable_sftp_destination()
         action = dest.action_test_connection()
         prefix = "The backup destination cannot be reached or refused the connection"
         self.assertTrue(dest.last_test_result.startswith(prefix + " (SFTP host"))
