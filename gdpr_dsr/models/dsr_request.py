@@ -762,6 +762,18 @@ class DsrRequest(models.Model):
             request.package_job_error = job.error_message
 
     # -- erasure -------------------------------------------------------------------
+    def _identity_evidence(self):
+        """The request's own evidence of identity (files attached to this
+        request, nothing else), as superuser: erased with the subject."""
+        self.ensure_one()
+        return self.sudo().verification_attachment_ids.filtered(
+            lambda att: (
+                att.res_model == "dsr.request"
+                and att.res_id == self.id
+                and not att.res_field
+            )
+        )
+
     def _erase(self, typed_email=None, typed_sha256=None):
         """Apply the erasure after the gate: ``typed_email`` (or its digest
         ``typed_sha256``, see the wizard) must be the subject's email,
@@ -849,13 +861,7 @@ class DsrRequest(models.Model):
             # The evidence of identity is personal data too: it goes with the
             # rest (only files of this request: nothing else is deleted on its
             # account).
-            evidence = self.sudo().verification_attachment_ids.filtered(
-                lambda att: (
-                    att.res_model == self._name
-                    and att.res_id == self.id
-                    and not att.res_field
-                )
-            )
+            evidence = self._identity_evidence()
             self._server_write(
                 {
                     "state": "done",

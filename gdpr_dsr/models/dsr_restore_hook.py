@@ -126,13 +126,7 @@ class DsrRestoreHook(models.AbstractModel):
             erasure._execute(hits, subject_ids, label)
             done = [h for h in hits if h.get("result") in ("deleted", "anonymized")]
             if request and request.state != "done":
-                evidence = request.verification_attachment_ids.filtered(
-                    lambda att: (
-                        att.res_model == self._name
-                        and att.res_id == request.id
-                        and not att.res_field
-                    )
-                )
+                evidence = request._identity_evidence()
                 request.write(
                     {
                         "state": "done",

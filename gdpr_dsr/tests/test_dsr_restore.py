@@ -123,6 +123,8 @@ class TestErasureSurvivesRestore(BaseCase):
             request = make_verified_request(env(user=officer), "erasure")
             request.action_discover()
             request_id, officer_id = request.id, officer.id
+            evidence_ids = request.sudo().verification_attachment_ids.ids
+            self.assertTrue(evidence_ids)
 
         # the backup, taken before the erasure (what db_backup_suite would do)
         archive_created_at = datetime.now(UTC)
@@ -197,6 +199,8 @@ class TestErasureSurvivesRestore(BaseCase):
                 self.assertFalse(env["mail.message"].browse(ids[key]).exists(), key)
             for key in ("passport", "photo"):
                 self.assertFalse(env["ir.attachment"].browse(ids[key]).exists(), key)
+            # the evidence of identity the restore brought back goes again
+            self.assertFalse(env["ir.attachment"].browse(evidence_ids).exists())
             bank = env["res.partner.bank"].browse(ids["bank"])
             self.assertEqual(bank.acc_number, "************6755")
             self.assertFalse(bank.active)
